@@ -1,0 +1,39 @@
+# topod: see README.md. `make test` passes the tests on a fresh machine.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/bin:$(PATH)
+export GOBIN := $(CURDIR)/bin
+
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+
+.PHONY: all build test proto tools-proto vet fmt clean
+
+all: build
+
+build:
+	go build -o bin/ ./cmd/...
+
+bin/protoc-gen-go:
+	go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+bin/protoc-gen-go-grpc:
+	go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+# protoc comes from Debian's protobuf-compiler, installed when missing.
+tools-proto: bin/protoc-gen-go bin/protoc-gen-go-grpc
+	@command -v protoc >/dev/null || { apt-get update -qq && apt-get install -y -qq protobuf-compiler; }
+
+# proto regenerates the checked-in Go code from proto/.
+proto: tools-proto
+	protoc -I proto --go_out=proto --go_opt=paths=source_relative \
+		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
+		proto/topod/v1/topod.proto
+
+vet:
+	go vet ./...
+
+fmt:
+	gofmt -l -w $$(git ls-files '*.go' | grep -v '\.pb\.go$$')
+
+clean:
+	rm -rf bin/ .cache/
