@@ -1,0 +1,110 @@
+package topoplugin
+
+import (
+	"context"
+
+	"vitess.io/vitess/go/vt/topo"
+
+	topodv1 "github.com/topod-io/topod/proto/topod/v1"
+)
+
+// Create is part of topo.Conn.
+func (c *Conn) Create(ctx context.Context, filePath string, contents []byte) (topo.Version, error) {
+	p, err := c.fullPath(filePath)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel, wait := c.unary(ctx)
+	defer cancel()
+	resp, err := c.client.Create(ctx, &topodv1.CreateRequest{Path: p, Contents: contents}, wait)
+	if err != nil {
+		return nil, convertError(err, p)
+	}
+	return Version(resp.Version), nil
+}
+
+// Update is part of topo.Conn.
+func (c *Conn) Update(ctx context.Context, filePath string, contents []byte, version topo.Version) (topo.Version, error) {
+	p, err := c.fullPath(filePath)
+	if err != nil {
+		return nil, err
+	}
+	v, err := versionOf(version)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel, wait := c.unary(ctx)
+	defer cancel()
+	resp, err := c.client.Update(ctx, &topodv1.UpdateRequest{Path: p, Contents: contents, Version: v}, wait)
+	if err != nil {
+		return nil, convertError(err, p)
+	}
+	return Version(resp.Version), nil
+}
+
+// Get is part of topo.Conn.
+func (c *Conn) Get(ctx context.Context, filePath string) ([]byte, topo.Version, error) {
+	p, err := c.fullPath(filePath)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel, wait := c.unary(ctx)
+	defer cancel()
+	resp, err := c.client.Get(ctx, &topodv1.GetRequest{Path: p}, wait)
+	if err != nil {
+		return nil, nil, convertError(err, p)
+	}
+	return resp.Contents, Version(resp.Version), nil
+}
+
+// GetVersion is part of topo.Conn.
+func (c *Conn) GetVersion(ctx context.Context, filePath string, version int64) ([]byte, error) {
+	p, err := c.fullPath(filePath)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel, wait := c.unary(ctx)
+	defer cancel()
+	resp, err := c.client.GetVersion(ctx, &topodv1.GetVersionRequest{Path: p, Version: version}, wait)
+	if err != nil {
+		return nil, convertError(err, p)
+	}
+	return resp.Contents, nil
+}
+
+// List is part of topo.Conn.
+func (c *Conn) List(ctx context.Context, filePathPrefix string) ([]topo.KVInfo, error) {
+	p, err := c.fullPath(filePathPrefix)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel, wait := c.unary(ctx)
+	defer cancel()
+	resp, err := c.client.List(ctx, &topodv1.ListRequest{Prefix: p}, wait)
+	if err != nil {
+		return []topo.KVInfo{}, convertError(err, p)
+	}
+	out := make([]topo.KVInfo, len(resp.Kvs))
+	for i, e := range resp.Kvs {
+		out[i] = topo.KVInfo{Key: []byte(e.Path), Value: e.Contents, Version: Version(e.Version)}
+	}
+	return out, nil
+}
+
+// Delete is part of topo.Conn.
+func (c *Conn) Delete(ctx context.Context, filePath string, version topo.Version) error {
+	p, err := c.fullPath(filePath)
+	if err != nil {
+		return err
+	}
+	v, err := versionOf(version)
+	if err != nil {
+		return err
+	}
+	ctx, cancel, wait := c.unary(ctx)
+	defer cancel()
+	if _, err := c.client.Delete(ctx, &topodv1.DeleteRequest{Path: p, Version: v}, wait); err != nil {
+		return convertError(err, p)
+	}
+	return nil
+}

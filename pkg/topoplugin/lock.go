@@ -1,0 +1,130 @@
+package topoplugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"vitess.io/vitess/go/vt/topo"
+
+	topodv1 "github.com/topod-io/topod/proto/topod/v1"
+)
+
+// Lock is part of topo.Conn.
+func (c *Conn) Lock(ctx context.Context, dirPath, contents string) (topo.LockDescriptor, error) {
+	return c.lock(ctx, dirPath, contents, topodv1.LockKind_LOCK_KIND_BLOCKING, lockTTL)
+}
+
+// LockWithTTL is part of topo.Conn.
+func (c *Conn) LockWithTTL(ctx context.Context, dirPath, contents string, ttl time.Duration) (topo.LockDescriptor, error) {
+	return c.lock(ctx, dirPath, contents, topodv1.LockKind_LOCK_KIND_BLOCKING, ttl)
+}
+
+// LockName is part of topo.Conn. The server gives it the 24 h TTL of
+// topo.NamedLockTTL.
+func (c *Conn) LockName(ctx context.Context, dirPath, contents string) (topo.LockDescriptor, error) {
+	return c.lock(ctx, dirPath, contents, topodv1.LockKind_LOCK_KIND_NAMED, 0)
+}
+
+// TryLock is part of topo.Conn.
+func (c *Conn) TryLock(ctx context.Context, dirPath, contents string) (topo.LockDescriptor, error) {
+	return c.lock(ctx, dirPath, contents, topodv1.LockKind_LOCK_KIND_TRY, lockTTL)
+}
+
+// lock opens a Lock stream and waits, bounded by ctx, until topod says the
+// lock is held. The stream itself outlives ctx: the lock lives as long as it
+// does, until Unlock or Close.
+func (c *Conn) lock(ctx context.Context, dirPath, contents string, kind topodv1.LockKind, ttl time.Duration) (topo.LockDescriptor, error) {
+	p, err := c.fullPath(dirPath)
+	if err != nil {
+		return nil, err
+	}
+	streamCtx, cancel := context.WithCancel(c.ctx)
+	stream, err := c.client.Lock(streamCtx, grpc.WaitForReady(true))
+	if err != nil {
+		cancel()
+		return nil, convertError(err, p)
+	}
+	ld := &lockDescriptor{path: p, stream: stream, cancel: cancel}
+	err = ld.roundTrip(ctx, &topodv1.LockRequest{Request: &topodv1.LockRequest_Acquire{Acquire: &topodv1.LockAcquire{
+		Path:       p,
+		Contents:   contents,
+		Kind:       kind,
+		TtlSeconds: int64((ttl + time.Second - 1) / time.Second),
+	}}})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return ld, nil
+}
+
+// lockDescriptor is a held lock: the open Lock stream.
+type lockDescriptor struct {
+	path string
+
+	mu       sync.Mutex // serializes round trips on the stream
+	stream   grpc.BidiStreamingClient[topodv1.LockRequest, topodv1.LockResponse]
+	cancel   context.CancelFunc
+	released bool
+}
+
+// roundTrip sends one request and waits for its answer, or for ctx. A
+// failure breaks the stream, which releases the lock on the server.
+func (ld *lockDescriptor) roundTrip(ctx context.Context, req *topodv1.LockRequest) error {
+	result := make(chan error, 1)
+	go func() {
+		if err := ld.stream.Send(req); err != nil {
+			// The real error is the stream's status, read by Recv.
+			_, err = ld.stream.Recv()
+			result <- err
+			return
+		}
+		_, err := ld.stream.Recv()
+		result <- err
+	}()
+	select {
+	case err := <-result:
+		if err != nil {
+			ld.cancel()
+			return convertError(err, ld.path)
+		}
+		return nil
+	case <-ctx.Done():
+		ld.cancel()
+		return convertError(ctx.Err(), ld.path)
+	}
+}
+
+// Check is part of topo.LockDescriptor: the lease behind the lock still
+// holds.
+func (ld *lockDescriptor) Check(ctx context.Context) error {
+	ld.mu.Lock()
+	defer ld.mu.Unlock()
+	if ld.released {
+		return fmt.Errorf("topod: lock %s was released", ld.path)
+	}
+	err := ld.roundTrip(ctx, &topodv1.LockRequest{Request: &topodv1.LockRequest_Check{Check: &topodv1.LockCheck{}}})
+	if err != nil {
+		ld.released = true
+	}
+	return err
+}
+
+// Unlock is part of topo.LockDescriptor. The lock is released even if the
+// answer does not come back: the stream is closed either way.
+func (ld *lockDescriptor) Unlock(ctx context.Context) error {
+	ld.mu.Lock()
+	defer ld.mu.Unlock()
+	if ld.released {
+		return errors.New("topod: unlock " + ld.path + ": lock already released")
+	}
+	ld.released = true
+	err := ld.roundTrip(ctx, &topodv1.LockRequest{Request: &topodv1.LockRequest_Unlock{Unlock: &topodv1.LockUnlock{}}})
+	ld.cancel()
+	return err
+}

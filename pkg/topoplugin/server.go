@@ -1,0 +1,153 @@
+// Package topoplugin is the Vitess topo plugin for topod: a topo.Conn that
+// talks gRPC to one or more topod replicas. Importing the package registers
+// it as --topo-implementation topod:
+//
+//	--topo-implementation topod
+//	--topo-global-server-address 127.0.0.1:15999[,10.0.0.2:15999...]
+//	--topo-global-root /vitess/global
+//
+// Several comma-separated addresses are replicas of one topod service: the
+// connection fails over between them, unary calls wait for a replica to be
+// ready (bounded by --topod-request-timeout when the caller set no deadline),
+// and watches resume on another replica, converging to the latest value.
+//
+// One file per concern, as in Vitess's etcd2topo: server.go (factory,
+// connection), file.go, directory.go, watch.go, lock.go, election.go,
+// version.go, error.go.
+package topoplugin
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+
+	"vitess.io/vitess/go/vt/servenv"
+	"vitess.io/vitess/go/vt/topo"
+	"vitess.io/vitess/go/vt/utils"
+
+	topodv1 "github.com/topod-io/topod/proto/topod/v1"
+)
+
+// Name is the --topo-implementation value of this plugin.
+const Name = "topod"
+
+var (
+	requestTimeout = 30 * time.Second
+	lockTTL        = 30 * time.Second
+)
+
+func init() {
+	for _, cmd := range topo.FlagBinaries {
+		servenv.OnParseFor(cmd, registerFlags)
+	}
+	topo.RegisterFactory(Name, Factory{})
+}
+
+func registerFlags(fs *pflag.FlagSet) {
+	utils.SetFlagDurationVar(fs, &requestTimeout, "topod-request-timeout", requestTimeout, "Deadline of a topod request whose caller set none; a request waits this long for a topod replica to become reachable.")
+	utils.SetFlagDurationVar(fs, &lockTTL, "topod-lock-ttl", lockTTL, "Lease TTL of topo locks and leader elections held through topod: how long a lock outlives a topod replica that died while holding it.")
+}
+
+// Factory is the topo.Factory of the plugin.
+type Factory struct{}
+
+// HasGlobalReadOnlyCell is part of topo.Factory.
+func (Factory) HasGlobalReadOnlyCell(serverAddr, root string) bool { return false }
+
+// Create is part of topo.Factory.
+func (Factory) Create(cell, serverAddr, root string) (topo.Conn, error) {
+	return NewConn(serverAddr, root)
+}
+
+// Conn is a topo.Conn on topod.
+type Conn struct {
+	root   string
+	cc     *grpc.ClientConn
+	client topodv1.TopoClient
+
+	// ctx ends with Close, and with it every watch, lock and election of the
+	// connection.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+var resolverSeq atomic.Int64
+
+// NewConn connects to the topod replicas at serverAddr (comma-separated
+// host:port list) serving the Vitess tree at root. It does not wait for a
+// replica to be reachable: calls do.
+func NewConn(serverAddr, root string) (*Conn, error) {
+	var addrs []resolver.Address
+	for _, a := range strings.Split(serverAddr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, resolver.Address{Addr: a})
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("topod: no server address in %q", serverAddr)
+	}
+	if !path.IsAbs(root) {
+		return nil, fmt.Errorf("topod: root %q is not an absolute path", root)
+	}
+	// Each connection gets its own static resolver over the replica list;
+	// pick_first with a shuffled list spreads clients over the replicas and
+	// moves to another one when the current one fails.
+	r := manual.NewBuilderWithScheme(fmt.Sprintf("topod-%d", resolverSeq.Add(1)))
+	r.InitialState(resolver.State{Addresses: addrs})
+	cc, err := grpc.NewClient(r.Scheme()+":///topod",
+		grpc.WithResolvers(r),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"pick_first":{"shuffleAddressList":true}}]}`),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30), grpc.MaxCallSendMsgSize(1<<30)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("topod: connect to %s: %w", serverAddr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Conn{
+		root:   path.Clean(root),
+		cc:     cc,
+		client: topodv1.NewTopoClient(cc),
+		ctx:    ctx,
+		cancel: cancel,
+	}, nil
+}
+
+// Close is part of topo.Conn.
+func (c *Conn) Close() {
+	c.cancel()
+	c.cc.Close()
+}
+
+// fullPath joins the root and a path relative to it. ".." segments are
+// refused rather than cleaned away, so a path never escapes the root.
+func (c *Conn) fullPath(p string) (string, error) {
+	for _, seg := range strings.Split(p, "/") {
+		if seg == ".." {
+			return "", fmt.Errorf("topod: path %q has a \"..\" segment", p)
+		}
+	}
+	return path.Join(c.root, p), nil
+}
+
+// unary bounds a unary call whose caller set no deadline, and makes it wait
+// for a reachable replica rather than fail at once.
+func (c *Conn) unary(ctx context.Context) (context.Context, context.CancelFunc, grpc.CallOption) {
+	if _, ok := ctx.Deadline(); ok {
+		ctx, cancel := context.WithCancel(ctx)
+		return ctx, cancel, grpc.WaitForReady(true)
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	return ctx, cancel, grpc.WaitForReady(true)
+}

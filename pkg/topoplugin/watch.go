@@ -1,0 +1,303 @@
+package topoplugin
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"vitess.io/vitess/go/vt/topo"
+
+	topodv1 "github.com/topod-io/topod/proto/topod/v1"
+)
+
+// Reconnection backoff of a broken watch stream.
+const (
+	minRetryDelay = 50 * time.Millisecond
+	maxRetryDelay = 5 * time.Second
+)
+
+// Watch is part of topo.Conn.
+func (c *Conn) Watch(ctx context.Context, filePath string) (*topo.WatchData, <-chan *topo.WatchData, error) {
+	p, err := c.fullPath(filePath)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, initial, err := c.follow(ctx, p, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	changes := make(chan *topo.WatchData, 10)
+	go func() {
+		defer close(changes)
+		err := f.run(func(ev *topodv1.FileEvent) bool {
+			if ev.Deleted {
+				changes <- &topo.WatchData{Err: topo.NewError(topo.NoNode, p)}
+				return false
+			}
+			return f.send(func() { changes <- &topo.WatchData{Contents: ev.Contents, Version: Version(ev.Version)} })
+		})
+		if err != nil {
+			changes <- &topo.WatchData{Err: err}
+		}
+	}()
+	return &topo.WatchData{Contents: initial[0].Contents, Version: Version(initial[0].Version)}, changes, nil
+}
+
+// WatchRecursive is part of topo.Conn. Paths in the results are full keys,
+// root included, as etcd2topo returns them.
+func (c *Conn) WatchRecursive(ctx context.Context, dirPath string) ([]*topo.WatchDataRecursive, <-chan *topo.WatchDataRecursive, error) {
+	p, err := c.fullPath(dirPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, initial, err := c.follow(ctx, p, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	current := make([]*topo.WatchDataRecursive, len(initial))
+	for i, ev := range initial {
+		current[i] = &topo.WatchDataRecursive{Path: ev.Path, WatchData: topo.WatchData{Contents: ev.Contents, Version: Version(ev.Version)}}
+	}
+	changes := make(chan *topo.WatchDataRecursive, 10)
+	go func() {
+		defer close(changes)
+		err := f.run(func(ev *topodv1.FileEvent) bool {
+			wd := &topo.WatchDataRecursive{Path: ev.Path}
+			if ev.Deleted {
+				wd.Err = topo.NewError(topo.NoNode, ev.Path)
+			} else {
+				wd.Contents, wd.Version = ev.Contents, Version(ev.Version)
+			}
+			return f.send(func() { changes <- wd })
+		})
+		if err != nil {
+			changes <- &topo.WatchDataRecursive{Path: p, WatchData: topo.WatchData{Err: err}}
+		}
+	}()
+	return current, changes, nil
+}
+
+// follower follows one topod watch stream for a topo watcher, reconnecting
+// (to any replica) when the stream breaks and turning each new full state
+// into the changes the watcher has not seen, so it converges on the latest
+// value without duplicates or gaps.
+type follower struct {
+	c         *Conn
+	path      string
+	recursive bool
+	// ctx is the watcher's context, also ended by Conn.Close.
+	ctx    context.Context
+	cancel context.CancelFunc
+	stream grpc.ServerStreamingClient[topodv1.WatchResponse]
+	// versions is the version of every file the watcher has seen.
+	versions map[string]int64
+}
+
+// follow opens the watch and returns its initial state. It gives up with
+// topo.Timeout if no replica answers within the request timeout.
+func (c *Conn) follow(ctx context.Context, p string, recursive bool) (*follower, []*topodv1.FileEvent, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	stopOnClose := context.AfterFunc(c.ctx, cancel)
+	f := &follower{c: c, path: p, recursive: recursive, ctx: ctx, versions: map[string]int64{}}
+	f.cancel = func() { stopOnClose(); cancel() }
+
+	openCtx, openCancel := context.WithTimeout(ctx, requestTimeout)
+	defer openCancel()
+	initial, err := f.open(openCtx)
+	if err != nil {
+		f.cancel()
+		if ctx.Err() == nil && openCtx.Err() != nil {
+			return nil, nil, topo.NewError(topo.Timeout, p)
+		}
+		return nil, nil, convertError(err, p)
+	}
+	for _, ev := range initial {
+		f.versions[ev.Path] = ev.Version
+	}
+	return f, initial, nil
+}
+
+// open starts a stream and reads the full initial state. The stream lives in
+// f.ctx; openCtx only bounds the wait for the initial state.
+func (f *follower) open(openCtx context.Context) ([]*topodv1.FileEvent, error) {
+	streamCtx, streamCancel := context.WithCancel(f.ctx)
+	stop := context.AfterFunc(openCtx, streamCancel)
+	defer stop()
+	req := &topodv1.WatchRequest{Path: f.path}
+	var stream grpc.ServerStreamingClient[topodv1.WatchResponse]
+	var err error
+	if f.recursive {
+		stream, err = f.c.client.WatchRecursive(streamCtx, req, grpc.WaitForReady(true))
+	} else {
+		stream, err = f.c.client.Watch(streamCtx, req, grpc.WaitForReady(true))
+	}
+	if err != nil {
+		streamCancel()
+		return nil, err
+	}
+	var initial []*topodv1.FileEvent
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			streamCancel()
+			return nil, err
+		}
+		if !msg.Initial {
+			streamCancel()
+			return nil, status.Errorf(codes.Internal, "watch %s: first message is not the initial state", f.path)
+		}
+		initial = append(initial, msg.Events...)
+		if msg.InitialComplete {
+			f.stream = stream
+			return initial, nil
+		}
+	}
+}
+
+// send delivers a change unless the watcher's context ends first; it
+// reports whether to go on.
+func (f *follower) send(deliver func()) bool {
+	if f.ctx.Err() != nil {
+		return false
+	}
+	deliver()
+	return true
+}
+
+// run follows the stream until the watch ends, calling emit for every change
+// the watcher has not seen (emit returns false to stop). The returned error,
+// if any, is the watcher's last notification: topo.Interrupted when its
+// context was canceled, topo.NoNode when a watched file is gone, nil when the
+// connection was closed.
+func (f *follower) run(emit func(*topodv1.FileEvent) bool) error {
+	defer f.cancel()
+	delay := minRetryDelay
+	for {
+		msg, err := f.stream.Recv()
+		if err == nil {
+			delay = minRetryDelay
+			if msg.Initial {
+				if !f.reset(msg, emit) {
+					return nil
+				}
+				continue
+			}
+			for _, ev := range msg.Events {
+				if !f.apply(ev, emit) {
+					return nil
+				}
+			}
+			continue
+		}
+		if final, done := f.final(err); done {
+			return final
+		}
+		// The stream broke (replica gone, server shutting down): resume on
+		// any replica and catch up from its full state.
+		for {
+			select {
+			case <-f.ctx.Done():
+				return f.interrupted()
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, maxRetryDelay)
+			initial, err := f.open(f.ctx)
+			if err != nil {
+				if final, done := f.final(err); done {
+					return final
+				}
+				continue
+			}
+			if !f.reset(&topodv1.WatchResponse{Events: initial}, emit) {
+				return nil
+			}
+			break
+		}
+	}
+}
+
+// final says whether a stream error ends the watch, and with what
+// notification.
+func (f *follower) final(err error) (error, bool) {
+	if f.ctx.Err() != nil {
+		return f.interrupted(), true
+	}
+	switch status.Code(err) {
+	case codes.NotFound:
+		return topo.NewError(topo.NoNode, f.path), true
+	case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented:
+		return convertError(err, f.path), true
+	}
+	return nil, false
+}
+
+// interrupted is the last notification of a watch whose context ended: none
+// when the connection was closed (as etcd2topo), topo.Interrupted or
+// topo.Timeout otherwise.
+func (f *follower) interrupted() error {
+	if f.c.ctx.Err() != nil {
+		return nil
+	}
+	return convertError(context.Cause(f.ctx), f.path)
+}
+
+// apply delivers one change if the watcher has not seen it.
+func (f *follower) apply(ev *topodv1.FileEvent, emit func(*topodv1.FileEvent) bool) bool {
+	if ev.Deleted {
+		if _, ok := f.versions[ev.Path]; !ok && f.recursive {
+			return true
+		}
+		delete(f.versions, ev.Path)
+		return emit(ev) && f.recursive
+	}
+	if v, ok := f.versions[ev.Path]; ok && v >= ev.Version {
+		return true
+	}
+	f.versions[ev.Path] = ev.Version
+	return emit(ev)
+}
+
+// reset turns a full state (after a reconnection, or sent again by the
+// server when it could not follow) into the changes the watcher has not
+// seen: new and updated files, then files that are gone. A full state that
+// spans several messages is read to its end first.
+func (f *follower) reset(msg *topodv1.WatchResponse, emit func(*topodv1.FileEvent) bool) bool {
+	events := msg.Events
+	for msg.Initial && !msg.InitialComplete {
+		next, err := f.stream.Recv()
+		if err != nil {
+			// Apply what we have; the broken stream is seen on the next Recv
+			// of the caller, which then reconnects.
+			f.stream = brokenStream{f.stream, err}
+			break
+		}
+		events = append(events, next.Events...)
+		msg = next
+	}
+	present := make(map[string]bool, len(events))
+	for _, ev := range events {
+		present[ev.Path] = true
+		if !f.apply(ev, emit) {
+			return false
+		}
+	}
+	for p := range f.versions {
+		if !present[p] {
+			if !f.apply(&topodv1.FileEvent{Path: p, Deleted: true}, emit) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// brokenStream is a stream whose next Recv reports an error already seen.
+type brokenStream struct {
+	grpc.ServerStreamingClient[topodv1.WatchResponse]
+	err error
+}
+
+func (b brokenStream) Recv() (*topodv1.WatchResponse, error) { return nil, b.err }

@@ -1,0 +1,104 @@
+package toposerver
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/topod-io/topod/pkg/kv"
+	topodv1 "github.com/topod-io/topod/proto/topod/v1"
+)
+
+// Create is part of topodv1.TopoServer.
+func (s *Server) Create(ctx context.Context, req *topodv1.CreateRequest) (*topodv1.CreateResponse, error) {
+	if err := s.checkWrite(req.Path, req.Contents); err != nil {
+		return nil, toStatus(err)
+	}
+	rev, err := s.backend.Create(ctx, req.Path, req.Contents, 0)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &topodv1.CreateResponse{Version: rev}, nil
+}
+
+// Update is part of topodv1.TopoServer.
+func (s *Server) Update(ctx context.Context, req *topodv1.UpdateRequest) (*topodv1.UpdateResponse, error) {
+	if err := s.checkWrite(req.Path, req.Contents); err != nil {
+		return nil, toStatus(err)
+	}
+	if req.Version < 0 {
+		return nil, toStatus(invalid(fmt.Errorf("update %s: negative version %d", req.Path, req.Version)))
+	}
+	rev, err := s.backend.Update(ctx, req.Path, req.Contents, req.Version)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &topodv1.UpdateResponse{Version: rev}, nil
+}
+
+// Get is part of topodv1.TopoServer.
+func (s *Server) Get(ctx context.Context, req *topodv1.GetRequest) (*topodv1.GetResponse, error) {
+	if err := checkPath(req.Path, false); err != nil {
+		return nil, toStatus(err)
+	}
+	got, err := s.backend.Get(ctx, req.Path)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &topodv1.GetResponse{Contents: got.Value, Version: got.ModRevision}, nil
+}
+
+// GetVersion is part of topodv1.TopoServer.
+func (s *Server) GetVersion(ctx context.Context, req *topodv1.GetVersionRequest) (*topodv1.GetVersionResponse, error) {
+	if err := checkPath(req.Path, false); err != nil {
+		return nil, toStatus(err)
+	}
+	if req.Version <= 0 {
+		return nil, toStatus(invalid(fmt.Errorf("get %s at version %d: versions start at 1", req.Path, req.Version)))
+	}
+	value, err := s.backend.GetRevision(ctx, req.Path, req.Version)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &topodv1.GetVersionResponse{Contents: value}, nil
+}
+
+// List is part of topodv1.TopoServer. Like etcd2topo it matches the raw
+// prefix and answers NotFound when nothing matches.
+func (s *Server) List(ctx context.Context, req *topodv1.ListRequest) (*topodv1.ListResponse, error) {
+	if err := checkPath(req.Prefix, true); err != nil {
+		return nil, toStatus(err)
+	}
+	kvs, _, err := s.backend.List(ctx, req.Prefix, false)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if len(kvs) == 0 {
+		return nil, toStatus(fmt.Errorf("list %s: %w", req.Prefix, kv.ErrNotFound))
+	}
+	resp := &topodv1.ListResponse{Kvs: make([]*topodv1.KeyValue, len(kvs))}
+	for i, e := range kvs {
+		resp.Kvs[i] = &topodv1.KeyValue{Path: e.Key, Contents: e.Value, Version: e.ModRevision}
+	}
+	return resp, nil
+}
+
+// Delete is part of topodv1.TopoServer.
+func (s *Server) Delete(ctx context.Context, req *topodv1.DeleteRequest) (*topodv1.DeleteResponse, error) {
+	if err := checkPath(req.Path, false); err != nil {
+		return nil, toStatus(err)
+	}
+	if req.Version < 0 {
+		return nil, toStatus(invalid(fmt.Errorf("delete %s: negative version %d", req.Path, req.Version)))
+	}
+	if err := s.backend.Delete(ctx, req.Path, req.Version); err != nil {
+		return nil, toStatus(err)
+	}
+	return &topodv1.DeleteResponse{}, nil
+}
+
+func (s *Server) checkWrite(p string, contents []byte) error {
+	if err := checkPath(p, false); err != nil {
+		return err
+	}
+	return s.checkValue(p, contents)
+}

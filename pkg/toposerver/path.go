@@ -1,0 +1,50 @@
+package toposerver
+
+import (
+	"fmt"
+	"strings"
+)
+
+// maxPathBytes bounds the length of a path or prefix in a request.
+const maxPathBytes = 4096
+
+// checkPath validates an absolute, clean path: it starts with "/", has no
+// empty, "." or ".." segment, no trailing "/" (except the root itself), no NUL
+// byte and at most maxPathBytes bytes. allowRoot says whether "/" itself is
+// acceptable (directories yes, files no).
+func checkPath(p string, allowRoot bool) error {
+	switch {
+	case p == "":
+		return invalid(fmt.Errorf("path is empty"))
+	case len(p) > maxPathBytes:
+		return invalid(fmt.Errorf("path of %d bytes is over the %d-byte limit", len(p), maxPathBytes))
+	case p[0] != '/':
+		return invalid(fmt.Errorf("path %q is relative: paths must start with /", p))
+	case strings.IndexByte(p, 0) >= 0:
+		return invalid(fmt.Errorf("path %q contains a NUL byte", p))
+	case p == "/":
+		if !allowRoot {
+			return invalid(fmt.Errorf("path / is a directory, not a file"))
+		}
+		return nil
+	case strings.HasSuffix(p, "/"):
+		return invalid(fmt.Errorf("path %q ends with /", p))
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		switch seg {
+		case "":
+			return invalid(fmt.Errorf("path %q has an empty segment", p))
+		case ".", "..":
+			return invalid(fmt.Errorf("path %q has a %q segment", p, seg))
+		}
+	}
+	return nil
+}
+
+// dirPrefix is the key prefix of everything under directory p.
+func dirPrefix(p string) string {
+	if p == "/" {
+		return "/"
+	}
+	return p + "/"
+}
