@@ -121,7 +121,7 @@ func Open(path string, opts Options) (*Backend, error) {
 	var epoch int64
 	if err := db.Update(func(tx *bolt.Tx) error {
 		var err error
-		epoch, err = b.recover(tx)
+		epoch, err = b.prepare(tx)
 		return err
 	}); err != nil {
 		_ = db.Close()
@@ -133,10 +133,10 @@ func Open(path string, opts Options) (*Backend, error) {
 	return b, nil
 }
 
-// recover prepares the file for this process: it creates the buckets,
+// prepare readies the file for this process: it creates the buckets,
 // loads the revision, starts a new lease epoch and deletes the keys of the
 // previous process's leases, in one new revision. It returns the epoch.
-func (b *Backend) recover(tx *bolt.Tx) (int64, error) {
+func (b *Backend) prepare(tx *bolt.Tx) (int64, error) {
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return 0, fmt.Errorf("bucket %s: %w", name, err)

@@ -2,6 +2,7 @@ package boltkv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -9,8 +10,12 @@ import (
 	"github.com/topod-io/topod/pkg/kv"
 )
 
-// maxEpoch keeps lease IDs (epoch<<32 | sequence) positive int64s.
-const maxEpoch = 1<<31 - 1
+// Lease IDs are epoch<<32 | sequence: unique across restarts (the epoch is
+// persisted, one per Open) without a write per Grant.
+const (
+	maxEpoch = 1<<31 - 1 // keeps IDs positive int64s
+	maxSeq   = 1<<32 - 1
+)
 
 // Grant creates a lease whose TTL is ttl rounded up to whole seconds (at
 // least one). The backend keeps it alive while ctx lives; once ctx ends, the
@@ -29,20 +34,22 @@ func (b *Backend) Grant(ctx context.Context, ttl time.Duration) (kv.Lease, error
 	}
 	// From the moment ctx ends, nothing keeps the lease alive: it has one
 	// TTL left, as an etcd lease whose keep-alives stop.
-	l.stopWatch = context.AfterFunc(ctx, func() {
+	l.watchContext(context.AfterFunc(ctx, func() {
 		b.leases.release(l.id, time.Now().Add(l.ttl))
 		b.expiry.kick()
-	})
+	}))
 	return l, nil
 }
 
 // lease is a kv.Lease of a Backend.
 type lease struct {
-	b         *Backend
-	id        kv.LeaseID
-	ttl       time.Duration
-	done      chan struct{}
-	endOnce   sync.Once
+	b    *Backend
+	id   kv.LeaseID
+	ttl  time.Duration
+	done chan struct{}
+
+	mu        sync.Mutex
+	ended     bool
 	stopWatch func() bool // stops watching the Grant context
 }
 
@@ -67,14 +74,32 @@ func (l *lease) Revoke(ctx context.Context) error {
 	return leaseError("revoke", l.id, l.b.endLease(l.id))
 }
 
+// watchContext keeps stop, which stops watching the Grant context, for
+// when the lease ends (at once if it already has).
+func (l *lease) watchContext(stop func() bool) {
+	l.mu.Lock()
+	ended := l.ended
+	if !ended {
+		l.stopWatch = stop
+	}
+	l.mu.Unlock()
+	if ended {
+		stop()
+	}
+}
+
 // end closes Done, once the lease's keys are gone.
 func (l *lease) end() {
-	l.endOnce.Do(func() {
-		if l.stopWatch != nil {
-			l.stopWatch()
-		}
-		close(l.done)
-	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended {
+		return
+	}
+	l.ended = true
+	if l.stopWatch != nil {
+		l.stopWatch()
+	}
+	close(l.done)
 }
 
 // goneError is the error for a lease that has ended: kv.ErrLeaseNotFound,
@@ -145,6 +170,9 @@ func (t *leaseTable) add(l *lease) error {
 	defer t.mu.Unlock()
 	if t.closed {
 		return kv.ErrClosed
+	}
+	if t.seq == maxSeq {
+		return errors.New("lease IDs of this epoch exhausted: reopen the backend")
 	}
 	t.seq++
 	l.id = kv.LeaseID(t.epoch<<32 | t.seq)
