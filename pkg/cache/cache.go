@@ -1,12 +1,12 @@
 // Package cache is a byte-bounded LRU of immutable blobs keyed by their
 // content hash, with single-flight loading on misses.
 //
-// Blobs are content-addressed: a Key is the SHA-256 digest of the value
-// (see KeyOf), so a key names exactly one value and an entry never needs to
-// be updated or invalidated, only evicted. The cache is bounded by the total
-// length of the cached values in bytes, not by the number of entries: when an
-// addition takes the total over the bound, least-recently-used entries are
-// evicted until it fits again. Per-entry bookkeeping (key, list element, map
+// Blobs are content-addressed: a key is the content.Hash of the value (its
+// SHA-256 digest, see content.Sum), so a key names exactly one value and an
+// entry never needs to be updated or invalidated, only evicted. The cache is
+// bounded by the total length of the cached values in bytes, not by the
+// number of entries: when an addition takes the total over the bound,
+// least-recently-used entries are evicted until it fits again. Per-entry bookkeeping (key, list element, map
 // slot; roughly 100 bytes) is not counted.
 //
 // The LRU order itself is github.com/hashicorp/golang-lru/v2/simplelru, used
@@ -21,8 +21,6 @@ package cache
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -31,33 +29,9 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/topod-io/topod/pkg/content"
 )
-
-// Key is the SHA-256 digest of a blob. Its String form is lower-case hex.
-type Key [sha256.Size]byte
-
-// KeyOf returns the key of value: its SHA-256 digest.
-func KeyOf(value []byte) Key {
-	return sha256.Sum256(value)
-}
-
-// ParseKey parses the 64-character hex form of a key, as returned by
-// Key.String.
-func ParseKey(s string) (Key, error) {
-	var k Key
-	if len(s) != hex.EncodedLen(len(k)) {
-		return Key{}, fmt.Errorf("cache: parse key %q: want %d hex characters, got %d", s, hex.EncodedLen(len(k)), len(s))
-	}
-	if _, err := hex.Decode(k[:], []byte(s)); err != nil {
-		return Key{}, fmt.Errorf("cache: parse key %q: %w", s, err)
-	}
-	return k, nil
-}
-
-// String returns the key in lower-case hex.
-func (k Key) String() string {
-	return hex.EncodeToString(k[:])
-}
 
 // ErrCorrupt is returned (wrapped) by GetOrLoad when a loader returns a value
 // whose SHA-256 digest is not the requested key. Such a value is not cached.
@@ -82,8 +56,8 @@ type Cache struct {
 	group    singleflight.Group
 
 	mu    sync.Mutex
-	lru   *simplelru.LRU[Key, []byte] // guarded by mu
-	bytes int64                       // guarded by mu: sum of len(value) over lru
+	lru   *simplelru.LRU[content.Hash, []byte] // guarded by mu
+	bytes int64                                // guarded by mu: sum of len(value) over lru
 
 	hits, misses, loads, loadErrors, evictions atomic.Uint64
 }
@@ -92,7 +66,7 @@ type Cache struct {
 // longer than maxBytes is never cached (so with maxBytes <= 0 nothing is).
 func New(maxBytes int64) *Cache {
 	// The entry count is not a bound here; the byte accounting in Add is.
-	l, err := simplelru.NewLRU[Key, []byte](math.MaxInt, nil)
+	l, err := simplelru.NewLRU[content.Hash, []byte](math.MaxInt, nil)
 	if err != nil {
 		panic(fmt.Sprintf("cache: simplelru.NewLRU: %v", err)) // only fails for a size <= 0
 	}
@@ -100,7 +74,7 @@ func New(maxBytes int64) *Cache {
 }
 
 // Get returns the value cached under key and marks it most recently used.
-func (c *Cache) Get(key Key) ([]byte, bool) {
+func (c *Cache) Get(key content.Hash) ([]byte, bool) {
 	c.mu.Lock()
 	v, ok := c.lru.Get(key)
 	c.mu.Unlock()
@@ -113,11 +87,12 @@ func (c *Cache) Get(key Key) ([]byte, bool) {
 }
 
 // Add caches value under key, evicting least-recently-used entries until the
-// total size is within the bound. The caller asserts that key is KeyOf(value)
-// (Add does not hash the value; GetOrLoad does) and must not modify value
-// afterwards. A value longer than the bound is not cached. Adding a key that is
-// already cached only marks it most recently used: its value cannot differ.
-func (c *Cache) Add(key Key, value []byte) {
+// total size is within the bound. The caller asserts that key is
+// content.Sum(value) (Add does not hash the value; GetOrLoad does) and must
+// not modify value afterwards. A value longer than the bound is not cached.
+// Adding a key that is already cached only marks it most recently used: its
+// value cannot differ.
+func (c *Cache) Add(key content.Hash, value []byte) {
 	size := int64(len(value))
 	if size > c.maxBytes {
 		return
@@ -149,7 +124,7 @@ func (c *Cache) Add(key Key, value []byte) {
 // error when its own ctx is done. A load error or a corrupt value is
 // returned to every waiting caller and not cached: the next call loads again.
 // A value longer than the bound is returned but not cached.
-func (c *Cache) GetOrLoad(ctx context.Context, key Key, load func(ctx context.Context) ([]byte, error)) ([]byte, error) {
+func (c *Cache) GetOrLoad(ctx context.Context, key content.Hash, load func(ctx context.Context) ([]byte, error)) ([]byte, error) {
 	if v, ok := c.Get(key); ok {
 		return v, nil
 	}
@@ -158,7 +133,7 @@ func (c *Cache) GetOrLoad(ctx context.Context, key Key, load func(ctx context.Co
 
 // loadShared is the miss path of GetOrLoad, kept apart so that the hit path
 // does not allocate (the closure below moves key to the heap).
-func (c *Cache) loadShared(ctx context.Context, key Key, load func(ctx context.Context) ([]byte, error)) ([]byte, error) {
+func (c *Cache) loadShared(ctx context.Context, key content.Hash, load func(ctx context.Context) ([]byte, error)) ([]byte, error) {
 	loadCtx := context.WithoutCancel(ctx)
 	ch := c.group.DoChan(string(key[:]), func() (any, error) {
 		// A load for this key that finished between our miss and this
@@ -175,7 +150,7 @@ func (c *Cache) loadShared(ctx context.Context, key Key, load func(ctx context.C
 			c.loadErrors.Add(1)
 			return nil, fmt.Errorf("cache: load %s: %w", key, err)
 		}
-		if got := KeyOf(v); got != key {
+		if got := content.Sum(v); got != key {
 			c.loadErrors.Add(1)
 			return nil, fmt.Errorf("cache: load %s: got %d bytes hashing to %s: %w", key, len(v), got, ErrCorrupt)
 		}

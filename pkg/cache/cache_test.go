@@ -10,30 +10,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/topod-io/topod/pkg/content"
 )
 
 // blob returns a distinct value of n bytes for i, and its key.
-func blob(i, n int) (Key, []byte) {
+func blob(i, n int) (content.Hash, []byte) {
 	v := bytes.Repeat([]byte{byte(i)}, n)
 	copy(v, fmt.Sprintf("blob-%d-", i))
-	return KeyOf(v), v
-}
-
-func TestKeyRoundTrip(t *testing.T) {
-	k := KeyOf([]byte("hello"))
-	const want = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-	if k.String() != want {
-		t.Fatalf("KeyOf(hello) = %s, want %s", k, want)
-	}
-	got, err := ParseKey(want)
-	if err != nil || got != k {
-		t.Fatalf("ParseKey(%s) = %s, %v; want %s, nil", want, got, err, k)
-	}
-	for _, bad := range []string{"", "abc", want[:62] + "zz", want + "00"} {
-		if _, err := ParseKey(bad); err == nil {
-			t.Errorf("ParseKey(%q) succeeded, want an error", bad)
-		}
-	}
+	return content.Sum(v), v
 }
 
 // TestEviction runs a script of Add and Get steps against a small cache and
@@ -423,7 +408,7 @@ func TestWaiterCancel(t *testing.T) {
 func BenchmarkGetHit(b *testing.B) {
 	c := New(1 << 30)
 	const n = 1024
-	keys := make([]Key, n)
+	keys := make([]content.Hash, n)
 	for i := range n {
 		k, v := blob(i, 4096)
 		c.Add(k, v)
@@ -441,7 +426,7 @@ func BenchmarkGetHit(b *testing.B) {
 func BenchmarkGetHitParallel(b *testing.B) {
 	c := New(1 << 30)
 	const n = 1024
-	keys := make([]Key, n)
+	keys := make([]content.Hash, n)
 	for i := range n {
 		k, v := blob(i, 4096)
 		c.Add(k, v)
@@ -464,7 +449,7 @@ func BenchmarkGetHitParallel(b *testing.B) {
 func BenchmarkGetOrLoad(b *testing.B) {
 	const n, size = 2048, 4096
 	c := New(n / 2 * size)
-	keys := make([]Key, n)
+	keys := make([]content.Hash, n)
 	vals := make([][]byte, n)
 	for i := range n {
 		keys[i], vals[i] = blob(i, size)
