@@ -1,0 +1,193 @@
+// Package chunk is the generic content-defined chunking codec for any topo
+// file over the inline limit: it splits a value into immutable,
+// content-addressed blobs (chunks plus a manifest) and reassembles it.
+//
+// # Chunking
+//
+// Chunk boundaries are content-defined with FastCDC: a gear rolling hash
+// (fp = fp<<1 + gear[byte], the table fixed forever, see gear) with
+// normalized chunking, by default a 16 KiB minimum, a 64 KiB target and a
+// 256 KiB maximum (Options). A boundary depends only on the 64 bytes before
+// it, so inserting or deleting bytes in the middle of a large file changes
+// the chunks around the edit only; the boundaries after it resynchronise and
+// their chunks keep their hashes, so storing the new version moves a few
+// chunks and the manifest.
+//
+// # Format
+//
+// Every blob is named by its SHA-256 (content.Hash). Chunks are raw bytes.
+// A manifest is
+//
+//	"TDCM" | version (1 byte, = 1) | level (1 byte) | uvarint size |
+//	uvarint count | count × ( hash (32 bytes) | uvarint size )
+//
+// listing, in order, the chunks of the file (level 0) or the level-(n-1)
+// manifests that cover it (level n), each with the number of file bytes it
+// stands for; size is their sum. A manifest holds at most 1,536 entries, so
+// no manifest blob exceeds 64 KiB (MaxManifestSize). A file of more chunks
+// (about 96 MiB at the default target) gets a tree: its chunk list is cut
+// into groups at content-defined points (after an entry whose hash ends in
+// nine zero bits, with at least 64 and at most 1,536 entries per group), so
+// an edit changes one sub-manifest and the root rather than every
+// sub-manifest after it. The root of an encoding is always a manifest, even
+// for an empty file (a level-0 manifest with no entries).
+//
+// # Decoding
+//
+// Decode fetches blobs through a Getter, at most 16 at a time, verifies each
+// against its hash and every manifest's sizes, and reassembles the file. The
+// caller's Getter does the caching, so decoding a new version of a file
+// fetches only the chunks that changed.
+package chunk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/topod-io/topod/pkg/content"
+)
+
+// Getter returns the blob named h. It must return an error if it has none;
+// the bytes it returns are not modified.
+type Getter func(ctx context.Context, h content.Hash) ([]byte, error)
+
+// ErrCorrupt is returned (wrapped, with the hash of the blob) when a fetched
+// blob does not match its hash, or a manifest is malformed or inconsistent.
+var ErrCorrupt = errors.New("corrupt blob")
+
+// fetchConcurrency is the most blobs Decode fetches at a time.
+const fetchConcurrency = 16
+
+// Encode splits data into content-defined chunks and returns the hash of
+// the root manifest and every blob the encoding needs (chunks and
+// manifests), keyed by hash. Equal data always gives the same root and
+// blobs. The blobs are copies: data may be modified afterwards. The error
+// is non-nil only for invalid options.
+func Encode(data []byte, opts Options) (root content.Hash, blobs map[content.Hash][]byte, err error) {
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		return content.Hash{}, nil, err
+	}
+	c := newCutter(opts)
+	blobs = make(map[content.Hash][]byte, len(data)/opts.AvgSize+2)
+	entries := make([]entry, 0, len(data)/opts.AvgSize+1)
+	for rest := data; len(rest) > 0; {
+		n := c.cut(rest)
+		h := content.Sum(rest[:n])
+		if _, ok := blobs[h]; !ok {
+			blobs[h] = append([]byte(nil), rest[:n]...)
+		}
+		entries = append(entries, entry{hash: h, size: int64(n)})
+		rest = rest[n:]
+	}
+	return buildTree(entries, int64(len(data)), blobs), blobs, nil
+}
+
+// Decode reassembles the file whose root manifest is root, fetching every
+// blob through get (at most 16 concurrently) and verifying it against its
+// hash. A blob that does not match its hash, or a malformed manifest, gives
+// an error wrapping ErrCorrupt and naming the blob.
+func Decode(ctx context.Context, root content.Hash, get Getter) ([]byte, error) {
+	chunks, size, err := loadChunkList(ctx, root, get)
+	if err != nil {
+		return nil, fmt.Errorf("chunk: decode %s: %w", root, err)
+	}
+	out := make([]byte, size)
+	// Fetch each distinct chunk once and copy it to every offset it occupies.
+	offsets := make(map[content.Hash][]int64, len(chunks))
+	order := make([]entry, 0, len(chunks))
+	var off int64
+	for _, e := range chunks {
+		if _, ok := offsets[e.hash]; !ok {
+			order = append(order, e)
+		}
+		offsets[e.hash] = append(offsets[e.hash], off)
+		off += e.size
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(fetchConcurrency)
+	for _, e := range order {
+		g.Go(func() error {
+			b, err := fetch(gctx, get, e.hash)
+			if err != nil {
+				return fmt.Errorf("chunk %s: %w", e.hash, err)
+			}
+			if int64(len(b)) != e.size {
+				return fmt.Errorf("chunk %s: %w: %d bytes, manifest says %d", e.hash, ErrCorrupt, len(b), e.size)
+			}
+			for _, o := range offsets[e.hash] {
+				copy(out[o:], b)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("chunk: decode %s: %w", root, err)
+	}
+	return out, nil
+}
+
+// loadChunkList fetches the manifest tree under root and returns its chunk
+// list in order and the file size.
+func loadChunkList(ctx context.Context, root content.Hash, get Getter) ([]entry, int64, error) {
+	m, err := loadManifest(ctx, get, root)
+	if err != nil {
+		return nil, 0, err
+	}
+	entries := m.entries
+	for level := m.level; level > 0; level-- {
+		children := make([]*manifest, len(entries))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(fetchConcurrency)
+		for i, e := range entries {
+			g.Go(func() error {
+				c, err := loadManifest(gctx, get, e.hash)
+				if err != nil {
+					return err
+				}
+				if c.level != level-1 || c.size != e.size {
+					return fmt.Errorf("manifest %s: %w: level %d covering %d bytes, parent says level %d covering %d",
+						e.hash, ErrCorrupt, c.level, c.size, level-1, e.size)
+				}
+				children[i] = c
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return nil, 0, err
+		}
+		entries = nil
+		for _, c := range children {
+			entries = append(entries, c.entries...)
+		}
+	}
+	return entries, m.size, nil
+}
+
+// loadManifest fetches, verifies and parses the manifest h.
+func loadManifest(ctx context.Context, get Getter, h content.Hash) (*manifest, error) {
+	b, err := fetch(ctx, get, h)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", h, err)
+	}
+	m, err := parseManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w: %w", h, ErrCorrupt, err)
+	}
+	return m, nil
+}
+
+// fetch gets blob h and verifies it against h.
+func fetch(ctx context.Context, get Getter, h content.Hash) ([]byte, error) {
+	b, err := get(ctx, h)
+	if err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	if got := content.Sum(b); got != h {
+		return nil, fmt.Errorf("%w: content hash is %s", ErrCorrupt, got)
+	}
+	return b, nil
+}
