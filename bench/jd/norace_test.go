@@ -1,0 +1,5 @@
+//go:build !race
+
+package jd
+
+const raceEnabled = false
