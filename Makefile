@@ -13,6 +13,12 @@ all: build
 build:
 	go build -o bin/ ./cmd/...
 
+# bin/minio is the MinIO server the s3blob tests run as a separate process
+# (AGPL: never imported). Building it takes a few minutes; it is cached in bin/.
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+bin/minio:
+	GOBIN=$(CURDIR)/bin go install github.com/minio/minio@$(MINIO_VERSION)
+
 bin/protoc-gen-go:
 	go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 
@@ -32,7 +38,7 @@ proto: tools-proto
 # test runs every test with the race detector: Vitess's own topo conformance
 # suite through the plugin against topod on bolt and on a real (embedded)
 # etcd, the backend conformance suite, and the fault and bad-input tests.
-test: fmt-check vet
+test: fmt-check vet bin/minio
 	go test -race -count=1 -timeout 30m ./...
 
 # bench compares the plugin on topod-on-etcd with Vitess's etcd2 on the same
