@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -23,6 +24,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/topod-io/topod/pkg/blobstore"
+	_ "github.com/topod-io/topod/pkg/blobstore/fileblob"
+	_ "github.com/topod-io/topod/pkg/blobstore/s3blob"
+	"github.com/topod-io/topod/pkg/kv"
+	"github.com/topod-io/topod/pkg/record"
 	"github.com/topod-io/topod/pkg/toposerver"
 )
 
@@ -35,13 +41,16 @@ func main() {
 
 // serveFlags are the flags of the server.
 type serveFlags struct {
-	listen        string
-	backend       string
-	dataDir       string
-	logLevel      string
-	maxValueBytes int
-	lockTTL       time.Duration
-	shutdownGrace time.Duration
+	listen          string
+	backend         string
+	blobs           string
+	credentialsFile string
+	dataDir         string
+	logLevel        string
+	inlineLimit     int
+	blobCacheBytes  int64
+	lockTTL         time.Duration
+	shutdownGrace   time.Duration
 }
 
 func newRootCommand() *cobra.Command {
@@ -61,9 +70,12 @@ func newRootCommand() *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:15999", "address of the gRPC server")
 	fs.StringVar(&f.backend, "backend", "", "backend URL: bolt:///path/to/topo.db or etcd://host:port[,host:port...] (default bolt in --data-dir)")
-	fs.StringVar(&f.dataDir, "data-dir", "./topod-data", "directory of topod's own data (topo.db when --backend is not given)")
+	fs.StringVar(&f.blobs, "blobs", "", "blob store URL: file:///path/to/blobs or s3://BUCKET/PREFIX?endpoint=host:port&secure=false&region=... (default file store in --data-dir/blobs); S3 credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --blobs-credentials-file")
+	fs.StringVar(&f.credentialsFile, "blobs-credentials-file", "", "AWS-style shared credentials file for an s3:// blob store (profile from $AWS_PROFILE, else default)")
+	fs.StringVar(&f.dataDir, "data-dir", "./topod-data", "directory of topod's own data (topo.db and blobs/ when --backend and --blobs are not given)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.IntVar(&f.maxValueBytes, "max-value-bytes", toposerver.DefaultMaxValueBytes, "largest file accepted, in bytes")
+	fs.IntVar(&f.inlineLimit, "inline-limit", record.DefaultInlineLimit, "files up to this many bytes are stored in their record; larger ones as blobs (at most 63 KiB: no backend value exceeds 64 KiB)")
+	fs.Int64Var(&f.blobCacheBytes, "blob-cache-bytes", toposerver.DefaultBlobCacheBytes, "memory bound of topod's blob cache, in bytes")
 	fs.DurationVar(&f.lockTTL, "lock-ttl", toposerver.DefaultLockTTL, "lease TTL of locks and elections whose client asked for none")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long a shutdown waits for requests in flight")
 	return cmd
@@ -76,18 +88,17 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	if f.backend == "" {
-		if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
-			return fmt.Errorf("data dir: %w", err)
-		}
+	if f.inlineLimit <= 0 || f.inlineLimit > record.MaxRecordBytes-1024 {
+		return fmt.Errorf("--inline-limit %d: want 1 to %d bytes", f.inlineLimit, record.MaxRecordBytes-1024)
 	}
-	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	backend, err := toposerver.OpenBackend(openCtx, f.backend, f.dataDir)
-	cancel()
+	backend, blobs, err := open(ctx, f)
 	if err != nil {
 		return err
 	}
 	defer func() {
+		if err := blobs.Close(); err != nil {
+			log.Error("close blob store", "err", err)
+		}
 		if err := backend.Close(); err != nil {
 			log.Error("close backend", "err", err)
 		}
@@ -97,7 +108,13 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := toposerver.New(backend, toposerver.Options{MaxValueBytes: f.maxValueBytes, LockTTL: f.lockTTL, Logger: log})
+	srv := toposerver.New(backend, toposerver.Options{
+		Blobs:          blobs,
+		BlobCacheBytes: f.blobCacheBytes,
+		InlineLimit:    f.inlineLimit,
+		LockTTL:        f.lockTTL,
+		Logger:         log,
+	})
 	g := grpc.NewServer(append(srv.GRPCServerOptions(),
 		// Find dead clients quickly, so their locks are released well
 		// within the lock TTL.
@@ -108,7 +125,7 @@ func serve(ctx context.Context, f serveFlags) error {
 
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()
-	log.Info("topod serving", "listen", lis.Addr().String(), "backend", describe(f))
+	log.Info("topod serving", "listen", lis.Addr().String(), "backend", describe(f), "blobs", blobsURL(f))
 
 	select {
 	case err := <-served:
@@ -127,6 +144,39 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	log.Info("topod stopped")
 	return nil
+}
+
+// open opens the backend and the blob store the flags name, creating the
+// data directory when a default needs it.
+func open(ctx context.Context, f serveFlags) (kv.Backend, blobstore.Store, error) {
+	if f.backend == "" || f.blobs == "" {
+		if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
+			return nil, nil, fmt.Errorf("data dir: %w", err)
+		}
+	}
+	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	backend, err := toposerver.OpenBackend(openCtx, f.backend, f.dataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	blobs, err := blobstore.Open(openCtx, blobsURL(f), blobstore.Options{CredentialsFile: f.credentialsFile})
+	if err != nil {
+		backend.Close()
+		return nil, nil, err
+	}
+	return backend, blobs, nil
+}
+
+func blobsURL(f serveFlags) string {
+	if f.blobs != "" {
+		return f.blobs
+	}
+	abs, err := filepath.Abs(filepath.Join(f.dataDir, "blobs"))
+	if err != nil {
+		abs = filepath.Join(f.dataDir, "blobs")
+	}
+	return "file://" + abs
 }
 
 func describe(f serveFlags) string {

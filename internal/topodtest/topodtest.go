@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/topod-io/topod/pkg/blobstore/fileblob"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/toposerver"
 )
@@ -23,7 +24,8 @@ type Server struct {
 }
 
 // Start serves backend on a free loopback port until the test ends. The
-// backend stays the caller's to close.
+// backend stays the caller's to close. Without opts.Blobs, blobs go to a
+// file store in a temporary directory.
 func Start(tb testing.TB, backend kv.Backend, opts toposerver.Options) *Server {
 	return StartOn(tb, "127.0.0.1:0", backend, opts)
 }
@@ -42,6 +44,13 @@ func StartOn(tb testing.TB, addr string, backend kv.Backend, opts toposerver.Opt
 	}
 	if err != nil {
 		tb.Fatalf("topodtest: listen %s: %v", addr, err)
+	}
+	if opts.Blobs == nil {
+		blobs, err := fileblob.Open(tb.TempDir())
+		if err != nil {
+			tb.Fatalf("topodtest: blob store: %v", err)
+		}
+		opts.Blobs = blobs
 	}
 	srv := toposerver.New(backend, opts)
 	g := grpc.NewServer(srv.GRPCServerOptions()...)

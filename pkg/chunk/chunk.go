@@ -191,3 +191,37 @@ func fetch(ctx context.Context, get Getter, h content.Hash) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// Blobs returns the hash of every blob the file under root is made of: the
+// manifests and the chunks, each once. It is what a garbage collector marks
+// as live. Chunks are not fetched, only manifests.
+func Blobs(ctx context.Context, root content.Hash, get Getter) ([]content.Hash, error) {
+	seen := map[content.Hash]bool{}
+	var out []content.Hash
+	add := func(h content.Hash) {
+		if !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	level := []content.Hash{root}
+	for len(level) > 0 {
+		var next []content.Hash
+		for _, h := range level {
+			add(h)
+			m, err := loadManifest(ctx, get, h)
+			if err != nil {
+				return nil, fmt.Errorf("chunk: blobs of %s: %w", root, err)
+			}
+			for _, e := range m.entries {
+				if m.level == 0 {
+					add(e.hash)
+				} else {
+					next = append(next, e.hash)
+				}
+			}
+		}
+		level = next
+	}
+	return out, nil
+}

@@ -14,9 +14,13 @@ func (c *Conn) Create(ctx context.Context, filePath string, contents []byte) (to
 	if err != nil {
 		return nil, err
 	}
+	value, err := c.encode(ctx, p, contents)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel, wait := c.unary(ctx)
 	defer cancel()
-	resp, err := c.client.Create(ctx, &topodv1.CreateRequest{Path: p, Contents: contents}, wait)
+	resp, err := c.client.Create(ctx, &topodv1.CreateRequest{Path: p, Contents: value}, wait)
 	if err != nil {
 		return nil, convertError(err, p)
 	}
@@ -33,9 +37,13 @@ func (c *Conn) Update(ctx context.Context, filePath string, contents []byte, ver
 	if err != nil {
 		return nil, err
 	}
+	value, err := c.encode(ctx, p, contents)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel, wait := c.unary(ctx)
 	defer cancel()
-	resp, err := c.client.Update(ctx, &topodv1.UpdateRequest{Path: p, Contents: contents, Version: v}, wait)
+	resp, err := c.client.Update(ctx, &topodv1.UpdateRequest{Path: p, Contents: value, Version: v}, wait)
 	if err != nil {
 		return nil, convertError(err, p)
 	}
@@ -54,7 +62,11 @@ func (c *Conn) Get(ctx context.Context, filePath string) ([]byte, topo.Version, 
 	if err != nil {
 		return nil, nil, convertError(err, p)
 	}
-	return resp.Contents, Version(resp.Version), nil
+	contents, err := c.decode(ctx, p, resp.Contents)
+	if err != nil {
+		return nil, nil, err
+	}
+	return contents, Version(resp.Version), nil
 }
 
 // GetVersion is part of topo.Conn.
@@ -69,7 +81,7 @@ func (c *Conn) GetVersion(ctx context.Context, filePath string, version int64) (
 	if err != nil {
 		return nil, convertError(err, p)
 	}
-	return resp.Contents, nil
+	return c.decode(ctx, p, resp.Contents)
 }
 
 // List is part of topo.Conn.
@@ -86,7 +98,11 @@ func (c *Conn) List(ctx context.Context, filePathPrefix string) ([]topo.KVInfo, 
 	}
 	out := make([]topo.KVInfo, len(resp.Kvs))
 	for i, e := range resp.Kvs {
-		out[i] = topo.KVInfo{Key: []byte(e.Path), Value: e.Contents, Version: Version(e.Version)}
+		contents, err := c.decode(ctx, e.Path, e.Contents)
+		if err != nil {
+			return []topo.KVInfo{}, err
+		}
+		out[i] = topo.KVInfo{Key: []byte(e.Path), Value: contents, Version: Version(e.Version)}
 	}
 	return out, nil
 }

@@ -56,6 +56,7 @@ func init() {
 func registerFlags(fs *pflag.FlagSet) {
 	utils.SetFlagDurationVar(fs, &requestTimeout, "topod-request-timeout", requestTimeout, "Deadline of a topod request whose caller set none; a request waits this long for a topod replica to become reachable.")
 	utils.SetFlagDurationVar(fs, &lockTTL, "topod-lock-ttl", lockTTL, "Lease TTL of topo locks and leader elections held through topod: how long a lock outlives a topod replica that died while holding it.")
+	utils.SetFlagInt64Var(fs, &blobCacheBytes, "topod-blob-cache-bytes", blobCacheBytes, "Memory bound of the process-wide cache of topod blobs (the pieces large files such as SrvVSchema are split into), in bytes.")
 }
 
 // Factory is the topo.Factory of the plugin.
@@ -79,6 +80,9 @@ type Conn struct {
 	// connection.
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	info     atomic.Pointer[topodv1.ServerInfoResponse]
+	counters blobCounters
 }
 
 var resolverSeq atomic.Int64

@@ -17,6 +17,8 @@ import (
 const (
 	minRetryDelay = 50 * time.Millisecond
 	maxRetryDelay = 5 * time.Second
+	// decodeAttempts is how often a watcher tries to fetch a change's blobs.
+	decodeAttempts = 3
 )
 
 // Watch is part of topo.Conn.
@@ -29,6 +31,11 @@ func (c *Conn) Watch(ctx context.Context, filePath string) (*topo.WatchData, <-c
 	if err != nil {
 		return nil, nil, err
 	}
+	contents, err := c.decode(ctx, p, initial[0].Contents)
+	if err != nil {
+		f.cancel()
+		return nil, nil, err
+	}
 	changes := make(chan *topo.WatchData, 10)
 	go func() {
 		defer close(changes)
@@ -37,13 +44,17 @@ func (c *Conn) Watch(ctx context.Context, filePath string) (*topo.WatchData, <-c
 				changes <- &topo.WatchData{Err: topo.NewError(topo.NoNode, p)}
 				return false
 			}
-			return f.send(func() { changes <- &topo.WatchData{Contents: ev.Contents, Version: Version(ev.Version)} })
+			contents, ok := f.decode(ev)
+			if !ok {
+				return true
+			}
+			return f.send(func() { changes <- &topo.WatchData{Contents: contents, Version: Version(ev.Version)} })
 		})
 		if err != nil {
 			changes <- &topo.WatchData{Err: err}
 		}
 	}()
-	return &topo.WatchData{Contents: initial[0].Contents, Version: Version(initial[0].Version)}, changes, nil
+	return &topo.WatchData{Contents: contents, Version: Version(initial[0].Version)}, changes, nil
 }
 
 // WatchRecursive is part of topo.Conn. Paths in the results are full keys,
@@ -59,7 +70,12 @@ func (c *Conn) WatchRecursive(ctx context.Context, dirPath string) ([]*topo.Watc
 	}
 	current := make([]*topo.WatchDataRecursive, len(initial))
 	for i, ev := range initial {
-		current[i] = &topo.WatchDataRecursive{Path: ev.Path, WatchData: topo.WatchData{Contents: ev.Contents, Version: Version(ev.Version)}}
+		contents, err := c.decode(ctx, ev.Path, ev.Contents)
+		if err != nil {
+			f.cancel()
+			return nil, nil, err
+		}
+		current[i] = &topo.WatchDataRecursive{Path: ev.Path, WatchData: topo.WatchData{Contents: contents, Version: Version(ev.Version)}}
 	}
 	changes := make(chan *topo.WatchDataRecursive, 10)
 	go func() {
@@ -69,7 +85,11 @@ func (c *Conn) WatchRecursive(ctx context.Context, dirPath string) ([]*topo.Watc
 			if ev.Deleted {
 				wd.Err = topo.NewError(topo.NoNode, ev.Path)
 			} else {
-				wd.Contents, wd.Version = ev.Contents, Version(ev.Version)
+				contents, ok := f.decode(ev)
+				if !ok {
+					return true
+				}
+				wd.Contents, wd.Version = contents, Version(ev.Version)
 			}
 			return f.send(func() { changes <- wd })
 		})
@@ -154,6 +174,28 @@ func (f *follower) open(openCtx context.Context) ([]*topodv1.FileEvent, error) {
 			f.stream = stream
 			return initial, nil
 		}
+	}
+}
+
+// decode returns the contents of a changed file. If its blobs cannot be
+// had (after a few tries) the change is skipped and logged: the watcher
+// keeps the last good value rather than getting an error or wrong content.
+func (f *follower) decode(ev *topodv1.FileEvent) ([]byte, bool) {
+	delay := minRetryDelay
+	for attempt := 0; ; attempt++ {
+		contents, err := f.c.decode(f.ctx, ev.Path, ev.Contents)
+		if err == nil {
+			return contents, true
+		}
+		if attempt == decodeAttempts-1 || f.ctx.Err() != nil {
+			logDecodeError(ev.Path, err)
+			return nil, false
+		}
+		select {
+		case <-f.ctx.Done():
+		case <-time.After(delay):
+		}
+		delay *= 4
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 
 // Create is part of topodv1.TopoServer.
 func (s *Server) Create(ctx context.Context, req *topodv1.CreateRequest) (*topodv1.CreateResponse, error) {
-	if err := s.checkWrite(req.Path, req.Contents); err != nil {
+	if err := s.checkWrite(ctx, req.Path, req.Contents); err != nil {
 		return nil, toStatus(err)
 	}
 	rev, err := s.backend.Create(ctx, req.Path, req.Contents, 0)
@@ -22,7 +22,7 @@ func (s *Server) Create(ctx context.Context, req *topodv1.CreateRequest) (*topod
 
 // Update is part of topodv1.TopoServer.
 func (s *Server) Update(ctx context.Context, req *topodv1.UpdateRequest) (*topodv1.UpdateResponse, error) {
-	if err := s.checkWrite(req.Path, req.Contents); err != nil {
+	if err := s.checkWrite(ctx, req.Path, req.Contents); err != nil {
 		return nil, toStatus(err)
 	}
 	if req.Version < 0 {
@@ -96,9 +96,14 @@ func (s *Server) Delete(ctx context.Context, req *topodv1.DeleteRequest) (*topod
 	return &topodv1.DeleteResponse{}, nil
 }
 
-func (s *Server) checkWrite(p string, contents []byte) error {
+// checkWrite validates a write: its path, its size, and, for a record that
+// refers to blobs, that they were uploaded first.
+func (s *Server) checkWrite(ctx context.Context, p string, value []byte) error {
 	if err := checkPath(p, false); err != nil {
 		return err
 	}
-	return s.checkValue(p, contents)
+	if err := s.checkValue(p, value); err != nil {
+		return err
+	}
+	return s.checkRecord(ctx, p, value)
 }

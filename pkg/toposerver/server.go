@@ -23,14 +23,18 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/topod-io/topod/pkg/blobstore"
+	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/kv"
+	"github.com/topod-io/topod/pkg/record"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
 // Defaults for Options.
 const (
-	DefaultMaxValueBytes = 1 << 20
-	DefaultLockTTL       = 30 * time.Second
+	DefaultLockTTL = 30 * time.Second
+	// DefaultBlobCacheBytes bounds topod's cache of blobs.
+	DefaultBlobCacheBytes = 256 << 20
 	// NamedLockTTL is the lease TTL of LockName locks, as Vitess's
 	// topo.NamedLockTTL.
 	NamedLockTTL = 24 * time.Hour
@@ -38,9 +42,18 @@ const (
 
 // Options configure a Server.
 type Options struct {
-	// MaxValueBytes is the largest file contents accepted by Create and
-	// Update. Default DefaultMaxValueBytes (etcd refuses requests over
-	// 1.5 MiB).
+	// Blobs is the store of the blobs large files are split into.
+	// Required.
+	Blobs blobstore.Store
+	// BlobCacheBytes bounds the memory of topod's blob cache. Default
+	// DefaultBlobCacheBytes.
+	BlobCacheBytes int64
+	// InlineLimit is the size up to which clients keep a file's contents in
+	// its record rather than in blobs. Default record.DefaultInlineLimit.
+	InlineLimit int
+	// MaxValueBytes is the largest value Create and Update write to the
+	// backend. Default and hard cap: record.MaxRecordBytes (64 KiB); larger
+	// files are stored as blobs.
 	MaxValueBytes int
 	// LockTTL is the lease TTL of locks and election participations whose
 	// client did not ask for one. Default DefaultLockTTL.
@@ -54,6 +67,8 @@ type Server struct {
 	topodv1.UnimplementedTopoServer
 
 	backend kv.Backend
+	blobs   blobstore.Store
+	cache   *cache.Cache
 	opts    Options
 	log     *slog.Logger
 	health  *health.Server
@@ -66,11 +81,17 @@ type Server struct {
 	active  atomic.Int64
 }
 
-// New returns a server over backend. The caller keeps ownership of backend
-// and closes it after Close.
+// New returns a server over backend and opts.Blobs. The caller keeps
+// ownership of both and closes them after Close.
 func New(backend kv.Backend, opts Options) *Server {
-	if opts.MaxValueBytes <= 0 {
-		opts.MaxValueBytes = DefaultMaxValueBytes
+	if opts.MaxValueBytes <= 0 || opts.MaxValueBytes > record.MaxRecordBytes {
+		opts.MaxValueBytes = record.MaxRecordBytes
+	}
+	if opts.InlineLimit <= 0 || opts.InlineLimit > opts.MaxValueBytes-1024 {
+		opts.InlineLimit = min(record.DefaultInlineLimit, opts.MaxValueBytes-1024)
+	}
+	if opts.BlobCacheBytes <= 0 {
+		opts.BlobCacheBytes = DefaultBlobCacheBytes
 	}
 	if opts.LockTTL <= 0 {
 		opts.LockTTL = DefaultLockTTL
@@ -81,6 +102,8 @@ func New(backend kv.Backend, opts Options) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		backend: backend,
+		blobs:   opts.Blobs,
+		cache:   cache.New(opts.BlobCacheBytes),
 		opts:    opts,
 		log:     opts.Logger,
 		health:  health.NewServer(),
@@ -101,7 +124,7 @@ func (s *Server) Register(g *grpc.Server) {
 // sizes that fit the largest value plus framing.
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(s.opts.MaxValueBytes + 1<<20),
+		grpc.MaxRecvMsgSize(MaxBlobBytes + 1<<20),
 		grpc.MaxSendMsgSize(1 << 30),
 	}
 }

@@ -340,3 +340,27 @@ func partWireSize(p Part) int64 {
 	}
 	return int64(protowire.SizeTag(p.Field) + protowire.SizeBytes(int(p.Size)))
 }
+
+// Blobs returns the hash of every blob the manifest's SrvVSchema is made of:
+// the root, the leaves, the keyspace pieces and the parts, each once. It is
+// what a garbage collector marks as live.
+func (m *Manifest) Blobs() []content.Hash {
+	seen := map[content.Hash]bool{m.root: true}
+	out := []content.Hash{m.root}
+	add := func(h content.Hash) {
+		if !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	for _, l := range m.leaves {
+		add(l.hash)
+		for _, e := range l.entries {
+			add(e.Hash)
+		}
+	}
+	for _, p := range m.parts {
+		add(p.Hash)
+	}
+	return out
+}

@@ -138,6 +138,58 @@ func (LockKind) EnumDescriptor() ([]byte, []int) {
 	return file_topod_v1_topod_proto_rawDescGZIP(), []int{1}
 }
 
+// Codec says how a file's contents were split into blobs.
+type Codec int32
+
+const (
+	Codec_CODEC_UNSPECIFIED Codec = 0
+	// pkg/chunk: content-defined chunks under a manifest tree.
+	Codec_CODEC_CHUNKS Codec = 1
+	// pkg/vschema: a SrvVSchema split per keyspace under a two-level manifest.
+	Codec_CODEC_SRVVSCHEMA Codec = 2
+)
+
+// Enum value maps for Codec.
+var (
+	Codec_name = map[int32]string{
+		0: "CODEC_UNSPECIFIED",
+		1: "CODEC_CHUNKS",
+		2: "CODEC_SRVVSCHEMA",
+	}
+	Codec_value = map[string]int32{
+		"CODEC_UNSPECIFIED": 0,
+		"CODEC_CHUNKS":      1,
+		"CODEC_SRVVSCHEMA":  2,
+	}
+)
+
+func (x Codec) Enum() *Codec {
+	p := new(Codec)
+	*p = x
+	return p
+}
+
+func (x Codec) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Codec) Descriptor() protoreflect.EnumDescriptor {
+	return file_topod_v1_topod_proto_enumTypes[2].Descriptor()
+}
+
+func (Codec) Type() protoreflect.EnumType {
+	return &file_topod_v1_topod_proto_enumTypes[2]
+}
+
+func (x Codec) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Codec.Descriptor instead.
+func (Codec) EnumDescriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{2}
+}
+
 type DirEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -2068,6 +2120,566 @@ func (x *WatchLeaderResponse) GetId() string {
 	return ""
 }
 
+type ServerInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerInfoRequest) Reset() {
+	*x = ServerInfoRequest{}
+	mi := &file_topod_v1_topod_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerInfoRequest) ProtoMessage() {}
+
+func (x *ServerInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerInfoRequest.ProtoReflect.Descriptor instead.
+func (*ServerInfoRequest) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{37}
+}
+
+type ServerInfoResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// inline_limit: contents up to this size are stored in the record itself;
+	// larger contents go to blobs.
+	InlineLimit int64 `protobuf:"varint,1,opt,name=inline_limit,json=inlineLimit,proto3" json:"inline_limit,omitempty"`
+	// max_record_bytes: the largest value topod writes to its backend.
+	MaxRecordBytes int64 `protobuf:"varint,2,opt,name=max_record_bytes,json=maxRecordBytes,proto3" json:"max_record_bytes,omitempty"`
+	// max_blob_bytes: the largest blob PutBlobs accepts.
+	MaxBlobBytes  int64 `protobuf:"varint,3,opt,name=max_blob_bytes,json=maxBlobBytes,proto3" json:"max_blob_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerInfoResponse) Reset() {
+	*x = ServerInfoResponse{}
+	mi := &file_topod_v1_topod_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerInfoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerInfoResponse) ProtoMessage() {}
+
+func (x *ServerInfoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerInfoResponse.ProtoReflect.Descriptor instead.
+func (*ServerInfoResponse) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ServerInfoResponse) GetInlineLimit() int64 {
+	if x != nil {
+		return x.InlineLimit
+	}
+	return 0
+}
+
+func (x *ServerInfoResponse) GetMaxRecordBytes() int64 {
+	if x != nil {
+		return x.MaxRecordBytes
+	}
+	return 0
+}
+
+func (x *ServerInfoResponse) GetMaxBlobBytes() int64 {
+	if x != nil {
+		return x.MaxBlobBytes
+	}
+	return 0
+}
+
+type MissingBlobsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// hashes are SHA-256 digests (32 bytes each).
+	Hashes        [][]byte `protobuf:"bytes,1,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MissingBlobsRequest) Reset() {
+	*x = MissingBlobsRequest{}
+	mi := &file_topod_v1_topod_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MissingBlobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MissingBlobsRequest) ProtoMessage() {}
+
+func (x *MissingBlobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MissingBlobsRequest.ProtoReflect.Descriptor instead.
+func (*MissingBlobsRequest) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *MissingBlobsRequest) GetHashes() [][]byte {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
+type MissingBlobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Missing       [][]byte               `protobuf:"bytes,1,rep,name=missing,proto3" json:"missing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MissingBlobsResponse) Reset() {
+	*x = MissingBlobsResponse{}
+	mi := &file_topod_v1_topod_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MissingBlobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MissingBlobsResponse) ProtoMessage() {}
+
+func (x *MissingBlobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MissingBlobsResponse.ProtoReflect.Descriptor instead.
+func (*MissingBlobsResponse) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *MissingBlobsResponse) GetMissing() [][]byte {
+	if x != nil {
+		return x.Missing
+	}
+	return nil
+}
+
+type Blob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Blob) Reset() {
+	*x = Blob{}
+	mi := &file_topod_v1_topod_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Blob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Blob) ProtoMessage() {}
+
+func (x *Blob) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Blob.ProtoReflect.Descriptor instead.
+func (*Blob) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *Blob) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *Blob) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type PutBlobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Blobs         []*Blob                `protobuf:"bytes,1,rep,name=blobs,proto3" json:"blobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutBlobsRequest) Reset() {
+	*x = PutBlobsRequest{}
+	mi := &file_topod_v1_topod_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutBlobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutBlobsRequest) ProtoMessage() {}
+
+func (x *PutBlobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutBlobsRequest.ProtoReflect.Descriptor instead.
+func (*PutBlobsRequest) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *PutBlobsRequest) GetBlobs() []*Blob {
+	if x != nil {
+		return x.Blobs
+	}
+	return nil
+}
+
+type PutBlobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutBlobsResponse) Reset() {
+	*x = PutBlobsResponse{}
+	mi := &file_topod_v1_topod_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutBlobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutBlobsResponse) ProtoMessage() {}
+
+func (x *PutBlobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutBlobsResponse.ProtoReflect.Descriptor instead.
+func (*PutBlobsResponse) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{43}
+}
+
+type GetBlobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBlobRequest) Reset() {
+	*x = GetBlobRequest{}
+	mi := &file_topod_v1_topod_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBlobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBlobRequest) ProtoMessage() {}
+
+func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBlobRequest.ProtoReflect.Descriptor instead.
+func (*GetBlobRequest) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *GetBlobRequest) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+type GetBlobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBlobResponse) Reset() {
+	*x = GetBlobResponse{}
+	mi := &file_topod_v1_topod_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBlobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBlobResponse) ProtoMessage() {}
+
+func (x *GetBlobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBlobResponse.ProtoReflect.Descriptor instead.
+func (*GetBlobResponse) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *GetBlobResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// Record is how topod stores a topo file that is not kept as plain bytes:
+// the value in the backend is the 4-byte magic "\x00TPR" followed by a
+// Record. A value without the magic is the file's contents themselves (a
+// valid protobuf, JSON or text value never starts with a NUL byte). See
+// pkg/record.
+type Record struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Body:
+	//
+	//	*Record_Inline
+	//	*Record_Ref
+	Body          isRecord_Body `protobuf_oneof:"body"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Record) Reset() {
+	*x = Record{}
+	mi := &file_topod_v1_topod_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Record) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Record) ProtoMessage() {}
+
+func (x *Record) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Record.ProtoReflect.Descriptor instead.
+func (*Record) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *Record) GetBody() isRecord_Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *Record) GetInline() []byte {
+	if x != nil {
+		if x, ok := x.Body.(*Record_Inline); ok {
+			return x.Inline
+		}
+	}
+	return nil
+}
+
+func (x *Record) GetRef() *BlobRef {
+	if x != nil {
+		if x, ok := x.Body.(*Record_Ref); ok {
+			return x.Ref
+		}
+	}
+	return nil
+}
+
+type isRecord_Body interface {
+	isRecord_Body()
+}
+
+type Record_Inline struct {
+	// inline holds small contents that happen to start with the magic.
+	Inline []byte `protobuf:"bytes,1,opt,name=inline,proto3,oneof"`
+}
+
+type Record_Ref struct {
+	Ref *BlobRef `protobuf:"bytes,2,opt,name=ref,proto3,oneof"`
+}
+
+func (*Record_Inline) isRecord_Body() {}
+
+func (*Record_Ref) isRecord_Body() {}
+
+// BlobRef points at contents kept as immutable blobs in topod's blob store.
+type BlobRef struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Codec Codec                  `protobuf:"varint,1,opt,name=codec,proto3,enum=topod.v1.Codec" json:"codec,omitempty"`
+	// root is the SHA-256 of the root blob the codec starts from.
+	Root []byte `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
+	// size of the file's contents, in bytes.
+	Size          int64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobRef) Reset() {
+	*x = BlobRef{}
+	mi := &file_topod_v1_topod_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobRef) ProtoMessage() {}
+
+func (x *BlobRef) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobRef.ProtoReflect.Descriptor instead.
+func (*BlobRef) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *BlobRef) GetCodec() Codec {
+	if x != nil {
+		return x.Codec
+	}
+	return Codec_CODEC_UNSPECIFIED
+}
+
+func (x *BlobRef) GetRoot() []byte {
+	if x != nil {
+		return x.Root
+	}
+	return nil
+}
+
+func (x *BlobRef) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 var File_topod_v1_topod_proto protoreflect.FileDescriptor
 
 const file_topod_v1_topod_proto_rawDesc = "" +
@@ -2174,7 +2786,34 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\x12WatchLeaderRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\"%\n" +
 	"\x13WatchLeaderResponse\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id*E\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x13\n" +
+	"\x11ServerInfoRequest\"\x87\x01\n" +
+	"\x12ServerInfoResponse\x12!\n" +
+	"\finline_limit\x18\x01 \x01(\x03R\vinlineLimit\x12(\n" +
+	"\x10max_record_bytes\x18\x02 \x01(\x03R\x0emaxRecordBytes\x12$\n" +
+	"\x0emax_blob_bytes\x18\x03 \x01(\x03R\fmaxBlobBytes\"-\n" +
+	"\x13MissingBlobsRequest\x12\x16\n" +
+	"\x06hashes\x18\x01 \x03(\fR\x06hashes\"0\n" +
+	"\x14MissingBlobsResponse\x12\x18\n" +
+	"\amissing\x18\x01 \x03(\fR\amissing\".\n" +
+	"\x04Blob\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"7\n" +
+	"\x0fPutBlobsRequest\x12$\n" +
+	"\x05blobs\x18\x01 \x03(\v2\x0e.topod.v1.BlobR\x05blobs\"\x12\n" +
+	"\x10PutBlobsResponse\"$\n" +
+	"\x0eGetBlobRequest\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\fR\x04hash\"%\n" +
+	"\x0fGetBlobResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"Q\n" +
+	"\x06Record\x12\x18\n" +
+	"\x06inline\x18\x01 \x01(\fH\x00R\x06inline\x12%\n" +
+	"\x03ref\x18\x02 \x01(\v2\x11.topod.v1.BlobRefH\x00R\x03refB\x06\n" +
+	"\x04body\"X\n" +
+	"\aBlobRef\x12%\n" +
+	"\x05codec\x18\x01 \x01(\x0e2\x0f.topod.v1.CodecR\x05codec\x12\x12\n" +
+	"\x04root\x18\x02 \x01(\fR\x04root\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size*E\n" +
 	"\fDirEntryType\x12\x17\n" +
 	"\x13DIR_ENTRY_TYPE_FILE\x10\x00\x12\x1c\n" +
 	"\x18DIR_ENTRY_TYPE_DIRECTORY\x10\x01*e\n" +
@@ -2182,7 +2821,11 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\x15LOCK_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12LOCK_KIND_BLOCKING\x10\x01\x12\x11\n" +
 	"\rLOCK_KIND_TRY\x10\x02\x12\x13\n" +
-	"\x0fLOCK_KIND_NAMED\x10\x032\xc8\x06\n" +
+	"\x0fLOCK_KIND_NAMED\x10\x03*F\n" +
+	"\x05Codec\x12\x15\n" +
+	"\x11CODEC_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fCODEC_CHUNKS\x10\x01\x12\x14\n" +
+	"\x10CODEC_SRVVSCHEMA\x10\x022\xe3\b\n" +
 	"\x04Topo\x12>\n" +
 	"\aListDir\x12\x18.topod.v1.ListDirRequest\x1a\x19.topod.v1.ListDirResponse\x12;\n" +
 	"\x06Create\x12\x17.topod.v1.CreateRequest\x1a\x18.topod.v1.CreateResponse\x12;\n" +
@@ -2197,7 +2840,12 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\x04Lock\x12\x15.topod.v1.LockRequest\x1a\x16.topod.v1.LockResponse(\x010\x01\x12E\n" +
 	"\bCampaign\x12\x19.topod.v1.CampaignRequest\x1a\x1a.topod.v1.CampaignResponse(\x010\x01\x12D\n" +
 	"\tGetLeader\x12\x1a.topod.v1.GetLeaderRequest\x1a\x1b.topod.v1.GetLeaderResponse\x12L\n" +
-	"\vWatchLeader\x12\x1c.topod.v1.WatchLeaderRequest\x1a\x1d.topod.v1.WatchLeaderResponse0\x01B2Z0github.com/topod-io/topod/proto/topod/v1;topodv1b\x06proto3"
+	"\vWatchLeader\x12\x1c.topod.v1.WatchLeaderRequest\x1a\x1d.topod.v1.WatchLeaderResponse0\x01\x12G\n" +
+	"\n" +
+	"ServerInfo\x12\x1b.topod.v1.ServerInfoRequest\x1a\x1c.topod.v1.ServerInfoResponse\x12M\n" +
+	"\fMissingBlobs\x12\x1d.topod.v1.MissingBlobsRequest\x1a\x1e.topod.v1.MissingBlobsResponse\x12A\n" +
+	"\bPutBlobs\x12\x19.topod.v1.PutBlobsRequest\x1a\x1a.topod.v1.PutBlobsResponse\x12>\n" +
+	"\aGetBlob\x12\x18.topod.v1.GetBlobRequest\x1a\x19.topod.v1.GetBlobResponseB2Z0github.com/topod-io/topod/proto/topod/v1;topodv1b\x06proto3"
 
 var (
 	file_topod_v1_topod_proto_rawDescOnce sync.Once
@@ -2211,96 +2859,119 @@ func file_topod_v1_topod_proto_rawDescGZIP() []byte {
 	return file_topod_v1_topod_proto_rawDescData
 }
 
-var file_topod_v1_topod_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_topod_v1_topod_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_topod_v1_topod_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_topod_v1_topod_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_topod_v1_topod_proto_goTypes = []any{
-	(DirEntryType)(0),           // 0: topod.v1.DirEntryType
-	(LockKind)(0),               // 1: topod.v1.LockKind
-	(*DirEntry)(nil),            // 2: topod.v1.DirEntry
-	(*ListDirRequest)(nil),      // 3: topod.v1.ListDirRequest
-	(*ListDirResponse)(nil),     // 4: topod.v1.ListDirResponse
-	(*CreateRequest)(nil),       // 5: topod.v1.CreateRequest
-	(*CreateResponse)(nil),      // 6: topod.v1.CreateResponse
-	(*UpdateRequest)(nil),       // 7: topod.v1.UpdateRequest
-	(*UpdateResponse)(nil),      // 8: topod.v1.UpdateResponse
-	(*GetRequest)(nil),          // 9: topod.v1.GetRequest
-	(*GetResponse)(nil),         // 10: topod.v1.GetResponse
-	(*GetVersionRequest)(nil),   // 11: topod.v1.GetVersionRequest
-	(*GetVersionResponse)(nil),  // 12: topod.v1.GetVersionResponse
-	(*ListRequest)(nil),         // 13: topod.v1.ListRequest
-	(*KeyValue)(nil),            // 14: topod.v1.KeyValue
-	(*ListResponse)(nil),        // 15: topod.v1.ListResponse
-	(*DeleteRequest)(nil),       // 16: topod.v1.DeleteRequest
-	(*DeleteResponse)(nil),      // 17: topod.v1.DeleteResponse
-	(*WatchRequest)(nil),        // 18: topod.v1.WatchRequest
-	(*FileEvent)(nil),           // 19: topod.v1.FileEvent
-	(*WatchResponse)(nil),       // 20: topod.v1.WatchResponse
-	(*LockRequest)(nil),         // 21: topod.v1.LockRequest
-	(*LockAcquire)(nil),         // 22: topod.v1.LockAcquire
-	(*LockCheck)(nil),           // 23: topod.v1.LockCheck
-	(*LockUnlock)(nil),          // 24: topod.v1.LockUnlock
-	(*LockResponse)(nil),        // 25: topod.v1.LockResponse
-	(*LockAcquired)(nil),        // 26: topod.v1.LockAcquired
-	(*LockChecked)(nil),         // 27: topod.v1.LockChecked
-	(*LockUnlocked)(nil),        // 28: topod.v1.LockUnlocked
-	(*CampaignRequest)(nil),     // 29: topod.v1.CampaignRequest
-	(*CampaignStart)(nil),       // 30: topod.v1.CampaignStart
-	(*CampaignResign)(nil),      // 31: topod.v1.CampaignResign
-	(*CampaignResponse)(nil),    // 32: topod.v1.CampaignResponse
-	(*CampaignElected)(nil),     // 33: topod.v1.CampaignElected
-	(*CampaignResigned)(nil),    // 34: topod.v1.CampaignResigned
-	(*GetLeaderRequest)(nil),    // 35: topod.v1.GetLeaderRequest
-	(*GetLeaderResponse)(nil),   // 36: topod.v1.GetLeaderResponse
-	(*WatchLeaderRequest)(nil),  // 37: topod.v1.WatchLeaderRequest
-	(*WatchLeaderResponse)(nil), // 38: topod.v1.WatchLeaderResponse
+	(DirEntryType)(0),            // 0: topod.v1.DirEntryType
+	(LockKind)(0),                // 1: topod.v1.LockKind
+	(Codec)(0),                   // 2: topod.v1.Codec
+	(*DirEntry)(nil),             // 3: topod.v1.DirEntry
+	(*ListDirRequest)(nil),       // 4: topod.v1.ListDirRequest
+	(*ListDirResponse)(nil),      // 5: topod.v1.ListDirResponse
+	(*CreateRequest)(nil),        // 6: topod.v1.CreateRequest
+	(*CreateResponse)(nil),       // 7: topod.v1.CreateResponse
+	(*UpdateRequest)(nil),        // 8: topod.v1.UpdateRequest
+	(*UpdateResponse)(nil),       // 9: topod.v1.UpdateResponse
+	(*GetRequest)(nil),           // 10: topod.v1.GetRequest
+	(*GetResponse)(nil),          // 11: topod.v1.GetResponse
+	(*GetVersionRequest)(nil),    // 12: topod.v1.GetVersionRequest
+	(*GetVersionResponse)(nil),   // 13: topod.v1.GetVersionResponse
+	(*ListRequest)(nil),          // 14: topod.v1.ListRequest
+	(*KeyValue)(nil),             // 15: topod.v1.KeyValue
+	(*ListResponse)(nil),         // 16: topod.v1.ListResponse
+	(*DeleteRequest)(nil),        // 17: topod.v1.DeleteRequest
+	(*DeleteResponse)(nil),       // 18: topod.v1.DeleteResponse
+	(*WatchRequest)(nil),         // 19: topod.v1.WatchRequest
+	(*FileEvent)(nil),            // 20: topod.v1.FileEvent
+	(*WatchResponse)(nil),        // 21: topod.v1.WatchResponse
+	(*LockRequest)(nil),          // 22: topod.v1.LockRequest
+	(*LockAcquire)(nil),          // 23: topod.v1.LockAcquire
+	(*LockCheck)(nil),            // 24: topod.v1.LockCheck
+	(*LockUnlock)(nil),           // 25: topod.v1.LockUnlock
+	(*LockResponse)(nil),         // 26: topod.v1.LockResponse
+	(*LockAcquired)(nil),         // 27: topod.v1.LockAcquired
+	(*LockChecked)(nil),          // 28: topod.v1.LockChecked
+	(*LockUnlocked)(nil),         // 29: topod.v1.LockUnlocked
+	(*CampaignRequest)(nil),      // 30: topod.v1.CampaignRequest
+	(*CampaignStart)(nil),        // 31: topod.v1.CampaignStart
+	(*CampaignResign)(nil),       // 32: topod.v1.CampaignResign
+	(*CampaignResponse)(nil),     // 33: topod.v1.CampaignResponse
+	(*CampaignElected)(nil),      // 34: topod.v1.CampaignElected
+	(*CampaignResigned)(nil),     // 35: topod.v1.CampaignResigned
+	(*GetLeaderRequest)(nil),     // 36: topod.v1.GetLeaderRequest
+	(*GetLeaderResponse)(nil),    // 37: topod.v1.GetLeaderResponse
+	(*WatchLeaderRequest)(nil),   // 38: topod.v1.WatchLeaderRequest
+	(*WatchLeaderResponse)(nil),  // 39: topod.v1.WatchLeaderResponse
+	(*ServerInfoRequest)(nil),    // 40: topod.v1.ServerInfoRequest
+	(*ServerInfoResponse)(nil),   // 41: topod.v1.ServerInfoResponse
+	(*MissingBlobsRequest)(nil),  // 42: topod.v1.MissingBlobsRequest
+	(*MissingBlobsResponse)(nil), // 43: topod.v1.MissingBlobsResponse
+	(*Blob)(nil),                 // 44: topod.v1.Blob
+	(*PutBlobsRequest)(nil),      // 45: topod.v1.PutBlobsRequest
+	(*PutBlobsResponse)(nil),     // 46: topod.v1.PutBlobsResponse
+	(*GetBlobRequest)(nil),       // 47: topod.v1.GetBlobRequest
+	(*GetBlobResponse)(nil),      // 48: topod.v1.GetBlobResponse
+	(*Record)(nil),               // 49: topod.v1.Record
+	(*BlobRef)(nil),              // 50: topod.v1.BlobRef
 }
 var file_topod_v1_topod_proto_depIdxs = []int32{
 	0,  // 0: topod.v1.DirEntry.type:type_name -> topod.v1.DirEntryType
-	2,  // 1: topod.v1.ListDirResponse.entries:type_name -> topod.v1.DirEntry
-	14, // 2: topod.v1.ListResponse.kvs:type_name -> topod.v1.KeyValue
-	19, // 3: topod.v1.WatchResponse.events:type_name -> topod.v1.FileEvent
-	22, // 4: topod.v1.LockRequest.acquire:type_name -> topod.v1.LockAcquire
-	23, // 5: topod.v1.LockRequest.check:type_name -> topod.v1.LockCheck
-	24, // 6: topod.v1.LockRequest.unlock:type_name -> topod.v1.LockUnlock
+	3,  // 1: topod.v1.ListDirResponse.entries:type_name -> topod.v1.DirEntry
+	15, // 2: topod.v1.ListResponse.kvs:type_name -> topod.v1.KeyValue
+	20, // 3: topod.v1.WatchResponse.events:type_name -> topod.v1.FileEvent
+	23, // 4: topod.v1.LockRequest.acquire:type_name -> topod.v1.LockAcquire
+	24, // 5: topod.v1.LockRequest.check:type_name -> topod.v1.LockCheck
+	25, // 6: topod.v1.LockRequest.unlock:type_name -> topod.v1.LockUnlock
 	1,  // 7: topod.v1.LockAcquire.kind:type_name -> topod.v1.LockKind
-	26, // 8: topod.v1.LockResponse.acquired:type_name -> topod.v1.LockAcquired
-	27, // 9: topod.v1.LockResponse.checked:type_name -> topod.v1.LockChecked
-	28, // 10: topod.v1.LockResponse.unlocked:type_name -> topod.v1.LockUnlocked
-	30, // 11: topod.v1.CampaignRequest.start:type_name -> topod.v1.CampaignStart
-	31, // 12: topod.v1.CampaignRequest.resign:type_name -> topod.v1.CampaignResign
-	33, // 13: topod.v1.CampaignResponse.elected:type_name -> topod.v1.CampaignElected
-	34, // 14: topod.v1.CampaignResponse.resigned:type_name -> topod.v1.CampaignResigned
-	3,  // 15: topod.v1.Topo.ListDir:input_type -> topod.v1.ListDirRequest
-	5,  // 16: topod.v1.Topo.Create:input_type -> topod.v1.CreateRequest
-	7,  // 17: topod.v1.Topo.Update:input_type -> topod.v1.UpdateRequest
-	9,  // 18: topod.v1.Topo.Get:input_type -> topod.v1.GetRequest
-	11, // 19: topod.v1.Topo.GetVersion:input_type -> topod.v1.GetVersionRequest
-	13, // 20: topod.v1.Topo.List:input_type -> topod.v1.ListRequest
-	16, // 21: topod.v1.Topo.Delete:input_type -> topod.v1.DeleteRequest
-	18, // 22: topod.v1.Topo.Watch:input_type -> topod.v1.WatchRequest
-	18, // 23: topod.v1.Topo.WatchRecursive:input_type -> topod.v1.WatchRequest
-	21, // 24: topod.v1.Topo.Lock:input_type -> topod.v1.LockRequest
-	29, // 25: topod.v1.Topo.Campaign:input_type -> topod.v1.CampaignRequest
-	35, // 26: topod.v1.Topo.GetLeader:input_type -> topod.v1.GetLeaderRequest
-	37, // 27: topod.v1.Topo.WatchLeader:input_type -> topod.v1.WatchLeaderRequest
-	4,  // 28: topod.v1.Topo.ListDir:output_type -> topod.v1.ListDirResponse
-	6,  // 29: topod.v1.Topo.Create:output_type -> topod.v1.CreateResponse
-	8,  // 30: topod.v1.Topo.Update:output_type -> topod.v1.UpdateResponse
-	10, // 31: topod.v1.Topo.Get:output_type -> topod.v1.GetResponse
-	12, // 32: topod.v1.Topo.GetVersion:output_type -> topod.v1.GetVersionResponse
-	15, // 33: topod.v1.Topo.List:output_type -> topod.v1.ListResponse
-	17, // 34: topod.v1.Topo.Delete:output_type -> topod.v1.DeleteResponse
-	20, // 35: topod.v1.Topo.Watch:output_type -> topod.v1.WatchResponse
-	20, // 36: topod.v1.Topo.WatchRecursive:output_type -> topod.v1.WatchResponse
-	25, // 37: topod.v1.Topo.Lock:output_type -> topod.v1.LockResponse
-	32, // 38: topod.v1.Topo.Campaign:output_type -> topod.v1.CampaignResponse
-	36, // 39: topod.v1.Topo.GetLeader:output_type -> topod.v1.GetLeaderResponse
-	38, // 40: topod.v1.Topo.WatchLeader:output_type -> topod.v1.WatchLeaderResponse
-	28, // [28:41] is the sub-list for method output_type
-	15, // [15:28] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	27, // 8: topod.v1.LockResponse.acquired:type_name -> topod.v1.LockAcquired
+	28, // 9: topod.v1.LockResponse.checked:type_name -> topod.v1.LockChecked
+	29, // 10: topod.v1.LockResponse.unlocked:type_name -> topod.v1.LockUnlocked
+	31, // 11: topod.v1.CampaignRequest.start:type_name -> topod.v1.CampaignStart
+	32, // 12: topod.v1.CampaignRequest.resign:type_name -> topod.v1.CampaignResign
+	34, // 13: topod.v1.CampaignResponse.elected:type_name -> topod.v1.CampaignElected
+	35, // 14: topod.v1.CampaignResponse.resigned:type_name -> topod.v1.CampaignResigned
+	44, // 15: topod.v1.PutBlobsRequest.blobs:type_name -> topod.v1.Blob
+	50, // 16: topod.v1.Record.ref:type_name -> topod.v1.BlobRef
+	2,  // 17: topod.v1.BlobRef.codec:type_name -> topod.v1.Codec
+	4,  // 18: topod.v1.Topo.ListDir:input_type -> topod.v1.ListDirRequest
+	6,  // 19: topod.v1.Topo.Create:input_type -> topod.v1.CreateRequest
+	8,  // 20: topod.v1.Topo.Update:input_type -> topod.v1.UpdateRequest
+	10, // 21: topod.v1.Topo.Get:input_type -> topod.v1.GetRequest
+	12, // 22: topod.v1.Topo.GetVersion:input_type -> topod.v1.GetVersionRequest
+	14, // 23: topod.v1.Topo.List:input_type -> topod.v1.ListRequest
+	17, // 24: topod.v1.Topo.Delete:input_type -> topod.v1.DeleteRequest
+	19, // 25: topod.v1.Topo.Watch:input_type -> topod.v1.WatchRequest
+	19, // 26: topod.v1.Topo.WatchRecursive:input_type -> topod.v1.WatchRequest
+	22, // 27: topod.v1.Topo.Lock:input_type -> topod.v1.LockRequest
+	30, // 28: topod.v1.Topo.Campaign:input_type -> topod.v1.CampaignRequest
+	36, // 29: topod.v1.Topo.GetLeader:input_type -> topod.v1.GetLeaderRequest
+	38, // 30: topod.v1.Topo.WatchLeader:input_type -> topod.v1.WatchLeaderRequest
+	40, // 31: topod.v1.Topo.ServerInfo:input_type -> topod.v1.ServerInfoRequest
+	42, // 32: topod.v1.Topo.MissingBlobs:input_type -> topod.v1.MissingBlobsRequest
+	45, // 33: topod.v1.Topo.PutBlobs:input_type -> topod.v1.PutBlobsRequest
+	47, // 34: topod.v1.Topo.GetBlob:input_type -> topod.v1.GetBlobRequest
+	5,  // 35: topod.v1.Topo.ListDir:output_type -> topod.v1.ListDirResponse
+	7,  // 36: topod.v1.Topo.Create:output_type -> topod.v1.CreateResponse
+	9,  // 37: topod.v1.Topo.Update:output_type -> topod.v1.UpdateResponse
+	11, // 38: topod.v1.Topo.Get:output_type -> topod.v1.GetResponse
+	13, // 39: topod.v1.Topo.GetVersion:output_type -> topod.v1.GetVersionResponse
+	16, // 40: topod.v1.Topo.List:output_type -> topod.v1.ListResponse
+	18, // 41: topod.v1.Topo.Delete:output_type -> topod.v1.DeleteResponse
+	21, // 42: topod.v1.Topo.Watch:output_type -> topod.v1.WatchResponse
+	21, // 43: topod.v1.Topo.WatchRecursive:output_type -> topod.v1.WatchResponse
+	26, // 44: topod.v1.Topo.Lock:output_type -> topod.v1.LockResponse
+	33, // 45: topod.v1.Topo.Campaign:output_type -> topod.v1.CampaignResponse
+	37, // 46: topod.v1.Topo.GetLeader:output_type -> topod.v1.GetLeaderResponse
+	39, // 47: topod.v1.Topo.WatchLeader:output_type -> topod.v1.WatchLeaderResponse
+	41, // 48: topod.v1.Topo.ServerInfo:output_type -> topod.v1.ServerInfoResponse
+	43, // 49: topod.v1.Topo.MissingBlobs:output_type -> topod.v1.MissingBlobsResponse
+	46, // 50: topod.v1.Topo.PutBlobs:output_type -> topod.v1.PutBlobsResponse
+	48, // 51: topod.v1.Topo.GetBlob:output_type -> topod.v1.GetBlobResponse
+	35, // [35:52] is the sub-list for method output_type
+	18, // [18:35] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_topod_v1_topod_proto_init() }
@@ -2326,13 +2997,17 @@ func file_topod_v1_topod_proto_init() {
 		(*CampaignResponse_Elected)(nil),
 		(*CampaignResponse_Resigned)(nil),
 	}
+	file_topod_v1_topod_proto_msgTypes[46].OneofWrappers = []any{
+		(*Record_Inline)(nil),
+		(*Record_Ref)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_topod_v1_topod_proto_rawDesc), len(file_topod_v1_topod_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   37,
+			NumEnums:      3,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -47,6 +47,10 @@ const (
 	Topo_Campaign_FullMethodName       = "/topod.v1.Topo/Campaign"
 	Topo_GetLeader_FullMethodName      = "/topod.v1.Topo/GetLeader"
 	Topo_WatchLeader_FullMethodName    = "/topod.v1.Topo/WatchLeader"
+	Topo_ServerInfo_FullMethodName     = "/topod.v1.Topo/ServerInfo"
+	Topo_MissingBlobs_FullMethodName   = "/topod.v1.Topo/MissingBlobs"
+	Topo_PutBlobs_FullMethodName       = "/topod.v1.Topo/PutBlobs"
+	Topo_GetBlob_FullMethodName        = "/topod.v1.Topo/GetBlob"
 )
 
 // TopoClient is the client API for Topo service.
@@ -88,6 +92,15 @@ type TopoClient interface {
 	GetLeader(ctx context.Context, in *GetLeaderRequest, opts ...grpc.CallOption) (*GetLeaderResponse, error)
 	// WatchLeader streams the current leader id, then each new leader's id.
 	WatchLeader(ctx context.Context, in *WatchLeaderRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchLeaderResponse], error)
+	// ServerInfo returns the limits clients split their writes by.
+	ServerInfo(ctx context.Context, in *ServerInfoRequest, opts ...grpc.CallOption) (*ServerInfoResponse, error)
+	// MissingBlobs returns which of the given blob hashes the blob store does
+	// not hold, so a writer uploads only those.
+	MissingBlobs(ctx context.Context, in *MissingBlobsRequest, opts ...grpc.CallOption) (*MissingBlobsResponse, error)
+	// PutBlobs stores blobs, each verified against its SHA-256 hash first.
+	PutBlobs(ctx context.Context, in *PutBlobsRequest, opts ...grpc.CallOption) (*PutBlobsResponse, error)
+	// GetBlob returns one blob, verified against its hash.
+	GetBlob(ctx context.Context, in *GetBlobRequest, opts ...grpc.CallOption) (*GetBlobResponse, error)
 }
 
 type topoClient struct {
@@ -261,6 +274,46 @@ func (c *topoClient) WatchLeader(ctx context.Context, in *WatchLeaderRequest, op
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Topo_WatchLeaderClient = grpc.ServerStreamingClient[WatchLeaderResponse]
 
+func (c *topoClient) ServerInfo(ctx context.Context, in *ServerInfoRequest, opts ...grpc.CallOption) (*ServerInfoResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ServerInfoResponse)
+	err := c.cc.Invoke(ctx, Topo_ServerInfo_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *topoClient) MissingBlobs(ctx context.Context, in *MissingBlobsRequest, opts ...grpc.CallOption) (*MissingBlobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MissingBlobsResponse)
+	err := c.cc.Invoke(ctx, Topo_MissingBlobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *topoClient) PutBlobs(ctx context.Context, in *PutBlobsRequest, opts ...grpc.CallOption) (*PutBlobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutBlobsResponse)
+	err := c.cc.Invoke(ctx, Topo_PutBlobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *topoClient) GetBlob(ctx context.Context, in *GetBlobRequest, opts ...grpc.CallOption) (*GetBlobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetBlobResponse)
+	err := c.cc.Invoke(ctx, Topo_GetBlob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TopoServer is the server API for Topo service.
 // All implementations must embed UnimplementedTopoServer
 // for forward compatibility.
@@ -300,6 +353,15 @@ type TopoServer interface {
 	GetLeader(context.Context, *GetLeaderRequest) (*GetLeaderResponse, error)
 	// WatchLeader streams the current leader id, then each new leader's id.
 	WatchLeader(*WatchLeaderRequest, grpc.ServerStreamingServer[WatchLeaderResponse]) error
+	// ServerInfo returns the limits clients split their writes by.
+	ServerInfo(context.Context, *ServerInfoRequest) (*ServerInfoResponse, error)
+	// MissingBlobs returns which of the given blob hashes the blob store does
+	// not hold, so a writer uploads only those.
+	MissingBlobs(context.Context, *MissingBlobsRequest) (*MissingBlobsResponse, error)
+	// PutBlobs stores blobs, each verified against its SHA-256 hash first.
+	PutBlobs(context.Context, *PutBlobsRequest) (*PutBlobsResponse, error)
+	// GetBlob returns one blob, verified against its hash.
+	GetBlob(context.Context, *GetBlobRequest) (*GetBlobResponse, error)
 	mustEmbedUnimplementedTopoServer()
 }
 
@@ -348,6 +410,18 @@ func (UnimplementedTopoServer) GetLeader(context.Context, *GetLeaderRequest) (*G
 }
 func (UnimplementedTopoServer) WatchLeader(*WatchLeaderRequest, grpc.ServerStreamingServer[WatchLeaderResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method WatchLeader not implemented")
+}
+func (UnimplementedTopoServer) ServerInfo(context.Context, *ServerInfoRequest) (*ServerInfoResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ServerInfo not implemented")
+}
+func (UnimplementedTopoServer) MissingBlobs(context.Context, *MissingBlobsRequest) (*MissingBlobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method MissingBlobs not implemented")
+}
+func (UnimplementedTopoServer) PutBlobs(context.Context, *PutBlobsRequest) (*PutBlobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PutBlobs not implemented")
+}
+func (UnimplementedTopoServer) GetBlob(context.Context, *GetBlobRequest) (*GetBlobResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetBlob not implemented")
 }
 func (UnimplementedTopoServer) mustEmbedUnimplementedTopoServer() {}
 func (UnimplementedTopoServer) testEmbeddedByValue()              {}
@@ -561,6 +635,78 @@ func _Topo_WatchLeader_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Topo_WatchLeaderServer = grpc.ServerStreamingServer[WatchLeaderResponse]
 
+func _Topo_ServerInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ServerInfoRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TopoServer).ServerInfo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Topo_ServerInfo_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TopoServer).ServerInfo(ctx, req.(*ServerInfoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Topo_MissingBlobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MissingBlobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TopoServer).MissingBlobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Topo_MissingBlobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TopoServer).MissingBlobs(ctx, req.(*MissingBlobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Topo_PutBlobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutBlobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TopoServer).PutBlobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Topo_PutBlobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TopoServer).PutBlobs(ctx, req.(*PutBlobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Topo_GetBlob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetBlobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TopoServer).GetBlob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Topo_GetBlob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TopoServer).GetBlob(ctx, req.(*GetBlobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Topo_ServiceDesc is the grpc.ServiceDesc for Topo service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -599,6 +745,22 @@ var Topo_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetLeader",
 			Handler:    _Topo_GetLeader_Handler,
+		},
+		{
+			MethodName: "ServerInfo",
+			Handler:    _Topo_ServerInfo_Handler,
+		},
+		{
+			MethodName: "MissingBlobs",
+			Handler:    _Topo_MissingBlobs_Handler,
+		},
+		{
+			MethodName: "PutBlobs",
+			Handler:    _Topo_PutBlobs_Handler,
+		},
+		{
+			MethodName: "GetBlob",
+			Handler:    _Topo_GetBlob_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

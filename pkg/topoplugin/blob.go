@@ -1,0 +1,171 @@
+package topoplugin
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"vitess.io/vitess/go/vt/log"
+
+	"github.com/topod-io/topod/pkg/cache"
+	"github.com/topod-io/topod/pkg/content"
+	"github.com/topod-io/topod/pkg/record"
+	topodv1 "github.com/topod-io/topod/proto/topod/v1"
+)
+
+// Batching of blob uploads.
+const (
+	maxPutBatchBytes     = 16 << 20
+	maxMissingBatchCount = 64 << 10
+)
+
+var (
+	blobCacheBytes int64 = 512 << 20
+
+	// blobCache is shared by every connection of the process, so the many
+	// cells of a vtgate holding the same keyspaces keep each piece once.
+	blobCacheOnce sync.Once
+	blobCache     *cache.Cache
+)
+
+func sharedBlobCache() *cache.Cache {
+	blobCacheOnce.Do(func() { blobCache = cache.New(blobCacheBytes) })
+	return blobCache
+}
+
+// BlobStats counts what a connection fetched from and uploaded to topod's
+// blob store (cache hits are not fetches).
+type BlobStats struct {
+	Fetches, FetchedBytes  int64
+	Uploads, UploadedBytes int64
+}
+
+// blobCounters are a connection's BlobStats, updated atomically.
+type blobCounters struct {
+	fetches, fetchedBytes  atomic.Int64
+	uploads, uploadedBytes atomic.Int64
+}
+
+// BlobStats returns what this connection fetched and uploaded so far.
+func (c *Conn) BlobStats() BlobStats {
+	return BlobStats{
+		Fetches:       c.counters.fetches.Load(),
+		FetchedBytes:  c.counters.fetchedBytes.Load(),
+		Uploads:       c.counters.uploads.Load(),
+		UploadedBytes: c.counters.uploadedBytes.Load(),
+	}
+}
+
+// serverInfo returns topod's limits, asked once per connection.
+func (c *Conn) serverInfo(ctx context.Context) (*topodv1.ServerInfoResponse, error) {
+	if info := c.info.Load(); info != nil {
+		return info, nil
+	}
+	ctx, cancel, wait := c.unary(ctx)
+	defer cancel()
+	info, err := c.client.ServerInfo(ctx, &topodv1.ServerInfoRequest{}, wait)
+	if err != nil {
+		return nil, err
+	}
+	c.info.Store(info)
+	return info, nil
+}
+
+// encode turns contents into the backend value of the file at p, uploading
+// the blobs topod does not hold yet first: a reader that sees the value can
+// always fetch what it refers to.
+func (c *Conn) encode(ctx context.Context, p string, contents []byte) ([]byte, error) {
+	info, err := c.serverInfo(ctx)
+	if err != nil {
+		return nil, convertError(err, p)
+	}
+	enc, err := record.Encode(p, contents, int(info.InlineLimit))
+	if err != nil {
+		return nil, err
+	}
+	if len(enc.Blobs) > 0 {
+		if err := c.upload(ctx, enc.Blobs); err != nil {
+			return nil, fmt.Errorf("topod: write %s: %w", p, err)
+		}
+	}
+	return enc.Value, nil
+}
+
+// upload stores the blobs topod lacks, in batches, and keeps them all in
+// the local cache (the writer usually reads them back).
+func (c *Conn) upload(ctx context.Context, blobs map[content.Hash][]byte) error {
+	ctx, cancel, wait := c.unary(ctx)
+	defer cancel()
+	hashes := make([][]byte, 0, len(blobs))
+	for h, data := range blobs {
+		hashes = append(hashes, h[:])
+		sharedBlobCache().Add(h, data)
+	}
+	var missing [][]byte
+	for start := 0; start < len(hashes); start += maxMissingBatchCount {
+		resp, err := c.client.MissingBlobs(ctx, &topodv1.MissingBlobsRequest{Hashes: hashes[start:min(start+maxMissingBatchCount, len(hashes))]}, wait)
+		if err != nil {
+			return convertError(err, "blobs")
+		}
+		missing = append(missing, resp.Missing...)
+	}
+	batch, size := &topodv1.PutBlobsRequest{}, 0
+	flush := func() error {
+		if len(batch.Blobs) == 0 {
+			return nil
+		}
+		if _, err := c.client.PutBlobs(ctx, batch, wait); err != nil {
+			return convertError(err, "blobs")
+		}
+		c.counters.uploads.Add(int64(len(batch.Blobs)))
+		c.counters.uploadedBytes.Add(int64(size))
+		batch, size = &topodv1.PutBlobsRequest{}, 0
+		return nil
+	}
+	for _, h := range missing {
+		data := blobs[content.Hash(h)]
+		if size > 0 && size+len(data) > maxPutBatchBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		batch.Blobs = append(batch.Blobs, &topodv1.Blob{Hash: h, Data: data})
+		size += len(data)
+	}
+	return flush()
+}
+
+// decode returns the contents of the file at p from its backend value,
+// fetching the blobs it refers to that the cache does not hold.
+func (c *Conn) decode(ctx context.Context, p string, value []byte) ([]byte, error) {
+	contents, err := record.Decode(ctx, value, c.getBlob)
+	if err != nil {
+		return nil, fmt.Errorf("topod: read %s: %w", p, err)
+	}
+	return contents, nil
+}
+
+// getBlob returns a blob from the shared cache, or fetches it from topod.
+// Concurrent misses on one blob share one fetch; record.Decode verifies
+// what comes back.
+func (c *Conn) getBlob(ctx context.Context, h content.Hash) ([]byte, error) {
+	return sharedBlobCache().GetOrLoad(ctx, h, func(ctx context.Context) ([]byte, error) {
+		ctx, cancel, wait := c.unary(ctx)
+		defer cancel()
+		resp, err := c.client.GetBlob(ctx, &topodv1.GetBlobRequest{Hash: h[:]}, wait)
+		if err != nil {
+			return nil, fmt.Errorf("blob %s: %w", h, convertError(err, "blob "+h.String()))
+		}
+		c.counters.fetches.Add(1)
+		c.counters.fetchedBytes.Add(int64(len(resp.Data)))
+		return resp.Data, nil
+	})
+}
+
+// logDecodeError reports a watched file that could not be read: the watcher
+// keeps its last good value.
+func logDecodeError(p string, err error) {
+	log.Error("topod: watch: keeping the last good value", slog.String("path", p), slog.Any("err", err))
+}

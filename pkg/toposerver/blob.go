@@ -1,0 +1,139 @@
+package toposerver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/topod-io/topod/pkg/blobstore"
+	"github.com/topod-io/topod/pkg/content"
+	"github.com/topod-io/topod/pkg/record"
+	topodv1 "github.com/topod-io/topod/proto/topod/v1"
+)
+
+// Blob limits.
+const (
+	// MaxBlobBytes is the largest blob PutBlobs accepts.
+	MaxBlobBytes = 48 << 20
+	// maxHashesPerRequest bounds MissingBlobs.
+	maxHashesPerRequest = 1 << 20
+	// blobLoadTimeout bounds a read from the blob store on a cache miss
+	// (the load is shared by every request waiting for that blob).
+	blobLoadTimeout = time.Minute
+)
+
+// ServerInfo is part of topodv1.TopoServer.
+func (s *Server) ServerInfo(context.Context, *topodv1.ServerInfoRequest) (*topodv1.ServerInfoResponse, error) {
+	return &topodv1.ServerInfoResponse{
+		InlineLimit:    int64(s.opts.InlineLimit),
+		MaxRecordBytes: int64(s.opts.MaxValueBytes),
+		MaxBlobBytes:   MaxBlobBytes,
+	}, nil
+}
+
+// MissingBlobs is part of topodv1.TopoServer.
+func (s *Server) MissingBlobs(ctx context.Context, req *topodv1.MissingBlobsRequest) (*topodv1.MissingBlobsResponse, error) {
+	if len(req.Hashes) > maxHashesPerRequest {
+		return nil, toStatus(invalid(fmt.Errorf("missing blobs: %d hashes, over the %d limit", len(req.Hashes), maxHashesPerRequest)))
+	}
+	hashes := make([]content.Hash, len(req.Hashes))
+	for i, b := range req.Hashes {
+		h, err := hashOf(b)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		hashes[i] = h
+	}
+	missing, err := s.blobs.Missing(ctx, hashes)
+	if err != nil {
+		return nil, blobStatus(err)
+	}
+	resp := &topodv1.MissingBlobsResponse{Missing: make([][]byte, len(missing))}
+	for i, h := range missing {
+		resp.Missing[i] = h[:]
+	}
+	return resp, nil
+}
+
+// PutBlobs is part of topodv1.TopoServer. Each blob is verified against its
+// hash by the store before it is stored.
+func (s *Server) PutBlobs(ctx context.Context, req *topodv1.PutBlobsRequest) (*topodv1.PutBlobsResponse, error) {
+	for _, b := range req.Blobs {
+		h, err := hashOf(b.Hash)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		if len(b.Data) > MaxBlobBytes {
+			return nil, toStatus(invalid(fmt.Errorf("put blob %s: %d bytes, over the %d-byte limit", h, len(b.Data), MaxBlobBytes)))
+		}
+		if err := s.blobs.Put(ctx, h, b.Data); err != nil {
+			return nil, blobStatus(err)
+		}
+	}
+	return &topodv1.PutBlobsResponse{}, nil
+}
+
+// GetBlob is part of topodv1.TopoServer. Blobs are served from topod's
+// cache; a miss is read from the store, which verifies it.
+func (s *Server) GetBlob(ctx context.Context, req *topodv1.GetBlobRequest) (*topodv1.GetBlobResponse, error) {
+	h, err := hashOf(req.Hash)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	data, err := s.cache.GetOrLoad(ctx, h, func(ctx context.Context) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, blobLoadTimeout)
+		defer cancel()
+		return s.blobs.Get(ctx, h)
+	})
+	if err != nil {
+		return nil, blobStatus(err)
+	}
+	return &topodv1.GetBlobResponse{Data: data}, nil
+}
+
+// checkRecord refuses a backend value that is a malformed record, or a
+// reference whose root blob is not stored: blobs are uploaded before the
+// record that refers to them.
+func (s *Server) checkRecord(ctx context.Context, p string, value []byte) error {
+	ref, err := record.Parse(value)
+	if err != nil {
+		return invalid(fmt.Errorf("write %s: %w", p, err))
+	}
+	if ref == nil {
+		return nil
+	}
+	root := content.Hash(ref.Root)
+	missing, err := s.blobs.Missing(ctx, []content.Hash{root})
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	if len(missing) > 0 {
+		return status.Errorf(codes.FailedPrecondition, "write %s: refers to blob %s, which is not stored: upload blobs before the record", p, root)
+	}
+	return nil
+}
+
+func hashOf(b []byte) (content.Hash, error) {
+	if len(b) != content.Size {
+		return content.Hash{}, invalid(fmt.Errorf("blob hash of %d bytes, want %d (SHA-256)", len(b), content.Size))
+	}
+	return content.Hash(b), nil
+}
+
+// blobStatus maps blob store errors to statuses: NotFound, DataLoss for a
+// corrupt blob, InvalidArgument for data that does not match its hash.
+func blobStatus(err error) error {
+	switch {
+	case errors.Is(err, blobstore.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, blobstore.ErrCorrupt):
+		return status.Error(codes.DataLoss, err.Error())
+	case errors.Is(err, blobstore.ErrHashMismatch):
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return toStatus(err)
+}
