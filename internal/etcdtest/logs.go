@@ -2,7 +2,11 @@ package etcdtest
 
 import (
 	"bytes"
+	"errors"
+	"net"
+	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -34,8 +38,42 @@ func newLogSink() *logSink {
 		out = zapcore.Lock(os.Stderr)
 	}
 	enc := zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
-	s.logger = zap.New(zapcore.NewCore(enc, out, s.level))
+	s.logger = zap.New(shutdownFilter{zapcore.NewCore(enc, out, s.level)})
 	return s
+}
+
+// shutdownFilter drops the errors etcd logs whenever a member stops ("mux:
+// server closed", "use of closed network connection", "the server has been
+// stopped"): stopping members is what fault tests do.
+type shutdownFilter struct{ zapcore.Core }
+
+func (f shutdownFilter) With(fields []zapcore.Field) zapcore.Core {
+	return shutdownFilter{f.Core.With(fields)}
+}
+
+func (f shutdownFilter) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if f.Enabled(ent.Level) {
+		return ce.AddCore(ent, f)
+	}
+	return ce
+}
+
+func (f shutdownFilter) Write(ent zapcore.Entry, fields []zapcore.Field) error {
+	if ent.Message == "setting up serving from embedded etcd failed." {
+		for _, fl := range fields {
+			if err, ok := fl.Interface.(error); ok && fl.Type == zapcore.ErrorType && isClosedErr(err) {
+				return nil
+			}
+		}
+	}
+	return f.Core.Write(ent, fields)
+}
+
+func isClosedErr(err error) bool {
+	msg := err.Error()
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) ||
+		strings.Contains(msg, "server closed") || strings.Contains(msg, "use of closed network connection") ||
+		strings.Contains(msg, "server has been stopped")
 }
 
 // Write keeps p, dropping the oldest half of the buffer when it is full.
