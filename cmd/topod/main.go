@@ -22,7 +22,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/topod-io/topod/pkg/blobstore"
 	_ "github.com/topod-io/topod/pkg/blobstore/fileblob"
@@ -115,12 +114,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		LockTTL:        f.lockTTL,
 		Logger:         log,
 	})
-	g := grpc.NewServer(append(srv.GRPCServerOptions(),
-		// Find dead clients quickly, so their locks are released well
-		// within the lock TTL.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	)...)
+	g := grpc.NewServer(srv.GRPCServerOptions()...)
 	srv.Register(g)
 
 	served := make(chan error, 1)

@@ -101,7 +101,7 @@ func (c *Conn) upload(ctx context.Context, blobs map[content.Hash][]byte) error 
 	hashes := make([][]byte, 0, len(blobs))
 	for h, data := range blobs {
 		hashes = append(hashes, h[:])
-		sharedBlobCache().Add(h, data)
+		c.blobs.Add(h, data)
 	}
 	var missing [][]byte
 	for start := 0; start < len(hashes); start += maxMissingBatchCount {
@@ -147,11 +147,12 @@ func (c *Conn) decode(ctx context.Context, p string, value []byte) ([]byte, erro
 	return contents, nil
 }
 
-// getBlob returns a blob from the shared cache, or fetches it from topod.
+// getBlob returns a blob from the connection's cache, or fetches it from
+// topod.
 // Concurrent misses on one blob share one fetch; record.Decode verifies
 // what comes back.
 func (c *Conn) getBlob(ctx context.Context, h content.Hash) ([]byte, error) {
-	return sharedBlobCache().GetOrLoad(ctx, h, func(ctx context.Context) ([]byte, error) {
+	return c.blobs.GetOrLoad(ctx, h, func(ctx context.Context) ([]byte, error) {
 		ctx, cancel, wait := c.unary(ctx)
 		defer cancel()
 		resp, err := c.client.GetBlob(ctx, &topodv1.GetBlobRequest{Hash: h[:]}, wait)

@@ -35,6 +35,7 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 	"vitess.io/vitess/go/vt/utils"
 
+	"github.com/topod-io/topod/pkg/cache"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -82,6 +83,7 @@ type Conn struct {
 	cancel context.CancelFunc
 
 	info     atomic.Pointer[topodv1.ServerInfoResponse]
+	blobs    *cache.Cache
 	counters blobCounters
 }
 
@@ -89,8 +91,15 @@ var resolverSeq atomic.Int64
 
 // NewConn connects to the topod replicas at serverAddr (comma-separated
 // host:port list) serving the Vitess tree at root. It does not wait for a
-// replica to be reachable: calls do.
+// replica to be reachable: calls do. Blobs are cached in the process-wide
+// cache (--topod-blob-cache-bytes).
 func NewConn(serverAddr, root string) (*Conn, error) {
+	return NewConnWithCache(serverAddr, root, sharedBlobCache())
+}
+
+// NewConnWithCache is NewConn with a blob cache of the caller's, e.g. to
+// measure what one client fetches.
+func NewConnWithCache(serverAddr, root string, blobs *cache.Cache) (*Conn, error) {
 	var addrs []resolver.Address
 	for _, a := range strings.Split(serverAddr, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -121,6 +130,7 @@ func NewConn(serverAddr, root string) (*Conn, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Conn{
 		root:   path.Clean(root),
+		blobs:  blobs,
 		cc:     cc,
 		client: topodv1.NewTopoClient(cc),
 		ctx:    ctx,

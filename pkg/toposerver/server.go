@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/keepalive"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -121,11 +122,15 @@ func (s *Server) Register(g *grpc.Server) {
 }
 
 // GRPCServerOptions are the options topod's gRPC server needs: message
-// sizes that fit the largest value plus framing.
+// sizes that fit the largest blob plus framing, and keepalives that find
+// dead clients quickly (so their locks are released well within the lock
+// TTL) while accepting the plugin's pings.
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxBlobBytes + 1<<20),
 		grpc.MaxSendMsgSize(1 << 30),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	}
 }
 
