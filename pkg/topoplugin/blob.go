@@ -157,7 +157,7 @@ func (c *Conn) getBlob(ctx context.Context, h content.Hash) ([]byte, error) {
 		defer cancel()
 		resp, err := c.client.GetBlob(ctx, &topodv1.GetBlobRequest{Hash: h[:]}, wait)
 		if err != nil {
-			return nil, fmt.Errorf("blob %s: %w", h, convertError(err, "blob "+h.String()))
+			return nil, convertError(err, "blob "+h.String())
 		}
 		c.counters.fetches.Add(1)
 		c.counters.fetchedBytes.Add(int64(len(resp.Data)))

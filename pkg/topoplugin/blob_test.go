@@ -1,0 +1,182 @@
+package topoplugin_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"google.golang.org/protobuf/proto"
+
+	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
+
+	"github.com/topod-io/topod/bench/jd"
+	"github.com/topod-io/topod/internal/miniotest"
+	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/pkg/blobstore/fileblob"
+	"github.com/topod-io/topod/pkg/blobstore/s3blob"
+	"github.com/topod-io/topod/pkg/cache"
+	"github.com/topod-io/topod/pkg/topoplugin"
+	"github.com/topod-io/topod/pkg/toposerver"
+	"github.com/topod-io/topod/pkg/vschema"
+)
+
+// smallSrvVSchema is a SrvVSchema well over the inline limit, so it is
+// stored as blobs, and its variant with keyspace i changed.
+func smallSrvVSchema(t *testing.T) (*vschemapb.SrvVSchema, func(i int, col string) (*vschemapb.SrvVSchema, string)) {
+	t.Helper()
+	p := jd.JD().Sized(20)
+	srv := p.SrvVSchema()
+	if n := proto.Size(srv); n < 64<<10 {
+		t.Fatalf("test SrvVSchema is only %d bytes", n)
+	}
+	return srv, func(i int, col string) (*vschemapb.SrvVSchema, string) {
+		name, ks := p.Keyspace(i)
+		ks = proto.Clone(ks).(*vschemapb.Keyspace)
+		for _, table := range ks.Tables {
+			table.Columns = append(table.Columns, &vschemapb.Column{Name: col})
+			break
+		}
+		changed := proto.Clone(srv).(*vschemapb.SrvVSchema)
+		changed.Keyspaces[name] = ks
+		return changed, name
+	}
+}
+
+// TestCorruptOrMissingBlob: a blob whose bytes do not match its hash, or that
+// is gone, gives readers a clear error naming it, never wrong content, and a
+// watcher keeps serving the last good value until a good one comes.
+func TestCorruptOrMissingBlob(t *testing.T) {
+	ctx := t.Context()
+	blobs, err := fileblob.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{Blobs: blobs})
+	writer := newConn(t, srv.Addr, "/vitess/cell1")
+	v1, edit := smallSrvVSchema(t)
+	if _, err := writer.Update(ctx, "SrvVSchema", marshal(t, v1), nil); err != nil {
+		t.Fatal(err)
+	}
+	watcher, err := topoplugin.NewConnWithCache(srv.Addr, "/vitess/cell1", cache.New(1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	watchCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	_, changes, err := watcher.Watch(watchCtx, "SrvVSchema")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// v2's new piece is already "stored", damaged: the writer's
+	// MissingBlobs finds it and does not upload it again.
+	v2, name := edit(3, "corrupted")
+	enc, err := vschema.Encode(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	piece, _ := enc.Manifest.Keyspace(name)
+	good := enc.Blobs[piece.Hash]
+	bad := append([]byte("X"), good[1:]...)
+	writeBlobFile(t, blobs.Path(piece.Hash), bad)
+	if _, err := writer.Update(ctx, "SrvVSchema", marshal(t, v2), nil); err != nil {
+		t.Fatal(err)
+	}
+
+	reader, err := topoplugin.NewConnWithCache(srv.Addr, "/vitess/cell1", cache.New(1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	_, _, err = reader.Get(ctx, "SrvVSchema")
+	if err == nil || !strings.Contains(err.Error(), piece.Hash.String()) {
+		t.Fatalf("Get of a SrvVSchema with a corrupt piece = %v, want an error naming %s", err, piece.Hash)
+	}
+	t.Logf("corrupt piece: %v", err)
+	select {
+	case wd := <-changes:
+		t.Fatalf("watcher got a change from a corrupt version: %v", wd.Err)
+	case <-time.After(2 * time.Second):
+	}
+
+	// A missing blob, the same.
+	if err := os.Remove(blobs.Path(piece.Hash)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := reader.Get(ctx, "SrvVSchema"); err == nil || !strings.Contains(err.Error(), piece.Hash.String()) {
+		t.Fatalf("Get of a SrvVSchema with a missing piece = %v", err)
+	}
+
+	// A good version comes: the watcher moves on to it.
+	v3, _ := edit(4, "fine")
+	if _, err := writer.Update(ctx, "SrvVSchema", marshal(t, v3), nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case wd := <-changes:
+		if wd.Err != nil || !proto.Equal(unmarshalSrv(t, wd.Contents), v3) {
+			t.Fatalf("watcher after repair: %v", wd.Err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("watcher did not converge on the good version")
+	}
+}
+
+// TestBlobStoreDownOnWrite: with the blob store unreachable, a write fails
+// with an error saying so and leaves the previous value in place.
+func TestBlobStoreDownOnWrite(t *testing.T) {
+	ctx := t.Context()
+	m := miniotest.Start(t)
+	blobs, err := s3blob.Open(ctx, s3blob.Config{
+		Endpoint: m.Endpoint, Bucket: m.Bucket, Region: miniotest.Region, MaxRetries: 1,
+		Creds: credentials.NewStaticV4(m.AccessKey, m.SecretKey, ""),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blobs.Close()
+	srv := topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{Blobs: blobs})
+	c := newConn(t, srv.Addr, "/vitess/cell1")
+	v1, edit := smallSrvVSchema(t)
+	if _, err := c.Update(ctx, "SrvVSchema", marshal(t, v1), nil); err != nil {
+		t.Fatal(err)
+	}
+	m.Stop()
+	v2, _ := edit(1, "lost")
+	short, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err = c.Update(short, "SrvVSchema", marshal(t, v2), nil)
+	if err == nil || !strings.Contains(err.Error(), m.Endpoint) {
+		t.Fatalf("Update with MinIO down = %v, want an error naming %s", err, m.Endpoint)
+	}
+	t.Logf("write with the blob store down: %v", err)
+	m.Restart(t)
+	got, _, err := newConn(t, srv.Addr, "/vitess/cell1").Get(ctx, "SrvVSchema")
+	if err != nil || !proto.Equal(unmarshalSrv(t, got), v1) {
+		t.Fatalf("after the failed write, Get = %v; want the previous value", err)
+	}
+}
+
+func writeBlobFile(t *testing.T, file string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, data, 0o444); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func marshal(t *testing.T, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,80 @@
+package topoplugin
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/pkg/kv/boltkv"
+	"github.com/topod-io/topod/pkg/record"
+	"github.com/topod-io/topod/pkg/toposerver"
+	topodv1 "github.com/topod-io/topod/proto/topod/v1"
+)
+
+// TestWriterStoppedAfterUpload: a writer that dies after uploading a new
+// version's blobs but before setting the record leaves the old version fully
+// readable; and topod refuses a record whose blobs were never uploaded.
+func TestWriterStoppedAfterUpload(t *testing.T) {
+	ctx := t.Context()
+	b, err := boltkv.Open(filepath.Join(t.TempDir(), "topo.db"), boltkv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	srv := topodtest.Start(t, b, toposerver.Options{})
+	c, err := NewConn(srv.Addr, "/vitess/global")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	old := bytes.Repeat([]byte("old tablet list "), 8<<10) // 128 KiB: chunked
+	v1, err := c.Update(ctx, "big", old, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first half of a write: blobs uploaded, record not set.
+	next := bytes.Repeat([]byte("new tablet list "), 8<<10)
+	value, err := c.encode(ctx, "/vitess/global/big", next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, v, err := c.Get(ctx, "big")
+	if err != nil || !bytes.Equal(got, old) || v.String() != v1.String() {
+		t.Fatalf("after an interrupted write Get = %d bytes, %v, %v; want the old value", len(got), v, err)
+	}
+	// The second half, later, still works: the blobs are there.
+	if _, err := c.client.Update(ctx, &topodv1.UpdateRequest{Path: "/vitess/global/big", Contents: value}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := c.Get(ctx, "big"); err != nil || !bytes.Equal(got, next) {
+		t.Fatalf("Get = %v", err)
+	}
+
+	// A record referring to blobs nobody uploaded is refused.
+	other, err := NewConn(srv.Addr, "/vitess/global")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	unseen := bytes.Repeat([]byte("never uploaded "), 8<<10)
+	enc := mustEncode(t, "/vitess/global/big", unseen)
+	_, err = c.client.Update(context.Background(), &topodv1.UpdateRequest{Path: "/vitess/global/big", Contents: enc})
+	if err == nil {
+		t.Fatal("topod accepted a record whose blobs are not stored")
+	}
+	if got, _, err := other.Get(ctx, "big"); err != nil || !bytes.Equal(got, next) {
+		t.Fatalf("after the refused record Get = %v", err)
+	}
+}
+
+func mustEncode(t *testing.T, p string, contents []byte) []byte {
+	t.Helper()
+	enc, err := record.Encode(p, contents, record.DefaultInlineLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return enc.Value
+}
