@@ -110,6 +110,16 @@ type Backend interface {
 	// List returns every key starting with prefix, sorted by key, and the
 	// revision the listing reflects. keysOnly leaves Value nil.
 	List(ctx context.Context, prefix string, keysOnly bool) ([]KV, int64, error)
+	// History calls fn with every past value under prefix that GetRevision
+	// can still return: each superseded (or deleted) version of each key
+	// starting with prefix, as it was written (Key, Value, ModRevision,
+	// CreateRevision), but not the keys' current values. Order is
+	// unspecified. It stops at fn's first error and returns it. Values
+	// superseded while History runs may or may not be visited; a caller that
+	// must see every value (garbage collection) Lists first, then calls
+	// History. It can be expensive: it reads the whole retained history
+	// under prefix (see each backend's documentation).
+	History(ctx context.Context, prefix string, fn func(KV) error) error
 	// Create writes key if it does not exist (ErrExists otherwise), attached
 	// to lease if lease is not 0. It returns the new revision.
 	Create(ctx context.Context, key string, value []byte, lease LeaseID) (int64, error)

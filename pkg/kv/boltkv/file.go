@@ -3,6 +3,8 @@ package boltkv
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -165,4 +167,64 @@ func checkWrite(ctx context.Context, key string) error {
 		return errEmptyKey
 	}
 	return nil
+}
+
+// historyBatch bounds how many history entries History reads in one read
+// transaction: fn runs outside any transaction, so that a slow consumer
+// (garbage collection fetching blobs) never holds one open, which would keep
+// bbolt from growing its file under writers.
+const historyBatch = 512
+
+// History calls fn with every superseded value of every key starting with
+// prefix that GetRevision can still return (tombstones and pruned versions
+// excluded). It scans the whole history bucket, whose entries are ordered by
+// key length first, in batches of read transactions; entries added during
+// the scan may or may not be visited.
+func (b *Backend) History(ctx context.Context, prefix string, fn func(kv.KV) error) error {
+	var after []byte // the last bucket key visited
+	for {
+		if err := ctx.Err(); err != nil {
+			return opError("history", prefix, err)
+		}
+		var batch []kv.KV
+		err := b.read(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketHistory).Cursor()
+			var k, v []byte
+			if after == nil {
+				k, v = c.First()
+			} else if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+			for n := 0; k != nil && n < historyBatch; k, v = c.Next() {
+				n++
+				after = bytes.Clone(k)
+				key, rev, ok := parseHistoryKey(k)
+				if !ok || rev == 0 || !strings.HasPrefix(key, prefix) {
+					continue // a compaction marker, or another key
+				}
+				r, err := decodeRecord(v, true)
+				if err != nil {
+					return fmt.Errorf("history of %q at revision %d: %w", key, rev, err)
+				}
+				if !r.tombstone {
+					batch = append(batch, r.kvOf(key))
+				}
+			}
+			if k == nil {
+				after = nil // the end of the bucket
+			}
+			return nil
+		})
+		if err != nil {
+			return opError("history", prefix, err)
+		}
+		for _, e := range batch {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if after == nil {
+			return nil
+		}
+	}
 }

@@ -72,6 +72,16 @@ func (h history) prune(key string) error {
 	return h.b.Put(historyKey(key, 0), last[len(last)-8:])
 }
 
+// parseHistoryKey splits a history bucket key into the topo key and the
+// revision: ok is false for a key not in historyKey's format.
+func parseHistoryKey(k []byte) (key string, rev int64, ok bool) {
+	n, size := binary.Uvarint(k)
+	if size <= 0 || n > uint64(len(k)) || uint64(len(k)-size) != n+8 {
+		return "", 0, false
+	}
+	return string(k[size : size+int(n)]), int64(binary.BigEndian.Uint64(k[len(k)-8:])), true
+}
+
 // isHistoryOf says whether k, a history bucket key, is an entry of the key
 // whose historyPrefix is prefix.
 func isHistoryOf(k, prefix []byte) bool {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -181,5 +183,66 @@ func TestHistoryKeysDoNotCollide(t *testing.T) {
 	}
 	if _, err := b.GetRevision(ctx, "a", r1+1); !errors.Is(err, kv.ErrNotFound) {
 		t.Errorf("GetRevision(a) = %v, want ErrNotFound", err)
+	}
+}
+
+// TestHistoryVisits: History visits the versions GetRevision can read and
+// no pruned or dropped one, across more entries than one read transaction
+// takes.
+func TestHistoryVisits(t *testing.T) {
+	const keep = 3
+	ctx := t.Context()
+	b, _ := openTest(t, Options{HistoryPerKey: keep, DeletedRetention: 5, NoSync: true})
+	// /k: 10 versions, of which the keep latest superseded remain.
+	for i := range 10 {
+		if _, err := b.Update(ctx, "/p/k", fmt.Appendf(nil, "v%d", i), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// /gone: deleted, then its history dropped by later writes.
+	if _, err := b.Update(ctx, "/p/gone", []byte("g"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx, "/p/gone", 0); err != nil {
+		t.Fatal(err)
+	}
+	// Many keys with one superseded version each, more than a batch.
+	const many = historyBatch + 100
+	for i := range many {
+		key := fmt.Sprintf("/p/many/%04d", i)
+		for _, v := range []string{"old", "new"} {
+			if _, err := b.Update(ctx, key, []byte(v), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := b.Update(ctx, "/q/outside", []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Update(ctx, "/q/outside", []byte("2"), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	got := map[string]int{}
+	err := b.History(ctx, "/p/", func(v kv.KV) error {
+		if _, err := b.GetRevision(ctx, v.Key, v.ModRevision); err != nil {
+			t.Errorf("History visited %s at %d, which GetRevision cannot read: %v", v.Key, v.ModRevision, err)
+		}
+		if strings.HasPrefix(v.Key, "/p/many/") {
+			if string(v.Value) != "old" {
+				t.Errorf("History visited %s = %q, want only the superseded value", v.Key, v.Value)
+			}
+			got["many"]++
+			return nil
+		}
+		got[v.Key+"="+string(v.Value)]++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"/p/k=v6": 1, "/p/k=v7": 1, "/p/k=v8": 1, "many": many}
+	if !maps.Equal(got, want) {
+		t.Fatalf("History visited %v, want %v", got, want)
 	}
 }

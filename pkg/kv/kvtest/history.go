@@ -1,6 +1,9 @@
 package kvtest
 
 import (
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/topod-io/topod/pkg/kv"
@@ -93,5 +96,84 @@ func checkGetRevisionAfterDelete(t *testing.T, e *env) {
 				t.Fatalf("GetRevision(%q, %d) = %q, want %q", k, tt.rev, got, tt.want)
 			}
 		})
+	}
+}
+
+// version is one value of one key, as History reports it.
+type version struct {
+	key, value string
+	modRev     int64
+}
+
+// historyOf returns the distinct versions History visits under prefix.
+func historyOf(t *testing.T, e *env, prefix string) map[version]bool {
+	t.Helper()
+	got := map[version]bool{}
+	err := e.b.History(ctx(t), prefix, func(v kv.KV) error {
+		if !strings.HasPrefix(v.Key, prefix) {
+			t.Errorf("History(%q) visited %q", prefix, v.Key)
+		}
+		got[version{v.Key, string(v.Value), v.ModRevision}] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("History(%q): %v", prefix, err)
+	}
+	return got
+}
+
+// checkHistory: History visits the superseded and deleted values that
+// GetRevision can still return, under the prefix only, and not the current
+// values.
+func checkHistory(t *testing.T, e *env) {
+	k, other, gone, outside := e.key("dir/k"), e.key("dir/other"), e.key("dir/gone"), e.key("outside")
+	r1 := mustCreate(t, e, k, "v1", 0)
+	r2 := mustUpdate(t, e, k, "v2", r1)
+	mustUpdate(t, e, k, "v3", r2)
+	mustCreate(t, e, other, "only", 0)
+	rg := mustCreate(t, e, gone, "g1", 0)
+	mustDelete(t, e, gone, rg)
+	ro := mustCreate(t, e, outside, "o1", 0)
+	mustUpdate(t, e, outside, "o2", ro)
+
+	want := map[version]bool{
+		{k, "v1", r1}:    true,
+		{k, "v2", r2}:    true,
+		{gone, "g1", rg}: true,
+	}
+	got := historyOf(t, e, e.key("dir/"))
+	for v := range want {
+		if !got[v] {
+			t.Errorf("History did not visit %q = %q at revision %d", v.key, v.value, v.modRev)
+		}
+	}
+	for v := range got {
+		if !want[v] {
+			t.Errorf("History visited %q = %q at revision %d, want only past values under the prefix", v.key, v.value, v.modRev)
+		}
+		if value, err := e.b.GetRevision(ctx(t), v.key, v.modRev); err != nil || string(value) != v.value {
+			t.Errorf("History visited %q = %q at revision %d, which GetRevision reads as %q, %v", v.key, v.value, v.modRev, value, err)
+		}
+	}
+	if got := historyOf(t, e, e.key("nothing-here/")); len(got) != 0 {
+		t.Errorf("History of an empty prefix visited %d values", len(got))
+	}
+}
+
+// checkHistoryStops: History returns fn's first error, at once.
+func checkHistoryStops(t *testing.T, e *env) {
+	k := e.key("k")
+	rev := mustCreate(t, e, k, "v0", 0)
+	for i := 1; i <= 3; i++ {
+		rev = mustUpdate(t, e, k, fmt.Sprintf("v%d", i), rev)
+	}
+	stop := errors.New("stop here")
+	calls := 0
+	err := e.b.History(ctx(t), e.key(""), func(kv.KV) error {
+		calls++
+		return stop
+	})
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Fatalf("History with fn failing: %v after %d calls, want %v after 1", err, calls, stop)
 	}
 }

@@ -43,6 +43,8 @@ var checks = []check{
 	{"List/Empty", checkListEmpty},
 	{"GetRevision", checkGetRevision},
 	{"GetRevision/AfterDelete", checkGetRevisionAfterDelete},
+	{"History", checkHistory},
+	{"History/Stops", checkHistoryStops},
 	{"Watch/Key", checkWatchKey},
 	{"Watch/Prefix", checkWatchPrefix},
 	{"Watch/AfterRev", checkWatchAfterRev},
