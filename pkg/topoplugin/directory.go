@@ -16,7 +16,7 @@ func (c *Conn) ListDir(ctx context.Context, dirPath string, full bool) ([]topo.D
 	}
 	ctx, cancel, wait := c.unary(ctx)
 	defer cancel()
-	resp, err := c.client.ListDir(ctx, &topodv1.ListDirRequest{Path: p, Full: full}, wait)
+	resp, err := c.client.ListDir(ctx, &topodv1.ListDirRequest{Path: p, Full: full, MinRevision: c.seen.Load()}, wait)
 	if err != nil {
 		return nil, convertError(err, p)
 	}

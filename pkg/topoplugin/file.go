@@ -24,6 +24,7 @@ func (c *Conn) Create(ctx context.Context, filePath string, contents []byte) (to
 	if err != nil {
 		return nil, convertError(err, p)
 	}
+	c.observe(resp.Version)
 	return Version(resp.Version), nil
 }
 
@@ -47,6 +48,7 @@ func (c *Conn) Update(ctx context.Context, filePath string, contents []byte, ver
 	if err != nil {
 		return nil, convertError(err, p)
 	}
+	c.observe(resp.Version)
 	return Version(resp.Version), nil
 }
 
@@ -58,10 +60,11 @@ func (c *Conn) Get(ctx context.Context, filePath string) ([]byte, topo.Version, 
 	}
 	ctx, cancel, wait := c.unary(ctx)
 	defer cancel()
-	resp, err := c.client.Get(ctx, &topodv1.GetRequest{Path: p}, wait)
+	resp, err := c.client.Get(ctx, &topodv1.GetRequest{Path: p, MinRevision: c.seen.Load()}, wait)
 	if err != nil {
 		return nil, nil, convertError(err, p)
 	}
+	c.observe(resp.Version)
 	contents, err := c.decode(ctx, p, resp.Contents)
 	if err != nil {
 		return nil, nil, err
@@ -92,7 +95,7 @@ func (c *Conn) List(ctx context.Context, filePathPrefix string) ([]topo.KVInfo, 
 	}
 	ctx, cancel, wait := c.unary(ctx)
 	defer cancel()
-	resp, err := c.client.List(ctx, &topodv1.ListRequest{Prefix: p}, wait)
+	resp, err := c.client.List(ctx, &topodv1.ListRequest{Prefix: p, MinRevision: c.seen.Load()}, wait)
 	if err != nil {
 		return []topo.KVInfo{}, convertError(err, p)
 	}
@@ -103,6 +106,7 @@ func (c *Conn) List(ctx context.Context, filePathPrefix string) ([]topo.KVInfo, 
 			return []topo.KVInfo{}, err
 		}
 		out[i] = topo.KVInfo{Key: []byte(e.Path), Value: contents, Version: Version(e.Version)}
+		c.observe(e.Version)
 	}
 	return out, nil
 }

@@ -82,6 +82,11 @@ type Conn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// seen is the highest backend revision this connection has written or
+	// read: reads ask topod for at least that revision, so the connection
+	// reads its own writes whichever replica or cache answers.
+	seen atomic.Int64
+
 	info     atomic.Pointer[topodv1.ServerInfoResponse]
 	blobs    *cache.Cache
 	counters blobCounters
@@ -142,6 +147,16 @@ func NewConnWithCache(serverAddr, root string, blobs *cache.Cache) (*Conn, error
 func (c *Conn) Close() {
 	c.cancel()
 	c.cc.Close()
+}
+
+// observe records a revision the connection has seen.
+func (c *Conn) observe(rev int64) {
+	for {
+		cur := c.seen.Load()
+		if rev <= cur || c.seen.CompareAndSwap(cur, rev) {
+			return
+		}
+	}
 }
 
 // fullPath joins the root and a path relative to it. ".." segments are

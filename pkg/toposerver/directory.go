@@ -17,16 +17,24 @@ func (s *Server) ListDir(ctx context.Context, req *topodv1.ListDirRequest) (*top
 	if err := checkPath(req.Path, true); err != nil {
 		return nil, toStatus(err)
 	}
-	entries, err := s.listDir(ctx, req.Path, req.Full)
+	entries, err := s.listDir(ctx, req.Path, req.Full, req.MinRevision)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &topodv1.ListDirResponse{Entries: entries}, nil
 }
 
-func (s *Server) listDir(ctx context.Context, dir string, full bool) ([]*topodv1.DirEntry, error) {
+// listDir lists dir from memory when a mirror covers it and has reached
+// minRev; minRev -1 reads the backend (locks decide on what the backend says).
+func (s *Server) listDir(ctx context.Context, dir string, full bool, minRev int64) ([]*topodv1.DirEntry, error) {
 	prefix := dirPrefix(dir)
-	kvs, _, err := s.backend.List(ctx, prefix, true)
+	var kvs []kv.KV
+	var err error
+	if minRev < 0 {
+		kvs, _, err = s.backend.List(ctx, prefix, true)
+	} else {
+		kvs, err = s.list(ctx, "list_dir", prefix, true, minRev)
+	}
 	if err != nil {
 		return nil, err
 	}

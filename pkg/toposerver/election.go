@@ -16,7 +16,7 @@ import (
 // election directory whose contents are the participant's id: the lock
 // holder leads, as in etcd2topo.
 func (s *Server) Campaign(stream grpc.BidiStreamingServer[topodv1.CampaignRequest, topodv1.CampaignResponse]) error {
-	ctx, done := s.stream(stream.Context())
+	ctx, done := s.stream(stream.Context(), "campaign")
 	defer done()
 	return s.streamEnd(s.campaign(ctx, stream))
 }
@@ -96,7 +96,7 @@ func (s *Server) WatchLeader(req *topodv1.WatchLeaderRequest, stream grpc.Server
 	if err := checkPath(req.Path, false); err != nil {
 		return toStatus(err)
 	}
-	ctx, done := s.stream(stream.Context())
+	ctx, done := s.stream(stream.Context(), "watch_leader")
 	defer done()
 	return s.streamEnd(s.watchLeader(ctx, stream, req.Path))
 }

@@ -17,6 +17,7 @@ func (s *Server) Create(ctx context.Context, req *topodv1.CreateRequest) (*topod
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	s.awaitMirror(ctx, req.Path, rev)
 	return &topodv1.CreateResponse{Version: rev}, nil
 }
 
@@ -32,13 +33,25 @@ func (s *Server) Update(ctx context.Context, req *topodv1.UpdateRequest) (*topod
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	s.awaitMirror(ctx, req.Path, rev)
 	return &topodv1.UpdateResponse{Version: rev}, nil
 }
 
-// Get is part of topodv1.TopoServer.
+// Get is part of topodv1.TopoServer. Files under a mirrored prefix are read
+// from memory when the mirror has reached the client's min_revision.
 func (s *Server) Get(ctx context.Context, req *topodv1.GetRequest) (*topodv1.GetResponse, error) {
 	if err := checkPath(req.Path, false); err != nil {
 		return nil, toStatus(err)
+	}
+	if m := s.mirrorFor(req.Path); m != nil {
+		got, found, ok := m.Get(req.Path, req.MinRevision)
+		s.metrics.cacheRead("get", ok)
+		if ok && !found {
+			return nil, toStatus(fmt.Errorf("get %s: %w", req.Path, kv.ErrNotFound))
+		}
+		if ok {
+			return &topodv1.GetResponse{Contents: got.Value, Version: got.ModRevision}, nil
+		}
 	}
 	got, err := s.backend.Get(ctx, req.Path)
 	if err != nil {
@@ -68,7 +81,7 @@ func (s *Server) List(ctx context.Context, req *topodv1.ListRequest) (*topodv1.L
 	if err := checkPath(req.Prefix, true); err != nil {
 		return nil, toStatus(err)
 	}
-	kvs, _, err := s.backend.List(ctx, req.Prefix, false)
+	kvs, err := s.list(ctx, "list", req.Prefix, false, req.MinRevision)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -93,7 +106,26 @@ func (s *Server) Delete(ctx context.Context, req *topodv1.DeleteRequest) (*topod
 	if err := s.backend.Delete(ctx, req.Path, req.Version); err != nil {
 		return nil, toStatus(err)
 	}
+	if m := s.mirrorFor(req.Path); m != nil {
+		ctx, cancel := context.WithTimeout(ctx, writeVisibleTimeout)
+		defer cancel()
+		_ = m.WaitGone(ctx, req.Path)
+	}
 	return &topodv1.DeleteResponse{}, nil
+}
+
+// list reads the keys under prefix from the mirror covering it, when that
+// has reached minRev, else from the backend.
+func (s *Server) list(ctx context.Context, op, prefix string, keysOnly bool, minRev int64) ([]kv.KV, error) {
+	if m := s.mirrorFor(prefix); m != nil {
+		kvs, _, ok := m.List(prefix, keysOnly, minRev)
+		s.metrics.cacheRead(op, ok)
+		if ok {
+			return kvs, nil
+		}
+	}
+	kvs, _, err := s.backend.List(ctx, prefix, keysOnly)
+	return kvs, err
 }
 
 // checkWrite validates a write: its path, its size, and, for a record that

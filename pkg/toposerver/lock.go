@@ -25,7 +25,7 @@ const revokeTimeout = 10 * time.Second
 // the lock, the others wait for the file just older than theirs to go. The
 // lease, and so the lock, lives while the stream does.
 func (s *Server) Lock(stream grpc.BidiStreamingServer[topodv1.LockRequest, topodv1.LockResponse]) error {
-	ctx, done := s.stream(stream.Context())
+	ctx, done := s.stream(stream.Context(), "lock")
 	defer done()
 	return s.streamEnd(s.lock(ctx, stream))
 }
@@ -52,7 +52,7 @@ func (s *Server) lock(ctx context.Context, stream grpc.BidiStreamingServer[topod
 	switch acq.Kind {
 	case topodv1.LockKind_LOCK_KIND_BLOCKING, topodv1.LockKind_LOCK_KIND_UNSPECIFIED:
 		// The directory must exist.
-		if _, err := s.listDir(ctx, acq.Path, false); err != nil {
+		if _, err := s.listDir(ctx, acq.Path, false, -1); err != nil {
 			return toStatus(fmt.Errorf("lock %s: %w", acq.Path, err))
 		}
 	case topodv1.LockKind_LOCK_KIND_TRY:
@@ -111,7 +111,7 @@ func (s *Server) lock(ctx context.Context, stream grpc.BidiStreamingServer[topod
 // checkUnlocked fails with kv.ErrExists if dir exists and holds an ephemeral
 // locks directory, as etcd2topo's TryLock does.
 func (s *Server) checkUnlocked(ctx context.Context, dir string) error {
-	entries, err := s.listDir(ctx, dir, true)
+	entries, err := s.listDir(ctx, dir, true, -1)
 	if err != nil {
 		return fmt.Errorf("trylock %s: %w", dir, err)
 	}

@@ -11,6 +11,7 @@ package toposerver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"github.com/topod-io/topod/pkg/blobstore"
 	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/kv"
+	"github.com/topod-io/topod/pkg/mirror"
 	"github.com/topod-io/topod/pkg/record"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
@@ -36,6 +38,11 @@ const (
 	DefaultLockTTL = 30 * time.Second
 	// DefaultBlobCacheBytes bounds topod's cache of blobs.
 	DefaultBlobCacheBytes = 256 << 20
+	// DefaultCacheMaxBytes bounds each in-memory mirror of the backend.
+	DefaultCacheMaxBytes = 2 << 30
+	// writeVisibleTimeout bounds how long a write waits for topod's mirror
+	// to reflect it, so the writer's next read from memory sees it.
+	writeVisibleTimeout = 2 * time.Second
 	// NamedLockTTL is the lease TTL of LockName locks, as Vitess's
 	// topo.NamedLockTTL.
 	NamedLockTTL = 24 * time.Hour
@@ -59,6 +66,16 @@ type Options struct {
 	// LockTTL is the lease TTL of locks and election participations whose
 	// client did not ask for one. Default DefaultLockTTL.
 	LockTTL time.Duration
+	// CachePrefixes are the key prefixes topod mirrors in memory, each
+	// followed by one backend watch: every Watch and WatchRecursive under
+	// them is served from that watch, and Get, List and ListDir from
+	// memory. Default: "/", everything. DisableCache turns mirroring off.
+	CachePrefixes []string
+	DisableCache  bool
+	// CacheMaxBytes bounds the memory of each mirror; a mirror over it
+	// turns itself off and its prefix is served from the backend. Default
+	// DefaultCacheMaxBytes.
+	CacheMaxBytes int64
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -70,6 +87,8 @@ type Server struct {
 	backend kv.Backend
 	blobs   blobstore.Store
 	cache   *cache.Cache
+	mirrors []*mirror.Mirror
+	metrics *metrics
 	opts    Options
 	log     *slog.Logger
 	health  *health.Server
@@ -94,6 +113,12 @@ func New(backend kv.Backend, opts Options) *Server {
 	if opts.BlobCacheBytes <= 0 {
 		opts.BlobCacheBytes = DefaultBlobCacheBytes
 	}
+	if opts.CachePrefixes == nil {
+		opts.CachePrefixes = []string{"/"}
+	}
+	if opts.CacheMaxBytes <= 0 {
+		opts.CacheMaxBytes = DefaultCacheMaxBytes
+	}
 	if opts.LockTTL <= 0 {
 		opts.LockTTL = DefaultLockTTL
 	}
@@ -101,7 +126,10 @@ func New(backend kv.Backend, opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	met := newMetrics()
+	backend = countingBackend{Backend: backend, m: met}
 	s := &Server{
+		metrics: met,
 		backend: backend,
 		blobs:   opts.Blobs,
 		cache:   cache.New(opts.BlobCacheBytes),
@@ -112,7 +140,42 @@ func New(backend kv.Backend, opts Options) *Server {
 		cancel:  cancel,
 	}
 	s.health.SetServingStatus(topodv1.Topo_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if !opts.DisableCache {
+		for _, prefix := range opts.CachePrefixes {
+			m := mirror.New(backend, prefix, mirror.Options{MaxBytes: opts.CacheMaxBytes, Observer: met, Logger: opts.Logger})
+			s.mirrors = append(s.mirrors, m)
+			s.streams.Add(1)
+			go func() {
+				defer s.streams.Done()
+				if err := m.Run(ctx); errors.Is(err, mirror.ErrDisabled) {
+					s.log.Error("mirror off", "prefix", prefix, "err", err)
+				}
+			}()
+		}
+	}
 	return s
+}
+
+// mirrorFor returns the mirror covering key (the one with the longest
+// prefix), or nil.
+func (s *Server) mirrorFor(key string) *mirror.Mirror {
+	var best *mirror.Mirror
+	for _, m := range s.mirrors {
+		if m.Covers(key) && (best == nil || len(m.Prefix()) > len(best.Prefix())) {
+			best = m
+		}
+	}
+	return best
+}
+
+// awaitMirror waits, briefly, until the mirror covering p reflects a write
+// at rev, so that the writer's next read, served from memory, sees it.
+func (s *Server) awaitMirror(ctx context.Context, p string, rev int64) {
+	if m := s.mirrorFor(p); m != nil {
+		ctx, cancel := context.WithTimeout(ctx, writeVisibleTimeout)
+		defer cancel()
+		_ = m.WaitRev(ctx, rev)
+	}
 }
 
 // Register adds the Topo service and the standard gRPC health service to g.
@@ -131,6 +194,7 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 		grpc.MaxSendMsgSize(1 << 30),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor),
 	}
 }
 
@@ -142,17 +206,20 @@ func (s *Server) Close() {
 	s.streams.Wait()
 }
 
-// stream registers a long-lived stream: the returned context ends when the
-// client goes away or the server closes; done must be called when the stream
-// handler returns.
-func (s *Server) stream(ctx context.Context) (context.Context, func()) {
+// stream registers a long-lived stream of a kind (for metrics): the
+// returned context ends when the client goes away or the server closes;
+// done must be called when the stream handler returns.
+func (s *Server) stream(ctx context.Context, kind string) (context.Context, func()) {
 	s.streams.Add(1)
 	s.active.Add(1)
+	gauge := s.metrics.streams.WithLabelValues(kind)
+	gauge.Inc()
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, cancel)
 	return ctx, func() {
 		stop()
 		cancel()
+		gauge.Dec()
 		s.active.Add(-1)
 		s.streams.Done()
 	}

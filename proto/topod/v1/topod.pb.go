@@ -252,9 +252,14 @@ func (x *DirEntry) GetEphemeral() bool {
 }
 
 type ListDirRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Full          bool                   `protobuf:"varint,2,opt,name=full,proto3" json:"full,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Full  bool                   `protobuf:"varint,2,opt,name=full,proto3" json:"full,omitempty"`
+	// min_revision: the answer must reflect at least this backend revision
+	// (the highest the client has seen), so a client reads its own writes
+	// whichever replica answers. topod serves the read from its in-memory
+	// mirror when that has reached it, else from the backend.
+	MinRevision   int64 `protobuf:"varint,3,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -301,6 +306,13 @@ func (x *ListDirRequest) GetFull() bool {
 		return x.Full
 	}
 	return false
+}
+
+func (x *ListDirRequest) GetMinRevision() int64 {
+	if x != nil {
+		return x.MinRevision
+	}
+	return 0
 }
 
 type ListDirResponse struct {
@@ -549,8 +561,13 @@ func (x *UpdateResponse) GetVersion() int64 {
 }
 
 type GetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// min_revision: the answer must reflect at least this backend revision
+	// (the highest the client has seen), so a client reads its own writes
+	// whichever replica answers. topod serves the read from its in-memory
+	// mirror when that has reached it, else from the backend.
+	MinRevision   int64 `protobuf:"varint,2,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -590,6 +607,13 @@ func (x *GetRequest) GetPath() string {
 		return x.Path
 	}
 	return ""
+}
+
+func (x *GetRequest) GetMinRevision() int64 {
+	if x != nil {
+		return x.MinRevision
+	}
+	return 0
 }
 
 type GetResponse struct {
@@ -741,8 +765,13 @@ func (x *GetVersionResponse) GetContents() []byte {
 }
 
 type ListRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Prefix        string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Prefix string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// min_revision: the answer must reflect at least this backend revision
+	// (the highest the client has seen), so a client reads its own writes
+	// whichever replica answers. topod serves the read from its in-memory
+	// mirror when that has reached it, else from the backend.
+	MinRevision   int64 `protobuf:"varint,2,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -782,6 +811,13 @@ func (x *ListRequest) GetPrefix() string {
 		return x.Prefix
 	}
 	return ""
+}
+
+func (x *ListRequest) GetMinRevision() int64 {
+	if x != nil {
+		return x.MinRevision
+	}
+	return 0
 }
 
 type KeyValue struct {
@@ -2688,10 +2724,11 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\bDirEntry\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x16.topod.v1.DirEntryTypeR\x04type\x12\x1c\n" +
-	"\tephemeral\x18\x03 \x01(\bR\tephemeral\"8\n" +
+	"\tephemeral\x18\x03 \x01(\bR\tephemeral\"[\n" +
 	"\x0eListDirRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
-	"\x04full\x18\x02 \x01(\bR\x04full\"?\n" +
+	"\x04full\x18\x02 \x01(\bR\x04full\x12!\n" +
+	"\fmin_revision\x18\x03 \x01(\x03R\vminRevision\"?\n" +
 	"\x0fListDirResponse\x12,\n" +
 	"\aentries\x18\x01 \x03(\v2\x12.topod.v1.DirEntryR\aentries\"?\n" +
 	"\rCreateRequest\x12\x12\n" +
@@ -2704,10 +2741,11 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\bcontents\x18\x02 \x01(\fR\bcontents\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x03R\aversion\"*\n" +
 	"\x0eUpdateResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x03R\aversion\" \n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\"C\n" +
 	"\n" +
 	"GetRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"C\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12!\n" +
+	"\fmin_revision\x18\x02 \x01(\x03R\vminRevision\"C\n" +
 	"\vGetResponse\x12\x1a\n" +
 	"\bcontents\x18\x01 \x01(\fR\bcontents\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\"A\n" +
@@ -2715,9 +2753,10 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\"0\n" +
 	"\x12GetVersionResponse\x12\x1a\n" +
-	"\bcontents\x18\x01 \x01(\fR\bcontents\"%\n" +
+	"\bcontents\x18\x01 \x01(\fR\bcontents\"H\n" +
 	"\vListRequest\x12\x16\n" +
-	"\x06prefix\x18\x01 \x01(\tR\x06prefix\"T\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12!\n" +
+	"\fmin_revision\x18\x02 \x01(\x03R\vminRevision\"T\n" +
 	"\bKeyValue\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1a\n" +
 	"\bcontents\x18\x02 \x01(\fR\bcontents\x12\x18\n" +

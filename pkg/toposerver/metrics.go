@@ -1,0 +1,142 @@
+package toposerver
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/topod-io/topod/pkg/kv"
+)
+
+// metrics are topod's Prometheus metrics, on a registry of the server's own.
+type metrics struct {
+	registry        *prometheus.Registry
+	upstreamWatches prometheus.Gauge
+	streams         *prometheus.GaugeVec
+	eventsIn        prometheus.Counter
+	eventsOut       prometheus.Counter
+	bytesOut        prometheus.Counter
+	coalesced       prometheus.Counter
+	relists         prometheus.Counter
+	cache           *prometheus.CounterVec
+	backend         *prometheus.CounterVec
+	latency         *prometheus.HistogramVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		upstreamWatches: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "topod_upstream_watches", Help: "Watches topod holds on its backend.",
+		}),
+		streams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "topod_downstream_streams", Help: "Open client streams, by kind.",
+		}, []string{"kind"}),
+		eventsIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "topod_events_in_total", Help: "Events received from the backend's watches.",
+		}),
+		eventsOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "topod_events_out_total", Help: "File events sent to watching clients.",
+		}),
+		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "topod_bytes_out_total", Help: "Bytes of file contents sent to watching clients.",
+		}),
+		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "topod_coalesced_events_total", Help: "Events a slow watcher skipped because a newer value of the same file replaced them.",
+		}),
+		relists: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "topod_mirror_relists_total", Help: "Full re-lists of a mirrored prefix after its upstream watch broke.",
+		}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "topod_cache_requests_total", Help: "Reads of mirrored prefixes, by operation and result (hit: served from memory).",
+		}, []string{"op", "result"}),
+		backend: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "topod_backend_requests_total", Help: "Requests topod made to its backend, by type.",
+		}, []string{"type"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "topod_request_duration_seconds", Help: "Latency of unary requests, by method.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"method"}),
+	}
+	m.registry.MustRegister(m.upstreamWatches, m.streams, m.eventsIn, m.eventsOut, m.bytesOut,
+		m.coalesced, m.relists, m.cache, m.backend, m.latency,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// EventsIn, Coalesced and Relisted make metrics a mirror.Observer.
+func (m *metrics) EventsIn(n int)  { m.eventsIn.Add(float64(n)) }
+func (m *metrics) Coalesced(n int) { m.coalesced.Add(float64(n)) }
+func (m *metrics) Relisted()       { m.relists.Inc() }
+
+func (m *metrics) cacheRead(op string, hit bool) {
+	result := "miss"
+	if hit {
+		result = "hit"
+	}
+	m.cache.WithLabelValues(op, result).Inc()
+}
+
+// unaryInterceptor records the latency of unary requests.
+func (m *metrics) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	m.latency.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
+	return resp, err
+}
+
+// countingBackend counts the requests made to a backend by type.
+type countingBackend struct {
+	kv.Backend
+	m *metrics
+}
+
+func (b countingBackend) count(t string) { b.m.backend.WithLabelValues(t).Inc() }
+
+func (b countingBackend) Get(ctx context.Context, key string) (kv.KV, error) {
+	b.count("get")
+	return b.Backend.Get(ctx, key)
+}
+
+func (b countingBackend) GetRevision(ctx context.Context, key string, rev int64) ([]byte, error) {
+	b.count("get_revision")
+	return b.Backend.GetRevision(ctx, key, rev)
+}
+
+func (b countingBackend) List(ctx context.Context, prefix string, keysOnly bool) ([]kv.KV, int64, error) {
+	b.count("list")
+	return b.Backend.List(ctx, prefix, keysOnly)
+}
+
+func (b countingBackend) Create(ctx context.Context, key string, value []byte, lease kv.LeaseID) (int64, error) {
+	b.count("create")
+	return b.Backend.Create(ctx, key, value, lease)
+}
+
+func (b countingBackend) Update(ctx context.Context, key string, value []byte, version int64) (int64, error) {
+	b.count("update")
+	return b.Backend.Update(ctx, key, value, version)
+}
+
+func (b countingBackend) Delete(ctx context.Context, key string, version int64) error {
+	b.count("delete")
+	return b.Backend.Delete(ctx, key, version)
+}
+
+func (b countingBackend) Watch(ctx context.Context, key string, prefix bool, afterRev int64) (<-chan kv.WatchResponse, error) {
+	b.count("watch")
+	ch, err := b.Backend.Watch(ctx, key, prefix, afterRev)
+	if err != nil {
+		return nil, err
+	}
+	b.m.upstreamWatches.Inc()
+	context.AfterFunc(ctx, b.m.upstreamWatches.Dec)
+	return ch, nil
+}
+
+func (b countingBackend) Grant(ctx context.Context, ttl time.Duration) (kv.Lease, error) {
+	b.count("grant")
+	return b.Backend.Grant(ctx, ttl)
+}
