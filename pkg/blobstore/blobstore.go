@@ -62,7 +62,8 @@ type Store interface {
 	// nothing, unless content.Sum(data) == h. It is atomic: no reader ever
 	// sees part of a blob. A Put of a blob already stored with the same
 	// size is a cheap no-op; a stored blob of a different size (damaged) is
-	// replaced. Put does not keep data.
+	// replaced. Put does not keep data. A Put of a blob already stored does
+	// not change its stored time: writers that must keep it use Refresh.
 	Put(ctx context.Context, h content.Hash, data []byte) error
 
 	// Get returns the blob stored under h, having checked that it hashes
@@ -75,9 +76,27 @@ type Store interface {
 	Delete(ctx context.Context, h content.Hash) error
 
 	// Walk calls fn for every stored blob with its size and the time it was
-	// stored, until fn returns an error, which Walk then returns. Blobs
-	// put or deleted during the walk may or may not be seen.
+	// stored (or last refreshed), until fn returns an error, which Walk then
+	// returns. Blobs put or deleted during the walk may or may not be seen.
 	Walk(ctx context.Context, fn func(h content.Hash, size int64, modTime time.Time) error) error
+
+	// Refresh is Missing that also keeps the blobs it finds: those of
+	// hashes stored before olderThan get their stored time (the modTime
+	// Walk reports) reset to now. A writer calls it (through topod's
+	// MissingBlobs) before it publishes a record referring to blobs it did
+	// not upload, so that garbage collection, which deletes only blobs
+	// unreferenced and stored long enough ago, leaves them alone until the
+	// record is there to mark them. Contents are not changed or checked.
+	Refresh(ctx context.Context, hashes []content.Hash, olderThan time.Time) (missing []content.Hash, err error)
+
+	// DeleteIfOlder deletes the blob stored under h if its stored time is
+	// before before, and says whether it did. A blob not stored is not an
+	// error (false). It is garbage collection's delete: the time is checked
+	// again at the moment of deleting, so a blob a writer Refreshed since
+	// the collector saw it stays. How exactly that check and the delete
+	// exclude a concurrent Refresh depends on the store: see each
+	// implementation.
+	DeleteIfOlder(ctx context.Context, h content.Hash, before time.Time) (deleted bool, err error)
 
 	// Close releases the store's resources. The store must not be used
 	// afterwards.

@@ -63,6 +63,7 @@ func Run(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		{"WalkStops", testWalkStops},
 		{"ConcurrentPut", testConcurrentPut},
 		{"CanceledContext", testCanceledContext},
+		{"RefreshAndDeleteIfOlder", testRefreshAndDeleteIfOlder},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -498,4 +499,100 @@ func testCanceledContext(t *testing.T, f Fixture) {
 	if _, err := f.Store.Missing(ctx, []content.Hash{h}); err == nil {
 		t.Fatal("Missing with a canceled context succeeded")
 	}
+}
+
+// storeTimeResolution is how coarse a store's times may be: S3 reports
+// LastModified to the second.
+const storeTimeResolution = time.Second
+
+// testRefreshAndDeleteIfOlder checks the two operations garbage collection
+// relies on: Refresh reports what Missing does and resets the time of the
+// blobs stored before olderThan only; DeleteIfOlder deletes a blob stored
+// before its limit and keeps a younger (or refreshed) one.
+func testRefreshAndDeleteIfOlder(t *testing.T, f Fixture) {
+	a, da := Blob(1, 100)
+	b, db := Blob(2, 0)
+	d, dd := Blob(3, 3000)
+	never, _ := Blob(4, 100)
+	for h, data := range map[content.Hash][]byte{a: da, b: db, d: dd} {
+		mustPut(t, f.Store, h, data)
+	}
+	put := walkAll(t, f.Store)
+	// Let the clock move past the stores' resolution.
+	time.Sleep(2*storeTimeResolution + 200*time.Millisecond)
+	now := time.Now()
+
+	t.Run("refresh nothing old enough", func(t *testing.T) {
+		missing, err := f.Store.Refresh(ctxFor(t), []content.Hash{a, never, b, never, a}, now.Add(-time.Hour))
+		if err != nil || !slices.Equal(missing, []content.Hash{never}) {
+			t.Fatalf("Refresh = %v, %v; want [%s]", missing, err, never)
+		}
+		if missing, err := f.Store.Refresh(ctxFor(t), nil, now); err != nil || len(missing) != 0 {
+			t.Fatalf("Refresh(nil) = %v, %v", missing, err)
+		}
+		got := walkAll(t, f.Store)
+		for _, h := range []content.Hash{a, b, d} {
+			if !got[h].modTime.Equal(put[h].modTime) {
+				t.Errorf("blob %s stored at %v; after a Refresh with nothing older than an hour ago: %v", h, put[h].modTime, got[h].modTime)
+			}
+		}
+	})
+	t.Run("refresh resets the time", func(t *testing.T) {
+		missing, err := f.Store.Refresh(ctxFor(t), []content.Hash{a}, now)
+		if err != nil || len(missing) != 0 {
+			t.Fatalf("Refresh([stored]) = %v, %v; want none missing", missing, err)
+		}
+		got := walkAll(t, f.Store)
+		if w := got[a]; !w.modTime.After(put[a].modTime) || w.modTime.Before(now.Add(-storeTimeResolution)) || w.size != 100 {
+			t.Errorf("refreshed blob: time %v size %d; want a time after %v and no earlier than %v, size 100",
+				w.modTime, w.size, put[a].modTime, now.Add(-storeTimeResolution))
+		}
+		for _, h := range []content.Hash{b, d} {
+			if !got[h].modTime.Equal(put[h].modTime) {
+				t.Errorf("blob %s not asked about changed time: %v, then %v", h, put[h].modTime, got[h].modTime)
+			}
+		}
+		mustGet(t, f.Store, a, da)
+	})
+	t.Run("delete if older", func(t *testing.T) {
+		limit := now.Add(-500 * time.Millisecond) // after b and d were put, before a was refreshed
+		tests := []struct {
+			name    string
+			h       content.Hash
+			before  time.Time
+			deleted bool
+		}{
+			{"refreshed since", a, limit, false},
+			{"stored after the limit", d, put[d].modTime.Add(-time.Hour), false},
+			{"stored before the limit", b, limit, true},
+			{"already deleted", b, limit, false},
+			{"never stored", never, now.Add(time.Hour), false},
+		}
+		for _, tt := range tests {
+			deleted, err := f.Store.DeleteIfOlder(ctxFor(t), tt.h, tt.before)
+			if err != nil || deleted != tt.deleted {
+				t.Errorf("%s: DeleteIfOlder = %v, %v; want %v", tt.name, deleted, err, tt.deleted)
+			}
+		}
+		mustGet(t, f.Store, a, da)
+		mustGet(t, f.Store, d, dd)
+		_, err := f.Store.Get(ctxFor(t), b)
+		wantErr(t, "Get after DeleteIfOlder", err, blobstore.ErrNotFound, b)
+		if got := walkAll(t, f.Store); len(got) != 2 {
+			t.Errorf("Walk after DeleteIfOlder sees %d blobs, want 2", len(got))
+		}
+		mustPut(t, f.Store, b, db) // can be stored again
+		mustGet(t, f.Store, b, db)
+	})
+	t.Run("canceled context", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := f.Store.Refresh(ctx, []content.Hash{a}, now.Add(time.Hour)); err == nil {
+			t.Error("Refresh with a canceled context succeeded")
+		}
+		if _, err := f.Store.DeleteIfOlder(ctx, d, now.Add(time.Hour)); err == nil {
+			t.Error("DeleteIfOlder with a canceled context succeeded")
+		}
+		mustGet(t, f.Store, d, dd)
+	})
 }

@@ -11,6 +11,16 @@
 // x-amz-checksum-sha256, so a store that implements S3 checksums refuses
 // bytes damaged in transit; every Get hashes what it read regardless.
 //
+// A blob's stored time is the object's LastModified (the S3 server's clock;
+// a HEAD reports it to the second). Refresh resets it by copying the object
+// onto itself with its metadata replaced (a server-side CopyObject: no data
+// goes through topod), which S3 and MinIO treat as a new write. DeleteIfOlder
+// is a StatObject then a RemoveObject: S3 has no delete conditional on the
+// time, so a Refresh landing between the two (a few milliseconds) is lost
+// and the blob deleted although the Refresh reported it present. That is
+// garbage collection's residual window on S3 (see package blobgc); the file
+// store has none.
+//
 // Open checks, within a bounded time, that the endpoint answers, that it
 // accepts the credentials and that the bucket exists and can be listed, so
 // a misconfigured store fails at start with a message naming the endpoint
@@ -63,6 +73,13 @@ const (
 	// maxPrealloc bounds the buffer Get sizes from the object's length
 	// before reading it.
 	maxPrealloc = 256 << 20
+	// statResolution is how coarse a StatObject's LastModified may be
+	// (HTTP dates are to the second): an object stated at T was stored at a
+	// time in [T, T+statResolution).
+	statResolution = time.Second
+	// refreshedMeta is the user metadata a Refresh writes, with the time,
+	// so that copying an object onto itself changes something.
+	refreshedMeta = "Topod-Refreshed"
 )
 
 // Config says which bucket to use and how to reach it.
@@ -320,19 +337,84 @@ func isNotFound(err error) bool {
 
 // stat returns the size of the object holding h, or -1 when there is none.
 func (s *Store) stat(ctx context.Context, h content.Hash) (int64, error) {
-	info, err := s.client.StatObject(ctx, s.cfg.Bucket, s.Key(h), minio.StatObjectOptions{})
-	if isNotFound(err) {
-		return -1, nil
-	}
-	if err != nil {
-		return 0, s.objErr("stat", s.Key(h), err)
+	info, err := s.statInfo(ctx, h)
+	if err != nil || info == nil {
+		return -1, err
 	}
 	return info.Size, nil
+}
+
+// statInfo returns the object holding h, or nil when there is none.
+func (s *Store) statInfo(ctx context.Context, h content.Hash) (*minio.ObjectInfo, error) {
+	info, err := s.client.StatObject(ctx, s.cfg.Bucket, s.Key(h), minio.StatObjectOptions{})
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, s.objErr("stat", s.Key(h), err)
+	}
+	return &info, nil
 }
 
 // Missing implements blobstore.Store: one StatObject per distinct hash,
 // Config.Concurrency at a time.
 func (s *Store) Missing(ctx context.Context, hashes []content.Hash) ([]content.Hash, error) {
+	missing, err := s.each(ctx, hashes, func(ctx context.Context, h content.Hash) (bool, error) {
+		size, err := s.stat(ctx, h)
+		return size >= 0, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("missing blobs: %w", err)
+	}
+	return missing, nil
+}
+
+// Refresh implements blobstore.Store: one StatObject per distinct hash and,
+// for an object older than olderThan, a CopyObject of it onto itself with
+// replaced metadata, which gives it a new LastModified. An object deleted
+// between the two is reported missing.
+func (s *Store) Refresh(ctx context.Context, hashes []content.Hash, olderThan time.Time) ([]content.Hash, error) {
+	missing, err := s.each(ctx, hashes, func(ctx context.Context, h content.Hash) (bool, error) {
+		info, err := s.statInfo(ctx, h)
+		if err != nil || info == nil {
+			return false, err
+		}
+		if !info.LastModified.Before(olderThan) {
+			return true, nil
+		}
+		return s.touch(ctx, h)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("refresh blobs: %w", err)
+	}
+	return missing, nil
+}
+
+// touch copies blob h's object onto itself, replacing its metadata, and
+// says whether it was there to copy.
+func (s *Store) touch(ctx context.Context, h content.Hash) (bool, error) {
+	key := s.Key(h)
+	_, err := s.client.CopyObject(ctx,
+		minio.CopyDestOptions{
+			Bucket:          s.cfg.Bucket,
+			Object:          key,
+			ReplaceMetadata: true,
+			UserMetadata:    map[string]string{refreshedMeta: time.Now().UTC().Format(time.RFC3339Nano)},
+			ContentType:     "application/octet-stream",
+		},
+		minio.CopySrcOptions{Bucket: s.cfg.Bucket, Object: key})
+	if isNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("refresh blob %s: %w", h, s.objErr("copy", key, err))
+	}
+	return true, nil
+}
+
+// each runs present for every distinct hash, Config.Concurrency at a
+// time, and returns those it found absent, in the order given.
+func (s *Store) each(ctx context.Context, hashes []content.Hash, present func(context.Context, content.Hash) (bool, error)) ([]content.Hash, error) {
 	var uniq []content.Hash
 	seen := make(map[content.Hash]bool, len(hashes))
 	for _, h := range hashes {
@@ -346,19 +428,19 @@ func (s *Store) Missing(ctx context.Context, hashes []content.Hash) ([]content.H
 	g.SetLimit(s.cfg.Concurrency)
 	for i, h := range uniq {
 		g.Go(func() error {
-			size, err := s.stat(gctx, h)
+			ok, err := present(gctx, h)
 			if err != nil {
 				return err
 			}
-			absent[i] = size < 0
+			absent[i] = !ok
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, fmt.Errorf("missing blobs: %w", err)
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("missing blobs: %w", err)
+		return nil, err
 	}
 	var missing []content.Hash
 	for i, h := range uniq {
@@ -435,6 +517,24 @@ func (s *Store) Delete(ctx context.Context, h content.Hash) error {
 		return fmt.Errorf("delete blob %s: %w", h, s.objErr("delete", key, err))
 	}
 	return nil
+}
+
+// DeleteIfOlder implements blobstore.Store: a StatObject, then a
+// RemoveObject if the object was stored before before (allowing for the
+// stat's one-second resolution). A Refresh between the two is lost: see the
+// package documentation.
+func (s *Store) DeleteIfOlder(ctx context.Context, h content.Hash, before time.Time) (bool, error) {
+	info, err := s.statInfo(ctx, h)
+	if err != nil {
+		return false, fmt.Errorf("delete blob %s: %w", h, err)
+	}
+	if info == nil || !info.LastModified.Add(statResolution).Before(before) {
+		return false, nil
+	}
+	if err := s.Delete(ctx, h); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // Walk implements blobstore.Store with a recursive listing of the prefix,
