@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -48,6 +49,9 @@ type serveFlags struct {
 	logLevel        string
 	inlineLimit     int
 	blobCacheBytes  int64
+	metricsListen   string
+	cachePrefixes   []string
+	cacheMaxBytes   int64
 	lockTTL         time.Duration
 	shutdownGrace   time.Duration
 }
@@ -75,6 +79,9 @@ func newRootCommand() *cobra.Command {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.IntVar(&f.inlineLimit, "inline-limit", record.DefaultInlineLimit, "files up to this many bytes are stored in their record; larger ones as blobs (at most 63 KiB: no backend value exceeds 64 KiB)")
 	fs.Int64Var(&f.blobCacheBytes, "blob-cache-bytes", toposerver.DefaultBlobCacheBytes, "memory bound of topod's blob cache, in bytes")
+	fs.StringVar(&f.metricsListen, "metrics-listen", "", "address of the HTTP server for /metrics (Prometheus) and /debug/status; empty: none")
+	fs.StringSliceVar(&f.cachePrefixes, "cache-prefixes", []string{"/"}, "key prefixes topod mirrors in memory, each with one backend watch serving every client watch and read under it; empty: none")
+	fs.Int64Var(&f.cacheMaxBytes, "cache-max-bytes", toposerver.DefaultCacheMaxBytes, "memory bound of each mirrored prefix; a prefix over it is served from the backend")
 	fs.DurationVar(&f.lockTTL, "lock-ttl", toposerver.DefaultLockTTL, "lease TTL of locks and elections whose client asked for none")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long a shutdown waits for requests in flight")
 	return cmd
@@ -112,8 +119,22 @@ func serve(ctx context.Context, f serveFlags) error {
 		BlobCacheBytes: f.blobCacheBytes,
 		InlineLimit:    f.inlineLimit,
 		LockTTL:        f.lockTTL,
+		CachePrefixes:  cachePrefixes(f.cachePrefixes),
+		DisableCache:   len(cachePrefixes(f.cachePrefixes)) == 0,
+		CacheMaxBytes:  f.cacheMaxBytes,
 		Logger:         log,
 	})
+	if f.metricsListen != "" {
+		mlis, err := net.Listen("tcp", f.metricsListen)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+		hs := &http.Server{Handler: srv.DebugHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = hs.Serve(mlis) }()
+		defer hs.Close()
+		log.Info("metrics serving", "listen", mlis.Addr().String())
+	}
 	g := grpc.NewServer(srv.GRPCServerOptions()...)
 	srv.Register(g)
 
@@ -160,6 +181,18 @@ func open(ctx context.Context, f serveFlags) (kv.Backend, blobstore.Store, error
 		return nil, nil, err
 	}
 	return backend, blobs, nil
+}
+
+// cachePrefixes drops empty entries, so --cache-prefixes= turns mirroring
+// off.
+func cachePrefixes(in []string) []string {
+	out := []string{}
+	for _, p := range in {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func blobsURL(f serveFlags) string {

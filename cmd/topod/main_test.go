@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,12 +18,12 @@ import (
 // a second start on the same data dir serves what the first one wrote.
 func TestServeAndShutdown(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	addr := freeAddr(t)
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
 	run := func(write bool) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
 		cmd := newRootCommand()
-		cmd.SetArgs([]string{"--listen", addr, "--data-dir", dataDir, "--log-level", "warn"})
+		cmd.SetArgs([]string{"--listen", addr, "--data-dir", dataDir, "--log-level", "warn", "--metrics-listen", metricsAddr})
 		go func() { done <- cmd.ExecuteContext(ctx) }()
 
 		c, err := topoplugin.NewConn(addr, "/vitess/global")
@@ -37,6 +39,20 @@ func TestServeAndShutdown(t *testing.T) {
 			}
 		} else if got, _, err := c.Get(callCtx, "keyspaces/ks/Keyspace"); err != nil || string(got) != "x" {
 			t.Fatalf("Get after restart = %q, %v", got, err)
+		}
+		for path, want := range map[string]string{
+			"/metrics":      "topod_upstream_watches 1",
+			"/debug/status": "mirrored prefix",
+		} {
+			resp, err := http.Get("http://" + metricsAddr + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(body), want) {
+				t.Errorf("%s does not show %q:\n%s", path, want, body)
+			}
 		}
 		cancel() // what SIGTERM does through signal.NotifyContext
 		select {
