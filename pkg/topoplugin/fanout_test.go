@@ -1,0 +1,229 @@
+package topoplugin_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"vitess.io/vitess/go/vt/topo"
+
+	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/pkg/toposerver"
+	topodv1 "github.com/topod-io/topod/proto/topod/v1"
+)
+
+// watchAll starts n watches of file spread over conns connections to addr
+// and returns their change channels.
+func watchAll(t *testing.T, ctx context.Context, addr, root, file string, n, conns int) []<-chan *topo.WatchData {
+	t.Helper()
+	var cs []*topoConn
+	for range conns {
+		cs = append(cs, &topoConn{newConn(t, addr, root)})
+	}
+	out := make([]<-chan *topo.WatchData, n)
+	for i := range n {
+		_, changes, err := cs[i%conns].Watch(ctx, file)
+		if err != nil {
+			t.Fatalf("watch %d: %v", i, err)
+		}
+		out[i] = changes
+	}
+	return out
+}
+
+type topoConn struct{ topo.Conn }
+
+// waitAll waits until every watcher has seen want; others are fine on the
+// way (skipping is allowed), errors are not.
+func waitAll(t *testing.T, watchers []<-chan *topo.WatchData, want string, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(watchers))
+	for i, ch := range watchers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			deadline := time.After(timeout)
+			for {
+				select {
+				case wd, ok := <-ch:
+					if !ok {
+						errs <- fmt.Errorf("watcher %d: closed", i)
+						return
+					}
+					if wd.Err != nil {
+						errs <- fmt.Errorf("watcher %d: %v", i, wd.Err)
+						return
+					}
+					if string(wd.Contents) == want {
+						return
+					}
+				case <-deadline:
+					errs <- fmt.Errorf("watcher %d: did not see %q in %v", i, want, timeout)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+// TestFanOut500Watchers: 500 concurrent watchers of one file all converge
+// on the last of a burst of 1,000 updates, and topod holds one etcd watch
+// for all of them.
+func TestFanOut500Watchers(t *testing.T) {
+	ctx := t.Context()
+	cluster := etcdtest.Start(t, 1)
+	srv := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	writer := newConn(t, srv.Addr, "/vitess/cell1")
+	if _, err := writer.Create(ctx, "SrvVSchema", []byte("0")); err != nil {
+		t.Fatal(err)
+	}
+	watchers := watchAll(t, ctx, srv.Addr, "/vitess/cell1", "SrvVSchema", 500, 50)
+	for i := 1; i <= 1000; i++ {
+		if _, err := writer.Update(ctx, "SrvVSchema", []byte(strconv.Itoa(i)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := waitAll(t, watchers, "1000", time.Minute)
+	t.Logf("500 watchers converged %v after the last of 1,000 updates", took)
+	if got := metric(t, srv, "topod_upstream_watches"); got != 1 {
+		t.Errorf("topod holds %v upstream watches for 500 watchers, want 1", got)
+	}
+}
+
+// TestStalledWatcher: a client that opens a watch and never reads does not
+// delay the others, and topod keeps only the latest value for it instead of
+// queueing every update.
+func TestStalledWatcher(t *testing.T) {
+	ctx := t.Context()
+	cluster := etcdtest.Start(t, 1)
+	srv := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	writer := newConn(t, srv.Addr, "/vitess/cell1")
+	value := make([]byte, 16<<10)
+	if _, err := writer.Create(ctx, "SrvKeyspace", value); err != nil {
+		t.Fatal(err)
+	}
+	// The stalled client: a raw stream nobody reads.
+	cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	stalled, err := topodv1.NewTopoClient(cc).Watch(ctx, &topodv1.WatchRequest{Path: "/vitess/cell1/SrvKeyspace"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = stalled
+	for i := 1; i <= 1000; i++ {
+		copy(value, strconv.Itoa(i)+";")
+		if _, err := writer.Update(ctx, "SrvKeyspace", value, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 1,000 updates of 16 KiB would be 16 MiB queued for the stalled client;
+	// flow control lets a few through, the rest are replaced by newer values
+	// (it is the only watcher so far: every coalesced event is its own).
+	coalesced := metric(t, srv, "topod_coalesced_events_total")
+	t.Logf("%v of 1,000 updates coalesced for the stalled watcher", coalesced)
+	if coalesced < 900 {
+		t.Errorf("only %v events coalesced: the stalled watcher is being queued", coalesced)
+	}
+
+	// Other watchers are not held up by it.
+	watchers := watchAll(t, ctx, srv.Addr, "/vitess/cell1", "SrvKeyspace", 20, 5)
+	copy(value, "last;")
+	if _, err := writer.Update(ctx, "SrvKeyspace", value, nil); err != nil {
+		t.Fatal(err)
+	}
+	took := waitAll(t, watchers, string(value), 10*time.Second)
+	t.Logf("20 other watchers saw the next update in %v", took)
+}
+
+// TestReplicaKilledUnder100Watchers: with two topod replicas, killing one
+// under 100 watchers: every watcher converges through the other.
+func TestReplicaKilledUnder100Watchers(t *testing.T) {
+	ctx := t.Context()
+	cluster := etcdtest.Start(t, 1)
+	a := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	b := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	writer := newConn(t, b.Addr, "/vitess/cell1")
+	if _, err := writer.Create(ctx, "SrvVSchema", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	watchers := watchAll(t, ctx, a.Addr+","+b.Addr, "/vitess/cell1", "SrvVSchema", 100, 20)
+	onA := a.Topo.ActiveStreams()
+	a.Kill()
+	if _, err := writer.Update(ctx, "SrvVSchema", []byte("after"), nil); err != nil {
+		t.Fatal(err)
+	}
+	took := waitAll(t, watchers, "after", time.Minute)
+	t.Logf("%d of 100 watch streams were on the killed replica; all converged in %v", onA, took)
+	if onA == 0 {
+		t.Error("no watcher was on the killed replica: the test proved nothing")
+	}
+}
+
+// TestCompactionWhileDisconnected: a watcher whose topod is down while the
+// file changes and etcd compacts its history converges on the latest value
+// once topod is back.
+func TestCompactionWhileDisconnected(t *testing.T) {
+	ctx := t.Context()
+	cluster := etcdtest.Start(t, 1)
+	srv := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	c := newConn(t, srv.Addr, "/vitess/cell1")
+	if _, err := c.Create(ctx, "SrvVSchema", []byte("v0")); err != nil {
+		t.Fatal(err)
+	}
+	watchers := watchAll(t, ctx, srv.Addr, "/vitess/cell1", "SrvVSchema", 10, 2)
+	srv.Kill()
+
+	direct := openEtcd(t, cluster.Endpoints())
+	var rev int64
+	for i := 1; i <= 50; i++ {
+		r, err := direct.Update(ctx, "/vitess/cell1/SrvVSchema", []byte(fmt.Sprintf("v%d", i)), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev = r
+	}
+	if err := cluster.Compact(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	topodtest.StartOn(t, srv.Addr, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	waitAll(t, watchers, "v50", time.Minute)
+}
+
+var metricLine = regexp.MustCompile(`(?m)^(\w+)(?:\{[^}]*\})? ([0-9.e+]+)$`)
+
+// metric reads a metric of an in-process topod, summed over its labels.
+func metric(t *testing.T, srv *topodtest.Server, name string) float64 {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	srv.Topo.DebugHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	var sum float64
+	for _, m := range metricLine.FindAllStringSubmatch(string(body), -1) {
+		if m[1] == name {
+			v, _ := strconv.ParseFloat(m[2], 64)
+			sum += v
+		}
+	}
+	return sum
+}
