@@ -27,7 +27,8 @@ import (
 // 19,110 keyspaces) with Vitess's topo.Server through the plugin to topod on
 // etcd (file blobs), then changes one keyspace per iteration and reports,
 // per change: bytes written to etcd (the record), bytes uploaded to the blob
-// store, bytes fetched by one watching plugin, the watcher's time to
+// store, bytes fetched by one watching plugin (against the size of the
+// changed keyspace's piece), the watcher's time to
 // reassemble the SrvVSchema from its cache, and the time until it saw the
 // change. Stock etcd2 is tried on the same etcd for comparison:
 //
@@ -85,7 +86,7 @@ func benchOneKeyspaceChange(b *testing.B, profile jd.Profile) {
 	defer writer.Close()
 	etcd := cluster.Client(b)
 
-	var etcdBytes, uploaded, fetched int64
+	var etcdBytes, uploaded, fetched, pieces int64
 	var assemble, delivery time.Duration
 	i := 0
 	for b.Loop() {
@@ -94,6 +95,11 @@ func benchOneKeyspaceChange(b *testing.B, profile jd.Profile) {
 		ks = proto.Clone(ks).(*vschemapb.Keyspace)
 		ks.Tables[fmt.Sprintf("bench_table_%d", i)] = &vschemapb.Table{}
 		full.Keyspaces[name] = ks
+		piece, err := proto.MarshalOptions{Deterministic: true}.Marshal(ks)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pieces += int64(len(piece))
 		data, err := full.MarshalVT()
 		if err != nil {
 			b.Fatal(err)
@@ -132,6 +138,7 @@ func benchOneKeyspaceChange(b *testing.B, profile jd.Profile) {
 	b.ReportMetric(float64(etcdBytes)/n, "etcd-B/change")
 	b.ReportMetric(float64(uploaded)/n, "blob-B/change")
 	b.ReportMetric(float64(fetched)/n, "fetched-B/change")
+	b.ReportMetric(float64(pieces)/n, "piece-B/change")
 	b.ReportMetric(float64(assemble.Milliseconds())/n, "assemble-ms")
 	b.ReportMetric(float64(delivery.Milliseconds())/n, "delivery-ms")
 }
