@@ -48,7 +48,7 @@ func (s *Server) MissingBlobs(ctx context.Context, req *topodv1.MissingBlobsRequ
 		}
 		hashes[i] = h
 	}
-	missing, err := s.blobs.Missing(ctx, hashes)
+	missing, err := s.blobs.Refresh(ctx, hashes, s.refreshBefore())
 	if err != nil {
 		return nil, blobStatus(err)
 	}
@@ -59,10 +59,22 @@ func (s *Server) MissingBlobs(ctx context.Context, req *topodv1.MissingBlobsRequ
 	return resp, nil
 }
 
+// refreshBefore is the olderThan of the blob refreshes MissingBlobs and
+// PutBlobs make: a blob stored before it gets a new stored time, so
+// garbage collection (which deletes unreferenced blobs stored more than
+// GCGrace ago) keeps it for at least GCGrace/2, long enough for the writer
+// to write the record that refers to it. See package blobgc.
+func (s *Server) refreshBefore() time.Time {
+	return time.Now().Add(-s.opts.GCGrace / 2)
+}
+
 // PutBlobs is part of topodv1.TopoServer. Each blob is verified against its
-// hash by the store before it is stored.
+// hash by the store before it is stored. Blobs already stored are
+// refreshed as MissingBlobs does, for a client that uploads without asking
+// first.
 func (s *Server) PutBlobs(ctx context.Context, req *topodv1.PutBlobsRequest) (*topodv1.PutBlobsResponse, error) {
-	for _, b := range req.Blobs {
+	hashes := make([]content.Hash, len(req.Blobs))
+	for i, b := range req.Blobs {
 		h, err := hashOf(b.Hash)
 		if err != nil {
 			return nil, toStatus(err)
@@ -70,7 +82,13 @@ func (s *Server) PutBlobs(ctx context.Context, req *topodv1.PutBlobsRequest) (*t
 		if len(b.Data) > MaxBlobBytes {
 			return nil, toStatus(invalid(fmt.Errorf("put blob %s: %d bytes, over the %d-byte limit", h, len(b.Data), MaxBlobBytes)))
 		}
-		if err := s.blobs.Put(ctx, h, b.Data); err != nil {
+		hashes[i] = h
+	}
+	if _, err := s.blobs.Refresh(ctx, hashes, s.refreshBefore()); err != nil {
+		return nil, blobStatus(err)
+	}
+	for i, b := range req.Blobs {
+		if err := s.blobs.Put(ctx, hashes[i], b.Data); err != nil {
 			return nil, blobStatus(err)
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/topod-io/topod/pkg/blobgc"
 	"github.com/topod-io/topod/pkg/blobstore"
 	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/kv"
@@ -76,6 +77,13 @@ type Options struct {
 	// turns itself off and its prefix is served from the backend. Default
 	// DefaultCacheMaxBytes.
 	CacheMaxBytes int64
+	// GCGrace is the grace period of blob garbage collection (package
+	// blobgc). MissingBlobs and PutBlobs refresh the blobs they find stored
+	// before now - GCGrace/2, so a writer has GCGrace/2 from asking to
+	// writing the record that refers to them. It must be no shorter than
+	// the grace of any collection run against the same store. Default
+	// blobgc.DefaultGrace.
+	GCGrace time.Duration
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -121,6 +129,9 @@ func New(backend kv.Backend, opts Options) *Server {
 	}
 	if opts.LockTTL <= 0 {
 		opts.LockTTL = DefaultLockTTL
+	}
+	if opts.GCGrace <= 0 {
+		opts.GCGrace = blobgc.DefaultGrace
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

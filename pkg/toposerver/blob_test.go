@@ -1,0 +1,92 @@
+package toposerver_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/pkg/blobstore/blobtest"
+	"github.com/topod-io/topod/pkg/blobstore/fileblob"
+	"github.com/topod-io/topod/pkg/content"
+	"github.com/topod-io/topod/pkg/kv/boltkv"
+	"github.com/topod-io/topod/pkg/toposerver"
+	topodv1 "github.com/topod-io/topod/proto/topod/v1"
+)
+
+// TestBlobRefresh: MissingBlobs and PutBlobs give a stored blob older than
+// GCGrace/2 a new stored time (so garbage collection keeps it while the
+// writer writes its record), and leave younger blobs alone.
+func TestBlobRefresh(t *testing.T) {
+	ctx := t.Context()
+	b, err := boltkv.Open(filepath.Join(t.TempDir(), "topo.db"), boltkv.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	store, err := fileblob.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := topodtest.Start(t, b, toposerver.Options{Blobs: store, GCGrace: time.Hour})
+	cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	client := topodv1.NewTopoClient(cc)
+
+	tests := []struct {
+		name      string
+		age       time.Duration
+		refreshed bool
+		call      func(h content.Hash, data []byte) error
+	}{
+		{"MissingBlobs, old", 2 * time.Hour, true, func(h content.Hash, _ []byte) error {
+			resp, err := client.MissingBlobs(ctx, &topodv1.MissingBlobsRequest{Hashes: [][]byte{h[:]}})
+			if err == nil && len(resp.Missing) != 0 {
+				t.Errorf("MissingBlobs reports a stored blob missing")
+			}
+			return err
+		}},
+		{"MissingBlobs, older than grace/2", 40 * time.Minute, true, func(h content.Hash, _ []byte) error {
+			_, err := client.MissingBlobs(ctx, &topodv1.MissingBlobsRequest{Hashes: [][]byte{h[:]}})
+			return err
+		}},
+		{"MissingBlobs, young", 20 * time.Minute, false, func(h content.Hash, _ []byte) error {
+			_, err := client.MissingBlobs(ctx, &topodv1.MissingBlobsRequest{Hashes: [][]byte{h[:]}})
+			return err
+		}},
+		{"PutBlobs of a stored blob, old", 2 * time.Hour, true, func(h content.Hash, data []byte) error {
+			_, err := client.PutBlobs(ctx, &topodv1.PutBlobsRequest{Blobs: []*topodv1.Blob{{Hash: h[:], Data: data}}})
+			return err
+		}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, data := blobtest.Blob(uint64(i), 100)
+			if err := store.Put(ctx, h, data); err != nil {
+				t.Fatal(err)
+			}
+			aged := time.Now().Add(-tt.age)
+			if err := os.Chtimes(store.Path(h), aged, aged); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			if err := tt.call(h, data); err != nil {
+				t.Fatal(err)
+			}
+			info, err := os.Stat(store.Path(h))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := !info.ModTime().Before(start); got != tt.refreshed {
+				t.Fatalf("blob stored %v ago: time %v after the call, refreshed %v; want refreshed %v", tt.age, info.ModTime(), got, tt.refreshed)
+			}
+		})
+	}
+}
