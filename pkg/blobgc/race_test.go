@@ -157,9 +157,9 @@ func (v *verdicts) failures() []string {
 // raceStats counts what happened, for the log and the non-vacuity check.
 type raceStats struct {
 	writes, reverts, deletes, conflicts, rerefreshed, late atomic.Int64
-	collections, deleted, kept                     atomic.Int64
-	checks, checkedValues                          atomic.Int64
-	maxCommit                                      atomic.Int64 // longest refresh-to-commit, ns
+	collections, deleted, kept                             atomic.Int64
+	checks, checkedValues                                  atomic.Int64
+	maxCommit                                              atomic.Int64 // longest refresh-to-commit, ns
 }
 
 func runRace(t *testing.T, b kv.Backend, s *fileblob.Store, base []byte, compact func(context.Context) error) {
