@@ -1,0 +1,455 @@
+// Package e2e proves with the real Vitess programs that swapping
+// --topo-implementation etcd2 for topod changes nothing else: the
+// repository's bin/vtctld and bin/vtgate (Vitess 24's own commands with the
+// plugin linked in) run as an unprivileged user against bin/topod on a real
+// etcd, are loaded through vtctld's gRPC API with a SrvVSchema stock etcd2
+// cannot store, and are queried with the mysql client.
+//
+// The binaries are not built here: `make test` builds them first (`make
+// build`); a missing one fails the test with a message saying so.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"vitess.io/vitess/go/vt/topo"
+	_ "vitess.io/vitess/go/vt/topo/etcd2topo"
+	"vitess.io/vitess/go/vt/vtctl/vtctldclient"
+
+	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
+	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
+	vtctldatapb "vitess.io/vitess/go/vt/proto/vtctldata"
+
+	_ "vitess.io/vitess/go/vt/vtctl/grpcvtctldclient"
+
+	"github.com/topod-io/topod/bench/jd"
+	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/vtlocal"
+	_ "github.com/topod-io/topod/pkg/topoplugin"
+)
+
+const (
+	// keyspaces is how many keyspaces of the JD profile the test loads: its
+	// SrvVSchema must be over etcd's request limit.
+	keyspaces = 320
+	// etcdRequestLimit is etcd's default --max-request-bytes (1.5 MiB).
+	etcdRequestLimit = 1572864
+	cell             = "zone1"
+	globalRoot       = "/vitess/global"
+	// changeWithin bounds how long a vschema change may take to show in
+	// vtgate's /debug/vschema.
+	changeWithin = 5 * time.Second
+	// convergeWithin bounds how long vtgate may take to show a change made
+	// after topod came back from a crash.
+	convergeWithin = 30 * time.Second
+)
+
+// TestVitessOnTopod runs vtctld and vtgate with --topo-implementation topod
+// on topod over a real etcd, loads keyspaces with vschemas through vtctld,
+// and checks what vtgate serves: every keyspace in SHOW VITESS_KEYSPACES, a
+// vschema change in /debug/vschema within 5 seconds, and convergence after
+// topod is killed and restarted, without restarting vtgate.
+func TestVitessOnTopod(t *testing.T) {
+	bin := binaries(t, "topod", "vtctld", "vtgate")
+	mysqlCLI, err := exec.LookPath("mysql")
+	if err != nil {
+		t.Fatalf("the mysql client is missing (make test installs Debian's mariadb-client): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+
+	id, err := vtlocal.EnsureUser(vtlocal.DefaultUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := workDir(t, id)
+	ports, err := vtlocal.FreePorts(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topodAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	vtctldHTTP, vtctldGRPC, vtgateHTTP, vtgateMySQL := ports[1], ports[2], ports[3], ports[4]
+
+	// A real etcd, at its default limits, under topod.
+	etcd := etcdtest.Start(t, 1)
+	startTopod := func() *vtlocal.Process {
+		t.Helper()
+		p := start(t, vtlocal.Spec{
+			Name:   "topod",
+			Binary: bin["topod"],
+			Args: []string{
+				"--listen", topodAddr,
+				"--backend", "etcd://" + strings.Join(trimScheme(etcd.Endpoints()), ","),
+				"--blobs", "file://" + filepath.Join(work, "blobs"),
+				"--data-dir", filepath.Join(work, "topod"),
+			},
+			Log: filepath.Join(work, "logs", "topod.log"),
+			Dir: work,
+		})
+		if err := p.WaitGRPCHealth(ctx, topodAddr); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	topod := startTopod()
+
+	// The global topology and the cell, through the plugin.
+	ts, err := topo.OpenServer("topod", topodAddr, globalRoot)
+	if err != nil {
+		t.Fatalf("open topo through the plugin: %v", err)
+	}
+	t.Cleanup(ts.Close)
+	if err := ts.CreateCellInfo(ctx, cell, &topodatapb.CellInfo{ServerAddress: topodAddr, Root: "/vitess/" + cell}); err != nil {
+		t.Fatalf("CreateCellInfo %s: %v", cell, err)
+	}
+
+	// vtctld and vtgate, exactly as with etcd2 but for the implementation.
+	tp := vtlocal.Topo{Implementation: "topod", Address: topodAddr, Root: globalRoot}
+	vtctld := start(t, vtlocal.Spec{
+		Name: "vtctld", Binary: bin["vtctld"], Args: vtlocal.VtctldArgs(tp, vtctldHTTP, vtctldGRPC),
+		Log: filepath.Join(work, "logs", "vtctld.log"), Dir: work, User: id,
+	})
+	vtgate := start(t, vtlocal.Spec{
+		Name: "vtgate", Binary: bin["vtgate"], Args: vtlocal.VtgateArgs(tp, cell, vtgateHTTP, vtgateMySQL),
+		Log: filepath.Join(work, "logs", "vtgate.log"), Dir: work, User: id,
+	})
+	for _, w := range []struct {
+		p   *vtlocal.Process
+		url string
+	}{{vtctld, fmt.Sprintf("http://127.0.0.1:%d/debug/status", vtctldHTTP)}, {vtgate, fmt.Sprintf("http://127.0.0.1:%d/debug/status", vtgateHTTP)}} {
+		if err := w.p.WaitHTTP(ctx, w.url); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("topod, vtctld and vtgate (as user %s) up; logs in %s", id.Name, filepath.Join(work, "logs"))
+
+	// Keyspaces and vschemas through vtctld's gRPC API.
+	client, err := vtctldclient.New(ctx, "grpc", fmt.Sprintf("127.0.0.1:%d", vtctldGRPC))
+	if err != nil {
+		t.Fatalf("vtctldclient: %v", err)
+	}
+	t.Cleanup(func() { client.Close() })
+	profile := jd.JD().Sized(keyspaces)
+	loader := &vtlocal.Loader{Client: client, Profile: profile, Workers: 4}
+	idx := vtlocal.Range(keyspaces)
+	step := func(name string, f func() error) {
+		t.Helper()
+		begin := time.Now()
+		if err := f(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		t.Logf("%s: %v", name, time.Since(begin).Round(time.Millisecond))
+	}
+	step(fmt.Sprintf("CreateKeyspace x%d", keyspaces), func() error { return loader.CreateKeyspaces(ctx, idx) })
+	step(fmt.Sprintf("ApplyVSchema x%d (skip_rebuild)", keyspaces), func() error { return loader.ApplyVSchemas(ctx, idx) })
+	step("ApplyRoutingRules", func() error { return loader.ApplyRoutingRules(ctx) })
+	step("RebuildVSchemaGraph", func() error { return loader.Rebuild(ctx) })
+
+	// The SrvVSchema is the profile's, and over etcd's request limit.
+	want := profile.SrvVSchema()
+	got, err := ts.GetSrvVSchema(ctx, cell)
+	if err != nil {
+		t.Fatalf("GetSrvVSchema %s: %v", cell, err)
+	}
+	checkSrvVSchema(t, got, want)
+	size := proto.Size(got)
+	t.Logf("SrvVSchema of %s: %d keyspaces, %d bytes (%.2f MiB)", cell, len(got.Keyspaces), size, float64(size)/(1<<20))
+	if size <= etcdRequestLimit {
+		t.Fatalf("SrvVSchema is %d bytes, not over etcd's %d-byte request limit: load more keyspaces", size, etcdRequestLimit)
+	}
+	// Stock etcd2, on the same etcd, cannot store it.
+	checkEtcd2Refuses(ctx, t, etcd.Endpoints(), got)
+
+	// vtgate lists every keyspace.
+	names := make([]string, keyspaces)
+	for i := range names {
+		names[i] = profile.KeyspaceName(i)
+	}
+	showKeyspaces := func() ([]string, error) {
+		out, err := exec.CommandContext(ctx, mysqlCLI, "-h", "127.0.0.1", "-P", strconv.Itoa(vtgateMySQL),
+			"--batch", "--skip-column-names", "-e", "SHOW VITESS_KEYSPACES").CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("mysql: %v: %s", err, strings.TrimSpace(string(out)))
+		}
+		ks := strings.Fields(string(out))
+		slices.Sort(ks)
+		return ks, nil
+	}
+	vschemaURL := fmt.Sprintf("http://127.0.0.1:%d/debug/vschema", vtgateHTTP)
+	waitFor(ctx, t, vtgate, 30*time.Second, "vtgate to serve the whole SrvVSchema", func() error {
+		// Keyspaces show up as vtctld creates them, their tables only
+		// with the final rebuild: check both.
+		if err := servesTables(ctx, vschemaURL, want); err != nil {
+			return err
+		}
+		ks, err := showKeyspaces()
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(ks, names) {
+			return fmt.Errorf("SHOW VITESS_KEYSPACES lists %d keyspaces, want %d", len(ks), len(names))
+		}
+		return nil
+	})
+	t.Logf("vtgate serves every table of the SrvVSchema in /debug/vschema; SHOW VITESS_KEYSPACES through mysql lists all %d keyspaces", keyspaces)
+
+	// A one-keyspace vschema change shows in /debug/vschema within 5 s.
+	// change adds table to a keyspace's vschema with ApplyVSchema (which
+	// rebuilds the SrvVSchema) and returns when the call was made.
+	change := func(table string) time.Time {
+		t.Helper()
+		name, vs := profile.Keyspace(7)
+		vs.Tables[table] = newTable(vs)
+		begin := time.Now()
+		if _, err := client.ApplyVSchema(ctx, &vtctldatapb.ApplyVSchemaRequest{Keyspace: name, VSchema: vs}); err != nil {
+			t.Fatalf("ApplyVSchema %s: %v", name, err)
+		}
+		return begin
+	}
+	seen := func(table string) func() error {
+		return func() error {
+			body, err := get(ctx, vschemaURL)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(body, `"`+table+`"`) {
+				return fmt.Errorf("table %s not in /debug/vschema (%d bytes)", table, len(body))
+			}
+			return nil
+		}
+	}
+	applied := change("e2e_change_one")
+	waitFor(ctx, t, vtgate, changeWithin, "/debug/vschema to show table e2e_change_one", seen("e2e_change_one"))
+	t.Logf("vschema change of %s (ApplyVSchema with its rebuild) seen in vtgate's /debug/vschema %v after the call", profile.KeyspaceName(7), time.Since(applied).Round(time.Millisecond))
+
+	// topod crashes and comes back on the same address; vtgate, never
+	// restarted, converges on a change made after that.
+	topod.Kill()
+	t.Log("topod killed (SIGKILL)")
+	time.Sleep(2 * time.Second) // let watchers notice
+	restarted := time.Now()
+	topod = startTopod()
+	t.Logf("topod restarted in %v", time.Since(restarted).Round(time.Millisecond))
+	applied = change("e2e_change_two")
+	waitFor(ctx, t, vtgate, convergeWithin, "/debug/vschema to show table e2e_change_two after topod's restart", seen("e2e_change_two"))
+	t.Logf("after topod's restart, vtgate (not restarted) shows a new change %v after the ApplyVSchema call", time.Since(applied).Round(time.Millisecond))
+	ks, err := showKeyspaces()
+	if err != nil || !slices.Equal(ks, names) {
+		t.Fatalf("after topod's restart SHOW VITESS_KEYSPACES lists %d keyspaces (err %v), want %d", len(ks), err, len(names))
+	}
+	if exited, err := vtgate.Exited(); exited {
+		t.Fatalf("vtgate exited: %v", err)
+	}
+}
+
+// binaries returns the paths of the named programs in the repository's
+// bin/, failing the test if one is missing.
+func binaries(t *testing.T, names ...string) map[string]string {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join("..", "bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := make(map[string]string, len(names))
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s is missing: run `make build` first (make test does): %v", p, err)
+		}
+		paths[n] = p
+	}
+	return paths
+}
+
+// workDir returns a directory for the processes' data and logs, writable by
+// id. It is not under t.TempDir(), which only root can enter; it is removed
+// when the test passes and kept, for its logs, when it fails or
+// TOPOD_E2E_KEEP is set.
+func workDir(t *testing.T, id *vtlocal.Identity) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "topod-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "logs")} {
+		if err := id.MkdirAll(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		if t.Failed() || os.Getenv("TOPOD_E2E_KEEP") != "" {
+			t.Logf("kept %s for its logs", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	return dir
+}
+
+// start starts a process that is stopped when the test ends, and whose log
+// tail is printed if the test fails.
+func start(t *testing.T, s vtlocal.Spec) *vtlocal.Process {
+	t.Helper()
+	p, err := vtlocal.Start(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Stop(10 * time.Second)
+		if t.Failed() {
+			t.Logf("last lines of %s:\n%s", s.Log, vtlocal.LogTail(s.Log, 30))
+		}
+	})
+	return p
+}
+
+// waitFor polls check until it succeeds, failing the test after within, or
+// at once if p (a process the check depends on) exits.
+func waitFor(ctx context.Context, t *testing.T, p *vtlocal.Process, within time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if exited, perr := p.Exited(); exited {
+			t.Fatalf("waiting for %s: %s exited: %v", what, p.Spec.Name, perr)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("waited %v for %s: %v", within, what, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func get(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(body), nil
+}
+
+// checkSrvVSchema checks that the SrvVSchema vtctld built holds every
+// keyspace's vschema and the routing rules as the profile generated them.
+func checkSrvVSchema(t *testing.T, got, want *vschemapb.SrvVSchema) {
+	t.Helper()
+	if len(got.Keyspaces) != len(want.Keyspaces) {
+		t.Fatalf("SrvVSchema has %d keyspaces, want %d", len(got.Keyspaces), len(want.Keyspaces))
+	}
+	for name, ks := range want.Keyspaces {
+		if !proto.Equal(got.Keyspaces[name], ks) {
+			t.Fatalf("SrvVSchema keyspace %s differs from the vschema applied", name)
+		}
+	}
+	if !proto.Equal(got.RoutingRules, want.RoutingRules) {
+		t.Fatalf("SrvVSchema routing rules differ: %d rules, want %d", len(got.RoutingRules.GetRules()), len(want.RoutingRules.GetRules()))
+	}
+}
+
+// servesTables checks that vtgate's /debug/vschema at url has every keyspace
+// of want with all its tables, and no keyspace in error.
+func servesTables(ctx context.Context, url string, want *vschemapb.SrvVSchema) error {
+	body, err := get(ctx, url)
+	if err != nil {
+		return err
+	}
+	var vs struct {
+		Keyspaces map[string]struct {
+			Tables map[string]json.RawMessage `json:"tables"`
+			Error  string                     `json:"error"`
+		} `json:"keyspaces"`
+	}
+	if err := json.Unmarshal([]byte(body), &vs); err != nil {
+		return fmt.Errorf("/debug/vschema: %w", err)
+	}
+	for name, ks := range want.Keyspaces {
+		got, ok := vs.Keyspaces[name]
+		switch {
+		case !ok:
+			return fmt.Errorf("/debug/vschema lacks keyspace %s", name)
+		case got.Error != "":
+			return fmt.Errorf("/debug/vschema: keyspace %s: %s", name, got.Error)
+		case len(got.Tables) != len(ks.Tables):
+			return fmt.Errorf("/debug/vschema: keyspace %s has %d tables, want %d", name, len(got.Tables), len(ks.Tables))
+		}
+	}
+	return nil
+}
+
+// checkEtcd2Refuses writes srv with stock Vitess etcd2 to the same etcd and
+// expects etcd to refuse it as too large.
+func checkEtcd2Refuses(ctx context.Context, t *testing.T, endpoints []string, srv *vschemapb.SrvVSchema) {
+	t.Helper()
+	addr := strings.Join(trimScheme(endpoints), ",")
+	ts, err := topo.OpenServer("etcd2", addr, "/etcd2/global")
+	if err != nil {
+		t.Fatalf("open etcd2: %v", err)
+	}
+	defer ts.Close()
+	if err := ts.CreateCellInfo(ctx, cell, &topodatapb.CellInfo{ServerAddress: addr, Root: "/etcd2/" + cell}); err != nil {
+		t.Fatalf("etcd2 CreateCellInfo: %v", err)
+	}
+	err = ts.UpdateSrvVSchema(ctx, cell, srv)
+	if err == nil {
+		t.Fatal("stock etcd2 stored the SrvVSchema: it should be over etcd's request limit")
+	}
+	if !strings.Contains(err.Error(), "request is too large") {
+		t.Fatalf("stock etcd2 UpdateSrvVSchema: %v; want etcd's \"request is too large\"", err)
+	}
+	t.Logf("stock etcd2 on the same etcd refuses it: %v", err)
+}
+
+// newTable returns a table for keyspace vschema vs: sharded by the hash
+// vindex when vs is sharded.
+func newTable(vs *vschemapb.Keyspace) *vschemapb.Table {
+	if !vs.Sharded {
+		return &vschemapb.Table{}
+	}
+	for name, v := range vs.Vindexes {
+		if v.Type == "hash" {
+			return &vschemapb.Table{ColumnVindexes: []*vschemapb.ColumnVindex{{Column: "id", Name: name}}}
+		}
+	}
+	panic("sharded keyspace without a hash vindex")
+}
+
+// trimScheme turns etcd client URLs into the host:port form etcd2 and
+// topod's etcd:// URL take.
+func trimScheme(urls []string) []string {
+	out := make([]string, len(urls))
+	for i, u := range urls {
+		out[i] = strings.TrimPrefix(strings.TrimPrefix(u, "http://"), "https://")
+	}
+	return out
+}

@@ -1,0 +1,311 @@
+package vtlocal
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// Spec describes a process to start.
+type Spec struct {
+	// Name names the process in messages ("vtgate").
+	Name string
+	// Binary is the program's path; Args its arguments.
+	Binary string
+	Args   []string
+	// Log is the file that receives the process's stdout and stderr
+	// (appended to).
+	Log string
+	// Dir is the working directory, also the process's HOME and TMPDIR. It
+	// must be writable by User.
+	Dir string
+	// User runs the process; nil runs it as the caller.
+	User *Identity
+	// Detach starts the process in a session of its own that outlives the
+	// caller (the demo). Otherwise the kernel kills it when the caller dies
+	// (tests).
+	Detach bool
+}
+
+// Process is a started process.
+type Process struct {
+	Spec Spec
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// Start starts the process described by s.
+func Start(s Spec) (*Process, error) {
+	bin, err := filepath.Abs(s.Binary)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("%s: %w (run make build)", s.Name, err)
+	}
+	if err := s.User.CheckAccess(bin, true); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.Name, err)
+	}
+	log, err := os.OpenFile(s.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%s: log: %w", s.Name, err)
+	}
+	defer log.Close() // the child has its own descriptor
+	fmt.Fprintf(log, "=== %s: %s %s\n", time.Now().Format(time.RFC3339), bin, strings.Join(s.Args, " "))
+
+	cmd := exec.Command(bin, s.Args...)
+	cmd.Dir = s.Dir
+	cmd.Stdout = log
+	cmd.Stderr = log
+	cmd.Env = childEnv(s.Dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.User.credential()}
+	if s.Detach {
+		cmd.SysProcAttr.Setsid = true
+	} else {
+		cmd.SysProcAttr.Setpgid = true
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", s.Name, err)
+	}
+	p := &Process{Spec: s, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// childEnv is the environment of a child: the caller's PATH and locale, and
+// dir as HOME and TMPDIR (the caller's may not be the child user's).
+func childEnv(dir string) []string {
+	env := []string{"HOME=" + dir, "TMPDIR=" + dir}
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "PATH", "LANG", "LC_ALL", "TZ":
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// Pid is the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Exited reports whether the process has exited, and with what.
+func (p *Process) Exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.err
+	default:
+		return false, nil
+	}
+}
+
+// Kill kills the process with SIGKILL, as a crash would, and waits for it.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Stop sends SIGTERM and waits up to grace for the process to exit, then
+// kills it.
+func (p *Process) Stop(grace time.Duration) {
+	if ok, _ := p.Exited(); ok {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		p.Kill()
+	}
+}
+
+// exitError describes how the process ended, with the tail of its log.
+func (p *Process) exitError() error {
+	return fmt.Errorf("%s exited (%v); last lines of %s:\n%s", p.Spec.Name, p.err, p.Spec.Log, LogTail(p.Spec.Log, 20))
+}
+
+// LogTail returns the last n lines of the file at path.
+func LogTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(%v)", err)
+	}
+	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte("\n")))
+}
+
+// WaitHTTP polls url until it answers 200 OK, the process exits (an error
+// with its log's tail) or ctx ends.
+func (p *Process) WaitHTTP(ctx context.Context, url string) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	return p.poll(ctx, "GET "+url, func() error {
+		resp, err := client.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %s", resp.Status)
+		}
+		return nil
+	})
+}
+
+// WaitGRPCHealth polls the standard gRPC health service at addr until it
+// reports SERVING, the process exits or ctx ends.
+func (p *Process) WaitGRPCHealth(ctx context.Context, addr string) error {
+	// Retry a refused connection every 100 ms, not after gRPC's default
+	// one-second backoff: the server is expected up any moment.
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1, MaxDelay: 100 * time.Millisecond}}))
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.Spec.Name, err)
+	}
+	defer cc.Close()
+	client := healthpb.NewHealthClient(cc)
+	return p.poll(ctx, "gRPC health of "+addr, func() error {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		resp, err := client.Check(cctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return err
+		}
+		if resp.Status != healthpb.HealthCheckResponse_SERVING {
+			return fmt.Errorf("status %s", resp.Status)
+		}
+		return nil
+	})
+}
+
+func (p *Process) poll(ctx context.Context, what string, check func() error) error {
+	var last error
+	for {
+		if last = check(); last == nil {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return p.exitError()
+		case <-ctx.Done():
+			return fmt.Errorf("%s: waiting for %s: %w (last error: %v); last lines of %s:\n%s",
+				p.Spec.Name, what, ctx.Err(), last, p.Spec.Log, LogTail(p.Spec.Log, 20))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// FreePorts returns n distinct TCP ports free on 127.0.0.1 at the time of
+// the call.
+func FreePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	var lis []net.Listener
+	defer func() {
+		for _, l := range lis {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("free port: %w", err)
+		}
+		lis = append(lis, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// WritePidFile records the process's pid in path.
+func (p *Process) WritePidFile(path string) error {
+	return os.WriteFile(path, []byte(strconv.Itoa(p.Pid())+"\n"), 0o644)
+}
+
+// StopPidFile stops the process whose pid path holds, if it still runs the
+// program binary: SIGTERM, then SIGKILL after grace. It removes the pid
+// file. A missing pid file or a process already gone is not an error; the
+// returned bool says whether a process was stopped.
+func StopPidFile(path, binary string, grace time.Duration) (bool, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer os.Remove(path)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return false, fmt.Errorf("pid file %s: bad pid %q", path, strings.TrimSpace(string(b)))
+	}
+	if !Running(pid, binary) {
+		return false, nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return false, fmt.Errorf("stop pid %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(grace)
+	for Running(pid, binary) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			deadline = time.Now().Add(grace)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true, nil
+}
+
+// Running reports whether process pid is alive and runs binary (checked by
+// /proc/PID/exe, so a recycled pid is not mistaken for it).
+func Running(pid int, binary string) bool {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return false
+	}
+	want, err := filepath.Abs(binary)
+	if err != nil {
+		return false
+	}
+	if resolved, err := filepath.EvalSymlinks(want); err == nil {
+		want = resolved
+	}
+	// A binary rebuilt since the process started shows as "path (deleted)".
+	exe = strings.TrimSuffix(exe, " (deleted)")
+	if exe != want {
+		return false
+	}
+	// A zombie still has its exe link only until reaped; check its state.
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+		return false
+	}
+	return true
+}
