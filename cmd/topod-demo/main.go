@@ -1,0 +1,288 @@
+// Command topod-demo runs the demo behind `make demo` and `make demo-stop`:
+// topod on its embedded defaults (bolt and file blobs under the demo's data
+// directory), and the repository's vtctld and vtgate (Vitess 24 with the
+// topod plugin) with --topo-implementation topod, loaded with 2,000
+// keyspaces of realistic vschemas: a SrvVSchema many times over the 1.5 MiB
+// etcd accepts in one request, which stock etcd2 cannot store.
+//
+//	topod-demo start [--data-dir demo-data] [--keyspaces 2000]
+//	topod-demo stop  [--data-dir demo-data]
+//
+// start starts what is not running yet, loads the keyspaces that are not
+// there yet through vtctld's gRPC API, prints what to try and returns,
+// leaving the processes running (pid files in DATA/run, logs in DATA/logs).
+// A second start reuses the data. stop stops the processes.
+//
+// vtctld and vtgate refuse to run as root; run as root, topod-demo runs
+// every process as an unprivileged system user (topod-demo, created when
+// absent).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"vitess.io/vitess/go/vt/topo"
+
+	"github.com/topod-io/topod/internal/vtlocal"
+)
+
+func main() {
+	if err := newRootCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "topod-demo:", err)
+		os.Exit(1)
+	}
+}
+
+// config is the demo's layout: where things live and listen.
+type config struct {
+	dataDir   string
+	binDir    string
+	user      string
+	keyspaces int
+	cell      string
+
+	topodPort      int
+	vtctldPort     int
+	vtctldGRPCPort int
+	vtgatePort     int
+	mysqlPort      int
+}
+
+func (c config) path(elem ...string) string {
+	return filepath.Join(append([]string{c.dataDir}, elem...)...)
+}
+
+func (c config) bin(name string) string { return filepath.Join(c.binDir, name) }
+
+func (c config) pidFile(name string) string { return c.path("run", name+".pid") }
+
+func (c config) topodAddr() string { return fmt.Sprintf("127.0.0.1:%d", c.topodPort) }
+
+func newRootCommand() *cobra.Command {
+	c := config{}
+	root := &cobra.Command{
+		Use:           "topod-demo",
+		Short:         "Run topod, vtctld and vtgate locally with 2,000 keyspaces",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&c.dataDir, "data-dir", "demo-data", "directory of the demo's data, logs and pid files")
+	pf.StringVar(&c.binDir, "bin", "", "directory of the topod, vtctld and vtgate binaries (default: this program's)")
+	start := &cobra.Command{
+		Use:   "start",
+		Short: "Start what is not running, load the keyspaces that are missing, print what to try",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := c.resolve(); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			err := runStart(ctx, c)
+			if err != nil && ctx.Err() != nil {
+				return fmt.Errorf("interrupted (%w); what started keeps running: `make demo` resumes, `make demo-stop` stops it", err)
+			}
+			return err
+		},
+	}
+	f := start.Flags()
+	f.StringVar(&c.user, "user", vtlocal.DefaultUser, "unprivileged user the processes run as when this program runs as root (created if absent)")
+	f.IntVar(&c.keyspaces, "keyspaces", 2000, "number of keyspaces (the JD profile resized: bench/jd)")
+	f.StringVar(&c.cell, "cell", "zone1", "the cell of vtgate")
+	f.IntVar(&c.topodPort, "topod-port", 15999, "topod's gRPC port")
+	f.IntVar(&c.vtctldPort, "vtctld-port", 15000, "vtctld's HTTP port")
+	f.IntVar(&c.vtctldGRPCPort, "vtctld-grpc-port", 15990, "vtctld's gRPC port (vtctldclient --server)")
+	f.IntVar(&c.vtgatePort, "vtgate-port", 15001, "vtgate's HTTP port (/debug/vschema)")
+	f.IntVar(&c.mysqlPort, "mysql-port", 15306, "vtgate's MySQL port")
+	stopCmd := &cobra.Command{
+		Use:   "stop",
+		Short: "Stop the demo's processes",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if err := c.resolve(); err != nil {
+				return err
+			}
+			return runStop(c)
+		},
+	}
+	root.AddCommand(start, stopCmd)
+	return root
+}
+
+// resolve makes the directories absolute and finds the binaries.
+func (c *config) resolve() error {
+	var err error
+	if c.dataDir, err = filepath.Abs(c.dataDir); err != nil {
+		return err
+	}
+	if c.binDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find bin directory: %w (use --bin)", err)
+		}
+		c.binDir = filepath.Dir(exe)
+	}
+	c.binDir, err = filepath.Abs(c.binDir)
+	return err
+}
+
+// processes are the demo's processes in start order.
+var processes = []string{"topod", "vtctld", "vtgate"}
+
+func runStart(ctx context.Context, c config) error {
+	begin := time.Now()
+	for _, name := range processes {
+		if _, err := os.Stat(c.bin(name)); err != nil {
+			return fmt.Errorf("%s is missing: run `make build` (make demo does): %w", c.bin(name), err)
+		}
+	}
+	id, err := vtlocal.EnsureUser(c.user)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range []string{c.dataDir, c.path("topod"), c.path("logs")} {
+		if err := id.MkdirAll(d); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(c.path("run"), 0o755); err != nil {
+		return err
+	}
+	if err := id.CheckAccess(c.path("topod", "topo.db"), false); err != nil {
+		return err
+	}
+	fmt.Printf("topod demo: data in %s, processes run as user %s\n", c.dataDir, id.Name)
+
+	tp := vtlocal.Topo{Implementation: "topod", Address: c.topodAddr(), Root: "/vitess/global"}
+	specs := map[string]vtlocal.Spec{
+		"topod": {Args: []string{
+			"--listen", c.topodAddr(),
+			"--backend", "bolt://" + c.path("topod", "topo.db"),
+			"--blobs", "file://" + c.path("topod", "blobs"),
+			"--data-dir", c.path("topod"),
+		}},
+		"vtctld": {Args: vtlocal.VtctldArgs(tp, c.vtctldPort, c.vtctldGRPCPort)},
+		// ALTER VSCHEMA through vtgate, for anyone: it is a demo on loopback.
+		"vtgate": {Args: append(vtlocal.VtgateArgs(tp, c.cell, c.vtgatePort, c.mysqlPort), "--vschema-ddl-authorized-users", "%")},
+	}
+	ports := map[string][]int{
+		"topod":  {c.topodPort},
+		"vtctld": {c.vtctldPort, c.vtctldGRPCPort},
+		"vtgate": {c.vtgatePort, c.mysqlPort},
+	}
+	waits := map[string]func(context.Context, *vtlocal.Process) error{
+		"topod": func(ctx context.Context, p *vtlocal.Process) error { return p.WaitGRPCHealth(ctx, c.topodAddr()) },
+		"vtctld": func(ctx context.Context, p *vtlocal.Process) error {
+			return p.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/status", c.vtctldPort))
+		},
+		"vtgate": func(ctx context.Context, p *vtlocal.Process) error {
+			return p.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/status", c.vtgatePort))
+		},
+	}
+
+	var ts *topo.Server
+	for _, name := range processes {
+		if name == "vtctld" {
+			// topod is up: open the topology through the plugin, and
+			// create vtgate's cell, which it needs before it starts.
+			if ts, err = topo.OpenServer("topod", c.topodAddr(), tp.Root); err != nil {
+				return fmt.Errorf("open the topology through the plugin: %w", err)
+			}
+			defer ts.Close()
+			if err := ensureCell(ctx, ts, c); err != nil {
+				return err
+			}
+		}
+		if pid, ok := running(c, name); ok {
+			fmt.Printf("  %-7s already running (pid %d)\n", name, pid)
+			continue
+		}
+		for _, port := range ports[name] {
+			if err := portFree(port); err != nil {
+				return fmt.Errorf("%s: %w (another demo or program uses it; `make demo-stop`, or see --help for the port flags)", name, err)
+			}
+		}
+		s := specs[name]
+		s.Name, s.Binary, s.Dir, s.User, s.Detach = name, c.bin(name), c.dataDir, id, true
+		s.Log = c.path("logs", name+".log")
+		t0 := time.Now()
+		p, err := vtlocal.Start(s)
+		if err != nil {
+			return err
+		}
+		if err := p.WritePidFile(c.pidFile(name)); err != nil {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		err = waits[name](wctx, p)
+		cancel()
+		if err != nil {
+			return err
+		}
+		fmt.Printf("  %-7s started (pid %d) in %v\n", name, p.Pid(), time.Since(t0).Round(10*time.Millisecond))
+	}
+
+	summary, err := load(ctx, ts, c)
+	if err != nil {
+		return err
+	}
+	printTry(c, summary, time.Since(begin))
+	return nil
+}
+
+// portFree reports an error if something listens on 127.0.0.1:port.
+func portFree(port int) error {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return fmt.Errorf("port %d is in use: %w", port, err)
+	}
+	return l.Close()
+}
+
+// running returns the pid of the demo's process name if its pid file names
+// a live process of that binary.
+func running(c config, name string) (int, bool) {
+	b, err := os.ReadFile(c.pidFile(name))
+	if err != nil {
+		return 0, false
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil {
+		return 0, false
+	}
+	return pid, vtlocal.Running(pid, c.bin(name))
+}
+
+func runStop(c config) error {
+	var errs []error
+	for i := len(processes) - 1; i >= 0; i-- {
+		name := processes[i]
+		stopped, err := vtlocal.StopPidFile(c.pidFile(name), c.bin(name), 15*time.Second)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		case stopped:
+			fmt.Printf("  %-7s stopped\n", name)
+		default:
+			fmt.Printf("  %-7s was not running\n", name)
+		}
+	}
+	if len(errs) == 0 {
+		fmt.Printf("topod demo stopped; its data stays in %s (`make demo` reuses it; delete the directory to start afresh)\n", c.dataDir)
+	}
+	return errors.Join(errs...)
+}
