@@ -6,12 +6,39 @@ export GOBIN := $(CURDIR)/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 
-.PHONY: all build test bench proto tools-proto vet fmt fmt-check clean
+.PHONY: all build test bench proto tools-proto vet fmt fmt-check clean demo demo-stop mysql-client
 
 all: build
 
+# build puts every command in bin/: topod, the Vitess binaries with the
+# topod plugin linked in (vtgate, vtctld, vttablet), topod-demo and the rest.
+# The first build of the Vitess binaries takes several minutes.
 build:
 	go build -o bin/ ./cmd/...
+
+# demo runs topod (bolt and file blobs under demo-data/), vtctld and vtgate
+# with --topo-implementation topod, loads 2,000 keyspaces of realistic
+# vschemas (a SrvVSchema far over etcd's 1.5 MiB request limit) and prints
+# what to try. The processes keep running: `make demo-stop` stops them, and
+# a second `make demo` reuses the data. Run as root, the processes run as
+# the unprivileged user topod-demo (Vitess refuses root).
+DEMO_DATA := demo-data
+DEMO_BINS := ./cmd/topod ./cmd/vtctld ./cmd/vtgate ./cmd/topod-demo
+demo:
+	@command -v mysql >/dev/null || $(MAKE) --no-print-directory mysql-client || \
+		echo "note: no mysql client; install one (e.g. mariadb-client) to try the commands below"
+	@echo "building bin/topod, bin/vtctld, bin/vtgate, bin/topod-demo (the first build of the Vitess binaries takes several minutes)"
+	go build -o bin/ $(DEMO_BINS)
+	bin/topod-demo start --data-dir $(DEMO_DATA)
+
+demo-stop:
+	go build -o bin/ ./cmd/topod-demo
+	bin/topod-demo stop --data-dir $(DEMO_DATA)
+
+# mysql-client installs Debian's mariadb-client when there is no `mysql`:
+# the end-to-end test queries vtgate with it.
+mysql-client:
+	@command -v mysql >/dev/null || { apt-get update -qq && apt-get install -y -qq mariadb-client; }
 
 # bin/minio is the MinIO server the s3blob tests run as a separate process
 # (AGPL: never imported). Building it takes a few minutes; it is cached in bin/.
@@ -37,8 +64,10 @@ proto: tools-proto
 
 # test runs every test with the race detector: Vitess's own topo conformance
 # suite through the plugin against topod on bolt and on a real (embedded)
-# etcd, the backend conformance suite, and the fault and bad-input tests.
-test: fmt-check vet bin/minio
+# etcd, the backend conformance suite, the fault and bad-input tests, and the
+# end-to-end test (e2e/) of bin/vtctld and bin/vtgate on bin/topod, which
+# `build` makes, queried with the mysql client.
+test: fmt-check vet bin/minio build mysql-client
 	go test -race -count=1 -timeout 30m ./...
 
 # bench compares the plugin on topod-on-etcd with Vitess's etcd2 on the same
