@@ -1,0 +1,174 @@
+// Package vschematest starts the Vitess topologies that the vschema
+// service is tested against, in-process and real: topod on bolt, topod on a
+// real etcd, and Vitess's stock etcd2 on a real etcd. Each comes with its
+// cells registered and, optionally, a byte-counting proxy in front of the
+// topology server, so that a test can measure what a client reads and
+// writes.
+package vschematest
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"vitess.io/vitess/go/vt/log"
+	"vitess.io/vitess/go/vt/topo"
+	_ "vitess.io/vitess/go/vt/topo/etcd2topo" // the etcd2 implementation
+
+	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
+
+	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/pkg/kv"
+	"github.com/topod-io/topod/pkg/kv/boltkv"
+	"github.com/topod-io/topod/pkg/kv/etcdkv"
+	_ "github.com/topod-io/topod/pkg/topoplugin" // the topod implementation
+	"github.com/topod-io/topod/pkg/toposerver"
+)
+
+// GlobalRoot is the global root of every topology started here; cell c's
+// root is /vitess/c.
+const GlobalRoot = "/vitess/global"
+
+// Options adjust a topology.
+type Options struct {
+	// Cells to register (default zone1 and zone2).
+	Cells []string
+	// Proxy puts a byte-counting proxy in front of the topology server:
+	// every connection (global and cells) goes through it.
+	Proxy bool
+	// Etcd options for the topologies on etcd.
+	Etcd []etcdtest.Option
+}
+
+// Topology is a running topology with its cells registered.
+type Topology struct {
+	Kind string // "topod-bolt", "topod-etcd" or "etcd2"
+	// Impl, Addr and Root are the --topo-implementation,
+	// --topo-global-server-address and --topo-global-root of a client.
+	Impl, Addr, Root string
+	TS               *topo.Server
+	Cells            []string
+	Etcd             *etcdtest.Cluster // nil for bolt
+	Topod            *topodtest.Server // nil for etcd2
+	Proxy            *Proxy            // nil without Options.Proxy
+}
+
+// Kind starts a topology of one kind.
+type Kind struct {
+	Name  string
+	Start func(tb testing.TB, opts Options) *Topology
+}
+
+// Kinds are the three topologies every vschema test runs against.
+var Kinds = []Kind{
+	{"topod-bolt", StartTopodBolt},
+	{"topod-etcd", StartTopodEtcd},
+	{"etcd2", StartEtcd2},
+}
+
+// StartTopodBolt starts topod on a bolt file.
+func StartTopodBolt(tb testing.TB, opts Options) *Topology {
+	tb.Helper()
+	b, err := boltkv.Open(filepath.Join(tb.TempDir(), "topo.db"), boltkv.Options{})
+	if err != nil {
+		tb.Fatalf("vschematest: open bolt: %v", err)
+	}
+	tb.Cleanup(func() { b.Close() })
+	return startTopod(tb, "topod-bolt", b, nil, opts)
+}
+
+// StartTopodEtcd starts topod on a one-member etcd cluster.
+func StartTopodEtcd(tb testing.TB, opts Options) *Topology {
+	tb.Helper()
+	cluster := etcdtest.Start(tb, 1, opts.Etcd...)
+	b, err := etcdkv.Open(context.Background(), cluster.Endpoints(), etcdkv.Options{})
+	if err != nil {
+		tb.Fatalf("vschematest: open etcd backend: %v", err)
+	}
+	tb.Cleanup(func() { b.Close() })
+	return startTopod(tb, "topod-etcd", b, cluster, opts)
+}
+
+func startTopod(tb testing.TB, kind string, backend kv.Backend, cluster *etcdtest.Cluster, opts Options) *Topology {
+	tb.Helper()
+	srv := topodtest.Start(tb, backend, toposerver.Options{})
+	t := &Topology{Kind: kind, Impl: "topod", Addr: srv.Addr, Root: GlobalRoot, Etcd: cluster, Topod: srv}
+	if opts.Proxy {
+		t.Proxy = StartProxy(tb, srv.Addr)
+		t.Addr = t.Proxy.Addr
+	}
+	t.open(tb, opts)
+	return t
+}
+
+// StartEtcd2 starts a one-member etcd cluster and opens it with Vitess's
+// etcd2 implementation.
+func StartEtcd2(tb testing.TB, opts Options) *Topology {
+	tb.Helper()
+	cluster := etcdtest.Start(tb, 1, opts.Etcd...)
+	t := &Topology{Kind: "etcd2", Impl: "etcd2", Root: GlobalRoot, Etcd: cluster}
+	addrs := cluster.Endpoints()
+	if opts.Proxy {
+		t.Proxy = StartProxy(tb, strings.TrimPrefix(strings.TrimPrefix(addrs[0], "http://"), "https://"))
+		addrs = []string{t.Proxy.Addr}
+	}
+	t.Addr = strings.Join(addrs, ",")
+	t.open(tb, opts)
+	return t
+}
+
+// open opens the topo.Server and registers the cells.
+func (t *Topology) open(tb testing.TB, opts Options) {
+	tb.Helper()
+	ts, err := topo.OpenServer(t.Impl, t.Addr, t.Root)
+	if err != nil {
+		tb.Fatalf("vschematest: open %s topology at %s: %v", t.Impl, t.Addr, err)
+	}
+	tb.Cleanup(ts.Close)
+	t.TS = ts
+	t.Cells = opts.Cells
+	if len(t.Cells) == 0 {
+		t.Cells = []string{"zone1", "zone2"}
+	}
+	for _, cell := range t.Cells {
+		if err := ts.CreateCellInfo(context.Background(), cell, &topodatapb.CellInfo{
+			ServerAddress: t.Addr,
+			Root:          path.Join(path.Dir(GlobalRoot), cell),
+		}); err != nil {
+			tb.Fatalf("vschematest: create cell %s: %v", cell, err)
+		}
+	}
+}
+
+// CreateKeyspaces creates the keyspace records of names, as vtctldclient
+// CreateKeyspace does (without a vschema).
+func (t *Topology) CreateKeyspaces(tb testing.TB, names ...string) {
+	tb.Helper()
+	for _, name := range names {
+		if err := t.TS.CreateKeyspace(context.Background(), name, &topodatapb.Keyspace{}); err != nil && !topo.IsErrType(err, topo.NodeExists) {
+			tb.Fatalf("vschematest: create keyspace %s: %v", name, err)
+		}
+	}
+}
+
+// Open opens another topo.Server on the same topology (a second client).
+func (t *Topology) Open(tb testing.TB) *topo.Server {
+	tb.Helper()
+	ts, err := topo.OpenServer(t.Impl, t.Addr, t.Root)
+	if err != nil {
+		tb.Fatalf("vschematest: open %s topology: %v", t.Impl, err)
+	}
+	tb.Cleanup(ts.Close)
+	return ts
+}
+
+// QuietVitessLogs sends Vitess's own logging below warnings nowhere: topo
+// events (keyspace created, ...) would otherwise flood test output.
+func QuietVitessLogs() {
+	log.SwapLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}

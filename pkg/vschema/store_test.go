@@ -1,0 +1,461 @@
+package vschema_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
+	"vitess.io/vitess/go/vt/topo"
+
+	"github.com/topod-io/topod/bench/jd"
+	"github.com/topod-io/topod/internal/vschematest"
+	"github.com/topod-io/topod/pkg/vschema"
+)
+
+// storeSetup is one topology and how the Store reaches its cells.
+type storeSetup struct {
+	name string
+	kind vschematest.Kind
+	fast bool // the topod fast path (record-level access)
+}
+
+var storeSetups = []storeSetup{
+	{"topod-bolt", vschematest.Kinds[0], false},
+	{"topod-bolt-fast", vschematest.Kinds[0], true},
+	{"topod-etcd", vschematest.Kinds[1], false},
+	{"topod-etcd-fast", vschematest.Kinds[1], true},
+	{"etcd2", vschematest.Kinds[2], false},
+}
+
+func openStore(t testing.TB, topo *vschematest.Topology, fast bool) *vschema.Store {
+	t.Helper()
+	var opts vschema.StoreOptions
+	if fast {
+		opts.RecordConn = topo.RecordConns(t)
+	}
+	s, err := vschema.NewStore(topo.TS, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// loadProfile creates the keyspaces of p and applies their vschemas and
+// routing rules through s, in batches.
+func loadProfile(t testing.TB, ctx context.Context, tp *vschematest.Topology, s *vschema.Store, p jd.Profile, batch int) {
+	t.Helper()
+	names := make([]string, p.Keyspaces)
+	for i := range names {
+		names[i] = p.KeyspaceName(i)
+	}
+	tp.CreateKeyspaces(t, names...)
+	// Keyspaces holding sequences and reference sources first.
+	var changes []vschema.Change
+	for _, level := range levels(p) {
+		for _, i := range level {
+			name, ks := p.Keyspace(i)
+			changes = append(changes, vschema.Change{Keyspace: name, VSchema: ks})
+			if len(changes) == batch {
+				apply(t, ctx, s, changes...)
+				changes = nil
+			}
+		}
+		if len(changes) > 0 {
+			apply(t, ctx, s, changes...)
+			changes = nil
+		}
+	}
+	if _, err := s.PutRules(ctx, vschema.RoutingRules, p.RoutingRules(), "", false); err != nil {
+		t.Fatalf("PutRules: %v", err)
+	}
+}
+
+// levels orders the profile's keyspaces so that each comes after those it
+// refers to.
+func levels(p jd.Profile) [][]int {
+	var first, rest []int
+	for i := range p.Keyspaces {
+		name, ks := p.Keyspace(i)
+		if len(vschema.References(name, ks)) == 0 {
+			first = append(first, i)
+		} else {
+			rest = append(rest, i)
+		}
+	}
+	return [][]int{first, rest}
+}
+
+func apply(t testing.TB, ctx context.Context, s *vschema.Store, changes ...vschema.Change) *vschema.ApplyResult {
+	t.Helper()
+	res, err := s.Apply(ctx, changes, vschema.ApplyOptions{})
+	if err != nil {
+		t.Fatalf("Apply(%s...): %v", changes[0].Keyspace, err)
+	}
+	return res
+}
+
+// assertCellsAsRebuilt checks that every cell's SrvVSchema is what Vitess's
+// own RebuildSrvVSchema writes from the same global topology.
+func assertCellsAsRebuilt(t *testing.T, ctx context.Context, tp *vschematest.Topology) {
+	t.Helper()
+	got := map[string]*vschemapb.SrvVSchema{}
+	for _, cell := range tp.Cells {
+		srv, err := tp.TS.GetSrvVSchema(ctx, cell)
+		if err != nil {
+			t.Fatalf("GetSrvVSchema(%s): %v", cell, err)
+		}
+		got[cell] = srv
+	}
+	if err := tp.TS.RebuildSrvVSchema(ctx, nil); err != nil {
+		t.Fatalf("RebuildSrvVSchema: %v", err)
+	}
+	for _, cell := range tp.Cells {
+		want, err := tp.TS.GetSrvVSchema(ctx, cell)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(got[cell], want) {
+			t.Errorf("cell %s: SrvVSchema differs from RebuildSrvVSchema's (%d keyspaces, want %d)", cell, len(got[cell].Keyspaces), len(want.Keyspaces))
+			for name, ks := range want.Keyspaces {
+				if !proto.Equal(got[cell].Keyspaces[name], ks) {
+					t.Errorf("  keyspace %s differs", name)
+				}
+			}
+			for _, f := range []struct {
+				name string
+				a, b proto.Message
+			}{
+				{"routing_rules", got[cell].RoutingRules, want.RoutingRules},
+				{"shard_routing_rules", got[cell].ShardRoutingRules, want.ShardRoutingRules},
+				{"keyspace_routing_rules", got[cell].KeyspaceRoutingRules, want.KeyspaceRoutingRules},
+				{"mirror_rules", got[cell].MirrorRules, want.MirrorRules},
+			} {
+				if !proto.Equal(f.a, f.b) {
+					t.Errorf("  %s differ: %v, want %v", f.name, f.a, f.b)
+				}
+			}
+		}
+	}
+}
+
+// TestStoreApply applies, changes, deletes and rolls back vschemas on every
+// topology, and checks after each step that the cells hold what Vitess's
+// RebuildSrvVSchema would write.
+func TestStoreApply(t *testing.T) {
+	for _, setup := range storeSetups {
+		t.Run(setup.name, func(t *testing.T) {
+			ctx := t.Context()
+			tp := setup.kind.Start(t, vschematest.Options{})
+			s := openStore(t, tp, setup.fast)
+			p := jd.JD().Sized(40)
+			loadProfile(t, ctx, tp, s, p, 16)
+			assertCellsAsRebuilt(t, ctx, tp)
+
+			// One keyspace changes.
+			name, ks := p.Keyspace(3)
+			v1, ver1, err := s.GetKeyspace(ctx, name)
+			if err != nil || !proto.Equal(v1, ks) {
+				t.Fatalf("GetKeyspace = %v, %v", v1, err)
+			}
+			changed := proto.Clone(ks).(*vschemapb.Keyspace)
+			changed.Tables["added_table"] = &vschemapb.Table{}
+			if changed.Sharded {
+				changed.Tables["added_table"].ColumnVindexes = []*vschemapb.ColumnVindex{{Column: "id", Name: "hash"}}
+			}
+			res := apply(t, ctx, s, vschema.Change{Keyspace: name, VSchema: changed, IfMatch: ver1})
+			kr := res.Keyspaces[0]
+			if !kr.Changed || !kr.Written || kr.OldVersion != ver1 || kr.NewVersion == ver1 || kr.Diff.TablesAdded != 1 {
+				t.Fatalf("apply result %+v (diff %+v)", kr, kr.Diff)
+			}
+			for _, c := range res.Cells {
+				want := vschema.ModeSplice
+				if setup.fast {
+					want = vschema.ModeManifest
+				}
+				if c.Mode != want || c.Error != "" {
+					t.Errorf("cell %+v, want mode %s", c, want)
+				}
+			}
+			for _, cell := range tp.Cells {
+				got, err := s.GetCellKeyspace(ctx, cell, name)
+				if err != nil || !proto.Equal(got, changed) {
+					t.Errorf("cell %s serves %s = %v, %v", cell, name, got, err)
+				}
+			}
+			assertCellsAsRebuilt(t, ctx, tp)
+
+			// Applying the same again writes nothing.
+			res = apply(t, ctx, s, vschema.Change{Keyspace: name, VSchema: changed})
+			if res.Keyspaces[0].Changed || res.Keyspaces[0].Written {
+				t.Errorf("re-apply: %+v", res.Keyspaces[0])
+			}
+			for _, c := range res.Cells {
+				if c.Mode != vschema.ModeUnchanged {
+					t.Errorf("re-apply: cell %+v", c)
+				}
+			}
+
+			// The stale version is refused, and nothing changes.
+			_, err = s.Apply(ctx, []vschema.Change{{Keyspace: name, VSchema: ks, IfMatch: ver1}}, vschema.ApplyOptions{})
+			if !errors.Is(err, vschema.ErrVersionMismatch) {
+				t.Fatalf("stale If-Match: %v", err)
+			}
+			if cur, _, _ := s.GetKeyspace(ctx, name); !proto.Equal(cur, changed) {
+				t.Fatal("a refused write changed the vschema")
+			}
+
+			// A dry run reports the diff and writes nothing.
+			res, err = s.Apply(ctx, []vschema.Change{{Keyspace: name, VSchema: ks}}, vschema.ApplyOptions{DryRun: true})
+			if err != nil || !res.DryRun || res.Keyspaces[0].Diff.TablesRemoved != 1 || res.Keyspaces[0].Written || res.Cells != nil {
+				t.Fatalf("dry run: %+v, %v", res, err)
+			}
+			if cur, _, _ := s.GetKeyspace(ctx, name); !proto.Equal(cur, changed) {
+				t.Fatal("a dry run changed the vschema")
+			}
+
+			// History: the old version is still there, and rolling back
+			// to it is an apply of it.
+			old, err := s.GetKeyspaceAt(ctx, name, ver1)
+			if err != nil || !proto.Equal(old, ks) {
+				t.Fatalf("GetKeyspaceAt(%s) = %v, %v", ver1, old, err)
+			}
+			apply(t, ctx, s, vschema.Change{Keyspace: name, VSchema: old})
+			assertCellsAsRebuilt(t, ctx, tp)
+
+			// Delete: the keyspace still exists, so it serves an empty
+			// vschema, as RebuildSrvVSchema has it.
+			res = apply(t, ctx, s, vschema.Change{Keyspace: name})
+			if !res.Keyspaces[0].Diff.Deleted {
+				t.Errorf("delete diff %+v", res.Keyspaces[0].Diff)
+			}
+			if _, _, err := s.GetKeyspace(ctx, name); !errors.Is(err, vschema.ErrNotFound) {
+				t.Fatalf("GetKeyspace after delete: %v", err)
+			}
+			assertCellsAsRebuilt(t, ctx, tp)
+			if _, err := s.Apply(ctx, []vschema.Change{{Keyspace: name}}, vschema.ApplyOptions{}); !errors.Is(err, vschema.ErrNotFound) {
+				t.Errorf("deleting again: %v", err)
+			}
+		})
+	}
+}
+
+// TestStoreRules writes each kind of rules and checks the cells.
+func TestStoreRules(t *testing.T) {
+	for _, setup := range storeSetups {
+		t.Run(setup.name, func(t *testing.T) {
+			ctx := t.Context()
+			tp := setup.kind.Start(t, vschematest.Options{})
+			s := openStore(t, tp, setup.fast)
+			p := jd.JD().Sized(12)
+			loadProfile(t, ctx, tp, s, p, 100)
+			// Two unsharded keyspaces: vtgate resolves any table name in one.
+			var unsharded []string
+			for i := range p.Keyspaces {
+				if p.ShardCount(i) == 1 {
+					unsharded = append(unsharded, p.KeyspaceName(i))
+				}
+			}
+			a, b := unsharded[0], unsharded[1]
+			table := "some_table"
+			rules := []struct {
+				kind  vschema.RulesKind
+				value proto.Message
+			}{
+				{vschema.ShardRoutingRules, &vschemapb.ShardRoutingRules{Rules: []*vschemapb.ShardRoutingRule{{FromKeyspace: a, ToKeyspace: b, Shard: "-"}}}},
+				{vschema.KeyspaceRoutingRules, &vschemapb.KeyspaceRoutingRules{Rules: []*vschemapb.KeyspaceRoutingRule{{FromKeyspace: "alias", ToKeyspace: b}}}},
+				{vschema.MirrorRules, &vschemapb.MirrorRules{Rules: []*vschemapb.MirrorRule{{FromTable: a + "." + table, ToTable: b + "." + table, Percent: 50}}}},
+				{vschema.RoutingRules, &vschemapb.RoutingRules{Rules: []*vschemapb.RoutingRule{{FromTable: "moved", ToTables: []string{a + "." + table}}}}},
+				{vschema.RoutingRules, &vschemapb.RoutingRules{}}, // deletes the file
+				{vschema.KeyspaceRoutingRules, &vschemapb.KeyspaceRoutingRules{}},
+			}
+			for _, r := range rules {
+				res, err := s.PutRules(ctx, r.kind, r.value, "", false)
+				if err != nil {
+					t.Fatalf("PutRules(%s): %v", r.kind, err)
+				}
+				got, ver, err := s.GetRules(ctx, r.kind)
+				if err != nil || !proto.Equal(got, r.value) || ver != res.NewVersion {
+					t.Fatalf("GetRules(%s) = %v, %q, %v; want %v, %q", r.kind, got, ver, err, r.value, res.NewVersion)
+				}
+				assertCellsAsRebuilt(t, ctx, tp)
+			}
+
+			// Rules naming a keyspace that does not exist are refused.
+			_, err := s.PutRules(ctx, vschema.RoutingRules, &vschemapb.RoutingRules{Rules: []*vschemapb.RoutingRule{{FromTable: "x", ToTables: []string{"nosuch.t"}}}}, "", false)
+			var verr *vschema.ValidationError
+			if !errors.As(err, &verr) || verr.Validation.Errors[0].Code != vschema.CodeMissingKeyspace {
+				t.Fatalf("rules to a missing keyspace: %v", err)
+			}
+		})
+	}
+}
+
+// TestStoreConcurrentWriters has writers of one keyspace and of several
+// race, in one Store and across two (as two vschemad would): every write
+// lands, the last one wins in the global topology and in every cell, and
+// the cells are what RebuildSrvVSchema would write.
+func TestStoreConcurrentWriters(t *testing.T) {
+	for _, setup := range storeSetups {
+		t.Run(setup.name, func(t *testing.T) {
+			ctx := t.Context()
+			tp := setup.kind.Start(t, vschematest.Options{})
+			stores := []*vschema.Store{openStore(t, tp, setup.fast), openStore(t, tp, setup.fast)}
+			// The second store has its own topo.Server, as another process.
+			s2, err := vschema.NewStore(tp.Open(t), vschema.StoreOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stores[1] = s2
+			p := jd.JD().Sized(8)
+			loadProfile(t, ctx, tp, stores[0], p, 100)
+
+			const writers, rounds = 6, 5
+			hot := p.KeyspaceName(0) // unsharded: tables need no vindex
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			versions := map[string]bool{}
+			errs := make(chan error, writers*rounds*2)
+			for w := range writers {
+				wg.Go(func() {
+					s := stores[w%2]
+					for r := range rounds {
+						// Everyone writes the hot keyspace; each also writes
+						// one keyspace of its own.
+						ks := &vschemapb.Keyspace{Tables: map[string]*vschemapb.Table{fmt.Sprintf("w%d_r%d", w, r): {}}}
+						res, err := s.Apply(ctx, []vschema.Change{{Keyspace: hot, VSchema: ks}}, vschema.ApplyOptions{})
+						if err != nil {
+							errs <- err
+							continue
+						}
+						mu.Lock()
+						if v := res.Keyspaces[0].NewVersion; versions[v] {
+							errs <- fmt.Errorf("version %s reported by two writes", v)
+						} else {
+							versions[v] = true
+						}
+						mu.Unlock()
+						own, cur := p.Keyspace(1 + w%(p.Keyspaces-1))
+						cur = proto.Clone(cur).(*vschemapb.Keyspace)
+						cur.RequireExplicitRouting = r%2 == 0
+						if _, err := s.Apply(ctx, []vschema.Change{{Keyspace: own, VSchema: cur}}, vschema.ApplyOptions{}); err != nil {
+							errs <- err
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			if len(versions) != writers*rounds {
+				t.Errorf("%d distinct versions for %d writes", len(versions), writers*rounds)
+			}
+			final, _, err := stores[0].GetKeyspace(ctx, hot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, cell := range tp.Cells {
+				got, err := stores[1].GetCellKeyspace(ctx, cell, hot)
+				if err != nil || !proto.Equal(got, final) {
+					t.Errorf("cell %s serves %v for %s, the global topology has %v (%v)", cell, got, hot, final, err)
+				}
+			}
+			assertCellsAsRebuilt(t, ctx, tp)
+		})
+	}
+}
+
+// TestStoreRefusals: invalid inputs, missing keyspaces and bad names are
+// refused and leave the topology as it was.
+func TestStoreRefusals(t *testing.T) {
+	ctx := t.Context()
+	tp := vschematest.StartTopodBolt(t, vschematest.Options{})
+	s := openStore(t, tp, false)
+	p := jd.JD().Sized(6)
+	loadProfile(t, ctx, tp, s, p, 100)
+	before := snapshot(t, ctx, tp)
+	name, ks := p.Keyspace(2)
+	bad := proto.Clone(ks).(*vschemapb.Keyspace)
+	bad.Vindexes = map[string]*vschemapb.Vindex{"v": {Type: "no_such_type"}}
+	cases := []struct {
+		name   string
+		change vschema.Change
+		want   error
+	}{
+		{"unknown vindex type", vschema.Change{Keyspace: name, VSchema: bad}, &vschema.ValidationError{}},
+		{"bad keyspace name", vschema.Change{Keyspace: "../x", VSchema: ks}, &vschema.ValidationError{}},
+		{"keyspace not in the topology", vschema.Change{Keyspace: "nosuch", VSchema: ks}, vschema.ErrNoKeyspace},
+		{"delete of a keyspace without vschema", vschema.Change{Keyspace: "nosuch"}, vschema.ErrNotFound},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := s.Apply(ctx, []vschema.Change{c.change}, vschema.ApplyOptions{})
+			var verr *vschema.ValidationError
+			if _, want := c.want.(*vschema.ValidationError); want && !errors.As(err, &verr) || !want && !errors.Is(err, c.want) {
+				t.Fatalf("err = %v, want %v", err, c.want)
+			}
+			if after := snapshot(t, ctx, tp); !equalSnapshots(before, after) {
+				t.Fatal("the topology changed")
+			}
+		})
+	}
+}
+
+// snapshot reads every keyspace's vschema and every cell's SrvVSchema.
+type topoSnapshot struct {
+	vschemas map[string][]byte
+	cells    map[string][]byte
+}
+
+func snapshot(t *testing.T, ctx context.Context, tp *vschematest.Topology) topoSnapshot {
+	t.Helper()
+	snap := topoSnapshot{vschemas: map[string][]byte{}, cells: map[string][]byte{}}
+	names, err := tp.TS.GetKeyspaces(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tp.TS.ConnForCell(ctx, topo.GlobalCell)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		data, v, err := conn.Get(ctx, "keyspaces/"+name+"/VSchema")
+		if err == nil {
+			snap.vschemas[name] = append(data, []byte(v.String())...)
+		}
+	}
+	for _, cell := range tp.Cells {
+		c, err := tp.TS.ConnForCell(ctx, cell)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, v, err := c.Get(ctx, topo.SrvVSchemaFile)
+		if err == nil {
+			snap.cells[cell] = append(data, []byte(v.String())...)
+		}
+	}
+	return snap
+}
+
+func equalSnapshots(a, b topoSnapshot) bool {
+	if len(a.vschemas) != len(b.vschemas) || len(a.cells) != len(b.cells) {
+		return false
+	}
+	for k, v := range a.vschemas {
+		if string(b.vschemas[k]) != string(v) {
+			return false
+		}
+	}
+	for k, v := range a.cells {
+		if string(b.cells[k]) != string(v) {
+			return false
+		}
+	}
+	return true
+}
