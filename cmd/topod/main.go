@@ -12,7 +12,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -41,12 +40,8 @@ func main() {
 
 // serveFlags are the flags of the server.
 type serveFlags struct {
+	commonFlags
 	listen          string
-	backend         string
-	blobs           string
-	credentialsFile string
-	dataDir         string
-	logLevel        string
 	inlineLimit     int
 	blobCacheBytes  int64
 	metricsListen   string
@@ -54,6 +49,8 @@ type serveFlags struct {
 	cacheMaxBytes   int64
 	lockTTL         time.Duration
 	shutdownGrace   time.Duration
+	gcInterval      time.Duration
+	gcGrace         time.Duration
 }
 
 func newRootCommand() *cobra.Command {
@@ -70,13 +67,10 @@ func newRootCommand() *cobra.Command {
 			return serve(ctx, f)
 		},
 	}
+	cmd.AddCommand(newGCCommand())
 	fs := cmd.Flags()
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:15999", "address of the gRPC server")
-	fs.StringVar(&f.backend, "backend", "", "backend URL: bolt:///path/to/topo.db or etcd://host:port[,host:port...] (default bolt in --data-dir)")
-	fs.StringVar(&f.blobs, "blobs", "", "blob store URL: file:///path/to/blobs or s3://BUCKET/PREFIX?endpoint=host:port&secure=false&region=... (default file store in --data-dir/blobs); S3 credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --blobs-credentials-file")
-	fs.StringVar(&f.credentialsFile, "blobs-credentials-file", "", "AWS-style shared credentials file for an s3:// blob store (profile from $AWS_PROFILE, else default)")
-	fs.StringVar(&f.dataDir, "data-dir", "./topod-data", "directory of topod's own data (topo.db and blobs/ when --backend and --blobs are not given)")
-	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.commonFlags.register(fs)
 	fs.IntVar(&f.inlineLimit, "inline-limit", record.DefaultInlineLimit, "files up to this many bytes are stored in their record; larger ones as blobs (at most 63 KiB: no backend value exceeds 64 KiB)")
 	fs.Int64Var(&f.blobCacheBytes, "blob-cache-bytes", toposerver.DefaultBlobCacheBytes, "memory bound of topod's blob cache, in bytes")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "address of the HTTP server for /metrics (Prometheus) and /debug/status; empty: none")
@@ -84,20 +78,23 @@ func newRootCommand() *cobra.Command {
 	fs.Int64Var(&f.cacheMaxBytes, "cache-max-bytes", toposerver.DefaultCacheMaxBytes, "memory bound of each mirrored prefix; a prefix over it is served from the backend")
 	fs.DurationVar(&f.lockTTL, "lock-ttl", toposerver.DefaultLockTTL, "lease TTL of locks and elections whose client asked for none")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long a shutdown waits for requests in flight")
+	fs.DurationVar(&f.gcInterval, "gc-interval", 0, "run blob garbage collection this often (e.g. 1h; one replica at a time, by a lock in the backend); 0: never (see topod gc)")
+	registerGCGrace(fs, &f.gcGrace)
 	return cmd
 }
 
 func serve(ctx context.Context, f serveFlags) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return fmt.Errorf("--log-level %q: want debug, info, warn or error", f.logLevel)
+	log, err := f.logger()
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-
+	if f.gcInterval < 0 || f.gcGrace <= 0 {
+		return fmt.Errorf("--gc-interval %v, --gc-grace %v: want an interval of 0 (off) or more and a positive grace period", f.gcInterval, f.gcGrace)
+	}
 	if f.inlineLimit <= 0 || f.inlineLimit > record.MaxRecordBytes-1024 {
 		return fmt.Errorf("--inline-limit %d: want 1 to %d bytes", f.inlineLimit, record.MaxRecordBytes-1024)
 	}
-	backend, blobs, err := open(ctx, f)
+	backend, blobs, err := open(ctx, f.commonFlags)
 	if err != nil {
 		return err
 	}
@@ -122,6 +119,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		CachePrefixes:  cachePrefixes(f.cachePrefixes),
 		DisableCache:   len(cachePrefixes(f.cachePrefixes)) == 0,
 		CacheMaxBytes:  f.cacheMaxBytes,
+		GCGrace:        f.gcGrace,
 		Logger:         log,
 	})
 	if f.metricsListen != "" {
@@ -140,7 +138,11 @@ func serve(ctx context.Context, f serveFlags) error {
 
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()
-	log.Info("topod serving", "listen", lis.Addr().String(), "backend", describe(f), "blobs", blobsURL(f))
+	log.Info("topod serving", "listen", lis.Addr().String(), "backend", describe(f.commonFlags), "blobs", blobsURL(f.commonFlags))
+	if f.gcInterval > 0 {
+		stopGC := startPeriodicGC(ctx, backend, blobs, f.gcInterval, f.gcGrace, log)
+		defer stopGC() // before the backend and the store close
+	}
 
 	select {
 	case err := <-served:
@@ -163,7 +165,7 @@ func serve(ctx context.Context, f serveFlags) error {
 
 // open opens the backend and the blob store the flags name, creating the
 // data directory when a default needs it.
-func open(ctx context.Context, f serveFlags) (kv.Backend, blobstore.Store, error) {
+func open(ctx context.Context, f commonFlags) (kv.Backend, blobstore.Store, error) {
 	if f.backend == "" || f.blobs == "" {
 		if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
 			return nil, nil, fmt.Errorf("data dir: %w", err)
@@ -195,7 +197,7 @@ func cachePrefixes(in []string) []string {
 	return out
 }
 
-func blobsURL(f serveFlags) string {
+func blobsURL(f commonFlags) string {
 	if f.blobs != "" {
 		return f.blobs
 	}
@@ -206,7 +208,7 @@ func blobsURL(f serveFlags) string {
 	return "file://" + abs
 }
 
-func describe(f serveFlags) string {
+func describe(f commonFlags) string {
 	if f.backend == "" {
 		return "bolt in " + f.dataDir
 	}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/topod-io/topod/pkg/blobgc"
+	"github.com/topod-io/topod/pkg/blobstore"
+	"github.com/topod-io/topod/pkg/kv"
+)
+
+// commonFlags are the flags of every topod command: where the data is, and
+// how to log.
+type commonFlags struct {
+	backend         string
+	blobs           string
+	credentialsFile string
+	dataDir         string
+	logLevel        string
+}
+
+func (f *commonFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.backend, "backend", "", "backend URL: bolt:///path/to/topo.db or etcd://host:port[,host:port...] (default bolt in --data-dir)")
+	fs.StringVar(&f.blobs, "blobs", "", "blob store URL: file:///path/to/blobs or s3://BUCKET/PREFIX?endpoint=host:port&secure=false&region=... (default file store in --data-dir/blobs); S3 credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --blobs-credentials-file")
+	fs.StringVar(&f.credentialsFile, "blobs-credentials-file", "", "AWS-style shared credentials file for an s3:// blob store (profile from $AWS_PROFILE, else default)")
+	fs.StringVar(&f.dataDir, "data-dir", "./topod-data", "directory of topod's own data (topo.db and blobs/ when --backend and --blobs are not given)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// logger returns the logger --log-level asks for, on stderr.
+func (f *commonFlags) logger() (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", f.logLevel)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
+}
+
+// registerGCGrace adds --gc-grace, which serving and collecting share:
+// every topod of a deployment, and `topod gc`, must use the same value.
+func registerGCGrace(fs *pflag.FlagSet, grace *time.Duration) {
+	fs.DurationVar(grace, "gc-grace", blobgc.DefaultGrace, "blob garbage collection keeps unreferenced blobs this long after they were stored or last asked about; the same on every topod of a deployment and for topod gc")
+}
+
+// gcFlags are the flags of `topod gc`.
+type gcFlags struct {
+	commonFlags
+	dryRun bool
+	grace  time.Duration
+	prefix string
+}
+
+func newGCCommand() *cobra.Command {
+	f := gcFlags{}
+	cmd := &cobra.Command{
+		Use:   "gc",
+		Short: "delete the blobs no record refers to any more (blob garbage collection)",
+		Long: `gc runs one blob garbage collection: it marks every blob referred to by a
+current record or by a past version GetVersion can still read, and deletes
+the unmarked blobs stored (or last asked about) more than --gc-grace ago.
+It prints a line per blob deleted (with --dry-run: that it would delete),
+then a summary. Only one collection runs at a time across topod replicas
+(a lock in the backend); a dry run needs no lock.
+
+On the bolt backend, topod holds the file while it serves: run gc with
+topod stopped, or let the server collect (--gc-interval).`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return runGC(ctx, cmd.OutOrStdout(), f)
+		},
+	}
+	fs := cmd.Flags()
+	f.commonFlags.register(fs)
+	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be deleted, delete nothing")
+	registerGCGrace(fs, &f.grace)
+	fs.StringVar(&f.prefix, "prefix", "/", "key prefix of the records to mark from (every record refers to blobs of the same store: keep /)")
+	return cmd
+}
+
+func runGC(ctx context.Context, out io.Writer, f gcFlags) error {
+	log, err := f.logger()
+	if err != nil {
+		return err
+	}
+	if f.grace <= 0 {
+		return fmt.Errorf("--gc-grace %v: want a positive duration", f.grace)
+	}
+	backend, blobs, err := open(ctx, f.commonFlags)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := blobs.Close(); err != nil {
+			log.Error("close blob store", "err", err)
+		}
+		if err := backend.Close(); err != nil {
+			log.Error("close backend", "err", err)
+		}
+	}()
+	r, err := blobgc.Collect(ctx, backend, blobs, blobgc.Options{Grace: f.grace, DryRun: f.dryRun, Prefix: f.prefix, Logger: log})
+	printReport(out, r)
+	return err
+}
+
+// printReport writes a line per blob deleted (or to delete), one per
+// dangling reference, and the summary.
+func printReport(w io.Writer, r *blobgc.Report) {
+	if r == nil {
+		return
+	}
+	verb, blobs := "deleted", r.Deleted
+	if r.DryRun {
+		verb, blobs = "would delete", r.Candidates
+	}
+	for _, b := range blobs {
+		fmt.Fprintf(w, "%s %s %d bytes, stored %v ago\n", verb, b.Hash, b.Size, b.Age.Round(time.Second))
+	}
+	for _, d := range r.Dangling {
+		fmt.Fprintf(w, "dangling %s version %d: blob %s: %s\n", d.Key, d.ModRevision, d.Hash, d.Err)
+	}
+	fmt.Fprintln(w, r.Summary())
+}
+
+// startPeriodicGC runs a collection every interval until ctx ends, logging
+// each one's summary. It returns a function that stops it and waits for a
+// collection in progress to end.
+func startPeriodicGC(ctx context.Context, backend kv.Backend, blobs blobstore.Store, interval, grace time.Duration, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			r, err := blobgc.Collect(ctx, backend, blobs, blobgc.Options{Grace: grace, Logger: log})
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				log.Error("blob gc failed", "err", err)
+			case len(r.Dangling) > 0:
+				log.Warn(r.Summary())
+				for _, d := range r.Dangling {
+					log.Warn("blob gc: dangling reference", "key", d.Key, "version", d.ModRevision, "blob", d.Hash.String(), "err", d.Err)
+				}
+			default:
+				log.Info(r.Summary())
+			}
+		}
+	})
+	log.Info("blob gc scheduled", "interval", interval, "grace", grace)
+	return func() { cancel(); wg.Wait() }
+}
