@@ -41,16 +41,16 @@ func main() {
 // serveFlags are the flags of the server.
 type serveFlags struct {
 	commonFlags
-	listen          string
-	inlineLimit     int
-	blobCacheBytes  int64
-	metricsListen   string
-	cachePrefixes   []string
-	cacheMaxBytes   int64
-	lockTTL         time.Duration
-	shutdownGrace   time.Duration
-	gcInterval      time.Duration
-	gcGrace         time.Duration
+	listen         string
+	inlineLimit    int
+	blobCacheBytes int64
+	metricsListen  string
+	cachePrefixes  []string
+	cacheMaxBytes  int64
+	lockTTL        time.Duration
+	shutdownGrace  time.Duration
+	gcInterval     time.Duration
+	gcGrace        time.Duration
 }
 
 func newRootCommand() *cobra.Command {
