@@ -171,3 +171,11 @@ func marshal(rec *topodv1.Record) ([]byte, error) {
 	}
 	return append([]byte(Magic), b...), nil
 }
+
+// RefValue returns the backend value of a file stored as the blobs under
+// root, encoded with codec, of size bytes assembled: what a writer that
+// encoded the file itself (e.g. vschema.EncodeIncremental) commits after
+// uploading the blobs.
+func RefValue(codec topodv1.Codec, root content.Hash, size int64) ([]byte, error) {
+	return marshal(&topodv1.Record{Body: &topodv1.Record_Ref{Ref: &topodv1.BlobRef{Codec: codec, Root: root[:], Size: size}}})
+}
