@@ -135,13 +135,9 @@ func load(ctx context.Context, ts *topo.Server, c config) (summary, error) {
 		if err := loader.ApplyRoutingRules(ctx); err != nil {
 			return sum, err
 		}
-		t0 := time.Now()
-		fmt.Print("  rebuild SrvVSchema (vtctld RebuildVSchemaGraph) ... ")
-		if err := loader.Rebuild(ctx); err != nil {
-			fmt.Println()
+		if err := timed("rebuild SrvVSchema (vtctld RebuildVSchemaGraph)", func() error { return loader.Rebuild(ctx) }); err != nil {
 			return sum, err
 		}
-		fmt.Printf("%v\n", time.Since(t0).Round(10*time.Millisecond))
 		if srv, err = ts.GetSrvVSchema(ctx, c.cell); err != nil {
 			return sum, fmt.Errorf("read the SrvVSchema of %s: %w", c.cell, err)
 		}
@@ -166,8 +162,6 @@ func waitForVtgate(ctx context.Context, c config, profile jd.Profile, srv *vsche
 	want := len(srv.GetKeyspaces())
 	last := c.keyspaces - 1
 	lastName, lastTables := profile.KeyspaceName(last), profile.TableCount(last)
-	t0 := time.Now()
-	fmt.Printf("  vtgate: waiting for it to serve %s keyspaces ... ", thousands(want))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	check := func() error {
@@ -186,19 +180,19 @@ func waitForVtgate(ctx context.Context, c config, profile jd.Profile, srv *vsche
 		}
 		return nil
 	}
-	for {
-		err := check()
-		if err == nil {
-			fmt.Printf("%v\n", time.Since(t0).Round(10*time.Millisecond))
-			return nil
+	return timed(fmt.Sprintf("vtgate: waiting for it to serve %s keyspaces", thousands(want)), func() error {
+		for {
+			err := check()
+			if err == nil {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("vtgate does not serve the SrvVSchema (%v); see %s", err, c.path("logs", "vtgate.log"))
+			case <-time.After(500 * time.Millisecond):
+			}
 		}
-		select {
-		case <-ctx.Done():
-			fmt.Println()
-			return fmt.Errorf("vtgate does not serve the SrvVSchema (%v); see %s", err, c.path("logs", "vtgate.log"))
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
+	})
 }
 
 // countRows runs query on vtgate's MySQL port, in keyspace db if not empty,

@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -30,6 +31,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/grpclog"
 
 	"vitess.io/vitess/go/vt/topo"
 
@@ -37,6 +39,9 @@ import (
 )
 
 func main() {
+	// Vitess's gRPC client logs every refused connection as a warning,
+	// e.g. while topod starts: keep the demo's output to its own lines.
+	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, os.Stderr))
 	if err := newRootCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "topod-demo:", err)
 		os.Exit(1)

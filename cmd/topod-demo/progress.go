@@ -42,7 +42,8 @@ func (p *progress) update(done, total int) {
 			thousands(done), thousands(total), 100*done/total, time.Since(p.start).Seconds())
 		return
 	}
-	if tenth := 10 * done / total; tenth > p.tenth {
+	// The last line is finish's.
+	if tenth := 10 * done / total; tenth > p.tenth && done < total {
 		p.tenth = tenth
 		fmt.Printf("  %s: %s/%s (%d%%) %.1fs\n", p.label, thousands(done), thousands(total), 100*done/total, time.Since(p.start).Seconds())
 	}
@@ -57,4 +58,47 @@ func (p *progress) finish(total int) {
 		return
 	}
 	fmt.Printf("  %s: %s done in %.1fs (%s)\n", p.label, thousands(total), time.Since(p.start).Seconds(), p.how)
+}
+
+// timed runs f, a step with no measure of its progress, showing the time it
+// has taken so far on a terminal and at the end in any case.
+func timed(label string, f func() error) error {
+	_, err := unix.IoctlGetTermios(int(os.Stdout.Fd()), unix.TCGETS)
+	tty := err == nil
+	start := time.Now()
+	fmt.Printf("  %s ... ", label)
+	done := make(chan struct{})
+	ticked := make(chan struct{})
+	go func() {
+		defer close(ticked)
+		if !tty {
+			return
+		}
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				fmt.Printf("\r  %s ... %.1fs", label, time.Since(start).Seconds())
+			}
+		}
+	}()
+	err = f()
+	close(done)
+	<-ticked
+	if tty {
+		fmt.Printf("\r  %s ... ", label)
+	}
+	if err != nil {
+		fmt.Println("failed")
+		return err
+	}
+	took := time.Since(start).Round(10 * time.Millisecond).String()
+	if tty {
+		took += "      " // over what the ticker wrote
+	}
+	fmt.Println(took)
+	return nil
 }
