@@ -42,6 +42,14 @@
 //     if it became one since the sweep looked at it, DeleteIfOlder sees the
 //     new time and keeps it.
 //
+// The writer's side, stated generally: every blob a record refers to must,
+// when the record is written, either have been refreshed or uploaded
+// within the last Grace/2, or be referred to by the very version the write
+// replaces with a compare-and-set (that version was marked by every
+// collection that listed after it was written, and its own blobs were fresh
+// for those that listed before). A writer that reuses blobs of some other,
+// earlier version without asking MissingBlobs is not covered.
+//
 // List comes before History on purpose: a value current at the List is
 // marked there; a value superseded after the List but before History is
 // visited by History; values written after the List are covered by the

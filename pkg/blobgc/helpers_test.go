@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/pkg/blobstore"
 	"github.com/topod-io/topod/pkg/blobstore/fileblob"
 	"github.com/topod-io/topod/pkg/content"
 	"github.com/topod-io/topod/pkg/kv"
@@ -66,7 +67,7 @@ func openStore(t *testing.T) *fileblob.Store {
 type writer struct {
 	t       testing.TB
 	backend kv.Backend
-	store   *fileblob.Store
+	store   blobstore.Store
 	grace   time.Duration
 }
 
@@ -143,7 +144,7 @@ func ageAll(t testing.TB, s *fileblob.Store, at time.Time) {
 }
 
 // stored returns the set of blobs the store holds.
-func stored(t testing.TB, s *fileblob.Store) map[content.Hash]bool {
+func stored(t testing.TB, s blobstore.Store) map[content.Hash]bool {
 	t.Helper()
 	got := map[content.Hash]bool{}
 	if err := s.Walk(context.Background(), func(h content.Hash, _ int64, _ time.Time) error {

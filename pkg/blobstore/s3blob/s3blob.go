@@ -19,7 +19,9 @@
 // time, so a Refresh landing between the two (a few milliseconds) is lost
 // and the blob deleted although the Refresh reported it present. That is
 // garbage collection's residual window on S3 (see package blobgc); the file
-// store has none.
+// store has none. On a bucket with versioning enabled every refresh keeps
+// a noncurrent version and a delete only adds a delete marker: use an
+// unversioned bucket, or a lifecycle rule expiring noncurrent versions.
 //
 // Open checks, within a bounded time, that the endpoint answers, that it
 // accepts the credentials and that the bucket exists and can be listed, so
