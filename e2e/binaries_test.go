@@ -1,0 +1,30 @@
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestBinariesLinkEveryTopo checks that bin/vtgate, bin/vtctld and
+// bin/vttablet link the topod plugin beside the topo implementations stock
+// Vitess links (etcd2, zk2, consul): each registers its flags.
+func TestBinariesLinkEveryTopo(t *testing.T) {
+	bin := binaries(t, "vtgate", "vtctld", "vttablet")
+	for _, name := range []string{"vtgate", "vtctld", "vttablet"} {
+		out, err := exec.Command(bin[name], "--help").CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s --help: %v\n%s", name, err, out)
+		}
+		for impl, flag := range map[string]string{
+			"topod":  "--topod-request-timeout",
+			"etcd2":  "--topo-etcd-lease-ttl",
+			"zk2":    "--topo-zk-base-timeout",
+			"consul": "--topo-consul-lock-delay",
+		} {
+			if !strings.Contains(string(out), flag) {
+				t.Errorf("%s does not link the %s topo plugin: no %s flag", name, impl, flag)
+			}
+		}
+	}
+}
