@@ -77,12 +77,11 @@ func TestVitessOnTopod(t *testing.T) {
 		t.Fatal(err)
 	}
 	work := workDir(t, id)
-	ports, err := vtlocal.FreePorts(5)
+	ports, err := vtlocal.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	topodAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	vtctldHTTP, vtctldGRPC, vtgateHTTP, vtgateMySQL := ports[1], ports[2], ports[3], ports[4]
 
 	// A real etcd, at its default limits, under topod.
 	etcd := etcdtest.Start(t, 1)
@@ -107,42 +106,13 @@ func TestVitessOnTopod(t *testing.T) {
 	}
 	topod := startTopod()
 
-	// The global topology and the cell, through the plugin.
-	ts, err := topo.OpenServer("topod", topodAddr, globalRoot)
-	if err != nil {
-		t.Fatalf("open topo through the plugin: %v", err)
-	}
-	t.Cleanup(ts.Close)
-	if err := ts.CreateCellInfo(ctx, cell, &topodatapb.CellInfo{ServerAddress: topodAddr, Root: "/vitess/" + cell}); err != nil {
-		t.Fatalf("CreateCellInfo %s: %v", cell, err)
-	}
-
 	// vtctld and vtgate, exactly as with etcd2 but for the implementation.
-	tp := vtlocal.Topo{Implementation: "topod", Address: topodAddr, Root: globalRoot}
-	vtctld := start(t, vtlocal.Spec{
-		Name: "vtctld", Binary: bin["vtctld"], Args: vtlocal.VtctldArgs(tp, vtctldHTTP, vtctldGRPC),
-		Log: filepath.Join(work, "logs", "vtctld.log"), Dir: work, User: id,
-	})
-	vtgate := start(t, vtlocal.Spec{
-		Name: "vtgate", Binary: bin["vtgate"], Args: vtlocal.VtgateArgs(tp, cell, vtgateHTTP, vtgateMySQL),
-		Log: filepath.Join(work, "logs", "vtgate.log"), Dir: work, User: id,
-	})
-	for _, w := range []struct {
-		p   *vtlocal.Process
-		url string
-	}{{vtctld, fmt.Sprintf("http://127.0.0.1:%d/debug/status", vtctldHTTP)}, {vtgate, fmt.Sprintf("http://127.0.0.1:%d/debug/status", vtgateHTTP)}} {
-		if err := w.p.WaitHTTP(ctx, w.url); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ts, vt := startVitess(ctx, t, bin, work, id, vtlocal.Topo{Implementation: "topod", Address: topodAddr, Root: globalRoot}, "/vitess/"+cell)
+	vtgate, client := vt.vtgate, vt.client
+	vtgateHTTP, vtgateMySQL := vt.vtgateHTTP, vt.vtgateMySQL
 	t.Logf("topod, vtctld and vtgate (as user %s) up; logs in %s", id.Name, filepath.Join(work, "logs"))
 
 	// Keyspaces and vschemas through vtctld's gRPC API.
-	client, err := vtctldclient.New(ctx, "grpc", fmt.Sprintf("127.0.0.1:%d", vtctldGRPC))
-	if err != nil {
-		t.Fatalf("vtctldclient: %v", err)
-	}
-	t.Cleanup(func() { client.Close() })
 	profile := jd.JD().Sized(keyspaces)
 	loader := &vtlocal.Loader{Client: client, Profile: profile, Workers: 4}
 	idx := vtlocal.Range(keyspaces)
@@ -154,6 +124,7 @@ func TestVitessOnTopod(t *testing.T) {
 		}
 		t.Logf("%s: %v", name, time.Since(begin).Round(time.Millisecond))
 	}
+	// Created, applied and rebuilt as an operator would through vtctld.
 	step(fmt.Sprintf("CreateKeyspace x%d", keyspaces), func() error { return loader.CreateKeyspaces(ctx, idx) })
 	step(fmt.Sprintf("ApplyVSchema x%d (skip_rebuild)", keyspaces), func() error { return loader.ApplyVSchemas(ctx, idx) })
 	step("ApplyRoutingRules", func() error { return loader.ApplyRoutingRules(ctx) })
@@ -179,16 +150,7 @@ func TestVitessOnTopod(t *testing.T) {
 	for i := range names {
 		names[i] = profile.KeyspaceName(i)
 	}
-	showKeyspaces := func() ([]string, error) {
-		out, err := exec.CommandContext(ctx, mysqlCLI, "-h", "127.0.0.1", "-P", strconv.Itoa(vtgateMySQL),
-			"--batch", "--skip-column-names", "-e", "SHOW VITESS_KEYSPACES").CombinedOutput()
-		if err != nil {
-			return nil, fmt.Errorf("mysql: %v: %s", err, strings.TrimSpace(string(out)))
-		}
-		ks := strings.Fields(string(out))
-		slices.Sort(ks)
-		return ks, nil
-	}
+	showKeyspaces := func() ([]string, error) { return showKeyspaces(ctx, mysqlCLI, vtgateMySQL) }
 	vschemaURL := fmt.Sprintf("http://127.0.0.1:%d/debug/vschema", vtgateHTTP)
 	waitFor(ctx, t, vtgate, 30*time.Second, "vtgate to serve the whole SrvVSchema", func() error {
 		// Keyspaces show up as vtctld creates them, their tables only
@@ -254,6 +216,69 @@ func TestVitessOnTopod(t *testing.T) {
 	if exited, err := vtgate.Exited(); exited {
 		t.Fatalf("vtgate exited: %v", err)
 	}
+}
+
+// showKeyspaces asks vtgate for SHOW VITESS_KEYSPACES with the mysql client
+// at mysqlCLI and returns the keyspaces, sorted.
+func showKeyspaces(ctx context.Context, mysqlCLI string, port int) ([]string, error) {
+	out, err := exec.CommandContext(ctx, mysqlCLI, "-h", "127.0.0.1", "-P", strconv.Itoa(port),
+		"--batch", "--skip-column-names", "-e", "SHOW VITESS_KEYSPACES").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("mysql: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	ks := strings.Fields(string(out))
+	slices.Sort(ks)
+	return ks, nil
+}
+
+// vitess is a vtctld and a vtgate on one topology.
+type vitess struct {
+	vtctld, vtgate          *vtlocal.Process
+	client                  vtctldclient.VtctldClient
+	vtgateHTTP, vtgateMySQL int
+}
+
+// startVitess opens the global topology tp through its plugin, creates the
+// cell (its root at cellRoot on the same server), and starts vtctld and
+// vtgate on it as id, with their logs in work/logs named after the
+// implementation. Everything stops when the test ends.
+func startVitess(ctx context.Context, t *testing.T, bin map[string]string, work string, id *vtlocal.Identity, tp vtlocal.Topo, cellRoot string) (*topo.Server, *vitess) {
+	t.Helper()
+	ts, err := topo.OpenServer(tp.Implementation, tp.Address, tp.Root)
+	if err != nil {
+		t.Fatalf("open the %s topology: %v", tp.Implementation, err)
+	}
+	t.Cleanup(ts.Close)
+	if err := ts.CreateCellInfo(ctx, cell, &topodatapb.CellInfo{ServerAddress: tp.Address, Root: cellRoot}); err != nil {
+		t.Fatalf("CreateCellInfo %s: %v", cell, err)
+	}
+	ports, err := vtlocal.FreePorts(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vtctldHTTP, vtctldGRPC := ports[0], ports[1]
+	vt := &vitess{vtgateHTTP: ports[2], vtgateMySQL: ports[3]}
+	logs := filepath.Join(work, "logs")
+	vt.vtctld = start(t, vtlocal.Spec{
+		Name: "vtctld", Binary: bin["vtctld"], Args: vtlocal.VtctldArgs(tp, vtctldHTTP, vtctldGRPC),
+		Log: filepath.Join(logs, tp.Implementation+"-vtctld.log"), Dir: work, User: id,
+	})
+	vt.vtgate = start(t, vtlocal.Spec{
+		Name: "vtgate", Binary: bin["vtgate"], Args: vtlocal.VtgateArgs(tp, cell, vt.vtgateHTTP, vt.vtgateMySQL),
+		Log: filepath.Join(logs, tp.Implementation+"-vtgate.log"), Dir: work, User: id,
+	})
+	if err := vt.vtctld.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/status", vtctldHTTP)); err != nil {
+		t.Fatal(err)
+	}
+	if err := vt.vtgate.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/status", vt.vtgateHTTP)); err != nil {
+		t.Fatal(err)
+	}
+	vt.client, err = vtctldclient.New(ctx, "grpc", fmt.Sprintf("127.0.0.1:%d", vtctldGRPC))
+	if err != nil {
+		t.Fatalf("vtctldclient: %v", err)
+	}
+	t.Cleanup(func() { vt.client.Close() })
+	return ts, vt
 }
 
 // binaries returns the paths of the named programs in the repository's
