@@ -9,6 +9,7 @@ package vschematest
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -171,4 +172,62 @@ func (t *Topology) Open(tb testing.TB) *topo.Server {
 // events (keyspace created, ...) would otherwise flood test output.
 func QuietVitessLogs() {
 	log.SwapLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}
+
+// Snapshot is every keyspace's vschema and every cell's SrvVSchema, as
+// stored, with their versions: equal snapshots mean nothing was written.
+type Snapshot struct {
+	VSchemas map[string]string // keyspace -> version and contents
+	Cells    map[string]string // cell -> version and contents
+	Rules    map[string]string // rules file -> version and contents
+}
+
+// Snapshot reads the topology's vschemas, rules and SrvVSchemas.
+func (t *Topology) Snapshot(tb testing.TB) Snapshot {
+	tb.Helper()
+	ctx := context.Background()
+	snap := Snapshot{VSchemas: map[string]string{}, Cells: map[string]string{}, Rules: map[string]string{}}
+	names, err := t.TS.GetKeyspaces(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	global, err := t.TS.ConnForCell(ctx, topo.GlobalCell)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	get := func(conn topo.Conn, p string) (string, bool) {
+		data, v, err := conn.Get(ctx, p)
+		if topo.IsErrType(err, topo.NoNode) {
+			return "", false
+		}
+		if err != nil {
+			tb.Fatalf("vschematest: snapshot: get %s: %v", p, err)
+		}
+		return v.String() + ":" + string(data), true
+	}
+	for _, name := range names {
+		if s, ok := get(global, path.Join(topo.KeyspacesPath, name, topo.VSchemaFile)); ok {
+			snap.VSchemas[name] = s
+		}
+	}
+	for _, f := range []string{topo.RoutingRulesFile, topo.ShardRoutingRulesFile, t.TS.GetKeyspaceRoutingRulesPath(), topo.MirrorRulesFile} {
+		if s, ok := get(global, f); ok {
+			snap.Rules[f] = s
+		}
+	}
+	for _, cell := range t.Cells {
+		conn, err := t.TS.ConnForCell(ctx, cell)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if s, ok := get(conn, topo.SrvVSchemaFile); ok {
+			snap.Cells[cell] = s
+		}
+	}
+	return snap
+}
+
+// Equal reports whether two snapshots are the same.
+func (s Snapshot) Equal(o Snapshot) bool {
+	return maps.Equal(s.VSchemas, o.VSchemas) && maps.Equal(s.Cells, o.Cells) && maps.Equal(s.Rules, o.Rules)
 }

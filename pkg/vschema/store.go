@@ -352,8 +352,8 @@ func (s *Store) Apply(ctx context.Context, changes []Change, opts ApplyOptions) 
 			return res, fmt.Errorf("vschema: apply %s: %w", c.Keyspace, err)
 		}
 		if !exists {
-			return res, fmt.Errorf("vschema: apply %s: %w: keyspace %s does not exist in the topology (create it first, e.g. vtctldclient CreateKeyspace %s)",
-				vschemaPath(c.Keyspace), ErrNoKeyspace, c.Keyspace, c.Keyspace)
+			res.Validation.errorf(Problem{Keyspace: c.Keyspace, Code: CodeUnknownKeyspace},
+				"keyspace %s does not exist in the topology (create it first, e.g. vtctldclient CreateKeyspace %s)", c.Keyspace, c.Keyspace)
 		}
 	}
 	if len(batch) > 0 {

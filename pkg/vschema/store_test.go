@@ -10,7 +10,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
-	"vitess.io/vitess/go/vt/topo"
 
 	"github.com/topod-io/topod/bench/jd"
 	"github.com/topod-io/topod/internal/vschematest"
@@ -379,7 +378,7 @@ func TestStoreRefusals(t *testing.T) {
 	s := openStore(t, tp, false)
 	p := jd.JD().Sized(6)
 	loadProfile(t, ctx, tp, s, p, 100)
-	before := snapshot(t, ctx, tp)
+	before := tp.Snapshot(t)
 	name, ks := p.Keyspace(2)
 	bad := proto.Clone(ks).(*vschemapb.Keyspace)
 	bad.Vindexes = map[string]*vschemapb.Vindex{"v": {Type: "no_such_type"}}
@@ -400,62 +399,9 @@ func TestStoreRefusals(t *testing.T) {
 			if _, want := c.want.(*vschema.ValidationError); want && !errors.As(err, &verr) || !want && !errors.Is(err, c.want) {
 				t.Fatalf("err = %v, want %v", err, c.want)
 			}
-			if after := snapshot(t, ctx, tp); !equalSnapshots(before, after) {
+			if after := tp.Snapshot(t); !before.Equal(after) {
 				t.Fatal("the topology changed")
 			}
 		})
 	}
-}
-
-// snapshot reads every keyspace's vschema and every cell's SrvVSchema.
-type topoSnapshot struct {
-	vschemas map[string][]byte
-	cells    map[string][]byte
-}
-
-func snapshot(t *testing.T, ctx context.Context, tp *vschematest.Topology) topoSnapshot {
-	t.Helper()
-	snap := topoSnapshot{vschemas: map[string][]byte{}, cells: map[string][]byte{}}
-	names, err := tp.TS.GetKeyspaces(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := tp.TS.ConnForCell(ctx, topo.GlobalCell)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range names {
-		data, v, err := conn.Get(ctx, "keyspaces/"+name+"/VSchema")
-		if err == nil {
-			snap.vschemas[name] = append(data, []byte(v.String())...)
-		}
-	}
-	for _, cell := range tp.Cells {
-		c, err := tp.TS.ConnForCell(ctx, cell)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, v, err := c.Get(ctx, topo.SrvVSchemaFile)
-		if err == nil {
-			snap.cells[cell] = append(data, []byte(v.String())...)
-		}
-	}
-	return snap
-}
-
-func equalSnapshots(a, b topoSnapshot) bool {
-	if len(a.vschemas) != len(b.vschemas) || len(a.cells) != len(b.cells) {
-		return false
-	}
-	for k, v := range a.vschemas {
-		if string(b.vschemas[k]) != string(v) {
-			return false
-		}
-	}
-	for k, v := range a.cells {
-		if string(b.cells[k]) != string(v) {
-			return false
-		}
-	}
-	return true
 }

@@ -127,6 +127,20 @@ func (e *ValidationError) Error() string {
 	return msg
 }
 
+// Is makes a ValidationError whose every problem is a keyspace missing from
+// the topology match ErrNoKeyspace.
+func (e *ValidationError) Is(target error) bool {
+	if target != ErrNoKeyspace || e.Validation == nil || len(e.Validation.Errors) == 0 {
+		return false
+	}
+	for _, p := range e.Validation.Errors {
+		if p.Code != CodeUnknownKeyspace {
+			return false
+		}
+	}
+	return true
+}
+
 // newValidationError returns a ValidationError of one problem.
 func newValidationError(p Problem) *ValidationError {
 	return &ValidationError{Validation: &Validation{Errors: []Problem{p}}}

@@ -52,7 +52,7 @@ func TestValidateKeyspaces(t *testing.T) {
 		ks       *vschemapb.Keyspace
 		strict   bool
 		want     *vschema.Problem // nil: valid
-		warning  string          // a warning code expected
+		warning  string           // a warning code expected
 	}{
 		{name: "valid sharded", keyspace: "users", ks: sharded(map[string]*vschemapb.Table{"users": {ColumnVindexes: primary("id")}})},
 		{name: "valid unsharded", keyspace: "users", ks: &vschemapb.Keyspace{Tables: map[string]*vschemapb.Table{"t": {}}}},

@@ -1,0 +1,666 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
+	"vitess.io/vitess/go/vt/topo"
+
+	"github.com/topod-io/topod/pkg/vschema"
+)
+
+// apiServer serves the HTTP/JSON API under /api/v1.
+type apiServer struct {
+	store   *vschema.Store
+	auth    *authenticator // nil: every request may do everything
+	audit   *auditLog
+	maxBody int64
+	log     *slog.Logger
+}
+
+// handler returns the routes:
+//
+//	GET    /healthz
+//	GET    /api/v1/keyspaces/{ks}/vschema                  the vschema (ETag: its version)
+//	PUT    /api/v1/keyspaces/{ks}/vschema                  apply (?dry_run=true, ?strict=true, If-Match)
+//	DELETE /api/v1/keyspaces/{ks}/vschema                  delete (If-Match)
+//	GET    /api/v1/keyspaces/{ks}/vschema/history          the writes of the keyspace, newest first
+//	GET    /api/v1/keyspaces/{ks}/vschema/versions/{v}     the vschema at version v
+//	POST   /api/v1/keyspaces/{ks}/vschema/rollback         apply version {"version": "v"} again
+//	POST   /api/v1/vschemas                                apply many: {"keyspaces": {ks: vschema, ...}}
+//	GET    /api/v1/{routing-rules|shard-routing-rules|keyspace-routing-rules|mirror-rules}
+//	PUT    /api/v1/{routing-rules|...}                     (?dry_run=true, If-Match)
+//	GET    /api/v1/cells
+//	GET    /api/v1/cells/{cell}/srvvschema                 assembled (?format=proto for the bytes)
+//	GET    /api/v1/cells/{cell}/srvvschema/keyspaces/{ks}  one keyspace as the cell serves it
+//	POST   /api/v1/cells/{cell}/srvvschema/rebuild         rewrite the cell's SrvVSchema whole
+//	GET    /api/v1/audit                                   the audit log (?keyspace=, ?action=, ?limit=)
+func (s *apiServer) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	handle := func(pattern string, h func(w http.ResponseWriter, r *http.Request, p *principal) error) {
+		mux.HandleFunc(pattern, s.wrap(h))
+	}
+	handle("GET /api/v1/keyspaces/{ks}/vschema", s.getVSchema)
+	handle("PUT /api/v1/keyspaces/{ks}/vschema", s.putVSchema)
+	handle("DELETE /api/v1/keyspaces/{ks}/vschema", s.deleteVSchema)
+	handle("GET /api/v1/keyspaces/{ks}/vschema/history", s.history)
+	handle("GET /api/v1/keyspaces/{ks}/vschema/versions/{v}", s.getVersion)
+	handle("POST /api/v1/keyspaces/{ks}/vschema/rollback", s.rollback)
+	handle("POST /api/v1/vschemas", s.putVSchemas)
+	for _, k := range vschema.AllRules {
+		handle("GET /api/v1/"+string(k), func(w http.ResponseWriter, r *http.Request, p *principal) error { return s.getRules(w, r, p, k) })
+		handle("PUT /api/v1/"+string(k), func(w http.ResponseWriter, r *http.Request, p *principal) error { return s.putRules(w, r, p, k) })
+	}
+	handle("GET /api/v1/cells", s.cells)
+	handle("GET /api/v1/cells/{cell}/srvvschema", s.cellSrvVSchema)
+	handle("GET /api/v1/cells/{cell}/srvvschema/keyspaces/{ks}", s.cellKeyspace)
+	handle("POST /api/v1/cells/{cell}/srvvschema/rebuild", s.rebuildCell)
+	handle("GET /api/v1/audit", s.getAudit)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path, nil)
+	})
+	return mux
+}
+
+// httpError is an error with its HTTP status and, optionally, a body.
+type httpError struct {
+	status int
+	msg    string
+	body   map[string]any
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(status int, format string, args ...any) error {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// wrap authenticates a request, runs h, and turns its error into a JSON
+// error response.
+func (s *apiServer) wrap(h func(w http.ResponseWriter, r *http.Request, p *principal) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		p := &principal{name: "anonymous", all: true}
+		if s.auth != nil {
+			var err error
+			if p, err = s.auth.authenticate(r); err != nil {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="vschemad"`)
+				writeError(w, http.StatusUnauthorized, err.Error(), nil)
+				s.log.Info("refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "status", http.StatusUnauthorized, "err", err)
+				return
+			}
+		}
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			p.name += " (cert " + r.TLS.PeerCertificates[0].Subject.CommonName + ")"
+		}
+		if s.maxBody > 0 && r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
+		}
+		err := h(w, r, p)
+		status := http.StatusOK
+		if err != nil {
+			var he *httpError
+			if !errors.As(err, &he) {
+				he = s.mapError(err)
+			}
+			status = he.status
+			writeError(w, he.status, he.msg, he.body)
+		}
+		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "user", p.name, "remote", r.RemoteAddr,
+			"status", status, "duration", time.Since(start).Round(time.Microsecond), "err", errString(err))
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// mapError maps the errors of vschema.Store to HTTP statuses.
+func (s *apiServer) mapError(err error) *httpError {
+	var verr *vschema.ValidationError
+	var cerr *vschema.CellError
+	switch {
+	case errors.As(err, &verr) && errors.Is(err, vschema.ErrNoKeyspace):
+		return &httpError{status: http.StatusNotFound, msg: err.Error(), body: map[string]any{"validation": verr.Validation}}
+	case errors.As(err, &verr):
+		return &httpError{status: http.StatusBadRequest, msg: err.Error(), body: map[string]any{"validation": verr.Validation}}
+	case errors.Is(err, vschema.ErrBadRequest):
+		return &httpError{status: http.StatusBadRequest, msg: err.Error()}
+	case errors.Is(err, vschema.ErrNotFound), errors.Is(err, vschema.ErrNoKeyspace):
+		return &httpError{status: http.StatusNotFound, msg: err.Error()}
+	case errors.Is(err, vschema.ErrVersionMismatch):
+		return &httpError{status: http.StatusPreconditionFailed, msg: err.Error()}
+	case errors.As(err, &cerr):
+		return &httpError{status: http.StatusBadGateway, msg: err.Error() + "; apply again, or POST /api/v1/cells/{cell}/srvvschema/rebuild"}
+	case topo.IsErrType(err, topo.Timeout):
+		return &httpError{status: http.StatusGatewayTimeout, msg: "topology: " + err.Error()}
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return &httpError{status: http.StatusServiceUnavailable, msg: err.Error()}
+	default:
+		return &httpError{status: http.StatusInternalServerError, msg: err.Error()}
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, msg string, body map[string]any) {
+	out := map[string]any{"error": msg, "status": status}
+	maps.Copy(out, body)
+	writeJSON(w, status, out)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+var pbJSON = protojson.MarshalOptions{UseProtoNames: true}
+
+// writeProto writes m as the JSON vtctldclient reads.
+func writeProto(w http.ResponseWriter, r *http.Request, m proto.Message) error {
+	opts := pbJSON
+	if r.URL.Query().Get("pretty") == "true" {
+		opts.Multiline, opts.Indent = true, "  "
+	}
+	b, err := opts.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("marshal JSON: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// readBody reads the request body within --max-body-bytes.
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(r.Body)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "request body is larger than the limit of %d bytes (the server's --max-body-bytes)", mbe.Limit)
+	}
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "read request body: %v", err)
+	}
+	return b, nil
+}
+
+// keyspaceParam returns the {ks} of the path, checked.
+func keyspaceParam(r *http.Request) (string, error) {
+	ks := r.PathValue("ks")
+	if err := vschema.ValidateKeyspaceName(ks); err != nil {
+		return "", errorf(http.StatusBadRequest, "%v", err)
+	}
+	return ks, nil
+}
+
+func boolParam(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, errorf(http.StatusBadRequest, "query parameter %s=%q is not a boolean", name, v)
+	}
+	return b, nil
+}
+
+// forbid returns the 403 of a principal lacking v on what.
+func forbid(p *principal, v verb, what string) error {
+	return errorf(http.StatusForbidden, "%s may not %s %s", p.name, v, what)
+}
+
+func (s *apiServer) getVSchema(w http.ResponseWriter, r *http.Request, p *principal) error {
+	ks, err := keyspaceParam(r)
+	if err != nil {
+		return err
+	}
+	if !p.can(verbRead, ks) {
+		return forbid(p, verbRead, "keyspace "+ks)
+	}
+	vs, ver, err := s.store.GetKeyspace(r.Context(), ks)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", strconv.Quote(ver))
+	return writeProto(w, r, vs)
+}
+
+// applyResponse is the body of a successful (or dry-run) write.
+type applyResponse struct {
+	*vschema.ApplyResult
+	Audit string `json:"audit_error,omitempty"`
+}
+
+// putVSchema applies one keyspace's vschema.
+func (s *apiServer) putVSchema(w http.ResponseWriter, r *http.Request, p *principal) error {
+	ks, err := keyspaceParam(r)
+	if err != nil {
+		return err
+	}
+	dryRun, err := boolParam(r, "dry_run")
+	if err != nil {
+		return err
+	}
+	strict, err := boolParam(r, "strict")
+	if err != nil {
+		return err
+	}
+	if need := map[bool]verb{true: verbRead, false: verbWrite}[dryRun]; !p.can(need, ks) {
+		return forbid(p, need, "keyspace "+ks)
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	vs, parsed, err := vschema.ParseKeyspaceJSON(ks, body)
+	if err != nil {
+		return err
+	}
+	return s.apply(w, r, p, "apply", []vschema.Change{{Keyspace: ks, VSchema: vs, IfMatch: r.Header.Get("If-Match")}},
+		vschema.ApplyOptions{DryRun: dryRun, Strict: strict}, parsed, true)
+}
+
+func (s *apiServer) deleteVSchema(w http.ResponseWriter, r *http.Request, p *principal) error {
+	ks, err := keyspaceParam(r)
+	if err != nil {
+		return err
+	}
+	dryRun, err := boolParam(r, "dry_run")
+	if err != nil {
+		return err
+	}
+	if !p.can(verbWrite, ks) {
+		return forbid(p, verbWrite, "keyspace "+ks)
+	}
+	return s.apply(w, r, p, "delete", []vschema.Change{{Keyspace: ks, IfMatch: r.Header.Get("If-Match")}},
+		vschema.ApplyOptions{DryRun: dryRun}, nil, true)
+}
+
+// rollbackRequest is the body of POST .../rollback.
+type rollbackRequest struct {
+	Version string `json:"version"`
+}
+
+func (s *apiServer) rollback(w http.ResponseWriter, r *http.Request, p *principal) error {
+	ks, err := keyspaceParam(r)
+	if err != nil {
+		return err
+	}
+	dryRun, err := boolParam(r, "dry_run")
+	if err != nil {
+		return err
+	}
+	if need := map[bool]verb{true: verbRead, false: verbWrite}[dryRun]; !p.can(need, ks) {
+		return forbid(p, need, "keyspace "+ks)
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var req rollbackRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return errorf(http.StatusBadRequest, "malformed rollback request (want {\"version\": \"...\"}): %v", err)
+	}
+	if req.Version == "" {
+		req.Version = r.URL.Query().Get("version")
+	}
+	old, err := s.store.GetKeyspaceAt(r.Context(), ks, req.Version)
+	if err != nil {
+		return err
+	}
+	return s.apply(w, r, p, "rollback to "+req.Version, []vschema.Change{{Keyspace: ks, VSchema: old, IfMatch: r.Header.Get("If-Match")}},
+		vschema.ApplyOptions{DryRun: dryRun}, nil, true)
+}
+
+// batchRequest is the body of POST /api/v1/vschemas.
+type batchRequest struct {
+	Keyspaces map[string]json.RawMessage `json:"keyspaces"`
+}
+
+// putVSchemas applies many keyspaces at once (the import).
+func (s *apiServer) putVSchemas(w http.ResponseWriter, r *http.Request, p *principal) error {
+	dryRun, err := boolParam(r, "dry_run")
+	if err != nil {
+		return err
+	}
+	strict, err := boolParam(r, "strict")
+	if err != nil {
+		return err
+	}
+	full, err := boolParam(r, "full_diff")
+	if err != nil {
+		return err
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var req batchRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return errorf(http.StatusBadRequest, "malformed request (want {\"keyspaces\": {\"name\": vschema, ...}}): %v", err)
+	}
+	if len(req.Keyspaces) == 0 {
+		return errorf(http.StatusBadRequest, "no keyspaces in the request")
+	}
+	need := map[bool]verb{true: verbRead, false: verbWrite}[dryRun]
+	parsed := &vschema.Validation{}
+	var changes []vschema.Change
+	for _, ks := range slices.Sorted(maps.Keys(req.Keyspaces)) {
+		if err := vschema.ValidateKeyspaceName(ks); err != nil {
+			return errorf(http.StatusBadRequest, "%v", err)
+		}
+		if !p.can(need, ks) {
+			return forbid(p, need, "keyspace "+ks)
+		}
+		vs, v, err := vschema.ParseKeyspaceJSON(ks, req.Keyspaces[ks])
+		if err != nil {
+			var verr *vschema.ValidationError
+			if errors.As(err, &verr) {
+				parsed.Errors = append(parsed.Errors, verr.Validation.Errors...)
+				continue
+			}
+			return err
+		}
+		parsed.Warnings = append(parsed.Warnings, v.Warnings...)
+		changes = append(changes, vschema.Change{Keyspace: ks, VSchema: vs})
+	}
+	if !parsed.OK() {
+		return &vschema.ValidationError{Validation: parsed}
+	}
+	return s.apply(w, r, p, "import", changes, vschema.ApplyOptions{DryRun: dryRun, Strict: strict}, parsed, full)
+}
+
+// apply runs a write, audits it and writes the response.
+func (s *apiServer) apply(w http.ResponseWriter, r *http.Request, p *principal, action string, changes []vschema.Change,
+	opts vschema.ApplyOptions, parsed *vschema.Validation, fullDiff bool) error {
+	res, err := s.store.Apply(r.Context(), changes, opts)
+	if parsed != nil && res != nil && res.Validation != nil {
+		res.Validation.Warnings = append(parsed.Warnings, res.Validation.Warnings...)
+	}
+	auditErr := s.auditApply(r, p, action, res, err)
+	if res != nil && !fullDiff {
+		for i := range res.Keyspaces {
+			if d := res.Keyspaces[i].Diff; d != nil {
+				d.Changes = nil
+			}
+		}
+	}
+	if err != nil {
+		he := s.mapError(err)
+		if res != nil {
+			he.body = map[string]any{"result": res}
+			if he.status == http.StatusBadRequest || he.status == http.StatusNotFound {
+				he.body["validation"] = res.Validation
+			}
+		}
+		return he
+	}
+	if len(res.Keyspaces) == 1 && res.Keyspaces[0].NewVersion != "" {
+		w.Header().Set("ETag", strconv.Quote(res.Keyspaces[0].NewVersion))
+	}
+	writeJSON(w, http.StatusOK, applyResponse{ApplyResult: res, Audit: errString(auditErr)})
+	return nil
+}
+
+// auditApply appends an entry per keyspace written.
+func (s *apiServer) auditApply(r *http.Request, p *principal, action string, res *vschema.ApplyResult, applyErr error) error {
+	if res == nil || res.DryRun {
+		return nil
+	}
+	var entries []auditEntry
+	for _, k := range res.Keyspaces {
+		if !k.Written {
+			continue
+		}
+		e := auditEntry{Time: time.Now().UTC(), User: p.name, Remote: r.RemoteAddr, Action: action, Keyspace: k.Keyspace,
+			OldVersion: k.OldVersion, NewVersion: k.NewVersion, Summary: k.Diff.Summary, Result: "ok"}
+		if k.Diff.Deleted {
+			e.Action = "delete"
+		}
+		if applyErr != nil {
+			e.Result, e.Error = "error", applyErr.Error()
+		}
+		entries = append(entries, e)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if err := s.audit.append(entries...); err != nil {
+		s.log.Error("audit log: the write was made but could not be recorded", "err", err, "entries", len(entries))
+		return err
+	}
+	return nil
+}
+
+// historyResponse is the body of GET .../history.
+type historyResponse struct {
+	Keyspace       string       `json:"keyspace"`
+	CurrentVersion string       `json:"current_version"`
+	Entries        []auditEntry `json:"entries"`
+}
+
+func (s *apiServer) history(w http.ResponseWriter, r *http.Request, p *principal) error {
+	ks, err := keyspaceParam(r)
+	if err != nil {
+		return err
+	}
+	if !p.can(verbRead, ks) {
+		return forbid(p, verbRead, "keyspace "+ks)
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		return err
+	}
+	_, cur, err := s.store.GetKeyspace(r.Context(), ks)
+	if err != nil && !errors.Is(err, vschema.ErrNotFound) {
+		return err
+	}
+	entries, err := s.audit.read(func(e *auditEntry) bool { return e.Keyspace == ks }, limit)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, historyResponse{Keyspace: ks, CurrentVersion: cur, Entries: entries})
+	return nil
+}
+
+func limitParam(r *http.Request) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 100000 {
+		return 0, errorf(http.StatusBadRequest, "limit=%q: want 1 to 100000", v)
+	}
+	return n, nil
+}
+
+func (s *apiServer) getVersion(w http.ResponseWriter, r *http.Request, p *principal) error {
+	ks, err := keyspaceParam(r)
+	if err != nil {
+		return err
+	}
+	if !p.can(verbRead, ks) {
+		return forbid(p, verbRead, "keyspace "+ks)
+	}
+	vs, err := s.store.GetKeyspaceAt(r.Context(), ks, r.PathValue("v"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", strconv.Quote(r.PathValue("v")))
+	return writeProto(w, r, vs)
+}
+
+func (s *apiServer) getRules(w http.ResponseWriter, r *http.Request, p *principal, k vschema.RulesKind) error {
+	if !p.canAll(verbRead) {
+		return forbid(p, verbRead, string(k)+" (they span keyspaces: the token needs keyspaces [\"*\"])")
+	}
+	m, ver, err := s.store.GetRules(r.Context(), k)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", strconv.Quote(ver))
+	return writeProto(w, r, m)
+}
+
+func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *principal, k vschema.RulesKind) error {
+	dryRun, err := boolParam(r, "dry_run")
+	if err != nil {
+		return err
+	}
+	if !p.canAll(verbAdmin) {
+		return forbid(p, verbAdmin, string(k)+" (the token needs admin on keyspaces [\"*\"])")
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	rules, parsed, err := vschema.ParseRulesJSON(k, body)
+	if err != nil {
+		return err
+	}
+	res, err := s.store.PutRules(r.Context(), k, rules, r.Header.Get("If-Match"), dryRun)
+	if res != nil && res.Validation != nil {
+		res.Validation.Warnings = append(parsed.Warnings, res.Validation.Warnings...)
+	}
+	var auditErr error
+	if res != nil && res.Written {
+		e := auditEntry{Time: time.Now().UTC(), User: p.name, Remote: r.RemoteAddr, Action: "rules", Rules: string(k),
+			OldVersion: res.OldVersion, NewVersion: res.NewVersion, Summary: res.Diff.Summary, Result: "ok"}
+		if err != nil {
+			e.Result, e.Error = "error", err.Error()
+		}
+		if auditErr = s.audit.append(e); auditErr != nil {
+			s.log.Error("audit log: the write was made but could not be recorded", "err", auditErr)
+		}
+	}
+	if err != nil {
+		he := s.mapError(err)
+		if res != nil {
+			he.body = map[string]any{"result": res}
+			if res.Validation != nil {
+				he.body["validation"] = res.Validation
+			}
+		}
+		return he
+	}
+	if res.NewVersion != "" {
+		w.Header().Set("ETag", strconv.Quote(res.NewVersion))
+	}
+	writeJSON(w, http.StatusOK, struct {
+		*vschema.RulesResult
+		Audit string `json:"audit_error,omitempty"`
+	}{res, errString(auditErr)})
+	return nil
+}
+
+func (s *apiServer) cells(w http.ResponseWriter, r *http.Request, p *principal) error {
+	cells, err := s.store.Cells(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"cells": cells})
+	return nil
+}
+
+func (s *apiServer) cellSrvVSchema(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if !p.canAll(verbRead) {
+		return forbid(p, verbRead, "whole SrvVSchemas (the token needs keyspaces [\"*\"]; per keyspace: .../srvvschema/keyspaces/{ks})")
+	}
+	cell := r.PathValue("cell")
+	data, ver, err := s.store.GetCellSrvVSchemaBytes(r.Context(), cell)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", strconv.Quote(ver))
+	if r.URL.Query().Get("format") == "proto" {
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, err := w.Write(data)
+		return err
+	}
+	srv := &vschemapb.SrvVSchema{}
+	if err := srv.UnmarshalVT(data); err != nil {
+		return fmt.Errorf("cell %s: SrvVSchema: unmarshal: %w", cell, err)
+	}
+	return writeProto(w, r, srv)
+}
+
+func (s *apiServer) cellKeyspace(w http.ResponseWriter, r *http.Request, p *principal) error {
+	ks, err := keyspaceParam(r)
+	if err != nil {
+		return err
+	}
+	if !p.can(verbRead, ks) {
+		return forbid(p, verbRead, "keyspace "+ks)
+	}
+	vs, err := s.store.GetCellKeyspace(r.Context(), r.PathValue("cell"), ks)
+	if err != nil {
+		return err
+	}
+	return writeProto(w, r, vs)
+}
+
+func (s *apiServer) rebuildCell(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if !p.canAll(verbAdmin) {
+		return forbid(p, verbAdmin, "cells (the token needs admin on keyspaces [\"*\"])")
+	}
+	cell := r.PathValue("cell")
+	cells, err := s.store.Cells(r.Context())
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(cells, cell) {
+		return errorf(http.StatusNotFound, "no cell %q (cells: %s)", cell, strings.Join(cells, ", "))
+	}
+	res, err := s.store.RebuildCell(r.Context(), cell)
+	e := auditEntry{Time: time.Now().UTC(), User: p.name, Remote: r.RemoteAddr, Action: "rebuild", Cell: cell,
+		NewVersion: res.Version, Summary: "SrvVSchema rebuilt from the global topology", Result: "ok"}
+	if err != nil {
+		e.Result, e.Error = "error", err.Error()
+	}
+	auditErr := s.audit.append(e)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"cell": res, "audit_error": errString(auditErr)})
+	return nil
+}
+
+func (s *apiServer) getAudit(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if !p.canAll(verbAdmin) {
+		return forbid(p, verbAdmin, "the audit log (the token needs admin on keyspaces [\"*\"]; per keyspace: .../vschema/history)")
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	ks, action, user := q.Get("keyspace"), q.Get("action"), q.Get("user")
+	entries, err := s.audit.read(func(e *auditEntry) bool {
+		return (ks == "" || e.Keyspace == ks) && (action == "" || strings.HasPrefix(e.Action, action)) && (user == "" || e.User == user)
+	}, limit)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": entries})
+	return nil
+}

@@ -1,0 +1,392 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/topod-io/topod/pkg/vschema"
+)
+
+// keyspaceFlag adds the -k/--keyspace flag, required.
+func keyspaceFlag(cmd *cobra.Command, ks *string) {
+	cmd.Flags().StringVarP(ks, "keyspace", "k", "", "the keyspace (required)")
+	_ = cmd.MarkFlagRequired("keyspace")
+}
+
+// readInput reads a file, or stdin for "-".
+func readInput(cmd *cobra.Command, file string) ([]byte, error) {
+	if file == "" {
+		return nil, usageError{errors.New("-f/--file is required (\"-\" for stdin)")}
+	}
+	if file == "-" {
+		return io.ReadAll(cmd.InOrStdin())
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// applyResult is the body of a write's response.
+type applyResult struct {
+	vschema.ApplyResult
+	AuditError string `json:"audit_error"`
+}
+
+func newApplyCmd(cf *clientFlags) *cobra.Command {
+	var ks, file, ifMatch string
+	var dryRun, strict bool
+	cmd := &cobra.Command{
+		Use:   "apply -k KEYSPACE -f vschema.json",
+		Short: "Validate and apply a keyspace's vschema",
+		Long: `Validate and apply a keyspace's vschema, in the JSON that
+vtctldclient ApplyVSchema --vschema accepts. With --dry-run, show the diff and
+the validation result without writing.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			body, err := readInput(cmd, file)
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			if dryRun {
+				q.Set("dry_run", "true")
+			}
+			if strict {
+				q.Set("strict", "true")
+			}
+			h := http.Header{}
+			if ifMatch != "" {
+				h.Set("If-Match", strconv.Quote(ifMatch))
+			}
+			out, _, err := c.do(cmd.Context(), http.MethodPut, keyspacePath(ks), q, body, h)
+			return reportApply(cmd, cf, out, err)
+		},
+	}
+	keyspaceFlag(cmd, &ks)
+	cmd.Flags().StringVarP(&file, "file", "f", "", "the vschema JSON (\"-\" for stdin)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate and diff only")
+	cmd.Flags().BoolVar(&strict, "strict", false, "refuse unknown vindex parameters")
+	cmd.Flags().StringVar(&ifMatch, "if-match", "", "apply only if the current version is this one")
+	return cmd
+}
+
+// reportApply prints the outcome of a write.
+func reportApply(cmd *cobra.Command, cf *clientFlags, out []byte, err error) error {
+	w := cmd.OutOrStdout()
+	var ae *apiError
+	if errors.As(err, &ae) {
+		if cf.output == "json" {
+			b, _ := json.MarshalIndent(ae, "", "  ")
+			fmt.Fprintln(w, string(b))
+		}
+		printValidation(cmd.ErrOrStderr(), ae.Validation)
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if cf.output == "json" {
+		_, err := w.Write(out)
+		return err
+	}
+	var res applyResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		return fmt.Errorf("bad response: %w", err)
+	}
+	printValidation(cmd.ErrOrStderr(), res.Validation)
+	for _, k := range res.Keyspaces {
+		switch {
+		case res.DryRun:
+			fmt.Fprintf(w, "dry run: keyspace %s (version %s): %s\n", k.Keyspace, orNone(k.OldVersion), k.Diff.Summary)
+			printChanges(w, k.Diff)
+		case !k.Written:
+			fmt.Fprintf(w, "keyspace %s: unchanged (version %s)\n", k.Keyspace, orNone(k.OldVersion))
+		default:
+			fmt.Fprintf(w, "keyspace %s: version %s -> %s: %s\n", k.Keyspace, orNone(k.OldVersion), orNone(k.NewVersion), k.Diff.Summary)
+		}
+	}
+	for _, c := range res.Cells {
+		fmt.Fprintf(w, "  cell %s: %s, version %s\n", c.Cell, c.Mode, c.Version)
+	}
+	if res.AuditError != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: the write was made but not recorded in the audit log: %s\n", res.AuditError)
+	}
+	return nil
+}
+
+func orNone(v string) string {
+	if v == "" {
+		return "none"
+	}
+	return v
+}
+
+func printValidation(w io.Writer, v *vschema.Validation) {
+	if v == nil {
+		return
+	}
+	for _, p := range v.Errors {
+		fmt.Fprintf(w, "error: %s\n", p)
+	}
+	for _, p := range v.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", p)
+	}
+}
+
+// printChanges prints a diff's changes, one per path, with the old and new
+// JSON of changed entries.
+func printChanges(w io.Writer, d *vschema.KeyspaceDiff) {
+	if d == nil {
+		return
+	}
+	for _, c := range d.Changes {
+		switch c.Op {
+		case vschema.OpAdd:
+			fmt.Fprintf(w, "+ %s: %s\n", c.Path, compact(c.New))
+		case vschema.OpRemove:
+			fmt.Fprintf(w, "- %s: %s\n", c.Path, compact(c.Old))
+		default:
+			fmt.Fprintf(w, "~ %s\n  - %s\n  + %s\n", c.Path, compact(c.Old), compact(c.New))
+		}
+	}
+}
+
+func compact(raw json.RawMessage) string {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return string(raw)
+	}
+	return b.String()
+}
+
+func newGetCmd(cf *clientFlags) *cobra.Command {
+	var ks, version string
+	cmd := &cobra.Command{
+		Use:   "get -k KEYSPACE [--version V]",
+		Short: "Print a keyspace's vschema (JSON), current or at a version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			p := keyspacePath(ks)
+			if version != "" {
+				p += "/versions/" + url.PathEscape(version)
+			}
+			out, h, err := c.do(cmd.Context(), http.MethodGet, p, nil, nil, nil)
+			if err != nil {
+				return err
+			}
+			var b bytes.Buffer
+			if err := json.Indent(&b, out, "", "  "); err != nil {
+				return fmt.Errorf("bad response: %w", err)
+			}
+			if v, err := strconv.Unquote(h.Get("ETag")); err == nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "# keyspace %s, version %s\n", ks, v)
+			}
+			_, err = cmd.OutOrStdout().Write(b.Bytes())
+			return err
+		},
+	}
+	keyspaceFlag(cmd, &ks)
+	cmd.Flags().StringVar(&version, "version", "", "a past version (from history)")
+	return cmd
+}
+
+func newDiffCmd(cf *clientFlags) *cobra.Command {
+	var ks, file string
+	cmd := &cobra.Command{
+		Use:   "diff -k KEYSPACE -f vschema.json",
+		Short: "Show what applying a vschema would change, and whether it is valid",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			body, err := readInput(cmd, file)
+			if err != nil {
+				return err
+			}
+			out, _, err := c.do(cmd.Context(), http.MethodPut, keyspacePath(ks), url.Values{"dry_run": {"true"}}, body, nil)
+			return reportApply(cmd, cf, out, err)
+		},
+	}
+	keyspaceFlag(cmd, &ks)
+	cmd.Flags().StringVarP(&file, "file", "f", "", "the vschema JSON (\"-\" for stdin)")
+	return cmd
+}
+
+func newDeleteCmd(cf *clientFlags) *cobra.Command {
+	var ks, ifMatch string
+	cmd := &cobra.Command{
+		Use:   "delete -k KEYSPACE",
+		Short: "Delete a keyspace's vschema",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			h := http.Header{}
+			if ifMatch != "" {
+				h.Set("If-Match", strconv.Quote(ifMatch))
+			}
+			out, _, err := c.do(cmd.Context(), http.MethodDelete, keyspacePath(ks), nil, nil, h)
+			return reportApply(cmd, cf, out, err)
+		},
+	}
+	keyspaceFlag(cmd, &ks)
+	cmd.Flags().StringVar(&ifMatch, "if-match", "", "delete only if the current version is this one")
+	return cmd
+}
+
+func newRollbackCmd(cf *clientFlags) *cobra.Command {
+	var ks, to, ifMatch string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "rollback -k KEYSPACE --to-version V",
+		Short: "Apply a past version of a keyspace's vschema again",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			if to == "" {
+				return usageError{errors.New("--to-version is required (see vschemad history)")}
+			}
+			body, _ := json.Marshal(rollbackRequest{Version: to})
+			q := url.Values{}
+			if dryRun {
+				q.Set("dry_run", "true")
+			}
+			h := http.Header{}
+			if ifMatch != "" {
+				h.Set("If-Match", strconv.Quote(ifMatch))
+			}
+			out, _, err := c.do(cmd.Context(), http.MethodPost, keyspacePath(ks)+"/rollback", q, body, h)
+			return reportApply(cmd, cf, out, err)
+		},
+	}
+	keyspaceFlag(cmd, &ks)
+	cmd.Flags().StringVar(&to, "to-version", "", "the version to go back to")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate and diff only")
+	cmd.Flags().StringVar(&ifMatch, "if-match", "", "roll back only if the current version is this one")
+	return cmd
+}
+
+func newHistoryCmd(cf *clientFlags) *cobra.Command {
+	var ks string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "history -k KEYSPACE",
+		Short: "List the writes of a keyspace's vschema, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			out, _, err := c.do(cmd.Context(), http.MethodGet, keyspacePath(ks)+"/history", url.Values{"limit": {strconv.Itoa(limit)}}, nil, nil)
+			if err != nil {
+				return err
+			}
+			if cf.output == "json" {
+				_, err := cmd.OutOrStdout().Write(out)
+				return err
+			}
+			var h historyResponse
+			if err := json.Unmarshal(out, &h); err != nil {
+				return fmt.Errorf("bad response: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "keyspace %s, current version %s\n", h.Keyspace, orNone(h.CurrentVersion))
+			printEntries(cmd.OutOrStdout(), h.Entries)
+			return nil
+		},
+	}
+	keyspaceFlag(cmd, &ks)
+	cmd.Flags().IntVar(&limit, "limit", 50, "how many writes")
+	return cmd
+}
+
+func printEntries(w io.Writer, entries []auditEntry) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tPREVIOUS\tTIME\tUSER\tACTION\tKEYSPACE\tSUMMARY")
+	for _, e := range entries {
+		what := e.Keyspace
+		if e.Rules != "" {
+			what = e.Rules
+		} else if e.Cell != "" {
+			what = "cell " + e.Cell
+		}
+		summary := e.Summary
+		if e.Result != "ok" {
+			summary += " [" + e.Result + ": " + e.Error + "]"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orNone(e.NewVersion), orNone(e.OldVersion),
+			e.Time.Local().Format(time.DateTime), e.User, e.Action, what, summary)
+	}
+	tw.Flush()
+}
+
+func newAuditCmd(cf *clientFlags) *cobra.Command {
+	var ks, action, user string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Print the audit log, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			q := url.Values{"limit": {strconv.Itoa(limit)}}
+			for k, v := range map[string]string{"keyspace": ks, "action": action, "user": user} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			out, _, err := c.do(cmd.Context(), http.MethodGet, "/api/v1/audit", q, nil, nil)
+			if err != nil {
+				return err
+			}
+			if cf.output == "json" {
+				_, err := cmd.OutOrStdout().Write(out)
+				return err
+			}
+			var a struct {
+				Entries []auditEntry `json:"entries"`
+			}
+			if err := json.Unmarshal(out, &a); err != nil {
+				return fmt.Errorf("bad response: %w", err)
+			}
+			printEntries(cmd.OutOrStdout(), a.Entries)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&ks, "keyspace", "k", "", "only this keyspace")
+	cmd.Flags().StringVar(&action, "action", "", "only this action (apply, delete, rollback, import, rules, rebuild)")
+	cmd.Flags().StringVar(&user, "user", "", "only this user")
+	cmd.Flags().IntVar(&limit, "limit", 100, "how many entries")
+	return cmd
+}
