@@ -252,12 +252,21 @@ func Collect(ctx context.Context, backend kv.Backend, store blobstore.Store, opt
 	cutoff := r.Start.Add(-opts.Grace)
 	m := newMarker(store)
 	if err := m.markAll(ctx, backend, opts.Prefix, r); err != nil {
-		return r, fmt.Errorf("blob gc: mark: %w", err)
+		return r, fmt.Errorf("blob gc: mark: %w", withCause(ctx, err))
 	}
 	if err := sweep(ctx, store, m, cutoff, opts, r); err != nil {
-		return r, fmt.Errorf("blob gc: sweep: %w", err)
+		return r, fmt.Errorf("blob gc: sweep: %w", withCause(ctx, err))
 	}
 	return r, nil
+}
+
+// withCause adds to err why ctx ended, if it ended for a reason of its own
+// (the lock lost).
+func withCause(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
+		return fmt.Errorf("%w: %w", cause, err)
+	}
+	return err
 }
 
 // lock takes the collection lock. It returns a context that ends if the
