@@ -234,9 +234,9 @@ func printTry(c config, s summary, took time.Duration) {
 		fmt.Printf("Ready in %v.\n", took.Round(100*time.Millisecond))
 	}
 	fmt.Printf(`
-  topod   127.0.0.1:%d           bolt and file blobs in %s
-  vtctld  http://127.0.0.1:%d/   gRPC 127.0.0.1:%d
-  vtgate  http://127.0.0.1:%d/   MySQL 127.0.0.1:%d
+  topod   gRPC 127.0.0.1:%d   bolt and file blobs in %s
+  vtctld  HTTP 127.0.0.1:%d   gRPC  127.0.0.1:%d
+  vtgate  HTTP 127.0.0.1:%d   MySQL 127.0.0.1:%d
   logs    %s
 
 Try:
@@ -245,11 +245,11 @@ Try:
   curl -s http://127.0.0.1:%d/debug/vschema | grep -A12 '"%s": {'
   mysql -h 127.0.0.1 -P %d -D %s -e 'alter vschema add table demo_added'   # a one-keyspace change
   mysql -h 127.0.0.1 -P %d -D %s -e 'show vschema tables' | grep demo_added
-  vtctld's UI: http://127.0.0.1:%d/   vtgate's status: http://127.0.0.1:%d/debug/status
+  status pages: http://127.0.0.1:%d/debug/status (vtgate), http://127.0.0.1:%d/debug/status (vtctld)
 
 Stop it with: make demo-stop
 `, c.topodPort, rel(c.path("topod")), c.vtctldPort, c.vtctldGRPCPort, c.vtgatePort, c.mysqlPort, rel(c.path("logs")),
-		c.mysqlPort, c.mysqlPort, ks, c.vtgatePort, ks, c.mysqlPort, ks, c.mysqlPort, ks, c.vtctldPort, c.vtgatePort)
+		c.mysqlPort, c.mysqlPort, ks, c.vtgatePort, ks, c.mysqlPort, ks, c.mysqlPort, ks, c.vtgatePort, c.vtctldPort)
 }
 
 // thousands formats n with comma separators: 552,104.
