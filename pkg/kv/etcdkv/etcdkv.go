@@ -45,8 +45,10 @@ type Options struct {
 	TLS *tls.Config
 	// Username and Password authenticate to an etcd with auth enabled.
 	Username, Password string
-	// Logger receives the etcd client's logs; nil means the client's own
-	// default logger.
+	// Logger receives the etcd client's logs; nil means errors only to
+	// stderr (the client warns about every failed request it retries,
+	// including the expected ones, such as put's lease-keeping attempt on
+	// a missing key).
 	Logger *zap.Logger
 }
 
@@ -71,6 +73,13 @@ func Open(ctx context.Context, endpoints []string, opts Options) (*Backend, erro
 	}
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = DefaultDialTimeout
+	}
+	if opts.Logger == nil {
+		cfg := zap.NewProductionConfig()
+		cfg.Level = zap.NewAtomicLevelAt(zap.ErrorLevel)
+		if l, err := cfg.Build(); err == nil {
+			opts.Logger = l
+		}
 	}
 	addrs := strings.Join(endpoints, ",")
 	cli, err := clientv3.New(clientv3.Config{
