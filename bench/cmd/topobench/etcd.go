@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// etcdServer is a one-member etcd embedded in the driver process, at etcd's
+// default limits (notably the 1.5 MiB request limit), serving its Prometheus
+// metrics on a port of its own.
+type etcdServer struct {
+	e          *embed.Etcd
+	endpoint   string // host:port of the client URL
+	metricsURL string
+	cli        *clientv3.Client // the driver's own client, for housekeeping
+	closing    *atomic.Bool
+}
+
+// freeGRPCMetricNames unregisters, from the process-wide Prometheus
+// registry, the gRPC server counters that github.com/grpc-ecosystem/
+// go-grpc-prometheus (v1, linked in through Vitess) registers in its init but
+// never feeds: etcd registers counters of the same names for its own gRPC
+// server (grpc_server_handled_total{grpc_method="Range"}, ...) and, finding
+// the names taken, would export none. A registry forgets a collector by the
+// names it describes, so look-alikes of the right names do it.
+var freeGRPCMetricNames = sync.OnceFunc(func() {
+	for _, name := range []string{"grpc_server_started_total", "grpc_server_handled_total", "grpc_server_msg_received_total", "grpc_server_msg_sent_total"} {
+		prometheus.Unregister(prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: name}))
+	}
+})
+
+// startEtcd starts the embedded etcd with its data under dir.
+func startEtcd(ctx context.Context, dir string) (*etcdServer, error) {
+	freeGRPCMetricNames()
+	var err error
+	for attempt := range 5 {
+		var s *etcdServer
+		s, err = startEtcdOnce(ctx, filepath.Join(dir, fmt.Sprintf("etcd%d", attempt)))
+		if err == nil {
+			return s, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+	}
+	return nil, fmt.Errorf("start embedded etcd: %w", err)
+}
+
+func startEtcdOnce(ctx context.Context, dir string) (*etcdServer, error) {
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	peer, client, metrics := loopbackURL(ports[0]), loopbackURL(ports[1]), loopbackURL(ports[2])
+	cfg := embed.NewConfig()
+	cfg.Name = "topobench"
+	cfg.Dir = dir
+	cfg.ListenPeerUrls = []url.URL{peer}
+	cfg.AdvertisePeerUrls = []url.URL{peer}
+	cfg.ListenClientUrls = []url.URL{client}
+	cfg.AdvertiseClientUrls = []url.URL{client}
+	cfg.ListenMetricsUrls = []url.URL{metrics}
+	cfg.InitialCluster = cfg.Name + "=" + peer.String()
+	cfg.InitialClusterToken = fmt.Sprintf("topobench-%d", time.Now().UnixNano())
+	// etcd logs only errors; they would be lost in the benchmark's output
+	// otherwise, and a healthy run has none.
+	closing := &atomic.Bool{}
+	lg := zap.New(quietOnClose{zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.Lock(zapcore.AddSync(stderr)), zapcore.ErrorLevel), closing})
+	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
+
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("etcd failed while starting: %w", err)
+	case <-time.After(30 * time.Second):
+		e.Close()
+		return nil, errors.New("etcd not ready after 30s")
+	case <-ctx.Done():
+		e.Close()
+		return nil, ctx.Err()
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{client.Host}, DialTimeout: 5 * time.Second, Logger: lg})
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("etcd client: %w", err)
+	}
+	metrics.Path = "/metrics"
+	return &etcdServer{e: e, endpoint: client.Host, metricsURL: metrics.String(), cli: cli, closing: closing}, nil
+}
+
+// Close stops etcd.
+func (s *etcdServer) Close() {
+	s.closing.Store(true)
+	s.cli.Close()
+	s.e.Close()
+}
+
+// quietOnClose drops etcd's log once it is being closed: stopping logs
+// errors ("mux: server closed", "use of closed network connection") that
+// are no news.
+type quietOnClose struct {
+	zapcore.Core
+	closing *atomic.Bool
+}
+
+func (q quietOnClose) With(fields []zapcore.Field) zapcore.Core {
+	return quietOnClose{q.Core.With(fields), q.closing}
+}
+
+func (q quietOnClose) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if q.Enabled(ent.Level) && !q.closing.Load() {
+		return ce.AddCore(ent, q)
+	}
+	return ce
+}
+
+// deletePrefix removes every key under prefix, so that a topod started
+// later (which mirrors the whole keyspace) does not carry another side's
+// data.
+func (s *etcdServer) deletePrefix(ctx context.Context, prefix string) error {
+	if _, err := s.cli.Delete(ctx, prefix, clientv3.WithPrefix()); err != nil {
+		return fmt.Errorf("etcd: delete %s*: %w", prefix, err)
+	}
+	return nil
+}
+
+// etcdMetrics is one scrape of the etcd metrics the benchmark reports.
+// etcd registers its metrics in the process-wide Prometheus registry; only
+// etcd's server-side series are read here, which the driver's clients do not
+// touch.
+type etcdMetrics struct {
+	Watchers     float64 // etcd_debugging_mvcc_watcher_total (gauge)
+	WatchStreams float64 // etcd_debugging_mvcc_watch_stream_total (gauge)
+	SentBytes    float64 // etcd_network_client_grpc_sent_bytes_total
+	RangeRPCs    float64 // grpc_server_handled_total{grpc_service="etcdserverpb.KV",grpc_method="Range"}
+	TxnRPCs      float64 // ... grpc_method="Txn"
+	KVRPCs       float64 // ... every etcdserverpb.KV method (Range, Put, DeleteRange, Txn, Compact)
+	MVCCRanges   float64 // etcd_mvcc_range_total: ranges executed, including those inside txns
+}
+
+// sub returns the counters of m minus those of o; gauges are kept as in m.
+func (m etcdMetrics) sub(o etcdMetrics) etcdMetrics {
+	return etcdMetrics{
+		Watchers:     m.Watchers,
+		WatchStreams: m.WatchStreams,
+		SentBytes:    m.SentBytes - o.SentBytes,
+		RangeRPCs:    m.RangeRPCs - o.RangeRPCs,
+		TxnRPCs:      m.TxnRPCs - o.TxnRPCs,
+		KVRPCs:       m.KVRPCs - o.KVRPCs,
+		MVCCRanges:   m.MVCCRanges - o.MVCCRanges,
+	}
+}
+
+// scrape reads etcd's metrics endpoint.
+func (s *etcdServer) scrape(ctx context.Context) (etcdMetrics, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.metricsURL, nil)
+	if err != nil {
+		return etcdMetrics{}, err
+	}
+	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return etcdMetrics{}, fmt.Errorf("scrape %s: %w", s.metricsURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return etcdMetrics{}, fmt.Errorf("scrape %s: %s", s.metricsURL, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return etcdMetrics{}, fmt.Errorf("parse %s: %w", s.metricsURL, err)
+	}
+	return etcdMetrics{
+		Watchers:     sumMetric(mfs["etcd_debugging_mvcc_watcher_total"], nil),
+		WatchStreams: sumMetric(mfs["etcd_debugging_mvcc_watch_stream_total"], nil),
+		SentBytes:    sumMetric(mfs["etcd_network_client_grpc_sent_bytes_total"], nil),
+		RangeRPCs:    sumMetric(mfs["grpc_server_handled_total"], map[string]string{"grpc_service": "etcdserverpb.KV", "grpc_method": "Range"}),
+		TxnRPCs:      sumMetric(mfs["grpc_server_handled_total"], map[string]string{"grpc_service": "etcdserverpb.KV", "grpc_method": "Txn"}),
+		KVRPCs:       sumMetric(mfs["grpc_server_handled_total"], map[string]string{"grpc_service": "etcdserverpb.KV"}),
+		MVCCRanges:   sumMetric(mfs["etcd_mvcc_range_total"], nil),
+	}, nil
+}
+
+// waitWatchers waits until etcd reports at most want watchers (those of a
+// previous phase take a moment to be cancelled after their clients close).
+func (s *etcdServer) waitWatchers(ctx context.Context, want float64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		m, err := s.scrape(ctx)
+		if err != nil {
+			return err
+		}
+		if m.Watchers <= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("etcd still has %v watchers after %v, want at most %v", m.Watchers, timeout, want)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// sumMetric adds up a metric family over the label sets that have every
+// label of match (counters, gauges and untyped values). A nil family is 0.
+func sumMetric(mf *dto.MetricFamily, match map[string]string) float64 {
+	if mf == nil {
+		return 0
+	}
+	var sum float64
+	for _, m := range mf.GetMetric() {
+		if !hasLabels(m, match) {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			sum += m.Counter.GetValue()
+		case m.Gauge != nil:
+			sum += m.Gauge.GetValue()
+		case m.Untyped != nil:
+			sum += m.Untyped.GetValue()
+		}
+	}
+	return sum
+}
+
+func hasLabels(m *dto.Metric, match map[string]string) bool {
+	for name, value := range match {
+		found := false
+		for _, l := range m.GetLabel() {
+			if l.GetName() == name && l.GetValue() == value {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func loopbackURL(port int) url.URL {
+	return url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", fmt.Sprint(port))}
+}
+
+// freePorts returns n distinct loopback ports free at the time of the call.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("pick a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
