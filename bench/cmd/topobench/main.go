@@ -3,7 +3,7 @@
 // every client straight to etcd) and against topod on the same etcd (the
 // topod plugin, every client through topod), in one run, and prints a table.
 //
-//	go run ./bench/cmd/topobench                  # the default run, about 2 minutes
+//	go run ./bench/cmd/topobench                  # the default run, about 1.5 minutes on 2 cores
 //	go run ./bench/cmd/topobench --topod-replicas 2 --compare-uncached
 //	go run ./bench/cmd/topobench --watchers 100 --storm-clients 20 --jd-keyspaces 200
 //	go run ./bench/cmd/topobench --jd-keyspaces 19110 --phases watch --json
