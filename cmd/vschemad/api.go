@@ -147,6 +147,8 @@ func (s *apiServer) mapError(err error) *httpError {
 		return &httpError{status: http.StatusNotFound, msg: err.Error()}
 	case errors.Is(err, vschema.ErrVersionMismatch):
 		return &httpError{status: http.StatusPreconditionFailed, msg: err.Error()}
+	case errors.Is(err, vschema.ErrContention):
+		return &httpError{status: http.StatusConflict, msg: err.Error()}
 	case errors.As(err, &cerr):
 		return &httpError{status: http.StatusBadGateway, msg: err.Error() + "; apply again, or POST /api/v1/cells/{cell}/srvvschema/rebuild"}
 	case topo.IsErrType(err, topo.Timeout):

@@ -32,6 +32,8 @@ type testServer struct {
 	URL   string
 	Audit string
 	TP    *vschematest.Topology
+	// recordAccess: the cells are updated through topod's record level.
+	recordAccess bool
 }
 
 // startServer runs `vschemad serve` on tp until the test ends; mod adjusts
@@ -41,7 +43,7 @@ func startServer(t testing.TB, tp *vschematest.Topology, mod func(*serveConfig))
 	cfg := &serveConfig{
 		listen: "127.0.0.1:0", topoImpl: tp.Impl, topoAddr: tp.Addr, topoRoot: tp.Root,
 		auditLog: filepath.Join(t.TempDir(), "audit.log"), maxBodyBytes: 64 << 20,
-		logLevel: "warn", shutdownGrace: 5 * time.Second,
+		logLevel: "warn", shutdownGrace: 5 * time.Second, recordAccess: true,
 	}
 	if mod != nil {
 		mod(cfg)
@@ -67,7 +69,7 @@ func startServer(t testing.TB, tp *vschematest.Topology, mod func(*serveConfig))
 	if cfg.tlsCert != "" {
 		scheme = "https"
 	}
-	return &testServer{URL: scheme + "://" + addr, Audit: cfg.auditLog, TP: tp}
+	return &testServer{URL: scheme + "://" + addr, Audit: cfg.auditLog, TP: tp, recordAccess: cfg.recordAccess && tp.Impl == "topod"}
 }
 
 // call makes one request and returns the status, body and headers. hdr is

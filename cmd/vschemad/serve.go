@@ -39,6 +39,7 @@ type serveConfig struct {
 	maxBodyBytes  int64
 	logLevel      string
 	shutdownGrace time.Duration
+	recordAccess  bool
 }
 
 func newServeCmd() *cobra.Command {
@@ -73,6 +74,7 @@ loopback address. With --tls-cert and --tls-key it serves HTTPS; with
 	f.Int64Var(&cfg.maxBodyBytes, "max-body-bytes", 64<<20, "largest request body accepted (413 beyond)")
 	f.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&cfg.shutdownGrace, "shutdown-grace", 30*time.Second, "how long a shutdown waits for requests in flight")
+	f.BoolVar(&cfg.recordAccess, "topod-record-access", true, "with topod, update the cells' SrvVSchema at the record level, re-encoding only the changed keyspaces; false: through topo.Conn alone, splicing the whole file")
 	return cmd
 }
 
@@ -130,15 +132,14 @@ func serve(ctx context.Context, cfg *serveConfig, ready chan<- string) error {
 	}
 	defer ts.Close()
 	opts := vschema.StoreOptions{}
-	if cfg.topoImpl == topoplugin.Name {
+	switch {
+	case cfg.topoImpl == topoplugin.Name && cfg.recordAccess:
 		rc := newRecordConns(ts)
 		defer rc.close()
 		opts.RecordConn = rc.get
-		if rc.available() {
-			log.Info("topod fast path: cell updates re-encode only the changed keyspaces")
-		} else {
-			log.Info("topod fast path unavailable (topoplugin.Conn does not implement vschema.RecordConn): cells are updated by splicing the SrvVSchema through topo.Conn")
-		}
+		log.Info("cell updates: topod record-level access, re-encoding only the changed keyspaces")
+	default:
+		log.Info("cell updates: through topo.Conn, splicing each cell's SrvVSchema")
 	}
 	store, err := vschema.NewStore(ts, opts)
 	if err != nil {
@@ -186,7 +187,8 @@ func serve(ctx context.Context, cfg *serveConfig, ready chan<- string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+		log.Warn("shutdown: connections still open after the grace period: closing them", "err", err)
+		srv.Close()
 	}
 	return nil
 }
@@ -218,10 +220,9 @@ func serverTLS(cfg *serveConfig) (*tls.Config, error) {
 	return t, nil
 }
 
-// recordConns opens, per cell, a topod plugin connection of the process's
-// own, to reach the record level that topo.Server's connections (wrapped in
-// topo.StatsConn) hide; it is used when the plugin's connection implements
-// vschema.RecordConn.
+// recordConns opens, per cell, a topod plugin connection of its own, to
+// reach the record level (vschema.RecordConn) that topo.Server's
+// connections, wrapped in topo.StatsConn, hide.
 type recordConns struct {
 	ts    *topo.Server
 	mu    sync.Mutex
@@ -232,17 +233,7 @@ func newRecordConns(ts *topo.Server) *recordConns {
 	return &recordConns{ts: ts, conns: map[string]*topoplugin.Conn{}}
 }
 
-// available reports whether the plugin offers record-level access.
-func (r *recordConns) available() bool {
-	var c any = (*topoplugin.Conn)(nil)
-	_, ok := c.(vschema.RecordConn)
-	return ok
-}
-
 func (r *recordConns) get(ctx context.Context, cell string) (vschema.RecordConn, error) {
-	if !r.available() {
-		return nil, nil
-	}
 	ci, err := r.ts.GetCellInfo(ctx, cell, false)
 	if err != nil {
 		return nil, err
@@ -257,8 +248,7 @@ func (r *recordConns) get(ctx context.Context, cell string) (vschema.RecordConn,
 		}
 		r.conns[key] = c
 	}
-	var rc any = c
-	return rc.(vschema.RecordConn), nil
+	return c, nil
 }
 
 func (r *recordConns) close() {

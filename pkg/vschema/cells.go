@@ -130,6 +130,10 @@ func (s *Store) updateCell(ctx context.Context, cell string, keys syncKeys) Cell
 		return r
 	}
 	for r.Attempts = 1; r.Attempts <= maxAttempts; r.Attempts++ {
+		if err := backoff(ctx, r.Attempts-1); err != nil {
+			r.Error = err.Error()
+			return r
+		}
 		if !keys.rebuild {
 			err := s.updateCellFast(ctx, cell, keys, &r)
 			switch {
@@ -154,7 +158,7 @@ func (s *Store) updateCell(ctx context.Context, cell string, keys syncKeys) Cell
 		}
 	}
 	r.Attempts--
-	r.Error = fmt.Sprintf("%s/%s still changing after %d attempts", cell, topo.SrvVSchemaFile, maxAttempts)
+	r.Error = fmt.Sprintf("%s/%s: written by others during each of %d attempts", cell, topo.SrvVSchemaFile, maxAttempts)
 	return r
 }
 

@@ -144,6 +144,9 @@ func (s *Store) PutRules(ctx context.Context, k RulesKind, rules proto.Message, 
 		return res, fmt.Errorf("vschema: write %s: marshal: %w", k.File(), err)
 	}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
+		if err := backoff(ctx, attempt); err != nil {
+			return res, fmt.Errorf("vschema: write %s: %w", k.File(), err)
+		}
 		old := k.New()
 		oldData, ver, err := conn.Get(ctx, k.File())
 		switch {
@@ -195,7 +198,7 @@ func (s *Store) PutRules(ctx context.Context, k RulesKind, rules proto.Message, 
 		break
 	}
 	if !res.Written && res.Changed {
-		return res, fmt.Errorf("vschema: write %s: still changing after %d attempts", k.File(), maxAttempts)
+		return res, fmt.Errorf("vschema: write %s: %w: written by others during each of %d attempts; try again", k.File(), ErrContention, maxAttempts)
 	}
 	cells, err := s.syncCells(ctx, syncKeys{rules: true})
 	res.Cells = cells

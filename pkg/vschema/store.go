@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math/rand/v2"
 	"path"
 	"slices"
 	"strconv"
@@ -35,10 +36,33 @@ var (
 	// ErrBadRequest: the request is not well-formed (bad names, bad
 	// versions, a keyspace twice in one batch).
 	ErrBadRequest = errors.New("bad request")
+	// ErrContention: a compare-and-set lost to other writers every time it
+	// was tried; nothing was written by it.
+	ErrContention = errors.New("too much contention")
 )
 
-// maxAttempts bounds the compare-and-set retries of one write.
-const maxAttempts = 20
+// maxAttempts bounds the compare-and-set retries of one write; between
+// attempts, backoff waits a little longer each time (about 6 s in all).
+const maxAttempts = 40
+
+// backoff waits before attempt (from 1): 1 ms doubling up to 200 ms, with
+// jitter, so that writers that collided do not collide again, and a
+// topology read cache that lags a moment catches up.
+func backoff(ctx context.Context, attempt int) error {
+	if attempt <= 0 {
+		return ctx.Err()
+	}
+	d := min(time.Millisecond<<min(attempt-1, 10), 200*time.Millisecond)
+	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // StoreOptions adjust a Store.
 type StoreOptions struct {
@@ -428,6 +452,9 @@ func (s *Store) writeKeyspace(ctx context.Context, c Change, r *KeyspaceResult) 
 		}
 	}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
+		if err := backoff(ctx, attempt); err != nil {
+			return fmt.Errorf("vschema: write %s: %w", p, err)
+		}
 		old, ver, err := s.readKeyspace(ctx, c.Keyspace)
 		if err != nil {
 			return err
@@ -467,7 +494,7 @@ func (s *Store) writeKeyspace(ctx context.Context, c Change, r *KeyspaceResult) 
 		r.Written, r.NewVersion = true, versionString(nv)
 		return nil
 	}
-	return fmt.Errorf("vschema: write %s: still changing after %d attempts", p, maxAttempts)
+	return fmt.Errorf("vschema: write %s: %w: written by others during each of %d attempts; try again", p, ErrContention, maxAttempts)
 }
 
 // syncCells brings every cell's SrvVSchema in step for keys, concurrently.

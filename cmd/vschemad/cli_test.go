@@ -1,0 +1,129 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
+
+	"github.com/topod-io/topod/internal/vschematest"
+)
+
+// TestCLI runs the client subcommands against a server: apply, dry run,
+// diff, get, history, rollback, delete, audit, and their failures.
+func TestCLI(t *testing.T) {
+	tp := vschematest.StartTopodBolt(t, vschematest.Options{})
+	srv := startServer(t, tp, nil)
+	tp.CreateKeyspaces(t, "commerce", "customer")
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	v1 := write("v1.json", `{"sharded": true, "vindexes": {"hash": {"type": "hash"}},
+		"tables": {"customer": {"column_vindexes": [{"column": "customer_id", "name": "hash"}]}}}`)
+	v2 := write("v2.json", `{"sharded": true, "vindexes": {"hash": {"type": "hash"}},
+		"tables": {"customer": {"column_vindexes": [{"column": "customer_id", "name": "hash"}]},
+		           "corder": {"column_vindexes": [{"column": "customer_id", "name": "hash"}]}}}`)
+	bad := write("bad.json", `{"sharded": true, "tables": {"corder": {"column_vindexes": [{"column": "id", "name": "nosuch"}]}}}`)
+	cli := func(args ...string) (int, string, string) {
+		return runCLI(t, append([]string{"--server", srv.URL}, args...)...)
+	}
+	versionRE := regexp.MustCompile(`version none -> (\d+)`)
+
+	code, out, errOut := cli("apply", "-k", "customer", "-f", v1)
+	m := versionRE.FindStringSubmatch(out)
+	if code != 0 || m == nil || !strings.Contains(out, "1 table added") || !strings.Contains(out, "cell zone1: create") {
+		t.Fatalf("apply: %d %q %q", code, out, errOut)
+	}
+	first := m[1]
+
+	code, out, _ = cli("apply", "-k", "customer", "-f", v2, "--dry-run")
+	if code != 0 || !contains(out, "dry run: keyspace customer (version "+first+"): 1 table added", "+ tables.corder:") {
+		t.Fatalf("dry run: %d %q", code, out)
+	}
+	code, out, _ = cli("diff", "-k", "customer", "-f", v2)
+	if code != 0 || !strings.Contains(out, "+ tables.corder: {\"column_vindexes\":[{\"column\":\"customer_id\",\"name\":\"hash\"}]}") {
+		t.Fatalf("diff: %d %q", code, out)
+	}
+	code, out, errOut = cli("apply", "-k", "customer", "-f", bad)
+	if code != 1 || !contains(errOut, "error: keyspace customer, table corder, field tables.corder.column_vindexes[0].name", "(HTTP 400)") {
+		t.Fatalf("invalid apply: %d %q %q", code, out, errOut)
+	}
+	code, out, _ = cli("apply", "-k", "customer", "-f", v2, "--if-match", first)
+	if code != 0 || !strings.Contains(out, "version "+first+" -> ") {
+		t.Fatalf("apply v2: %d %q", code, out)
+	}
+	code, _, errOut = cli("apply", "-k", "customer", "-f", v1, "--if-match", first)
+	if code != 1 || !strings.Contains(errOut, "version mismatch") || !strings.Contains(errOut, "HTTP 412") {
+		t.Fatalf("stale --if-match: %d %q", code, errOut)
+	}
+
+	code, out, _ = cli("get", "-k", "customer")
+	got := &vschemapb.Keyspace{}
+	if code != 0 || json.Unmarshal([]byte(out), &map[string]any{}) != nil {
+		t.Fatalf("get: %d %q", code, out)
+	}
+	got = parseKeyspace(t, []byte(out))
+	if len(got.Tables) != 2 {
+		t.Fatalf("get: %v", got)
+	}
+	code, out, _ = cli("get", "-k", "customer", "--version", first)
+	if code != 0 || !proto.Equal(parseKeyspace(t, []byte(out)), parseKeyspace(t, mustRead(t, v1))) {
+		t.Fatalf("get --version: %d %q", code, out)
+	}
+
+	code, out, _ = cli("history", "-k", "customer")
+	if code != 0 || !contains(out, "keyspace customer, current version", "anonymous", "apply", "1 table added") || strings.Count(out, "\n") != 4 {
+		t.Fatalf("history: %d %q", code, out)
+	}
+	code, out, _ = cli("rollback", "-k", "customer", "--to-version", first)
+	if code != 0 || !strings.Contains(out, "1 table removed") {
+		t.Fatalf("rollback: %d %q", code, out)
+	}
+	code, out, _ = cli("delete", "-k", "customer")
+	if code != 0 || !strings.Contains(out, "deleted") {
+		t.Fatalf("delete: %d %q", code, out)
+	}
+	code, _, errOut = cli("get", "-k", "customer")
+	if code != 1 || !strings.Contains(errOut, "HTTP 404") {
+		t.Fatalf("get after delete: %d %q", code, errOut)
+	}
+	code, out, _ = cli("audit")
+	if code != 0 || !contains(out, "rollback to "+first, "delete", "customer") {
+		t.Fatalf("audit: %d %q", code, out)
+	}
+	code, out, _ = cli("-o", "json", "history", "-k", "customer")
+	if code != 0 || decode[historyResponse](t, []byte(out)).Keyspace != "customer" {
+		t.Fatalf("history -o json: %d %q", code, out)
+	}
+
+	// Usage errors exit 2; a server that is not there, 1.
+	if code, _, errOut := cli("apply", "-f", v1); code == 0 || !strings.Contains(errOut, "keyspace") {
+		t.Fatalf("apply without -k: %d %q", code, errOut)
+	}
+	if code, _, _ := cli("get", "-k", "customer", "--nosuchflag"); code != 2 {
+		t.Fatalf("unknown flag: %d", code)
+	}
+	if code, _, errOut := runCLI(t, "--server", "http://127.0.0.1:1", "get", "-k", "x"); code != 1 || !strings.Contains(errOut, "connection refused") {
+		t.Fatalf("no server: %d %q", code, errOut)
+	}
+}
+
+func mustRead(t testing.TB, f string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
