@@ -213,8 +213,8 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("audit: %d %s", code, body)
 	}
 	// The CLI, with the CA, a client certificate and the token.
-	code2, out, errOut := runCLI(t, "--server", srv.URL, "--ca-file", ca.caFile, "--cert", ca.clientCert, "--key", ca.clientKey,
-		"--token", "s3cret", "get", "-k", "commerce")
+	code2, out, errOut := runCLI(t, "get", "-k", "commerce", "--server", srv.URL, "--ca-file", ca.caFile, "--cert", ca.clientCert, "--key", ca.clientKey,
+		"--token", "s3cret")
 	if code2 != 0 || !strings.Contains(out, `"t"`) {
 		t.Fatalf("vschemad get over TLS: %d %s %s", code2, out, errOut)
 	}

@@ -36,7 +36,7 @@ func TestCLI(t *testing.T) {
 		           "corder": {"column_vindexes": [{"column": "customer_id", "name": "hash"}]}}}`)
 	bad := write("bad.json", `{"sharded": true, "tables": {"corder": {"column_vindexes": [{"column": "id", "name": "nosuch"}]}}}`)
 	cli := func(args ...string) (int, string, string) {
-		return runCLI(t, append([]string{"--server", srv.URL}, args...)...)
+		return runCLI(t, append(args, "--server", srv.URL)...)
 	}
 	versionRE := regexp.MustCompile(`version none -> (\d+)`)
 
@@ -56,7 +56,7 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("diff: %d %q", code, out)
 	}
 	code, out, errOut = cli("apply", "-k", "customer", "-f", bad)
-	if code != 1 || !contains(errOut, "error: keyspace customer, table corder, field tables.corder.column_vindexes[0].name", "(HTTP 400)") {
+	if code != 1 || !contains(errOut, "keyspace customer, table corder, field tables.corder.column_vindexes[0].name", "(HTTP 400)") {
 		t.Fatalf("invalid apply: %d %q %q", code, out, errOut)
 	}
 	code, out, _ = cli("apply", "-k", "customer", "-f", v2, "--if-match", first)
@@ -102,7 +102,7 @@ func TestCLI(t *testing.T) {
 	if code != 0 || !contains(out, "rollback to "+first, "delete", "customer") {
 		t.Fatalf("audit: %d %q", code, out)
 	}
-	code, out, _ = cli("-o", "json", "history", "-k", "customer")
+	code, out, _ = cli("history", "-k", "customer", "-o", "json")
 	if code != 0 || decode[historyResponse](t, []byte(out)).Keyspace != "customer" {
 		t.Fatalf("history -o json: %d %q", code, out)
 	}
@@ -114,7 +114,7 @@ func TestCLI(t *testing.T) {
 	if code, _, _ := cli("get", "-k", "customer", "--nosuchflag"); code != 2 {
 		t.Fatalf("unknown flag: %d", code)
 	}
-	if code, _, errOut := runCLI(t, "--server", "http://127.0.0.1:1", "get", "-k", "x"); code != 1 || !strings.Contains(errOut, "connection refused") {
+	if code, _, errOut := runCLI(t, "get", "-k", "x", "--server", "http://127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "connection refused") {
 		t.Fatalf("no server: %d %q", code, errOut)
 	}
 }

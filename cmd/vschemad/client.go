@@ -31,8 +31,9 @@ type clientFlags struct {
 	output    string
 }
 
-func (f *clientFlags) register(root *cobra.Command) {
-	pf := root.PersistentFlags()
+// register adds the flags to a client subcommand.
+func (f *clientFlags) register(cmd *cobra.Command) {
+	pf := cmd.Flags()
 	pf.StringVar(&f.server, "server", envOr("VSCHEMAD_SERVER", "http://127.0.0.1:15980"), "vschemad URL ($VSCHEMAD_SERVER)")
 	pf.StringVar(&f.token, "token", "", "bearer token ($VSCHEMAD_TOKEN)")
 	pf.StringVar(&f.tokenFile, "token-file", "", "file holding the bearer token")
@@ -115,7 +116,7 @@ func (e *apiError) Error() string {
 	fmt.Fprintf(&b, "%s (HTTP %d)", e.Message, e.Status)
 	if e.Validation != nil && len(e.Validation.Errors) > 1 {
 		for _, p := range e.Validation.Errors {
-			fmt.Fprintf(&b, "\n  error: %s", p)
+			fmt.Fprintf(&b, "\nerror: %s", p)
 		}
 	}
 	return b.String()

@@ -96,7 +96,9 @@ func reportApply(cmd *cobra.Command, cf *clientFlags, out []byte, err error) err
 			b, _ := json.MarshalIndent(ae, "", "  ")
 			fmt.Fprintln(w, string(b))
 		}
-		printValidation(cmd.ErrOrStderr(), ae.Validation)
+		if ae.Validation != nil { // the errors are in err
+			printValidation(cmd.ErrOrStderr(), &vschema.Validation{Warnings: ae.Validation.Warnings})
+		}
 		return err
 	}
 	if err != nil {

@@ -62,7 +62,7 @@ func TestImport(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			code, out, errOut := runCLI(t, "--server", srv.URL, "import", dir, "--batch-size", "7", "--concurrency", "3")
+			code, out, errOut := runCLI(t, "import", "--server", srv.URL, dir, "--batch-size", "7", "--concurrency", "3")
 			if code != 1 || !contains(errOut, "failed: broken: broken.json", "malformed vschema JSON") {
 				t.Fatalf("import: %d %q %q", code, out, errOut)
 			}
@@ -76,7 +76,7 @@ func TestImport(t *testing.T) {
 			assertAsRebuilt(t, tp)
 
 			// Again: everything in the journal is skipped.
-			code, out, _ = runCLI(t, "--server", srv.URL, "import", dir)
+			code, out, _ = runCLI(t, "import", "--server", srv.URL, dir)
 			if w, u, s, f := importCounts(t, out); code != 1 || w != 0 || u != 0 || s != p.Keyspaces || f != 1 {
 				t.Fatalf("resume: %d %s", code, out)
 			}
@@ -84,12 +84,12 @@ func TestImport(t *testing.T) {
 			if err := os.WriteFile(broken, []byte(`{"tables": {"t": {}}}`), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			code, out, errOut = runCLI(t, "--server", srv.URL, "import", dir)
+			code, out, errOut = runCLI(t, "import", "--server", srv.URL, dir)
 			if w, u, s, f := importCounts(t, out); code != 0 || w != 1 || u != 0 || s != p.Keyspaces || f != 0 {
 				t.Fatalf("after the fix: %d %s %s", code, out, errOut)
 			}
 			// Without the journal, everything is sent again and is unchanged.
-			code, out, _ = runCLI(t, "--server", srv.URL, "import", dir, "--restart")
+			code, out, _ = runCLI(t, "import", "--server", srv.URL, dir, "--restart")
 			if w, u, s, f := importCounts(t, out); code != 0 || w != 0 || u != p.Keyspaces+1 || s != 0 || f != 0 {
 				t.Fatalf("--restart: %d %s", code, out)
 			}
@@ -109,14 +109,14 @@ func TestImportTar(t *testing.T) {
 	writeTarGz(t, dir, tarFile)
 
 	before := tp.Snapshot(t)
-	code, out, errOut := runCLI(t, "--server", srv.URL, "import", tarFile, "--dry-run")
+	code, out, errOut := runCLI(t, "import", "--server", srv.URL, tarFile, "--dry-run")
 	if code != 0 || !strings.Contains(out, "validated (dry run) 30 keyspaces") {
 		t.Fatalf("dry run: %d %q %q", code, out, errOut)
 	}
 	if !before.Equal(tp.Snapshot(t)) {
 		t.Fatal("a dry-run import wrote to the topology")
 	}
-	code, out, errOut = runCLI(t, "--server", srv.URL, "import", tarFile, "--batch-size", "4")
+	code, out, errOut = runCLI(t, "import", "--server", srv.URL, tarFile, "--batch-size", "4")
 	if w, _, _, f := importCounts(t, out); code != 0 || w != 30 || f != 0 {
 		t.Fatalf("import: %d %q %q", code, out, errOut)
 	}
@@ -196,16 +196,16 @@ func TestImportJD(t *testing.T) {
 	dir := writeProfileDir(t, p)
 	for _, kind := range vschematest.Kinds[:2] {
 		t.Run(kind.Name, func(t *testing.T) {
-			tp := kind.Start(t, vschematest.Options{})
+			tp := kind.Start(t, vschematest.Options{Cells: p.CellNames()})
 			srv := startServer(t, tp, nil)
 			profileNames(t, tp, p)
 			start := time.Now()
-			code, out, errOut := runCLI(t, "--server", srv.URL, "import", dir, "--journal", filepath.Join(t.TempDir(), "journal"),
+			code, out, errOut := runCLI(t, "import", "--server", srv.URL, dir, "--journal", filepath.Join(t.TempDir(), "journal"),
 				"--batch-size", "200", "--concurrency", "4")
 			if w, _, _, f := importCounts(t, out); code != 0 || w != p.Keyspaces || f != 0 {
 				t.Fatalf("import: %d %q %q", code, out, lastLines(errOut, 5))
 			}
-			t.Logf("imported %d keyspaces in %v", p.Keyspaces, time.Since(start).Round(time.Millisecond))
+			t.Logf("imported %d keyspaces, %d cells, in %v", p.Keyspaces, len(tp.Cells), time.Since(start).Round(time.Millisecond))
 			assertImported(t, tp, p)
 			assertAsRebuilt(t, tp)
 		})
@@ -215,7 +215,7 @@ func TestImportJD(t *testing.T) {
 		tp := vschematest.StartEtcd2(t, vschematest.Options{})
 		srv := startServer(t, tp, nil)
 		profileNames(t, tp, p)
-		code, out, errOut := runCLI(t, "--server", srv.URL, "import", dir, "--journal", filepath.Join(t.TempDir(), "journal"),
+		code, out, errOut := runCLI(t, "import", "--server", srv.URL, dir, "--journal", filepath.Join(t.TempDir(), "journal"),
 			"--batch-size", "200", "--retries", "0")
 		cause := regexp.MustCompile(`SrvVSchema of cell zone\d: write SrvVSchema: [^\n]*(larger than max|too large)[^\n]*`).FindString(errOut)
 		if code != 1 || cause == "" {

@@ -70,9 +70,11 @@ keyspace's piece of every cell's SrvVSchema.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	cf := &clientFlags{}
-	cf.register(root)
 	root.AddCommand(newServeCmd())
-	root.AddCommand(newApplyCmd(cf), newGetCmd(cf), newDiffCmd(cf), newDeleteCmd(cf), newHistoryCmd(cf),
-		newRollbackCmd(cf), newImportCmd(cf), newAuditCmd(cf))
+	for _, c := range []*cobra.Command{newApplyCmd(cf), newGetCmd(cf), newDiffCmd(cf), newDeleteCmd(cf),
+		newHistoryCmd(cf), newRollbackCmd(cf), newImportCmd(cf), newAuditCmd(cf)} {
+		cf.register(c)
+		root.AddCommand(c)
+	}
 	return root
 }
