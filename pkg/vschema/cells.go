@@ -11,7 +11,9 @@ package vschema
 // So the last successful write of a cell read the global values after every
 // global write that preceded its read, and any later global write is
 // followed by its writer's own cell update: the cell converges to the global
-// topology, and no update is lost. Rounds are grouped per cell: writers that
+// topology, and no update is lost. This needs the global reads to reflect
+// every write completed before them, by any client: they are marked
+// WithFreshReads for topologies that answer from a cache. Rounds are grouped per cell: writers that
 // arrive while a round runs are served together by the next one, so N
 // concurrent applies cost about two rounds, not N.
 
@@ -174,7 +176,7 @@ func (s *Store) updateCellPortable(ctx context.Context, conn topo.Conn, keys syn
 	if missing || keys.rebuild {
 		// A cell without a SrvVSchema gets it whole, as RebuildSrvVSchema
 		// would write it: one full read of the global topology.
-		srv, err := s.BuildSrvVSchema(ctx)
+		srv, err := s.BuildSrvVSchema(WithFreshReads(ctx))
 		if err != nil {
 			return err
 		}
@@ -224,8 +226,10 @@ func (s *Store) updateCellPortable(ctx context.Context, conn topo.Conn, keys syn
 }
 
 // readEdit reads, from the global topology, the serving values of keys: what
-// RebuildSrvVSchema would put in a SrvVSchema for them.
+// RebuildSrvVSchema would put in a SrvVSchema for them. The reads are
+// marked fresh (WithFreshReads): they must not lag other writers.
 func (s *Store) readEdit(ctx context.Context, keys syncKeys) (Edit, error) {
+	ctx = WithFreshReads(ctx)
 	e := Edit{Keyspaces: make(map[string]*vschemapb.Keyspace, len(keys.keyspaces))}
 	values := make([]*vschemapb.Keyspace, len(keys.keyspaces))
 	g, gctx := errgroup.WithContext(ctx)

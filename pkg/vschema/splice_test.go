@@ -120,3 +120,10 @@ func BenchmarkSplice(b *testing.B) {
 		}
 	}
 }
+
+func TestFreshReads(t *testing.T) {
+	ctx := t.Context()
+	if vschema.FreshReads(ctx) || !vschema.FreshReads(vschema.WithFreshReads(ctx)) {
+		t.Fatal("FreshReads does not see the mark of WithFreshReads")
+	}
+}

@@ -363,7 +363,10 @@ func (s *Store) Apply(ctx context.Context, changes []Change, opts ApplyOptions) 
 			batch[c.Keyspace] = c.VSchema
 		}
 	}
-	unlock := s.lockKeyspaces(names)
+	// The keyspaces are locked for the global writes; the cell updates do
+	// not need it (cells.go), and run unlocked so that writers of one
+	// keyspace share cell rounds.
+	unlock := sync.OnceFunc(s.lockKeyspaces(names))
 	defer unlock()
 
 	// Every keyspace written must exist, as vtctld requires.
@@ -424,6 +427,7 @@ func (s *Store) Apply(ctx context.Context, changes []Change, opts ApplyOptions) 
 		}
 		synced = append(synced, c.Keyspace)
 	}
+	unlock()
 	// Then the cells, for what was written (and what was already equal:
 	// applying again repairs a cell left behind).
 	if len(synced) > 0 {
