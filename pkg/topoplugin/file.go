@@ -5,6 +5,7 @@ import (
 
 	"vitess.io/vitess/go/vt/topo"
 
+	"github.com/topod-io/topod/pkg/vschema"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -60,7 +61,7 @@ func (c *Conn) Get(ctx context.Context, filePath string) ([]byte, topo.Version, 
 	}
 	ctx, cancel, wait := c.unary(ctx)
 	defer cancel()
-	resp, err := c.client.Get(ctx, &topodv1.GetRequest{Path: p, MinRevision: c.seen.Load()}, wait)
+	resp, err := c.client.Get(ctx, &topodv1.GetRequest{Path: p, MinRevision: c.seen.Load(), Linearizable: vschema.FreshReads(ctx)}, wait)
 	if err != nil {
 		return nil, nil, convertError(err, p)
 	}
@@ -95,7 +96,7 @@ func (c *Conn) List(ctx context.Context, filePathPrefix string) ([]topo.KVInfo, 
 	}
 	ctx, cancel, wait := c.unary(ctx)
 	defer cancel()
-	resp, err := c.client.List(ctx, &topodv1.ListRequest{Prefix: p, MinRevision: c.seen.Load()}, wait)
+	resp, err := c.client.List(ctx, &topodv1.ListRequest{Prefix: p, MinRevision: c.seen.Load(), Linearizable: vschema.FreshReads(ctx)}, wait)
 	if err != nil {
 		return []topo.KVInfo{}, convertError(err, p)
 	}

@@ -17,7 +17,11 @@ func (s *Server) ListDir(ctx context.Context, req *topodv1.ListDirRequest) (*top
 	if err := checkPath(req.Path, true); err != nil {
 		return nil, toStatus(err)
 	}
-	entries, err := s.listDir(ctx, req.Path, req.Full, req.MinRevision)
+	minRev := req.MinRevision
+	if req.Linearizable {
+		minRev = -1
+	}
+	entries, err := s.listDir(ctx, req.Path, req.Full, minRev)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -28,13 +32,7 @@ func (s *Server) ListDir(ctx context.Context, req *topodv1.ListDirRequest) (*top
 // minRev; minRev -1 reads the backend (locks decide on what the backend says).
 func (s *Server) listDir(ctx context.Context, dir string, full bool, minRev int64) ([]*topodv1.DirEntry, error) {
 	prefix := dirPrefix(dir)
-	var kvs []kv.KV
-	var err error
-	if minRev < 0 {
-		kvs, _, err = s.backend.List(ctx, prefix, true)
-	} else {
-		kvs, err = s.list(ctx, "list_dir", prefix, true, minRev)
-	}
+	kvs, err := s.list(ctx, "list_dir", prefix, true, minRev)
 	if err != nil {
 		return nil, err
 	}

@@ -43,7 +43,7 @@ func (s *Server) Get(ctx context.Context, req *topodv1.GetRequest) (*topodv1.Get
 	if err := checkPath(req.Path, false); err != nil {
 		return nil, toStatus(err)
 	}
-	if m := s.mirrorFor(req.Path); m != nil {
+	if m := s.mirrorFor(req.Path); m != nil && !req.Linearizable {
 		got, found, ok := m.Get(req.Path, req.MinRevision)
 		s.metrics.cacheRead("get", ok)
 		if ok && !found {
@@ -81,7 +81,11 @@ func (s *Server) List(ctx context.Context, req *topodv1.ListRequest) (*topodv1.L
 	if err := checkPath(req.Prefix, true); err != nil {
 		return nil, toStatus(err)
 	}
-	kvs, err := s.list(ctx, "list", req.Prefix, false, req.MinRevision)
+	minRev := req.MinRevision
+	if req.Linearizable {
+		minRev = -1
+	}
+	kvs, err := s.list(ctx, "list", req.Prefix, false, minRev)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -115,9 +119,9 @@ func (s *Server) Delete(ctx context.Context, req *topodv1.DeleteRequest) (*topod
 }
 
 // list reads the keys under prefix from the mirror covering it, when that
-// has reached minRev, else from the backend.
+// has reached minRev, else (and always for minRev -1) from the backend.
 func (s *Server) list(ctx context.Context, op, prefix string, keysOnly bool, minRev int64) ([]kv.KV, error) {
-	if m := s.mirrorFor(prefix); m != nil {
+	if m := s.mirrorFor(prefix); m != nil && minRev >= 0 {
 		kvs, _, ok := m.List(prefix, keysOnly, minRev)
 		s.metrics.cacheRead(op, ok)
 		if ok {

@@ -259,7 +259,10 @@ type ListDirRequest struct {
 	// (the highest the client has seen), so a client reads its own writes
 	// whichever replica answers. topod serves the read from its in-memory
 	// mirror when that has reached it, else from the backend.
-	MinRevision   int64 `protobuf:"varint,3,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	MinRevision int64 `protobuf:"varint,3,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	// linearizable: the answer must reflect every write completed before the
+	// request, by any client: topod reads its backend, not its mirror.
+	Linearizable  bool `protobuf:"varint,4,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -313,6 +316,13 @@ func (x *ListDirRequest) GetMinRevision() int64 {
 		return x.MinRevision
 	}
 	return 0
+}
+
+func (x *ListDirRequest) GetLinearizable() bool {
+	if x != nil {
+		return x.Linearizable
+	}
+	return false
 }
 
 type ListDirResponse struct {
@@ -567,7 +577,10 @@ type GetRequest struct {
 	// (the highest the client has seen), so a client reads its own writes
 	// whichever replica answers. topod serves the read from its in-memory
 	// mirror when that has reached it, else from the backend.
-	MinRevision   int64 `protobuf:"varint,2,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	MinRevision int64 `protobuf:"varint,2,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	// linearizable: the answer must reflect every write completed before the
+	// request, by any client: topod reads its backend, not its mirror.
+	Linearizable  bool `protobuf:"varint,3,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -614,6 +627,13 @@ func (x *GetRequest) GetMinRevision() int64 {
 		return x.MinRevision
 	}
 	return 0
+}
+
+func (x *GetRequest) GetLinearizable() bool {
+	if x != nil {
+		return x.Linearizable
+	}
+	return false
 }
 
 type GetResponse struct {
@@ -771,7 +791,10 @@ type ListRequest struct {
 	// (the highest the client has seen), so a client reads its own writes
 	// whichever replica answers. topod serves the read from its in-memory
 	// mirror when that has reached it, else from the backend.
-	MinRevision   int64 `protobuf:"varint,2,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	MinRevision int64 `protobuf:"varint,2,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	// linearizable: the answer must reflect every write completed before the
+	// request, by any client: topod reads its backend, not its mirror.
+	Linearizable  bool `protobuf:"varint,3,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -818,6 +841,13 @@ func (x *ListRequest) GetMinRevision() int64 {
 		return x.MinRevision
 	}
 	return 0
+}
+
+func (x *ListRequest) GetLinearizable() bool {
+	if x != nil {
+		return x.Linearizable
+	}
+	return false
 }
 
 type KeyValue struct {
@@ -2724,11 +2754,12 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\bDirEntry\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x16.topod.v1.DirEntryTypeR\x04type\x12\x1c\n" +
-	"\tephemeral\x18\x03 \x01(\bR\tephemeral\"[\n" +
+	"\tephemeral\x18\x03 \x01(\bR\tephemeral\"\x7f\n" +
 	"\x0eListDirRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x12!\n" +
-	"\fmin_revision\x18\x03 \x01(\x03R\vminRevision\"?\n" +
+	"\fmin_revision\x18\x03 \x01(\x03R\vminRevision\x12\"\n" +
+	"\flinearizable\x18\x04 \x01(\bR\flinearizable\"?\n" +
 	"\x0fListDirResponse\x12,\n" +
 	"\aentries\x18\x01 \x03(\v2\x12.topod.v1.DirEntryR\aentries\"?\n" +
 	"\rCreateRequest\x12\x12\n" +
@@ -2741,11 +2772,12 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\bcontents\x18\x02 \x01(\fR\bcontents\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x03R\aversion\"*\n" +
 	"\x0eUpdateResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x03R\aversion\"C\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\"g\n" +
 	"\n" +
 	"GetRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12!\n" +
-	"\fmin_revision\x18\x02 \x01(\x03R\vminRevision\"C\n" +
+	"\fmin_revision\x18\x02 \x01(\x03R\vminRevision\x12\"\n" +
+	"\flinearizable\x18\x03 \x01(\bR\flinearizable\"C\n" +
 	"\vGetResponse\x12\x1a\n" +
 	"\bcontents\x18\x01 \x01(\fR\bcontents\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\"A\n" +
@@ -2753,10 +2785,11 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\"0\n" +
 	"\x12GetVersionResponse\x12\x1a\n" +
-	"\bcontents\x18\x01 \x01(\fR\bcontents\"H\n" +
+	"\bcontents\x18\x01 \x01(\fR\bcontents\"l\n" +
 	"\vListRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12!\n" +
-	"\fmin_revision\x18\x02 \x01(\x03R\vminRevision\"T\n" +
+	"\fmin_revision\x18\x02 \x01(\x03R\vminRevision\x12\"\n" +
+	"\flinearizable\x18\x03 \x01(\bR\flinearizable\"T\n" +
 	"\bKeyValue\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1a\n" +
 	"\bcontents\x18\x02 \x01(\fR\bcontents\x12\x18\n" +

@@ -1,0 +1,86 @@
+package toposerver_test
+
+import (
+	"io"
+	"net/http/httptest"
+	"path/filepath"
+	"regexp"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/pkg/kv/boltkv"
+	"github.com/topod-io/topod/pkg/toposerver"
+	topodv1 "github.com/topod-io/topod/proto/topod/v1"
+)
+
+// TestReadsFromMirror: reads are served from memory once the mirror has
+// reached the revision the client asks for, from the backend when it asks
+// for more, and always from the backend when it asks for a linearizable
+// read.
+func TestReadsFromMirror(t *testing.T) {
+	ctx := t.Context()
+	b, err := boltkv.Open(filepath.Join(t.TempDir(), "topo.db"), boltkv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	srv := topodtest.Start(t, b, toposerver.Options{})
+	cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	client := topodv1.NewTopoClient(cc)
+	resp, err := client.Create(ctx, &topodv1.CreateRequest{Path: "/v/a/Shard", Contents: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backendGets := func() string { return metricValue(t, srv, `topod_backend_requests_total{type="get"}`) }
+
+	for _, tc := range []struct {
+		name        string
+		req         *topodv1.GetRequest
+		fromBackend bool
+	}{
+		{"reached revision", &topodv1.GetRequest{Path: "/v/a/Shard", MinRevision: resp.Version}, false},
+		{"no revision", &topodv1.GetRequest{Path: "/v/a/Shard"}, false},
+		{"revision not reached", &topodv1.GetRequest{Path: "/v/a/Shard", MinRevision: resp.Version + 1000}, true},
+		{"linearizable", &topodv1.GetRequest{Path: "/v/a/Shard", Linearizable: true}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := backendGets()
+			got, err := client.Get(ctx, tc.req)
+			if err != nil || string(got.Contents) != "x" {
+				t.Fatalf("Get = %v, %v", got, err)
+			}
+			if went := backendGets() != before; went != tc.fromBackend {
+				t.Errorf("read the backend: %v, want %v", went, tc.fromBackend)
+			}
+		})
+	}
+	before := metricValue(t, srv, `topod_backend_requests_total{type="list"}`)
+	if _, err := client.ListDir(ctx, &topodv1.ListDirRequest{Path: "/v", MinRevision: resp.Version}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.List(ctx, &topodv1.ListRequest{Prefix: "/v/a", MinRevision: resp.Version}); err != nil {
+		t.Fatal(err)
+	}
+	if after := metricValue(t, srv, `topod_backend_requests_total{type="list"}`); after != before {
+		t.Errorf("ListDir and List of a mirrored prefix reached the backend (%s -> %s)", before, after)
+	}
+}
+
+func metricValue(t *testing.T, srv *topodtest.Server, series string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	srv.Topo.DebugHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		return "0"
+	}
+	return string(m[1])
+}
