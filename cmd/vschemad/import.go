@@ -23,9 +23,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
+	"github.com/topod-io/topod/internal/progress"
 	"github.com/topod-io/topod/pkg/vschema"
 )
 
@@ -252,7 +252,7 @@ type importer struct {
 	c    *client
 	opts *importOptions
 	j    *journal
-	prog *progress
+	prog *progress.Progress
 
 	mu                 sync.Mutex
 	written, unchanged int
@@ -302,14 +302,14 @@ func runImport(ctx context.Context, c *client, src string, opts *importOptions, 
 	}
 	levels := levelize(todo, byName)
 
-	im.prog = newProgress(stderr, opts.progress, len(items), skipped+len(im.failed))
+	im.prog = progress.New(stderr, opts.progress, "keyspaces", len(items), skipped+len(im.failed))
 	for _, level := range levels {
 		if err := im.runLevel(ctx, level); err != nil {
-			im.prog.finish()
+			im.prog.Finish()
 			return err
 		}
 	}
-	im.prog.finish()
+	im.prog.Finish()
 
 	verb := "imported"
 	if opts.dryRun {
@@ -427,7 +427,7 @@ func (im *importer) fail(items []*importItem, why string) {
 		im.failed[it.name] = why
 	}
 	im.mu.Unlock()
-	im.prog.add(0, len(items))
+	im.prog.Add(0, len(items))
 }
 
 // send applies a batch: keyspaces the server refuses are dropped (and
@@ -508,7 +508,7 @@ func (im *importer) send(ctx context.Context, items []*importItem) {
 			return
 		}
 		retries++
-		im.prog.note(fmt.Sprintf("retrying a batch of %d after: %v", len(items), err))
+		im.prog.Note(fmt.Sprintf("retrying a batch of %d after: %v", len(items), err))
 		select {
 		case <-time.After(time.Duration(retries) * time.Second):
 		case <-ctx.Done():
@@ -549,92 +549,5 @@ func (im *importer) done(items []*importItem, out []byte) {
 		}
 	}
 	im.mu.Unlock()
-	im.prog.add(len(items), 0)
-}
-
-// progress reports an import's progress: a bar redrawn in place on a
-// terminal, or a line per step otherwise.
-type progress struct {
-	w    io.Writer
-	mode string // bar, lines or none
-	mu   sync.Mutex
-
-	total, done, failed int
-	start, lastDraw     time.Time
-}
-
-func newProgress(w io.Writer, mode string, total, already int) *progress {
-	if mode == "auto" {
-		mode = "lines"
-		if f, ok := w.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
-			mode = "bar"
-		}
-	}
-	p := &progress{w: w, mode: mode, total: total, done: already, start: time.Now()}
-	p.draw(true)
-	return p
-}
-
-func (p *progress) add(done, failed int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.done += done + failed
-	p.failed += failed
-	p.draw(false)
-}
-
-// note prints a message without breaking the bar.
-func (p *progress) note(msg string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.mode == "bar" {
-		fmt.Fprintf(p.w, "\r\033[K%s\n", msg)
-		p.draw(true)
-		return
-	}
-	if p.mode != "none" {
-		fmt.Fprintln(p.w, msg)
-	}
-}
-
-func (p *progress) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.draw(true)
-	if p.mode == "bar" {
-		fmt.Fprintln(p.w)
-	}
-}
-
-func (p *progress) draw(force bool) {
-	now := time.Now()
-	if p.mode == "none" || (!force && p.mode == "bar" && now.Sub(p.lastDraw) < 100*time.Millisecond && p.done < p.total) {
-		return
-	}
-	p.lastDraw = now
-	pct := 100.0
-	if p.total > 0 {
-		pct = 100 * float64(p.done) / float64(p.total)
-	}
-	elapsed := now.Sub(p.start).Seconds()
-	rate := 0.0
-	if elapsed > 0 {
-		rate = float64(p.done) / elapsed
-	}
-	eta := ""
-	if rate > 0 && p.done < p.total {
-		eta = fmt.Sprintf(", eta %v", time.Duration(float64(p.total-p.done)/rate*float64(time.Second)).Round(time.Second))
-	}
-	switch p.mode {
-	case "bar":
-		const width = 30
-		n := int(pct / 100 * width)
-		bar := strings.Repeat("=", n) + strings.Repeat(" ", width-n)
-		if n > 0 && n < width {
-			bar = bar[:n-1] + ">" + bar[n:]
-		}
-		fmt.Fprintf(p.w, "\r\033[K[%s] %d/%d keyspaces %3.0f%%, %d failed, %.0f/s%s", bar, p.done, p.total, pct, p.failed, rate, eta)
-	case "lines":
-		fmt.Fprintf(p.w, "%d/%d keyspaces (%.0f%%), %d failed, %.0f/s%s\n", p.done, p.total, pct, p.failed, rate, eta)
-	}
+	im.prog.Add(len(items), 0)
 }

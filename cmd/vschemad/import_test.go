@@ -161,27 +161,6 @@ func writeTarGz(t testing.TB, dir, file string) {
 	}
 }
 
-// TestProgress renders the bar and the lines.
-func TestProgress(t *testing.T) {
-	var bar, lines bytes.Buffer
-	pb := newProgress(&bar, "bar", 10, 0)
-	pl := newProgress(&lines, "lines", 10, 2)
-	for range 4 {
-		pb.add(2, 0)
-		pl.add(2, 0)
-		time.Sleep(110 * time.Millisecond)
-	}
-	pb.add(1, 1)
-	pb.finish()
-	pl.finish()
-	if !contains(bar.String(), "\r\033[K[", "] 10/10 keyspaces 100%, 1 failed") || strings.Count(bar.String(), "\n") != 1 {
-		t.Fatalf("bar: %q", bar.String())
-	}
-	if !contains(lines.String(), "2/10 keyspaces (20%)", "10/10 keyspaces (100%)") || strings.Contains(lines.String(), "\r") {
-		t.Fatalf("lines: %q", lines.String())
-	}
-}
-
 // TestImportJD imports the JD profile, 1,911 keyspaces, through vschemad on
 // topod (bolt, and a real etcd), and checks the cells against
 // RebuildSrvVSchema. Stock etcd2 cannot hold the 13.5 MiB SrvVSchema: its
