@@ -67,7 +67,7 @@ func newRootCommand() *cobra.Command {
 			return serve(ctx, f)
 		},
 	}
-	cmd.AddCommand(newGCCommand())
+	cmd.AddCommand(newGCCommand(), newMigrateCommand())
 	fs := cmd.Flags()
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:15999", "address of the gRPC server")
 	f.commonFlags.register(fs)
