@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	vtlog "vitess.io/vitess/go/vt/log"
+	"vitess.io/vitess/go/vt/topo"
+
+	"github.com/topod-io/topod/bench/jd"
+	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/jdtopo"
+	"github.com/topod-io/topod/internal/vtlocal"
+	"github.com/topod-io/topod/pkg/migrate"
+)
+
+// TestMigrateEtcd2ToTopod builds a topology (2 cells, 20 keyspaces with
+// shards, tablets, ShardReplication, VSchemas, routing rules, SrvKeyspaces
+// and SrvVSchemas) through stock etcd2 on one etcd, migrates it with
+// pkg/migrate (what `topod migrate` runs) into bin/topod on another etcd,
+// verifies it, and starts bin/vtgate with --topo-implementation topod on
+// the migrated topology: SHOW VITESS_KEYSPACES lists every keyspace and
+// /debug/vschema every table.
+func TestMigrateEtcd2ToTopod(t *testing.T) {
+	bin := binaries(t, "topod", "vtgate")
+	mysqlCLI, err := exec.LookPath("mysql")
+	if err != nil {
+		t.Fatalf("the mysql client is missing (make test installs Debian's mariadb-client): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	id, err := vtlocal.EnsureUser(vtlocal.DefaultUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := workDir(t, id)
+	vtlog.SwapLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	testStart := time.Now()
+	since := func() time.Duration { return time.Since(testStart).Round(time.Millisecond) }
+
+	// The source: stock etcd2 on its own etcd.
+	p := jd.JD().Sized(20)
+	p.Cells = 2
+	srcEtcd := etcdtest.Start(t, 1)
+	srcAddr := strings.Join(trimScheme(srcEtcd.Endpoints()), ",")
+	src, err := topo.OpenServer("etcd2", srcAddr, "/vitess/global")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if err := jdtopo.CreateCells(ctx, src, p, srcAddr, "/vitess"); err != nil {
+		t.Fatal(err)
+	}
+	if err := jdtopo.Write(ctx, src, p); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Logf("%v: source topology written through etcd2", since())
+
+	// The destination: bin/topod on another etcd.
+	ports, err := vtlocal.FreePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topodAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	dstEtcd := etcdtest.Start(t, 1)
+	topodProc := start(t, vtlocal.Spec{
+		Name:   "topod",
+		Binary: bin["topod"],
+		Args: []string{
+			"--listen", topodAddr,
+			"--backend", "etcd://" + strings.Join(trimScheme(dstEtcd.Endpoints()), ","),
+			"--blobs", "file://" + filepath.Join(work, "blobs"),
+			"--data-dir", filepath.Join(work, "topod"),
+		},
+		Log: filepath.Join(work, "logs", "topod.log"),
+		Dir: work,
+	})
+	if err := topodProc.WaitGRPCHealth(ctx, topodAddr); err != nil {
+		t.Fatal(err)
+	}
+	dst, err := topo.OpenServer("topod", topodAddr, globalRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+
+	opts := migrate.Options{CellAddress: topodAddr, CellRootPrefix: migrate.DefaultCellRootPrefix(globalRoot)}
+	begin := time.Now()
+	r, err := migrate.Copy(ctx, src, dst, opts)
+	if err != nil {
+		t.Fatalf("migrate: %v (%v)", err, r.Failed)
+	}
+	t.Logf("migrated in %v: %s", time.Since(begin).Round(time.Millisecond), r.Summary())
+	diffs, err := migrate.Verify(ctx, src, dst, opts)
+	if err != nil || len(diffs) != 0 {
+		t.Fatalf("verify: %v, %v", diffs, err)
+	}
+
+	t.Logf("%v: verified, no difference", since())
+
+	// vtgate on the migrated topology.
+	tp := vtlocal.Topo{Implementation: "topod", Address: topodAddr, Root: globalRoot}
+	vtgateHTTP, vtgateMySQL := ports[1], ports[2]
+	vtgate := start(t, vtlocal.Spec{
+		Name:   "vtgate",
+		Binary: bin["vtgate"],
+		// The generated tablets do not run (their hosts do not resolve):
+		// do not wait for them, nor for their schemas (5 s a keyspace).
+		Args: append(vtlocal.VtgateArgs(tp, p.CellName(0), vtgateHTTP, vtgateMySQL),
+			"--gateway-initial-tablet-timeout", "1s", "--schema-change-signal=false"),
+		Log:  filepath.Join(work, "logs", "migrate-vtgate.log"),
+		Dir:  work,
+		User: id,
+	})
+	if err := vtgate.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/status", vtgateHTTP)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%v: vtgate up", since())
+	names := make([]string, p.Keyspaces)
+	for i := range names {
+		names[i] = p.KeyspaceName(i)
+	}
+	want := p.SrvVSchema()
+	vschemaURL := fmt.Sprintf("http://127.0.0.1:%d/debug/vschema", vtgateHTTP)
+	waitFor(ctx, t, vtgate, 30*time.Second, "vtgate to serve the migrated keyspaces", func() error {
+		if err := servesTables(ctx, vschemaURL, want); err != nil {
+			return err
+		}
+		ks, err := showKeyspaces(ctx, mysqlCLI, vtgateMySQL)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(ks, names) {
+			return fmt.Errorf("SHOW VITESS_KEYSPACES lists %v, want %v", ks, names)
+		}
+		return nil
+	})
+	t.Logf("%v: vtgate on the migrated topology lists all %d keyspaces in SHOW VITESS_KEYSPACES and serves every table", since(), p.Keyspaces)
+}
