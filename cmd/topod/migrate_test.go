@@ -53,6 +53,9 @@ func TestMigrateCommand(t *testing.T) {
 		if err := cmd.ExecuteContext(ctx); err != nil {
 			t.Fatalf("topod migrate %v: %v\n%s%s", extra, err, out.String(), errOut.String())
 		}
+		if !strings.Contains(errOut.String(), " files verified (100%)") {
+			t.Fatalf("topod migrate %v: no verify progress in\n%s", extra, errOut.String())
+		}
 		return out.String()
 	}
 	for _, tc := range []struct {

@@ -154,26 +154,10 @@ func Copy(ctx context.Context, from, to *topo.Server, opts Options) (*Report, er
 	if err != nil {
 		return nil, fmt.Errorf("migrate: destination global topology: %w", err)
 	}
-	global, err := WalkGlobal(ctx, srcGlobal)
+	global, cells, perCell, total, err := walkSource(ctx, from, srcGlobal)
 	if err != nil {
-		return nil, fmt.Errorf("migrate: walk the source global topology: %w", err)
+		return nil, err
 	}
-	cells := cellsOf(global)
-	perCell := map[string][]string{}
-	total := len(global)
-	for _, cell := range cells {
-		conn, err := from.ConnForCell(ctx, cell)
-		if err != nil {
-			return nil, fmt.Errorf("migrate: source cell %s: %w", cell, err)
-		}
-		files, err := WalkCell(ctx, conn)
-		if err != nil {
-			return nil, fmt.Errorf("migrate: walk the source cell %s: %w", cell, err)
-		}
-		perCell[cell] = files
-		total += len(files)
-	}
-
 	c := &copier{opts: opts, report: &Report{Files: total}}
 	if opts.Progress != nil {
 		c.prog = progress.New(opts.Progress, opts.ProgressMode, "files", total, 0)
@@ -210,6 +194,31 @@ func Copy(ctx context.Context, from, to *topo.Server, opts Options) (*Report, er
 		return c.report, fmt.Errorf("migrate: %d files not copied", n)
 	}
 	return c.report, nil
+}
+
+// walkSource walks the global topology of from (whose connection is
+// global) and each of its cells.
+func walkSource(ctx context.Context, from *topo.Server, global topo.Conn) (globalFiles, cells []string, perCell map[string][]string, total int, err error) {
+	globalFiles, err = WalkGlobal(ctx, global)
+	if err != nil {
+		return nil, nil, nil, 0, fmt.Errorf("migrate: walk the source global topology: %w", err)
+	}
+	cells = cellsOf(globalFiles)
+	perCell = map[string][]string{}
+	total = len(globalFiles)
+	for _, cell := range cells {
+		conn, err := from.ConnForCell(ctx, cell)
+		if err != nil {
+			return nil, nil, nil, 0, fmt.Errorf("migrate: source cell %s: %w", cell, err)
+		}
+		files, err := WalkCell(ctx, conn)
+		if err != nil {
+			return nil, nil, nil, 0, fmt.Errorf("migrate: walk the source cell %s: %w", cell, err)
+		}
+		perCell[cell] = files
+		total += len(files)
+	}
+	return globalFiles, cells, perCell, total, nil
 }
 
 // copier copies files and keeps the report.
@@ -384,33 +393,34 @@ func Verify(ctx context.Context, from, to *topo.Server, opts Options) ([]Differe
 	if err != nil {
 		return nil, fmt.Errorf("migrate: destination global topology: %w", err)
 	}
-	v := &verifier{opts: opts}
-	srcFiles, err := WalkGlobal(ctx, srcGlobal)
+	global, cells, perCell, total, err := walkSource(ctx, from, srcGlobal)
 	if err != nil {
-		return nil, fmt.Errorf("migrate: walk the source global topology: %w", err)
+		return nil, err
 	}
 	dstFiles, err := WalkGlobal(ctx, dstGlobal)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: walk the destination global topology: %w", err)
 	}
-	if err := v.compareAll(ctx, srcGlobal, dstGlobal, topo.GlobalCell, srcFiles, dstFiles); err != nil {
+	v := &verifier{opts: opts}
+	if opts.Progress != nil {
+		v.prog = progress.New(opts.Progress, opts.ProgressMode, "files verified", total, 0)
+		defer v.prog.Finish()
+	}
+	if err := v.compareAll(ctx, srcGlobal, dstGlobal, topo.GlobalCell, global, dstFiles); err != nil {
 		return nil, err
 	}
 	dstCells := cellsOf(dstFiles)
-	for _, cell := range cellsOf(srcFiles) {
-		src, err := from.ConnForCell(ctx, cell)
-		if err != nil {
-			return nil, fmt.Errorf("migrate: source cell %s: %w", cell, err)
-		}
-		srcFiles, err := WalkCell(ctx, src)
-		if err != nil {
-			return nil, fmt.Errorf("migrate: walk the source cell %s: %w", cell, err)
-		}
+	for _, cell := range cells {
+		srcFiles := perCell[cell]
 		if !slices.Contains(dstCells, cell) {
 			for _, p := range srcFiles {
 				v.add(File{cell, p}, "missing in the destination (the cell is)")
 			}
 			continue
+		}
+		src, err := from.ConnForCell(ctx, cell)
+		if err != nil {
+			return nil, fmt.Errorf("migrate: source cell %s: %w", cell, err)
 		}
 		dst, err := to.ConnForCell(ctx, cell)
 		if err != nil {
@@ -430,15 +440,23 @@ func Verify(ctx context.Context, from, to *topo.Server, opts Options) ([]Differe
 
 type verifier struct {
 	opts  Options
+	prog  *progress.Progress
 	mu    sync.Mutex
 	diffs []Difference
 }
 
+// add records a difference; a file of the source counts as done (and
+// failed) in the progress.
 func (v *verifier) add(f File, what string) {
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	v.diffs = append(v.diffs, Difference{File: f, What: what})
+	v.mu.Unlock()
+	if v.prog != nil && what != onlyInDestination {
+		v.prog.Add(0, 1)
+	}
 }
+
+const onlyInDestination = "only in the destination"
 
 func (v *verifier) compareAll(ctx context.Context, src, dst topo.Conn, cell string, srcFiles, dstFiles []string) error {
 	inDst := map[string]bool{}
@@ -449,7 +467,7 @@ func (v *verifier) compareAll(ctx context.Context, src, dst topo.Conn, cell stri
 		delete(inDst, p)
 	}
 	for p := range inDst {
-		v.add(File{cell, p}, "only in the destination")
+		v.add(File{cell, p}, onlyInDestination)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(concurrency(v.opts))
@@ -462,6 +480,8 @@ func (v *verifier) compareAll(ctx context.Context, src, dst topo.Conn, cell stri
 			}
 			if what != "" {
 				v.add(f, what)
+			} else if v.prog != nil {
+				v.prog.Add(1, 0)
 			}
 			return nil
 		})
