@@ -128,7 +128,7 @@ func runMigrate(ctx context.Context, stdout, stderr io.Writer, f migrateFlags) e
 		return fmt.Errorf("open the destination (%s at %s, root %s): %w", f.toImpl, f.toAddr, f.toRoot, err)
 	}
 	defer to.Close()
-	fmt.Fprintf(stdout, "migrating %s %s%s to %s %s%s (cells at %s, roots %s/<cell>)\n",
+	fmt.Fprintf(stdout, "from %s at %s, root %s, to %s at %s, root %s (cells on %s, roots %s/<cell>)\n",
 		f.fromImpl, f.fromAddr, f.fromRoot, f.toImpl, f.toAddr, f.toRoot, opts.CellAddress, opts.CellRootPrefix)
 
 	var copyErr error

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	vtlog "vitess.io/vitess/go/vt/log"
 	"vitess.io/vitess/go/vt/topo"
 
 	"github.com/topod-io/topod/bench/jd"
@@ -20,6 +23,7 @@ import (
 // again (nothing to copy), then with --verify-only.
 func TestMigrateCommand(t *testing.T) {
 	ctx := t.Context()
+	vtlog.SwapLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	p := jd.JD().Sized(4)
 	p.Cells = 2
 	etcd := etcdtest.Start(t, 1)
@@ -67,6 +71,7 @@ func TestMigrateCommand(t *testing.T) {
 		{[]string{"--verify-only"}, "verified in"},
 	} {
 		out := run(tc.args...)
+		t.Logf("topod migrate %v:\n%s", tc.args, out)
 		if !strings.Contains(out, tc.want) || !strings.Contains(out, ": 0 differences") {
 			t.Fatalf("topod migrate %v:\n%s\nwant %q and no differences", tc.args, out, tc.want)
 		}
