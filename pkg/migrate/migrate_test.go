@@ -159,6 +159,19 @@ func TestMigrate(t *testing.T) {
 	}
 	verify(ctx, t, dst, back, backOpts)
 
+	// A cell the destination already has elsewhere is not repointed: its
+	// files are skipped, the other cell's copied.
+	taken := open(t, "etcd2", etcdAddr, "/taken/global")
+	if err := taken.CreateCellInfo(ctx, "zone1", &topodatapb.CellInfo{ServerAddress: etcdAddr, Root: "/elsewhere/zone1"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err = migrate.Copy(ctx, dst, taken, migrate.Options{CellAddress: etcdAddr, CellRootPrefix: "/taken"})
+	if err == nil || len(r.Failed) != 2 || r.Failed[0].File.String() != "global:cells/zone1/CellInfo" ||
+		!strings.Contains(r.Failed[0].Err.Error(), `already has cell zone1 at root "/elsewhere/zone1"`) || r.Failed[1].File.String() != "zone1:" {
+		t.Fatalf("copy onto a destination with cell zone1 elsewhere: %s, %v, %v", r.Summary(), r.Failed, err)
+	}
+	t.Logf("%s: %v", r.Failed[0].File, r.Failed[0].Err)
+
 	// A SrvVSchema etcd refuses is reported by path; the rest is copied.
 	big := jd.JD().Sized(320).SrvVSchema()
 	if err := dst.UpdateSrvVSchema(ctx, "zone1", big); err != nil {
