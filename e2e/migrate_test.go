@@ -73,21 +73,7 @@ func TestMigrateEtcd2ToTopod(t *testing.T) {
 	}
 	topodAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	dstEtcd := etcdtest.Start(t, 1)
-	topodProc := start(t, vtlocal.Spec{
-		Name:   "topod",
-		Binary: bin["topod"],
-		Args: []string{
-			"--listen", topodAddr,
-			"--backend", "etcd://" + strings.Join(trimScheme(dstEtcd.Endpoints()), ","),
-			"--blobs", "file://" + filepath.Join(work, "blobs"),
-			"--data-dir", filepath.Join(work, "topod"),
-		},
-		Log: filepath.Join(work, "logs", "topod.log"),
-		Dir: work,
-	})
-	if err := topodProc.WaitGRPCHealth(ctx, topodAddr); err != nil {
-		t.Fatal(err)
-	}
+	startTopodOnEtcd(t, ctx, bin["topod"], topodAddr, dstEtcd, work)
 	dst, err := topo.OpenServer("topod", topodAddr, globalRoot)
 	if err != nil {
 		t.Fatal(err)

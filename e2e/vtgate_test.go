@@ -85,25 +85,7 @@ func TestVitessOnTopod(t *testing.T) {
 
 	// A real etcd, at its default limits, under topod.
 	etcd := etcdtest.Start(t, 1)
-	startTopod := func() *vtlocal.Process {
-		t.Helper()
-		p := start(t, vtlocal.Spec{
-			Name:   "topod",
-			Binary: bin["topod"],
-			Args: []string{
-				"--listen", topodAddr,
-				"--backend", "etcd://" + strings.Join(trimScheme(etcd.Endpoints()), ","),
-				"--blobs", "file://" + filepath.Join(work, "blobs"),
-				"--data-dir", filepath.Join(work, "topod"),
-			},
-			Log: filepath.Join(work, "logs", "topod.log"),
-			Dir: work,
-		})
-		if err := p.WaitGRPCHealth(ctx, topodAddr); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	startTopod := func() *vtlocal.Process { return startTopodOnEtcd(t, ctx, bin["topod"], topodAddr, etcd, work) }
 	topod := startTopod()
 
 	// vtctld and vtgate, exactly as with etcd2 but for the implementation.
@@ -330,6 +312,28 @@ func workDir(t *testing.T, id *vtlocal.Identity) string {
 
 // start starts a process that is stopped when the test ends, and whose log
 // tail is printed if the test fails.
+// startTopodOnEtcd runs the topod binary on etcd at addr, with its blobs
+// and data under work, and waits until it serves.
+func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, addr string, etcd *etcdtest.Cluster, work string) *vtlocal.Process {
+	t.Helper()
+	p := start(t, vtlocal.Spec{
+		Name:   "topod",
+		Binary: topodBin,
+		Args: []string{
+			"--listen", addr,
+			"--backend", "etcd://" + strings.Join(trimScheme(etcd.Endpoints()), ","),
+			"--blobs", "file://" + filepath.Join(work, "blobs"),
+			"--data-dir", filepath.Join(work, "topod"),
+		},
+		Log: filepath.Join(work, "logs", "topod.log"),
+		Dir: work,
+	})
+	if err := p.WaitGRPCHealth(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func start(t *testing.T, s vtlocal.Spec) *vtlocal.Process {
 	t.Helper()
 	p, err := vtlocal.Start(s)

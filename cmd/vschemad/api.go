@@ -246,6 +246,30 @@ func (s *apiServer) getVSchema(w http.ResponseWriter, r *http.Request, p *princi
 	return writeProto(w, r, vs)
 }
 
+// keyspaceChange reads what every request changing one keyspace starts
+// with: the keyspace, ?dry_run, and whether p may do it (a dry run needs
+// read, a write write).
+func keyspaceChange(r *http.Request, p *principal) (ks string, dryRun bool, err error) {
+	if ks, err = keyspaceParam(r); err != nil {
+		return "", false, err
+	}
+	if dryRun, err = boolParam(r, "dry_run"); err != nil {
+		return "", false, err
+	}
+	if need := changeVerb(dryRun); !p.can(need, ks) {
+		return "", false, forbid(p, need, "keyspace "+ks)
+	}
+	return ks, dryRun, nil
+}
+
+// changeVerb is the verb a change needs: read for a dry run, else write.
+func changeVerb(dryRun bool) verb {
+	if dryRun {
+		return verbRead
+	}
+	return verbWrite
+}
+
 // applyResponse is the body of a successful (or dry-run) write.
 type applyResponse struct {
 	*vschema.ApplyResult
@@ -254,20 +278,13 @@ type applyResponse struct {
 
 // putVSchema applies one keyspace's vschema.
 func (s *apiServer) putVSchema(w http.ResponseWriter, r *http.Request, p *principal) error {
-	ks, err := keyspaceParam(r)
-	if err != nil {
-		return err
-	}
-	dryRun, err := boolParam(r, "dry_run")
+	ks, dryRun, err := keyspaceChange(r, p)
 	if err != nil {
 		return err
 	}
 	strict, err := boolParam(r, "strict")
 	if err != nil {
 		return err
-	}
-	if need := map[bool]verb{true: verbRead, false: verbWrite}[dryRun]; !p.can(need, ks) {
-		return forbid(p, need, "keyspace "+ks)
 	}
 	body, err := readBody(r)
 	if err != nil {
@@ -282,16 +299,9 @@ func (s *apiServer) putVSchema(w http.ResponseWriter, r *http.Request, p *princi
 }
 
 func (s *apiServer) deleteVSchema(w http.ResponseWriter, r *http.Request, p *principal) error {
-	ks, err := keyspaceParam(r)
+	ks, dryRun, err := keyspaceChange(r, p)
 	if err != nil {
 		return err
-	}
-	dryRun, err := boolParam(r, "dry_run")
-	if err != nil {
-		return err
-	}
-	if !p.can(verbWrite, ks) {
-		return forbid(p, verbWrite, "keyspace "+ks)
 	}
 	return s.apply(w, r, p, "delete", []vschema.Change{{Keyspace: ks, IfMatch: r.Header.Get("If-Match")}},
 		vschema.ApplyOptions{DryRun: dryRun}, nil, true)
@@ -303,16 +313,9 @@ type rollbackRequest struct {
 }
 
 func (s *apiServer) rollback(w http.ResponseWriter, r *http.Request, p *principal) error {
-	ks, err := keyspaceParam(r)
+	ks, dryRun, err := keyspaceChange(r, p)
 	if err != nil {
 		return err
-	}
-	dryRun, err := boolParam(r, "dry_run")
-	if err != nil {
-		return err
-	}
-	if need := map[bool]verb{true: verbRead, false: verbWrite}[dryRun]; !p.can(need, ks) {
-		return forbid(p, need, "keyspace "+ks)
 	}
 	body, err := readBody(r)
 	if err != nil {
@@ -363,7 +366,7 @@ func (s *apiServer) putVSchemas(w http.ResponseWriter, r *http.Request, p *princ
 	if len(req.Keyspaces) == 0 {
 		return errorf(http.StatusBadRequest, "no keyspaces in the request")
 	}
-	need := map[bool]verb{true: verbRead, false: verbWrite}[dryRun]
+	need := changeVerb(dryRun)
 	parsed := &vschema.Validation{}
 	var changes []vschema.Change
 	for _, ks := range slices.Sorted(maps.Keys(req.Keyspaces)) {

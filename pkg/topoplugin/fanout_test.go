@@ -18,6 +18,7 @@ import (
 
 	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/pkg/topoplugin"
 	"github.com/topod-io/topod/pkg/toposerver"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
@@ -26,9 +27,9 @@ import (
 // and returns their change channels.
 func watchAll(t *testing.T, ctx context.Context, addr, root, file string, n, conns int) []<-chan *topo.WatchData {
 	t.Helper()
-	var cs []*topoConn
+	var cs []*topoplugin.Conn
 	for range conns {
-		cs = append(cs, &topoConn{newConn(t, addr, root)})
+		cs = append(cs, newConn(t, addr, root))
 	}
 	out := make([]<-chan *topo.WatchData, n)
 	for i := range n {
@@ -40,8 +41,6 @@ func watchAll(t *testing.T, ctx context.Context, addr, root, file string, n, con
 	}
 	return out
 }
-
-type topoConn struct{ topo.Conn }
 
 // waitAll waits until every watcher has seen want; others are fine on the
 // way (skipping is allowed), errors are not.
