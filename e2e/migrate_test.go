@@ -18,6 +18,7 @@ import (
 
 	"github.com/topod-io/topod/bench/jd"
 	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/freeport"
 	"github.com/topod-io/topod/internal/jdtopo"
 	"github.com/topod-io/topod/internal/vtlocal"
 	"github.com/topod-io/topod/pkg/migrate"
@@ -67,7 +68,7 @@ func TestMigrateEtcd2ToTopod(t *testing.T) {
 	t.Logf("%v: source topology written through etcd2", since())
 
 	// The destination: bin/topod on another etcd.
-	ports, err := vtlocal.FreePorts(3)
+	ports, err := freeport.Pick(3)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,7 @@ import (
 
 	"github.com/topod-io/topod/bench/jd"
 	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/freeport"
 	"github.com/topod-io/topod/internal/vtlocal"
 	_ "github.com/topod-io/topod/pkg/topoplugin"
 )
@@ -77,7 +78,7 @@ func TestVitessOnTopod(t *testing.T) {
 		t.Fatal(err)
 	}
 	work := workDir(t, id)
-	ports, err := vtlocal.FreePorts(1)
+	ports, err := freeport.Pick(1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +235,7 @@ func startVitess(ctx context.Context, t *testing.T, bin map[string]string, work 
 	if err := ts.CreateCellInfo(ctx, cell, &topodatapb.CellInfo{ServerAddress: tp.Address, Root: cellRoot}); err != nil {
 		t.Fatalf("CreateCellInfo %s: %v", cell, err)
 	}
-	ports, err := vtlocal.FreePorts(4)
+	ports, err := freeport.Pick(4)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/topod-io/topod/internal/freeport"
 )
 
 // StartTimeout bounds how long Start and RestartMember wait for members to be
@@ -134,7 +136,7 @@ func Start(tb testing.TB, members int, opts ...Option) *Cluster {
 // start makes one attempt at starting a fresh cluster on newly picked ports.
 func (c *Cluster) start(attempt, n int) error {
 	c.stopAll()
-	ports, err := freePorts(3 * n)
+	ports, err := freeport.Pick(3 * n)
 	if err != nil {
 		return err
 	}
@@ -371,8 +373,20 @@ func (c *Cluster) RestartMember(i int) error {
 
 // RestartMembers restarts the given stopped members concurrently and waits
 // until all are ready.
+//
+// Ports are picked outside the kernel's ephemeral range, so no client
+// connection takes them while a member is stopped; a restart that still finds
+// its port in use (a socket of the stopped member lingering) is retried for a
+// few seconds.
 func (c *Cluster) RestartMembers(idx ...int) error {
-	if err := c.startMembers(idx, ""); err != nil {
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		err = c.startMembers(idx, "")
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("etcdtest: restart: %w", err)
 	}
 	return nil
@@ -411,25 +425,4 @@ func (c *Cluster) Revision(ctx context.Context) (int64, error) {
 
 func loopbackURL(port int) url.URL {
 	return url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", fmt.Sprint(port))}
-}
-
-// freePorts returns n distinct loopback ports free at the time of the call.
-// They are held open together so none is returned twice.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("pick a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

@@ -31,6 +31,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/topod-io/topod/internal/freeport"
 )
 
 // StartTimeout bounds how long Start waits for the server to be live and
@@ -105,13 +107,13 @@ func Start(tb testing.TB) *Server {
 }
 
 func start(tb testing.TB, bin string) (*Server, error) {
-	port, err := freePort()
+	ports, err := freeport.Pick(1)
 	if err != nil {
 		return nil, err
 	}
 	root := tb.TempDir()
 	s := &Server{
-		Endpoint:  net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		Endpoint:  net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
 		AccessKey: "miniotest-root",
 		SecretKey: "miniotest-secret-" + strconv.FormatInt(time.Now().UnixNano(), 36),
 		Bucket:    "blobs",
@@ -266,16 +268,6 @@ func (s *Server) Stop() {
 
 // Log returns what the server has written so far.
 func (s *Server) Log() string { return s.log.String() }
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
 
 // syncBuffer is a bytes.Buffer safe for the process's writers and readers.
 type syncBuffer struct {

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/topod-io/topod/internal/freeport"
 	"github.com/topod-io/topod/pkg/blobstore/fileblob"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/toposerver"
@@ -25,9 +26,16 @@ type Server struct {
 
 // Start serves backend on a free loopback port until the test ends. The
 // backend stays the caller's to close. Without opts.Blobs, blobs go to a
-// file store in a temporary directory.
+// file store in a temporary directory. The port is outside the kernel's
+// ephemeral range, so a test can stop the server and StartOn its address
+// again.
 func Start(tb testing.TB, backend kv.Backend, opts toposerver.Options) *Server {
-	return StartOn(tb, "127.0.0.1:0", backend, opts)
+	tb.Helper()
+	addr, err := freeport.Addr()
+	if err != nil {
+		tb.Fatalf("topodtest: %v", err)
+	}
+	return StartOn(tb, addr, backend, opts)
 }
 
 // StartOn serves backend on addr (e.g. the address of a server stopped

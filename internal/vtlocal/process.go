@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -218,27 +217,6 @@ func (p *Process) poll(ctx context.Context, what string, check func() error) err
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// FreePorts returns n distinct TCP ports free on 127.0.0.1 at the time of
-// the call.
-func FreePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var lis []net.Listener
-	defer func() {
-		for _, l := range lis {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		lis = append(lis, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // WritePidFile records the process's pid in path.

@@ -21,6 +21,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/topod-io/topod/internal/freeport"
 )
 
 // etcdServer is a one-member etcd embedded in the driver process, at etcd's
@@ -65,7 +67,7 @@ func startEtcd(ctx context.Context, dir string) (*etcdServer, error) {
 }
 
 func startEtcdOnce(ctx context.Context, dir string) (*etcdServer, error) {
-	ports, err := freePorts(3)
+	ports, err := freeport.Pick(3)
 	if err != nil {
 		return nil, err
 	}
@@ -270,24 +272,4 @@ func hasLabels(m *dto.Metric, match map[string]string) bool {
 
 func loopbackURL(port int) url.URL {
 	return url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", fmt.Sprint(port))}
-}
-
-// freePorts returns n distinct loopback ports free at the time of the call.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("pick a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

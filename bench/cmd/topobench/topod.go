@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/topod-io/topod/internal/freeport"
 )
 
 // topodPackage is the import path of the topod server command.
@@ -90,7 +92,7 @@ func startTopodProc(ctx context.Context, bin, endpoint, blobs, dir string, extra
 	}
 	var lastErr error
 	for attempt := range 3 {
-		ports, err := freePorts(1)
+		ports, err := freeport.Pick(1)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,113 @@
+// Package freeport picks loopback TCP ports for test servers that may be
+// stopped and started again on the same port.
+//
+// Asking the kernel for port 0 returns a port from its ephemeral range, the
+// same range it draws the source ports of outgoing connections from: once a
+// server on such a port stops, any client connection in any process on the
+// machine may take the port, and the restart fails with "address already in
+// use". Ports here are drawn at random below the ephemeral range instead,
+// where the kernel never assigns ports by itself.
+package freeport
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// lowest is the lowest port handed out: above the well-known and registered
+// ports local services commonly listen on (topod's demo uses 15xxx).
+const lowest = 20000
+
+// ephemeralRange is where Linux puts the ephemeral range; the real one is
+// read from /proc when available.
+var ephemeralRange = [2]int{32768, 60999}
+
+// Pick returns n distinct ports free on 127.0.0.1 at the time of the call,
+// none in the kernel's ephemeral range when the machine leaves room below
+// it (otherwise it falls back to ports the kernel picks).
+func Pick(n int) ([]int, error) {
+	lo, hi := lowest, ephemeralStart()-1
+	if hi-lo < 1000 {
+		return kernelPorts(n)
+	}
+	ports := make([]int, 0, n)
+	seen := make(map[int]bool, n)
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for attempts := 0; len(ports) < n; attempts++ {
+		if attempts > 100*n {
+			return nil, fmt.Errorf("pick %d free ports in %d-%d: too many in use", n, lo, hi)
+		}
+		p := lo + rand.IntN(hi-lo+1)
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		held = append(held, l)
+		ports = append(ports, p)
+	}
+	return ports, nil
+}
+
+// Addr returns one free loopback address, host:port.
+func Addr() (string, error) {
+	ports, err := Pick(1)
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])), nil
+}
+
+// ephemeralStart returns the first port of the kernel's ephemeral range.
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return ephemeralRange[0]
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return ephemeralRange[0]
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil {
+		return ephemeralRange[0]
+	}
+	return lo
+}
+
+// kernelPorts lets the kernel pick, holding every listener until all n are
+// picked so none is returned twice.
+func kernelPorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	var held []net.Listener
+	var errs []error
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pick a free port: %w", err))
+			break
+		}
+		held = append(held, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range held {
+		l.Close()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return ports, nil
+}

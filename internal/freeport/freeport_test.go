@@ -1,0 +1,30 @@
+package freeport
+
+import (
+	"net"
+	"strconv"
+	"testing"
+)
+
+func TestPick(t *testing.T) {
+	ports, err := Pick(30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	eph := ephemeralStart()
+	for _, p := range ports {
+		if seen[p] {
+			t.Fatalf("port %d returned twice", p)
+		}
+		seen[p] = true
+		if eph-1-lowest >= 1000 && (p < lowest || p >= eph) {
+			t.Fatalf("port %d outside %d-%d", p, lowest, eph-1)
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			t.Fatalf("port %d not free: %v", p, err)
+		}
+		l.Close()
+	}
+}
