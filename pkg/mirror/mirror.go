@@ -198,11 +198,6 @@ func (m *Mirror) applyLocked(events []kv.Event, rev int64) error {
 			}
 			m.bytes += size(&e)
 		}
-		for s := range m.subs {
-			if s.covers(ev.KV.Key) {
-				s.push(*ev, m.opts.Observer)
-			}
-		}
 	}
 	if m.opts.MaxBytes > 0 && m.bytes > m.opts.MaxBytes {
 		m.disabled, m.ready = true, false
@@ -211,11 +206,12 @@ func (m *Mirror) applyLocked(events []kv.Event, rev int64) error {
 		m.bytes = 0
 		return ErrDisabled
 	}
+	rev = max(rev, m.rev)
+	for s := range m.subs {
+		s.deliver(events, rev, m.opts.Observer)
+	}
 	if rev > m.rev {
 		m.rev = rev
-		for s := range m.subs {
-			s.advance(rev)
-		}
 		close(m.advanced)
 		m.advanced = make(chan struct{})
 	}

@@ -57,22 +57,32 @@ func (s *Subscription) covers(key string) bool {
 	return key == s.key
 }
 
-// push records ev as the latest pending event of its key.
-func (s *Subscription) push(ev kv.Event, obs Observer) {
+// deliver records, as one step, the events of a batch the subscription
+// covers (each the latest pending event of its key) and the revision the
+// batch brings the mirror to: Next never returns part of a batch, so the
+// revision it returns is one the subscriber has seen every change up to,
+// and can resume from.
+func (s *Subscription) deliver(events []kv.Event, rev int64, obs Observer) {
 	s.mu.Lock()
-	if _, ok := s.pending[ev.KV.Key]; ok && obs != nil {
-		obs.Coalesced(1)
+	added, coalesced := 0, 0
+	for _, ev := range events {
+		if !s.covers(ev.KV.Key) {
+			continue
+		}
+		if _, ok := s.pending[ev.KV.Key]; ok {
+			coalesced++
+		}
+		s.pending[ev.KV.Key] = ev
+		added++
 	}
-	s.pending[ev.KV.Key] = ev
+	s.rev = max(s.rev, rev)
 	s.mu.Unlock()
-	s.wake()
-}
-
-// advance records the revision the mirror reached.
-func (s *Subscription) advance(rev int64) {
-	s.mu.Lock()
-	s.rev = rev
-	s.mu.Unlock()
+	if coalesced > 0 && obs != nil {
+		obs.Coalesced(coalesced)
+	}
+	if added > 0 {
+		s.wake()
+	}
 }
 
 func (s *Subscription) fail(err error) {

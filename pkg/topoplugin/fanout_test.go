@@ -226,3 +226,97 @@ func metric(t *testing.T, srv *topodtest.Server, name string) float64 {
 	}
 	return sum
 }
+
+// TestRecursiveWatchersResume: recursive watchers of 50 files on two
+// replicas, one of which is killed while three files change. The watchers
+// that move to the other replica resume from the revision they had reached:
+// they get exactly the three changes (no file seen twice, none deleted
+// wrongly), and the replica does not send them the 47 unchanged files
+// again.
+func TestRecursiveWatchersResume(t *testing.T) {
+	ctx := t.Context()
+	cluster := etcdtest.Start(t, 1)
+	a := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	b := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	writer := newConn(t, b.Addr, "/vitess/cell1")
+	tablet := func(i int) string { return fmt.Sprintf("tablets/t%d/Tablet", i) }
+	for i := range 50 {
+		if _, err := writer.Create(ctx, tablet(i), []byte("v1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var conns []*topoplugin.Conn
+	for range 4 {
+		conns = append(conns, newConn(t, a.Addr+","+b.Addr, "/vitess/cell1"))
+	}
+	const n = 20
+	watchers := make([]<-chan *topo.WatchDataRecursive, n)
+	for i := range n {
+		initial, changes, err := conns[i%len(conns)].WatchRecursive(ctx, "tablets")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(initial) != 50 {
+			t.Fatalf("watcher %d: %d files, want 50", i, len(initial))
+		}
+		watchers[i] = changes
+	}
+	unchangedBefore := metric(t, b, "topod_watch_resume_unchanged_files_total")
+	onA := a.Topo.ActiveStreams()
+	a.Kill()
+	if _, err := writer.Update(ctx, tablet(0), []byte("v2"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := writer.Delete(ctx, tablet(1), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := writer.Create(ctx, tablet(50), []byte("v1")); err != nil {
+		t.Fatal(err)
+	}
+
+	full := func(i int) string { return "/vitess/cell1/" + tablet(i) }
+	want := map[string]string{full(0): "v2", full(1): "deleted", full(50): "v1"}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i, ch := range watchers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			seen := map[string]bool{}
+			deadline := time.After(time.Minute)
+			for len(seen) < len(want) {
+				select {
+				case wd := <-ch:
+					got := string(wd.Contents)
+					if topo.IsErrType(wd.Err, topo.NoNode) {
+						got = "deleted"
+					} else if wd.Err != nil {
+						errs <- fmt.Errorf("watcher %d: %v", i, wd.Err)
+						return
+					}
+					if want[wd.Path] != got || seen[wd.Path] {
+						errs <- fmt.Errorf("watcher %d: unexpected change %s = %q", i, wd.Path, got)
+						return
+					}
+					seen[wd.Path] = true
+				case <-deadline:
+					errs <- fmt.Errorf("watcher %d: saw only %v of the 3 changes", i, seen)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	resumed := metric(t, b, "topod_watch_resume_unchanged_files_total") - unchangedBefore
+	t.Logf("%d of %d watch streams were on the killed replica; the other skipped %.0f unchanged files resuming them", onA, n, resumed)
+	if onA == 0 {
+		t.Fatal("no watcher was on the killed replica: the test proved nothing")
+	}
+	if resumed < float64(47*onA) {
+		t.Errorf("resuming %d streams skipped %.0f unchanged files, want at least %d", onA, resumed, 47*onA)
+	}
+}

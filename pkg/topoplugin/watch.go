@@ -31,7 +31,8 @@ func (c *Conn) Watch(ctx context.Context, filePath string) (*topo.WatchData, <-c
 	if err != nil {
 		return nil, nil, err
 	}
-	contents, err := c.decode(ctx, p, initial[0].Contents)
+	first := initial.events[0]
+	contents, err := c.decode(ctx, p, first.Contents)
 	if err != nil {
 		f.cancel()
 		return nil, nil, err
@@ -54,7 +55,7 @@ func (c *Conn) Watch(ctx context.Context, filePath string) (*topo.WatchData, <-c
 			changes <- &topo.WatchData{Err: err}
 		}
 	}()
-	return &topo.WatchData{Contents: contents, Version: Version(initial[0].Version)}, changes, nil
+	return &topo.WatchData{Contents: contents, Version: Version(first.Version)}, changes, nil
 }
 
 // WatchRecursive is part of topo.Conn. Paths in the results are full keys,
@@ -68,8 +69,8 @@ func (c *Conn) WatchRecursive(ctx context.Context, dirPath string) ([]*topo.Watc
 	if err != nil {
 		return nil, nil, err
 	}
-	current := make([]*topo.WatchDataRecursive, len(initial))
-	for i, ev := range initial {
+	current := make([]*topo.WatchDataRecursive, len(initial.events))
+	for i, ev := range initial.events {
 		contents, err := c.decode(ctx, ev.Path, ev.Contents)
 		if err != nil {
 			f.cancel()
@@ -101,9 +102,10 @@ func (c *Conn) WatchRecursive(ctx context.Context, dirPath string) ([]*topo.Watc
 }
 
 // follower follows one topod watch stream for a topo watcher, reconnecting
-// (to any replica) when the stream breaks and turning each new full state
-// into the changes the watcher has not seen, so it converges on the latest
-// value without duplicates or gaps.
+// (to any replica) when the stream breaks and resuming from the revision it
+// had reached: the replica sends the files changed since and names the
+// others, and the follower turns that into the changes the watcher has not
+// seen, so it converges on the latest value without duplicates or gaps.
 type follower struct {
 	c         *Conn
 	path      string
@@ -114,11 +116,22 @@ type follower struct {
 	stream grpc.ServerStreamingClient[topodv1.WatchResponse]
 	// versions is the version of every file the watcher has seen.
 	versions map[string]int64
+	// rev is the backend revision the watcher has seen every change up to.
+	rev int64
+}
+
+// state is the state of the watched files a stream starts with: the full
+// state, or, when resuming, the files changed since the revision asked for
+// (events) and the names of the others present (unchanged).
+type state struct {
+	events    []*topodv1.FileEvent
+	unchanged []string
+	rev       int64
 }
 
 // follow opens the watch and returns its initial state. It gives up with
 // topo.Timeout if no replica answers within the request timeout.
-func (c *Conn) follow(ctx context.Context, p string, recursive bool) (*follower, []*topodv1.FileEvent, error) {
+func (c *Conn) follow(ctx context.Context, p string, recursive bool) (*follower, *state, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	stopOnClose := context.AfterFunc(c.ctx, cancel)
 	f := &follower{c: c, path: p, recursive: recursive, ctx: ctx, versions: map[string]int64{}}
@@ -134,19 +147,21 @@ func (c *Conn) follow(ctx context.Context, p string, recursive bool) (*follower,
 		}
 		return nil, nil, convertError(err, p)
 	}
-	for _, ev := range initial {
+	for _, ev := range initial.events {
 		f.versions[ev.Path] = ev.Version
 	}
+	f.rev = initial.rev
 	return f, initial, nil
 }
 
-// open starts a stream and reads the full initial state. The stream lives in
+// open starts a stream and reads its initial state: the full state on the
+// first open, the changes since f.rev when resuming. The stream lives in
 // f.ctx; openCtx only bounds the wait for the initial state.
-func (f *follower) open(openCtx context.Context) ([]*topodv1.FileEvent, error) {
+func (f *follower) open(openCtx context.Context) (*state, error) {
 	streamCtx, streamCancel := context.WithCancel(f.ctx)
 	stop := context.AfterFunc(openCtx, streamCancel)
 	defer stop()
-	req := &topodv1.WatchRequest{Path: f.path}
+	req := &topodv1.WatchRequest{Path: f.path, AfterRevision: f.rev}
 	var stream grpc.ServerStreamingClient[topodv1.WatchResponse]
 	var err error
 	if f.recursive {
@@ -158,21 +173,39 @@ func (f *follower) open(openCtx context.Context) ([]*topodv1.FileEvent, error) {
 		streamCancel()
 		return nil, err
 	}
-	var initial []*topodv1.FileEvent
+	msg, err := stream.Recv()
+	if err == nil && !msg.Initial {
+		err = status.Errorf(codes.Internal, "watch %s: first message is not the initial state", f.path)
+	}
+	var st *state
+	if err == nil {
+		st, err = readState(stream, msg)
+	}
+	if err != nil {
+		streamCancel()
+		return nil, err
+	}
+	f.stream = stream
+	return st, nil
+}
+
+// readState reads an initial state, which starts with msg, to its last
+// message.
+func readState(stream grpc.ServerStreamingClient[topodv1.WatchResponse], msg *topodv1.WatchResponse) (*state, error) {
+	st := &state{}
 	for {
-		msg, err := stream.Recv()
-		if err != nil {
-			streamCancel()
-			return nil, err
-		}
 		if !msg.Initial {
-			streamCancel()
-			return nil, status.Errorf(codes.Internal, "watch %s: first message is not the initial state", f.path)
+			return nil, status.Errorf(codes.Internal, "watch: initial state interrupted by a change")
 		}
-		initial = append(initial, msg.Events...)
+		st.events = append(st.events, msg.Events...)
+		st.unchanged = append(st.unchanged, msg.Unchanged...)
+		st.rev = msg.Revision
 		if msg.InitialComplete {
-			f.stream = stream
-			return initial, nil
+			return st, nil
+		}
+		var err error
+		if msg, err = stream.Recv(); err != nil {
+			return nil, err
 		}
 	}
 }
@@ -219,26 +252,34 @@ func (f *follower) run(emit func(*topodv1.FileEvent) bool) error {
 	delay := minRetryDelay
 	for {
 		msg, err := f.stream.Recv()
-		if err == nil {
-			delay = minRetryDelay
-			if msg.Initial {
-				if !f.reset(msg, emit) {
+		if err == nil && msg.Initial {
+			// The server could not follow (compaction) and sends the
+			// state again; one cut short is not applied: the stream is
+			// broken and the follower resumes on a new one.
+			var st *state
+			if st, err = readState(f.stream, msg); err == nil {
+				if !f.reset(st, emit) {
 					return nil
 				}
+				delay = minRetryDelay
 				continue
 			}
+		}
+		if err == nil {
 			for _, ev := range msg.Events {
 				if !f.apply(ev, emit) {
 					return nil
 				}
 			}
+			f.rev = max(f.rev, msg.Revision)
+			delay = minRetryDelay
 			continue
 		}
 		if final, done := f.final(err); done {
 			return final
 		}
 		// The stream broke (replica gone, server shutting down): resume on
-		// any replica and catch up from its full state.
+		// any replica from the revision reached.
 		for {
 			select {
 			case <-f.ctx.Done():
@@ -246,14 +287,14 @@ func (f *follower) run(emit func(*topodv1.FileEvent) bool) error {
 			case <-time.After(delay):
 			}
 			delay = min(2*delay, maxRetryDelay)
-			initial, err := f.open(f.ctx)
+			st, err := f.open(f.ctx)
 			if err != nil {
 				if final, done := f.final(err); done {
 					return final
 				}
 				continue
 			}
-			if !f.reset(&topodv1.WatchResponse{Events: initial}, emit) {
+			if !f.reset(st, emit) {
 				return nil
 			}
 			break
@@ -302,25 +343,15 @@ func (f *follower) apply(ev *topodv1.FileEvent, emit func(*topodv1.FileEvent) bo
 	return emit(ev)
 }
 
-// reset turns a full state (after a reconnection, or sent again by the
-// server when it could not follow) into the changes the watcher has not
-// seen: new and updated files, then files that are gone. A full state that
-// spans several messages is read to its end first.
-func (f *follower) reset(msg *topodv1.WatchResponse, emit func(*topodv1.FileEvent) bool) bool {
-	events := msg.Events
-	for msg.Initial && !msg.InitialComplete {
-		next, err := f.stream.Recv()
-		if err != nil {
-			// Apply what we have; the broken stream is seen on the next Recv
-			// of the caller, which then reconnects.
-			f.stream = brokenStream{f.stream, err}
-			break
-		}
-		events = append(events, next.Events...)
-		msg = next
+// reset turns a new initial state (after a reconnection, or sent again by
+// the server when it could not follow) into the changes the watcher has not
+// seen: new and updated files, then files that are gone.
+func (f *follower) reset(st *state, emit func(*topodv1.FileEvent) bool) bool {
+	present := make(map[string]bool, len(st.events)+len(st.unchanged))
+	for _, p := range st.unchanged {
+		present[p] = true
 	}
-	present := make(map[string]bool, len(events))
-	for _, ev := range events {
+	for _, ev := range st.events {
 		present[ev.Path] = true
 		if !f.apply(ev, emit) {
 			return false
@@ -333,13 +364,6 @@ func (f *follower) reset(msg *topodv1.WatchResponse, emit func(*topodv1.FileEven
 			}
 		}
 	}
+	f.rev = max(f.rev, st.rev)
 	return true
 }
-
-// brokenStream is a stream whose next Recv reports an error already seen.
-type brokenStream struct {
-	grpc.ServerStreamingClient[topodv1.WatchResponse]
-	err error
-}
-
-func (b brokenStream) Recv() (*topodv1.WatchResponse, error) { return nil, b.err }

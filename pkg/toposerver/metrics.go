@@ -20,6 +20,8 @@ type metrics struct {
 	bytesOut        prometheus.Counter
 	coalesced       prometheus.Counter
 	relists         prometheus.Counter
+	watchOpens      *prometheus.CounterVec
+	resumeUnchanged prometheus.Counter
 	cache           *prometheus.CounterVec
 	backend         *prometheus.CounterVec
 	latency         *prometheus.HistogramVec
@@ -49,6 +51,12 @@ func newMetrics() *metrics {
 		relists: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "topod_mirror_relists_total", Help: "Full re-lists of a mirrored prefix after its upstream watch broke.",
 		}),
+		watchOpens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "topod_watch_opens_total", Help: "Watch streams opened, by start: full (the whole state sent) or resume (a reconnecting client sent the revision it had reached).",
+		}, []string{"start"}),
+		resumeUnchanged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "topod_watch_resume_unchanged_files_total", Help: "Files not sent again to resuming watchers because they had not changed since the revision the watcher had reached.",
+		}),
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "topod_cache_requests_total", Help: "Reads of mirrored prefixes, by operation and result (hit: served from memory).",
 		}, []string{"op", "result"}),
@@ -61,7 +69,7 @@ func newMetrics() *metrics {
 		}, []string{"method"}),
 	}
 	m.registry.MustRegister(m.upstreamWatches, m.streams, m.eventsIn, m.eventsOut, m.bytesOut,
-		m.coalesced, m.relists, m.cache, m.backend, m.latency,
+		m.coalesced, m.relists, m.watchOpens, m.resumeUnchanged, m.cache, m.backend, m.latency,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -70,6 +78,14 @@ func newMetrics() *metrics {
 func (m *metrics) EventsIn(n int)  { m.eventsIn.Add(float64(n)) }
 func (m *metrics) Coalesced(n int) { m.coalesced.Add(float64(n)) }
 func (m *metrics) Relisted()       { m.relists.Inc() }
+
+func (m *metrics) watchOpened(resume bool) {
+	start := "full"
+	if resume {
+		start = "resume"
+	}
+	m.watchOpens.WithLabelValues(start).Inc()
+}
 
 func (m *metrics) cacheRead(op string, hit bool) {
 	result := "miss"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -23,7 +24,7 @@ func (s *Server) Watch(req *topodv1.WatchRequest, stream grpc.ServerStreamingSer
 	}
 	ctx, done := s.stream(stream.Context(), "watch")
 	defer done()
-	return s.streamEnd(s.watch(ctx, stream, req.Path, false))
+	return s.streamEnd(s.watch(ctx, stream, req, false))
 }
 
 // WatchRecursive is part of topodv1.TopoServer.
@@ -33,39 +34,55 @@ func (s *Server) WatchRecursive(req *topodv1.WatchRequest, stream grpc.ServerStr
 	}
 	ctx, done := s.stream(stream.Context(), "watch_recursive")
 	defer done()
-	return s.streamEnd(s.watch(ctx, stream, req.Path, true))
+	return s.streamEnd(s.watch(ctx, stream, req, true))
 }
 
-// watch sends the current state of p (one file, or every file under the
-// directory p when recursive), then its changes: from the mirror covering
-// p, shared with every other watcher, or, when there is none (or it turned
-// itself off), from a backend watch of the stream's own.
-func (s *Server) watch(ctx context.Context, stream grpc.ServerStreamingServer[topodv1.WatchResponse], p string, recursive bool) error {
+// resumeWait bounds how long a resuming watch waits for the mirror to
+// reach the revision the client had seen (on another replica, say).
+const resumeWait = 5 * time.Second
+
+// watch sends the current state of the watched path (one file, or every
+// file under the directory when recursive), then its changes: from the
+// mirror covering it, shared with every other watcher, or, when there is
+// none (or it turned itself off), from a backend watch of the stream's own.
+// A client resuming after req.AfterRevision gets in the initial state only
+// the files changed since.
+func (s *Server) watch(ctx context.Context, stream grpc.ServerStreamingServer[topodv1.WatchResponse], req *topodv1.WatchRequest, recursive bool) error {
+	p, after := req.Path, max(req.AfterRevision, 0)
 	key := p
 	if recursive {
 		key = dirPrefix(p)
 	}
+	s.metrics.watchOpened(after > 0)
 	if m := s.mirrorFor(key); m != nil {
+		if after > 0 {
+			// Answer from a state at least as recent as the client's, if
+			// the mirror gets there soon.
+			wctx, cancel := context.WithTimeout(ctx, resumeWait)
+			_ = m.WaitRev(wctx, after)
+			cancel()
+		}
 		if sub, snapshot, rev, ok := m.Subscribe(key, recursive); ok {
-			err := s.watchMirror(ctx, stream, sub, snapshot, rev, p, recursive)
+			err := s.watchMirror(ctx, stream, sub, snapshot, rev, after, p, recursive)
 			sub.Close()
 			if !errors.Is(err, mirror.ErrDisabled) {
 				return err
 			}
 			// The mirror turned itself off: carry on from the backend,
 			// which sends the full state again.
+			after = 0
 		}
 	}
-	return s.watchBackend(ctx, stream, p, key, recursive)
+	return s.watchBackend(ctx, stream, p, key, after, recursive)
 }
 
 // watchMirror serves a watch from a mirror subscription. A slow client gets
 // the latest value of each file it missed, never a growing queue.
-func (s *Server) watchMirror(ctx context.Context, stream grpc.ServerStreamingServer[topodv1.WatchResponse], sub *mirror.Subscription, snapshot []kv.KV, rev int64, p string, recursive bool) error {
+func (s *Server) watchMirror(ctx context.Context, stream grpc.ServerStreamingServer[topodv1.WatchResponse], sub *mirror.Subscription, snapshot []kv.KV, rev, after int64, p string, recursive bool) error {
 	if !recursive && len(snapshot) == 0 {
 		return fmt.Errorf("watch %s: %w", p, kv.ErrNotFound)
 	}
-	if err := s.sendInitial(stream, snapshot, rev); err != nil {
+	if err := s.sendInitial(stream, snapshot, rev, after); err != nil {
 		return err
 	}
 	for {
@@ -81,9 +98,10 @@ func (s *Server) watchMirror(ctx context.Context, stream grpc.ServerStreamingSer
 
 // watchBackend serves a watch from a backend watch of its own. When the
 // backend can no longer replay from the revision reached (compaction, a
-// watcher that fell too far behind) it sends the full current state again,
-// marked initial, so the client never keeps a stale view.
-func (s *Server) watchBackend(ctx context.Context, stream grpc.ServerStreamingServer[topodv1.WatchResponse], p, key string, recursive bool) error {
+// watcher that fell too far behind) it sends the current state again,
+// marked initial, so the client never keeps a stale view: the files changed
+// since the last revision sent, and the names of the others.
+func (s *Server) watchBackend(ctx context.Context, stream grpc.ServerStreamingServer[topodv1.WatchResponse], p, key string, after int64, recursive bool) error {
 	for first := true; ; first = false {
 		kvs, rev, err := s.backend.List(ctx, key, false)
 		if err != nil {
@@ -102,39 +120,41 @@ func (s *Server) watchBackend(ctx context.Context, stream grpc.ServerStreamingSe
 				})
 			}
 		}
-		if err := s.sendInitial(stream, kvs, rev); err != nil {
+		if err := s.sendInitial(stream, kvs, rev, after); err != nil {
 			return err
 		}
 		changes, err := s.backend.Watch(ctx, key, recursive, rev)
 		if err != nil {
 			return fmt.Errorf("watch %s: %w", p, err)
 		}
-		ended, err := s.forward(stream, changes, recursive)
+		sent, ended, err := s.forward(stream, changes, recursive)
 		if err != nil || ended {
 			return err
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		after = max(rev, sent)
 	}
 }
 
 // forward sends backend events to the stream until the file is deleted
 // (ended true, single-file watches), the changes channel ends (re-list), or
-// an error.
-func (s *Server) forward(stream grpc.ServerStreamingServer[topodv1.WatchResponse], changes <-chan kv.WatchResponse, recursive bool) (ended bool, err error) {
+// an error. sent is the revision of the last message sent.
+func (s *Server) forward(stream grpc.ServerStreamingServer[topodv1.WatchResponse], changes <-chan kv.WatchResponse, recursive bool) (sent int64, ended bool, err error) {
 	for resp := range changes {
 		if resp.Err != nil {
 			if errors.Is(resp.Err, kv.ErrCompacted) {
-				return false, nil
+				return sent, false, nil
 			}
-			return false, resp.Err
+			return sent, false, resp.Err
 		}
 		if ended, err := s.sendEvents(stream, resp.Events, resp.Revision, recursive); err != nil || ended {
-			return ended, err
+			return sent, ended, err
 		}
+		sent = resp.Revision
 	}
-	return false, nil
+	return sent, false, nil
 }
 
 // sendEvents sends one batch of changes; for a single-file watch a delete
@@ -164,24 +184,36 @@ func (s *Server) sendEvents(stream grpc.ServerStreamingServer[topodv1.WatchRespo
 	return ended, nil
 }
 
-// sendInitial sends the full state at rev in messages of at most about
-// maxWatchMessageBytes.
-func (s *Server) sendInitial(stream grpc.ServerStreamingServer[topodv1.WatchResponse], kvs []kv.KV, rev int64) error {
+// sendInitial sends the state at rev in messages of at most about
+// maxWatchMessageBytes: the contents of every file, or, when the client had
+// reached revision after (> 0), of the files changed since and the names of
+// the others.
+func (s *Server) sendInitial(stream grpc.ServerStreamingServer[topodv1.WatchResponse], kvs []kv.KV, rev, after int64) error {
 	msg := &topodv1.WatchResponse{Initial: true, Revision: rev}
-	size := 0
+	size, unchanged := 0, 0
 	for _, e := range kvs {
-		if size > 0 && size+len(e.Value) > maxWatchMessageBytes {
+		n := len(e.Key)
+		if after <= 0 || e.ModRevision > after {
+			n += len(e.Value)
+		}
+		if size > 0 && size+n > maxWatchMessageBytes {
 			if err := stream.Send(msg); err != nil {
 				return err
 			}
 			msg = &topodv1.WatchResponse{Initial: true, Revision: rev}
 			size = 0
 		}
+		size += n
+		if after > 0 && e.ModRevision <= after {
+			msg.Unchanged = append(msg.Unchanged, e.Key)
+			unchanged++
+			continue
+		}
 		msg.Events = append(msg.Events, &topodv1.FileEvent{Path: e.Key, Contents: e.Value, Version: e.ModRevision})
-		size += len(e.Key) + len(e.Value)
 	}
 	msg.InitialComplete = true
-	s.metrics.eventsOut.Add(float64(len(kvs)))
+	s.metrics.eventsOut.Add(float64(len(kvs) - unchanged))
+	s.metrics.resumeUnchanged.Add(float64(unchanged))
 	return stream.Send(msg)
 }
 

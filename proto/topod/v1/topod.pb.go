@@ -1044,8 +1044,16 @@ func (*DeleteResponse) Descriptor() ([]byte, []int) {
 }
 
 type WatchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// after_revision, when set, is the revision a reconnecting watcher had
+	// reached (the revision of the last message it processed). The initial
+	// state then carries the contents of only the files changed after it and
+	// lists the other files present in unchanged: the watcher resumes where
+	// it was without receiving again what it has, whichever replica answers
+	// and however far the backend has compacted since. 0 asks for the full
+	// state.
+	AfterRevision int64 `protobuf:"varint,2,opt,name=after_revision,json=afterRevision,proto3" json:"after_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1085,6 +1093,13 @@ func (x *WatchRequest) GetPath() string {
 		return x.Path
 	}
 	return ""
+}
+
+func (x *WatchRequest) GetAfterRevision() int64 {
+	if x != nil {
+		return x.AfterRevision
+	}
+	return 0
 }
 
 // FileEvent is one file's state: its contents and version, or its deletion.
@@ -1165,8 +1180,13 @@ type WatchResponse struct {
 	// with initial set; the last one has initial_complete set too.
 	Initial         bool `protobuf:"varint,2,opt,name=initial,proto3" json:"initial,omitempty"`
 	InitialComplete bool `protobuf:"varint,3,opt,name=initial_complete,json=initialComplete,proto3" json:"initial_complete,omitempty"`
-	// revision is the backend revision the watcher has reached.
-	Revision      int64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	// revision is the backend revision the watcher has reached: every change
+	// up to it has been sent.
+	Revision int64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	// unchanged, in an initial state answering after_revision, names the
+	// files present whose version is at most after_revision: the watcher
+	// already holds them. Files neither in events nor in unchanged are gone.
+	Unchanged     []string `protobuf:"bytes,5,rep,name=unchanged,proto3" json:"unchanged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1227,6 +1247,13 @@ func (x *WatchResponse) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *WatchResponse) GetUnchanged() []string {
+	if x != nil {
+		return x.Unchanged
+	}
+	return nil
 }
 
 type LockRequest struct {
@@ -2799,19 +2826,21 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\rDeleteRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\"\x10\n" +
-	"\x0eDeleteResponse\"\"\n" +
+	"\x0eDeleteResponse\"I\n" +
 	"\fWatchRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"o\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12%\n" +
+	"\x0eafter_revision\x18\x02 \x01(\x03R\rafterRevision\"o\n" +
 	"\tFileEvent\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1a\n" +
 	"\bcontents\x18\x02 \x01(\fR\bcontents\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x03R\aversion\x12\x18\n" +
-	"\adeleted\x18\x04 \x01(\bR\adeleted\"\x9d\x01\n" +
+	"\adeleted\x18\x04 \x01(\bR\adeleted\"\xbb\x01\n" +
 	"\rWatchResponse\x12+\n" +
 	"\x06events\x18\x01 \x03(\v2\x13.topod.v1.FileEventR\x06events\x12\x18\n" +
 	"\ainitial\x18\x02 \x01(\bR\ainitial\x12)\n" +
 	"\x10initial_complete\x18\x03 \x01(\bR\x0finitialComplete\x12\x1a\n" +
-	"\brevision\x18\x04 \x01(\x03R\brevision\"\xa8\x01\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\x12\x1c\n" +
+	"\tunchanged\x18\x05 \x03(\tR\tunchanged\"\xa8\x01\n" +
 	"\vLockRequest\x121\n" +
 	"\aacquire\x18\x01 \x01(\v2\x15.topod.v1.LockAcquireH\x00R\aacquire\x12+\n" +
 	"\x05check\x18\x02 \x01(\v2\x13.topod.v1.LockCheckH\x00R\x05check\x12.\n" +
