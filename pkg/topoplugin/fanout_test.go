@@ -159,9 +159,7 @@ func TestStalledWatcher(t *testing.T) {
 // under 100 watchers: every watcher converges through the other.
 func TestReplicaKilledUnder100Watchers(t *testing.T) {
 	ctx := t.Context()
-	cluster := etcdtest.Start(t, 1)
-	a := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
-	b := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	a, b := twoReplicas(t)
 	writer := newConn(t, b.Addr, "/vitess/cell1")
 	if _, err := writer.Create(ctx, "SrvVSchema", []byte("before")); err != nil {
 		t.Fatal(err)
@@ -235,9 +233,7 @@ func metric(t *testing.T, srv *topodtest.Server, name string) float64 {
 // again.
 func TestRecursiveWatchersResume(t *testing.T) {
 	ctx := t.Context()
-	cluster := etcdtest.Start(t, 1)
-	a := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
-	b := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	a, b := twoReplicas(t)
 	writer := newConn(t, b.Addr, "/vitess/cell1")
 	tablet := func(i int) string { return fmt.Sprintf("tablets/t%d/Tablet", i) }
 	for i := range 50 {
@@ -245,14 +241,12 @@ func TestRecursiveWatchersResume(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var conns []*topoplugin.Conn
-	for range 4 {
-		conns = append(conns, newConn(t, a.Addr+","+b.Addr, "/vitess/cell1"))
-	}
+	// One connection per watcher, each on a replica picked at random: the
+	// chance that none is on a is 2^-20.
 	const n = 20
 	watchers := make([]<-chan *topo.WatchDataRecursive, n)
 	for i := range n {
-		initial, changes, err := conns[i%len(conns)].WatchRecursive(ctx, "tablets")
+		initial, changes, err := newConn(t, a.Addr+","+b.Addr, "/vitess/cell1").WatchRecursive(ctx, "tablets")
 		if err != nil {
 			t.Fatal(err)
 		}

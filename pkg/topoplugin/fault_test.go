@@ -31,6 +31,15 @@ func newConn(t testing.TB, addr, root string) *topoplugin.Conn {
 	return c
 }
 
+// twoReplicas starts two topod replicas on one etcd.
+func twoReplicas(t *testing.T) (a, b *topodtest.Server) {
+	t.Helper()
+	cluster := etcdtest.Start(t, 1)
+	a = topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	b = topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	return a, b
+}
+
 // TestBoltSurvivesRestart: what was written through topod on bolt is there
 // after topod restarts on the same file, and versions keep increasing.
 func TestBoltSurvivesRestart(t *testing.T) {
@@ -139,9 +148,7 @@ func waitFor(t *testing.T, changes <-chan *topo.WatchData, want string) {
 // watches resume on the other one.
 func TestReplicasShareEtcd(t *testing.T) {
 	ctx := t.Context()
-	cluster := etcdtest.Start(t, 1)
-	a := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
-	b := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	a, b := twoReplicas(t)
 
 	ca := newConn(t, a.Addr, "/vitess/global")
 	cb := newConn(t, b.Addr, "/vitess/global")
