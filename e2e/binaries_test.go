@@ -16,6 +16,12 @@ func TestBinariesLinkEveryTopo(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s --help: %v\n%s", name, err, out)
 		}
+		// The plugin's TLS flags (their effect is tested in pkg/topoplugin).
+		for _, flag := range []string{"--topod-tls-ca", "--topod-tls-cert", "--topod-tls-key", "--topod-tls-server-name"} {
+			if !strings.Contains(string(out), flag) {
+				t.Errorf("%s has no %s flag", name, flag)
+			}
+		}
 		for impl, flag := range map[string]string{
 			"topod":  "--topod-request-timeout",
 			"etcd2":  "--topo-etcd-lease-ttl",

@@ -17,12 +17,14 @@ import (
 	"github.com/topod-io/topod/pkg/blobgc"
 	"github.com/topod-io/topod/pkg/blobstore"
 	"github.com/topod-io/topod/pkg/kv"
+	"github.com/topod-io/topod/pkg/tlsconfig"
 )
 
 // commonFlags are the flags of every topod command: where the data is, and
 // how to log.
 type commonFlags struct {
 	backend         string
+	etcdTLS         tlsconfig.Files
 	blobs           string
 	credentialsFile string
 	dataDir         string
@@ -31,6 +33,9 @@ type commonFlags struct {
 
 func (f *commonFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.backend, "backend", "", "backend URL: bolt:///path/to/topo.db or etcd://host:port[,host:port...] (default bolt in --data-dir)")
+	fs.StringVar(&f.etcdTLS.CA, "etcd-tls-ca", "", "CA certificates (PEM) to verify etcd's certificates by; setting any --etcd-tls-* flag makes an etcd:// backend use TLS (with the system's roots if this one is empty)")
+	fs.StringVar(&f.etcdTLS.Cert, "etcd-tls-cert", "", "client certificate (PEM) to present to etcd (etcd's --client-cert-auth)")
+	fs.StringVar(&f.etcdTLS.Key, "etcd-tls-key", "", "private key (PEM) of --etcd-tls-cert")
 	fs.StringVar(&f.blobs, "blobs", "", "blob store URL: file:///path/to/blobs or s3://BUCKET/PREFIX?endpoint=host:port&secure=false&region=... (default file store in --data-dir/blobs); S3 credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --blobs-credentials-file")
 	fs.StringVar(&f.credentialsFile, "blobs-credentials-file", "", "AWS-style shared credentials file for an s3:// blob store (profile from $AWS_PROFILE, else default)")
 	fs.StringVar(&f.dataDir, "data-dir", "./topod-data", "directory of topod's own data (topo.db and blobs/ when --backend and --blobs are not given)")

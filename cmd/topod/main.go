@@ -11,6 +11,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -28,6 +30,7 @@ import (
 	_ "github.com/topod-io/topod/pkg/blobstore/s3blob"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/record"
+	"github.com/topod-io/topod/pkg/tlsconfig"
 	"github.com/topod-io/topod/pkg/toposerver"
 )
 
@@ -42,6 +45,7 @@ func main() {
 type serveFlags struct {
 	commonFlags
 	listen         string
+	tls            tlsconfig.Files
 	inlineLimit    int
 	blobCacheBytes int64
 	metricsListen  string
@@ -70,6 +74,9 @@ func newRootCommand() *cobra.Command {
 	cmd.AddCommand(newGCCommand(), newMigrateCommand())
 	fs := cmd.Flags()
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:15999", "address of the gRPC server")
+	fs.StringVar(&f.tls.Cert, "tls-cert", "", "TLS certificate (PEM) of the gRPC server; with --tls-key, topod speaks TLS only (the plugin's --topod-tls-* flags)")
+	fs.StringVar(&f.tls.Key, "tls-key", "", "private key (PEM) of --tls-cert")
+	fs.StringVar(&f.tls.CA, "tls-client-ca", "", "CA certificates (PEM) client certificates must be signed by: with it, only clients presenting one get in (mutual TLS); needs --tls-cert")
 	f.commonFlags.register(fs)
 	fs.IntVar(&f.inlineLimit, "inline-limit", record.DefaultInlineLimit, "files up to this many bytes are stored in their record; larger ones as blobs (at most 63 KiB: no backend value exceeds 64 KiB)")
 	fs.Int64Var(&f.blobCacheBytes, "blob-cache-bytes", toposerver.DefaultBlobCacheBytes, "memory bound of topod's blob cache, in bytes")
@@ -93,6 +100,15 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	if f.inlineLimit <= 0 || f.inlineLimit > record.MaxRecordBytes-1024 {
 		return fmt.Errorf("--inline-limit %d: want 1 to %d bytes", f.inlineLimit, record.MaxRecordBytes-1024)
+	}
+	var serverTLS *tls.Config
+	switch {
+	case f.tls.Cert != "" || f.tls.Key != "":
+		if serverTLS, err = tlsconfig.Server(f.tls); err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key/--tls-client-ca: %w", err)
+		}
+	case f.tls.CA != "":
+		return errors.New("--tls-client-ca needs --tls-cert and --tls-key")
 	}
 	backend, blobs, err := open(ctx, f.commonFlags)
 	if err != nil {
@@ -120,6 +136,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		DisableCache:   len(cachePrefixes(f.cachePrefixes)) == 0,
 		CacheMaxBytes:  f.cacheMaxBytes,
 		GCGrace:        f.gcGrace,
+		TLS:            serverTLS,
 		Logger:         log,
 	})
 	if f.metricsListen != "" {
@@ -138,7 +155,10 @@ func serve(ctx context.Context, f serveFlags) error {
 
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()
-	log.Info("topod serving", "listen", lis.Addr().String(), "backend", describe(f.commonFlags), "blobs", blobsURL(f.commonFlags))
+	log.Info("topod serving", "listen", lis.Addr().String(), "tls", describeTLS(f.tls), "backend", describe(f.commonFlags), "blobs", blobsURL(f.commonFlags))
+	if serverTLS == nil && !isLoopback(lis.Addr()) {
+		log.Warn("serving without TLS on a non-loopback address: anyone who reaches it can read and change the topology; see --tls-cert, --tls-key and --tls-client-ca", "listen", lis.Addr().String())
+	}
 	if f.gcInterval > 0 {
 		stopGC := startPeriodicGC(ctx, backend, blobs, f.gcInterval, f.gcGrace, log)
 		defer stopGC() // before the backend and the store close
@@ -173,7 +193,14 @@ func open(ctx context.Context, f commonFlags) (kv.Backend, blobstore.Store, erro
 	}
 	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	backend, err := toposerver.OpenBackend(openCtx, f.backend, f.dataDir)
+	var etcdTLS *tls.Config
+	if f.etcdTLS.Enabled() {
+		var err error
+		if etcdTLS, err = tlsconfig.Client(f.etcdTLS); err != nil {
+			return nil, nil, fmt.Errorf("--etcd-tls-*: %w", err)
+		}
+	}
+	backend, err := toposerver.OpenBackend(openCtx, f.backend, f.dataDir, etcdTLS)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -213,4 +240,21 @@ func describe(f commonFlags) string {
 		return "bolt in " + f.dataDir
 	}
 	return f.backend
+}
+
+// describeTLS says, for the log, how the gRPC server authenticates.
+func describeTLS(f tlsconfig.Files) string {
+	switch {
+	case f.Cert == "":
+		return "off"
+	case f.CA == "":
+		return "on"
+	default:
+		return "on, client certificates required"
+	}
+}
+
+func isLoopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }

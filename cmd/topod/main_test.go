@@ -3,14 +3,22 @@ package main
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/topod-io/topod/internal/certtest"
+	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/pkg/tlsconfig"
 	"github.com/topod-io/topod/pkg/topoplugin"
+	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
 // TestServeAndShutdown runs the command on the embedded default (bolt in
@@ -79,6 +87,10 @@ func TestStartErrors(t *testing.T) {
 		{[]string{"--backend", "consul://x"}, "unknown scheme"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"extra-arg"}, "unknown command"},
+		{[]string{"--tls-client-ca", "ca.pem"}, "--tls-client-ca needs --tls-cert and --tls-key"},
+		{[]string{"--tls-cert", "cert.pem"}, "both a certificate and a key"},
+		{[]string{"--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"}, "/nonexistent/cert.pem"},
+		{[]string{"--backend", "etcd://127.0.0.1:1", "--etcd-tls-ca", "/nonexistent/ca.pem"}, "--etcd-tls-*"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			cmd := newRootCommand()
@@ -95,12 +107,91 @@ func TestStartErrors(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+// TestServeTLS: topod on an etcd that requires client certificates
+// (--etcd-tls-*), serving gRPC with mutual TLS (--tls-*): a client with a
+// certificate reads and writes; one without TLS or without a certificate is
+// refused.
+func TestServeTLS(t *testing.T) {
+	ca := certtest.New(t, "topod test CA")
+	cluster := etcdtest.Start(t, 1, etcdtest.WithTLS(ca))
+	etcdAddr := strings.TrimPrefix(cluster.Endpoint(0), "https://")
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	cmd := newRootCommand()
+	cmd.SetArgs([]string{"--listen", addr, "--data-dir", t.TempDir(), "--log-level", "warn",
+		"--backend", "etcd://" + etcdAddr,
+		"--etcd-tls-ca", ca.CAFile, "--etcd-tls-cert", ca.ClientCert, "--etcd-tls-key", ca.ClientKey,
+		"--tls-cert", ca.ServerCert, "--tls-key", ca.ServerKey, "--tls-client-ca", ca.CAFile})
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("topod exited with %v", err)
+		}
+	}()
+
+	withCert, err := tlsconfig.Client(tlsconfig.Files{CA: ca.CAFile, Cert: ca.ClientCert, Key: ca.ClientKey})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lis.Close()
-	return lis.Addr().String()
+	noCert, err := tlsconfig.Client(tlsconfig.Files{CA: ca.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		creds credentials.TransportCredentials
+		ok    bool
+	}{
+		{"client certificate", credentials.NewTLS(withCert), true},
+		{"no client certificate", credentials.NewTLS(noCert), false},
+		{"plaintext", insecure.NewCredentials(), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(tc.creds))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			client := topodv1.NewTopoClient(cc)
+			wait := 3 * time.Second
+			if tc.ok {
+				wait = 30 * time.Second // topod may still be starting
+			}
+			callCtx, callCancel := context.WithTimeout(t.Context(), wait)
+			defer callCancel()
+			p := "/vitess/global/keyspaces/" + strings.ReplaceAll(tc.name, " ", "_") + "/Keyspace"
+			_, err = client.Update(callCtx, &topodv1.UpdateRequest{Path: p, Contents: []byte("x")}, grpc.WaitForReady(true))
+			if !tc.ok {
+				if err == nil {
+					t.Fatal("Update succeeded; want the connection refused")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := client.Get(callCtx, &topodv1.GetRequest{Path: p, Linearizable: true})
+			if err != nil || string(got.Contents) != "x" {
+				t.Fatalf("Get = %v, %v", got, err)
+			}
+		})
+	}
+	// It really went to the TLS etcd.
+	resp, err := cluster.Client(t).Get(t.Context(), "/vitess/global/keyspaces/client_certificate/Keyspace")
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("etcd get: %v, %v", resp, err)
+	}
+}
+
+// freeAddr returns a loopback address to serve on, which a test may stop
+// and serve on again.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }

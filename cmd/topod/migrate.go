@@ -19,7 +19,7 @@ import (
 
 	"github.com/topod-io/topod/internal/progress"
 	"github.com/topod-io/topod/pkg/migrate"
-	_ "github.com/topod-io/topod/pkg/topoplugin" // the topod implementation
+	"github.com/topod-io/topod/pkg/topoplugin" // the topod implementation
 )
 
 // migrateFlags are the flags of `topod migrate`.
@@ -87,6 +87,7 @@ error, and the rest copied.
 	fs.BoolVar(&f.verifyOnly, "verify-only", false, "copy nothing: only compare the source with the destination and print the differences")
 	fs.IntVar(&f.concurrency, "concurrency", migrate.DefaultConcurrency, "files copied or compared at once")
 	fs.StringVar(&f.progress, "progress", progress.Auto, "auto (a bar on a terminal, lines otherwise), bar, lines or none")
+	topoplugin.RegisterFlags(fs) // --topod-tls-* and the others, for a topod side
 	return cmd
 }
 

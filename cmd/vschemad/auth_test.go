@@ -2,17 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/topod-io/topod/internal/certtest"
 	"github.com/topod-io/topod/internal/vschematest"
 )
 
@@ -121,77 +113,16 @@ tokens:
 	}
 }
 
-// testCA is a certificate authority with a server certificate for
-// 127.0.0.1 and a client certificate, written to files.
-type testCA struct {
-	pool                  *x509.CertPool
-	caFile                string
-	serverCert, serverKey string
-	clientCert, clientKey string
-	client                tls.Certificate
-}
-
-func newTestCA(t testing.TB) *testCA {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "vschemad test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	ca := &testCA{pool: x509.NewCertPool(), caFile: filepath.Join(dir, "ca.pem")}
-	ca.pool.AddCert(caCert)
-	writePEM(t, ca.caFile, "CERTIFICATE", caDER)
-	issue := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string, tls.Certificate) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-			KeyUsage: x509.KeyUsageDigitalSignature,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, _ := x509.MarshalECPrivateKey(key)
-		certFile, keyFile := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-		writePEM(t, certFile, "CERTIFICATE", der)
-		writePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
-		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return certFile, keyFile, pair
-	}
-	ca.serverCert, ca.serverKey, _ = issue("server", 2, x509.ExtKeyUsageServerAuth)
-	ca.clientCert, ca.clientKey, ca.client = issue("ci-robot", 3, x509.ExtKeyUsageClientAuth)
-	return ca
-}
-
-func writePEM(t testing.TB, file, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestTLS: HTTPS with a bearer token; with --tls-client-ca, a client
 // without a certificate is refused, and the certificate's name is in the
 // audit log; the CLI speaks TLS too.
 func TestTLS(t *testing.T) {
-	ca := newTestCA(t)
+	ca := certtest.New(t, "vschemad test CA")
 	tokens := writeTokens(t, "tokens:\n  - {name: deployer, token: s3cret, keyspaces: ['*'], verbs: [admin]}\n")
 	tp := vschematest.StartTopodBolt(t, vschematest.Options{})
 	tp.CreateKeyspaces(t, "commerce")
 	srv := startServer(t, tp, func(c *serveConfig) {
-		c.tokensFile, c.tlsCert, c.tlsKey, c.tlsClientCA = tokens, ca.serverCert, ca.serverKey, ca.caFile
+		c.tokensFile, c.tlsCert, c.tlsKey, c.tlsClientCA = tokens, ca.ServerCert, ca.ServerKey, ca.CAFile
 	})
 	if !strings.HasPrefix(srv.URL, "https://") {
 		t.Fatal(srv.URL)
@@ -201,7 +132,7 @@ func TestTLS(t *testing.T) {
 	if _, err := tlsClient(ca, nil).Get(url); err == nil {
 		t.Fatal("a client without a certificate was served")
 	}
-	hc := tlsClient(ca, &ca.client)
+	hc := tlsClient(ca, &ca.Client)
 	if code, body, _ := call(t, hc, "PUT", url, []byte(`{"tables": {"t": {}}}`)); code != http.StatusUnauthorized {
 		t.Fatalf("certificate without token: %d %s", code, body)
 	}
@@ -213,7 +144,7 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("audit: %d %s", code, body)
 	}
 	// The CLI, with the CA, a client certificate and the token.
-	code2, out, errOut := runCLI(t, "get", "-k", "commerce", "--server", srv.URL, "--ca-file", ca.caFile, "--cert", ca.clientCert, "--key", ca.clientKey,
+	code2, out, errOut := runCLI(t, "get", "-k", "commerce", "--server", srv.URL, "--ca-file", ca.CAFile, "--cert", ca.ClientCert, "--key", ca.ClientKey,
 		"--token", "s3cret")
 	if code2 != 0 || !strings.Contains(out, `"t"`) {
 		t.Fatalf("vschemad get over TLS: %d %s %s", code2, out, errOut)

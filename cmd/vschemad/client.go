@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/topod-io/topod/pkg/tlsconfig"
 	"github.com/topod-io/topod/pkg/vschema"
 )
 
@@ -79,24 +78,10 @@ func (f *clientFlags) client() (*client, error) {
 		tok = strings.TrimSpace(string(b))
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if f.caFile != "" || f.certFile != "" {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		if f.caFile != "" {
-			pem, err := os.ReadFile(f.caFile)
-			if err != nil {
-				return nil, fmt.Errorf("--ca-file: %w", err)
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--ca-file %s holds no PEM certificate", f.caFile)
-			}
-		}
-		if f.certFile != "" {
-			cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
-			if err != nil {
-				return nil, fmt.Errorf("--cert/--key: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
+	if files := (tlsconfig.Files{CA: f.caFile, Cert: f.certFile, Key: f.keyFile}); files.Enabled() {
+		tc, err := tlsconfig.Client(files)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file/--cert/--key: %w", err)
 		}
 		tr.TLSClientConfig = tc
 	}

@@ -19,6 +19,7 @@ import (
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
 	"github.com/topod-io/topod/bench/jd"
+	"github.com/topod-io/topod/internal/certtest"
 	"github.com/topod-io/topod/internal/vschematest"
 )
 
@@ -171,8 +172,8 @@ func runCLI(t testing.TB, args ...string) (code int, stdout, stderr string) {
 }
 
 // tlsClient trusts the test CA and presents cert, if any.
-func tlsClient(ca *testCA, cert *tls.Certificate) *http.Client {
-	tc := &tls.Config{RootCAs: ca.pool}
+func tlsClient(ca *certtest.CA, cert *tls.Certificate) *http.Client {
+	tc := &tls.Config{RootCAs: ca.Pool}
 	if cert != nil {
 		tc.Certificates = []tls.Certificate{*cert}
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 	_ "vitess.io/vitess/go/vt/topo/etcd2topo" // --topo-implementation etcd2
 
+	"github.com/topod-io/topod/pkg/tlsconfig"
 	"github.com/topod-io/topod/pkg/topoplugin" // --topo-implementation topod
 	"github.com/topod-io/topod/pkg/vschema"
 )
@@ -75,6 +75,7 @@ loopback address. With --tls-cert and --tls-key it serves HTTPS; with
 	f.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&cfg.shutdownGrace, "shutdown-grace", 30*time.Second, "how long a shutdown waits for requests in flight")
 	f.BoolVar(&cfg.recordAccess, "topod-record-access", true, "with topod, update the cells' SrvVSchema at the record level, re-encoding only the changed keyspaces; false: through topo.Conn alone, splicing the whole file")
+	topoplugin.RegisterFlags(f)
 	return cmd
 }
 
@@ -201,23 +202,7 @@ func isLoopback(a net.Addr) bool {
 // serverTLS returns the TLS configuration of --tls-cert, --tls-key and
 // --tls-client-ca.
 func serverTLS(cfg *serveConfig) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
-	if err != nil {
-		return nil, fmt.Errorf("load --tls-cert %s / --tls-key %s: %w", cfg.tlsCert, cfg.tlsKey, err)
-	}
-	t := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if cfg.tlsClientCA != "" {
-		pem, err := os.ReadFile(cfg.tlsClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("read --tls-client-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-client-ca %s holds no PEM certificate", cfg.tlsClientCA)
-		}
-		t.ClientCAs, t.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	}
-	return t, nil
+	return tlsconfig.Server(tlsconfig.Files{Cert: cfg.tlsCert, Key: cfg.tlsKey, CA: cfg.tlsClientCA})
 }
 
 // recordConns opens, per cell, a topod plugin connection of its own, to

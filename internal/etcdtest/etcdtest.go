@@ -20,6 +20,7 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -32,10 +33,12 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
+	"github.com/topod-io/topod/internal/certtest"
 	"github.com/topod-io/topod/internal/freeport"
 )
 
@@ -52,6 +55,15 @@ type Option func(*options)
 
 type options struct {
 	configure []func(i int, cfg *embed.Config)
+	tls       *certtest.CA
+}
+
+// WithTLS makes the members serve clients over TLS only, with ca's server
+// certificate, and require client certificates signed by ca (etcd's
+// --client-cert-auth). Endpoints are then https:// URLs, and the cluster's
+// own clients present ca's client certificate.
+func WithTLS(ca *certtest.CA) Option {
+	return func(o *options) { o.tls = ca }
 }
 
 // WithConfig lets a test change member i's embed.Config before each start of
@@ -121,16 +133,39 @@ func Start(tb testing.TB, members int, opts ...Option) *Cluster {
 		tb.Fatalf("etcdtest: start %d-member cluster: %v", members, err)
 	}
 
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   c.Endpoints(),
-		DialTimeout: 5 * time.Second,
-		Logger:      c.logs.logger,
-	})
+	cli, err := c.newClient()
 	if err != nil {
 		tb.Fatalf("etcdtest: client: %v", err)
 	}
 	c.client = cli
 	return c
+}
+
+// newClient returns an etcd client on every member.
+func (c *Cluster) newClient() (*clientv3.Client, error) {
+	cfg := clientv3.Config{
+		Endpoints:   c.Endpoints(),
+		DialTimeout: 5 * time.Second,
+		Logger:      c.logs.logger,
+	}
+	if ca := c.opts.tls; ca != nil {
+		tc, err := c.ClientTLS()
+		if err != nil {
+			return nil, err
+		}
+		cfg.TLS = tc
+	}
+	return clientv3.New(cfg)
+}
+
+// ClientTLS returns the TLS configuration a client of a WithTLS cluster
+// needs (nil for a plaintext cluster).
+func (c *Cluster) ClientTLS() (*tls.Config, error) {
+	ca := c.opts.tls
+	if ca == nil {
+		return nil, nil
+	}
+	return transport.TLSInfo{CertFile: ca.ClientCert, KeyFile: ca.ClientKey, TrustedCAFile: ca.CAFile}.ClientConfig()
 }
 
 // start makes one attempt at starting a fresh cluster on newly picked ports.
@@ -147,7 +182,7 @@ func (c *Cluster) start(attempt, n int) error {
 			name:       fmt.Sprintf("m%d", i),
 			dir:        filepath.Join(c.dataDir, fmt.Sprintf("a%d-m%d", attempt, i)),
 			peerURL:    loopbackURL(ports[3*i]),
-			clientURL:  loopbackURL(ports[3*i+1]),
+			clientURL:  c.clientURL(ports[3*i+1]),
 			metricsURL: loopbackURL(ports[3*i+2]),
 		}
 		ms[i] = m
@@ -248,6 +283,9 @@ func (c *Cluster) config(i int, m *member, initialCluster string) *embed.Config 
 	cfg.ListenClientUrls = []url.URL{m.clientURL}
 	cfg.AdvertiseClientUrls = []url.URL{m.clientURL}
 	cfg.ListenMetricsUrls = []url.URL{m.metricsURL}
+	if ca := c.opts.tls; ca != nil {
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: ca.ServerCert, KeyFile: ca.ServerKey, TrustedCAFile: ca.CAFile, ClientCertAuth: true}
+	}
 	cfg.InitialCluster = initialCluster
 	cfg.InitialClusterToken = c.token
 	cfg.ClusterState = embed.ClusterStateFlagNew // ignored on restart: the WAL is there
@@ -302,11 +340,7 @@ func (c *Cluster) ClientURLs() string {
 // Client returns a new etcd client on every member, closed when tb ends.
 func (c *Cluster) Client(tb testing.TB) *clientv3.Client {
 	tb.Helper()
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   c.Endpoints(),
-		DialTimeout: 5 * time.Second,
-		Logger:      c.logs.logger,
-	})
+	cli, err := c.newClient()
 	if err != nil {
 		tb.Fatalf("etcdtest: client: %v", err)
 	}
@@ -421,6 +455,15 @@ func (c *Cluster) Revision(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("etcdtest: revision: %w", err)
 	}
 	return resp.Header.Revision, nil
+}
+
+// clientURL is the client URL of a member on port: https with WithTLS.
+func (c *Cluster) clientURL(port int) url.URL {
+	u := loopbackURL(port)
+	if c.opts.tls != nil {
+		u.Scheme = "https"
+	}
+	return u
 }
 
 func loopbackURL(port int) url.URL {

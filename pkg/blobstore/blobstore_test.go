@@ -6,18 +6,27 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
+// Calls of the test's opener, set by the test (the registry is
+// process-wide, so it is registered once, even under -count).
+var (
+	testOpenerOnce sync.Once
+	got            *url.URL
+	gotOpts        Options
+)
+
 func TestOpenDispatch(t *testing.T) {
-	var got *url.URL
-	var gotOpts Options
-	Register("Test-Scheme", func(_ context.Context, u *url.URL, opts Options) (Store, error) {
-		got, gotOpts = u, opts
-		if u.Host == "fail" {
-			return nil, errors.New("boom")
-		}
-		return nil, nil
+	testOpenerOnce.Do(func() {
+		Register("Test-Scheme", func(_ context.Context, u *url.URL, opts Options) (Store, error) {
+			got, gotOpts = u, opts
+			if u.Host == "fail" {
+				return nil, errors.New("boom")
+			}
+			return nil, nil
+		})
 	})
 	if !slices.Contains(Schemes(), "test-scheme") {
 		t.Fatalf("Schemes() = %v, want test-scheme in it", Schemes())

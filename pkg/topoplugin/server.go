@@ -19,6 +19,7 @@ package topoplugin
 import (
 	"context"
 	"fmt"
+	"net"
 	"path"
 	"strings"
 	"sync/atomic"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/resolver"
@@ -36,6 +38,7 @@ import (
 	"vitess.io/vitess/go/vt/utils"
 
 	"github.com/topod-io/topod/pkg/cache"
+	"github.com/topod-io/topod/pkg/tlsconfig"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -45,19 +48,28 @@ const Name = "topod"
 var (
 	requestTimeout = 30 * time.Second
 	lockTTL        = 30 * time.Second
+	// tlsFiles, when any is set, make connections to topod use TLS.
+	tlsFiles tlsconfig.Files
 )
 
 func init() {
 	for _, cmd := range topo.FlagBinaries {
-		servenv.OnParseFor(cmd, registerFlags)
+		servenv.OnParseFor(cmd, RegisterFlags)
 	}
 	topo.RegisterFactory(Name, Factory{})
 }
 
-func registerFlags(fs *pflag.FlagSet) {
+// RegisterFlags adds the plugin's --topod-* flags to fs. Vitess binaries
+// get them through servenv; other tools that open a topod topology
+// (vschemad, topod migrate) call it.
+func RegisterFlags(fs *pflag.FlagSet) {
 	utils.SetFlagDurationVar(fs, &requestTimeout, "topod-request-timeout", requestTimeout, "Deadline of a topod request whose caller set none; a request waits this long for a topod replica to become reachable.")
 	utils.SetFlagDurationVar(fs, &lockTTL, "topod-lock-ttl", lockTTL, "Lease TTL of topo locks and leader elections held through topod: how long a lock outlives a topod replica that died while holding it.")
 	utils.SetFlagInt64Var(fs, &blobCacheBytes, "topod-blob-cache-bytes", blobCacheBytes, "Memory bound of the process-wide cache of topod blobs (the pieces large files such as SrvVSchema are split into), in bytes.")
+	utils.SetFlagStringVar(fs, &tlsFiles.CA, "topod-tls-ca", "", "CA certificates (PEM) to verify topod's certificate by; setting any --topod-tls-* flag makes the connection use TLS (with the system's roots if this one is empty).")
+	utils.SetFlagStringVar(fs, &tlsFiles.Cert, "topod-tls-cert", "", "Client certificate (PEM) to present to topod, for a topod started with --tls-client-ca.")
+	utils.SetFlagStringVar(fs, &tlsFiles.Key, "topod-tls-key", "", "Private key (PEM) of --topod-tls-cert.")
+	utils.SetFlagStringVar(fs, &tlsFiles.ServerName, "topod-tls-server-name", "", "Name topod's certificate must carry, if not the host in the server address.")
 }
 
 // Factory is the topo.Factory of the plugin.
@@ -108,7 +120,17 @@ func NewConnWithCache(serverAddr, root string, blobs *cache.Cache) (*Conn, error
 	var addrs []resolver.Address
 	for _, a := range strings.Split(serverAddr, ",") {
 		if a = strings.TrimSpace(a); a != "" {
-			addrs = append(addrs, resolver.Address{Addr: a})
+			// Under TLS each replica's certificate is checked against
+			// --topod-tls-server-name or else the host of its own
+			// address (both the operator's flag values).
+			host, _, err := net.SplitHostPort(a)
+			if err != nil {
+				return nil, fmt.Errorf("topod: server address %q: %w", a, err)
+			}
+			if tlsFiles.ServerName != "" {
+				host = tlsFiles.ServerName
+			}
+			addrs = append(addrs, resolver.Address{Addr: a, ServerName: host})
 		}
 	}
 	if len(addrs) == 0 {
@@ -120,11 +142,15 @@ func NewConnWithCache(serverAddr, root string, blobs *cache.Cache) (*Conn, error
 	// Each connection gets its own static resolver over the replica list;
 	// pick_first with a shuffled list spreads clients over the replicas and
 	// moves to another one when the current one fails.
+	creds, err := transportCredentials()
+	if err != nil {
+		return nil, err
+	}
 	r := manual.NewBuilderWithScheme(fmt.Sprintf("topod-%d", resolverSeq.Add(1)))
 	r.InitialState(resolver.State{Addresses: addrs})
 	cc, err := grpc.NewClient(r.Scheme()+":///topod",
 		grpc.WithResolvers(r),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"pick_first":{"shuffleAddressList":true}}]}`),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30), grpc.MaxCallSendMsgSize(1<<30)),
@@ -141,6 +167,20 @@ func NewConnWithCache(serverAddr, root string, blobs *cache.Cache) (*Conn, error
 		ctx:    ctx,
 		cancel: cancel,
 	}, nil
+}
+
+// transportCredentials returns TLS credentials when a --topod-tls-* flag is
+// set, plaintext otherwise. The name a replica's certificate must carry is
+// set per address (gRPC takes it from there, not from the tls.Config).
+func transportCredentials() (credentials.TransportCredentials, error) {
+	if !tlsFiles.Enabled() {
+		return insecure.NewCredentials(), nil
+	}
+	c, err := tlsconfig.Client(tlsFiles)
+	if err != nil {
+		return nil, fmt.Errorf("topod: --topod-tls-*: %w", err)
+	}
+	return credentials.NewTLS(c), nil
 }
 
 // Close is part of topo.Conn.

@@ -2,6 +2,7 @@ package toposerver
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -17,8 +18,9 @@ import (
 //	bolt:///var/lib/topod/topo.db      one bbolt file (the embedded default)
 //	etcd://10.0.0.1:2379,10.0.0.2:2379 an etcd cluster
 //
-// An empty URL means bolt at dataDir/topo.db.
-func OpenBackend(ctx context.Context, rawURL, dataDir string) (kv.Backend, error) {
+// An empty URL means bolt at dataDir/topo.db. etcdTLS, if set, secures the
+// connection to etcd (ignored for bolt).
+func OpenBackend(ctx context.Context, rawURL, dataDir string, etcdTLS *tls.Config) (kv.Backend, error) {
 	if rawURL == "" {
 		rawURL = "bolt://" + filepath.Join(dataDir, "topo.db")
 	}
@@ -51,7 +53,7 @@ func OpenBackend(ctx context.Context, rawURL, dataDir string) (kv.Backend, error
 		if len(endpoints) == 0 {
 			return nil, fmt.Errorf("backend %q: no etcd endpoints", rawURL)
 		}
-		return etcdkv.Open(ctx, endpoints, etcdkv.Options{})
+		return etcdkv.Open(ctx, endpoints, etcdkv.Options{TLS: etcdTLS})
 	default:
 		return nil, fmt.Errorf("backend %q: unknown scheme %q (want bolt or etcd)", rawURL, scheme)
 	}

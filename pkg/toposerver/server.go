@@ -11,6 +11,7 @@ package toposerver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -67,6 +69,10 @@ type Options struct {
 	// LockTTL is the lease TTL of locks and election participations whose
 	// client did not ask for one. Default DefaultLockTTL.
 	LockTTL time.Duration
+	// TLS, if set, makes the gRPC server (GRPCServerOptions) speak TLS
+	// only; with ClientCAs and RequireAndVerifyClientCert, only clients
+	// with a certificate get in.
+	TLS *tls.Config
 	// CachePrefixes are the key prefixes topod mirrors in memory, each
 	// followed by one backend watch: every Watch and WatchRecursive under
 	// them is served from that watch, and Get, List and ListDir from
@@ -200,13 +206,17 @@ func (s *Server) Register(g *grpc.Server) {
 // dead clients quickly (so their locks are released well within the lock
 // TTL) while accepting the plugin's pings.
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxBlobBytes + 1<<20),
 		grpc.MaxSendMsgSize(1 << 30),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor),
 	}
+	if s.opts.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.opts.TLS)))
+	}
+	return opts
 }
 
 // Close marks the server not serving, ends every stream (releasing the locks

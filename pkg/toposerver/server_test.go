@@ -174,7 +174,7 @@ func TestOpenBackendErrors(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
 			start := time.Now()
-			b, err := toposerver.OpenBackend(ctx, tc.url, t.TempDir())
+			b, err := toposerver.OpenBackend(ctx, tc.url, t.TempDir(), nil)
 			if err == nil {
 				b.Close()
 				t.Fatal("opened")
