@@ -164,6 +164,7 @@ func TestReplicaKilledUnder100Watchers(t *testing.T) {
 	if _, err := writer.Create(ctx, "SrvVSchema", []byte("before")); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, newConn(t, a.Addr, "/vitess/cell1"), "SrvVSchema", "before") // a has it too
 	watchers := watchAll(t, ctx, a.Addr+","+b.Addr, "/vitess/cell1", "SrvVSchema", 100, 20)
 	onA := a.Topo.ActiveStreams()
 	a.Kill()
@@ -241,6 +242,7 @@ func TestRecursiveWatchersResume(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	eventually(t, newConn(t, a.Addr, "/vitess/cell1"), tablet(49), "v1") // a has them all too
 	// One connection per watcher, each on a replica picked at random: the
 	// chance that none is on a is 2^-20.
 	const n = 20

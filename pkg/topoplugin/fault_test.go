@@ -155,16 +155,15 @@ func TestReplicasShareEtcd(t *testing.T) {
 	if _, err := ca.Create(ctx, "keyspaces/ks/Keyspace", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if got, _, err := cb.Get(ctx, "keyspaces/ks/Keyspace"); err != nil || string(got) != "x" {
-		t.Fatalf("replica b Get = %q, %v", got, err)
-	}
+	// Another connection sees the write once the replica it reads from
+	// has it: at once if that replica's mirror is there, a few
+	// milliseconds later if it is catching up (README, "Consistency").
+	eventually(t, cb, "keyspaces/ks/Keyspace", "x")
 
 	both := newConn(t, a.Addr+","+b.Addr, "/vitess/global")
 	watchCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if _, _, err := both.Get(ctx, "keyspaces/ks/Keyspace"); err != nil {
-		t.Fatal(err)
-	}
+	eventually(t, both, "keyspaces/ks/Keyspace", "x")
 	_, changes, err := both.Watch(watchCtx, "keyspaces/ks/Keyspace")
 	if err != nil {
 		t.Fatal(err)
@@ -186,6 +185,19 @@ func TestReplicasShareEtcd(t *testing.T) {
 	if got, _, err := both.Get(ctx, "keyspaces/ks/Keyspace"); err != nil || string(got) != "y" {
 		t.Fatalf("failover Get = %q, %v", got, err)
 	}
+}
+
+// eventually waits, up to 5 s, until c reads want in file.
+func eventually(t *testing.T, c *topoplugin.Conn, file, want string) {
+	t.Helper()
+	var got []byte
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if got, _, err = c.Get(t.Context(), file); err == nil && string(got) == want {
+			return
+		}
+	}
+	t.Fatalf("Get %s = %q, %v; want %q", file, got, err, want)
 }
 
 // lockHolderEnv makes the test binary a lock holder process (see

@@ -31,6 +31,10 @@ func (c *Conn) Watch(ctx context.Context, filePath string) (*topo.WatchData, <-c
 	if err != nil {
 		return nil, nil, err
 	}
+	if len(initial.events) == 0 {
+		f.cancel()
+		return nil, nil, topo.NewError(topo.NoNode, p)
+	}
 	first := initial.events[0]
 	contents, err := c.decode(ctx, p, first.Contents)
 	if err != nil {
