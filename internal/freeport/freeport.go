@@ -62,6 +62,21 @@ func Pick(n int) ([]int, error) {
 	return ports, nil
 }
 
+// Listen listens on a loopback port picked as Pick does, and returns the
+// listener itself: nothing can take the port between picking and serving.
+func Listen() (net.Listener, error) {
+	for attempt := 0; ; attempt++ {
+		ports, err := Pick(1)
+		if err != nil {
+			return nil, err
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])))
+		if err == nil || attempt == 10 {
+			return l, err
+		}
+	}
+}
+
 // Addr returns one free loopback address, host:port.
 func Addr() (string, error) {
 	ports, err := Pick(1)

@@ -28,3 +28,15 @@ func TestPick(t *testing.T) {
 		l.Close()
 	}
 }
+
+func TestListen(t *testing.T) {
+	l, err := Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	p := l.Addr().(*net.TCPAddr).Port
+	if eph := ephemeralStart(); eph-1-lowest >= 1000 && (p < lowest || p >= eph) {
+		t.Fatalf("port %d outside %d-%d", p, lowest, eph-1)
+	}
+}

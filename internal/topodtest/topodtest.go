@@ -31,11 +31,11 @@ type Server struct {
 // again.
 func Start(tb testing.TB, backend kv.Backend, opts toposerver.Options) *Server {
 	tb.Helper()
-	addr, err := freeport.Addr()
+	lis, err := freeport.Listen()
 	if err != nil {
-		tb.Fatalf("topodtest: %v", err)
+		tb.Fatalf("topodtest: listen: %v", err)
 	}
-	return StartOn(tb, addr, backend, opts)
+	return serve(tb, lis, backend, opts)
 }
 
 // StartOn serves backend on addr (e.g. the address of a server stopped
@@ -53,6 +53,12 @@ func StartOn(tb testing.TB, addr string, backend kv.Backend, opts toposerver.Opt
 	if err != nil {
 		tb.Fatalf("topodtest: listen %s: %v", addr, err)
 	}
+	return serve(tb, lis, backend, opts)
+}
+
+// serve serves backend on lis until the test ends.
+func serve(tb testing.TB, lis net.Listener, backend kv.Backend, opts toposerver.Options) *Server {
+	tb.Helper()
 	if opts.Blobs == nil {
 		blobs, err := fileblob.Open(tb.TempDir())
 		if err != nil {
