@@ -2,23 +2,29 @@ package topoplugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
+
+	"google.golang.org/grpc"
 
 	"vitess.io/vitess/go/vt/log"
 
 	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/content"
 	"github.com/topod-io/topod/pkg/record"
+	"github.com/topod-io/topod/pkg/vschema"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
-// Batching of blob uploads.
+// Batching of blob transfers.
 const (
 	maxPutBatchBytes     = 16 << 20
 	maxMissingBatchCount = 64 << 10
+	prefetchBatch        = 4096
 )
 
 var (
@@ -138,13 +144,94 @@ func (c *Conn) upload(ctx context.Context, blobs map[content.Hash][]byte) error 
 }
 
 // decode returns the contents of the file at p from its backend value,
-// fetching the blobs it refers to that the cache does not hold.
+// fetching the blobs it refers to that the cache does not hold: first its
+// manifests, then the rest in batches (prefetch), then it assembles the
+// file from the cache.
 func (c *Conn) decode(ctx context.Context, p string, value []byte) ([]byte, error) {
+	if ref, err := record.Parse(value); err == nil && ref != nil {
+		c.prefetch(ctx, ref)
+	}
 	contents, err := record.Decode(ctx, value, c.getBlob)
 	if err != nil {
 		return nil, fmt.Errorf("topod: read %s: %w", p, err)
 	}
 	return contents, nil
+}
+
+// prefetch loads into the cache the blobs ref reaches that it lacks, in
+// GetBlobs batches: a SrvVSchema's leaves once its root is in, then every
+// piece. It is only a shortcut: what it could not fetch (a missing or
+// corrupt blob, a topod that predates GetBlobs) the decoder fetches one by
+// one and reports precisely.
+func (c *Conn) prefetch(ctx context.Context, ref *topodv1.BlobRef) {
+	if ref.Codec == topodv1.Codec_CODEC_SRVVSCHEMA {
+		root, err := c.getBlob(ctx, content.Hash(ref.Root))
+		if err != nil {
+			return
+		}
+		leaves, err := vschema.LeafHashes(root)
+		if err != nil || c.fetchMissing(ctx, leaves) != nil {
+			return
+		}
+	}
+	hashes, err := record.Blobs(ctx, ref, c.getBlob)
+	if err != nil {
+		return
+	}
+	_ = c.fetchMissing(ctx, hashes)
+}
+
+// fetchMissing loads the blobs of hashes the cache lacks with GetBlobs, in
+// batches of prefetchBatch. One or none missing (the usual one-keyspace
+// change) is left to the decoder.
+func (c *Conn) fetchMissing(ctx context.Context, hashes []content.Hash) error {
+	var missing [][]byte
+	for _, h := range hashes {
+		if _, ok := c.blobs.Get(h); !ok {
+			missing = append(missing, h[:])
+		}
+	}
+	if len(missing) < 2 {
+		return nil
+	}
+	ctx, cancel, wait := c.unary(ctx)
+	defer cancel()
+	for start := 0; start < len(missing); start += prefetchBatch {
+		stream, err := c.client.GetBlobs(ctx, &topodv1.GetBlobsRequest{Hashes: missing[start:min(start+prefetchBatch, len(missing))]}, wait)
+		if err == nil {
+			err = c.receiveBlobs(stream)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// receiveBlobs adds the blobs of a GetBlobs stream to the cache, each
+// verified against its hash.
+func (c *Conn) receiveBlobs(stream grpc.ServerStreamingClient[topodv1.GetBlobsResponse]) error {
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, b := range msg.Blobs {
+			if len(b.Hash) != content.Size {
+				return fmt.Errorf("topod sent a blob hash of %d bytes", len(b.Hash))
+			}
+			h := content.Hash(b.Hash)
+			if got := content.Sum(b.Data); got != h {
+				return fmt.Errorf("blob %s: %w: topod sent %d bytes hashing to %s", h, cache.ErrCorrupt, len(b.Data), got)
+			}
+			c.blobs.Add(h, b.Data)
+			c.counters.fetches.Add(1)
+			c.counters.fetchedBytes.Add(int64(len(b.Data)))
+		}
+	}
 }
 
 // getBlob returns a blob from the connection's cache, or fetches it from

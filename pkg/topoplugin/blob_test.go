@@ -2,8 +2,10 @@ package topoplugin_test
 
 import (
 	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -179,4 +181,57 @@ func marshal(t *testing.T, m proto.Message) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestColdReadBatchesBlobs: a reader with an empty cache fetches a
+// 300-keyspace SrvVSchema's root, then its leaves and its pieces in GetBlobs
+// batches, not with a request per blob, and reads it back equal.
+func TestColdReadBatchesBlobs(t *testing.T) {
+	ctx := t.Context()
+	srv := topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+	writer := newConn(t, srv.Addr, "/vitess/cell1")
+	srvVSchema := jd.JD().Sized(300).SrvVSchema()
+	data := marshal(t, srvVSchema)
+	if _, err := writer.Update(ctx, "SrvVSchema", data, nil); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := vschema.Encode(srvVSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unaryGets := func() float64 {
+		return metricSeries(t, srv, `topod_request_duration_seconds_count{method="/topod.v1.Topo/GetBlob"}`)
+	}
+	before := unaryGets()
+	reader, err := topoplugin.NewConnWithCache(srv.Addr, "/vitess/cell1", cache.New(1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	got, _, err := reader.Get(ctx, "SrvVSchema")
+	if err != nil || !proto.Equal(unmarshalSrv(t, got), srvVSchema) {
+		t.Fatalf("cold Get: %v", err)
+	}
+	unary, fetched := unaryGets()-before, reader.BlobStats().Fetches
+	t.Logf("%d blobs fetched, %.0f of them with GetBlob", fetched, unary)
+	if fetched != int64(len(enc.Blobs)) {
+		t.Errorf("fetched %d blobs, want each of the %d once", fetched, len(enc.Blobs))
+	}
+	if unary != 1 {
+		t.Errorf("%.0f GetBlob requests, want 1 (the root)", unary)
+	}
+}
+
+// metricSeries reads one series of an in-process topod's metrics.
+func metricSeries(t *testing.T, srv *topodtest.Server, series string) float64 {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	srv.Topo.DebugHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }

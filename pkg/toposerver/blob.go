@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -21,6 +23,14 @@ const (
 	MaxBlobBytes = 48 << 20
 	// maxHashesPerRequest bounds MissingBlobs.
 	maxHashesPerRequest = 1 << 20
+	// maxGetBlobsHashes bounds GetBlobs.
+	maxGetBlobsHashes = 1 << 16
+	// getBlobsMessageBytes is about the most blob bytes in one GetBlobs
+	// message.
+	getBlobsMessageBytes = 1 << 20
+	// getBlobsLoads is how many blobs one GetBlobs reads from the store at
+	// once on cache misses.
+	getBlobsLoads = 16
 	// blobLoadTimeout bounds a read from the blob store on a cache miss
 	// (the load is shared by every request waiting for that blob).
 	blobLoadTimeout = time.Minute
@@ -102,15 +112,71 @@ func (s *Server) GetBlob(ctx context.Context, req *topodv1.GetBlobRequest) (*top
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	data, err := s.cache.GetOrLoad(ctx, h, func(ctx context.Context) ([]byte, error) {
-		ctx, cancel := context.WithTimeout(ctx, blobLoadTimeout)
-		defer cancel()
-		return s.blobs.Get(ctx, h)
-	})
+	data, err := s.getBlob(ctx, h)
 	if err != nil {
 		return nil, blobStatus(err)
 	}
 	return &topodv1.GetBlobResponse{Data: data}, nil
+}
+
+// GetBlobs is part of topodv1.TopoServer: the blobs asked for, in order,
+// in messages of about getBlobsMessageBytes, reading cache misses from the
+// store getBlobsLoads at a time.
+func (s *Server) GetBlobs(req *topodv1.GetBlobsRequest, stream grpc.ServerStreamingServer[topodv1.GetBlobsResponse]) error {
+	if len(req.Hashes) > maxGetBlobsHashes {
+		return toStatus(invalid(fmt.Errorf("get blobs: %d hashes, over the %d limit", len(req.Hashes), maxGetBlobsHashes)))
+	}
+	hashes := make([]content.Hash, len(req.Hashes))
+	for i, b := range req.Hashes {
+		h, err := hashOf(b)
+		if err != nil {
+			return toStatus(err)
+		}
+		hashes[i] = h
+	}
+	ctx := stream.Context()
+	// Load in windows, so a request holds at most a window of blobs the
+	// cache may have evicted, and the first message leaves early.
+	const window = 256
+	for start := 0; start < len(hashes); start += window {
+		part := hashes[start:min(start+window, len(hashes))]
+		blobs := make([][]byte, len(part))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(getBlobsLoads)
+		for i, h := range part {
+			g.Go(func() (err error) {
+				blobs[i], err = s.getBlob(gctx, h)
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return blobStatus(err)
+		}
+		msg, size := &topodv1.GetBlobsResponse{}, 0
+		for i, data := range blobs {
+			if size > 0 && size+len(data) > getBlobsMessageBytes {
+				if err := stream.Send(msg); err != nil {
+					return err
+				}
+				msg, size = &topodv1.GetBlobsResponse{}, 0
+			}
+			msg.Blobs = append(msg.Blobs, &topodv1.Blob{Hash: req.Hashes[start+i], Data: data})
+			size += len(data)
+		}
+		if err := stream.Send(msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// getBlob returns a blob from the cache or, on a miss, the store.
+func (s *Server) getBlob(ctx context.Context, h content.Hash) ([]byte, error) {
+	return s.cache.GetOrLoad(ctx, h, func(ctx context.Context) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, blobLoadTimeout)
+		defer cancel()
+		return s.blobs.Get(ctx, h)
+	})
 }
 
 // checkRecord refuses a backend value that is a malformed record, or a

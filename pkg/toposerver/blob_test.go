@@ -1,13 +1,19 @@
 package toposerver_test
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/topod-io/topod/internal/topodtest"
 	"github.com/topod-io/topod/pkg/blobstore/blobtest"
@@ -86,6 +92,90 @@ func TestBlobRefresh(t *testing.T) {
 			}
 			if got := !info.ModTime().Before(start); got != tt.refreshed {
 				t.Fatalf("blob stored %v ago: time %v after the call, refreshed %v; want refreshed %v", tt.age, info.ModTime(), got, tt.refreshed)
+			}
+		})
+	}
+}
+
+// TestGetBlobs: the blobs come back in the order asked, spread over several
+// messages when large; bad hashes, too many hashes and a missing blob get
+// a clear status.
+func TestGetBlobs(t *testing.T) {
+	ctx := t.Context()
+	b, err := boltkv.Open(filepath.Join(t.TempDir(), "topo.db"), boltkv.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	store, err := fileblob.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := topodtest.Start(t, b, toposerver.Options{Blobs: store})
+	cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	client := topodv1.NewTopoClient(cc)
+
+	// 600 blobs of 8 KiB: 4.7 MiB, more than one window and one message.
+	var hashes [][]byte
+	want := map[content.Hash][]byte{}
+	for i := range 600 {
+		h, data := blobtest.Blob(uint64(i), 8<<10)
+		if err := store.Put(ctx, h, data); err != nil {
+			t.Fatal(err)
+		}
+		hashes = append(hashes, h[:])
+		want[h] = data
+	}
+	missing, _ := blobtest.Blob(9999, 10)
+
+	get := func(hashes [][]byte) (blobs []*topodv1.Blob, messages int, err error) {
+		stream, err := client.GetBlobs(ctx, &topodv1.GetBlobsRequest{Hashes: hashes})
+		if err != nil {
+			return nil, 0, err
+		}
+		for {
+			msg, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return blobs, messages, nil
+			}
+			if err != nil {
+				return blobs, messages, err
+			}
+			blobs = append(blobs, msg.Blobs...)
+			messages++
+		}
+	}
+	blobs, messages, err := get(hashes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(blobs) != len(hashes) || messages < 5 {
+		t.Fatalf("%d blobs in %d messages, want %d in at least 5", len(blobs), messages, len(hashes))
+	}
+	for i, blob := range blobs {
+		if !bytes.Equal(blob.Hash, hashes[i]) || !bytes.Equal(blob.Data, want[content.Hash(blob.Hash)]) {
+			t.Fatalf("blob %d is not the one asked for", i)
+		}
+	}
+
+	for _, tc := range []struct {
+		name   string
+		hashes [][]byte
+		code   codes.Code
+		want   string
+	}{
+		{"short hash", [][]byte{hashes[0], []byte("short")}, codes.InvalidArgument, "blob hash of 5 bytes"},
+		{"too many", make([][]byte, 1<<16+1), codes.InvalidArgument, "over the 65536 limit"},
+		{"missing", [][]byte{hashes[0], missing[:]}, codes.NotFound, missing.String()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := get(tc.hashes)
+			if status.Code(err) != tc.code || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want %v with %q", err, tc.code, tc.want)
 			}
 		})
 	}

@@ -276,6 +276,25 @@ func parseLeaf(b []byte, bucket int) (*leaf, error) {
 	return &leaf{hash: content.Sum(b), size: len(b), entries: entries}, nil
 }
 
+// LeafHashes returns the distinct hashes of the leaves a root blob names,
+// so that a client with a cold cache can fetch them in one batch before
+// LoadManifest. It parses root without verifying it against a hash.
+func LeafHashes(root []byte) ([]content.Hash, error) {
+	_, leaves, err := parseRoot(root)
+	if err != nil {
+		return nil, fmt.Errorf("vschema: root: %w: %w", ErrCorrupt, err)
+	}
+	seen := make(map[content.Hash]bool, len(leaves))
+	var out []content.Hash
+	for _, h := range leaves {
+		if !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
 // parseRoot parses a root blob. The leaves are left nil; their hashes are
 // returned.
 func parseRoot(b []byte) (*Manifest, [Buckets]content.Hash, error) {

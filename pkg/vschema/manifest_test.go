@@ -136,3 +136,28 @@ func TestParseRootRejects(t *testing.T) {
 		t.Errorf("check with a wrong keyspace count: %v", err)
 	}
 }
+
+// TestLeafHashes: the leaves a root names, each once (empty buckets share
+// one leaf), and a clear error for a blob that is not a root.
+func TestLeafHashes(t *testing.T) {
+	m, blobs := syntheticManifest(20, 100)
+	got, err := LeafHashes(blobs[m.Root()])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[content.Hash]bool{}
+	for _, l := range m.leaves {
+		want[l.hash] = true
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d leaf hashes, want the %d distinct leaves", len(got), len(want))
+	}
+	for _, h := range got {
+		if !want[h] {
+			t.Fatalf("leaf hash %s is not one of the manifest's", h)
+		}
+	}
+	if _, err := LeafHashes([]byte("not a root")); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("LeafHashes of garbage: %v, want ErrCorrupt", err)
+	}
+}

@@ -2622,6 +2622,96 @@ func (x *GetBlobResponse) GetData() []byte {
 	return nil
 }
 
+type GetBlobsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// hashes of the blobs wanted: at most 65,536.
+	Hashes        [][]byte `protobuf:"bytes,1,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBlobsRequest) Reset() {
+	*x = GetBlobsRequest{}
+	mi := &file_topod_v1_topod_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBlobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBlobsRequest) ProtoMessage() {}
+
+func (x *GetBlobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBlobsRequest.ProtoReflect.Descriptor instead.
+func (*GetBlobsRequest) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *GetBlobsRequest) GetHashes() [][]byte {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
+type GetBlobsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// the next blobs, in the order asked.
+	Blobs         []*Blob `protobuf:"bytes,1,rep,name=blobs,proto3" json:"blobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBlobsResponse) Reset() {
+	*x = GetBlobsResponse{}
+	mi := &file_topod_v1_topod_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBlobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBlobsResponse) ProtoMessage() {}
+
+func (x *GetBlobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBlobsResponse.ProtoReflect.Descriptor instead.
+func (*GetBlobsResponse) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *GetBlobsResponse) GetBlobs() []*Blob {
+	if x != nil {
+		return x.Blobs
+	}
+	return nil
+}
+
 // Record is how topod stores a topo file that is not kept as plain bytes:
 // the value in the backend is the 4-byte magic "\x00TPR" followed by a
 // Record. A value without the magic is the file's contents themselves (a
@@ -2640,7 +2730,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_topod_v1_topod_proto_msgTypes[46]
+	mi := &file_topod_v1_topod_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2652,7 +2742,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[46]
+	mi := &file_topod_v1_topod_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2665,7 +2755,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{46}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Record) GetBody() isRecord_Body {
@@ -2724,7 +2814,7 @@ type BlobRef struct {
 
 func (x *BlobRef) Reset() {
 	*x = BlobRef{}
-	mi := &file_topod_v1_topod_proto_msgTypes[47]
+	mi := &file_topod_v1_topod_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2736,7 +2826,7 @@ func (x *BlobRef) String() string {
 func (*BlobRef) ProtoMessage() {}
 
 func (x *BlobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[47]
+	mi := &file_topod_v1_topod_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2749,7 +2839,7 @@ func (x *BlobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobRef.ProtoReflect.Descriptor instead.
 func (*BlobRef) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{47}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *BlobRef) GetCodec() Codec {
@@ -2906,7 +2996,11 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\x0eGetBlobRequest\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\"%\n" +
 	"\x0fGetBlobResponse\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"Q\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\")\n" +
+	"\x0fGetBlobsRequest\x12\x16\n" +
+	"\x06hashes\x18\x01 \x03(\fR\x06hashes\"8\n" +
+	"\x10GetBlobsResponse\x12$\n" +
+	"\x05blobs\x18\x01 \x03(\v2\x0e.topod.v1.BlobR\x05blobs\"Q\n" +
 	"\x06Record\x12\x18\n" +
 	"\x06inline\x18\x01 \x01(\fH\x00R\x06inline\x12%\n" +
 	"\x03ref\x18\x02 \x01(\v2\x11.topod.v1.BlobRefH\x00R\x03refB\x06\n" +
@@ -2926,7 +3020,7 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\x05Codec\x12\x15\n" +
 	"\x11CODEC_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fCODEC_CHUNKS\x10\x01\x12\x14\n" +
-	"\x10CODEC_SRVVSCHEMA\x10\x022\xe3\b\n" +
+	"\x10CODEC_SRVVSCHEMA\x10\x022\xa8\t\n" +
 	"\x04Topo\x12>\n" +
 	"\aListDir\x12\x18.topod.v1.ListDirRequest\x1a\x19.topod.v1.ListDirResponse\x12;\n" +
 	"\x06Create\x12\x17.topod.v1.CreateRequest\x1a\x18.topod.v1.CreateResponse\x12;\n" +
@@ -2946,7 +3040,8 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"ServerInfo\x12\x1b.topod.v1.ServerInfoRequest\x1a\x1c.topod.v1.ServerInfoResponse\x12M\n" +
 	"\fMissingBlobs\x12\x1d.topod.v1.MissingBlobsRequest\x1a\x1e.topod.v1.MissingBlobsResponse\x12A\n" +
 	"\bPutBlobs\x12\x19.topod.v1.PutBlobsRequest\x1a\x1a.topod.v1.PutBlobsResponse\x12>\n" +
-	"\aGetBlob\x12\x18.topod.v1.GetBlobRequest\x1a\x19.topod.v1.GetBlobResponseB2Z0github.com/topod-io/topod/proto/topod/v1;topodv1b\x06proto3"
+	"\aGetBlob\x12\x18.topod.v1.GetBlobRequest\x1a\x19.topod.v1.GetBlobResponse\x12C\n" +
+	"\bGetBlobs\x12\x19.topod.v1.GetBlobsRequest\x1a\x1a.topod.v1.GetBlobsResponse0\x01B2Z0github.com/topod-io/topod/proto/topod/v1;topodv1b\x06proto3"
 
 var (
 	file_topod_v1_topod_proto_rawDescOnce sync.Once
@@ -2961,7 +3056,7 @@ func file_topod_v1_topod_proto_rawDescGZIP() []byte {
 }
 
 var file_topod_v1_topod_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_topod_v1_topod_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_topod_v1_topod_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_topod_v1_topod_proto_goTypes = []any{
 	(DirEntryType)(0),            // 0: topod.v1.DirEntryType
 	(LockKind)(0),                // 1: topod.v1.LockKind
@@ -3012,8 +3107,10 @@ var file_topod_v1_topod_proto_goTypes = []any{
 	(*PutBlobsResponse)(nil),     // 46: topod.v1.PutBlobsResponse
 	(*GetBlobRequest)(nil),       // 47: topod.v1.GetBlobRequest
 	(*GetBlobResponse)(nil),      // 48: topod.v1.GetBlobResponse
-	(*Record)(nil),               // 49: topod.v1.Record
-	(*BlobRef)(nil),              // 50: topod.v1.BlobRef
+	(*GetBlobsRequest)(nil),      // 49: topod.v1.GetBlobsRequest
+	(*GetBlobsResponse)(nil),     // 50: topod.v1.GetBlobsResponse
+	(*Record)(nil),               // 51: topod.v1.Record
+	(*BlobRef)(nil),              // 52: topod.v1.BlobRef
 }
 var file_topod_v1_topod_proto_depIdxs = []int32{
 	0,  // 0: topod.v1.DirEntry.type:type_name -> topod.v1.DirEntryType
@@ -3032,47 +3129,50 @@ var file_topod_v1_topod_proto_depIdxs = []int32{
 	34, // 13: topod.v1.CampaignResponse.elected:type_name -> topod.v1.CampaignElected
 	35, // 14: topod.v1.CampaignResponse.resigned:type_name -> topod.v1.CampaignResigned
 	44, // 15: topod.v1.PutBlobsRequest.blobs:type_name -> topod.v1.Blob
-	50, // 16: topod.v1.Record.ref:type_name -> topod.v1.BlobRef
-	2,  // 17: topod.v1.BlobRef.codec:type_name -> topod.v1.Codec
-	4,  // 18: topod.v1.Topo.ListDir:input_type -> topod.v1.ListDirRequest
-	6,  // 19: topod.v1.Topo.Create:input_type -> topod.v1.CreateRequest
-	8,  // 20: topod.v1.Topo.Update:input_type -> topod.v1.UpdateRequest
-	10, // 21: topod.v1.Topo.Get:input_type -> topod.v1.GetRequest
-	12, // 22: topod.v1.Topo.GetVersion:input_type -> topod.v1.GetVersionRequest
-	14, // 23: topod.v1.Topo.List:input_type -> topod.v1.ListRequest
-	17, // 24: topod.v1.Topo.Delete:input_type -> topod.v1.DeleteRequest
-	19, // 25: topod.v1.Topo.Watch:input_type -> topod.v1.WatchRequest
-	19, // 26: topod.v1.Topo.WatchRecursive:input_type -> topod.v1.WatchRequest
-	22, // 27: topod.v1.Topo.Lock:input_type -> topod.v1.LockRequest
-	30, // 28: topod.v1.Topo.Campaign:input_type -> topod.v1.CampaignRequest
-	36, // 29: topod.v1.Topo.GetLeader:input_type -> topod.v1.GetLeaderRequest
-	38, // 30: topod.v1.Topo.WatchLeader:input_type -> topod.v1.WatchLeaderRequest
-	40, // 31: topod.v1.Topo.ServerInfo:input_type -> topod.v1.ServerInfoRequest
-	42, // 32: topod.v1.Topo.MissingBlobs:input_type -> topod.v1.MissingBlobsRequest
-	45, // 33: topod.v1.Topo.PutBlobs:input_type -> topod.v1.PutBlobsRequest
-	47, // 34: topod.v1.Topo.GetBlob:input_type -> topod.v1.GetBlobRequest
-	5,  // 35: topod.v1.Topo.ListDir:output_type -> topod.v1.ListDirResponse
-	7,  // 36: topod.v1.Topo.Create:output_type -> topod.v1.CreateResponse
-	9,  // 37: topod.v1.Topo.Update:output_type -> topod.v1.UpdateResponse
-	11, // 38: topod.v1.Topo.Get:output_type -> topod.v1.GetResponse
-	13, // 39: topod.v1.Topo.GetVersion:output_type -> topod.v1.GetVersionResponse
-	16, // 40: topod.v1.Topo.List:output_type -> topod.v1.ListResponse
-	18, // 41: topod.v1.Topo.Delete:output_type -> topod.v1.DeleteResponse
-	21, // 42: topod.v1.Topo.Watch:output_type -> topod.v1.WatchResponse
-	21, // 43: topod.v1.Topo.WatchRecursive:output_type -> topod.v1.WatchResponse
-	26, // 44: topod.v1.Topo.Lock:output_type -> topod.v1.LockResponse
-	33, // 45: topod.v1.Topo.Campaign:output_type -> topod.v1.CampaignResponse
-	37, // 46: topod.v1.Topo.GetLeader:output_type -> topod.v1.GetLeaderResponse
-	39, // 47: topod.v1.Topo.WatchLeader:output_type -> topod.v1.WatchLeaderResponse
-	41, // 48: topod.v1.Topo.ServerInfo:output_type -> topod.v1.ServerInfoResponse
-	43, // 49: topod.v1.Topo.MissingBlobs:output_type -> topod.v1.MissingBlobsResponse
-	46, // 50: topod.v1.Topo.PutBlobs:output_type -> topod.v1.PutBlobsResponse
-	48, // 51: topod.v1.Topo.GetBlob:output_type -> topod.v1.GetBlobResponse
-	35, // [35:52] is the sub-list for method output_type
-	18, // [18:35] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	44, // 16: topod.v1.GetBlobsResponse.blobs:type_name -> topod.v1.Blob
+	52, // 17: topod.v1.Record.ref:type_name -> topod.v1.BlobRef
+	2,  // 18: topod.v1.BlobRef.codec:type_name -> topod.v1.Codec
+	4,  // 19: topod.v1.Topo.ListDir:input_type -> topod.v1.ListDirRequest
+	6,  // 20: topod.v1.Topo.Create:input_type -> topod.v1.CreateRequest
+	8,  // 21: topod.v1.Topo.Update:input_type -> topod.v1.UpdateRequest
+	10, // 22: topod.v1.Topo.Get:input_type -> topod.v1.GetRequest
+	12, // 23: topod.v1.Topo.GetVersion:input_type -> topod.v1.GetVersionRequest
+	14, // 24: topod.v1.Topo.List:input_type -> topod.v1.ListRequest
+	17, // 25: topod.v1.Topo.Delete:input_type -> topod.v1.DeleteRequest
+	19, // 26: topod.v1.Topo.Watch:input_type -> topod.v1.WatchRequest
+	19, // 27: topod.v1.Topo.WatchRecursive:input_type -> topod.v1.WatchRequest
+	22, // 28: topod.v1.Topo.Lock:input_type -> topod.v1.LockRequest
+	30, // 29: topod.v1.Topo.Campaign:input_type -> topod.v1.CampaignRequest
+	36, // 30: topod.v1.Topo.GetLeader:input_type -> topod.v1.GetLeaderRequest
+	38, // 31: topod.v1.Topo.WatchLeader:input_type -> topod.v1.WatchLeaderRequest
+	40, // 32: topod.v1.Topo.ServerInfo:input_type -> topod.v1.ServerInfoRequest
+	42, // 33: topod.v1.Topo.MissingBlobs:input_type -> topod.v1.MissingBlobsRequest
+	45, // 34: topod.v1.Topo.PutBlobs:input_type -> topod.v1.PutBlobsRequest
+	47, // 35: topod.v1.Topo.GetBlob:input_type -> topod.v1.GetBlobRequest
+	49, // 36: topod.v1.Topo.GetBlobs:input_type -> topod.v1.GetBlobsRequest
+	5,  // 37: topod.v1.Topo.ListDir:output_type -> topod.v1.ListDirResponse
+	7,  // 38: topod.v1.Topo.Create:output_type -> topod.v1.CreateResponse
+	9,  // 39: topod.v1.Topo.Update:output_type -> topod.v1.UpdateResponse
+	11, // 40: topod.v1.Topo.Get:output_type -> topod.v1.GetResponse
+	13, // 41: topod.v1.Topo.GetVersion:output_type -> topod.v1.GetVersionResponse
+	16, // 42: topod.v1.Topo.List:output_type -> topod.v1.ListResponse
+	18, // 43: topod.v1.Topo.Delete:output_type -> topod.v1.DeleteResponse
+	21, // 44: topod.v1.Topo.Watch:output_type -> topod.v1.WatchResponse
+	21, // 45: topod.v1.Topo.WatchRecursive:output_type -> topod.v1.WatchResponse
+	26, // 46: topod.v1.Topo.Lock:output_type -> topod.v1.LockResponse
+	33, // 47: topod.v1.Topo.Campaign:output_type -> topod.v1.CampaignResponse
+	37, // 48: topod.v1.Topo.GetLeader:output_type -> topod.v1.GetLeaderResponse
+	39, // 49: topod.v1.Topo.WatchLeader:output_type -> topod.v1.WatchLeaderResponse
+	41, // 50: topod.v1.Topo.ServerInfo:output_type -> topod.v1.ServerInfoResponse
+	43, // 51: topod.v1.Topo.MissingBlobs:output_type -> topod.v1.MissingBlobsResponse
+	46, // 52: topod.v1.Topo.PutBlobs:output_type -> topod.v1.PutBlobsResponse
+	48, // 53: topod.v1.Topo.GetBlob:output_type -> topod.v1.GetBlobResponse
+	50, // 54: topod.v1.Topo.GetBlobs:output_type -> topod.v1.GetBlobsResponse
+	37, // [37:55] is the sub-list for method output_type
+	19, // [19:37] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_topod_v1_topod_proto_init() }
@@ -3098,7 +3198,7 @@ func file_topod_v1_topod_proto_init() {
 		(*CampaignResponse_Elected)(nil),
 		(*CampaignResponse_Resigned)(nil),
 	}
-	file_topod_v1_topod_proto_msgTypes[46].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[48].OneofWrappers = []any{
 		(*Record_Inline)(nil),
 		(*Record_Ref)(nil),
 	}
@@ -3108,7 +3208,7 @@ func file_topod_v1_topod_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_topod_v1_topod_proto_rawDesc), len(file_topod_v1_topod_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   48,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -51,6 +51,7 @@ const (
 	Topo_MissingBlobs_FullMethodName   = "/topod.v1.Topo/MissingBlobs"
 	Topo_PutBlobs_FullMethodName       = "/topod.v1.Topo/PutBlobs"
 	Topo_GetBlob_FullMethodName        = "/topod.v1.Topo/GetBlob"
+	Topo_GetBlobs_FullMethodName       = "/topod.v1.Topo/GetBlobs"
 )
 
 // TopoClient is the client API for Topo service.
@@ -101,6 +102,12 @@ type TopoClient interface {
 	PutBlobs(ctx context.Context, in *PutBlobsRequest, opts ...grpc.CallOption) (*PutBlobsResponse, error)
 	// GetBlob returns one blob, verified against its hash.
 	GetBlob(ctx context.Context, in *GetBlobRequest, opts ...grpc.CallOption) (*GetBlobResponse, error)
+	// GetBlobs streams many blobs, each verified against its hash, in the
+	// order asked, several to a message: how a client with a cold cache
+	// fetches the thousands of pieces of a large file without a request per
+	// piece. A blob topod does not hold ends the stream with NOT_FOUND naming
+	// it.
+	GetBlobs(ctx context.Context, in *GetBlobsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetBlobsResponse], error)
 }
 
 type topoClient struct {
@@ -314,6 +321,25 @@ func (c *topoClient) GetBlob(ctx context.Context, in *GetBlobRequest, opts ...gr
 	return out, nil
 }
 
+func (c *topoClient) GetBlobs(ctx context.Context, in *GetBlobsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetBlobsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[5], Topo_GetBlobs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[GetBlobsRequest, GetBlobsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Topo_GetBlobsClient = grpc.ServerStreamingClient[GetBlobsResponse]
+
 // TopoServer is the server API for Topo service.
 // All implementations must embed UnimplementedTopoServer
 // for forward compatibility.
@@ -362,6 +388,12 @@ type TopoServer interface {
 	PutBlobs(context.Context, *PutBlobsRequest) (*PutBlobsResponse, error)
 	// GetBlob returns one blob, verified against its hash.
 	GetBlob(context.Context, *GetBlobRequest) (*GetBlobResponse, error)
+	// GetBlobs streams many blobs, each verified against its hash, in the
+	// order asked, several to a message: how a client with a cold cache
+	// fetches the thousands of pieces of a large file without a request per
+	// piece. A blob topod does not hold ends the stream with NOT_FOUND naming
+	// it.
+	GetBlobs(*GetBlobsRequest, grpc.ServerStreamingServer[GetBlobsResponse]) error
 	mustEmbedUnimplementedTopoServer()
 }
 
@@ -422,6 +454,9 @@ func (UnimplementedTopoServer) PutBlobs(context.Context, *PutBlobsRequest) (*Put
 }
 func (UnimplementedTopoServer) GetBlob(context.Context, *GetBlobRequest) (*GetBlobResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetBlob not implemented")
+}
+func (UnimplementedTopoServer) GetBlobs(*GetBlobsRequest, grpc.ServerStreamingServer[GetBlobsResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method GetBlobs not implemented")
 }
 func (UnimplementedTopoServer) mustEmbedUnimplementedTopoServer() {}
 func (UnimplementedTopoServer) testEmbeddedByValue()              {}
@@ -707,6 +742,17 @@ func _Topo_GetBlob_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Topo_GetBlobs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(GetBlobsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(TopoServer).GetBlobs(m, &grpc.GenericServerStream[GetBlobsRequest, GetBlobsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Topo_GetBlobsServer = grpc.ServerStreamingServer[GetBlobsResponse]
+
 // Topo_ServiceDesc is the grpc.ServiceDesc for Topo service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -789,6 +835,11 @@ var Topo_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchLeader",
 			Handler:       _Topo_WatchLeader_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "GetBlobs",
+			Handler:       _Topo_GetBlobs_Handler,
 			ServerStreams: true,
 		},
 	},
