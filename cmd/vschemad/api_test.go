@@ -19,34 +19,6 @@ import (
 	"github.com/topod-io/topod/pkg/vschema"
 )
 
-// assertAsRebuilt checks that every cell's SrvVSchema is what Vitess's own
-// RebuildSrvVSchema (what vtctld's RebuildVSchemaGraph runs) writes from the
-// same global topology.
-func assertAsRebuilt(t *testing.T, tp *vschematest.Topology) {
-	t.Helper()
-	ctx := context.Background()
-	got := map[string]*vschemapb.SrvVSchema{}
-	for _, cell := range tp.Cells {
-		srv, err := tp.TS.GetSrvVSchema(ctx, cell)
-		if err != nil {
-			t.Fatalf("GetSrvVSchema(%s): %v", cell, err)
-		}
-		got[cell] = srv
-	}
-	if err := tp.TS.RebuildSrvVSchema(ctx, nil); err != nil {
-		t.Fatalf("RebuildSrvVSchema: %v", err)
-	}
-	for _, cell := range tp.Cells {
-		want, err := tp.TS.GetSrvVSchema(ctx, cell)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !proto.Equal(got[cell], want) {
-			t.Fatalf("cell %s: the SrvVSchema vschemad left (%d keyspaces) differs from RebuildSrvVSchema's (%d)", cell, len(got[cell].Keyspaces), len(want.Keyspaces))
-		}
-	}
-}
-
 // TestAPI walks the API on each topology: apply, get, dry run, If-Match,
 // history, versions, rollback, delete, rules, cells, audit; after each
 // write the cells hold what RebuildSrvVSchema would write.
@@ -77,7 +49,7 @@ func TestAPI(t *testing.T) {
 			if code != http.StatusOK {
 				t.Fatalf("PUT routing-rules: %d %s", code, body)
 			}
-			assertAsRebuilt(t, tp)
+			vschematest.AssertCellsAsRebuilt(t, context.Background(), tp)
 
 			name, ks := p.Keyspace(4)
 			code, body, h := call(t, nil, "GET", api+"/keyspaces/"+name+"/vschema", nil)
@@ -143,7 +115,7 @@ func TestAPI(t *testing.T) {
 			if code != http.StatusOK || !proto.Equal(parseKeyspace(t, body), ks) {
 				t.Fatalf("after rollback: %d %s", code, body)
 			}
-			assertAsRebuilt(t, tp)
+			vschematest.AssertCellsAsRebuilt(t, context.Background(), tp)
 
 			// Rules.
 			code, body, _ = call(t, nil, "GET", api+"/routing-rules", nil)
@@ -154,7 +126,7 @@ func TestAPI(t *testing.T) {
 			if code, body, _ := call(t, nil, "PUT", api+"/keyspace-routing-rules", vschemaJSON(t, krr)); code != http.StatusOK {
 				t.Fatalf("PUT keyspace-routing-rules: %d %s", code, body)
 			}
-			assertAsRebuilt(t, tp)
+			vschematest.AssertCellsAsRebuilt(t, context.Background(), tp)
 
 			// Cells.
 			code, body, _ = call(t, nil, "GET", api+"/cells", nil)
@@ -186,7 +158,7 @@ func TestAPI(t *testing.T) {
 			if code, body, _ := call(t, nil, "GET", api+"/keyspaces/"+name+"/vschema", nil); code != http.StatusNotFound {
 				t.Fatalf("GET after DELETE: %d %s", code, body)
 			}
-			assertAsRebuilt(t, tp)
+			vschematest.AssertCellsAsRebuilt(t, context.Background(), tp)
 
 			// The audit log has every write.
 			rulesWrites := 1 // keyspace routing rules; routing rules if the profile has some
@@ -420,7 +392,7 @@ func TestConcurrentWriters(t *testing.T) {
 					}
 				}
 			}
-			assertAsRebuilt(t, tp)
+			vschematest.AssertCellsAsRebuilt(t, context.Background(), tp)
 		})
 	}
 }

@@ -73,7 +73,7 @@ func TestImport(t *testing.T) {
 				t.Fatalf("no progress lines: %q", errOut)
 			}
 			assertImported(t, tp, p)
-			assertAsRebuilt(t, tp)
+			vschematest.AssertCellsAsRebuilt(t, context.Background(), tp)
 
 			// Again: everything in the journal is skipped.
 			code, out, _ = runCLI(t, "import", "--server", srv.URL, dir)
@@ -93,7 +93,7 @@ func TestImport(t *testing.T) {
 			if w, u, s, f := importCounts(t, out); code != 0 || w != 0 || u != p.Keyspaces+1 || s != 0 || f != 0 {
 				t.Fatalf("--restart: %d %s", code, out)
 			}
-			assertAsRebuilt(t, tp)
+			vschematest.AssertCellsAsRebuilt(t, context.Background(), tp)
 		})
 	}
 }
@@ -124,7 +124,7 @@ func TestImportTar(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertImported(t, tp, p)
-	assertAsRebuilt(t, tp)
+	vschematest.AssertCellsAsRebuilt(t, context.Background(), tp)
 }
 
 func writeTarGz(t testing.TB, dir, file string) {
@@ -186,7 +186,7 @@ func TestImportJD(t *testing.T) {
 			}
 			t.Logf("imported %d keyspaces, %d cells, in %v", p.Keyspaces, len(tp.Cells), time.Since(start).Round(time.Millisecond))
 			assertImported(t, tp, p)
-			assertAsRebuilt(t, tp)
+			vschematest.AssertCellsAsRebuilt(t, context.Background(), tp)
 		})
 	}
 

@@ -146,18 +146,11 @@ func Copy(ctx context.Context, from, to *topo.Server, opts Options) (*Report, er
 		return nil, errors.New("migrate: the destination cell address and cell root prefix are required")
 	}
 	ctx = vschema.WithFreshReads(ctx)
-	srcGlobal, err := from.ConnForCell(ctx, topo.GlobalCell)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: source global topology: %w", err)
-	}
-	dstGlobal, err := to.ConnForCell(ctx, topo.GlobalCell)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: destination global topology: %w", err)
-	}
-	global, cells, perCell, total, err := walkSource(ctx, from, srcGlobal)
+	w, err := walkSource(ctx, from, to)
 	if err != nil {
 		return nil, err
 	}
+	srcGlobal, dstGlobal, global, cells, perCell, total := w.srcGlobal, w.dstGlobal, w.global, w.cells, w.perCell, w.total
 	c := &copier{opts: opts, report: &Report{Files: total}}
 	if opts.Progress != nil {
 		c.prog = progress.New(opts.Progress, opts.ProgressMode, "files", total, 0)
@@ -196,29 +189,45 @@ func Copy(ctx context.Context, from, to *topo.Server, opts Options) (*Report, er
 	return c.report, nil
 }
 
-// walkSource walks the global topology of from (whose connection is
-// global) and each of its cells.
-func walkSource(ctx context.Context, from *topo.Server, global topo.Conn) (globalFiles, cells []string, perCell map[string][]string, total int, err error) {
-	globalFiles, err = WalkGlobal(ctx, global)
-	if err != nil {
-		return nil, nil, nil, 0, fmt.Errorf("migrate: walk the source global topology: %w", err)
+// sourceFiles is the source's files, found by walkSource, and the global
+// connections of both sides.
+type sourceFiles struct {
+	srcGlobal, dstGlobal topo.Conn
+	global               []string            // the source's global files
+	cells                []string            // the source's cells
+	perCell              map[string][]string // each cell's files
+	total                int                 // files in all
+}
+
+// walkSource opens the global topologies of from and to, and walks the
+// global topology of from and each of its cells.
+func walkSource(ctx context.Context, from, to *topo.Server) (*sourceFiles, error) {
+	w := &sourceFiles{perCell: map[string][]string{}}
+	var err error
+	if w.srcGlobal, err = from.ConnForCell(ctx, topo.GlobalCell); err != nil {
+		return nil, fmt.Errorf("migrate: source global topology: %w", err)
 	}
-	cells = cellsOf(globalFiles)
-	perCell = map[string][]string{}
-	total = len(globalFiles)
-	for _, cell := range cells {
+	if w.dstGlobal, err = to.ConnForCell(ctx, topo.GlobalCell); err != nil {
+		return nil, fmt.Errorf("migrate: destination global topology: %w", err)
+	}
+	if w.global, err = WalkGlobal(ctx, w.srcGlobal); err != nil {
+		return nil, fmt.Errorf("migrate: walk the source global topology: %w", err)
+	}
+	w.cells = cellsOf(w.global)
+	w.total = len(w.global)
+	for _, cell := range w.cells {
 		conn, err := from.ConnForCell(ctx, cell)
 		if err != nil {
-			return nil, nil, nil, 0, fmt.Errorf("migrate: source cell %s: %w", cell, err)
+			return nil, fmt.Errorf("migrate: source cell %s: %w", cell, err)
 		}
 		files, err := WalkCell(ctx, conn)
 		if err != nil {
-			return nil, nil, nil, 0, fmt.Errorf("migrate: walk the source cell %s: %w", cell, err)
+			return nil, fmt.Errorf("migrate: walk the source cell %s: %w", cell, err)
 		}
-		perCell[cell] = files
-		total += len(files)
+		w.perCell[cell] = files
+		w.total += len(files)
 	}
-	return globalFiles, cells, perCell, total, nil
+	return w, nil
 }
 
 // copier copies files and keeps the report.
@@ -385,18 +394,11 @@ func (d Difference) String() string { return d.File.String() + ": " + d.What }
 // what could not be read.
 func Verify(ctx context.Context, from, to *topo.Server, opts Options) ([]Difference, error) {
 	ctx = vschema.WithFreshReads(ctx)
-	srcGlobal, err := from.ConnForCell(ctx, topo.GlobalCell)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: source global topology: %w", err)
-	}
-	dstGlobal, err := to.ConnForCell(ctx, topo.GlobalCell)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: destination global topology: %w", err)
-	}
-	global, cells, perCell, total, err := walkSource(ctx, from, srcGlobal)
+	w, err := walkSource(ctx, from, to)
 	if err != nil {
 		return nil, err
 	}
+	srcGlobal, dstGlobal, global, cells, perCell, total := w.srcGlobal, w.dstGlobal, w.global, w.cells, w.perCell, w.total
 	dstFiles, err := WalkGlobal(ctx, dstGlobal)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: walk the destination global topology: %w", err)

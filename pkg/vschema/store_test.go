@@ -98,50 +98,6 @@ func apply(t testing.TB, ctx context.Context, s *vschema.Store, changes ...vsche
 	return res
 }
 
-// assertCellsAsRebuilt checks that every cell's SrvVSchema is what Vitess's
-// own RebuildSrvVSchema writes from the same global topology.
-func assertCellsAsRebuilt(t *testing.T, ctx context.Context, tp *vschematest.Topology) {
-	t.Helper()
-	got := map[string]*vschemapb.SrvVSchema{}
-	for _, cell := range tp.Cells {
-		srv, err := tp.TS.GetSrvVSchema(ctx, cell)
-		if err != nil {
-			t.Fatalf("GetSrvVSchema(%s): %v", cell, err)
-		}
-		got[cell] = srv
-	}
-	if err := tp.TS.RebuildSrvVSchema(ctx, nil); err != nil {
-		t.Fatalf("RebuildSrvVSchema: %v", err)
-	}
-	for _, cell := range tp.Cells {
-		want, err := tp.TS.GetSrvVSchema(ctx, cell)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !proto.Equal(got[cell], want) {
-			t.Errorf("cell %s: SrvVSchema differs from RebuildSrvVSchema's (%d keyspaces, want %d)", cell, len(got[cell].Keyspaces), len(want.Keyspaces))
-			for name, ks := range want.Keyspaces {
-				if !proto.Equal(got[cell].Keyspaces[name], ks) {
-					t.Errorf("  keyspace %s differs", name)
-				}
-			}
-			for _, f := range []struct {
-				name string
-				a, b proto.Message
-			}{
-				{"routing_rules", got[cell].RoutingRules, want.RoutingRules},
-				{"shard_routing_rules", got[cell].ShardRoutingRules, want.ShardRoutingRules},
-				{"keyspace_routing_rules", got[cell].KeyspaceRoutingRules, want.KeyspaceRoutingRules},
-				{"mirror_rules", got[cell].MirrorRules, want.MirrorRules},
-			} {
-				if !proto.Equal(f.a, f.b) {
-					t.Errorf("  %s differ: %v, want %v", f.name, f.a, f.b)
-				}
-			}
-		}
-	}
-}
-
 // TestStoreApply applies, changes, deletes and rolls back vschemas on every
 // topology, and checks after each step that the cells hold what Vitess's
 // RebuildSrvVSchema would write.
@@ -153,7 +109,7 @@ func TestStoreApply(t *testing.T) {
 			s := openStore(t, tp, setup.fast)
 			p := jd.JD().Sized(40)
 			loadProfile(t, ctx, tp, s, p, 16)
-			assertCellsAsRebuilt(t, ctx, tp)
+			vschematest.AssertCellsAsRebuilt(t, ctx, tp)
 
 			// One keyspace changes.
 			name, ks := p.Keyspace(3)
@@ -186,7 +142,7 @@ func TestStoreApply(t *testing.T) {
 					t.Errorf("cell %s serves %s = %v, %v", cell, name, got, err)
 				}
 			}
-			assertCellsAsRebuilt(t, ctx, tp)
+			vschematest.AssertCellsAsRebuilt(t, ctx, tp)
 
 			// Applying the same again writes nothing.
 			res = apply(t, ctx, s, vschema.Change{Keyspace: name, VSchema: changed})
@@ -224,7 +180,7 @@ func TestStoreApply(t *testing.T) {
 				t.Fatalf("GetKeyspaceAt(%s) = %v, %v", ver1, old, err)
 			}
 			apply(t, ctx, s, vschema.Change{Keyspace: name, VSchema: old})
-			assertCellsAsRebuilt(t, ctx, tp)
+			vschematest.AssertCellsAsRebuilt(t, ctx, tp)
 
 			// Delete: the keyspace still exists, so it serves an empty
 			// vschema, as RebuildSrvVSchema has it.
@@ -235,7 +191,7 @@ func TestStoreApply(t *testing.T) {
 			if _, _, err := s.GetKeyspace(ctx, name); !errors.Is(err, vschema.ErrNotFound) {
 				t.Fatalf("GetKeyspace after delete: %v", err)
 			}
-			assertCellsAsRebuilt(t, ctx, tp)
+			vschematest.AssertCellsAsRebuilt(t, ctx, tp)
 			if _, err := s.Apply(ctx, []vschema.Change{{Keyspace: name}}, vschema.ApplyOptions{}); !errors.Is(err, vschema.ErrNotFound) {
 				t.Errorf("deleting again: %v", err)
 			}
@@ -281,7 +237,7 @@ func TestStoreRules(t *testing.T) {
 				if err != nil || !proto.Equal(got, r.value) || ver != res.NewVersion {
 					t.Fatalf("GetRules(%s) = %v, %q, %v; want %v, %q", r.kind, got, ver, err, r.value, res.NewVersion)
 				}
-				assertCellsAsRebuilt(t, ctx, tp)
+				vschematest.AssertCellsAsRebuilt(t, ctx, tp)
 			}
 
 			// Rules naming a keyspace that does not exist are refused.
@@ -365,7 +321,7 @@ func TestStoreConcurrentWriters(t *testing.T) {
 					t.Errorf("cell %s serves %v for %s, the global topology has %v (%v)", cell, got, hot, final, err)
 				}
 			}
-			assertCellsAsRebuilt(t, ctx, tp)
+			vschematest.AssertCellsAsRebuilt(t, ctx, tp)
 		})
 	}
 }
