@@ -132,7 +132,9 @@ type Backend interface {
 	Delete(ctx context.Context, key string, version int64) error
 	// Watch delivers the changes to key (or to every key under it when prefix
 	// is true) made at revisions greater than afterRev, in revision order;
-	// afterRev 0 means from the current revision on. The channel is closed
+	// afterRev 0 means from the current revision on (so no revision a read
+	// reports is ever 0, even on a store never written: a Watch from a
+	// List's revision sees every later write). The channel is closed
 	// after ctx ends or after a response carrying Err (ErrCompacted when
 	// afterRev is older than the history held).
 	Watch(ctx context.Context, key string, prefix bool, afterRev int64) (<-chan WatchResponse, error)

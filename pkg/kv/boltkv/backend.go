@@ -144,6 +144,15 @@ func (b *Backend) prepare(tx *bolt.Tx) (int64, error) {
 	}
 	m := metaOf(tx)
 	b.rev = m.get(metaRev)
+	if b.rev == 0 {
+		// A new store starts at revision 1, so that no revision a read
+		// reports is 0, which Watch takes for "from now": a List of the
+		// empty store then a Watch from its revision sees the first write.
+		b.rev = 1
+		if err := m.put(metaRev, b.rev); err != nil {
+			return 0, err
+		}
+	}
 	epoch := m.get(metaEpoch) + 1
 	if epoch > maxEpoch {
 		return 0, errors.New("lease epochs exhausted")

@@ -49,6 +49,7 @@ var checks = []check{
 	{"Watch/Prefix", checkWatchPrefix},
 	{"Watch/AfterRev", checkWatchAfterRev},
 	{"Watch/FromNow", checkWatchFromNow},
+	{"Watch/FromList", checkWatchFromList},
 	{"Watch/Delete", checkWatchDelete},
 	{"Watch/Order", checkWatchOrder},
 	{"Watch/Cancel", checkWatchCancel},

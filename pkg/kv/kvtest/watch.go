@@ -82,6 +82,23 @@ func checkWatchAfterRev(t *testing.T, e *env) {
 	pw.wantDelete(k)
 }
 
+// checkWatchFromList: a watch from the revision a List reported delivers
+// the writes made after the List, even on a store that has never been
+// written (whose revision must not read as 0, "now").
+func checkWatchFromList(t *testing.T, e *env) {
+	k := e.key("k")
+	_, rev, err := e.b.List(ctx(t), e.key(""), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev <= 0 {
+		t.Fatalf("List reported revision %d; a revision read is never 0 (Watch takes 0 for now)", rev)
+	}
+	r1 := mustCreate(t, e, k, "v1", 0)
+	w := newWatcher(t, e, k, false, rev)
+	w.wantPut(k, "v1", r1)
+}
+
 // checkWatchFromNow: afterRev 0 watches from the current revision on: no
 // past change is delivered.
 func checkWatchFromNow(t *testing.T, e *env) {
