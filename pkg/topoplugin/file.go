@@ -43,6 +43,12 @@ func (c *Conn) Update(ctx context.Context, filePath string, contents []byte, ver
 	if err != nil {
 		return nil, err
 	}
+	return c.update(ctx, p, value, v)
+}
+
+// update sets the backend value of the file at p if it is at version v (0:
+// unconditionally), after its blobs are uploaded.
+func (c *Conn) update(ctx context.Context, p string, value []byte, v int64) (topo.Version, error) {
 	ctx, cancel, wait := c.unary(ctx)
 	defer cancel()
 	resp, err := c.client.Update(ctx, &topodv1.UpdateRequest{Path: p, Contents: value, Version: v}, wait)

@@ -61,14 +61,7 @@ func (c *Conn) SetSrvVSchemaRoot(ctx context.Context, filePath string, enc *vsch
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel, wait := c.unary(ctx)
-	defer cancel()
-	resp, err := c.client.Update(ctx, &topodv1.UpdateRequest{Path: p, Contents: value, Version: v}, wait)
-	if err != nil {
-		return nil, convertError(err, p)
-	}
-	c.observe(resp.Version)
-	return Version(resp.Version), nil
+	return c.update(ctx, p, value, v)
 }
 
 // GetBlob returns a blob, from the connection's cache or topod.
