@@ -24,11 +24,10 @@ import (
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
-// TestBlobRefresh: MissingBlobs and PutBlobs give a stored blob older than
-// GCGrace/2 a new stored time (so garbage collection keeps it while the
-// writer writes its record), and leave younger blobs alone.
-func TestBlobRefresh(t *testing.T) {
-	ctx := t.Context()
+// startWithBlobs serves a fresh bolt store with a file blob store (and
+// gcGrace, 0 for the default), and returns a raw client and the blob store.
+func startWithBlobs(t *testing.T, gcGrace time.Duration) (topodv1.TopoClient, *fileblob.Store) {
+	t.Helper()
 	b, err := boltkv.Open(filepath.Join(t.TempDir(), "topo.db"), boltkv.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -38,13 +37,22 @@ func TestBlobRefresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := topodtest.Start(t, b, toposerver.Options{Blobs: store, GCGrace: time.Hour})
+	srv := topodtest.Start(t, b, toposerver.Options{Blobs: store, GCGrace: gcGrace})
 	cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
 	client := topodv1.NewTopoClient(cc)
+	return client, store
+}
+
+// TestBlobRefresh: MissingBlobs and PutBlobs give a stored blob older than
+// GCGrace/2 a new stored time (so garbage collection keeps it while the
+// writer writes its record), and leave younger blobs alone.
+func TestBlobRefresh(t *testing.T) {
+	ctx := t.Context()
+	client, store := startWithBlobs(t, time.Hour)
 
 	tests := []struct {
 		name      string
@@ -102,22 +110,7 @@ func TestBlobRefresh(t *testing.T) {
 // a clear status.
 func TestGetBlobs(t *testing.T) {
 	ctx := t.Context()
-	b, err := boltkv.Open(filepath.Join(t.TempDir(), "topo.db"), boltkv.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	store, err := fileblob.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := topodtest.Start(t, b, toposerver.Options{Blobs: store})
-	cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	client := topodv1.NewTopoClient(cc)
+	client, store := startWithBlobs(t, 0)
 
 	// 600 blobs of 8 KiB: 4.7 MiB, more than one window and one message.
 	var hashes [][]byte
