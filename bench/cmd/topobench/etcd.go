@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -25,12 +26,14 @@ import (
 	"github.com/topod-io/topod/internal/freeport"
 )
 
-// etcdServer is a one-member etcd embedded in the driver process, at etcd's
+// etcdServer is a one-member etcd, embedded in the driver process or (for
+// the keyspaces phase, etcdproc.go) in a process of its own, at etcd's
 // default limits (notably the 1.5 MiB request limit), serving its Prometheus
 // metrics on a port of its own.
 type etcdServer struct {
-	e          *embed.Etcd
-	endpoint   string // host:port of the client URL
+	e          *embed.Etcd // nil when etcd runs in a process of its own
+	proc       *etcdProc   // nil when etcd is embedded
+	endpoint   string      // host:port of the client URL
 	metricsURL string
 	cli        *clientv3.Client // the driver's own client, for housekeeping
 	closing    *atomic.Bool
@@ -71,6 +74,37 @@ func startEtcdOnce(ctx context.Context, dir string) (*etcdServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// etcd logs only errors; they would be lost in the benchmark's output
+	// otherwise, and a healthy run has none.
+	closing := &atomic.Bool{}
+	lg := etcdLogger(stderr, closing)
+	cfg := etcdConfig(dir, ports, lg)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitEtcdReady(ctx, e); err != nil {
+		e.Close()
+		return nil, err
+	}
+	s, err := newEtcdServer(cfg.ListenClientUrls[0], cfg.ListenMetricsUrls[0], lg, closing)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	s.e = e
+	return s, nil
+}
+
+// etcdLogger logs etcd's errors to w, until closing is set.
+func etcdLogger(w io.Writer, closing *atomic.Bool) *zap.Logger {
+	return zap.New(quietOnClose{zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.Lock(zapcore.AddSync(w)), zapcore.ErrorLevel), closing})
+}
+
+// etcdConfig is the configuration of the benchmark's etcd, embedded or in
+// a process of its own: one member on loopback ports (peer, client,
+// metrics), etcd's default limits, errors only in its log.
+func etcdConfig(dir string, ports []int, lg *zap.Logger) *embed.Config {
 	peer, client, metrics := loopbackURL(ports[0]), loopbackURL(ports[1]), loopbackURL(ports[2])
 	cfg := embed.NewConfig()
 	cfg.Name = "topobench"
@@ -82,43 +116,59 @@ func startEtcdOnce(ctx context.Context, dir string) (*etcdServer, error) {
 	cfg.ListenMetricsUrls = []url.URL{metrics}
 	cfg.InitialCluster = cfg.Name + "=" + peer.String()
 	cfg.InitialClusterToken = fmt.Sprintf("topobench-%d", time.Now().UnixNano())
-	// etcd logs only errors; they would be lost in the benchmark's output
-	// otherwise, and a healthy run has none.
-	closing := &atomic.Bool{}
-	lg := zap.New(quietOnClose{zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.Lock(zapcore.AddSync(stderr)), zapcore.ErrorLevel), closing})
 	cfg.LogLevel = "error"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
+	return cfg
+}
 
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return nil, err
-	}
+// waitEtcdReady waits until the embedded etcd e serves.
+func waitEtcdReady(ctx context.Context, e *embed.Etcd) error {
 	select {
 	case <-e.Server.ReadyNotify():
+		return nil
 	case err := <-e.Err():
-		e.Close()
-		return nil, fmt.Errorf("etcd failed while starting: %w", err)
+		return fmt.Errorf("etcd failed while starting: %w", err)
 	case <-time.After(30 * time.Second):
-		e.Close()
-		return nil, errors.New("etcd not ready after 30s")
+		return errors.New("etcd not ready after 30s")
 	case <-ctx.Done():
-		e.Close()
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
+}
+
+// newEtcdServer returns the driver's handle on an etcd that serves clients
+// at client and its metrics at metrics, with a client of its own.
+func newEtcdServer(client, metrics url.URL, lg *zap.Logger, closing *atomic.Bool) (*etcdServer, error) {
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{client.Host}, DialTimeout: 5 * time.Second, Logger: lg})
 	if err != nil {
-		e.Close()
 		return nil, fmt.Errorf("etcd client: %w", err)
 	}
 	metrics.Path = "/metrics"
-	return &etcdServer{e: e, endpoint: client.Host, metricsURL: metrics.String(), cli: cli, closing: closing}, nil
+	return &etcdServer{endpoint: client.Host, metricsURL: metrics.String(), cli: cli, closing: closing}, nil
 }
 
 // Close stops etcd.
 func (s *etcdServer) Close() {
 	s.closing.Store(true)
 	s.cli.Close()
+	if s.proc != nil {
+		s.proc.stop()
+		return
+	}
 	s.e.Close()
+}
+
+// stats returns the CPU and memory of etcd's own process; an error if etcd
+// is embedded in the driver.
+func (s *etcdServer) stats() (procStats, error) {
+	if s.proc == nil {
+		return procStats{}, errors.New("etcd is embedded in the driver: no stats of its own")
+	}
+	select {
+	case <-s.proc.exited:
+		return procStats{}, fmt.Errorf("etcd process exited (%v): %s", s.proc.waitErr, s.proc.log.tail())
+	default:
+	}
+	return readProcStats(s.proc.cmd.Process.Pid)
 }
 
 // quietOnClose drops etcd's log once it is being closed: stopping logs

@@ -7,16 +7,21 @@
 //	go run ./bench/cmd/topobench --topod-replicas 2 --compare-uncached
 //	go run ./bench/cmd/topobench --watchers 100 --storm-clients 20 --jd-keyspaces 200
 //	go run ./bench/cmd/topobench --jd-keyspaces 19110 --phases watch --json
+//	go run ./bench/cmd/topobench --phases keyspaces --ks-vtgates 25,50
 //
-// etcd is embedded in the driver process (go.etcd.io/etcd/server/v3/embed),
-// one member at etcd's default limits, and read through its Prometheus
-// metrics endpoint: every number about etcd is a difference of two scrapes
-// around a phase, or a gauge read during it. topod runs as separate
-// processes (built from this module with go build unless --topod-bin is
-// given), so its CPU (utime+stime from /proc/PID/stat) and RSS
-// (/proc/PID/status) are its own; every scenario gets fresh topod processes
-// (with the topod flags given by --topod-flag), and each side's keys are
-// removed from etcd before the next scenario.
+// In the watch and storm phases etcd is embedded in the driver process
+// (go.etcd.io/etcd/server/v3/embed); in the keyspaces phase it runs in a
+// process of its own (the driver's binary re-executed with a hidden
+// subcommand, same configuration), fresh for every scenario, so that its
+// CPU and RSS are its own. Either way it is one member at etcd's default
+// limits, read through its Prometheus metrics endpoint: every number about
+// etcd is a difference of two scrapes around a phase, or a gauge read
+// during it (the keyspaces phase also reads etcd's /proc). topod runs as
+// separate processes (built from this module with go build unless
+// --topod-bin is given), so its CPU (utime+stime from /proc/PID/stat) and
+// RSS (/proc/PID/status) are its own; every scenario gets fresh topod
+// processes (with the topod flags given by --topod-flag), and each side's
+// keys are removed from etcd before the next scenario.
 //
 // # Watch
 //
@@ -55,6 +60,26 @@
 // the watchers' and etcd's CPU is the driver's, which the table reports too.
 // --compare-uncached adds topod with --cache-prefixes= (no in-memory mirror)
 // to the side-by-side watch and the storm.
+//
+// # Keyspaces
+//
+// Vitess's real watch shape (issue 9), not in the default phases: a cell of
+// K keyspaces (--ks-keyspaces, default 1,911, the JD profile), each with a
+// SrvKeyspace (partitions for PRIMARY, REPLICA and RDONLY over the
+// keyspace's JD shards), and a small SrvVSchema naming them, written with
+// topo.Server's UpdateSrvKeyspace and UpdateSrvVSchema. N vtgate-like
+// clients (--ks-vtgates, a list: each count is a scenario), each a
+// topo.Server of its own, call topo.Server.WatchSrvKeyspace for every
+// keyspace and WatchSrvVSchema once, as srvtopo does for vtgate's keyspace
+// event watcher; --ks-stalled more clients open the same watches and never
+// read them. Separately, the vttablet shape: every tablet of the JD profile
+// at K keyspaces (--ks-tablets) watches its keyspace's SrvKeyspace and every
+// primary its shard record (WatchShard), --ks-tablets-per-conn tablets to a
+// topo.Server. Then one SrvKeyspace change (to the most sharded keyspace,
+// again once the stalled clients are open) and a burst of --ks-burst
+// updates to different keyspaces, written one after the other by one
+// writer. Each scenario runs on stock etcd2 and on topod, each on a fresh
+// etcd process.
 package main
 
 import (
@@ -68,6 +93,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -99,6 +125,16 @@ type config struct {
 	RoundTimeout     time.Duration
 	JSON             bool
 	Keep             bool
+
+	// The keyspaces phase.
+	KsKeyspaces       int
+	KsVtgates         string
+	KsVtgateCounts    []int // KsVtgates parsed
+	KsTablets         int   // -1: the JD profile's tablets at KsKeyspaces; 0: no tablet shape
+	KsTabletsPerConn  int
+	KsBurst           int
+	KsStalled         int
+	KsOpenConcurrency int
 }
 
 func defaultConfig() config {
@@ -116,6 +152,14 @@ func defaultConfig() config {
 		Cell:             "zone1",
 		Phases:           "watch,storm",
 		RoundTimeout:     2 * time.Minute,
+
+		KsKeyspaces:       jd.JD().Keyspaces,
+		KsVtgates:         "50",
+		KsTablets:         -1,
+		KsTabletsPerConn:  50,
+		KsBurst:           200,
+		KsStalled:         1,
+		KsOpenConcurrency: 64,
 	}
 }
 
@@ -143,7 +187,14 @@ func parseFlags(args []string) (config, error) {
 	fs.Var((*stringList)(&cfg.TopodFlags), "topod-flag", "extra flag for every topod process, e.g. --topod-flag=--blob-cache-bytes=1073741824 (repeatable)")
 	fs.StringVar(&cfg.Cache, "plugin-cache", cfg.Cache, "topod plugin blob caches of the watchers: separate (one per connection, as separate vtgates), shared (one for all, as connections of one process), or auto (separate unless watchers x SrvVSchema size > 4 GiB)")
 	fs.StringVar(&cfg.Cell, "cell", cfg.Cell, "cell of the watched SrvVSchema")
-	fs.StringVar(&cfg.Phases, "phases", cfg.Phases, "comma-separated phases to run: watch, storm")
+	fs.StringVar(&cfg.Phases, "phases", cfg.Phases, "comma-separated phases to run: watch, storm, keyspaces (not run by default)")
+	fs.IntVar(&cfg.KsKeyspaces, "ks-keyspaces", cfg.KsKeyspaces, "keyspaces: keyspaces of the cell (JD profile sized), each with a SrvKeyspace")
+	fs.StringVar(&cfg.KsVtgates, "ks-vtgates", cfg.KsVtgates, "keyspaces: vtgate-like clients, each a topo.Server of its own (its own connections) watching every SrvKeyspace and the SrvVSchema; a comma-separated list runs each count, e.g. 25,50")
+	fs.IntVar(&cfg.KsTablets, "ks-tablets", cfg.KsTablets, "keyspaces: tablets of the vttablet shape (every tablet watches its keyspace's SrvKeyspace, primaries their shard record); -1 = the JD profile's tablets at --ks-keyspaces, 0 skips the vttablet shape")
+	fs.IntVar(&cfg.KsTabletsPerConn, "ks-tablets-per-conn", cfg.KsTabletsPerConn, "keyspaces: tablets sharing one topo.Server (one connection pair) in the vttablet shape; 1 = a connection per tablet")
+	fs.IntVar(&cfg.KsBurst, "ks-burst", cfg.KsBurst, "keyspaces: SrvKeyspace updates of the burst, one each to that many different keyspaces, written one after the other by one writer")
+	fs.IntVar(&cfg.KsStalled, "ks-stalled", cfg.KsStalled, "keyspaces: extra vtgate-like clients that open every watch and never read their channels")
+	fs.IntVar(&cfg.KsOpenConcurrency, "ks-open-concurrency", cfg.KsOpenConcurrency, "keyspaces: watches being opened at once, over all clients")
 	fs.DurationVar(&cfg.RoundTimeout, "round-timeout", cfg.RoundTimeout, "how long a change may take to reach every watcher, and a storm to end")
 	fs.BoolVar(&cfg.JSON, "json", cfg.JSON, "print the results as JSON instead of tables")
 	fs.BoolVar(&cfg.Keep, "keep", cfg.Keep, "keep the temporary directory (etcd data, topod logs)")
@@ -164,6 +215,18 @@ func parseFlags(args []string) (config, error) {
 		return cfg, errors.New("--stock-keyspaces, --jd-keyspaces and --jd-plugin-watchers cannot be negative")
 	case cfg.StormShards > jd.JD().Shards:
 		return cfg, fmt.Errorf("--storm-shards is at most %d (the JD profile's shards)", jd.JD().Shards)
+	case cfg.KsKeyspaces < 1, cfg.KsBurst < 1, cfg.KsTabletsPerConn < 1, cfg.KsOpenConcurrency < 1:
+		return cfg, errors.New("--ks-keyspaces, --ks-burst, --ks-tablets-per-conn and --ks-open-concurrency must be at least 1")
+	case cfg.KsStalled < 0, cfg.KsTablets < -1:
+		return cfg, errors.New("--ks-stalled cannot be negative, --ks-tablets is at least -1")
+	}
+	cfg.KsVtgateCounts = nil
+	for _, f := range strings.Split(cfg.KsVtgates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return cfg, fmt.Errorf("--ks-vtgates: %q is not a positive count", f)
+		}
+		cfg.KsVtgateCounts = append(cfg.KsVtgateCounts, n)
 	}
 	switch cfg.Cache {
 	case cacheAuto, cacheShared, cacheSeparate:
@@ -176,14 +239,17 @@ func parseFlags(args []string) (config, error) {
 		}
 	}
 	for _, p := range strings.Split(cfg.Phases, ",") {
-		if p != "watch" && p != "storm" {
-			return cfg, fmt.Errorf("--phases: unknown phase %q (want watch, storm)", p)
+		if p != "watch" && p != "storm" && p != "keyspaces" {
+			return cfg, fmt.Errorf("--phases: unknown phase %q (want watch, storm, keyspaces)", p)
 		}
 	}
 	return cfg, nil
 }
 
 func main() {
+	if isEtcdChild(os.Args) {
+		os.Exit(etcdChildMain(os.Args[2:]))
+	}
 	// The etcd clients of etcd2topo log at info level by default (a refused
 	// oversized write is logged as a warning, then returned as an error,
 	// which the driver reports); keep them to errors unless told otherwise.
@@ -250,25 +316,21 @@ func run(ctx context.Context, cfg config) (*report, error) {
 			return nil, err
 		}
 	}
-	if e.etcd, err = startEtcd(ctx, dir); err != nil {
-		return nil, err
-	}
-	defer e.etcd.Close()
-	m, err := e.etcd.scrape(ctx)
-	if err != nil {
-		return nil, err
-	}
-	e.baseWatchers = m.Watchers
-
 	rep := &report{Started: time.Now().UTC(), GoMaxProcs: runtime.GOMAXPROCS(0), Cell: cfg.Cell}
 	phases := strings.Split(cfg.Phases, ",")
 	has := func(p string) bool {
-		for _, q := range phases {
-			if q == p {
-				return true
-			}
+		return slices.Contains(phases, p)
+	}
+	if has("watch") || has("storm") {
+		if e.etcd, err = startEtcd(ctx, dir); err != nil {
+			return nil, err
 		}
-		return false
+		defer e.etcd.Close()
+		m, err := e.etcd.scrape(ctx)
+		if err != nil {
+			return nil, err
+		}
+		e.baseWatchers = m.Watchers
 	}
 	if has("watch") {
 		if err := e.watchPhase(ctx, rep); err != nil {
@@ -277,6 +339,11 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	}
 	if has("storm") {
 		if err := e.stormPhase(ctx, rep); err != nil {
+			return rep, err
+		}
+	}
+	if has("keyspaces") {
+		if err := e.keyspacesPhase(ctx, rep); err != nil {
 			return rep, err
 		}
 	}
@@ -445,6 +512,9 @@ func notes(rep *report) []string {
 	if len(rep.Storm) > 0 {
 		out = append(out, "storm requests: deltas of etcd's grpc_server_handled_total{grpc_service=\"etcdserverpb.KV\"} and etcd_mvcc_range_total "+
 			"from just before the SrvVSchema change to the last read")
+	}
+	if len(rep.Keyspaces) > 0 {
+		out = append(out, keyspacesNotes(rep)...)
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -126,6 +127,10 @@ func TestParseFlags(t *testing.T) {
 		{"--phases=watch,nap"},
 		{"--jd-clients=telepathy"},
 		{"--storm-shards=100000"},
+		{"--ks-vtgates=25,0"},
+		{"--ks-vtgates=many"},
+		{"--ks-burst=0"},
+		{"--ks-tablets=-2"},
 		{"extra"},
 	} {
 		stderr = &bytes.Buffer{} // the flag package's complaints
@@ -137,6 +142,10 @@ func TestParseFlags(t *testing.T) {
 	cfg, err := parseFlags([]string{"--topod-flag=--a=1", "--topod-flag=--b"})
 	if err != nil || strings.Join(cfg.TopodFlags, " ") != "--a=1 --b" {
 		t.Errorf("--topod-flag twice: %q, %v", cfg.TopodFlags, err)
+	}
+	cfg, err = parseFlags([]string{"--phases=keyspaces", "--ks-vtgates=25, 50"})
+	if err != nil || !slices.Equal(cfg.KsVtgateCounts, []int{25, 50}) {
+		t.Errorf("--ks-vtgates=25,50: %v, %v", cfg.KsVtgateCounts, err)
 	}
 }
 
@@ -155,5 +164,108 @@ func TestPercentile(t *testing.T) {
 	}
 	if percentile(nil, 0.5) != 0 {
 		t.Error("percentile of nothing is not 0")
+	}
+}
+
+// TestMain lets the test binary be the keyspaces phase's etcd process:
+// the driver re-executes its own binary to run etcd apart.
+func TestMain(m *testing.M) {
+	if isEtcdChild(os.Args) {
+		os.Exit(etcdChildMain(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
+// TestKeyspaces runs the keyspaces phase at a tiny scale — 20 keyspaces,
+// 2 vtgate-like clients and a stalled one, 30 tablets, a burst of 5 — on
+// stock etcd2 and topod, and checks that every watcher saw every update of
+// its keyspaces exactly once, and that the watch counts add up: stock etcd2
+// costs etcd one watcher per watch, topod one in all.
+func TestKeyspaces(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs topod and etcd")
+	}
+	stderr = &logWriter{t: t, start: time.Now()}
+	t.Cleanup(func() { stderr = os.Stderr })
+	if raceEnabled {
+		topodBuildFlags = []string{"-race"}
+	}
+	cfg, err := parseFlags([]string{
+		"--phases=keyspaces", "--ks-keyspaces=20", "--ks-vtgates=2", "--ks-stalled=1",
+		"--ks-tablets=30", "--ks-tablets-per-conn=8", "--ks-burst=5", "--round-timeout=30s",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	if err := rep.writeText(&text); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + text.String())
+	var js bytes.Buffer
+	if err := rep.writeJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Watch) != 0 || len(rep.Storm) != 0 {
+		t.Errorf("--phases=keyspaces ran %d watch and %d storm scenarios", len(rep.Watch), len(rep.Storm))
+	}
+
+	lay := newKsLayout(20, 30, 5)
+	tabletsOf := map[int]int{}
+	for _, tb := range lay.tablets {
+		tabletsOf[tb.ks]++
+	}
+	burstTablets := 0
+	for _, k := range lay.burst {
+		burstTablets += tabletsOf[k]
+	}
+	want := []struct{ side, shape string }{{"etcd2", shapeVtgates}, {"topod", shapeVtgates}, {"etcd2", shapeTablets}, {"topod", shapeTablets}}
+	if len(rep.Keyspaces) != len(want) {
+		t.Fatalf("%d keyspaces results, want %d", len(rep.Keyspaces), len(want))
+	}
+	for i, x := range rep.Keyspaces {
+		name := ksLabel(x)
+		if x.Side != want[i].side || x.Shape != want[i].shape {
+			t.Errorf("keyspaces result %d is %s %s, want %s %s", i, x.Side, x.Shape, want[i].side, want[i].shape)
+		}
+		if x.Missed != 0 || x.Duplicated != 0 || len(x.Errors) != 0 {
+			t.Errorf("%s: %d missed, %d duplicated deliveries, errors %q", name, x.Missed, x.Duplicated, x.Errors)
+		}
+		var wantWatches, wantOne, wantBurst int
+		if x.Shape == shapeVtgates {
+			wantWatches, wantOne, wantBurst = 2*21, 2, 2*5
+			if x.StalledWatches != 21 || x.OneStalled == nil || x.OneStalled.Deliveries != 2 {
+				t.Errorf("%s: %d stalled watches, one change with them %+v; want 21 and 2 deliveries", name, x.StalledWatches, x.OneStalled)
+			}
+		} else {
+			wantWatches, wantOne, wantBurst = 30+x.OtherWatches, tabletsOf[lay.one], burstTablets
+			if x.OtherWatches == 0 || x.Servers != 4 {
+				t.Errorf("%s: %d shard watches on %d topo.Servers, want some on 4", name, x.OtherWatches, x.Servers)
+			}
+		}
+		if x.Watches != wantWatches || x.One.Deliveries != wantOne || x.Burst.Deliveries != wantBurst || x.Burst.Updates != 5 {
+			t.Errorf("%s: %d watches, %d + %d deliveries of %d updates; want %d watches, %d + %d deliveries of 5",
+				name, x.Watches, x.One.Deliveries, x.Burst.Deliveries, x.Burst.Updates, wantWatches, wantOne, wantBurst)
+		}
+		if x.EtcdRSSOpen <= 0 || x.EtcdPeakRSS < x.EtcdRSSEnd {
+			t.Errorf("%s: etcd RSS %d, peak %d", name, x.EtcdRSSOpen, x.EtcdPeakRSS)
+		}
+		switch x.Side {
+		case "etcd2":
+			if int(x.EtcdWatchers) != x.Watches {
+				t.Errorf("%s: etcd has %v watchers, want one per watch (%d)", name, x.EtcdWatchers, x.Watches)
+			}
+		default:
+			if x.EtcdWatchers != 1 {
+				t.Errorf("%s: etcd has %v watchers, want 1 (one topod replica)", name, x.EtcdWatchers)
+			}
+			if x.TopodRSSOpen <= 0 || x.TopodPeakRSS <= 0 {
+				t.Errorf("%s: topod RSS %d, peak %d", name, x.TopodRSSOpen, x.TopodPeakRSS)
+			}
+		}
 	}
 }

@@ -18,6 +18,8 @@ type report struct {
 	StockNote      string         `json:"stock_keyspaces_note"`
 	Watch          []*watchResult `json:"watch"`
 	Storm          []*stormResult `json:"storm"`
+	Keyspaces      []*ksResult    `json:"keyspaces,omitempty"`
+	KeyspacesNotes []string       `json:"-"` // folded into Notes
 	Notes          []string       `json:"notes"`
 }
 
@@ -107,6 +109,9 @@ func (r *report) writeText(w io.Writer) error {
 		}
 		row(tw)
 	}
+	if len(r.Keyspaces) > 0 {
+		r.writeKeyspaces(tw)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -123,7 +128,101 @@ func (r *report) writeText(w io.Writer) error {
 			fmt.Fprintf(w, "! storm %s: %s\n", sideLabel(x.Side, x.Replicas), e)
 		}
 	}
+	for _, x := range r.Keyspaces {
+		for _, e := range x.Errors {
+			fmt.Fprintf(w, "! keyspaces %s: %s\n", ksLabel(x), e)
+		}
+	}
 	return nil
+}
+
+// ksLabel is the column head of a keyspaces scenario.
+func ksLabel(x *ksResult) string {
+	if x.Shape == shapeTablets {
+		return sideLabel(x.Side, x.Replicas) + fmt.Sprintf(", %d tablets", x.Clients)
+	}
+	return sideLabel(x.Side, x.Replicas) + fmt.Sprintf(", %d vtgates", x.Clients)
+}
+
+// writeKeyspaces prints the keyspaces phase's table.
+func (r *report) writeKeyspaces(tw io.Writer) {
+	x0 := r.Keyspaces[0]
+	fmt.Fprintf(tw, "KEYSPACES: %d keyspaces in %s; vtgates watch every SrvKeyspace + the SrvVSchema, each on a topo.Server of its own; tablets their keyspace's SrvKeyspace, primaries their shard; one change, then a burst of %d updates\n",
+		x0.Keyspaces, r.Cell, x0.Burst.Updates)
+	head := []string{""}
+	for _, x := range r.Keyspaces {
+		head = append(head, ksLabel(x))
+	}
+	row(tw, head...)
+	vtgates := func(x *ksResult, s string) string {
+		if x.Shape != shapeVtgates {
+			return "-"
+		}
+		return s
+	}
+	delivery := func(d ksDelivery) string {
+		return fmtDur(d.P50) + " / " + fmtDur(d.P99) + " / " + fmtDur(d.Max)
+	}
+	rss := func(open, stalled, end, peak int64) string {
+		s := fmtBytes(float64(open))
+		if stalled > 0 {
+			s += " / " + fmtBytes(float64(stalled))
+		} else {
+			s += " / -"
+		}
+		return s + " / " + fmtBytes(float64(end)) + " (" + fmtBytes(float64(peak)) + ")"
+	}
+	rows := []struct {
+		name string
+		f    func(*ksResult) string
+	}{
+		{"clients (topo.Servers: a global + a cell connection each)", func(x *ksResult) string {
+			if x.Shape == shapeTablets {
+				return fmt.Sprintf("%d tablets (%d, %d tablets each)", x.Clients, x.Servers, x.TabletsPerServer)
+			}
+			return fmt.Sprintf("%d vtgates (%d)", x.Clients, x.Servers)
+		}},
+		{"watches (SrvKeyspace + SrvVSchema or Shard)", func(x *ksResult) string {
+			return fmt.Sprintf("%d (%d + %d)", x.Watches, x.SrvKeyspaceWatches, x.OtherWatches)
+		}},
+		{"open all watches (connect, watch, initial values)", func(x *ksResult) string { return fmtDur(x.Open) }},
+		{"etcd watchers (etcd_debugging_mvcc_watcher_total)", func(x *ksResult) string { return fmt.Sprint(x.EtcdWatchers) }},
+		{"etcd watch streams (..._watch_stream_total)", func(x *ksResult) string { return fmt.Sprint(x.EtcdWatchStreams) }},
+		{"stalled clients (never read): clients / watches", func(x *ksResult) string {
+			return vtgates(x, fmt.Sprintf("%d / %d", x.Stalled, x.StalledWatches))
+		}},
+		{"etcd RSS: open / +stalled / end (peak)", func(x *ksResult) string {
+			return rss(x.EtcdRSSOpen, x.EtcdRSSStalled, x.EtcdRSSEnd, x.EtcdPeakRSS)
+		}},
+		{"topod RSS, all replicas: open / +stalled / end (peak)", func(x *ksResult) string {
+			return topodOnly(x.Side, rss(x.TopodRSSOpen, x.TopodRSSStalled, x.TopodRSSEnd, x.TopodPeakRSS))
+		}},
+		{"one change: deliveries", func(x *ksResult) string { return fmt.Sprint(x.One.Deliveries) }},
+		{"one change: p50 / p99 / max", func(x *ksResult) string { return delivery(x.One) }},
+		{"one change with the stalled clients: p50 / p99 / max", func(x *ksResult) string {
+			if x.OneStalled == nil {
+				return "-"
+			}
+			return delivery(*x.OneStalled)
+		}},
+		{"burst: updates / deliveries", func(x *ksResult) string { return fmt.Sprintf("%d / %d", x.Burst.Updates, x.Burst.Deliveries) }},
+		{"burst: time to write it (one writer, sequential)", func(x *ksResult) string { return fmtDur(x.Burst.Write) }},
+		{"burst: delivery p50 / p99 / max", func(x *ksResult) string { return delivery(x.Burst) }},
+		{"etcd CPU for the burst", func(x *ksResult) string { return fmtCPU(x.EtcdCPUBurst) }},
+		{"topod CPU for the burst", func(x *ksResult) string { return topodOnly(x.Side, fmtCPU(x.TopodCPUBurst)) }},
+		{"missed / duplicated deliveries", func(x *ksResult) string { return fmt.Sprintf("%d / %d", x.Missed, x.Duplicated) }},
+		{"driver CPU: opening / burst (clients + writer)", func(x *ksResult) string {
+			return fmtCPU(x.DriverCPUOpen) + " / " + fmtCPU(x.DriverCPUBurst)
+		}},
+	}
+	for _, rw := range rows {
+		cells := []string{rw.name}
+		for _, x := range r.Keyspaces {
+			cells = append(cells, rw.f(x))
+		}
+		row(tw, cells...)
+	}
+	row(tw)
 }
 
 func row(w io.Writer, cells ...string) {
