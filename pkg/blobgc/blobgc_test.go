@@ -46,7 +46,7 @@ func TestCollect(t *testing.T) {
 			v1 := w.write("/files/versioned", randomBytes(rng, 200<<10))
 			v2 := w.write("/files/versioned", randomBytes(rng, 200<<10))
 			deleted := w.write("/files/deleted", randomBytes(rng, 100<<10))
-			if err := b.Delete(ctx, "/files/deleted", 0); err != nil {
+			if _, err := b.Delete(ctx, "/files/deleted", 0); err != nil {
 				t.Fatal(err)
 			}
 			w.write("/files/small", []byte("inline contents"))
@@ -306,7 +306,7 @@ func TestCollectLocked(t *testing.T) {
 			if err != nil || r.Skipped || len(r.Candidates) != 1 {
 				t.Fatalf("dry run with the lock held: %+v, %v; want it to run", r, err)
 			}
-			if err := b.Delete(ctx, blobgc.LockKey, 0); err != nil {
+			if _, err := b.Delete(ctx, blobgc.LockKey, 0); err != nil {
 				t.Fatal(err)
 			}
 			r, err = blobgc.Collect(ctx, b, s, blobgc.Options{})

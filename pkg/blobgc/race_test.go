@@ -386,7 +386,7 @@ func (rw *raceWriter) step(ctx context.Context) error {
 		return rw.commit(ctx, "/files/shared", randomBytes(rw.rng, 40<<10+rw.rng.IntN(100<<10)))
 	default: // delete a file
 		key := fmt.Sprintf("/files/w%d/f%d", rw.id, rw.rng.IntN(4))
-		err := rw.w.backend.Delete(ctx, key, 0)
+		_, err := rw.w.backend.Delete(ctx, key, 0)
 		if errors.Is(err, kv.ErrNotFound) {
 			return nil
 		}

@@ -128,8 +128,9 @@ type Backend interface {
 	// (ErrBadVersion). It returns the new revision.
 	Update(ctx context.Context, key string, value []byte, version int64) (int64, error)
 	// Delete removes key: ErrNotFound if missing; with version != 0,
-	// ErrBadVersion if the key is at another version.
-	Delete(ctx context.Context, key string, version int64) error
+	// ErrBadVersion if the key is at another version. It returns the
+	// revision of the delete.
+	Delete(ctx context.Context, key string, version int64) (int64, error)
 	// Watch delivers the changes to key (or to every key under it when prefix
 	// is true) made at revisions greater than afterRev, in revision order;
 	// afterRev 0 means from the current revision on (so no revision a read

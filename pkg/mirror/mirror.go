@@ -4,18 +4,29 @@
 // one watch, and serves reads of watched prefixes from memory.
 //
 // The data flows one way: Run lists the prefix, then applies the upstream
-// watch's events to the replica (a B-tree ordered by key) and hands each
-// changed key to every Subscription whose key or prefix covers it. A
-// Subscription holds at most one pending event per key, the latest, so a
-// slow consumer costs memory bounded by the number of keys it watches, never
-// a growing queue; skipping intermediate values is allowed by Vitess's topo
-// watch contract. When the upstream watch ends (compaction, backend errors),
-// Run lists again and turns the difference into events: subscribers never
-// miss a change, they may only see fewer intermediate ones.
+// watch's events to the replica (a B-tree ordered by key). Applying an event
+// marks it on the subscriptions of its key only, found through an index
+// (watchers.go: exact keys in a map, directory prefixes by the key's
+// ancestors), and calls their notify function: the cost of a change is the
+// number of its watchers, and applying never waits for a subscriber. A
+// Subscription holds at most one pending mark per key and its consumer reads
+// the key's state when it takes the change, so a slow consumer costs memory
+// bounded by the number of keys it watches, never a growing queue; skipping
+// intermediate values is allowed by Vitess's topo watch contract. When the
+// upstream watch ends (compaction, backend errors), Run lists again (with
+// jittered backoff, reset once a listing succeeds) and turns the difference
+// into changes: subscribers never miss a change, they may only see fewer
+// intermediate ones.
 //
 // Reads are consistent with the revision the replica has reached (Rev). A
 // reader that must see a given revision (its own write) asks for it; when
 // the replica is not there yet, the caller reads the backend instead.
+//
+// Memory: past Options.MaxBytes the mirror keeps every key, its revisions
+// and lease, but stops holding the values that do not fit: those are read
+// from the backend (at the key's revision) when asked for. Watches and
+// reads keep being served by the one upstream watch; only the reads of
+// values not held reach the backend.
 package mirror
 
 import (
@@ -27,19 +38,20 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/google/btree"
 
 	"github.com/topod-io/topod/pkg/kv"
 )
 
-// ErrDisabled ends the subscriptions of a mirror that stopped serving
-// because its prefix holds more than its memory bound.
-var ErrDisabled = errors.New("mirror disabled: prefix over the memory bound")
+// ErrStopped fails the subscriptions and waits of a mirror whose Run ended.
+var ErrStopped = errors.New("mirror stopped")
 
 // Options configure a Mirror.
 type Options struct {
-	// MaxBytes bounds the keys and values held; past it the mirror disables
-	// itself and the caller reads the backend directly. 0 means no bound.
+	// MaxBytes bounds the keys and values held; past it the mirror keeps
+	// the keys but reads the values that do not fit from the backend. 0
+	// means no bound.
 	MaxBytes int64
 	// Observer, if set, is told about upstream events and deliveries.
 	Observer Observer
@@ -50,11 +62,19 @@ type Options struct {
 type Observer interface {
 	// EventsIn counts events received from the upstream watch.
 	EventsIn(n int)
-	// Coalesced counts pending events replaced by a newer one for the same
-	// key before a slow subscriber took them.
+	// Coalesced counts changes that found their key already pending on a
+	// subscription: the subscriber will see only the later value.
 	Coalesced(n int)
 	// Relisted counts full re-lists of the prefix.
 	Relisted()
+}
+
+// item is one key of the replica.
+type item struct {
+	kv.KV
+	// evicted: Value is not held (the mirror is over its memory bound);
+	// it is read from the backend at ModRevision.
+	evicted bool
 }
 
 // Mirror is an in-memory replica of the keys under one prefix.
@@ -64,15 +84,17 @@ type Mirror struct {
 	opts    Options
 	log     *slog.Logger
 
-	mu       sync.RWMutex
-	tree     *btree.BTreeG[*kv.KV]
-	bytes    int64
-	rev      int64
-	ready    bool
-	disabled bool
-	// advanced is closed (and replaced) each time rev moves.
+	mu      sync.RWMutex
+	tree    *btree.BTreeG[*item]
+	bytes   int64
+	evicted int
+	rev     int64
+	ready   bool
+	stopped error
+	// advanced is closed (and replaced) each time rev moves or the mirror
+	// stops.
 	advanced chan struct{}
-	subs     map[*Subscription]struct{}
+	watchers watcherGroup
 }
 
 // New returns a mirror of the keys under prefix; Run fills and follows it.
@@ -85,9 +107,9 @@ func New(backend kv.Backend, prefix string, opts Options) *Mirror {
 		prefix:   prefix,
 		opts:     opts,
 		log:      opts.Logger.With("mirror", prefix),
-		tree:     btree.NewG(32, func(a, b *kv.KV) bool { return a.Key < b.Key }),
+		tree:     btree.NewG(32, func(a, b *item) bool { return a.Key < b.Key }),
 		advanced: make(chan struct{}),
-		subs:     map[*Subscription]struct{}{},
+		watchers: newWatcherGroup(),
 	}
 }
 
@@ -98,59 +120,61 @@ func (m *Mirror) Prefix() string { return m.prefix }
 func (m *Mirror) Covers(key string) bool { return strings.HasPrefix(key, m.prefix) }
 
 // Run fills the mirror and follows the upstream watch until ctx ends,
-// listing again after any break. It returns ctx's error, or ErrDisabled.
+// listing again after any break. It returns ctx's error; the mirror's
+// subscriptions then fail with ErrStopped.
 func (m *Mirror) Run(ctx context.Context) error {
-	defer m.closeSubscriptions(ctx.Err())
-	delay := 50 * time.Millisecond
+	defer m.stop()
+	retry := &backoff.ExponentialBackOff{
+		InitialInterval:     50 * time.Millisecond,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         5 * time.Second,
+	}
+	retry.Reset()
 	for {
-		err := m.follow(ctx)
-		if errors.Is(err, ErrDisabled) {
-			m.closeSubscriptions(ErrDisabled)
-			return err
-		}
+		listed, err := m.follow(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		m.log.Warn("upstream watch ended, listing again", "err", err)
+		if listed {
+			retry.Reset()
+		}
+		delay := retry.NextBackOff()
+		m.log.Warn("upstream watch ended, listing again", "err", err, "in", delay)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, 5*time.Second)
 	}
 }
 
 // follow lists the prefix, brings the replica to it, and applies the watch
-// from there until it breaks.
-func (m *Mirror) follow(ctx context.Context) error {
+// from there until it breaks. listed says whether it got past the listing.
+func (m *Mirror) follow(ctx context.Context) (listed bool, err error) {
 	kvs, rev, err := m.backend.List(ctx, m.prefix, false)
 	if err != nil {
-		return fmt.Errorf("list %s: %w", m.prefix, err)
+		return false, fmt.Errorf("list %s: %w", m.prefix, err)
 	}
-	if err := m.reset(kvs, rev); err != nil {
-		return err
-	}
+	m.reset(kvs, rev)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	changes, err := m.backend.Watch(ctx, m.prefix, true, rev)
 	if err != nil {
-		return fmt.Errorf("watch %s: %w", m.prefix, err)
+		return true, fmt.Errorf("watch %s: %w", m.prefix, err)
 	}
 	for resp := range changes {
 		if resp.Err != nil {
-			return fmt.Errorf("watch %s: %w", m.prefix, resp.Err)
+			return true, fmt.Errorf("watch %s: %w", m.prefix, resp.Err)
 		}
-		if err := m.apply(resp.Events, resp.Revision); err != nil {
-			return err
-		}
+		m.apply(resp.Events, resp.Revision)
 	}
-	return fmt.Errorf("watch %s: ended", m.prefix)
+	return true, fmt.Errorf("watch %s: ended", m.prefix)
 }
 
-// reset replaces the replica by a fresh listing at rev, handing the
-// differences to subscribers as events.
-func (m *Mirror) reset(kvs []kv.KV, rev int64) error {
+// reset replaces the replica by a fresh listing at rev, marking the
+// differences on the subscriptions.
+func (m *Mirror) reset(kvs []kv.KV, rev int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.opts.Observer != nil && m.ready {
@@ -161,54 +185,47 @@ func (m *Mirror) reset(kvs []kv.KV, rev int64) error {
 	for i := range kvs {
 		e := kvs[i]
 		seen[e.Key] = true
-		if old, ok := m.tree.Get(&kv.KV{Key: e.Key}); !ok || old.ModRevision != e.ModRevision {
+		if old, ok := m.tree.Get(&item{KV: kv.KV{Key: e.Key}}); !ok || old.ModRevision != e.ModRevision {
 			events = append(events, kv.Event{Type: kv.Put, KV: e})
 		}
 	}
-	m.tree.Ascend(func(old *kv.KV) bool {
+	m.tree.Ascend(func(old *item) bool {
 		if !seen[old.Key] {
 			events = append(events, kv.Event{Type: kv.Delete, KV: kv.KV{Key: old.Key, ModRevision: rev}})
 		}
 		return true
 	})
-	return m.applyLocked(events, rev)
+	m.applyLocked(events, rev)
 }
 
 // apply applies upstream events up to rev.
-func (m *Mirror) apply(events []kv.Event, rev int64) error {
+func (m *Mirror) apply(events []kv.Event, rev int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.opts.Observer != nil {
 		m.opts.Observer.EventsIn(len(events))
 	}
-	return m.applyLocked(events, rev)
+	m.applyLocked(events, rev)
 }
 
-func (m *Mirror) applyLocked(events []kv.Event, rev int64) error {
+// applyLocked updates the replica, marks each change on its key's
+// subscriptions, and moves the revision, waking the readers waiting for it.
+func (m *Mirror) applyLocked(events []kv.Event, rev int64) {
+	wasEvicting := m.evicted > 0
 	for i := range events {
 		ev := &events[i]
-		if ev.Type == kv.Delete {
-			if old, ok := m.tree.Delete(&kv.KV{Key: ev.KV.Key}); ok {
-				m.bytes -= size(old)
-			}
-		} else {
-			e := ev.KV
-			if old, ok := m.tree.ReplaceOrInsert(&e); ok {
-				m.bytes -= size(old)
-			}
-			m.bytes += size(&e)
+		if old, ok := m.tree.Delete(&item{KV: kv.KV{Key: ev.KV.Key}}); ok {
+			m.forget(old)
 		}
+		if ev.Type == kv.Put {
+			m.hold(&item{KV: ev.KV})
+		}
+		m.watchers.each(ev.KV.Key, func(s *Subscription) { s.mark(ev.KV.Key, m.opts.Observer) })
 	}
-	if m.opts.MaxBytes > 0 && m.bytes > m.opts.MaxBytes {
-		m.disabled, m.ready = true, false
-		m.tree.Clear(false)
-		m.log.Error("mirror disabled: over its memory bound; reads and watches go to the backend", "bytes", m.bytes, "max", m.opts.MaxBytes)
-		m.bytes = 0
-		return ErrDisabled
-	}
-	rev = max(rev, m.rev)
-	for s := range m.subs {
-		s.deliver(events, rev, m.opts.Observer)
+	if !wasEvicting && m.evicted > 0 {
+		m.log.Warn("mirror over its memory bound: values that do not fit are read from the backend", "bytes", m.bytes, "max", m.opts.MaxBytes)
+	} else if wasEvicting && m.evicted == 0 {
+		m.log.Info("mirror back under its memory bound: every value held", "bytes", m.bytes, "max", m.opts.MaxBytes)
 	}
 	if rev > m.rev {
 		m.rev = rev
@@ -216,18 +233,83 @@ func (m *Mirror) applyLocked(events []kv.Event, rev int64) error {
 		m.advanced = make(chan struct{})
 	}
 	m.ready = true
-	return nil
 }
 
-func size(e *kv.KV) int64 { return int64(len(e.Key) + len(e.Value) + 64) }
+// hold inserts it, without its value if that would take the mirror over
+// its memory bound.
+func (m *Mirror) hold(it *item) {
+	if m.opts.MaxBytes > 0 && m.bytes+size(it) > m.opts.MaxBytes {
+		it.Value, it.evicted = nil, true
+		m.evicted++
+	}
+	m.tree.ReplaceOrInsert(it)
+	m.bytes += size(it)
+}
+
+// forget accounts for an item taken out of the tree.
+func (m *Mirror) forget(it *item) {
+	m.bytes -= size(it)
+	if it.evicted {
+		m.evicted--
+	}
+}
+
+func size(it *item) int64 { return int64(len(it.Key) + len(it.Value) + 96) }
+
+// load fills in the values of kvs[i] for i in evicted (values the mirror
+// does not hold), from the backend, dropping the keys deleted since.
+func (m *Mirror) load(ctx context.Context, kvs []kv.KV, evicted []int) ([]kv.KV, error) {
+	if len(evicted) == 0 {
+		return kvs, nil
+	}
+	gone := map[int]bool{}
+	for _, i := range evicted {
+		e, found, err := m.loadOne(ctx, kvs[i])
+		if err != nil {
+			return nil, err
+		}
+		kvs[i] = e
+		gone[i] = !found
+	}
+	out := kvs[:0]
+	for i, e := range kvs {
+		if !gone[i] {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// loadOne reads the value of e, a key the mirror holds without its value:
+// as of e.ModRevision, or, when the backend no longer has that revision,
+// the key's current state (found false if it is gone).
+func (m *Mirror) loadOne(ctx context.Context, e kv.KV) (kv.KV, bool, error) {
+	v, err := m.backend.GetRevision(ctx, e.Key, e.ModRevision)
+	if err == nil {
+		e.Value = v
+		return e, true, nil
+	}
+	if !errors.Is(err, kv.ErrCompacted) && !errors.Is(err, kv.ErrNotFound) {
+		return e, false, err
+	}
+	cur, err := m.backend.Get(ctx, e.Key)
+	if errors.Is(err, kv.ErrNotFound) {
+		return e, false, nil
+	}
+	return cur, err == nil, err
+}
 
 // Stats is a snapshot of a mirror.
 type Stats struct {
-	Prefix        string
-	Ready         bool
-	Disabled      bool
-	Keys          int
-	Bytes         int64
+	Prefix   string
+	Ready    bool
+	Stopped  bool
+	Keys     int
+	Bytes    int64
+	MaxBytes int64
+	// EvictedValues is the number of keys whose values the mirror does
+	// not hold, being over its memory bound.
+	EvictedValues int
 	Revision      int64
 	Subscriptions int
 }
@@ -236,58 +318,84 @@ type Stats struct {
 func (m *Mirror) Stats() Stats {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return Stats{Prefix: m.prefix, Ready: m.ready, Disabled: m.disabled, Keys: m.tree.Len(), Bytes: m.bytes, Revision: m.rev, Subscriptions: len(m.subs)}
+	return Stats{
+		Prefix: m.prefix, Ready: m.ready, Stopped: m.stopped != nil, Keys: m.tree.Len(),
+		Bytes: m.bytes, MaxBytes: m.opts.MaxBytes, EvictedValues: m.evicted,
+		Revision: m.rev, Subscriptions: m.watchers.n,
+	}
+}
+
+// Rev returns the revision the mirror has reached, 0 before it is ready.
+func (m *Mirror) Rev() int64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if !m.ready {
+		return 0
+	}
+	return m.rev
 }
 
 // Get returns key's state if the mirror can answer for revision minRev or
 // later: ok reports whether it can; found whether the key exists.
-func (m *Mirror) Get(key string, minRev int64) (e kv.KV, found, ok bool) {
+func (m *Mirror) Get(ctx context.Context, key string, minRev int64) (e kv.KV, found, ok bool, err error) {
 	m.mu.RLock()
-	defer m.mu.RUnlock()
 	if !m.ready || m.rev < minRev || !m.Covers(key) {
-		return kv.KV{}, false, false
+		m.mu.RUnlock()
+		return kv.KV{}, false, false, nil
 	}
-	got, found := m.tree.Get(&kv.KV{Key: key})
+	got, found := m.tree.Get(&item{KV: kv.KV{Key: key}})
+	m.mu.RUnlock()
 	if !found {
-		return kv.KV{}, false, true
+		return kv.KV{}, false, true, nil
 	}
-	return *got, true, true
+	if !got.evicted {
+		return got.KV, true, true, nil
+	}
+	e, found, err = m.loadOne(ctx, got.KV)
+	return e, found, err == nil, err
 }
 
-// List returns the keys under prefix, sorted, and the revision they reflect,
-// if the mirror can answer for revision minRev or later (ok).
-func (m *Mirror) List(prefix string, keysOnly bool, minRev int64) (kvs []kv.KV, rev int64, ok bool) {
+// List returns the keys under prefix, sorted, if the mirror can answer for
+// revision minRev or later (ok).
+func (m *Mirror) List(ctx context.Context, prefix string, keysOnly bool, minRev int64) (kvs []kv.KV, ok bool, err error) {
 	m.mu.RLock()
-	defer m.mu.RUnlock()
 	if !m.ready || m.rev < minRev || !m.Covers(prefix) {
-		return nil, 0, false
+		m.mu.RUnlock()
+		return nil, false, nil
 	}
-	m.tree.AscendGreaterOrEqual(&kv.KV{Key: prefix}, func(e *kv.KV) bool {
-		if !strings.HasPrefix(e.Key, prefix) {
+	var evicted []int
+	m.tree.AscendGreaterOrEqual(&item{KV: kv.KV{Key: prefix}}, func(it *item) bool {
+		if !strings.HasPrefix(it.Key, prefix) {
 			return false
 		}
-		c := *e
+		c := it.KV
 		if keysOnly {
 			c.Value = nil
+		} else if it.evicted {
+			evicted = append(evicted, len(kvs))
 		}
 		kvs = append(kvs, c)
 		return true
 	})
-	return kvs, m.rev, true
+	m.mu.RUnlock()
+	if kvs, err = m.load(ctx, kvs, evicted); err != nil {
+		return nil, false, err
+	}
+	return kvs, true, nil
 }
 
-// WaitRev waits until the mirror has reached rev, ctx ends (its error), or
-// the mirror is disabled.
+// WaitRev waits until the mirror is ready and has reached rev, ctx ends
+// (its error), or the mirror stops (ErrStopped).
 func (m *Mirror) WaitRev(ctx context.Context, rev int64) error {
 	for {
 		m.mu.RLock()
-		reached, disabled, advanced := m.rev >= rev, m.disabled, m.advanced
+		reached, stopped, advanced := m.ready && m.rev >= rev, m.stopped, m.advanced
 		m.mu.RUnlock()
 		if reached {
 			return nil
 		}
-		if disabled {
-			return ErrDisabled
+		if stopped != nil {
+			return stopped
 		}
 		select {
 		case <-ctx.Done():
@@ -297,37 +405,14 @@ func (m *Mirror) WaitRev(ctx context.Context, rev int64) error {
 	}
 }
 
-func (m *Mirror) closeSubscriptions(err error) {
+// stop fails every subscription and wait: Run has ended.
+func (m *Mirror) stop() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.ready = false
-	if err == nil {
-		err = context.Canceled
-	}
-	for s := range m.subs {
-		s.fail(err)
-		delete(m.subs, s)
-	}
-}
-
-// WaitGone waits until key is no longer in the mirror (a delete reached
-// it), ctx ends, or the mirror is disabled.
-func (m *Mirror) WaitGone(ctx context.Context, key string) error {
-	for {
-		m.mu.RLock()
-		_, present := m.tree.Get(&kv.KV{Key: key})
-		disabled, advanced := m.disabled, m.advanced
-		m.mu.RUnlock()
-		if !present {
-			return nil
-		}
-		if disabled {
-			return ErrDisabled
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-advanced:
-		}
-	}
+	m.stopped = ErrStopped
+	close(m.advanced)
+	m.advanced = make(chan struct{})
+	m.watchers.all(func(s *Subscription) { s.fail(ErrStopped) })
+	m.watchers = newWatcherGroup()
 }

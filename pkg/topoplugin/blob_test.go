@@ -129,6 +129,58 @@ func TestCorruptOrMissingBlob(t *testing.T) {
 	}
 }
 
+// TestUnreadableChangeDeliveredOnceReadable: a change whose blob cannot be
+// read (damaged in the store) is not lost: the watcher keeps its last good
+// value while it cannot be read, and gets the change as soon as the blob is
+// repaired, with no further write.
+func TestUnreadableChangeDeliveredOnceReadable(t *testing.T) {
+	ctx := t.Context()
+	blobs, err := fileblob.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{Blobs: blobs})
+	writer := newConn(t, srv.Addr, "/vitess/cell1")
+	v1, edit := smallSrvVSchema(t)
+	if _, err := writer.Update(ctx, "SrvVSchema", marshal(t, v1), nil); err != nil {
+		t.Fatal(err)
+	}
+	watcher, err := topoplugin.NewConnWithCache(srv.Addr, "/vitess/cell1", cache.New(1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	_, changes, err := watcher.Watch(ctx, "SrvVSchema")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, name := edit(3, "later")
+	enc, err := vschema.Encode(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	piece, _ := enc.Manifest.Keyspace(name)
+	good := enc.Blobs[piece.Hash]
+	writeBlobFile(t, blobs.Path(piece.Hash), append([]byte("X"), good[1:]...))
+	if _, err := writer.Update(ctx, "SrvVSchema", marshal(t, v2), nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case wd := <-changes:
+		t.Fatalf("watcher got a change from a damaged version: %v", wd.Err)
+	case <-time.After(2 * time.Second):
+	}
+	writeBlobFile(t, blobs.Path(piece.Hash), good)
+	select {
+	case wd := <-changes:
+		if wd.Err != nil || !proto.Equal(unmarshalSrv(t, wd.Contents), v2) {
+			t.Fatalf("watcher after repair: %v", wd.Err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the change was never delivered once its blob was repaired")
+	}
+}
+
 // TestBlobStoreDownOnWrite: with the blob store unreachable, a write fails
 // with an error saying so and leaves the previous value in place.
 func TestBlobStoreDownOnWrite(t *testing.T) {

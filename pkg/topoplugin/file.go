@@ -130,8 +130,12 @@ func (c *Conn) Delete(ctx context.Context, filePath string, version topo.Version
 	}
 	ctx, cancel, wait := c.unary(ctx)
 	defer cancel()
-	if _, err := c.client.Delete(ctx, &topodv1.DeleteRequest{Path: p, Version: v}, wait); err != nil {
+	resp, err := c.client.Delete(ctx, &topodv1.DeleteRequest{Path: p, Version: v}, wait)
+	if err != nil {
 		return convertError(err, p)
 	}
+	// Reads ask for at least the delete's revision: the connection never
+	// reads back what it deleted, whichever replica answers.
+	c.observe(resp.Revision)
 	return nil
 }

@@ -10,10 +10,12 @@
 // connection fails over between them, unary calls wait for a replica to be
 // ready (bounded by --topod-request-timeout when the caller set no deadline),
 // and watches resume on another replica, converging to the latest value.
+// A connection carries all its watches on one stream (watchstream.go).
 //
 // One file per concern, as in Vitess's etcd2topo: server.go (factory,
-// connection), file.go, directory.go, watch.go, lock.go, election.go,
-// version.go, error.go.
+// connection), file.go, directory.go, watch.go (a watch and its follower),
+// watchstream.go (the stream carrying a connection's watches), lock.go,
+// election.go, version.go, error.go.
 package topoplugin
 
 import (
@@ -99,6 +101,9 @@ type Conn struct {
 	// reads its own writes whichever replica or cache answers.
 	seen atomic.Int64
 
+	// watches carries the connection's watches on one stream.
+	watches *watchStream
+
 	info     atomic.Pointer[topodv1.ServerInfoResponse]
 	blobs    *cache.Cache
 	counters blobCounters
@@ -159,14 +164,16 @@ func NewConnWithCache(serverAddr, root string, blobs *cache.Cache) (*Conn, error
 		return nil, fmt.Errorf("topod: connect to %s: %w", serverAddr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Conn{
+	c := &Conn{
 		root:   path.Clean(root),
 		blobs:  blobs,
 		cc:     cc,
 		client: topodv1.NewTopoClient(cc),
 		ctx:    ctx,
 		cancel: cancel,
-	}, nil
+	}
+	c.watches = &watchStream{c: c, watches: map[int64]*follower{}}
+	return c, nil
 }
 
 // transportCredentials returns TLS credentials when a --topod-tls-* flag is

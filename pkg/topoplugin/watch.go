@@ -1,24 +1,25 @@
 package topoplugin
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"sync"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"github.com/cenkalti/backoff/v5"
 
 	"vitess.io/vitess/go/vt/topo"
 
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
-// Reconnection backoff of a broken watch stream.
+// Backoff of a watch whose change could not be read (its blobs missing or
+// unreachable): it tries again, ever less often, until it gets the change
+// or a newer one.
 const (
-	minRetryDelay = 50 * time.Millisecond
-	maxRetryDelay = 5 * time.Second
-	// decodeAttempts is how often a watcher tries to fetch a change's blobs.
-	decodeAttempts = 3
+	minDecodeRetry = 50 * time.Millisecond
+	maxDecodeRetry = 30 * time.Second
 )
 
 // Watch is part of topo.Conn.
@@ -32,28 +33,31 @@ func (c *Conn) Watch(ctx context.Context, filePath string) (*topo.WatchData, <-c
 		return nil, nil, err
 	}
 	if len(initial.events) == 0 {
-		f.cancel()
+		f.stop()
 		return nil, nil, topo.NewError(topo.NoNode, p)
 	}
 	first := initial.events[0]
 	contents, err := c.decode(ctx, p, first.Contents)
 	if err != nil {
-		f.cancel()
+		f.stop()
 		return nil, nil, err
 	}
+	f.versions[p] = first.Version
 	changes := make(chan *topo.WatchData, 10)
 	go func() {
 		defer close(changes)
-		err := f.run(func(ev *topodv1.FileEvent) bool {
+		err := f.run(func(ev *topodv1.FileEvent) emitResult {
 			if ev.Deleted {
 				changes <- &topo.WatchData{Err: topo.NewError(topo.NoNode, p)}
-				return false
+				return stop
 			}
-			contents, ok := f.decode(ev)
-			if !ok {
-				return true
+			contents, err := c.decode(f.ctx, ev.Path, ev.Contents)
+			if err != nil {
+				logDecodeError(ev.Path, err)
+				return retry
 			}
-			return f.send(func() { changes <- &topo.WatchData{Contents: contents, Version: Version(ev.Version)} })
+			changes <- &topo.WatchData{Contents: contents, Version: Version(ev.Version)}
+			return emitted
 		})
 		if err != nil {
 			changes <- &topo.WatchData{Err: err}
@@ -77,26 +81,29 @@ func (c *Conn) WatchRecursive(ctx context.Context, dirPath string) ([]*topo.Watc
 	for i, ev := range initial.events {
 		contents, err := c.decode(ctx, ev.Path, ev.Contents)
 		if err != nil {
-			f.cancel()
+			f.stop()
 			return nil, nil, err
 		}
 		current[i] = &topo.WatchDataRecursive{Path: ev.Path, WatchData: topo.WatchData{Contents: contents, Version: Version(ev.Version)}}
+		f.versions[ev.Path] = ev.Version
 	}
 	changes := make(chan *topo.WatchDataRecursive, 10)
 	go func() {
 		defer close(changes)
-		err := f.run(func(ev *topodv1.FileEvent) bool {
+		err := f.run(func(ev *topodv1.FileEvent) emitResult {
 			wd := &topo.WatchDataRecursive{Path: ev.Path}
 			if ev.Deleted {
 				wd.Err = topo.NewError(topo.NoNode, ev.Path)
 			} else {
-				contents, ok := f.decode(ev)
-				if !ok {
-					return true
+				contents, err := c.decode(f.ctx, ev.Path, ev.Contents)
+				if err != nil {
+					logDecodeError(ev.Path, err)
+					return retry
 				}
 				wd.Contents, wd.Version = contents, Version(ev.Version)
 			}
-			return f.send(func() { changes <- wd })
+			changes <- wd
+			return emitted
 		})
 		if err != nil {
 			changes <- &topo.WatchDataRecursive{Path: p, WatchData: topo.WatchData{Err: err}}
@@ -105,11 +112,23 @@ func (c *Conn) WatchRecursive(ctx context.Context, dirPath string) ([]*topo.Watc
 	return current, changes, nil
 }
 
-// follower follows one topod watch stream for a topo watcher, reconnecting
-// (to any replica) when the stream breaks and resuming from the revision it
-// had reached: the replica sends the files changed since and names the
-// others, and the follower turns that into the changes the watcher has not
-// seen, so it converges on the latest value without duplicates or gaps.
+// emitResult is what delivering one change to the watcher came to.
+type emitResult int
+
+const (
+	// emitted: the watcher has the change.
+	emitted emitResult = iota
+	// retry: the change could not be read (its blobs); try again later.
+	retry
+	// stop: the watch is over (its file was deleted).
+	stop
+)
+
+// follower is one topo watch: the connection's watch stream (watchstream.go)
+// puts what topod sends for it in its mailbox, and its goroutine (run)
+// turns that into the changes the watcher has not seen, so it converges on
+// the latest value without duplicates or gaps, across reconnections and
+// replicas.
 type follower struct {
 	c         *Conn
 	path      string
@@ -117,14 +136,29 @@ type follower struct {
 	// ctx is the watcher's context, also ended by Conn.Close.
 	ctx    context.Context
 	cancel context.CancelFunc
-	stream grpc.ServerStreamingClient[topodv1.WatchResponse]
-	// versions is the version of every file the watcher has seen.
+
+	// Guarded by the stream's lock (watchStream.mu):
+	id int64
+	// recvRev is the revision of the last complete message received: a
+	// reconnecting stream resumes the watch from it.
+	recvRev int64
+	// partial is an initial state being received.
+	partial *state
+	// opened is closed when the first initial state (first) or an error
+	// ending the watch before it (openErr) arrives.
+	opened  chan struct{}
+	isOpen  bool
+	first   *state
+	openErr error
+
+	box mailbox
+
+	// Owned by the run goroutine: the version of every file the watcher
+	// has seen.
 	versions map[string]int64
-	// rev is the backend revision the watcher has seen every change up to.
-	rev int64
 }
 
-// state is the state of the watched files a stream starts with: the full
+// state is the state of the watched files a watch starts with: the full
 // state, or, when resuming, the files changed since the revision asked for
 // (events) and the names of the others present (unchanged).
 type state struct {
@@ -133,192 +167,90 @@ type state struct {
 	rev       int64
 }
 
-// follow opens the watch and returns its initial state. It gives up with
-// topo.Timeout if no replica answers within the request timeout.
+// follow opens the watch on the connection's watch stream and returns its
+// initial state. It gives up with topo.Timeout if no replica answers within
+// the request timeout.
 func (c *Conn) follow(ctx context.Context, p string, recursive bool) (*follower, *state, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	stopOnClose := context.AfterFunc(c.ctx, cancel)
-	f := &follower{c: c, path: p, recursive: recursive, ctx: ctx, versions: map[string]int64{}}
+	f := &follower{
+		c: c, path: p, recursive: recursive, ctx: ctx,
+		opened: make(chan struct{}), box: mailbox{wake: make(chan struct{}, 1)}, versions: map[string]int64{},
+	}
 	f.cancel = func() { stopOnClose(); cancel() }
-
-	openCtx, openCancel := context.WithTimeout(ctx, requestTimeout)
-	defer openCancel()
-	initial, err := f.open(openCtx)
-	if err != nil {
-		f.cancel()
-		if ctx.Err() == nil && openCtx.Err() != nil {
-			return nil, nil, topo.NewError(topo.Timeout, p)
-		}
-		return nil, nil, convertError(err, p)
+	ws := c.watchStream()
+	ws.add(f)
+	timer := time.NewTimer(requestTimeout)
+	defer timer.Stop()
+	select {
+	case <-f.opened:
+	case <-ctx.Done():
+	case <-timer.C:
 	}
-	for _, ev := range initial.events {
-		f.versions[ev.Path] = ev.Version
+	ws.mu.Lock()
+	isOpen, first, openErr := f.isOpen, f.first, f.openErr
+	f.first = nil
+	ws.mu.Unlock()
+	switch {
+	case openErr != nil:
+		f.stop()
+		return nil, nil, convertError(openErr, p)
+	case !isOpen && ctx.Err() != nil:
+		f.stop()
+		return nil, nil, convertError(context.Cause(ctx), p)
+	case !isOpen:
+		f.stop()
+		return nil, nil, topo.NewError(topo.Timeout, p)
 	}
-	f.rev = initial.rev
-	return f, initial, nil
+	return f, first, nil
 }
 
-// open starts a stream and reads its initial state: the full state on the
-// first open, the changes since f.rev when resuming. The stream lives in
-// f.ctx; openCtx only bounds the wait for the initial state.
-func (f *follower) open(openCtx context.Context) (*state, error) {
-	streamCtx, streamCancel := context.WithCancel(f.ctx)
-	stop := context.AfterFunc(openCtx, streamCancel)
-	defer stop()
-	req := &topodv1.WatchRequest{Path: f.path, AfterRevision: f.rev}
-	var stream grpc.ServerStreamingClient[topodv1.WatchResponse]
-	var err error
-	if f.recursive {
-		stream, err = f.c.client.WatchRecursive(streamCtx, req, grpc.WaitForReady(true))
-	} else {
-		stream, err = f.c.client.Watch(streamCtx, req, grpc.WaitForReady(true))
-	}
-	if err != nil {
-		streamCancel()
-		return nil, err
-	}
-	msg, err := stream.Recv()
-	if err == nil && !msg.Initial {
-		err = status.Errorf(codes.Internal, "watch %s: first message is not the initial state", f.path)
-	}
-	var st *state
-	if err == nil {
-		st, err = readState(stream, msg)
-	}
-	if err != nil {
-		streamCancel()
-		return nil, err
-	}
-	f.stream = stream
-	return st, nil
+// stop ends the watch and takes it off the stream.
+func (f *follower) stop() {
+	f.cancel()
+	f.c.watchStream().remove(f)
 }
 
-// readState reads an initial state, which starts with msg, to its last
-// message.
-func readState(stream grpc.ServerStreamingClient[topodv1.WatchResponse], msg *topodv1.WatchResponse) (*state, error) {
-	st := &state{}
-	for {
-		if !msg.Initial {
-			return nil, status.Errorf(codes.Internal, "watch: initial state interrupted by a change")
-		}
-		st.events = append(st.events, msg.Events...)
-		st.unchanged = append(st.unchanged, msg.Unchanged...)
-		st.rev = msg.Revision
-		if msg.InitialComplete {
-			return st, nil
-		}
-		var err error
-		if msg, err = stream.Recv(); err != nil {
-			return nil, err
-		}
-	}
-}
-
-// decode returns the contents of a changed file. If its blobs cannot be
-// had (after a few tries) the change is skipped and logged: the watcher
-// keeps the last good value rather than getting an error or wrong content.
-func (f *follower) decode(ev *topodv1.FileEvent) ([]byte, bool) {
-	delay := minRetryDelay
-	for attempt := 0; ; attempt++ {
-		contents, err := f.c.decode(f.ctx, ev.Path, ev.Contents)
-		if err == nil {
-			return contents, true
-		}
-		if attempt == decodeAttempts-1 || f.ctx.Err() != nil {
-			logDecodeError(ev.Path, err)
-			return nil, false
-		}
-		select {
-		case <-f.ctx.Done():
-		case <-time.After(delay):
-		}
-		delay *= 4
-	}
-}
-
-// send delivers a change unless the watcher's context ends first; it
-// reports whether to go on.
-func (f *follower) send(deliver func()) bool {
-	if f.ctx.Err() != nil {
-		return false
-	}
-	deliver()
-	return true
-}
-
-// run follows the stream until the watch ends, calling emit for every change
-// the watcher has not seen (emit returns false to stop). The returned error,
-// if any, is the watcher's last notification: topo.Interrupted when its
-// context was canceled, topo.NoNode when a watched file is gone, nil when the
+// run delivers the changes the watcher has not seen, from the mailbox,
+// until the watch ends, calling emit for each. The returned error, if any,
+// is the watcher's last notification: topo.Interrupted when its context was
+// canceled, topo.NoNode when a watched file is gone, nil when the
 // connection was closed.
-func (f *follower) run(emit func(*topodv1.FileEvent) bool) error {
-	defer f.cancel()
-	delay := minRetryDelay
+func (f *follower) run(emit func(*topodv1.FileEvent) emitResult) error {
+	defer f.stop()
+	retryWait := &backoff.ExponentialBackOff{InitialInterval: minDecodeRetry, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: maxDecodeRetry}
+	retryWait.Reset()
 	for {
-		msg, err := f.stream.Recv()
-		if err == nil && msg.Initial {
-			// The server could not follow (compaction) and sends the
-			// state again; one cut short is not applied: the stream is
-			// broken and the follower resumes on a new one.
-			var st *state
-			if st, err = readState(f.stream, msg); err == nil {
-				if !f.reset(st, emit) {
-					return nil
-				}
-				delay = minRetryDelay
-				continue
-			}
+		it, ok := f.box.take(f.ctx)
+		if !ok {
+			return f.interrupted()
 		}
-		if err == nil {
-			for _, ev := range msg.Events {
-				if !f.apply(ev, emit) {
-					return nil
-				}
-			}
-			f.rev = max(f.rev, msg.Revision)
-			delay = minRetryDelay
+		var failed []*topodv1.FileEvent
+		var done bool
+		switch {
+		case it.end:
+			return it.err
+		case it.state != nil:
+			failed, done = f.reset(it.state, emit)
+		default:
+			failed, done = f.applyAll(it.batch(), emit)
+		}
+		if done {
+			return nil
+		}
+		if len(failed) == 0 {
+			retryWait.Reset()
 			continue
 		}
-		if final, done := f.final(err); done {
-			return final
-		}
-		// The stream broke (replica gone, server shutting down): resume on
-		// any replica from the revision reached.
-		for {
-			select {
-			case <-f.ctx.Done():
-				return f.interrupted()
-			case <-time.After(delay):
-			}
-			delay = min(2*delay, maxRetryDelay)
-			st, err := f.open(f.ctx)
-			if err != nil {
-				if final, done := f.final(err); done {
-					return final
-				}
-				continue
-			}
-			if !f.reset(st, emit) {
-				return nil
-			}
-			break
+		// The watcher keeps its last good value; the change (or a newer
+		// one of the same file) is tried again.
+		f.box.requeue(failed)
+		select {
+		case <-f.ctx.Done():
+			return f.interrupted()
+		case <-time.After(retryWait.NextBackOff()):
 		}
 	}
-}
-
-// final says whether a stream error ends the watch, and with what
-// notification.
-func (f *follower) final(err error) (error, bool) {
-	if f.ctx.Err() != nil {
-		return f.interrupted(), true
-	}
-	switch status.Code(err) {
-	case codes.NotFound:
-		return topo.NewError(topo.NoNode, f.path), true
-	case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented:
-		return convertError(err, f.path), true
-	}
-	return nil, false
 }
 
 // interrupted is the last notification of a watch whose context ended: none
@@ -331,43 +263,172 @@ func (f *follower) interrupted() error {
 	return convertError(context.Cause(f.ctx), f.path)
 }
 
-// apply delivers one change if the watcher has not seen it.
-func (f *follower) apply(ev *topodv1.FileEvent, emit func(*topodv1.FileEvent) bool) bool {
+// applyAll delivers changes in order; it returns those that could not be
+// read, and done when the watch is over.
+func (f *follower) applyAll(events []*topodv1.FileEvent, emit func(*topodv1.FileEvent) emitResult) (failed []*topodv1.FileEvent, done bool) {
+	for _, ev := range events {
+		switch f.apply(ev, emit) {
+		case retry:
+			failed = append(failed, ev)
+		case stop:
+			return failed, true
+		}
+	}
+	return failed, false
+}
+
+// apply delivers one change if the watcher has not seen it. The version is
+// recorded only once the watcher has it, so a change that could not be
+// read is delivered when it can be.
+func (f *follower) apply(ev *topodv1.FileEvent, emit func(*topodv1.FileEvent) emitResult) emitResult {
 	if ev.Deleted {
 		if _, ok := f.versions[ev.Path]; !ok && f.recursive {
-			return true
+			return emitted
 		}
 		delete(f.versions, ev.Path)
-		return emit(ev) && f.recursive
+		if r := emit(ev); r == stop || !f.recursive {
+			return stop
+		}
+		return emitted
 	}
 	if v, ok := f.versions[ev.Path]; ok && v >= ev.Version {
-		return true
+		return emitted
 	}
-	f.versions[ev.Path] = ev.Version
-	return emit(ev)
+	r := emit(ev)
+	if r == emitted {
+		f.versions[ev.Path] = ev.Version
+	}
+	return r
 }
 
 // reset turns a new initial state (after a reconnection, or sent again by
 // the server when it could not follow) into the changes the watcher has not
 // seen: new and updated files, then files that are gone.
-func (f *follower) reset(st *state, emit func(*topodv1.FileEvent) bool) bool {
+func (f *follower) reset(st *state, emit func(*topodv1.FileEvent) emitResult) (failed []*topodv1.FileEvent, done bool) {
 	present := make(map[string]bool, len(st.events)+len(st.unchanged))
 	for _, p := range st.unchanged {
 		present[p] = true
 	}
 	for _, ev := range st.events {
 		present[ev.Path] = true
-		if !f.apply(ev, emit) {
-			return false
-		}
+	}
+	failed, done = f.applyAll(st.events, emit)
+	if done {
+		return failed, true
 	}
 	for p := range f.versions {
 		if !present[p] {
-			if !f.apply(&topodv1.FileEvent{Path: p, Deleted: true}, emit) {
-				return false
+			if f.apply(&topodv1.FileEvent{Path: p, Deleted: true, Version: st.rev}, emit) == stop {
+				return failed, true
 			}
 		}
 	}
-	f.rev = max(f.rev, st.rev)
-	return true
+	return failed, false
+}
+
+// mailbox holds what the watch stream received for one watch until the
+// follower takes it, coalesced: consecutive changes keep the latest of each
+// file, so a watcher that does not read its channel holds at most one
+// pending change per file, never a queue. Initial states (after a
+// reconnection) and the end of the watch are kept in order between them.
+type mailbox struct {
+	mu    sync.Mutex
+	items []boxItem
+	wake  chan struct{} // capacity 1
+}
+
+// boxItem is a batch of changes, an initial state, or the end.
+type boxItem struct {
+	changes map[string]*topodv1.FileEvent
+	state   *state
+	end     bool
+	err     error
+}
+
+// batch returns a batch's changes in revision order.
+func (it boxItem) batch() []*topodv1.FileEvent {
+	events := make([]*topodv1.FileEvent, 0, len(it.changes))
+	for _, ev := range it.changes {
+		events = append(events, ev)
+	}
+	slices.SortFunc(events, func(a, b *topodv1.FileEvent) int {
+		return cmp.Or(cmp.Compare(a.Version, b.Version), cmp.Compare(a.Path, b.Path))
+	})
+	return events
+}
+
+func (b *mailbox) signal() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pushChanges adds changes, merged into the last batch if it is one.
+func (b *mailbox) pushChanges(events []*topodv1.FileEvent) {
+	if len(events) == 0 {
+		return
+	}
+	b.mu.Lock()
+	n := len(b.items)
+	if n == 0 || b.items[n-1].changes == nil {
+		b.items = append(b.items, boxItem{changes: map[string]*topodv1.FileEvent{}})
+		n++
+	}
+	for _, ev := range events {
+		b.items[n-1].changes[ev.Path] = ev
+	}
+	b.mu.Unlock()
+	b.signal()
+}
+
+// requeue puts back, first, changes the follower could not deliver; a
+// newer change of the same file already waiting wins.
+func (b *mailbox) requeue(events []*topodv1.FileEvent) {
+	b.mu.Lock()
+	if len(b.items) == 0 || b.items[0].changes == nil {
+		b.items = slices.Insert(b.items, 0, boxItem{changes: map[string]*topodv1.FileEvent{}})
+	}
+	first := b.items[0].changes
+	for _, ev := range events {
+		if cur, ok := first[ev.Path]; !ok || cur.Version < ev.Version {
+			first[ev.Path] = ev
+		}
+	}
+	b.mu.Unlock()
+	b.signal()
+}
+
+func (b *mailbox) pushState(st *state) {
+	b.mu.Lock()
+	b.items = append(b.items, boxItem{state: st})
+	b.mu.Unlock()
+	b.signal()
+}
+
+func (b *mailbox) pushEnd(err error) {
+	b.mu.Lock()
+	b.items = append(b.items, boxItem{end: true, err: err})
+	b.mu.Unlock()
+	b.signal()
+}
+
+// take returns the first item, waiting for one until ctx ends (ok false).
+func (b *mailbox) take(ctx context.Context) (boxItem, bool) {
+	for {
+		b.mu.Lock()
+		if len(b.items) > 0 {
+			it := b.items[0]
+			b.items[0] = boxItem{}
+			b.items = b.items[1:]
+			b.mu.Unlock()
+			return it, true
+		}
+		b.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return boxItem{}, false
+		case <-b.wake:
+		}
+	}
 }

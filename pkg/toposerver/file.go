@@ -44,7 +44,10 @@ func (s *Server) Get(ctx context.Context, req *topodv1.GetRequest) (*topodv1.Get
 		return nil, toStatus(err)
 	}
 	if m := s.mirrorFor(req.Path); m != nil && !req.Linearizable {
-		got, found, ok := m.Get(req.Path, req.MinRevision)
+		got, found, ok, err := m.Get(ctx, req.Path, req.MinRevision)
+		if err != nil {
+			return nil, toStatus(fmt.Errorf("get %s: %w", req.Path, err))
+		}
 		s.metrics.cacheRead("get", ok)
 		if ok && !found {
 			return nil, toStatus(fmt.Errorf("get %s: %w", req.Path, kv.ErrNotFound))
@@ -107,22 +110,22 @@ func (s *Server) Delete(ctx context.Context, req *topodv1.DeleteRequest) (*topod
 	if req.Version < 0 {
 		return nil, toStatus(invalid(fmt.Errorf("delete %s: negative version %d", req.Path, req.Version)))
 	}
-	if err := s.backend.Delete(ctx, req.Path, req.Version); err != nil {
+	rev, err := s.backend.Delete(ctx, req.Path, req.Version)
+	if err != nil {
 		return nil, toStatus(err)
 	}
-	if m := s.mirrorFor(req.Path); m != nil {
-		ctx, cancel := context.WithTimeout(ctx, writeVisibleTimeout)
-		defer cancel()
-		_ = m.WaitGone(ctx, req.Path)
-	}
-	return &topodv1.DeleteResponse{}, nil
+	s.awaitMirror(ctx, req.Path, rev)
+	return &topodv1.DeleteResponse{Revision: rev}, nil
 }
 
 // list reads the keys under prefix from the mirror covering it, when that
 // has reached minRev, else (and always for minRev -1) from the backend.
 func (s *Server) list(ctx context.Context, op, prefix string, keysOnly bool, minRev int64) ([]kv.KV, error) {
 	if m := s.mirrorFor(prefix); m != nil && minRev >= 0 {
-		kvs, _, ok := m.List(prefix, keysOnly, minRev)
+		kvs, ok, err := m.List(ctx, prefix, keysOnly, minRev)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", op, prefix, err)
+		}
 		s.metrics.cacheRead(op, ok)
 		if ok {
 			return kvs, nil

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/topod-io/topod/pkg/kv"
+	"github.com/topod-io/topod/pkg/mirror"
 )
 
 // metrics are topod's Prometheus metrics, on a registry of the server's own.
@@ -15,6 +16,8 @@ type metrics struct {
 	registry        *prometheus.Registry
 	upstreamWatches prometheus.Gauge
 	streams         *prometheus.GaugeVec
+	watches         prometheus.Gauge
+	writeLag        prometheus.Counter
 	eventsIn        prometheus.Counter
 	eventsOut       prometheus.Counter
 	bytesOut        prometheus.Counter
@@ -36,6 +39,12 @@ func newMetrics() *metrics {
 		streams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "topod_downstream_streams", Help: "Open client streams, by kind.",
 		}, []string{"kind"}),
+		watches: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "topod_watches", Help: "Open client watches, on Watch, WatchRecursive and WatchStream streams.",
+		}),
+		writeLag: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "topod_write_mirror_lag_total", Help: "Writes that returned before topod's mirror reflected them (it lagged by more than the write's wait): the writer's next read goes to the backend.",
+		}),
 		eventsIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "topod_events_in_total", Help: "Events received from the backend's watches.",
 		}),
@@ -46,7 +55,7 @@ func newMetrics() *metrics {
 			Name: "topod_bytes_out_total", Help: "Bytes of file contents sent to watching clients.",
 		}),
 		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "topod_coalesced_events_total", Help: "Events a slow watcher skipped because a newer value of the same file replaced them.",
+			Name: "topod_coalesced_events_total", Help: "Changes that found their file already pending for a watcher: the watcher skips to the newer value.",
 		}),
 		relists: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "topod_mirror_relists_total", Help: "Full re-lists of a mirrored prefix after its upstream watch broke.",
@@ -68,10 +77,34 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"method"}),
 	}
-	m.registry.MustRegister(m.upstreamWatches, m.streams, m.eventsIn, m.eventsOut, m.bytesOut,
+	m.registry.MustRegister(m.upstreamWatches, m.streams, m.watches, m.writeLag, m.eventsIn, m.eventsOut, m.bytesOut,
 		m.coalesced, m.relists, m.watchOpens, m.resumeUnchanged, m.cache, m.backend, m.latency,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
+}
+
+// observeMirrors exports the mirrors' sizes, read when scraped.
+func (m *metrics) observeMirrors(mirrors []*mirror.Mirror) {
+	sum := func(f func(mirror.Stats) float64) func() float64 {
+		return func() float64 {
+			total := 0.0
+			for _, mr := range mirrors {
+				total += f(mr.Stats())
+			}
+			return total
+		}
+	}
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "topod_mirror_bytes", Help: "Memory held by topod's mirrors (keys and values), summed over mirrored prefixes.",
+		}, sum(func(s mirror.Stats) float64 { return float64(s.Bytes) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "topod_mirror_evicted_values", Help: "Files whose values topod's mirrors do not hold, being over --cache-max-bytes: reads of them go to the backend. 0 when every value fits.",
+		}, sum(func(s mirror.Stats) float64 { return float64(s.EvictedValues) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "topod_mirror_subscriptions", Help: "Watches served from topod's mirrors.",
+		}, sum(func(s mirror.Stats) float64 { return float64(s.Subscriptions) })),
+	)
 }
 
 // EventsIn, Coalesced and Relisted make metrics a mirror.Observer.
@@ -136,7 +169,7 @@ func (b countingBackend) Update(ctx context.Context, key string, value []byte, v
 	return b.Backend.Update(ctx, key, value, version)
 }
 
-func (b countingBackend) Delete(ctx context.Context, key string, version int64) error {
+func (b countingBackend) Delete(ctx context.Context, key string, version int64) (int64, error) {
 	b.count("delete")
 	return b.Backend.Delete(ctx, key, version)
 }

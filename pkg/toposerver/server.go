@@ -12,7 +12,6 @@ package toposerver
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -44,8 +43,12 @@ const (
 	// DefaultCacheMaxBytes bounds each in-memory mirror of the backend.
 	DefaultCacheMaxBytes = 2 << 30
 	// writeVisibleTimeout bounds how long a write waits for topod's mirror
-	// to reflect it, so the writer's next read from memory sees it.
-	writeVisibleTimeout = 2 * time.Second
+	// to reflect it, so the writer's next read is served from memory. The
+	// wait is for the mirror to apply the write, never for the watchers to
+	// receive it; past it the write returns anyway (counted in
+	// topod_write_mirror_lag_total) and the writer's next read, which asks
+	// for at least the write's revision, goes to the backend.
+	writeVisibleTimeout = 100 * time.Millisecond
 	// NamedLockTTL is the lease TTL of LockName locks, as Vitess's
 	// topo.NamedLockTTL.
 	NamedLockTTL = 24 * time.Hour
@@ -79,9 +82,9 @@ type Options struct {
 	// memory. Default: "/", everything. DisableCache turns mirroring off.
 	CachePrefixes []string
 	DisableCache  bool
-	// CacheMaxBytes bounds the memory of each mirror; a mirror over it
-	// turns itself off and its prefix is served from the backend. Default
-	// DefaultCacheMaxBytes.
+	// CacheMaxBytes bounds the memory of each mirror; past it a mirror
+	// keeps every key but not the values that do not fit, which are read
+	// from the backend when asked for. Default DefaultCacheMaxBytes.
 	CacheMaxBytes int64
 	// GCGrace is the grace period of blob garbage collection (package
 	// blobgc). MissingBlobs and PutBlobs refresh the blobs they find stored
@@ -164,11 +167,10 @@ func New(backend kv.Backend, opts Options) *Server {
 			s.streams.Add(1)
 			go func() {
 				defer s.streams.Done()
-				if err := m.Run(ctx); errors.Is(err, mirror.ErrDisabled) {
-					s.log.Error("mirror off", "prefix", prefix, "err", err)
-				}
+				m.Run(ctx)
 			}()
 		}
+		met.observeMirrors(s.mirrors)
 	}
 	return s
 }
@@ -185,13 +187,19 @@ func (s *Server) mirrorFor(key string) *mirror.Mirror {
 	return best
 }
 
-// awaitMirror waits, briefly, until the mirror covering p reflects a write
-// at rev, so that the writer's next read, served from memory, sees it.
+// awaitMirror waits, at most writeVisibleTimeout, until the mirror
+// covering p has applied a write at rev, so that the writer's next read is
+// served from memory. It never waits for the write to reach watchers.
 func (s *Server) awaitMirror(ctx context.Context, p string, rev int64) {
-	if m := s.mirrorFor(p); m != nil {
-		ctx, cancel := context.WithTimeout(ctx, writeVisibleTimeout)
-		defer cancel()
-		_ = m.WaitRev(ctx, rev)
+	m := s.mirrorFor(p)
+	if m == nil || m.Rev() >= rev {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, writeVisibleTimeout)
+	defer cancel()
+	if err := m.WaitRev(wctx, rev); err != nil && ctx.Err() == nil {
+		s.metrics.writeLag.Inc()
+		s.log.Debug("write returns before the mirror reflects it", "path", p, "revision", rev, "mirror_revision", m.Rev(), "err", err)
 	}
 }
 

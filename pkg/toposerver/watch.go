@@ -14,86 +14,116 @@ import (
 )
 
 // maxWatchMessageBytes bounds the size of one WatchResponse carrying a large
-// initial state; the state then spans several messages.
+// initial state (the state then spans several messages), and of one
+// WatchStreamResponse packing the updates of many watches.
 const maxWatchMessageBytes = 1 << 20
 
-// Watch is part of topodv1.TopoServer.
-func (s *Server) Watch(req *topodv1.WatchRequest, stream grpc.ServerStreamingServer[topodv1.WatchResponse]) error {
-	if err := checkPath(req.Path, false); err != nil {
-		return toStatus(err)
-	}
-	ctx, done := s.stream(stream.Context(), "watch")
-	defer done()
-	return s.streamEnd(s.watch(ctx, stream, req, false))
-}
-
-// WatchRecursive is part of topodv1.TopoServer.
-func (s *Server) WatchRecursive(req *topodv1.WatchRequest, stream grpc.ServerStreamingServer[topodv1.WatchResponse]) error {
-	if err := checkPath(req.Path, true); err != nil {
-		return toStatus(err)
-	}
-	ctx, done := s.stream(stream.Context(), "watch_recursive")
-	defer done()
-	return s.streamEnd(s.watch(ctx, stream, req, true))
-}
-
-// resumeWait bounds how long a resuming watch waits for the mirror to
-// reach the revision the client had seen (on another replica, say).
+// resumeWait bounds how long a watch waits for the mirror covering it to be
+// ready and to reach the revision the client had seen (on another replica,
+// say), before it is served from a backend watch of its own.
 const resumeWait = 5 * time.Second
+
+// sendFunc sends one message of one watch: on a Watch stream, or tagged
+// with the watch's id on a WatchStream.
+type sendFunc func(*topodv1.WatchResponse) error
+
+// watchSpec is one watch as a client asked for it.
+type watchSpec struct {
+	path      string // as asked
+	key       string // path, or its directory prefix (path + "/") when recursive
+	recursive bool
+	after     int64 // the revision a resuming client had reached; 0 for all
+}
+
+func newWatchSpec(p string, recursive bool, after int64) (watchSpec, error) {
+	if err := checkPath(p, recursive); err != nil {
+		return watchSpec{}, err
+	}
+	w := watchSpec{path: p, key: p, recursive: recursive, after: max(after, 0)}
+	if recursive {
+		w.key = dirPrefix(p)
+	}
+	return w, nil
+}
+
+// Watch is part of topodv1.TopoServer: one watch on a stream of its own,
+// kept for plugins of earlier releases (the plugin now multiplexes its
+// watches on WatchStream).
+func (s *Server) Watch(req *topodv1.WatchRequest, stream grpc.ServerStreamingServer[topodv1.WatchResponse]) error {
+	return s.watchOne(req, stream, false)
+}
+
+// WatchRecursive is part of topodv1.TopoServer, as Watch.
+func (s *Server) WatchRecursive(req *topodv1.WatchRequest, stream grpc.ServerStreamingServer[topodv1.WatchResponse]) error {
+	return s.watchOne(req, stream, true)
+}
+
+func (s *Server) watchOne(req *topodv1.WatchRequest, stream grpc.ServerStreamingServer[topodv1.WatchResponse], recursive bool) error {
+	w, err := newWatchSpec(req.Path, recursive, req.AfterRevision)
+	if err != nil {
+		return toStatus(err)
+	}
+	kind := "watch"
+	if recursive {
+		kind = "watch_recursive"
+	}
+	ctx, done := s.stream(stream.Context(), kind)
+	defer done()
+	s.metrics.watchOpened(w.after > 0)
+	s.metrics.watches.Inc()
+	defer s.metrics.watches.Dec()
+	return s.streamEnd(s.watch(ctx, stream.Send, w))
+}
 
 // watch sends the current state of the watched path (one file, or every
 // file under the directory when recursive), then its changes: from the
 // mirror covering it, shared with every other watcher, or, when there is
-// none (or it turned itself off), from a backend watch of the stream's own.
-// A client resuming after req.AfterRevision gets in the initial state only
-// the files changed since.
-func (s *Server) watch(ctx context.Context, stream grpc.ServerStreamingServer[topodv1.WatchResponse], req *topodv1.WatchRequest, recursive bool) error {
-	p, after := req.Path, max(req.AfterRevision, 0)
-	key := p
-	if recursive {
-		key = dirPrefix(p)
-	}
-	s.metrics.watchOpened(after > 0)
-	if m := s.mirrorFor(key); m != nil {
-		if after > 0 {
-			// Answer from a state at least as recent as the client's, if
-			// the mirror gets there soon.
-			wctx, cancel := context.WithTimeout(ctx, resumeWait)
-			_ = m.WaitRev(wctx, after)
-			cancel()
+// none (or it is not ready in time), from a backend watch of its own. A
+// client resuming after w.after gets in the initial state only the files
+// changed since.
+func (s *Server) watch(ctx context.Context, send sendFunc, w watchSpec) error {
+	if m := s.mirrorFor(w.key); m != nil {
+		s.awaitResume(ctx, m, w.after)
+		notify, signaled := mirror.Signal()
+		sub, snapshot, rev, ok, err := m.Subscribe(ctx, w.key, w.recursive, notify)
+		if err != nil {
+			return fmt.Errorf("watch %s: %w", w.path, err)
 		}
-		if sub, snapshot, rev, ok := m.Subscribe(key, recursive); ok {
-			err := s.watchMirror(ctx, stream, sub, snapshot, rev, after, p, recursive)
-			sub.Close()
-			if !errors.Is(err, mirror.ErrDisabled) {
+		if ok {
+			defer sub.Close()
+			if err := s.sendSnapshot(send, w, snapshot, rev); err != nil {
 				return err
 			}
-			// The mirror turned itself off: carry on from the backend,
-			// which sends the full state again.
-			after = 0
+			for {
+				events, rev, err := sub.Next(ctx, signaled)
+				if err != nil {
+					return err
+				}
+				if ended, err := s.sendEvents(send, events, rev, w.recursive); err != nil || ended {
+					return err
+				}
+			}
 		}
 	}
-	return s.watchBackend(ctx, stream, p, key, after, recursive)
+	return s.watchBackend(ctx, send, w)
 }
 
-// watchMirror serves a watch from a mirror subscription. A slow client gets
-// the latest value of each file it missed, never a growing queue.
-func (s *Server) watchMirror(ctx context.Context, stream grpc.ServerStreamingServer[topodv1.WatchResponse], sub *mirror.Subscription, snapshot []kv.KV, rev, after int64, p string, recursive bool) error {
-	if !recursive && len(snapshot) == 0 {
-		return fmt.Errorf("watch %s: %w", p, kv.ErrNotFound)
+// awaitResume waits, at most resumeWait, until m is ready and has reached
+// the revision a resuming client had seen, so the watch starts from a state
+// at least as recent as the client's.
+func (s *Server) awaitResume(ctx context.Context, m *mirror.Mirror, after int64) {
+	ctx, cancel := context.WithTimeout(ctx, resumeWait)
+	defer cancel()
+	_ = m.WaitRev(ctx, max(after, 1))
+}
+
+// sendSnapshot sends a watch's initial state from a mirror snapshot: a
+// single-file watch of a missing file is NotFound.
+func (s *Server) sendSnapshot(send sendFunc, w watchSpec, snapshot []kv.KV, rev int64) error {
+	if !w.recursive && len(snapshot) == 0 {
+		return fmt.Errorf("watch %s: %w", w.path, kv.ErrNotFound)
 	}
-	if err := s.sendInitial(stream, snapshot, rev, after); err != nil {
-		return err
-	}
-	for {
-		events, rev, err := sub.Next(ctx)
-		if err != nil {
-			return err
-		}
-		if ended, err := s.sendEvents(stream, events, rev, recursive); err != nil || ended {
-			return err
-		}
-	}
+	return s.sendInitial(send, snapshot, rev, w.after)
 }
 
 // watchBackend serves a watch from a backend watch of its own. When the
@@ -101,33 +131,34 @@ func (s *Server) watchMirror(ctx context.Context, stream grpc.ServerStreamingSer
 // watcher that fell too far behind) it sends the current state again,
 // marked initial, so the client never keeps a stale view: the files changed
 // since the last revision sent, and the names of the others.
-func (s *Server) watchBackend(ctx context.Context, stream grpc.ServerStreamingServer[topodv1.WatchResponse], p, key string, after int64, recursive bool) error {
+func (s *Server) watchBackend(ctx context.Context, send sendFunc, w watchSpec) error {
+	after := w.after
 	for first := true; ; first = false {
-		kvs, rev, err := s.backend.List(ctx, key, false)
+		kvs, rev, err := s.backend.List(ctx, w.key, false)
 		if err != nil {
-			return fmt.Errorf("watch %s: %w", p, err)
+			return fmt.Errorf("watch %s: %w", w.path, err)
 		}
-		if !recursive {
-			kvs = exactKey(kvs, key)
+		if !w.recursive {
+			kvs = exactKey(kvs, w.key)
 			if len(kvs) == 0 {
 				if first {
-					return fmt.Errorf("watch %s: %w", p, kv.ErrNotFound)
+					return fmt.Errorf("watch %s: %w", w.path, kv.ErrNotFound)
 				}
 				// Deleted while we could not follow it.
-				return stream.Send(&topodv1.WatchResponse{
-					Events:   []*topodv1.FileEvent{{Path: key, Deleted: true}},
+				return send(&topodv1.WatchResponse{
+					Events:   []*topodv1.FileEvent{{Path: w.key, Deleted: true, Version: rev}},
 					Revision: rev,
 				})
 			}
 		}
-		if err := s.sendInitial(stream, kvs, rev, after); err != nil {
+		if err := s.sendInitial(send, kvs, rev, after); err != nil {
 			return err
 		}
-		changes, err := s.backend.Watch(ctx, key, recursive, rev)
+		changes, err := s.backend.Watch(ctx, w.key, w.recursive, rev)
 		if err != nil {
-			return fmt.Errorf("watch %s: %w", p, err)
+			return fmt.Errorf("watch %s: %w", w.path, err)
 		}
-		sent, ended, err := s.forward(stream, changes, recursive)
+		sent, ended, err := s.forward(send, changes, w.recursive)
 		if err != nil || ended {
 			return err
 		}
@@ -138,10 +169,10 @@ func (s *Server) watchBackend(ctx context.Context, stream grpc.ServerStreamingSe
 	}
 }
 
-// forward sends backend events to the stream until the file is deleted
-// (ended true, single-file watches), the changes channel ends (re-list), or
-// an error. sent is the revision of the last message sent.
-func (s *Server) forward(stream grpc.ServerStreamingServer[topodv1.WatchResponse], changes <-chan kv.WatchResponse, recursive bool) (sent int64, ended bool, err error) {
+// forward sends backend events until the file is deleted (ended true,
+// single-file watches), the changes channel ends (re-list), or an error.
+// sent is the revision of the last message sent.
+func (s *Server) forward(send sendFunc, changes <-chan kv.WatchResponse, recursive bool) (sent int64, ended bool, err error) {
 	for resp := range changes {
 		if resp.Err != nil {
 			if errors.Is(resp.Err, kv.ErrCompacted) {
@@ -149,7 +180,7 @@ func (s *Server) forward(stream grpc.ServerStreamingServer[topodv1.WatchResponse
 			}
 			return sent, false, resp.Err
 		}
-		if ended, err := s.sendEvents(stream, resp.Events, resp.Revision, recursive); err != nil || ended {
+		if ended, err := s.sendEvents(send, resp.Events, resp.Revision, recursive); err != nil || ended {
 			return sent, ended, err
 		}
 		sent = resp.Revision
@@ -159,8 +190,15 @@ func (s *Server) forward(stream grpc.ServerStreamingServer[topodv1.WatchResponse
 
 // sendEvents sends one batch of changes; for a single-file watch a delete
 // is the last message (ended).
-func (s *Server) sendEvents(stream grpc.ServerStreamingServer[topodv1.WatchResponse], events []kv.Event, rev int64, recursive bool) (ended bool, err error) {
-	out := &topodv1.WatchResponse{Revision: rev}
+func (s *Server) sendEvents(send sendFunc, events []kv.Event, rev int64, recursive bool) (ended bool, err error) {
+	out, ended := s.eventsResponse(events, rev, recursive)
+	return ended, send(out)
+}
+
+// eventsResponse is the message carrying a batch of changes, counted as
+// sent; for a single-file watch a delete is its last event (ended).
+func (s *Server) eventsResponse(events []kv.Event, rev int64, recursive bool) (out *topodv1.WatchResponse, ended bool) {
+	out = &topodv1.WatchResponse{Revision: rev}
 	bytes := 0
 	for _, ev := range events {
 		fe := &topodv1.FileEvent{Path: ev.KV.Key, Version: ev.KV.ModRevision}
@@ -176,30 +214,36 @@ func (s *Server) sendEvents(stream grpc.ServerStreamingServer[topodv1.WatchRespo
 			break
 		}
 	}
-	if err := stream.Send(out); err != nil {
-		return false, err
-	}
 	s.metrics.eventsOut.Add(float64(len(out.Events)))
 	s.metrics.bytesOut.Add(float64(bytes))
-	return ended, nil
+	return out, ended
 }
 
-// sendInitial sends the state at rev in messages of at most about
-// maxWatchMessageBytes: the contents of every file, or, when the client had
-// reached revision after (> 0), of the files changed since and the names of
-// the others.
-func (s *Server) sendInitial(stream grpc.ServerStreamingServer[topodv1.WatchResponse], kvs []kv.KV, rev, after int64) error {
+// sendInitial sends the state at rev (initialResponses).
+func (s *Server) sendInitial(send sendFunc, kvs []kv.KV, rev, after int64) error {
+	for _, msg := range s.initialResponses(kvs, rev, after) {
+		if err := send(msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// initialResponses are the messages of the state at rev, each of at most
+// about maxWatchMessageBytes: the contents of every file, or, when the
+// client had reached revision after (> 0), of the files changed since and
+// the names of the others.
+func (s *Server) initialResponses(kvs []kv.KV, rev, after int64) []*topodv1.WatchResponse {
 	msg := &topodv1.WatchResponse{Initial: true, Revision: rev}
-	size, unchanged := 0, 0
+	var out []*topodv1.WatchResponse
+	size, unchanged, bytes := 0, 0, 0
 	for _, e := range kvs {
 		n := len(e.Key)
 		if after <= 0 || e.ModRevision > after {
 			n += len(e.Value)
 		}
 		if size > 0 && size+n > maxWatchMessageBytes {
-			if err := stream.Send(msg); err != nil {
-				return err
-			}
+			out = append(out, msg)
 			msg = &topodv1.WatchResponse{Initial: true, Revision: rev}
 			size = 0
 		}
@@ -210,11 +254,13 @@ func (s *Server) sendInitial(stream grpc.ServerStreamingServer[topodv1.WatchResp
 			continue
 		}
 		msg.Events = append(msg.Events, &topodv1.FileEvent{Path: e.Key, Contents: e.Value, Version: e.ModRevision})
+		bytes += len(e.Value)
 	}
 	msg.InitialComplete = true
 	s.metrics.eventsOut.Add(float64(len(kvs) - unchanged))
+	s.metrics.bytesOut.Add(float64(bytes))
 	s.metrics.resumeUnchanged.Add(float64(unchanged))
-	return stream.Send(msg)
+	return append(out, msg)
 }
 
 // exactKey keeps the entry of kvs whose key is exactly key.

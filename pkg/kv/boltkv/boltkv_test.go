@@ -78,7 +78,7 @@ func TestReopenKeepsDataAndRevisions(t *testing.T) {
 	if _, err := b.Create(ctx, "/gone", []byte("g"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Delete(ctx, "/gone", 0); err != nil {
+	if _, err := b.Delete(ctx, "/gone", 0); err != nil {
 		t.Fatal(err)
 	}
 	_, last, err := b.List(ctx, "/", true)
@@ -249,7 +249,7 @@ func TestClosed(t *testing.T) {
 	_, _, calls["List"] = b.List(ctx, "/", false)
 	_, calls["Create"] = b.Create(ctx, "/new", nil, 0)
 	_, calls["Update"] = b.Update(ctx, "/k", nil, 0)
-	calls["Delete"] = b.Delete(ctx, "/k", 0)
+	_, calls["Delete"] = b.Delete(ctx, "/k", 0)
 	_, calls["Watch"] = b.Watch(ctx, "/k", false, 0)
 	_, calls["Grant"] = b.Grant(ctx, time.Second)
 	calls["Close"] = b.Close()

@@ -137,12 +137,13 @@ func (b *Backend) Update(ctx context.Context, key string, value []byte, version 
 }
 
 // Delete removes key: kv.ErrNotFound if it is missing, kv.ErrBadVersion if
-// version is not 0 and not the key's ModRevision.
-func (b *Backend) Delete(ctx context.Context, key string, version int64) error {
+// version is not 0 and not the key's ModRevision. It returns the revision of
+// the delete.
+func (b *Backend) Delete(ctx context.Context, key string, version int64) (int64, error) {
 	if err := checkWrite(ctx, key); err != nil {
-		return opError("delete", key, err)
+		return 0, opError("delete", key, err)
 	}
-	_, err := b.write(func(w *writeTx) error {
+	rev, err := b.write(func(w *writeTx) error {
 		old, ok, err := getStored(w.tx, key)
 		if err != nil {
 			return err
@@ -155,7 +156,7 @@ func (b *Backend) Delete(ctx context.Context, key string, version int64) error {
 		}
 		return w.del(key, old)
 	})
-	return opError("delete", key, err)
+	return rev, opError("delete", key, err)
 }
 
 // checkWrite rejects a write before it queues for the write lock.

@@ -73,7 +73,7 @@ func TestHistoryCountsTombstones(t *testing.T) {
 	ctx := t.Context()
 	b, _ := openTest(t, Options{HistoryPerKey: 2, NoSync: true})
 	r1, _ := b.Create(ctx, "/k", []byte("v1"), 0)
-	if err := b.Delete(ctx, "/k", 0); err != nil {
+	if _, err := b.Delete(ctx, "/k", 0); err != nil {
 		t.Fatal(err)
 	}
 	// History: v1@r1, tombstone. Re-create and update: v2 moves to history
@@ -101,12 +101,12 @@ func TestDeletedKeysHistoryDropped(t *testing.T) {
 	if _, err := b.Update(ctx, "/gone", []byte("v2"), r1); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Delete(ctx, "/gone", 0); err != nil {
+	if _, err := b.Delete(ctx, "/gone", 0); err != nil {
 		t.Fatal(err)
 	}
 	// A key deleted, then re-created, keeps its history.
 	rb, _ := b.Create(ctx, "/back", []byte("b1"), 0)
-	if err := b.Delete(ctx, "/back", 0); err != nil {
+	if _, err := b.Delete(ctx, "/back", 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.Create(ctx, "/back", []byte("b2"), 0); err != nil {
@@ -203,7 +203,7 @@ func TestHistoryVisits(t *testing.T) {
 	if _, err := b.Update(ctx, "/p/gone", []byte("g"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Delete(ctx, "/p/gone", 0); err != nil {
+	if _, err := b.Delete(ctx, "/p/gone", 0); err != nil {
 		t.Fatal(err)
 	}
 	// Many keys with one superseded version each, more than a batch.

@@ -445,7 +445,7 @@ func TestClosed(t *testing.T) {
 		{"List", func() error { _, _, err := b.List(ctx, "/", false); return err }},
 		{"Create", func() error { _, err := b.Create(ctx, "/x", nil, 0); return err }},
 		{"Update", func() error { _, err := b.Update(ctx, "/x", nil, 0); return err }},
-		{"Delete", func() error { return b.Delete(ctx, "/x", 0) }},
+		{"Delete", func() error { _, err := b.Delete(ctx, "/x", 0); return err }},
 		{"Watch", func() error { _, err := b.Watch(ctx, "/x", false, 0); return err }},
 		{"Grant", func() error { _, err := b.Grant(ctx, time.Second); return err }},
 		{"Alive", func() error { return l.Alive(ctx) }},

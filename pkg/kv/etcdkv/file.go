@@ -157,21 +157,22 @@ func (b *Backend) put(ctx context.Context, key, value string) (int64, error) {
 
 // Delete removes key: kv.ErrNotFound if it is missing; with version != 0,
 // kv.ErrBadVersion if the key is at another version. A failed conditional
-// delete reads the key in the same transaction to tell the two apart.
-func (b *Backend) Delete(ctx context.Context, key string, version int64) error {
+// delete reads the key in the same transaction to tell the two apart. It
+// returns the revision of the delete.
+func (b *Backend) Delete(ctx context.Context, key string, version int64) (int64, error) {
 	const op = "delete"
 	if err := b.checkOpen(op, key); err != nil {
-		return err
+		return 0, err
 	}
 	if version == 0 {
 		resp, err := b.cli.Delete(ctx, key)
 		if err != nil {
-			return b.wrap(op, key, err)
+			return 0, b.wrap(op, key, err)
 		}
 		if resp.Deleted == 0 {
-			return fail(op, key, kv.ErrNotFound)
+			return 0, fail(op, key, kv.ErrNotFound)
 		}
-		return nil
+		return resp.Header.Revision, nil
 	}
 	resp, err := b.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", version)).
@@ -179,17 +180,17 @@ func (b *Backend) Delete(ctx context.Context, key string, version int64) error {
 		Else(clientv3.OpGet(key, clientv3.WithCountOnly())).
 		Commit()
 	if err != nil {
-		return b.wrap(op, key, err)
+		return 0, b.wrap(op, key, err)
 	}
 	if resp.Succeeded {
-		return nil
+		return resp.Header.Revision, nil
 	}
 	if len(resp.Responses) == 1 {
 		if get := resp.Responses[0].GetResponseRange(); get != nil && get.Count == 0 {
-			return fail(op, key, kv.ErrNotFound)
+			return 0, fail(op, key, kv.ErrNotFound)
 		}
 	}
-	return fail(op, key, kv.ErrBadVersion)
+	return 0, fail(op, key, kv.ErrBadVersion)
 }
 
 // fromEtcd converts an etcd key-value.

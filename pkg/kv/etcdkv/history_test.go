@@ -34,7 +34,7 @@ func TestHistoryCompacted(t *testing.T) {
 				err error
 			)
 			if w.del {
-				err = b.Delete(ctx, w.key, 0)
+				_, err = b.Delete(ctx, w.key, 0)
 			} else {
 				rev, err = b.Update(ctx, w.key, []byte(w.value), 0)
 				revs[w.key+"="+w.value] = rev

@@ -214,7 +214,7 @@ func checkDelete(t *testing.T, e *env) {
 				before = mustGet(t, e, key)
 			}
 
-			err := e.b.Delete(ctx(t), key, version)
+			delRev, err := e.b.Delete(ctx(t), key, version)
 			if tt.wantErr != nil {
 				wantErr(t, "Delete", err, tt.wantErr, key)
 				if existed {
@@ -226,8 +226,14 @@ func checkDelete(t *testing.T, e *env) {
 				t.Fatalf("Delete(%q, version %d): %v", key, version, err)
 			}
 			wantNotFound(t, e, key)
-			// The key can be created again, from scratch.
+			if delRev <= before.ModRevision {
+				t.Fatalf("Delete(%q) returned revision %d, want > the key's last revision %d", key, delRev, before.ModRevision)
+			}
+			// The key can be created again, from scratch, at a later revision.
 			rev := mustCreate(t, e, key, "again", 0)
+			if rev <= delRev {
+				t.Fatalf("Create after Delete returned revision %d, want > the delete's %d", rev, delRev)
+			}
 			wantKV(t, mustGet(t, e, key), key, "again", rev, rev)
 		})
 	}
@@ -267,10 +273,12 @@ func checkErrorsNameKey(t *testing.T, e *env) {
 			return err
 		}},
 		{"Delete missing", missing, kv.ErrNotFound, func(key string) error {
-			return e.b.Delete(ctx(t), key, 0)
+			_, err := e.b.Delete(ctx(t), key, 0)
+			return err
 		}},
 		{"Delete other version", exists, kv.ErrBadVersion, func(key string) error {
-			return e.b.Delete(ctx(t), key, rev+1000)
+			_, err := e.b.Delete(ctx(t), key, rev+1000)
+			return err
 		}},
 	}
 	for _, tt := range tests {

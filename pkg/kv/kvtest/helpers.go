@@ -55,8 +55,13 @@ func mustUpdate(t *testing.T, e *env, key, value string, version int64) int64 {
 
 func mustDelete(t *testing.T, e *env, key string, version int64) {
 	t.Helper()
-	if err := e.b.Delete(ctx(t), key, version); err != nil {
+	before := mustGet(t, e, key)
+	rev, err := e.b.Delete(ctx(t), key, version)
+	if err != nil {
 		t.Fatalf("Delete(%q, version %d): %v", key, version, err)
+	}
+	if rev <= before.ModRevision {
+		t.Fatalf("Delete(%q) returned revision %d, want > the key's last revision %d", key, rev, before.ModRevision)
 	}
 }
 

@@ -1008,7 +1008,10 @@ func (x *DeleteRequest) GetVersion() int64 {
 }
 
 type DeleteResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// revision of the delete, so the client reads its own delete whichever
+	// replica answers next.
+	Revision      int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1041,6 +1044,13 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
 	return file_topod_v1_topod_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeleteResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
 }
 
 type WatchRequest struct {
@@ -1256,6 +1266,335 @@ func (x *WatchResponse) GetUnchanged() []string {
 	return nil
 }
 
+type WatchStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Request:
+	//
+	//	*WatchStreamRequest_Create
+	//	*WatchStreamRequest_Cancel
+	Request       isWatchStreamRequest_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchStreamRequest) Reset() {
+	*x = WatchStreamRequest{}
+	mi := &file_topod_v1_topod_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchStreamRequest) ProtoMessage() {}
+
+func (x *WatchStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchStreamRequest.ProtoReflect.Descriptor instead.
+func (*WatchStreamRequest) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *WatchStreamRequest) GetRequest() isWatchStreamRequest_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *WatchStreamRequest) GetCreate() *WatchCreate {
+	if x != nil {
+		if x, ok := x.Request.(*WatchStreamRequest_Create); ok {
+			return x.Create
+		}
+	}
+	return nil
+}
+
+func (x *WatchStreamRequest) GetCancel() *WatchCancel {
+	if x != nil {
+		if x, ok := x.Request.(*WatchStreamRequest_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return nil
+}
+
+type isWatchStreamRequest_Request interface {
+	isWatchStreamRequest_Request()
+}
+
+type WatchStreamRequest_Create struct {
+	Create *WatchCreate `protobuf:"bytes,1,opt,name=create,proto3,oneof"`
+}
+
+type WatchStreamRequest_Cancel struct {
+	Cancel *WatchCancel `protobuf:"bytes,2,opt,name=cancel,proto3,oneof"`
+}
+
+func (*WatchStreamRequest_Create) isWatchStreamRequest_Request() {}
+
+func (*WatchStreamRequest_Cancel) isWatchStreamRequest_Request() {}
+
+// WatchCreate starts a watch on the stream.
+type WatchCreate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// watch_id names the watch in later requests and updates: chosen by the
+	// client, non-zero, unique among the stream's live watches.
+	WatchId int64 `protobuf:"varint,1,opt,name=watch_id,json=watchId,proto3" json:"watch_id,omitempty"`
+	// path of the file, or of the directory when recursive.
+	Path      string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Recursive bool   `protobuf:"varint,3,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	// after_revision: as in WatchRequest.
+	AfterRevision int64 `protobuf:"varint,4,opt,name=after_revision,json=afterRevision,proto3" json:"after_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCreate) Reset() {
+	*x = WatchCreate{}
+	mi := &file_topod_v1_topod_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCreate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCreate) ProtoMessage() {}
+
+func (x *WatchCreate) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCreate.ProtoReflect.Descriptor instead.
+func (*WatchCreate) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *WatchCreate) GetWatchId() int64 {
+	if x != nil {
+		return x.WatchId
+	}
+	return 0
+}
+
+func (x *WatchCreate) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *WatchCreate) GetRecursive() bool {
+	if x != nil {
+		return x.Recursive
+	}
+	return false
+}
+
+func (x *WatchCreate) GetAfterRevision() int64 {
+	if x != nil {
+		return x.AfterRevision
+	}
+	return 0
+}
+
+// WatchCancel ends a watch; topod answers with an update marked ended.
+type WatchCancel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WatchId       int64                  `protobuf:"varint,1,opt,name=watch_id,json=watchId,proto3" json:"watch_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCancel) Reset() {
+	*x = WatchCancel{}
+	mi := &file_topod_v1_topod_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCancel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCancel) ProtoMessage() {}
+
+func (x *WatchCancel) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCancel.ProtoReflect.Descriptor instead.
+func (*WatchCancel) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *WatchCancel) GetWatchId() int64 {
+	if x != nil {
+		return x.WatchId
+	}
+	return 0
+}
+
+type WatchStreamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Updates       []*WatchUpdate         `protobuf:"bytes,1,rep,name=updates,proto3" json:"updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchStreamResponse) Reset() {
+	*x = WatchStreamResponse{}
+	mi := &file_topod_v1_topod_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchStreamResponse) ProtoMessage() {}
+
+func (x *WatchStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchStreamResponse.ProtoReflect.Descriptor instead.
+func (*WatchStreamResponse) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *WatchStreamResponse) GetUpdates() []*WatchUpdate {
+	if x != nil {
+		return x.Updates
+	}
+	return nil
+}
+
+// WatchUpdate is one message of one watch of a WatchStream.
+type WatchUpdate struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	WatchId int64                  `protobuf:"varint,1,opt,name=watch_id,json=watchId,proto3" json:"watch_id,omitempty"`
+	// response is the watch's next message, exactly as a Watch stream would
+	// send it (initial state, or changes); unset on an update that only ends
+	// the watch.
+	Response *WatchResponse `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	// ended: this is the watch's last update. code (a gRPC status code) and
+	// error say why: OK when the client canceled it or its file was deleted,
+	// NOT_FOUND when the watched file does not exist, INVALID_ARGUMENT for a
+	// bad path or watch id, ALREADY_EXISTS for an id in use, UNAVAILABLE
+	// when topod is shutting down.
+	Ended         bool   `protobuf:"varint,3,opt,name=ended,proto3" json:"ended,omitempty"`
+	Code          int32  `protobuf:"varint,4,opt,name=code,proto3" json:"code,omitempty"`
+	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchUpdate) Reset() {
+	*x = WatchUpdate{}
+	mi := &file_topod_v1_topod_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchUpdate) ProtoMessage() {}
+
+func (x *WatchUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchUpdate.ProtoReflect.Descriptor instead.
+func (*WatchUpdate) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *WatchUpdate) GetWatchId() int64 {
+	if x != nil {
+		return x.WatchId
+	}
+	return 0
+}
+
+func (x *WatchUpdate) GetResponse() *WatchResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *WatchUpdate) GetEnded() bool {
+	if x != nil {
+		return x.Ended
+	}
+	return false
+}
+
+func (x *WatchUpdate) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *WatchUpdate) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type LockRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Request:
@@ -1270,7 +1609,7 @@ type LockRequest struct {
 
 func (x *LockRequest) Reset() {
 	*x = LockRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[19]
+	mi := &file_topod_v1_topod_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1621,7 @@ func (x *LockRequest) String() string {
 func (*LockRequest) ProtoMessage() {}
 
 func (x *LockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[19]
+	mi := &file_topod_v1_topod_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1634,7 @@ func (x *LockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRequest.ProtoReflect.Descriptor instead.
 func (*LockRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{19}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LockRequest) GetRequest() isLockRequest_Request {
@@ -1368,7 +1707,7 @@ type LockAcquire struct {
 
 func (x *LockAcquire) Reset() {
 	*x = LockAcquire{}
-	mi := &file_topod_v1_topod_proto_msgTypes[20]
+	mi := &file_topod_v1_topod_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1719,7 @@ func (x *LockAcquire) String() string {
 func (*LockAcquire) ProtoMessage() {}
 
 func (x *LockAcquire) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[20]
+	mi := &file_topod_v1_topod_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1732,7 @@ func (x *LockAcquire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockAcquire.ProtoReflect.Descriptor instead.
 func (*LockAcquire) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{20}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LockAcquire) GetPath() string {
@@ -1432,7 +1771,7 @@ type LockCheck struct {
 
 func (x *LockCheck) Reset() {
 	*x = LockCheck{}
-	mi := &file_topod_v1_topod_proto_msgTypes[21]
+	mi := &file_topod_v1_topod_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1783,7 @@ func (x *LockCheck) String() string {
 func (*LockCheck) ProtoMessage() {}
 
 func (x *LockCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[21]
+	mi := &file_topod_v1_topod_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1796,7 @@ func (x *LockCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockCheck.ProtoReflect.Descriptor instead.
 func (*LockCheck) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{21}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{26}
 }
 
 type LockUnlock struct {
@@ -1468,7 +1807,7 @@ type LockUnlock struct {
 
 func (x *LockUnlock) Reset() {
 	*x = LockUnlock{}
-	mi := &file_topod_v1_topod_proto_msgTypes[22]
+	mi := &file_topod_v1_topod_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1819,7 @@ func (x *LockUnlock) String() string {
 func (*LockUnlock) ProtoMessage() {}
 
 func (x *LockUnlock) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[22]
+	mi := &file_topod_v1_topod_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1832,7 @@ func (x *LockUnlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockUnlock.ProtoReflect.Descriptor instead.
 func (*LockUnlock) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{22}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{27}
 }
 
 type LockResponse struct {
@@ -1510,7 +1849,7 @@ type LockResponse struct {
 
 func (x *LockResponse) Reset() {
 	*x = LockResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[23]
+	mi := &file_topod_v1_topod_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1861,7 @@ func (x *LockResponse) String() string {
 func (*LockResponse) ProtoMessage() {}
 
 func (x *LockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[23]
+	mi := &file_topod_v1_topod_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1874,7 @@ func (x *LockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockResponse.ProtoReflect.Descriptor instead.
 func (*LockResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{23}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LockResponse) GetResponse() isLockResponse_Response {
@@ -1604,7 +1943,7 @@ type LockAcquired struct {
 
 func (x *LockAcquired) Reset() {
 	*x = LockAcquired{}
-	mi := &file_topod_v1_topod_proto_msgTypes[24]
+	mi := &file_topod_v1_topod_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1616,7 +1955,7 @@ func (x *LockAcquired) String() string {
 func (*LockAcquired) ProtoMessage() {}
 
 func (x *LockAcquired) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[24]
+	mi := &file_topod_v1_topod_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1629,7 +1968,7 @@ func (x *LockAcquired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockAcquired.ProtoReflect.Descriptor instead.
 func (*LockAcquired) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{24}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LockAcquired) GetLockPath() string {
@@ -1647,7 +1986,7 @@ type LockChecked struct {
 
 func (x *LockChecked) Reset() {
 	*x = LockChecked{}
-	mi := &file_topod_v1_topod_proto_msgTypes[25]
+	mi := &file_topod_v1_topod_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1998,7 @@ func (x *LockChecked) String() string {
 func (*LockChecked) ProtoMessage() {}
 
 func (x *LockChecked) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[25]
+	mi := &file_topod_v1_topod_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +2011,7 @@ func (x *LockChecked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockChecked.ProtoReflect.Descriptor instead.
 func (*LockChecked) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{25}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{30}
 }
 
 type LockUnlocked struct {
@@ -1683,7 +2022,7 @@ type LockUnlocked struct {
 
 func (x *LockUnlocked) Reset() {
 	*x = LockUnlocked{}
-	mi := &file_topod_v1_topod_proto_msgTypes[26]
+	mi := &file_topod_v1_topod_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +2034,7 @@ func (x *LockUnlocked) String() string {
 func (*LockUnlocked) ProtoMessage() {}
 
 func (x *LockUnlocked) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[26]
+	mi := &file_topod_v1_topod_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +2047,7 @@ func (x *LockUnlocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockUnlocked.ProtoReflect.Descriptor instead.
 func (*LockUnlocked) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{26}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{31}
 }
 
 type CampaignRequest struct {
@@ -1724,7 +2063,7 @@ type CampaignRequest struct {
 
 func (x *CampaignRequest) Reset() {
 	*x = CampaignRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[27]
+	mi := &file_topod_v1_topod_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +2075,7 @@ func (x *CampaignRequest) String() string {
 func (*CampaignRequest) ProtoMessage() {}
 
 func (x *CampaignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[27]
+	mi := &file_topod_v1_topod_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +2088,7 @@ func (x *CampaignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignRequest.ProtoReflect.Descriptor instead.
 func (*CampaignRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{27}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CampaignRequest) GetRequest() isCampaignRequest_Request {
@@ -1805,7 +2144,7 @@ type CampaignStart struct {
 
 func (x *CampaignStart) Reset() {
 	*x = CampaignStart{}
-	mi := &file_topod_v1_topod_proto_msgTypes[28]
+	mi := &file_topod_v1_topod_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +2156,7 @@ func (x *CampaignStart) String() string {
 func (*CampaignStart) ProtoMessage() {}
 
 func (x *CampaignStart) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[28]
+	mi := &file_topod_v1_topod_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +2169,7 @@ func (x *CampaignStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignStart.ProtoReflect.Descriptor instead.
 func (*CampaignStart) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{28}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CampaignStart) GetPath() string {
@@ -1855,7 +2194,7 @@ type CampaignResign struct {
 
 func (x *CampaignResign) Reset() {
 	*x = CampaignResign{}
-	mi := &file_topod_v1_topod_proto_msgTypes[29]
+	mi := &file_topod_v1_topod_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1867,7 +2206,7 @@ func (x *CampaignResign) String() string {
 func (*CampaignResign) ProtoMessage() {}
 
 func (x *CampaignResign) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[29]
+	mi := &file_topod_v1_topod_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1880,7 +2219,7 @@ func (x *CampaignResign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignResign.ProtoReflect.Descriptor instead.
 func (*CampaignResign) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{29}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{34}
 }
 
 type CampaignResponse struct {
@@ -1896,7 +2235,7 @@ type CampaignResponse struct {
 
 func (x *CampaignResponse) Reset() {
 	*x = CampaignResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[30]
+	mi := &file_topod_v1_topod_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1908,7 +2247,7 @@ func (x *CampaignResponse) String() string {
 func (*CampaignResponse) ProtoMessage() {}
 
 func (x *CampaignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[30]
+	mi := &file_topod_v1_topod_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1921,7 +2260,7 @@ func (x *CampaignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignResponse.ProtoReflect.Descriptor instead.
 func (*CampaignResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{30}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CampaignResponse) GetResponse() isCampaignResponse_Response {
@@ -1973,7 +2312,7 @@ type CampaignElected struct {
 
 func (x *CampaignElected) Reset() {
 	*x = CampaignElected{}
-	mi := &file_topod_v1_topod_proto_msgTypes[31]
+	mi := &file_topod_v1_topod_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1985,7 +2324,7 @@ func (x *CampaignElected) String() string {
 func (*CampaignElected) ProtoMessage() {}
 
 func (x *CampaignElected) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[31]
+	mi := &file_topod_v1_topod_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1998,7 +2337,7 @@ func (x *CampaignElected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignElected.ProtoReflect.Descriptor instead.
 func (*CampaignElected) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{31}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{36}
 }
 
 type CampaignResigned struct {
@@ -2009,7 +2348,7 @@ type CampaignResigned struct {
 
 func (x *CampaignResigned) Reset() {
 	*x = CampaignResigned{}
-	mi := &file_topod_v1_topod_proto_msgTypes[32]
+	mi := &file_topod_v1_topod_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2360,7 @@ func (x *CampaignResigned) String() string {
 func (*CampaignResigned) ProtoMessage() {}
 
 func (x *CampaignResigned) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[32]
+	mi := &file_topod_v1_topod_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2373,7 @@ func (x *CampaignResigned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignResigned.ProtoReflect.Descriptor instead.
 func (*CampaignResigned) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{32}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{37}
 }
 
 type GetLeaderRequest struct {
@@ -2046,7 +2385,7 @@ type GetLeaderRequest struct {
 
 func (x *GetLeaderRequest) Reset() {
 	*x = GetLeaderRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[33]
+	mi := &file_topod_v1_topod_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2058,7 +2397,7 @@ func (x *GetLeaderRequest) String() string {
 func (*GetLeaderRequest) ProtoMessage() {}
 
 func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[33]
+	mi := &file_topod_v1_topod_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2071,7 +2410,7 @@ func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLeaderRequest.ProtoReflect.Descriptor instead.
 func (*GetLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{33}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetLeaderRequest) GetPath() string {
@@ -2090,7 +2429,7 @@ type GetLeaderResponse struct {
 
 func (x *GetLeaderResponse) Reset() {
 	*x = GetLeaderResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[34]
+	mi := &file_topod_v1_topod_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2441,7 @@ func (x *GetLeaderResponse) String() string {
 func (*GetLeaderResponse) ProtoMessage() {}
 
 func (x *GetLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[34]
+	mi := &file_topod_v1_topod_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2454,7 @@ func (x *GetLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLeaderResponse.ProtoReflect.Descriptor instead.
 func (*GetLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{34}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetLeaderResponse) GetId() string {
@@ -2134,7 +2473,7 @@ type WatchLeaderRequest struct {
 
 func (x *WatchLeaderRequest) Reset() {
 	*x = WatchLeaderRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[35]
+	mi := &file_topod_v1_topod_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2146,7 +2485,7 @@ func (x *WatchLeaderRequest) String() string {
 func (*WatchLeaderRequest) ProtoMessage() {}
 
 func (x *WatchLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[35]
+	mi := &file_topod_v1_topod_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2159,7 +2498,7 @@ func (x *WatchLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchLeaderRequest.ProtoReflect.Descriptor instead.
 func (*WatchLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{35}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *WatchLeaderRequest) GetPath() string {
@@ -2178,7 +2517,7 @@ type WatchLeaderResponse struct {
 
 func (x *WatchLeaderResponse) Reset() {
 	*x = WatchLeaderResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[36]
+	mi := &file_topod_v1_topod_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2190,7 +2529,7 @@ func (x *WatchLeaderResponse) String() string {
 func (*WatchLeaderResponse) ProtoMessage() {}
 
 func (x *WatchLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[36]
+	mi := &file_topod_v1_topod_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2203,7 +2542,7 @@ func (x *WatchLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchLeaderResponse.ProtoReflect.Descriptor instead.
 func (*WatchLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{36}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *WatchLeaderResponse) GetId() string {
@@ -2221,7 +2560,7 @@ type ServerInfoRequest struct {
 
 func (x *ServerInfoRequest) Reset() {
 	*x = ServerInfoRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[37]
+	mi := &file_topod_v1_topod_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2233,7 +2572,7 @@ func (x *ServerInfoRequest) String() string {
 func (*ServerInfoRequest) ProtoMessage() {}
 
 func (x *ServerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[37]
+	mi := &file_topod_v1_topod_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2246,7 +2585,7 @@ func (x *ServerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfoRequest.ProtoReflect.Descriptor instead.
 func (*ServerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{37}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{42}
 }
 
 type ServerInfoResponse struct {
@@ -2264,7 +2603,7 @@ type ServerInfoResponse struct {
 
 func (x *ServerInfoResponse) Reset() {
 	*x = ServerInfoResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[38]
+	mi := &file_topod_v1_topod_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2276,7 +2615,7 @@ func (x *ServerInfoResponse) String() string {
 func (*ServerInfoResponse) ProtoMessage() {}
 
 func (x *ServerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[38]
+	mi := &file_topod_v1_topod_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2289,7 +2628,7 @@ func (x *ServerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfoResponse.ProtoReflect.Descriptor instead.
 func (*ServerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{38}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ServerInfoResponse) GetInlineLimit() int64 {
@@ -2323,7 +2662,7 @@ type MissingBlobsRequest struct {
 
 func (x *MissingBlobsRequest) Reset() {
 	*x = MissingBlobsRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[39]
+	mi := &file_topod_v1_topod_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2335,7 +2674,7 @@ func (x *MissingBlobsRequest) String() string {
 func (*MissingBlobsRequest) ProtoMessage() {}
 
 func (x *MissingBlobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[39]
+	mi := &file_topod_v1_topod_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2348,7 +2687,7 @@ func (x *MissingBlobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MissingBlobsRequest.ProtoReflect.Descriptor instead.
 func (*MissingBlobsRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{39}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MissingBlobsRequest) GetHashes() [][]byte {
@@ -2367,7 +2706,7 @@ type MissingBlobsResponse struct {
 
 func (x *MissingBlobsResponse) Reset() {
 	*x = MissingBlobsResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[40]
+	mi := &file_topod_v1_topod_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2379,7 +2718,7 @@ func (x *MissingBlobsResponse) String() string {
 func (*MissingBlobsResponse) ProtoMessage() {}
 
 func (x *MissingBlobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[40]
+	mi := &file_topod_v1_topod_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2392,7 +2731,7 @@ func (x *MissingBlobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MissingBlobsResponse.ProtoReflect.Descriptor instead.
 func (*MissingBlobsResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{40}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MissingBlobsResponse) GetMissing() [][]byte {
@@ -2412,7 +2751,7 @@ type Blob struct {
 
 func (x *Blob) Reset() {
 	*x = Blob{}
-	mi := &file_topod_v1_topod_proto_msgTypes[41]
+	mi := &file_topod_v1_topod_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2763,7 @@ func (x *Blob) String() string {
 func (*Blob) ProtoMessage() {}
 
 func (x *Blob) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[41]
+	mi := &file_topod_v1_topod_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2437,7 +2776,7 @@ func (x *Blob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Blob.ProtoReflect.Descriptor instead.
 func (*Blob) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{41}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Blob) GetHash() []byte {
@@ -2463,7 +2802,7 @@ type PutBlobsRequest struct {
 
 func (x *PutBlobsRequest) Reset() {
 	*x = PutBlobsRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[42]
+	mi := &file_topod_v1_topod_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2475,7 +2814,7 @@ func (x *PutBlobsRequest) String() string {
 func (*PutBlobsRequest) ProtoMessage() {}
 
 func (x *PutBlobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[42]
+	mi := &file_topod_v1_topod_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2488,7 +2827,7 @@ func (x *PutBlobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutBlobsRequest.ProtoReflect.Descriptor instead.
 func (*PutBlobsRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{42}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PutBlobsRequest) GetBlobs() []*Blob {
@@ -2506,7 +2845,7 @@ type PutBlobsResponse struct {
 
 func (x *PutBlobsResponse) Reset() {
 	*x = PutBlobsResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[43]
+	mi := &file_topod_v1_topod_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2518,7 +2857,7 @@ func (x *PutBlobsResponse) String() string {
 func (*PutBlobsResponse) ProtoMessage() {}
 
 func (x *PutBlobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[43]
+	mi := &file_topod_v1_topod_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2531,7 +2870,7 @@ func (x *PutBlobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutBlobsResponse.ProtoReflect.Descriptor instead.
 func (*PutBlobsResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{43}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{48}
 }
 
 type GetBlobRequest struct {
@@ -2543,7 +2882,7 @@ type GetBlobRequest struct {
 
 func (x *GetBlobRequest) Reset() {
 	*x = GetBlobRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[44]
+	mi := &file_topod_v1_topod_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2555,7 +2894,7 @@ func (x *GetBlobRequest) String() string {
 func (*GetBlobRequest) ProtoMessage() {}
 
 func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[44]
+	mi := &file_topod_v1_topod_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2568,7 +2907,7 @@ func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobRequest.ProtoReflect.Descriptor instead.
 func (*GetBlobRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{44}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetBlobRequest) GetHash() []byte {
@@ -2587,7 +2926,7 @@ type GetBlobResponse struct {
 
 func (x *GetBlobResponse) Reset() {
 	*x = GetBlobResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[45]
+	mi := &file_topod_v1_topod_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2599,7 +2938,7 @@ func (x *GetBlobResponse) String() string {
 func (*GetBlobResponse) ProtoMessage() {}
 
 func (x *GetBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[45]
+	mi := &file_topod_v1_topod_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2612,7 +2951,7 @@ func (x *GetBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobResponse.ProtoReflect.Descriptor instead.
 func (*GetBlobResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{45}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetBlobResponse) GetData() []byte {
@@ -2632,7 +2971,7 @@ type GetBlobsRequest struct {
 
 func (x *GetBlobsRequest) Reset() {
 	*x = GetBlobsRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[46]
+	mi := &file_topod_v1_topod_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2644,7 +2983,7 @@ func (x *GetBlobsRequest) String() string {
 func (*GetBlobsRequest) ProtoMessage() {}
 
 func (x *GetBlobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[46]
+	mi := &file_topod_v1_topod_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2657,7 +2996,7 @@ func (x *GetBlobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobsRequest.ProtoReflect.Descriptor instead.
 func (*GetBlobsRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{46}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetBlobsRequest) GetHashes() [][]byte {
@@ -2677,7 +3016,7 @@ type GetBlobsResponse struct {
 
 func (x *GetBlobsResponse) Reset() {
 	*x = GetBlobsResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[47]
+	mi := &file_topod_v1_topod_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +3028,7 @@ func (x *GetBlobsResponse) String() string {
 func (*GetBlobsResponse) ProtoMessage() {}
 
 func (x *GetBlobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[47]
+	mi := &file_topod_v1_topod_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +3041,7 @@ func (x *GetBlobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobsResponse.ProtoReflect.Descriptor instead.
 func (*GetBlobsResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{47}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetBlobsResponse) GetBlobs() []*Blob {
@@ -2730,7 +3069,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_topod_v1_topod_proto_msgTypes[48]
+	mi := &file_topod_v1_topod_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2742,7 +3081,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[48]
+	mi := &file_topod_v1_topod_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2755,7 +3094,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{48}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Record) GetBody() isRecord_Body {
@@ -2814,7 +3153,7 @@ type BlobRef struct {
 
 func (x *BlobRef) Reset() {
 	*x = BlobRef{}
-	mi := &file_topod_v1_topod_proto_msgTypes[49]
+	mi := &file_topod_v1_topod_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2826,7 +3165,7 @@ func (x *BlobRef) String() string {
 func (*BlobRef) ProtoMessage() {}
 
 func (x *BlobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[49]
+	mi := &file_topod_v1_topod_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2839,7 +3178,7 @@ func (x *BlobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobRef.ProtoReflect.Descriptor instead.
 func (*BlobRef) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{49}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *BlobRef) GetCodec() Codec {
@@ -2915,8 +3254,9 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\x03kvs\x18\x01 \x03(\v2\x12.topod.v1.KeyValueR\x03kvs\"=\n" +
 	"\rDeleteRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x03R\aversion\"\x10\n" +
-	"\x0eDeleteResponse\"I\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\",\n" +
+	"\x0eDeleteResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"I\n" +
 	"\fWatchRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12%\n" +
 	"\x0eafter_revision\x18\x02 \x01(\x03R\rafterRevision\"o\n" +
@@ -2930,7 +3270,26 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\ainitial\x18\x02 \x01(\bR\ainitial\x12)\n" +
 	"\x10initial_complete\x18\x03 \x01(\bR\x0finitialComplete\x12\x1a\n" +
 	"\brevision\x18\x04 \x01(\x03R\brevision\x12\x1c\n" +
-	"\tunchanged\x18\x05 \x03(\tR\tunchanged\"\xa8\x01\n" +
+	"\tunchanged\x18\x05 \x03(\tR\tunchanged\"\x81\x01\n" +
+	"\x12WatchStreamRequest\x12/\n" +
+	"\x06create\x18\x01 \x01(\v2\x15.topod.v1.WatchCreateH\x00R\x06create\x12/\n" +
+	"\x06cancel\x18\x02 \x01(\v2\x15.topod.v1.WatchCancelH\x00R\x06cancelB\t\n" +
+	"\arequest\"\x81\x01\n" +
+	"\vWatchCreate\x12\x19\n" +
+	"\bwatch_id\x18\x01 \x01(\x03R\awatchId\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x1c\n" +
+	"\trecursive\x18\x03 \x01(\bR\trecursive\x12%\n" +
+	"\x0eafter_revision\x18\x04 \x01(\x03R\rafterRevision\"(\n" +
+	"\vWatchCancel\x12\x19\n" +
+	"\bwatch_id\x18\x01 \x01(\x03R\awatchId\"F\n" +
+	"\x13WatchStreamResponse\x12/\n" +
+	"\aupdates\x18\x01 \x03(\v2\x15.topod.v1.WatchUpdateR\aupdates\"\x9d\x01\n" +
+	"\vWatchUpdate\x12\x19\n" +
+	"\bwatch_id\x18\x01 \x01(\x03R\awatchId\x123\n" +
+	"\bresponse\x18\x02 \x01(\v2\x17.topod.v1.WatchResponseR\bresponse\x12\x14\n" +
+	"\x05ended\x18\x03 \x01(\bR\x05ended\x12\x12\n" +
+	"\x04code\x18\x04 \x01(\x05R\x04code\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"\xa8\x01\n" +
 	"\vLockRequest\x121\n" +
 	"\aacquire\x18\x01 \x01(\v2\x15.topod.v1.LockAcquireH\x00R\aacquire\x12+\n" +
 	"\x05check\x18\x02 \x01(\v2\x13.topod.v1.LockCheckH\x00R\x05check\x12.\n" +
@@ -3020,7 +3379,7 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\x05Codec\x12\x15\n" +
 	"\x11CODEC_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fCODEC_CHUNKS\x10\x01\x12\x14\n" +
-	"\x10CODEC_SRVVSCHEMA\x10\x022\xa8\t\n" +
+	"\x10CODEC_SRVVSCHEMA\x10\x022\xf8\t\n" +
 	"\x04Topo\x12>\n" +
 	"\aListDir\x12\x18.topod.v1.ListDirRequest\x1a\x19.topod.v1.ListDirResponse\x12;\n" +
 	"\x06Create\x12\x17.topod.v1.CreateRequest\x1a\x18.topod.v1.CreateResponse\x12;\n" +
@@ -3031,7 +3390,8 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\x04List\x12\x15.topod.v1.ListRequest\x1a\x16.topod.v1.ListResponse\x12;\n" +
 	"\x06Delete\x12\x17.topod.v1.DeleteRequest\x1a\x18.topod.v1.DeleteResponse\x12:\n" +
 	"\x05Watch\x12\x16.topod.v1.WatchRequest\x1a\x17.topod.v1.WatchResponse0\x01\x12C\n" +
-	"\x0eWatchRecursive\x12\x16.topod.v1.WatchRequest\x1a\x17.topod.v1.WatchResponse0\x01\x129\n" +
+	"\x0eWatchRecursive\x12\x16.topod.v1.WatchRequest\x1a\x17.topod.v1.WatchResponse0\x01\x12N\n" +
+	"\vWatchStream\x12\x1c.topod.v1.WatchStreamRequest\x1a\x1d.topod.v1.WatchStreamResponse(\x010\x01\x129\n" +
 	"\x04Lock\x12\x15.topod.v1.LockRequest\x1a\x16.topod.v1.LockResponse(\x010\x01\x12E\n" +
 	"\bCampaign\x12\x19.topod.v1.CampaignRequest\x1a\x1a.topod.v1.CampaignResponse(\x010\x01\x12D\n" +
 	"\tGetLeader\x12\x1a.topod.v1.GetLeaderRequest\x1a\x1b.topod.v1.GetLeaderResponse\x12L\n" +
@@ -3056,7 +3416,7 @@ func file_topod_v1_topod_proto_rawDescGZIP() []byte {
 }
 
 var file_topod_v1_topod_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_topod_v1_topod_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_topod_v1_topod_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_topod_v1_topod_proto_goTypes = []any{
 	(DirEntryType)(0),            // 0: topod.v1.DirEntryType
 	(LockKind)(0),                // 1: topod.v1.LockKind
@@ -3080,99 +3440,110 @@ var file_topod_v1_topod_proto_goTypes = []any{
 	(*WatchRequest)(nil),         // 19: topod.v1.WatchRequest
 	(*FileEvent)(nil),            // 20: topod.v1.FileEvent
 	(*WatchResponse)(nil),        // 21: topod.v1.WatchResponse
-	(*LockRequest)(nil),          // 22: topod.v1.LockRequest
-	(*LockAcquire)(nil),          // 23: topod.v1.LockAcquire
-	(*LockCheck)(nil),            // 24: topod.v1.LockCheck
-	(*LockUnlock)(nil),           // 25: topod.v1.LockUnlock
-	(*LockResponse)(nil),         // 26: topod.v1.LockResponse
-	(*LockAcquired)(nil),         // 27: topod.v1.LockAcquired
-	(*LockChecked)(nil),          // 28: topod.v1.LockChecked
-	(*LockUnlocked)(nil),         // 29: topod.v1.LockUnlocked
-	(*CampaignRequest)(nil),      // 30: topod.v1.CampaignRequest
-	(*CampaignStart)(nil),        // 31: topod.v1.CampaignStart
-	(*CampaignResign)(nil),       // 32: topod.v1.CampaignResign
-	(*CampaignResponse)(nil),     // 33: topod.v1.CampaignResponse
-	(*CampaignElected)(nil),      // 34: topod.v1.CampaignElected
-	(*CampaignResigned)(nil),     // 35: topod.v1.CampaignResigned
-	(*GetLeaderRequest)(nil),     // 36: topod.v1.GetLeaderRequest
-	(*GetLeaderResponse)(nil),    // 37: topod.v1.GetLeaderResponse
-	(*WatchLeaderRequest)(nil),   // 38: topod.v1.WatchLeaderRequest
-	(*WatchLeaderResponse)(nil),  // 39: topod.v1.WatchLeaderResponse
-	(*ServerInfoRequest)(nil),    // 40: topod.v1.ServerInfoRequest
-	(*ServerInfoResponse)(nil),   // 41: topod.v1.ServerInfoResponse
-	(*MissingBlobsRequest)(nil),  // 42: topod.v1.MissingBlobsRequest
-	(*MissingBlobsResponse)(nil), // 43: topod.v1.MissingBlobsResponse
-	(*Blob)(nil),                 // 44: topod.v1.Blob
-	(*PutBlobsRequest)(nil),      // 45: topod.v1.PutBlobsRequest
-	(*PutBlobsResponse)(nil),     // 46: topod.v1.PutBlobsResponse
-	(*GetBlobRequest)(nil),       // 47: topod.v1.GetBlobRequest
-	(*GetBlobResponse)(nil),      // 48: topod.v1.GetBlobResponse
-	(*GetBlobsRequest)(nil),      // 49: topod.v1.GetBlobsRequest
-	(*GetBlobsResponse)(nil),     // 50: topod.v1.GetBlobsResponse
-	(*Record)(nil),               // 51: topod.v1.Record
-	(*BlobRef)(nil),              // 52: topod.v1.BlobRef
+	(*WatchStreamRequest)(nil),   // 22: topod.v1.WatchStreamRequest
+	(*WatchCreate)(nil),          // 23: topod.v1.WatchCreate
+	(*WatchCancel)(nil),          // 24: topod.v1.WatchCancel
+	(*WatchStreamResponse)(nil),  // 25: topod.v1.WatchStreamResponse
+	(*WatchUpdate)(nil),          // 26: topod.v1.WatchUpdate
+	(*LockRequest)(nil),          // 27: topod.v1.LockRequest
+	(*LockAcquire)(nil),          // 28: topod.v1.LockAcquire
+	(*LockCheck)(nil),            // 29: topod.v1.LockCheck
+	(*LockUnlock)(nil),           // 30: topod.v1.LockUnlock
+	(*LockResponse)(nil),         // 31: topod.v1.LockResponse
+	(*LockAcquired)(nil),         // 32: topod.v1.LockAcquired
+	(*LockChecked)(nil),          // 33: topod.v1.LockChecked
+	(*LockUnlocked)(nil),         // 34: topod.v1.LockUnlocked
+	(*CampaignRequest)(nil),      // 35: topod.v1.CampaignRequest
+	(*CampaignStart)(nil),        // 36: topod.v1.CampaignStart
+	(*CampaignResign)(nil),       // 37: topod.v1.CampaignResign
+	(*CampaignResponse)(nil),     // 38: topod.v1.CampaignResponse
+	(*CampaignElected)(nil),      // 39: topod.v1.CampaignElected
+	(*CampaignResigned)(nil),     // 40: topod.v1.CampaignResigned
+	(*GetLeaderRequest)(nil),     // 41: topod.v1.GetLeaderRequest
+	(*GetLeaderResponse)(nil),    // 42: topod.v1.GetLeaderResponse
+	(*WatchLeaderRequest)(nil),   // 43: topod.v1.WatchLeaderRequest
+	(*WatchLeaderResponse)(nil),  // 44: topod.v1.WatchLeaderResponse
+	(*ServerInfoRequest)(nil),    // 45: topod.v1.ServerInfoRequest
+	(*ServerInfoResponse)(nil),   // 46: topod.v1.ServerInfoResponse
+	(*MissingBlobsRequest)(nil),  // 47: topod.v1.MissingBlobsRequest
+	(*MissingBlobsResponse)(nil), // 48: topod.v1.MissingBlobsResponse
+	(*Blob)(nil),                 // 49: topod.v1.Blob
+	(*PutBlobsRequest)(nil),      // 50: topod.v1.PutBlobsRequest
+	(*PutBlobsResponse)(nil),     // 51: topod.v1.PutBlobsResponse
+	(*GetBlobRequest)(nil),       // 52: topod.v1.GetBlobRequest
+	(*GetBlobResponse)(nil),      // 53: topod.v1.GetBlobResponse
+	(*GetBlobsRequest)(nil),      // 54: topod.v1.GetBlobsRequest
+	(*GetBlobsResponse)(nil),     // 55: topod.v1.GetBlobsResponse
+	(*Record)(nil),               // 56: topod.v1.Record
+	(*BlobRef)(nil),              // 57: topod.v1.BlobRef
 }
 var file_topod_v1_topod_proto_depIdxs = []int32{
 	0,  // 0: topod.v1.DirEntry.type:type_name -> topod.v1.DirEntryType
 	3,  // 1: topod.v1.ListDirResponse.entries:type_name -> topod.v1.DirEntry
 	15, // 2: topod.v1.ListResponse.kvs:type_name -> topod.v1.KeyValue
 	20, // 3: topod.v1.WatchResponse.events:type_name -> topod.v1.FileEvent
-	23, // 4: topod.v1.LockRequest.acquire:type_name -> topod.v1.LockAcquire
-	24, // 5: topod.v1.LockRequest.check:type_name -> topod.v1.LockCheck
-	25, // 6: topod.v1.LockRequest.unlock:type_name -> topod.v1.LockUnlock
-	1,  // 7: topod.v1.LockAcquire.kind:type_name -> topod.v1.LockKind
-	27, // 8: topod.v1.LockResponse.acquired:type_name -> topod.v1.LockAcquired
-	28, // 9: topod.v1.LockResponse.checked:type_name -> topod.v1.LockChecked
-	29, // 10: topod.v1.LockResponse.unlocked:type_name -> topod.v1.LockUnlocked
-	31, // 11: topod.v1.CampaignRequest.start:type_name -> topod.v1.CampaignStart
-	32, // 12: topod.v1.CampaignRequest.resign:type_name -> topod.v1.CampaignResign
-	34, // 13: topod.v1.CampaignResponse.elected:type_name -> topod.v1.CampaignElected
-	35, // 14: topod.v1.CampaignResponse.resigned:type_name -> topod.v1.CampaignResigned
-	44, // 15: topod.v1.PutBlobsRequest.blobs:type_name -> topod.v1.Blob
-	44, // 16: topod.v1.GetBlobsResponse.blobs:type_name -> topod.v1.Blob
-	52, // 17: topod.v1.Record.ref:type_name -> topod.v1.BlobRef
-	2,  // 18: topod.v1.BlobRef.codec:type_name -> topod.v1.Codec
-	4,  // 19: topod.v1.Topo.ListDir:input_type -> topod.v1.ListDirRequest
-	6,  // 20: topod.v1.Topo.Create:input_type -> topod.v1.CreateRequest
-	8,  // 21: topod.v1.Topo.Update:input_type -> topod.v1.UpdateRequest
-	10, // 22: topod.v1.Topo.Get:input_type -> topod.v1.GetRequest
-	12, // 23: topod.v1.Topo.GetVersion:input_type -> topod.v1.GetVersionRequest
-	14, // 24: topod.v1.Topo.List:input_type -> topod.v1.ListRequest
-	17, // 25: topod.v1.Topo.Delete:input_type -> topod.v1.DeleteRequest
-	19, // 26: topod.v1.Topo.Watch:input_type -> topod.v1.WatchRequest
-	19, // 27: topod.v1.Topo.WatchRecursive:input_type -> topod.v1.WatchRequest
-	22, // 28: topod.v1.Topo.Lock:input_type -> topod.v1.LockRequest
-	30, // 29: topod.v1.Topo.Campaign:input_type -> topod.v1.CampaignRequest
-	36, // 30: topod.v1.Topo.GetLeader:input_type -> topod.v1.GetLeaderRequest
-	38, // 31: topod.v1.Topo.WatchLeader:input_type -> topod.v1.WatchLeaderRequest
-	40, // 32: topod.v1.Topo.ServerInfo:input_type -> topod.v1.ServerInfoRequest
-	42, // 33: topod.v1.Topo.MissingBlobs:input_type -> topod.v1.MissingBlobsRequest
-	45, // 34: topod.v1.Topo.PutBlobs:input_type -> topod.v1.PutBlobsRequest
-	47, // 35: topod.v1.Topo.GetBlob:input_type -> topod.v1.GetBlobRequest
-	49, // 36: topod.v1.Topo.GetBlobs:input_type -> topod.v1.GetBlobsRequest
-	5,  // 37: topod.v1.Topo.ListDir:output_type -> topod.v1.ListDirResponse
-	7,  // 38: topod.v1.Topo.Create:output_type -> topod.v1.CreateResponse
-	9,  // 39: topod.v1.Topo.Update:output_type -> topod.v1.UpdateResponse
-	11, // 40: topod.v1.Topo.Get:output_type -> topod.v1.GetResponse
-	13, // 41: topod.v1.Topo.GetVersion:output_type -> topod.v1.GetVersionResponse
-	16, // 42: topod.v1.Topo.List:output_type -> topod.v1.ListResponse
-	18, // 43: topod.v1.Topo.Delete:output_type -> topod.v1.DeleteResponse
-	21, // 44: topod.v1.Topo.Watch:output_type -> topod.v1.WatchResponse
-	21, // 45: topod.v1.Topo.WatchRecursive:output_type -> topod.v1.WatchResponse
-	26, // 46: topod.v1.Topo.Lock:output_type -> topod.v1.LockResponse
-	33, // 47: topod.v1.Topo.Campaign:output_type -> topod.v1.CampaignResponse
-	37, // 48: topod.v1.Topo.GetLeader:output_type -> topod.v1.GetLeaderResponse
-	39, // 49: topod.v1.Topo.WatchLeader:output_type -> topod.v1.WatchLeaderResponse
-	41, // 50: topod.v1.Topo.ServerInfo:output_type -> topod.v1.ServerInfoResponse
-	43, // 51: topod.v1.Topo.MissingBlobs:output_type -> topod.v1.MissingBlobsResponse
-	46, // 52: topod.v1.Topo.PutBlobs:output_type -> topod.v1.PutBlobsResponse
-	48, // 53: topod.v1.Topo.GetBlob:output_type -> topod.v1.GetBlobResponse
-	50, // 54: topod.v1.Topo.GetBlobs:output_type -> topod.v1.GetBlobsResponse
-	37, // [37:55] is the sub-list for method output_type
-	19, // [19:37] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	23, // 4: topod.v1.WatchStreamRequest.create:type_name -> topod.v1.WatchCreate
+	24, // 5: topod.v1.WatchStreamRequest.cancel:type_name -> topod.v1.WatchCancel
+	26, // 6: topod.v1.WatchStreamResponse.updates:type_name -> topod.v1.WatchUpdate
+	21, // 7: topod.v1.WatchUpdate.response:type_name -> topod.v1.WatchResponse
+	28, // 8: topod.v1.LockRequest.acquire:type_name -> topod.v1.LockAcquire
+	29, // 9: topod.v1.LockRequest.check:type_name -> topod.v1.LockCheck
+	30, // 10: topod.v1.LockRequest.unlock:type_name -> topod.v1.LockUnlock
+	1,  // 11: topod.v1.LockAcquire.kind:type_name -> topod.v1.LockKind
+	32, // 12: topod.v1.LockResponse.acquired:type_name -> topod.v1.LockAcquired
+	33, // 13: topod.v1.LockResponse.checked:type_name -> topod.v1.LockChecked
+	34, // 14: topod.v1.LockResponse.unlocked:type_name -> topod.v1.LockUnlocked
+	36, // 15: topod.v1.CampaignRequest.start:type_name -> topod.v1.CampaignStart
+	37, // 16: topod.v1.CampaignRequest.resign:type_name -> topod.v1.CampaignResign
+	39, // 17: topod.v1.CampaignResponse.elected:type_name -> topod.v1.CampaignElected
+	40, // 18: topod.v1.CampaignResponse.resigned:type_name -> topod.v1.CampaignResigned
+	49, // 19: topod.v1.PutBlobsRequest.blobs:type_name -> topod.v1.Blob
+	49, // 20: topod.v1.GetBlobsResponse.blobs:type_name -> topod.v1.Blob
+	57, // 21: topod.v1.Record.ref:type_name -> topod.v1.BlobRef
+	2,  // 22: topod.v1.BlobRef.codec:type_name -> topod.v1.Codec
+	4,  // 23: topod.v1.Topo.ListDir:input_type -> topod.v1.ListDirRequest
+	6,  // 24: topod.v1.Topo.Create:input_type -> topod.v1.CreateRequest
+	8,  // 25: topod.v1.Topo.Update:input_type -> topod.v1.UpdateRequest
+	10, // 26: topod.v1.Topo.Get:input_type -> topod.v1.GetRequest
+	12, // 27: topod.v1.Topo.GetVersion:input_type -> topod.v1.GetVersionRequest
+	14, // 28: topod.v1.Topo.List:input_type -> topod.v1.ListRequest
+	17, // 29: topod.v1.Topo.Delete:input_type -> topod.v1.DeleteRequest
+	19, // 30: topod.v1.Topo.Watch:input_type -> topod.v1.WatchRequest
+	19, // 31: topod.v1.Topo.WatchRecursive:input_type -> topod.v1.WatchRequest
+	22, // 32: topod.v1.Topo.WatchStream:input_type -> topod.v1.WatchStreamRequest
+	27, // 33: topod.v1.Topo.Lock:input_type -> topod.v1.LockRequest
+	35, // 34: topod.v1.Topo.Campaign:input_type -> topod.v1.CampaignRequest
+	41, // 35: topod.v1.Topo.GetLeader:input_type -> topod.v1.GetLeaderRequest
+	43, // 36: topod.v1.Topo.WatchLeader:input_type -> topod.v1.WatchLeaderRequest
+	45, // 37: topod.v1.Topo.ServerInfo:input_type -> topod.v1.ServerInfoRequest
+	47, // 38: topod.v1.Topo.MissingBlobs:input_type -> topod.v1.MissingBlobsRequest
+	50, // 39: topod.v1.Topo.PutBlobs:input_type -> topod.v1.PutBlobsRequest
+	52, // 40: topod.v1.Topo.GetBlob:input_type -> topod.v1.GetBlobRequest
+	54, // 41: topod.v1.Topo.GetBlobs:input_type -> topod.v1.GetBlobsRequest
+	5,  // 42: topod.v1.Topo.ListDir:output_type -> topod.v1.ListDirResponse
+	7,  // 43: topod.v1.Topo.Create:output_type -> topod.v1.CreateResponse
+	9,  // 44: topod.v1.Topo.Update:output_type -> topod.v1.UpdateResponse
+	11, // 45: topod.v1.Topo.Get:output_type -> topod.v1.GetResponse
+	13, // 46: topod.v1.Topo.GetVersion:output_type -> topod.v1.GetVersionResponse
+	16, // 47: topod.v1.Topo.List:output_type -> topod.v1.ListResponse
+	18, // 48: topod.v1.Topo.Delete:output_type -> topod.v1.DeleteResponse
+	21, // 49: topod.v1.Topo.Watch:output_type -> topod.v1.WatchResponse
+	21, // 50: topod.v1.Topo.WatchRecursive:output_type -> topod.v1.WatchResponse
+	25, // 51: topod.v1.Topo.WatchStream:output_type -> topod.v1.WatchStreamResponse
+	31, // 52: topod.v1.Topo.Lock:output_type -> topod.v1.LockResponse
+	38, // 53: topod.v1.Topo.Campaign:output_type -> topod.v1.CampaignResponse
+	42, // 54: topod.v1.Topo.GetLeader:output_type -> topod.v1.GetLeaderResponse
+	44, // 55: topod.v1.Topo.WatchLeader:output_type -> topod.v1.WatchLeaderResponse
+	46, // 56: topod.v1.Topo.ServerInfo:output_type -> topod.v1.ServerInfoResponse
+	48, // 57: topod.v1.Topo.MissingBlobs:output_type -> topod.v1.MissingBlobsResponse
+	51, // 58: topod.v1.Topo.PutBlobs:output_type -> topod.v1.PutBlobsResponse
+	53, // 59: topod.v1.Topo.GetBlob:output_type -> topod.v1.GetBlobResponse
+	55, // 60: topod.v1.Topo.GetBlobs:output_type -> topod.v1.GetBlobsResponse
+	42, // [42:61] is the sub-list for method output_type
+	23, // [23:42] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_topod_v1_topod_proto_init() }
@@ -3181,24 +3552,28 @@ func file_topod_v1_topod_proto_init() {
 		return
 	}
 	file_topod_v1_topod_proto_msgTypes[19].OneofWrappers = []any{
+		(*WatchStreamRequest_Create)(nil),
+		(*WatchStreamRequest_Cancel)(nil),
+	}
+	file_topod_v1_topod_proto_msgTypes[24].OneofWrappers = []any{
 		(*LockRequest_Acquire)(nil),
 		(*LockRequest_Check)(nil),
 		(*LockRequest_Unlock)(nil),
 	}
-	file_topod_v1_topod_proto_msgTypes[23].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[28].OneofWrappers = []any{
 		(*LockResponse_Acquired)(nil),
 		(*LockResponse_Checked)(nil),
 		(*LockResponse_Unlocked)(nil),
 	}
-	file_topod_v1_topod_proto_msgTypes[27].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[32].OneofWrappers = []any{
 		(*CampaignRequest_Start)(nil),
 		(*CampaignRequest_Resign)(nil),
 	}
-	file_topod_v1_topod_proto_msgTypes[30].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[35].OneofWrappers = []any{
 		(*CampaignResponse_Elected)(nil),
 		(*CampaignResponse_Resigned)(nil),
 	}
-	file_topod_v1_topod_proto_msgTypes[48].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[53].OneofWrappers = []any{
 		(*Record_Inline)(nil),
 		(*Record_Ref)(nil),
 	}
@@ -3208,7 +3583,7 @@ func file_topod_v1_topod_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_topod_v1_topod_proto_rawDesc), len(file_topod_v1_topod_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   50,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -43,6 +43,7 @@ const (
 	Topo_Delete_FullMethodName         = "/topod.v1.Topo/Delete"
 	Topo_Watch_FullMethodName          = "/topod.v1.Topo/Watch"
 	Topo_WatchRecursive_FullMethodName = "/topod.v1.Topo/WatchRecursive"
+	Topo_WatchStream_FullMethodName    = "/topod.v1.Topo/WatchStream"
 	Topo_Lock_FullMethodName           = "/topod.v1.Topo/Lock"
 	Topo_Campaign_FullMethodName       = "/topod.v1.Topo/Campaign"
 	Topo_GetLeader_FullMethodName      = "/topod.v1.Topo/GetLeader"
@@ -80,6 +81,14 @@ type TopoClient interface {
 	// WatchRecursive streams the current state of every file under a directory,
 	// then their changes, until the client cancels.
 	WatchRecursive(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
+	// WatchStream carries many watches on one stream, as etcd's Watch API
+	// does: the client creates and cancels watches by an id of its choosing,
+	// and every update is tagged with the id of its watch. Each watch behaves
+	// as one Watch (or WatchRecursive) stream would: an initial state, then
+	// changes, resumable from after_revision. An error ends only its own
+	// watch (WatchUpdate.ended with a code), never the stream or the others.
+	// Watch and WatchRecursive stay for plugins of earlier releases.
+	WatchStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WatchStreamRequest, WatchStreamResponse], error)
 	// Lock takes a lock on a directory and holds it while the stream stays open.
 	// The first request is an acquire; the server answers acquired once the lock
 	// is held. Then check and unlock requests may follow. A broken stream
@@ -226,9 +235,22 @@ func (c *topoClient) WatchRecursive(ctx context.Context, in *WatchRequest, opts 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Topo_WatchRecursiveClient = grpc.ServerStreamingClient[WatchResponse]
 
+func (c *topoClient) WatchStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WatchStreamRequest, WatchStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[2], Topo_WatchStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchStreamRequest, WatchStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Topo_WatchStreamClient = grpc.BidiStreamingClient[WatchStreamRequest, WatchStreamResponse]
+
 func (c *topoClient) Lock(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[LockRequest, LockResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[2], Topo_Lock_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[3], Topo_Lock_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +263,7 @@ type Topo_LockClient = grpc.BidiStreamingClient[LockRequest, LockResponse]
 
 func (c *topoClient) Campaign(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CampaignRequest, CampaignResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[3], Topo_Campaign_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[4], Topo_Campaign_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +286,7 @@ func (c *topoClient) GetLeader(ctx context.Context, in *GetLeaderRequest, opts .
 
 func (c *topoClient) WatchLeader(ctx context.Context, in *WatchLeaderRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchLeaderResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[4], Topo_WatchLeader_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[5], Topo_WatchLeader_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +345,7 @@ func (c *topoClient) GetBlob(ctx context.Context, in *GetBlobRequest, opts ...gr
 
 func (c *topoClient) GetBlobs(ctx context.Context, in *GetBlobsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetBlobsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[5], Topo_GetBlobs_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[6], Topo_GetBlobs_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -366,6 +388,14 @@ type TopoServer interface {
 	// WatchRecursive streams the current state of every file under a directory,
 	// then their changes, until the client cancels.
 	WatchRecursive(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
+	// WatchStream carries many watches on one stream, as etcd's Watch API
+	// does: the client creates and cancels watches by an id of its choosing,
+	// and every update is tagged with the id of its watch. Each watch behaves
+	// as one Watch (or WatchRecursive) stream would: an initial state, then
+	// changes, resumable from after_revision. An error ends only its own
+	// watch (WatchUpdate.ended with a code), never the stream or the others.
+	// Watch and WatchRecursive stay for plugins of earlier releases.
+	WatchStream(grpc.BidiStreamingServer[WatchStreamRequest, WatchStreamResponse]) error
 	// Lock takes a lock on a directory and holds it while the stream stays open.
 	// The first request is an acquire; the server answers acquired once the lock
 	// is held. Then check and unlock requests may follow. A broken stream
@@ -430,6 +460,9 @@ func (UnimplementedTopoServer) Watch(*WatchRequest, grpc.ServerStreamingServer[W
 }
 func (UnimplementedTopoServer) WatchRecursive(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method WatchRecursive not implemented")
+}
+func (UnimplementedTopoServer) WatchStream(grpc.BidiStreamingServer[WatchStreamRequest, WatchStreamResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method WatchStream not implemented")
 }
 func (UnimplementedTopoServer) Lock(grpc.BidiStreamingServer[LockRequest, LockResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method Lock not implemented")
@@ -627,6 +660,13 @@ func _Topo_WatchRecursive_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Topo_WatchRecursiveServer = grpc.ServerStreamingServer[WatchResponse]
 
+func _Topo_WatchStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(TopoServer).WatchStream(&grpc.GenericServerStream[WatchStreamRequest, WatchStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Topo_WatchStreamServer = grpc.BidiStreamingServer[WatchStreamRequest, WatchStreamResponse]
+
 func _Topo_Lock_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(TopoServer).Lock(&grpc.GenericServerStream[LockRequest, LockResponse]{ServerStream: stream})
 }
@@ -819,6 +859,12 @@ var Topo_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "WatchRecursive",
 			Handler:       _Topo_WatchRecursive_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchStream",
+			Handler:       _Topo_WatchStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 		{
 			StreamName:    "Lock",

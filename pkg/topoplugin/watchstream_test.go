@@ -1,0 +1,131 @@
+package topoplugin_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"vitess.io/vitess/go/vt/topo"
+
+	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/pkg/topoplugin"
+	"github.com/topod-io/topod/pkg/toposerver"
+)
+
+// TestThousandWatchesResumeOnOtherReplica: a connection's 1,000 watches
+// share one stream; when the replica holding it is killed, the stream is
+// opened on the other replica and every watch resumes from the revision it
+// had reached: each watcher gets the next change exactly once, and nothing
+// it had already seen.
+func TestThousandWatchesResumeOnOtherReplica(t *testing.T) {
+	ctx := t.Context()
+	a, b := twoReplicas(t)
+	const n = 1000
+	file := func(i int) string { return fmt.Sprintf("keyspaces/ks%04d/SrvKeyspace", i) }
+	writer := newConn(t, b.Addr, "/vitess/cell1")
+	for i := range n {
+		if _, err := writer.Create(ctx, file(i), []byte("v1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, newConn(t, a.Addr, "/vitess/cell1"), file(n-1), "v1")
+
+	c := newConn(t, a.Addr+","+b.Addr, "/vitess/cell1")
+	chans := make([]<-chan *topo.WatchData, n)
+	for i := range n {
+		first, changes, err := c.Watch(ctx, file(i))
+		if err != nil {
+			t.Fatalf("watch %d: %v", i, err)
+		}
+		if string(first.Contents) != "v1" {
+			t.Fatalf("watch %d: initial %q", i, first.Contents)
+		}
+		chans[i] = changes
+	}
+	onA, onB := metric(t, a, "topod_watches"), metric(t, b, "topod_watches")
+	streamsA, streamsB := metric(t, a, "topod_downstream_streams"), metric(t, b, "topod_downstream_streams")
+	t.Logf("watches on a: %v, on b: %v; streams on a: %v, on b: %v", onA, onB, streamsA, streamsB)
+	if onA+onB != n || streamsA+streamsB != 1 {
+		t.Fatalf("%v watches on %v streams, want %d on one", onA+onB, streamsA+streamsB, n)
+	}
+	dead, survivor := a, b
+	if onB == n {
+		dead, survivor = b, a
+	}
+	resumesBefore := metric(t, survivor, "topod_watch_opens_total")
+	dead.Kill()
+
+	w := newConn(t, survivor.Addr, "/vitess/cell1")
+	for i := range n {
+		if _, err := w.Update(ctx, file(i), []byte("v2"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i, ch := range chans {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			deadline := time.After(time.Minute)
+			for {
+				select {
+				case wd := <-ch:
+					switch {
+					case wd == nil || wd.Err != nil:
+						errs <- fmt.Errorf("watch %d: %v", i, wd)
+						return
+					case string(wd.Contents) != "v2":
+						errs <- fmt.Errorf("watch %d: got %q again after the resume", i, wd.Contents)
+						return
+					}
+					// Exactly once: nothing more comes.
+					select {
+					case wd := <-ch:
+						errs <- fmt.Errorf("watch %d: a second delivery %+v", i, wd)
+					case <-time.After(200 * time.Millisecond):
+					}
+					return
+				case <-deadline:
+					errs <- fmt.Errorf("watch %d: no v2 in a minute", i)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := metric(t, survivor, "topod_watch_opens_total") - resumesBefore; got != n {
+		t.Errorf("the survivor opened %v watches, want the %d resumed", got, n)
+	}
+	if got := metric(t, survivor, "topod_downstream_streams"); got != 1 {
+		t.Errorf("the survivor has %v streams, want the one carrying the resumed watches", got)
+	}
+}
+
+// TestDeleteMovesReadRevision: a delete's revision is one the connection
+// has seen, so its next read, on whichever replica, asks for a state that
+// includes the delete and never returns the deleted file.
+func TestDeleteMovesReadRevision(t *testing.T) {
+	ctx := t.Context()
+	srv := topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+	c := newConn(t, srv.Addr, "/vitess/cell1")
+	v, err := c.Create(ctx, "f", []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, "f", v); err != nil {
+		t.Fatal(err)
+	}
+	if seen, created := c.SeenRevision(), int64(v.(topoplugin.Version)); seen <= created {
+		t.Fatalf("after Delete the connection has seen revision %d, want past the file's %d", seen, created)
+	}
+	if _, _, err := c.Get(ctx, "f"); !topo.IsErrType(err, topo.NoNode) {
+		t.Fatalf("Get after Delete = %v, want NoNode", err)
+	}
+}
