@@ -82,7 +82,7 @@ func newRootCommand() *cobra.Command {
 	fs.Int64Var(&f.blobCacheBytes, "blob-cache-bytes", toposerver.DefaultBlobCacheBytes, "memory bound of topod's blob cache, in bytes")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "address of the HTTP server for /metrics (Prometheus) and /debug/status; empty: none")
 	fs.StringSliceVar(&f.cachePrefixes, "cache-prefixes", []string{"/"}, "key prefixes topod mirrors in memory, each with one backend watch serving every client watch and read under it; empty: none")
-	fs.Int64Var(&f.cacheMaxBytes, "cache-max-bytes", toposerver.DefaultCacheMaxBytes, "memory bound of each mirrored prefix; a prefix over it is served from the backend")
+	fs.Int64Var(&f.cacheMaxBytes, "cache-max-bytes", toposerver.DefaultCacheMaxBytes, "memory bound of each mirrored prefix; past it the mirror keeps every key but reads the values that do not fit from the backend (topod_mirror_evicted_values)")
 	fs.DurationVar(&f.lockTTL, "lock-ttl", toposerver.DefaultLockTTL, "lease TTL of locks and elections whose client asked for none")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long a shutdown waits for requests in flight")
 	fs.DurationVar(&f.gcInterval, "gc-interval", 0, "run blob garbage collection this often (e.g. 1h; one replica at a time, by a lock in the backend); 0: never (see topod gc)")

@@ -165,8 +165,8 @@ func (ws *watchStream) serve(ctx context.Context, retry *backoff.ExponentialBack
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
-			if ctx.Err() == nil {
-				log.Warn("topod: watch stream broken, resuming its watches", slog.Int("watches", ws.count()), slog.Any("err", err))
+			if n := ws.count(); ctx.Err() == nil && n > 0 {
+				log.Warn("topod: watch stream broken, resuming its watches", slog.Int("watches", n), slog.Any("err", err))
 			}
 			return err
 		}

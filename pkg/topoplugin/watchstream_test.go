@@ -7,11 +7,16 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"vitess.io/vitess/go/vt/topo"
 
+	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/topodtest"
 	"github.com/topod-io/topod/pkg/topoplugin"
 	"github.com/topod-io/topod/pkg/toposerver"
+	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
 // TestThousandWatchesResumeOnOtherReplica: a connection's 1,000 watches
@@ -127,5 +132,62 @@ func TestDeleteMovesReadRevision(t *testing.T) {
 	}
 	if _, _, err := c.Get(ctx, "f"); !topo.IsErrType(err, topo.NoNode) {
 		t.Fatalf("Get after Delete = %v, want NoNode", err)
+	}
+}
+
+// TestStalledWatchStream: a client whose WatchStream carries 200 watches and
+// which never reads it does not delay the watchers of other connections,
+// and topod keeps at most one pending change per file for it (coalescing
+// the rest) instead of queueing every update.
+func TestStalledWatchStream(t *testing.T) {
+	ctx := t.Context()
+	cluster := etcdtest.Start(t, 1)
+	srv := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	writer := newConn(t, srv.Addr, "/vitess/cell1")
+	const files, rounds = 200, 20
+	file := func(i int) string { return fmt.Sprintf("keyspaces/ks%03d/SrvKeyspace", i) }
+	value := func(round int) []byte {
+		v := make([]byte, 16<<10)
+		copy(v, fmt.Sprintf("round %d;", round))
+		return v
+	}
+	for i := range files {
+		if _, err := writer.Create(ctx, file(i), value(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	stalled, err := topodv1.NewTopoClient(cc).WatchStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range files {
+		create := &topodv1.WatchCreate{WatchId: int64(i + 1), Path: "/vitess/cell1/" + file(i)}
+		if err := stalled.Send(&topodv1.WatchStreamRequest{Request: &topodv1.WatchStreamRequest_Create{Create: create}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := watchAll(t, ctx, srv.Addr, "/vitess/cell1", file(files-1), 20, 5)
+	for round := 1; round <= rounds; round++ {
+		for i := range files {
+			if _, err := writer.Update(ctx, file(i), value(round), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		took := waitAll(t, live, string(value(round)), 10*time.Second)
+		if round == rounds {
+			t.Logf("round %d: 20 live watchers saw the last file's change %v after it was written", round, took)
+		}
+	}
+	// 4,000 updates of 16 KiB would be 64 MiB queued for the stalled
+	// client; flow control lets some through and the rest coalesce.
+	coalesced := metric(t, srv, "topod_coalesced_events_total")
+	t.Logf("%v of %d updates coalesced for the stalled stream", coalesced, files*rounds)
+	if coalesced < files*rounds/2 {
+		t.Errorf("only %v updates coalesced: the stalled stream is being queued", coalesced)
 	}
 }

@@ -4,9 +4,10 @@
 // locks and leader elections held by streams and backed by leases.
 //
 // One file per concern, as in Vitess's etcd2topo: file.go (Create, Update, Get,
-// GetVersion, List, Delete), directory.go (ListDir), watch.go, lock.go,
-// election.go, path.go (request validation), error.go (kv errors to gRPC
-// statuses) and backend.go (opening a backend from a URL).
+// GetVersion, List, Delete), directory.go (ListDir), watch.go (a watch, and
+// the single-watch RPCs), watchstream.go (many watches on one stream),
+// lock.go, election.go, path.go (request validation), error.go (kv errors to
+// gRPC statuses) and backend.go (opening a backend from a URL).
 package toposerver
 
 import (
