@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
+	"vitess.io/vitess/go/vt/topo"
 
 	"github.com/topod-io/topod/bench/jd"
 	"github.com/topod-io/topod/internal/miniotest"
@@ -21,6 +22,7 @@ import (
 	"github.com/topod-io/topod/pkg/blobstore/fileblob"
 	"github.com/topod-io/topod/pkg/blobstore/s3blob"
 	"github.com/topod-io/topod/pkg/cache"
+	"github.com/topod-io/topod/pkg/content"
 	"github.com/topod-io/topod/pkg/topoplugin"
 	"github.com/topod-io/topod/pkg/toposerver"
 	"github.com/topod-io/topod/pkg/vschema"
@@ -48,56 +50,73 @@ func smallSrvVSchema(t *testing.T) (*vschemapb.SrvVSchema, func(i int, col strin
 	}
 }
 
-// TestCorruptOrMissingBlob: a blob whose bytes do not match its hash, or that
-// is gone, gives readers a clear error naming it, never wrong content, and a
-// watcher keeps serving the last good value until a good one comes.
-func TestCorruptOrMissingBlob(t *testing.T) {
+// damagedChange is a SrvVSchema watched on a connection with a cache of
+// its own, then changed to a version whose new piece is stored damaged
+// (the writer's MissingBlobs finds it and does not upload it again).
+type damagedChange struct {
+	srv     *topodtest.Server
+	blobs   *fileblob.Store
+	writer  *topoplugin.Conn
+	changes <-chan *topo.WatchData
+	edit    func(i int, col string) (*vschemapb.SrvVSchema, string)
+	v2      *vschemapb.SrvVSchema
+	piece   content.Hash // v2's damaged piece
+	good    []byte       // its good bytes
+}
+
+func writeDamagedChange(t *testing.T) *damagedChange {
+	t.Helper()
 	ctx := t.Context()
 	blobs, err := fileblob.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{Blobs: blobs})
-	writer := newConn(t, srv.Addr, "/vitess/cell1")
-	v1, edit := smallSrvVSchema(t)
-	if _, err := writer.Update(ctx, "SrvVSchema", marshal(t, v1), nil); err != nil {
+	d := &damagedChange{blobs: blobs}
+	d.srv = topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{Blobs: blobs})
+	d.writer = newConn(t, d.srv.Addr, "/vitess/cell1")
+	var v1 *vschemapb.SrvVSchema
+	v1, d.edit = smallSrvVSchema(t)
+	if _, err := d.writer.Update(ctx, "SrvVSchema", marshal(t, v1), nil); err != nil {
 		t.Fatal(err)
 	}
-	watcher, err := topoplugin.NewConnWithCache(srv.Addr, "/vitess/cell1", cache.New(1<<30))
+	watcher, err := topoplugin.NewConnWithCache(d.srv.Addr, "/vitess/cell1", cache.New(1<<30))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer watcher.Close()
-	watchCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	_, changes, err := watcher.Watch(watchCtx, "SrvVSchema")
-	if err != nil {
+	t.Cleanup(watcher.Close)
+	if _, d.changes, err = watcher.Watch(ctx, "SrvVSchema"); err != nil {
 		t.Fatal(err)
 	}
-
-	// v2's new piece is already "stored", damaged: the writer's
-	// MissingBlobs finds it and does not upload it again.
-	v2, name := edit(3, "corrupted")
-	enc, err := vschema.Encode(v2)
+	var name string
+	d.v2, name = d.edit(3, "damaged")
+	enc, err := vschema.Encode(d.v2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	piece, _ := enc.Manifest.Keyspace(name)
-	good := enc.Blobs[piece.Hash]
-	bad := append([]byte("X"), good[1:]...)
-	writeBlobFile(t, blobs.Path(piece.Hash), bad)
-	if _, err := writer.Update(ctx, "SrvVSchema", marshal(t, v2), nil); err != nil {
+	d.piece, d.good = piece.Hash, enc.Blobs[piece.Hash]
+	writeBlobFile(t, blobs.Path(d.piece), append([]byte("X"), d.good[1:]...))
+	if _, err := d.writer.Update(ctx, "SrvVSchema", marshal(t, d.v2), nil); err != nil {
 		t.Fatal(err)
 	}
+	return d
+}
 
+// TestCorruptOrMissingBlob: a blob whose bytes do not match its hash, or that
+// is gone, gives readers a clear error naming it, never wrong content, and a
+// watcher keeps serving the last good value until a good one comes.
+func TestCorruptOrMissingBlob(t *testing.T) {
+	ctx := t.Context()
+	d := writeDamagedChange(t)
+	srv, blobs, writer, changes, edit, piece := d.srv, d.blobs, d.writer, d.changes, d.edit, d.piece
 	reader, err := topoplugin.NewConnWithCache(srv.Addr, "/vitess/cell1", cache.New(1<<30))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer reader.Close()
 	_, _, err = reader.Get(ctx, "SrvVSchema")
-	if err == nil || !strings.Contains(err.Error(), piece.Hash.String()) {
-		t.Fatalf("Get of a SrvVSchema with a corrupt piece = %v, want an error naming %s", err, piece.Hash)
+	if err == nil || !strings.Contains(err.Error(), piece.String()) {
+		t.Fatalf("Get of a SrvVSchema with a corrupt piece = %v, want an error naming %s", err, piece)
 	}
 	t.Logf("corrupt piece: %v", err)
 	select {
@@ -107,10 +126,10 @@ func TestCorruptOrMissingBlob(t *testing.T) {
 	}
 
 	// A missing blob, the same.
-	if err := os.Remove(blobs.Path(piece.Hash)); err != nil {
+	if err := os.Remove(blobs.Path(piece)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := reader.Get(ctx, "SrvVSchema"); err == nil || !strings.Contains(err.Error(), piece.Hash.String()) {
+	if _, _, err := reader.Get(ctx, "SrvVSchema"); err == nil || !strings.Contains(err.Error(), piece.String()) {
 		t.Fatalf("Get of a SrvVSchema with a missing piece = %v", err)
 	}
 
@@ -134,46 +153,17 @@ func TestCorruptOrMissingBlob(t *testing.T) {
 // value while it cannot be read, and gets the change as soon as the blob is
 // repaired, with no further write.
 func TestUnreadableChangeDeliveredOnceReadable(t *testing.T) {
-	ctx := t.Context()
-	blobs, err := fileblob.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{Blobs: blobs})
-	writer := newConn(t, srv.Addr, "/vitess/cell1")
-	v1, edit := smallSrvVSchema(t)
-	if _, err := writer.Update(ctx, "SrvVSchema", marshal(t, v1), nil); err != nil {
-		t.Fatal(err)
-	}
-	watcher, err := topoplugin.NewConnWithCache(srv.Addr, "/vitess/cell1", cache.New(1<<30))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer watcher.Close()
-	_, changes, err := watcher.Watch(ctx, "SrvVSchema")
-	if err != nil {
-		t.Fatal(err)
-	}
-	v2, name := edit(3, "later")
-	enc, err := vschema.Encode(v2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	piece, _ := enc.Manifest.Keyspace(name)
-	good := enc.Blobs[piece.Hash]
-	writeBlobFile(t, blobs.Path(piece.Hash), append([]byte("X"), good[1:]...))
-	if _, err := writer.Update(ctx, "SrvVSchema", marshal(t, v2), nil); err != nil {
-		t.Fatal(err)
-	}
+	d := writeDamagedChange(t)
+	changes := d.changes
 	select {
 	case wd := <-changes:
 		t.Fatalf("watcher got a change from a damaged version: %v", wd.Err)
 	case <-time.After(2 * time.Second):
 	}
-	writeBlobFile(t, blobs.Path(piece.Hash), good)
+	writeBlobFile(t, d.blobs.Path(d.piece), d.good)
 	select {
 	case wd := <-changes:
-		if wd.Err != nil || !proto.Equal(unmarshalSrv(t, wd.Contents), v2) {
+		if wd.Err != nil || !proto.Equal(unmarshalSrv(t, wd.Contents), d.v2) {
 			t.Fatalf("watcher after repair: %v", wd.Err)
 		}
 	case <-time.After(time.Minute):
