@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/topod-io/topod/bench/jd"
 	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vtlocal"
 )
 

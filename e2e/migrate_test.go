@@ -16,9 +16,9 @@ import (
 	vtlog "vitess.io/vitess/go/vt/log"
 	"vitess.io/vitess/go/vt/topo"
 
-	"github.com/topod-io/topod/bench/jd"
 	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/jdtopo"
 	"github.com/topod-io/topod/internal/vtlocal"
 	"github.com/topod-io/topod/pkg/migrate"

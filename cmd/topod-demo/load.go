@@ -20,7 +20,7 @@ import (
 
 	_ "vitess.io/vitess/go/vt/vtctl/grpcvtctldclient"
 
-	"github.com/topod-io/topod/bench/jd"
+	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vtlocal"
 	_ "github.com/topod-io/topod/pkg/topoplugin"
 )

@@ -103,7 +103,7 @@ func newRootCommand() *cobra.Command {
 	}
 	f := start.Flags()
 	f.StringVar(&c.user, "user", vtlocal.DefaultUser, "unprivileged user the processes run as when this program runs as root (created if absent)")
-	f.IntVar(&c.keyspaces, "keyspaces", 2000, "number of keyspaces (the JD profile resized: bench/jd)")
+	f.IntVar(&c.keyspaces, "keyspaces", 2000, "number of keyspaces (the JD profile resized: internal/jd)")
 	f.StringVar(&c.cell, "cell", "zone1", "the cell of vtgate")
 	f.IntVar(&c.topodPort, "topod-port", 15999, "topod's gRPC port")
 	f.IntVar(&c.vtctldPort, "vtctld-port", 15000, "vtctld's HTTP port")

@@ -29,6 +29,8 @@ import (
 	_ "github.com/topod-io/topod/pkg/blobstore/fileblob"
 	_ "github.com/topod-io/topod/pkg/blobstore/s3blob"
 	"github.com/topod-io/topod/pkg/kv"
+	_ "github.com/topod-io/topod/pkg/kv/boltkv"
+	_ "github.com/topod-io/topod/pkg/kv/etcdkv"
 	"github.com/topod-io/topod/pkg/record"
 	"github.com/topod-io/topod/pkg/tlsconfig"
 	"github.com/topod-io/topod/pkg/toposerver"
@@ -200,7 +202,11 @@ func open(ctx context.Context, f commonFlags) (kv.Backend, blobstore.Store, erro
 			return nil, nil, fmt.Errorf("--etcd-tls-*: %w", err)
 		}
 	}
-	backend, err := toposerver.OpenBackend(openCtx, f.backend, f.dataDir, etcdTLS)
+	backendURL := f.backend
+	if backendURL == "" {
+		backendURL = "bolt://" + filepath.Join(f.dataDir, "topo.db")
+	}
+	backend, err := kv.Open(openCtx, backendURL, kv.OpenOptions{TLS: etcdTLS})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -20,7 +20,7 @@ import (
 	"vitess.io/vitess/go/vt/vtenv"
 	_ "vitess.io/vitess/go/vt/vttablet/grpctmclient" // vtctld's tablet manager client
 
-	"github.com/topod-io/topod/bench/jd"
+	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vschematest"
 )
 

@@ -18,8 +18,8 @@ import (
 
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
-	"github.com/topod-io/topod/bench/jd"
 	"github.com/topod-io/topod/internal/certtest"
+	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vschematest"
 )
 

@@ -1,4 +1,4 @@
-// Package jdtopo writes a bench/jd profile's whole topology through a Vitess
+// Package jdtopo writes a internal/jd profile's whole topology through a Vitess
 // topo.Server, with Vitess's own typed helpers, as a cluster managed by
 // vtctld would hold it: keyspaces, shards, tablets (and with them each
 // cell's ShardReplication), VSchemas, routing rules, SrvKeyspaces and the
@@ -17,7 +17,7 @@ import (
 
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 
-	"github.com/topod-io/topod/bench/jd"
+	"github.com/topod-io/topod/internal/jd"
 )
 
 // Write writes profile p into ts, whose cells (p.CellNames()) must exist.

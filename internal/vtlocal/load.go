@@ -11,10 +11,10 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 	"vitess.io/vitess/go/vt/vtctl/vtctldclient"
 
-	"github.com/topod-io/topod/bench/jd"
+	"github.com/topod-io/topod/internal/jd"
 )
 
-// Loader loads the keyspaces of a bench/jd profile into a Vitess cluster
+// Loader loads the keyspaces of a internal/jd profile into a Vitess cluster
 // through vtctld's gRPC API (Vitess's own vtctldclient library), as an
 // operator's tooling would.
 //

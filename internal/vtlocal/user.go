@@ -1,6 +1,6 @@
 // Package vtlocal runs the repository's Vitess binaries (bin/vtctld,
 // bin/vtgate) and topod on loopback ports, for the end-to-end test and the
-// demo, and loads a bench/jd topology into them through vtctld's gRPC API.
+// demo, and loads a internal/jd topology into them through vtctld's gRPC API.
 //
 // vtctld, vtgate and vttablet refuse to run as root. When the caller is root,
 // processes run as an unprivileged system user (created with useradd when

@@ -17,8 +17,8 @@ import (
 
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 
-	"github.com/topod-io/topod/bench/jd"
 	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/jdtopo"
 	"github.com/topod-io/topod/internal/progress"
 	"github.com/topod-io/topod/internal/topodtest"

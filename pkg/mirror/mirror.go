@@ -38,10 +38,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/google/btree"
 
 	"github.com/topod-io/topod/pkg/kv"
+	"github.com/topod-io/topod/pkg/retry"
 )
 
 // ErrStopped fails the subscriptions and waits of a mirror whose Run ended.
@@ -124,27 +124,18 @@ func (m *Mirror) Covers(key string) bool { return strings.HasPrefix(key, m.prefi
 // subscriptions then fail with ErrStopped.
 func (m *Mirror) Run(ctx context.Context) error {
 	defer m.stop()
-	retry := &backoff.ExponentialBackOff{
-		InitialInterval:     50 * time.Millisecond,
-		RandomizationFactor: 0.5,
-		Multiplier:          2,
-		MaxInterval:         5 * time.Second,
-	}
-	retry.Reset()
+	wait := retry.New(50*time.Millisecond, 5*time.Second)
 	for {
 		listed, err := m.follow(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if listed {
-			retry.Reset()
+			wait.Reset()
 		}
-		delay := retry.NextBackOff()
-		m.log.Warn("upstream watch ended, listing again", "err", err, "in", delay)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
+		m.log.Warn("upstream watch ended, listing again", "err", err)
+		if err := wait.Wait(ctx); err != nil {
+			return err
 		}
 	}
 }

@@ -16,7 +16,7 @@ import (
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 	"vitess.io/vitess/go/vt/topo"
 
-	"github.com/topod-io/topod/bench/jd"
+	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/miniotest"
 	"github.com/topod-io/topod/internal/topodtest"
 	"github.com/topod-io/topod/pkg/blobstore/fileblob"

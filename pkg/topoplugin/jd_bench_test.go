@@ -13,8 +13,8 @@ import (
 
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
-	"github.com/topod-io/topod/bench/jd"
 	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/topodtest"
 	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/content"

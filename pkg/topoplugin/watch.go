@@ -7,10 +7,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
-
 	"vitess.io/vitess/go/vt/topo"
 
+	"github.com/topod-io/topod/pkg/retry"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -54,7 +53,7 @@ func (c *Conn) Watch(ctx context.Context, filePath string) (*topo.WatchData, <-c
 			contents, err := c.decode(f.ctx, ev.Path, ev.Contents)
 			if err != nil {
 				logDecodeError(ev.Path, err)
-				return retry
+				return unreadable
 			}
 			changes <- &topo.WatchData{Contents: contents, Version: Version(ev.Version)}
 			return emitted
@@ -98,7 +97,7 @@ func (c *Conn) WatchRecursive(ctx context.Context, dirPath string) ([]*topo.Watc
 				contents, err := c.decode(f.ctx, ev.Path, ev.Contents)
 				if err != nil {
 					logDecodeError(ev.Path, err)
-					return retry
+					return unreadable
 				}
 				wd.Contents, wd.Version = contents, Version(ev.Version)
 			}
@@ -118,8 +117,9 @@ type emitResult int
 const (
 	// emitted: the watcher has the change.
 	emitted emitResult = iota
-	// retry: the change could not be read (its blobs); try again later.
-	retry
+	// unreadable: the change could not be read (its blobs); try again
+	// later.
+	unreadable
 	// stop: the watch is over (its file was deleted).
 	stop
 )
@@ -218,8 +218,7 @@ func (f *follower) stop() {
 // connection was closed.
 func (f *follower) run(emit func(*topodv1.FileEvent) emitResult) error {
 	defer f.stop()
-	retryWait := &backoff.ExponentialBackOff{InitialInterval: minDecodeRetry, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: maxDecodeRetry}
-	retryWait.Reset()
+	wait := retry.New(minDecodeRetry, maxDecodeRetry)
 	for {
 		it, ok := f.box.take(f.ctx)
 		if !ok {
@@ -239,16 +238,14 @@ func (f *follower) run(emit func(*topodv1.FileEvent) emitResult) error {
 			return nil
 		}
 		if len(failed) == 0 {
-			retryWait.Reset()
+			wait.Reset()
 			continue
 		}
 		// The watcher keeps its last good value; the change (or a newer
 		// one of the same file) is tried again.
 		f.box.requeue(failed)
-		select {
-		case <-f.ctx.Done():
+		if wait.Wait(f.ctx) != nil {
 			return f.interrupted()
-		case <-time.After(retryWait.NextBackOff()):
 		}
 	}
 }
@@ -268,7 +265,7 @@ func (f *follower) interrupted() error {
 func (f *follower) applyAll(events []*topodv1.FileEvent, emit func(*topodv1.FileEvent) emitResult) (failed []*topodv1.FileEvent, done bool) {
 	for _, ev := range events {
 		switch f.apply(ev, emit) {
-		case retry:
+		case unreadable:
 			failed = append(failed, ev)
 		case stop:
 			return failed, true

@@ -3,18 +3,17 @@ package topoplugin
 import (
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"vitess.io/vitess/go/vt/log"
 
+	"github.com/topod-io/topod/pkg/retry"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -112,10 +111,9 @@ func (ws *watchStream) send(stream grpc.BidiStreamingClient[topodv1.WatchStreamR
 // it, reads it until it breaks, and starts again after a jittered backoff.
 func (ws *watchStream) run() {
 	ctx := ws.c.ctx
-	retry := &backoff.ExponentialBackOff{InitialInterval: minRetryDelay, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: maxRetryDelay}
-	retry.Reset()
+	wait := retry.New(minRetryDelay, maxRetryDelay)
 	for ctx.Err() == nil {
-		err := ws.serve(ctx, retry)
+		err := ws.serve(ctx, wait)
 		if ctx.Err() != nil {
 			break
 		}
@@ -125,17 +123,14 @@ func (ws *watchStream) run() {
 			// to every watcher rather than retry for ever.
 			ws.failAll(err)
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(retry.NextBackOff()):
-		}
+		_ = wait.Wait(ctx)
 	}
 	ws.failAll(nil)
 }
 
 // serve opens a stream, creates every watch on it and dispatches what it
 // receives until it breaks.
-func (ws *watchStream) serve(ctx context.Context, retry *backoff.ExponentialBackOff) error {
+func (ws *watchStream) serve(ctx context.Context, wait *retry.Backoff) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := ws.c.client.WatchStream(sctx, grpc.WaitForReady(true))
@@ -170,7 +165,7 @@ func (ws *watchStream) serve(ctx context.Context, retry *backoff.ExponentialBack
 			}
 			return err
 		}
-		retry.Reset()
+		wait.Reset()
 		for _, u := range msg.Updates {
 			ws.dispatch(stream, u)
 		}
@@ -249,7 +244,7 @@ func (ws *watchStream) dispatch(stream grpc.BidiStreamingClient[topodv1.WatchStr
 		go func() {
 			select {
 			case <-f.ctx.Done():
-			case <-time.After(minRetryDelay + rand.N(time.Second)):
+			case <-time.After(retry.New(minRetryDelay, maxRetryDelay).Next()):
 				ws.send(stream, req)
 			}
 		}()

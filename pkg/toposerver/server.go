@@ -7,7 +7,7 @@
 // GetVersion, List, Delete), directory.go (ListDir), watch.go (a watch, and
 // the single-watch RPCs), watchstream.go (many watches on one stream),
 // lock.go, election.go, path.go (request validation), error.go (kv errors to
-// gRPC statuses) and backend.go (opening a backend from a URL).
+// gRPC statuses). The command opens the backend (kv.Open).
 package toposerver
 
 import (

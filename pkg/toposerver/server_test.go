@@ -1,11 +1,9 @@
 package toposerver_test
 
 import (
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -156,35 +154,4 @@ func dump(t *testing.T, store kv.Backend) string {
 		b.WriteString(e.Key + "=" + string(e.Value) + ";")
 	}
 	return b.String()
-}
-
-// TestOpenBackendErrors: a bad --backend URL, or an etcd nobody answers at,
-// fails at once with a message naming what is wrong.
-func TestOpenBackendErrors(t *testing.T) {
-	for _, tc := range []struct {
-		url  string
-		want string
-	}{
-		{"zk://127.0.0.1:2181", `unknown scheme "zk"`},
-		{"/var/lib/topod/topo.db", "want bolt:///path/to/topo.db or etcd://"},
-		{"etcd://", "no etcd endpoints"},
-		{"etcd://127.0.0.1:1", "127.0.0.1:1"},
-	} {
-		t.Run(tc.url, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-			defer cancel()
-			start := time.Now()
-			b, err := toposerver.OpenBackend(ctx, tc.url, t.TempDir(), nil)
-			if err == nil {
-				b.Close()
-				t.Fatal("opened")
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %q does not say %q", err, tc.want)
-			}
-			if d := time.Since(start); d > 15*time.Second {
-				t.Errorf("took %v to fail", d)
-			}
-		})
-	}
 }

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
-	"github.com/topod-io/topod/bench/jd"
+	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/pkg/content"
 	"github.com/topod-io/topod/pkg/vschema"
 )

@@ -131,8 +131,9 @@ func (s *Store) updateCell(ctx context.Context, cell string, keys syncKeys) Cell
 		r.Error = fmt.Sprintf("connect: %v", err)
 		return r
 	}
+	wait := casBackoff()
 	for r.Attempts = 1; r.Attempts <= maxAttempts; r.Attempts++ {
-		if err := backoff(ctx, r.Attempts-1); err != nil {
+		if err := pause(ctx, wait, r.Attempts-1); err != nil {
 			r.Error = err.Error()
 			return r
 		}

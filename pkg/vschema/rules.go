@@ -143,8 +143,9 @@ func (s *Store) PutRules(ctx context.Context, k RulesKind, rules proto.Message, 
 	if err != nil {
 		return res, fmt.Errorf("vschema: write %s: marshal: %w", k.File(), err)
 	}
+	wait := casBackoff()
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		if err := backoff(ctx, attempt); err != nil {
+		if err := pause(ctx, wait, attempt); err != nil {
 			return res, fmt.Errorf("vschema: write %s: %w", k.File(), err)
 		}
 		old := k.New()

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"math/rand/v2"
 	"path"
 	"slices"
 	"strconv"
@@ -22,6 +21,8 @@ import (
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 	"vitess.io/vitess/go/vt/sqlparser"
 	"vitess.io/vitess/go/vt/topo"
+
+	"github.com/topod-io/topod/pkg/retry"
 )
 
 // Errors of Store operations, wrapped with the operation and the path.
@@ -42,26 +43,22 @@ var (
 )
 
 // maxAttempts bounds the compare-and-set retries of one write; between
-// attempts, backoff waits a little longer each time (about 6 s in all).
+// attempts, the loop's backoff waits a little longer each time (about 6 s
+// in all).
 const maxAttempts = 40
 
-// backoff waits before attempt (from 1): 1 ms doubling up to 200 ms, with
-// jitter, so that writers that collided do not collide again, and a
-// topology read cache that lags a moment catches up.
-func backoff(ctx context.Context, attempt int) error {
+// casBackoff is the backoff of one compare-and-set loop: 1 ms doubling up
+// to 200 ms, jittered (package retry), so that writers that collided do not
+// collide again, and a topology read cache that lags a moment catches up.
+func casBackoff() *retry.Backoff { return retry.New(time.Millisecond, 200*time.Millisecond) }
+
+// pause waits before attempt (from 0, which does not wait) of a
+// compare-and-set loop.
+func pause(ctx context.Context, wait *retry.Backoff, attempt int) error {
 	if attempt <= 0 {
 		return ctx.Err()
 	}
-	d := min(time.Millisecond<<min(attempt-1, 10), 200*time.Millisecond)
-	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return wait.Wait(ctx)
 }
 
 // StoreOptions adjust a Store.
@@ -455,8 +452,9 @@ func (s *Store) writeKeyspace(ctx context.Context, c Change, r *KeyspaceResult) 
 			return fmt.Errorf("vschema: write %s: marshal: %w", p, err)
 		}
 	}
+	wait := casBackoff()
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		if err := backoff(ctx, attempt); err != nil {
+		if err := pause(ctx, wait, attempt); err != nil {
 			return fmt.Errorf("vschema: write %s: %w", p, err)
 		}
 		old, ver, err := s.readKeyspace(ctx, c.Keyspace)

@@ -9,7 +9,7 @@ import (
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 	"vitess.io/vitess/go/vt/sqlparser"
 
-	"github.com/topod-io/topod/bench/jd"
+	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/pkg/vschema"
 )
 

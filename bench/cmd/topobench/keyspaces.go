@@ -20,7 +20,7 @@ import (
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
-	"github.com/topod-io/topod/bench/jd"
+	"github.com/topod-io/topod/internal/jd"
 )
 
 // The keyspaces phase (issue 9): Vitess's real watch shape. A vtgate's

@@ -98,7 +98,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/topod-io/topod/bench/jd"
+	"github.com/topod-io/topod/internal/jd"
 )
 
 // stderr receives progress lines and etcd's error log.

@@ -8,7 +8,7 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 
-	"github.com/topod-io/topod/bench/jd"
+	"github.com/topod-io/topod/internal/jd"
 )
 
 // stockHeadroom is left under etcd's request limit when sizing the

@@ -13,10 +13,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/topod-io/topod/pkg/kv"
+	"github.com/topod-io/topod/pkg/retry"
 )
 
-// Backoff between attempts to re-establish a watch etcd ended (no leader on
-// the member it was on, for example).
+// Backoff (jittered, package retry) between attempts to re-establish a
+// watch etcd ended (no leader on the member it was on, for example).
 const (
 	minRewatchDelay = 50 * time.Millisecond
 	maxRewatchDelay = 2 * time.Second
@@ -81,7 +82,7 @@ type watcher struct {
 // run feeds w.out until ctx ends or the watch fails for good, then closes it.
 func (w *watcher) run(ctx context.Context) {
 	defer close(w.out)
-	delay := minRewatchDelay
+	wait := retry.New(minRewatchDelay, maxRewatchDelay)
 	for {
 		delivered, err := w.watchOnce(ctx)
 		if ctx.Err() != nil {
@@ -96,9 +97,9 @@ func (w *watcher) run(ctx context.Context) {
 		}
 		w.b.rewatches.Add(1)
 		if delivered {
-			delay = minRewatchDelay
+			wait.Reset()
 		}
-		t := time.NewTimer(delay)
+		t := time.NewTimer(wait.Next())
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -107,7 +108,6 @@ func (w *watcher) run(ctx context.Context) {
 		case <-w.b.done:
 			t.Stop()
 		}
-		delay = min(2*delay, maxRewatchDelay)
 	}
 }
 
