@@ -170,6 +170,7 @@ func TestServeRefusals(t *testing.T) {
 		{"missing tokens file", func(c *serveConfig) { c.tokensFile = "/nonexistent/tokens.yaml" }, "read tokens file"},
 		{"unknown topology", func(c *serveConfig) { c.topoImpl = "zookeeper9" }, "open topology zookeeper9"},
 		{"bad body limit", func(c *serveConfig) { c.maxBodyBytes = 0 }, "--max-body-bytes"},
+		{"no audit log", func(c *serveConfig) { c.auditLog = "" }, "--audit-log is required"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -53,7 +53,8 @@ Without --tokens-file it serves without authentication, and only on a
 loopback address. With --tls-cert and --tls-key it serves HTTPS; with
 --tls-client-ca it also requires client certificates signed by that CA.`,
 		Example: `  vschemad serve --listen 127.0.0.1:15980 --topo-implementation topod \
-    --topo-global-server-address 127.0.0.1:15999 --topo-global-root /vitess/global`,
+    --topo-global-server-address 127.0.0.1:15999 --topo-global-root /vitess/global \
+    --audit-log /var/lib/vschemad/audit.log`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
@@ -70,7 +71,7 @@ loopback address. With --tls-cert and --tls-key it serves HTTPS; with
 	f.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key, serve HTTPS")
 	f.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	f.StringVar(&cfg.tlsClientCA, "tls-client-ca", "", "CA bundle (PEM) that client certificates must be signed by; requires --tls-cert")
-	f.StringVar(&cfg.auditLog, "audit-log", "vschemad-audit.log", "append-only audit log of every write (JSON lines)")
+	f.StringVar(&cfg.auditLog, "audit-log", "", "append-only audit log of every write (JSON lines), e.g. /var/lib/vschemad/audit.log (required)")
 	f.Int64Var(&cfg.maxBodyBytes, "max-body-bytes", 64<<20, "largest request body accepted (413 beyond)")
 	f.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&cfg.shutdownGrace, "shutdown-grace", 30*time.Second, "how long a shutdown waits for requests in flight")
@@ -90,6 +91,9 @@ func serve(ctx context.Context, cfg *serveConfig, ready chan<- string) error {
 	// Vitess's own logging: warnings and errors only, in the same format.
 	vtlog.SwapLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: max(level, slog.LevelWarn)})))
 
+	if cfg.auditLog == "" {
+		return errors.New("--audit-log is required: the file every write is appended to, e.g. /var/lib/vschemad/audit.log")
+	}
 	if cfg.maxBodyBytes <= 0 {
 		return fmt.Errorf("--max-body-bytes %d: want a positive size", cfg.maxBodyBytes)
 	}

@@ -1185,9 +1185,12 @@ type WatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// events in revision order.
 	Events []*FileEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
-	// initial marks a message that carries the full current state (the first
-	// message of a stream). A large initial state spans several messages, all
-	// with initial set; the last one has initial_complete set too.
+	// initial marks a message of a state: the watch's first (and, when the
+	// server could not follow and starts over, a later one). A state is the
+	// contents of every watched file, or, answering after_revision, of the
+	// files changed since, the others being named in unchanged. A large state
+	// spans several messages, all with initial set; the last one has
+	// initial_complete set too.
 	Initial         bool `protobuf:"varint,2,opt,name=initial,proto3" json:"initial,omitempty"`
 	InitialComplete bool `protobuf:"varint,3,opt,name=initial_complete,json=initialComplete,proto3" json:"initial_complete,omitempty"`
 	// revision is the backend revision the watcher has reached: every change
