@@ -19,12 +19,12 @@ import (
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 	"vitess.io/vitess/go/vt/topo"
 
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
 // apiServer serves the HTTP/JSON API under /api/v1.
 type apiServer struct {
-	store   *vschema.Store
+	store   *vschemastore.Store
 	auth    *authenticator // nil: every request may do everything
 	audit   *auditLog
 	maxBody int64
@@ -61,7 +61,7 @@ func (s *apiServer) handler() http.Handler {
 	handle("GET /api/v1/keyspaces/{ks}/vschema/versions/{v}", s.getVersion)
 	handle("POST /api/v1/keyspaces/{ks}/vschema/rollback", s.rollback)
 	handle("POST /api/v1/vschemas", s.putVSchemas)
-	for _, k := range vschema.AllRules {
+	for _, k := range vschemastore.AllRules {
 		handle("GET /api/v1/"+string(k), func(w http.ResponseWriter, r *http.Request, p *principal) error { return s.getRules(w, r, p, k) })
 		handle("PUT /api/v1/"+string(k), func(w http.ResponseWriter, r *http.Request, p *principal) error { return s.putRules(w, r, p, k) })
 	}
@@ -132,22 +132,22 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// mapError maps the errors of vschema.Store to HTTP statuses.
+// mapError maps the errors of vschemastore.Store to HTTP statuses.
 func (s *apiServer) mapError(err error) *httpError {
-	var verr *vschema.ValidationError
-	var cerr *vschema.CellError
+	var verr *vschemastore.ValidationError
+	var cerr *vschemastore.CellError
 	switch {
-	case errors.As(err, &verr) && errors.Is(err, vschema.ErrNoKeyspace):
+	case errors.As(err, &verr) && errors.Is(err, vschemastore.ErrNoKeyspace):
 		return &httpError{status: http.StatusNotFound, msg: err.Error(), body: map[string]any{"validation": verr.Validation}}
 	case errors.As(err, &verr):
 		return &httpError{status: http.StatusBadRequest, msg: err.Error(), body: map[string]any{"validation": verr.Validation}}
-	case errors.Is(err, vschema.ErrBadRequest):
+	case errors.Is(err, vschemastore.ErrBadRequest):
 		return &httpError{status: http.StatusBadRequest, msg: err.Error()}
-	case errors.Is(err, vschema.ErrNotFound), errors.Is(err, vschema.ErrNoKeyspace):
+	case errors.Is(err, vschemastore.ErrNotFound), errors.Is(err, vschemastore.ErrNoKeyspace):
 		return &httpError{status: http.StatusNotFound, msg: err.Error()}
-	case errors.Is(err, vschema.ErrVersionMismatch):
+	case errors.Is(err, vschemastore.ErrVersionMismatch):
 		return &httpError{status: http.StatusPreconditionFailed, msg: err.Error()}
-	case errors.Is(err, vschema.ErrContention):
+	case errors.Is(err, vschemastore.ErrContention):
 		return &httpError{status: http.StatusConflict, msg: err.Error()}
 	case errors.As(err, &cerr):
 		return &httpError{status: http.StatusBadGateway, msg: err.Error() + "; apply again, or POST /api/v1/cells/{cell}/srvvschema/rebuild"}
@@ -207,7 +207,7 @@ func readBody(r *http.Request) ([]byte, error) {
 // keyspaceParam returns the {ks} of the path, checked.
 func keyspaceParam(r *http.Request) (string, error) {
 	ks := r.PathValue("ks")
-	if err := vschema.ValidateKeyspaceName(ks); err != nil {
+	if err := vschemastore.ValidateKeyspaceName(ks); err != nil {
 		return "", errorf(http.StatusBadRequest, "%v", err)
 	}
 	return ks, nil
@@ -272,7 +272,7 @@ func changeVerb(dryRun bool) verb {
 
 // applyResponse is the body of a successful (or dry-run) write.
 type applyResponse struct {
-	*vschema.ApplyResult
+	*vschemastore.ApplyResult
 	Audit string `json:"audit_error,omitempty"`
 }
 
@@ -290,12 +290,12 @@ func (s *apiServer) putVSchema(w http.ResponseWriter, r *http.Request, p *princi
 	if err != nil {
 		return err
 	}
-	vs, parsed, err := vschema.ParseKeyspaceJSON(ks, body)
+	vs, parsed, err := vschemastore.ParseKeyspaceJSON(ks, body)
 	if err != nil {
 		return err
 	}
-	return s.apply(w, r, p, "apply", []vschema.Change{{Keyspace: ks, VSchema: vs, IfMatch: r.Header.Get("If-Match")}},
-		vschema.ApplyOptions{DryRun: dryRun, Strict: strict}, parsed, true)
+	return s.apply(w, r, p, "apply", []vschemastore.Change{{Keyspace: ks, VSchema: vs, IfMatch: r.Header.Get("If-Match")}},
+		vschemastore.ApplyOptions{DryRun: dryRun, Strict: strict}, parsed, true)
 }
 
 func (s *apiServer) deleteVSchema(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -303,8 +303,8 @@ func (s *apiServer) deleteVSchema(w http.ResponseWriter, r *http.Request, p *pri
 	if err != nil {
 		return err
 	}
-	return s.apply(w, r, p, "delete", []vschema.Change{{Keyspace: ks, IfMatch: r.Header.Get("If-Match")}},
-		vschema.ApplyOptions{DryRun: dryRun}, nil, true)
+	return s.apply(w, r, p, "delete", []vschemastore.Change{{Keyspace: ks, IfMatch: r.Header.Get("If-Match")}},
+		vschemastore.ApplyOptions{DryRun: dryRun}, nil, true)
 }
 
 // rollbackRequest is the body of POST .../rollback.
@@ -332,8 +332,8 @@ func (s *apiServer) rollback(w http.ResponseWriter, r *http.Request, p *principa
 	if err != nil {
 		return err
 	}
-	return s.apply(w, r, p, "rollback to "+req.Version, []vschema.Change{{Keyspace: ks, VSchema: old, IfMatch: r.Header.Get("If-Match")}},
-		vschema.ApplyOptions{DryRun: dryRun}, nil, true)
+	return s.apply(w, r, p, "rollback to "+req.Version, []vschemastore.Change{{Keyspace: ks, VSchema: old, IfMatch: r.Header.Get("If-Match")}},
+		vschemastore.ApplyOptions{DryRun: dryRun}, nil, true)
 }
 
 // batchRequest is the body of POST /api/v1/vschemas.
@@ -367,18 +367,18 @@ func (s *apiServer) putVSchemas(w http.ResponseWriter, r *http.Request, p *princ
 		return errorf(http.StatusBadRequest, "no keyspaces in the request")
 	}
 	need := changeVerb(dryRun)
-	parsed := &vschema.Validation{}
-	var changes []vschema.Change
+	parsed := &vschemastore.Validation{}
+	var changes []vschemastore.Change
 	for _, ks := range slices.Sorted(maps.Keys(req.Keyspaces)) {
-		if err := vschema.ValidateKeyspaceName(ks); err != nil {
+		if err := vschemastore.ValidateKeyspaceName(ks); err != nil {
 			return errorf(http.StatusBadRequest, "%v", err)
 		}
 		if !p.can(need, ks) {
 			return forbid(p, need, "keyspace "+ks)
 		}
-		vs, v, err := vschema.ParseKeyspaceJSON(ks, req.Keyspaces[ks])
+		vs, v, err := vschemastore.ParseKeyspaceJSON(ks, req.Keyspaces[ks])
 		if err != nil {
-			var verr *vschema.ValidationError
+			var verr *vschemastore.ValidationError
 			if errors.As(err, &verr) {
 				parsed.Errors = append(parsed.Errors, verr.Validation.Errors...)
 				continue
@@ -386,17 +386,17 @@ func (s *apiServer) putVSchemas(w http.ResponseWriter, r *http.Request, p *princ
 			return err
 		}
 		parsed.Warnings = append(parsed.Warnings, v.Warnings...)
-		changes = append(changes, vschema.Change{Keyspace: ks, VSchema: vs})
+		changes = append(changes, vschemastore.Change{Keyspace: ks, VSchema: vs})
 	}
 	if !parsed.OK() {
-		return &vschema.ValidationError{Validation: parsed}
+		return &vschemastore.ValidationError{Validation: parsed}
 	}
-	return s.apply(w, r, p, "import", changes, vschema.ApplyOptions{DryRun: dryRun, Strict: strict}, parsed, full)
+	return s.apply(w, r, p, "import", changes, vschemastore.ApplyOptions{DryRun: dryRun, Strict: strict}, parsed, full)
 }
 
 // apply runs a write, audits it and writes the response.
-func (s *apiServer) apply(w http.ResponseWriter, r *http.Request, p *principal, action string, changes []vschema.Change,
-	opts vschema.ApplyOptions, parsed *vschema.Validation, fullDiff bool) error {
+func (s *apiServer) apply(w http.ResponseWriter, r *http.Request, p *principal, action string, changes []vschemastore.Change,
+	opts vschemastore.ApplyOptions, parsed *vschemastore.Validation, fullDiff bool) error {
 	res, err := s.store.Apply(r.Context(), changes, opts)
 	if parsed != nil && res != nil && res.Validation != nil {
 		res.Validation.Warnings = append(parsed.Warnings, res.Validation.Warnings...)
@@ -427,7 +427,7 @@ func (s *apiServer) apply(w http.ResponseWriter, r *http.Request, p *principal, 
 }
 
 // auditApply appends an entry per keyspace written.
-func (s *apiServer) auditApply(r *http.Request, p *principal, action string, res *vschema.ApplyResult, applyErr error) error {
+func (s *apiServer) auditApply(r *http.Request, p *principal, action string, res *vschemastore.ApplyResult, applyErr error) error {
 	if res == nil || res.DryRun {
 		return nil
 	}
@@ -476,7 +476,7 @@ func (s *apiServer) history(w http.ResponseWriter, r *http.Request, p *principal
 		return err
 	}
 	_, cur, err := s.store.GetKeyspace(r.Context(), ks)
-	if err != nil && !errors.Is(err, vschema.ErrNotFound) {
+	if err != nil && !errors.Is(err, vschemastore.ErrNotFound) {
 		return err
 	}
 	entries, err := s.audit.read(func(e *auditEntry) bool { return e.Keyspace == ks }, limit)
@@ -515,7 +515,7 @@ func (s *apiServer) getVersion(w http.ResponseWriter, r *http.Request, p *princi
 	return writeProto(w, r, vs)
 }
 
-func (s *apiServer) getRules(w http.ResponseWriter, r *http.Request, p *principal, k vschema.RulesKind) error {
+func (s *apiServer) getRules(w http.ResponseWriter, r *http.Request, p *principal, k vschemastore.RulesKind) error {
 	if !p.canAll(verbRead) {
 		return forbid(p, verbRead, string(k)+" (they span keyspaces: the token needs keyspaces [\"*\"])")
 	}
@@ -527,7 +527,7 @@ func (s *apiServer) getRules(w http.ResponseWriter, r *http.Request, p *principa
 	return writeProto(w, r, m)
 }
 
-func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *principal, k vschema.RulesKind) error {
+func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *principal, k vschemastore.RulesKind) error {
 	dryRun, err := boolParam(r, "dry_run")
 	if err != nil {
 		return err
@@ -539,7 +539,7 @@ func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *principa
 	if err != nil {
 		return err
 	}
-	rules, parsed, err := vschema.ParseRulesJSON(k, body)
+	rules, parsed, err := vschemastore.ParseRulesJSON(k, body)
 	if err != nil {
 		return err
 	}
@@ -572,7 +572,7 @@ func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *principa
 		w.Header().Set("ETag", strconv.Quote(res.NewVersion))
 	}
 	writeJSON(w, http.StatusOK, struct {
-		*vschema.RulesResult
+		*vschemastore.RulesResult
 		Audit string `json:"audit_error,omitempty"`
 	}{res, errString(auditErr)})
 	return nil

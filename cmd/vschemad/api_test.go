@@ -16,7 +16,7 @@ import (
 
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vschematest"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
 // TestAPI walks the API on each topology: apply, get, dry run, If-Match,
@@ -193,7 +193,7 @@ func levels(p jd.Profile) [][]int {
 	var first, rest []int
 	for i := range p.Keyspaces {
 		name, ks := p.Keyspace(i)
-		if len(vschema.References(name, ks)) == 0 {
+		if len(vschemastore.References(name, ks)) == 0 {
 			first = append(first, i)
 		} else {
 			rest = append(rest, i)

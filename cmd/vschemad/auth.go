@@ -14,7 +14,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
 // verb is what a request does; each verb includes those below it.
@@ -202,7 +202,7 @@ func (a *authenticator) authenticate(r *http.Request) (*principal, error) {
 func keyspaceGlobsValid(globs []string) error {
 	for _, g := range globs {
 		if !strings.ContainsAny(g, "*?[") {
-			if err := vschema.ValidateKeyspaceName(g); err != nil {
+			if err := vschemastore.ValidateKeyspaceName(g); err != nil {
 				return err
 			}
 		}

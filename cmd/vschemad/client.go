@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/topod-io/topod/pkg/tlsconfig"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
 // clientFlags are the flags every client subcommand shares.
@@ -90,10 +90,10 @@ func (f *clientFlags) client() (*client, error) {
 
 // apiError is an error response of the API.
 type apiError struct {
-	Status     int                 `json:"status"`
-	Message    string              `json:"error"`
-	Validation *vschema.Validation `json:"validation,omitempty"`
-	Result     json.RawMessage     `json:"result,omitempty"`
+	Status     int                      `json:"status"`
+	Message    string                   `json:"error"`
+	Validation *vschemastore.Validation `json:"validation,omitempty"`
+	Result     json.RawMessage          `json:"result,omitempty"`
 }
 
 func (e *apiError) Error() string {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
 // keyspaceFlag adds the -k/--keyspace flag, required.
@@ -41,7 +41,7 @@ func readInput(cmd *cobra.Command, file string) ([]byte, error) {
 
 // applyResult is the body of a write's response.
 type applyResult struct {
-	vschema.ApplyResult
+	vschemastore.ApplyResult
 	AuditError string `json:"audit_error"`
 }
 
@@ -97,7 +97,7 @@ func reportApply(cmd *cobra.Command, cf *clientFlags, out []byte, err error) err
 			fmt.Fprintln(w, string(b))
 		}
 		if ae.Validation != nil { // the errors are in err
-			printValidation(cmd.ErrOrStderr(), &vschema.Validation{Warnings: ae.Validation.Warnings})
+			printValidation(cmd.ErrOrStderr(), &vschemastore.Validation{Warnings: ae.Validation.Warnings})
 		}
 		return err
 	}
@@ -140,7 +140,7 @@ func orNone(v string) string {
 	return v
 }
 
-func printValidation(w io.Writer, v *vschema.Validation) {
+func printValidation(w io.Writer, v *vschemastore.Validation) {
 	if v == nil {
 		return
 	}
@@ -154,15 +154,15 @@ func printValidation(w io.Writer, v *vschema.Validation) {
 
 // printChanges prints a diff's changes, one per path, with the old and new
 // JSON of changed entries.
-func printChanges(w io.Writer, d *vschema.KeyspaceDiff) {
+func printChanges(w io.Writer, d *vschemastore.KeyspaceDiff) {
 	if d == nil {
 		return
 	}
 	for _, c := range d.Changes {
 		switch c.Op {
-		case vschema.OpAdd:
+		case vschemastore.OpAdd:
 			fmt.Fprintf(w, "+ %s: %s\n", c.Path, compact(c.New))
-		case vschema.OpRemove:
+		case vschemastore.OpRemove:
 			fmt.Fprintf(w, "- %s: %s\n", c.Path, compact(c.Old))
 		default:
 			fmt.Fprintf(w, "~ %s\n  - %s\n  + %s\n", c.Path, compact(c.Old), compact(c.New))

@@ -26,7 +26,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/topod-io/topod/internal/progress"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
 // importOptions are the flags of `vschemad import`.
@@ -287,16 +287,16 @@ func runImport(ctx context.Context, c *client, src string, opts *importOptions, 
 			skipped++
 			continue
 		}
-		if err := vschema.ValidateKeyspaceName(it.name); err != nil {
+		if err := vschemastore.ValidateKeyspaceName(it.name); err != nil {
 			im.failed[it.name] = fmt.Sprintf("%s: %v", it.file, err)
 			continue
 		}
-		ks, _, err := vschema.ParseKeyspaceJSON(it.name, it.data)
+		ks, _, err := vschemastore.ParseKeyspaceJSON(it.name, it.data)
 		if err != nil {
 			im.failed[it.name] = fmt.Sprintf("%s: %v", it.file, err)
 			continue
 		}
-		it.deps = vschema.References(it.name, ks)
+		it.deps = vschemastore.References(it.name, ks)
 		todo = append(todo, it)
 		byName[it.name] = it
 	}

@@ -22,7 +22,7 @@ import (
 
 	"github.com/topod-io/topod/pkg/tlsconfig"
 	"github.com/topod-io/topod/pkg/topoplugin" // --topo-implementation topod
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
 // serveConfig is the configuration of `vschemad serve`.
@@ -136,7 +136,7 @@ func serve(ctx context.Context, cfg *serveConfig, ready chan<- string) error {
 		return fmt.Errorf("open topology %s at %s %s: %w", cfg.topoImpl, cfg.topoAddr, cfg.topoRoot, err)
 	}
 	defer ts.Close()
-	opts := vschema.StoreOptions{}
+	opts := vschemastore.StoreOptions{}
 	switch {
 	case cfg.topoImpl == topoplugin.Name && cfg.recordAccess:
 		rc := newRecordConns(ts)
@@ -146,7 +146,7 @@ func serve(ctx context.Context, cfg *serveConfig, ready chan<- string) error {
 	default:
 		log.Info("cell updates: through topo.Conn, splicing each cell's SrvVSchema")
 	}
-	store, err := vschema.NewStore(ts, opts)
+	store, err := vschemastore.NewStore(ts, opts)
 	if err != nil {
 		return err
 	}
@@ -210,7 +210,7 @@ func serverTLS(cfg *serveConfig) (*tls.Config, error) {
 }
 
 // recordConns opens, per cell, a topod plugin connection of its own, to
-// reach the record level (vschema.RecordConn) that topo.Server's
+// reach the record level (vschemastore.RecordConn) that topo.Server's
 // connections, wrapped in topo.StatsConn, hide.
 type recordConns struct {
 	ts    *topo.Server
@@ -222,7 +222,7 @@ func newRecordConns(ts *topo.Server) *recordConns {
 	return &recordConns{ts: ts, conns: map[string]*topoplugin.Conn{}}
 }
 
-func (r *recordConns) get(ctx context.Context, cell string) (vschema.RecordConn, error) {
+func (r *recordConns) get(ctx context.Context, cell string) (vschemastore.RecordConn, error) {
 	ci, err := r.ts.GetCellInfo(ctx, cell, false)
 	if err != nil {
 		return nil, err

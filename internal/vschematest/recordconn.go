@@ -7,14 +7,14 @@ import (
 
 	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/topoplugin"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
-// RecordConns returns, for vschema.StoreOptions.RecordConn, the topod
+// RecordConns returns, for vschemastore.StoreOptions.RecordConn, the topod
 // plugin's record-level connections to each cell (topoplugin.Conn
-// implements vschema.RecordConn), each with a blob cache of its own. Only
+// implements vschemastore.RecordConn), each with a blob cache of its own. Only
 // for topod topologies.
-func (t *Topology) RecordConns(tb testing.TB) func(ctx context.Context, cell string) (vschema.RecordConn, error) {
+func (t *Topology) RecordConns(tb testing.TB) func(ctx context.Context, cell string) (vschemastore.RecordConn, error) {
 	tb.Helper()
 	if t.Impl != topoplugin.Name {
 		tb.Fatalf("vschematest: record connections need topod, not %s", t.Impl)
@@ -28,7 +28,7 @@ func (t *Topology) RecordConns(tb testing.TB) func(ctx context.Context, cell str
 			c.Close()
 		}
 	})
-	return func(ctx context.Context, cell string) (vschema.RecordConn, error) {
+	return func(ctx context.Context, cell string) (vschemastore.RecordConn, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if c, ok := conns[cell]; ok {

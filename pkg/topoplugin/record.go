@@ -14,9 +14,7 @@ import (
 // The record-level access below lets a writer that keeps a SrvVSchema's
 // manifest (vschemad) change one keyspace by uploading that keyspace's
 // piece, one leaf and the root, and setting the record, without the whole
-// file ever being assembled, marshalled or split (vschema.RecordConn).
-
-var _ vschema.RecordConn = (*Conn)(nil)
+// file ever being assembled, marshalled or split (vschemastore.RecordConn).
 
 // SrvVSchemaRoot returns the version of the SrvVSchema file at filePath
 // and, if it is stored with the per-keyspace codec, its root.

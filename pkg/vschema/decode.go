@@ -225,6 +225,24 @@ func fetchAll(ctx context.Context, get Getter, refs []blobRef, use func(i int, b
 	return g.Wait()
 }
 
+// FetchKeyspace fetches, verifies and unmarshals the piece of keyspace name
+// that manifest m lists; found is false when m has no such keyspace.
+func FetchKeyspace(ctx context.Context, get Getter, m *Manifest, name string) (ks *vschemapb.Keyspace, found bool, err error) {
+	e, ok := m.Keyspace(name)
+	if !ok {
+		return nil, false, nil
+	}
+	b, err := fetchOne(ctx, get, blobRef{what: fmt.Sprintf("keyspace %q piece", name), hash: e.Hash, size: e.Size})
+	if err != nil {
+		return nil, false, err
+	}
+	ks = &vschemapb.Keyspace{}
+	if err := ks.UnmarshalVT(b); err != nil {
+		return nil, false, fmt.Errorf("%w: keyspace %q: unmarshal: %w", ErrCorrupt, name, err)
+	}
+	return ks, true, nil
+}
+
 // fetchOne fetches r and verifies its hash and size.
 func fetchOne(ctx context.Context, get Getter, r blobRef) ([]byte, error) {
 	if err := ctx.Err(); err != nil {

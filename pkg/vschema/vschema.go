@@ -1,5 +1,7 @@
 // Package vschema is the SrvVSchema codec: split per keyspace, two-level
-// manifest, assemble; later issues add validation and diffs here.
+// manifest, assemble, incremental encode, delta decode. Validation and the
+// vschema service live in package vschemastore, so that the topology
+// server links the codec without Vitess's query planner.
 //
 // Vitess keeps a cell's serving vschema in one topo file, a
 // vschemapb.SrvVSchema holding every keyspace; at the JD scale that is

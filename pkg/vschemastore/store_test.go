@@ -1,4 +1,4 @@
-package vschema_test
+package vschemastore_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vschematest"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
 // storeSetup is one topology and how the Store reaches its cells.
@@ -31,13 +31,13 @@ var storeSetups = []storeSetup{
 	{"etcd2", vschematest.Kinds[2], false},
 }
 
-func openStore(t testing.TB, topo *vschematest.Topology, fast bool) *vschema.Store {
+func openStore(t testing.TB, topo *vschematest.Topology, fast bool) *vschemastore.Store {
 	t.Helper()
-	var opts vschema.StoreOptions
+	var opts vschemastore.StoreOptions
 	if fast {
 		opts.RecordConn = topo.RecordConns(t)
 	}
-	s, err := vschema.NewStore(topo.TS, opts)
+	s, err := vschemastore.NewStore(topo.TS, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func openStore(t testing.TB, topo *vschematest.Topology, fast bool) *vschema.Sto
 
 // loadProfile creates the keyspaces of p and applies their vschemas and
 // routing rules through s, in batches.
-func loadProfile(t testing.TB, ctx context.Context, tp *vschematest.Topology, s *vschema.Store, p jd.Profile, batch int) {
+func loadProfile(t testing.TB, ctx context.Context, tp *vschematest.Topology, s *vschemastore.Store, p jd.Profile, batch int) {
 	t.Helper()
 	names := make([]string, p.Keyspaces)
 	for i := range names {
@@ -54,11 +54,11 @@ func loadProfile(t testing.TB, ctx context.Context, tp *vschematest.Topology, s 
 	}
 	tp.CreateKeyspaces(t, names...)
 	// Keyspaces holding sequences and reference sources first.
-	var changes []vschema.Change
+	var changes []vschemastore.Change
 	for _, level := range levels(p) {
 		for _, i := range level {
 			name, ks := p.Keyspace(i)
-			changes = append(changes, vschema.Change{Keyspace: name, VSchema: ks})
+			changes = append(changes, vschemastore.Change{Keyspace: name, VSchema: ks})
 			if len(changes) == batch {
 				apply(t, ctx, s, changes...)
 				changes = nil
@@ -69,7 +69,7 @@ func loadProfile(t testing.TB, ctx context.Context, tp *vschematest.Topology, s 
 			changes = nil
 		}
 	}
-	if _, err := s.PutRules(ctx, vschema.RoutingRules, p.RoutingRules(), "", false); err != nil {
+	if _, err := s.PutRules(ctx, vschemastore.RoutingRules, p.RoutingRules(), "", false); err != nil {
 		t.Fatalf("PutRules: %v", err)
 	}
 }
@@ -80,7 +80,7 @@ func levels(p jd.Profile) [][]int {
 	var first, rest []int
 	for i := range p.Keyspaces {
 		name, ks := p.Keyspace(i)
-		if len(vschema.References(name, ks)) == 0 {
+		if len(vschemastore.References(name, ks)) == 0 {
 			first = append(first, i)
 		} else {
 			rest = append(rest, i)
@@ -89,9 +89,9 @@ func levels(p jd.Profile) [][]int {
 	return [][]int{first, rest}
 }
 
-func apply(t testing.TB, ctx context.Context, s *vschema.Store, changes ...vschema.Change) *vschema.ApplyResult {
+func apply(t testing.TB, ctx context.Context, s *vschemastore.Store, changes ...vschemastore.Change) *vschemastore.ApplyResult {
 	t.Helper()
-	res, err := s.Apply(ctx, changes, vschema.ApplyOptions{})
+	res, err := s.Apply(ctx, changes, vschemastore.ApplyOptions{})
 	if err != nil {
 		t.Fatalf("Apply(%s...): %v", changes[0].Keyspace, err)
 	}
@@ -122,15 +122,15 @@ func TestStoreApply(t *testing.T) {
 			if changed.Sharded {
 				changed.Tables["added_table"].ColumnVindexes = []*vschemapb.ColumnVindex{{Column: "id", Name: "hash"}}
 			}
-			res := apply(t, ctx, s, vschema.Change{Keyspace: name, VSchema: changed, IfMatch: ver1})
+			res := apply(t, ctx, s, vschemastore.Change{Keyspace: name, VSchema: changed, IfMatch: ver1})
 			kr := res.Keyspaces[0]
 			if !kr.Changed || !kr.Written || kr.OldVersion != ver1 || kr.NewVersion == ver1 || kr.Diff.TablesAdded != 1 {
 				t.Fatalf("apply result %+v (diff %+v)", kr, kr.Diff)
 			}
 			for _, c := range res.Cells {
-				want := vschema.ModeSplice
+				want := vschemastore.ModeSplice
 				if setup.fast {
-					want = vschema.ModeManifest
+					want = vschemastore.ModeManifest
 				}
 				if c.Mode != want || c.Error != "" {
 					t.Errorf("cell %+v, want mode %s", c, want)
@@ -145,19 +145,19 @@ func TestStoreApply(t *testing.T) {
 			vschematest.AssertCellsAsRebuilt(t, ctx, tp)
 
 			// Applying the same again writes nothing.
-			res = apply(t, ctx, s, vschema.Change{Keyspace: name, VSchema: changed})
+			res = apply(t, ctx, s, vschemastore.Change{Keyspace: name, VSchema: changed})
 			if res.Keyspaces[0].Changed || res.Keyspaces[0].Written {
 				t.Errorf("re-apply: %+v", res.Keyspaces[0])
 			}
 			for _, c := range res.Cells {
-				if c.Mode != vschema.ModeUnchanged {
+				if c.Mode != vschemastore.ModeUnchanged {
 					t.Errorf("re-apply: cell %+v", c)
 				}
 			}
 
 			// The stale version is refused, and nothing changes.
-			_, err = s.Apply(ctx, []vschema.Change{{Keyspace: name, VSchema: ks, IfMatch: ver1}}, vschema.ApplyOptions{})
-			if !errors.Is(err, vschema.ErrVersionMismatch) {
+			_, err = s.Apply(ctx, []vschemastore.Change{{Keyspace: name, VSchema: ks, IfMatch: ver1}}, vschemastore.ApplyOptions{})
+			if !errors.Is(err, vschemastore.ErrVersionMismatch) {
 				t.Fatalf("stale If-Match: %v", err)
 			}
 			if cur, _, _ := s.GetKeyspace(ctx, name); !proto.Equal(cur, changed) {
@@ -165,7 +165,7 @@ func TestStoreApply(t *testing.T) {
 			}
 
 			// A dry run reports the diff and writes nothing.
-			res, err = s.Apply(ctx, []vschema.Change{{Keyspace: name, VSchema: ks}}, vschema.ApplyOptions{DryRun: true})
+			res, err = s.Apply(ctx, []vschemastore.Change{{Keyspace: name, VSchema: ks}}, vschemastore.ApplyOptions{DryRun: true})
 			if err != nil || !res.DryRun || res.Keyspaces[0].Diff.TablesRemoved != 1 || res.Keyspaces[0].Written || res.Cells != nil {
 				t.Fatalf("dry run: %+v, %v", res, err)
 			}
@@ -179,20 +179,20 @@ func TestStoreApply(t *testing.T) {
 			if err != nil || !proto.Equal(old, ks) {
 				t.Fatalf("GetKeyspaceAt(%s) = %v, %v", ver1, old, err)
 			}
-			apply(t, ctx, s, vschema.Change{Keyspace: name, VSchema: old})
+			apply(t, ctx, s, vschemastore.Change{Keyspace: name, VSchema: old})
 			vschematest.AssertCellsAsRebuilt(t, ctx, tp)
 
 			// Delete: the keyspace still exists, so it serves an empty
 			// vschema, as RebuildSrvVSchema has it.
-			res = apply(t, ctx, s, vschema.Change{Keyspace: name})
+			res = apply(t, ctx, s, vschemastore.Change{Keyspace: name})
 			if !res.Keyspaces[0].Diff.Deleted {
 				t.Errorf("delete diff %+v", res.Keyspaces[0].Diff)
 			}
-			if _, _, err := s.GetKeyspace(ctx, name); !errors.Is(err, vschema.ErrNotFound) {
+			if _, _, err := s.GetKeyspace(ctx, name); !errors.Is(err, vschemastore.ErrNotFound) {
 				t.Fatalf("GetKeyspace after delete: %v", err)
 			}
 			vschematest.AssertCellsAsRebuilt(t, ctx, tp)
-			if _, err := s.Apply(ctx, []vschema.Change{{Keyspace: name}}, vschema.ApplyOptions{}); !errors.Is(err, vschema.ErrNotFound) {
+			if _, err := s.Apply(ctx, []vschemastore.Change{{Keyspace: name}}, vschemastore.ApplyOptions{}); !errors.Is(err, vschemastore.ErrNotFound) {
 				t.Errorf("deleting again: %v", err)
 			}
 		})
@@ -218,15 +218,15 @@ func TestStoreRules(t *testing.T) {
 			a, b := unsharded[0], unsharded[1]
 			table := "some_table"
 			rules := []struct {
-				kind  vschema.RulesKind
+				kind  vschemastore.RulesKind
 				value proto.Message
 			}{
-				{vschema.ShardRoutingRules, &vschemapb.ShardRoutingRules{Rules: []*vschemapb.ShardRoutingRule{{FromKeyspace: a, ToKeyspace: b, Shard: "-"}}}},
-				{vschema.KeyspaceRoutingRules, &vschemapb.KeyspaceRoutingRules{Rules: []*vschemapb.KeyspaceRoutingRule{{FromKeyspace: "alias", ToKeyspace: b}}}},
-				{vschema.MirrorRules, &vschemapb.MirrorRules{Rules: []*vschemapb.MirrorRule{{FromTable: a + "." + table, ToTable: b + "." + table, Percent: 50}}}},
-				{vschema.RoutingRules, &vschemapb.RoutingRules{Rules: []*vschemapb.RoutingRule{{FromTable: "moved", ToTables: []string{a + "." + table}}}}},
-				{vschema.RoutingRules, &vschemapb.RoutingRules{}}, // deletes the file
-				{vschema.KeyspaceRoutingRules, &vschemapb.KeyspaceRoutingRules{}},
+				{vschemastore.ShardRoutingRules, &vschemapb.ShardRoutingRules{Rules: []*vschemapb.ShardRoutingRule{{FromKeyspace: a, ToKeyspace: b, Shard: "-"}}}},
+				{vschemastore.KeyspaceRoutingRules, &vschemapb.KeyspaceRoutingRules{Rules: []*vschemapb.KeyspaceRoutingRule{{FromKeyspace: "alias", ToKeyspace: b}}}},
+				{vschemastore.MirrorRules, &vschemapb.MirrorRules{Rules: []*vschemapb.MirrorRule{{FromTable: a + "." + table, ToTable: b + "." + table, Percent: 50}}}},
+				{vschemastore.RoutingRules, &vschemapb.RoutingRules{Rules: []*vschemapb.RoutingRule{{FromTable: "moved", ToTables: []string{a + "." + table}}}}},
+				{vschemastore.RoutingRules, &vschemapb.RoutingRules{}}, // deletes the file
+				{vschemastore.KeyspaceRoutingRules, &vschemapb.KeyspaceRoutingRules{}},
 			}
 			for _, r := range rules {
 				res, err := s.PutRules(ctx, r.kind, r.value, "", false)
@@ -241,9 +241,9 @@ func TestStoreRules(t *testing.T) {
 			}
 
 			// Rules naming a keyspace that does not exist are refused.
-			_, err := s.PutRules(ctx, vschema.RoutingRules, &vschemapb.RoutingRules{Rules: []*vschemapb.RoutingRule{{FromTable: "x", ToTables: []string{"nosuch.t"}}}}, "", false)
-			var verr *vschema.ValidationError
-			if !errors.As(err, &verr) || verr.Validation.Errors[0].Code != vschema.CodeMissingKeyspace {
+			_, err := s.PutRules(ctx, vschemastore.RoutingRules, &vschemapb.RoutingRules{Rules: []*vschemapb.RoutingRule{{FromTable: "x", ToTables: []string{"nosuch.t"}}}}, "", false)
+			var verr *vschemastore.ValidationError
+			if !errors.As(err, &verr) || verr.Validation.Errors[0].Code != vschemastore.CodeMissingKeyspace {
 				t.Fatalf("rules to a missing keyspace: %v", err)
 			}
 		})
@@ -259,9 +259,9 @@ func TestStoreConcurrentWriters(t *testing.T) {
 		t.Run(setup.name, func(t *testing.T) {
 			ctx := t.Context()
 			tp := setup.kind.Start(t, vschematest.Options{})
-			stores := []*vschema.Store{openStore(t, tp, setup.fast), openStore(t, tp, setup.fast)}
+			stores := []*vschemastore.Store{openStore(t, tp, setup.fast), openStore(t, tp, setup.fast)}
 			// The second store has its own topo.Server, as another process.
-			s2, err := vschema.NewStore(tp.Open(t), vschema.StoreOptions{})
+			s2, err := vschemastore.NewStore(tp.Open(t), vschemastore.StoreOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -282,7 +282,7 @@ func TestStoreConcurrentWriters(t *testing.T) {
 						// Everyone writes the hot keyspace; each also writes
 						// one keyspace of its own.
 						ks := &vschemapb.Keyspace{Tables: map[string]*vschemapb.Table{fmt.Sprintf("w%d_r%d", w, r): {}}}
-						res, err := s.Apply(ctx, []vschema.Change{{Keyspace: hot, VSchema: ks}}, vschema.ApplyOptions{})
+						res, err := s.Apply(ctx, []vschemastore.Change{{Keyspace: hot, VSchema: ks}}, vschemastore.ApplyOptions{})
 						if err != nil {
 							errs <- err
 							continue
@@ -297,7 +297,7 @@ func TestStoreConcurrentWriters(t *testing.T) {
 						own, cur := p.Keyspace(1 + w%(p.Keyspaces-1))
 						cur = proto.Clone(cur).(*vschemapb.Keyspace)
 						cur.RequireExplicitRouting = r%2 == 0
-						if _, err := s.Apply(ctx, []vschema.Change{{Keyspace: own, VSchema: cur}}, vschema.ApplyOptions{}); err != nil {
+						if _, err := s.Apply(ctx, []vschemastore.Change{{Keyspace: own, VSchema: cur}}, vschemastore.ApplyOptions{}); err != nil {
 							errs <- err
 						}
 					}
@@ -340,19 +340,19 @@ func TestStoreRefusals(t *testing.T) {
 	bad.Vindexes = map[string]*vschemapb.Vindex{"v": {Type: "no_such_type"}}
 	cases := []struct {
 		name   string
-		change vschema.Change
+		change vschemastore.Change
 		want   error
 	}{
-		{"unknown vindex type", vschema.Change{Keyspace: name, VSchema: bad}, &vschema.ValidationError{}},
-		{"bad keyspace name", vschema.Change{Keyspace: "../x", VSchema: ks}, &vschema.ValidationError{}},
-		{"keyspace not in the topology", vschema.Change{Keyspace: "nosuch", VSchema: ks}, vschema.ErrNoKeyspace},
-		{"delete of a keyspace without vschema", vschema.Change{Keyspace: "nosuch"}, vschema.ErrNotFound},
+		{"unknown vindex type", vschemastore.Change{Keyspace: name, VSchema: bad}, &vschemastore.ValidationError{}},
+		{"bad keyspace name", vschemastore.Change{Keyspace: "../x", VSchema: ks}, &vschemastore.ValidationError{}},
+		{"keyspace not in the topology", vschemastore.Change{Keyspace: "nosuch", VSchema: ks}, vschemastore.ErrNoKeyspace},
+		{"delete of a keyspace without vschema", vschemastore.Change{Keyspace: "nosuch"}, vschemastore.ErrNotFound},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := s.Apply(ctx, []vschema.Change{c.change}, vschema.ApplyOptions{})
-			var verr *vschema.ValidationError
-			if _, want := c.want.(*vschema.ValidationError); want && !errors.As(err, &verr) || !want && !errors.Is(err, c.want) {
+			_, err := s.Apply(ctx, []vschemastore.Change{c.change}, vschemastore.ApplyOptions{})
+			var verr *vschemastore.ValidationError
+			if _, want := c.want.(*vschemastore.ValidationError); want && !errors.As(err, &verr) || !want && !errors.Is(err, c.want) {
 				t.Fatalf("err = %v, want %v", err, c.want)
 			}
 			if after := tp.Snapshot(t); !before.Equal(after) {

@@ -1,4 +1,4 @@
-package vschema
+package vschemastore
 
 // This file is the topod fast path of a cell update. topod stores a
 // SrvVSchema as this package's encoding (a root, 256 leaves, one piece per
@@ -17,6 +17,7 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 
 	"github.com/topod-io/topod/pkg/content"
+	"github.com/topod-io/topod/pkg/vschema"
 )
 
 // RecordConn is record-level access to a cell's topology, for the fast
@@ -33,7 +34,7 @@ type RecordConn interface {
 	// sets the file to the encoding named enc.Root (enc.Size bytes
 	// assembled) if its version is still version; it returns the new
 	// version.
-	SetSrvVSchemaRoot(ctx context.Context, filePath string, enc *Encoded, version topo.Version) (topo.Version, error)
+	SetSrvVSchemaRoot(ctx context.Context, filePath string, enc *vschema.Encoded, version topo.Version) (topo.Version, error)
 	// GetBlob returns the blob named h (the caller verifies it).
 	GetBlob(ctx context.Context, h content.Hash) ([]byte, error)
 }
@@ -52,11 +53,11 @@ func (s *Store) recordConn(ctx context.Context, cell string) (RecordConn, error)
 
 // manifest returns the manifest named root, from the cache of the cell's
 // last one or loaded through rc.
-func (s *Store) manifest(ctx context.Context, cell string, root content.Hash, rc RecordConn) (*Manifest, error) {
-	if m, ok := s.manifests.Load(cell); ok && m.(*Manifest).Root() == root {
-		return m.(*Manifest), nil
+func (s *Store) manifest(ctx context.Context, cell string, root content.Hash, rc RecordConn) (*vschema.Manifest, error) {
+	if m, ok := s.manifests.Load(cell); ok && m.(*vschema.Manifest).Root() == root {
+		return m.(*vschema.Manifest), nil
 	}
-	m, err := LoadManifest(ctx, root, Getter(rc.GetBlob))
+	m, err := vschema.LoadManifest(ctx, root, vschema.Getter(rc.GetBlob))
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +90,7 @@ func (s *Store) updateCellFast(ctx context.Context, cell string, keys syncKeys, 
 	if err != nil {
 		return err
 	}
-	enc, err := EncodeEdit(m, edit)
+	enc, err := vschema.EncodeEdit(m, edit)
 	if err != nil {
 		return err
 	}
@@ -125,17 +126,5 @@ func (s *Store) cellKeyspaceFast(ctx context.Context, cell, name string) (*vsche
 	if err != nil {
 		return nil, false, err
 	}
-	e, ok := m.Keyspace(name)
-	if !ok {
-		return nil, false, nil
-	}
-	b, err := fetchOne(ctx, Getter(rc.GetBlob), blobRef{what: fmt.Sprintf("keyspace %q piece", name), hash: e.Hash, size: e.Size})
-	if err != nil {
-		return nil, false, err
-	}
-	ks := &vschemapb.Keyspace{}
-	if err := ks.UnmarshalVT(b); err != nil {
-		return nil, false, fmt.Errorf("%w: keyspace %q: unmarshal: %w", ErrCorrupt, name, err)
-	}
-	return ks, true, nil
+	return vschema.FetchKeyspace(ctx, vschema.Getter(rc.GetBlob), m, name)
 }

@@ -1,4 +1,4 @@
-package vschema_test
+package vschemastore_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"vitess.io/vitess/go/vt/sqlparser"
 
 	"github.com/topod-io/topod/internal/jd"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
 // otherKeyspaces is what the validation's resolver knows besides the batch:
@@ -51,8 +51,8 @@ func TestValidateKeyspaces(t *testing.T) {
 		keyspace string
 		ks       *vschemapb.Keyspace
 		strict   bool
-		want     *vschema.Problem // nil: valid
-		warning  string           // a warning code expected
+		want     *vschemastore.Problem // nil: valid
+		warning  string                // a warning code expected
 	}{
 		{name: "valid sharded", keyspace: "users", ks: sharded(map[string]*vschemapb.Table{"users": {ColumnVindexes: primary("id")}})},
 		{name: "valid unsharded", keyspace: "users", ks: &vschemapb.Keyspace{Tables: map[string]*vschemapb.Table{"t": {}}}},
@@ -60,38 +60,38 @@ func TestValidateKeyspaces(t *testing.T) {
 		{
 			name: "unknown vindex type", keyspace: "users",
 			ks:   &vschemapb.Keyspace{Sharded: true, Vindexes: map[string]*vschemapb.Vindex{"h": {Type: "hashh"}}},
-			want: &vschema.Problem{Keyspace: "users", Vindex: "h", Field: "vindexes.h.type", Code: vschema.CodeUnknownVindex},
+			want: &vschemastore.Problem{Keyspace: "users", Vindex: "h", Field: "vindexes.h.type", Code: vschemastore.CodeUnknownVindex},
 		},
 		{
 			name: "missing vindex", keyspace: "users",
 			ks:   sharded(map[string]*vschemapb.Table{"orders": {ColumnVindexes: []*vschemapb.ColumnVindex{{Column: "id", Name: "nosuch"}}}}),
-			want: &vschema.Problem{Keyspace: "users", Table: "orders", Field: "tables.orders.column_vindexes[0].name", Code: vschema.CodeMissingVindex},
+			want: &vschemastore.Problem{Keyspace: "users", Table: "orders", Field: "tables.orders.column_vindexes[0].name", Code: vschemastore.CodeMissingVindex},
 		},
 		{
 			name: "no primary vindex", keyspace: "users",
 			ks:   sharded(map[string]*vschemapb.Table{"orders": {}}),
-			want: &vschema.Problem{Keyspace: "users", Table: "orders", Field: "tables.orders.column_vindexes", Code: vschema.CodeNoPrimaryVindex},
+			want: &vschemastore.Problem{Keyspace: "users", Table: "orders", Field: "tables.orders.column_vindexes", Code: vschemastore.CodeNoPrimaryVindex},
 		},
 		{
 			name: "bad keyspace name", keyspace: "../x",
 			ks:   &vschemapb.Keyspace{},
-			want: &vschema.Problem{Keyspace: "../x", Code: vschema.CodeBadName},
+			want: &vschemastore.Problem{Keyspace: "../x", Code: vschemastore.CodeBadName},
 		},
 		{
 			name: "bad table name", keyspace: "users",
 			ks:   &vschemapb.Keyspace{Tables: map[string]*vschemapb.Table{"a/b": {}}},
-			want: &vschema.Problem{Keyspace: "users", Table: "a/b", Field: "tables.a/b", Code: vschema.CodeBadName},
+			want: &vschemastore.Problem{Keyspace: "users", Table: "a/b", Field: "tables.a/b", Code: vschemastore.CodeBadName},
 		},
 		{
 			name: "table name too long", keyspace: "users",
 			ks:   &vschemapb.Keyspace{Tables: map[string]*vschemapb.Table{strings.Repeat("t", 65): {}}},
-			want: &vschema.Problem{Keyspace: "users", Table: strings.Repeat("t", 65), Code: vschema.CodeBadName},
+			want: &vschemastore.Problem{Keyspace: "users", Table: strings.Repeat("t", 65), Code: vschemastore.CodeBadName},
 		},
 		{
 			name: "sequence in a missing keyspace", keyspace: "users",
 			ks: sharded(map[string]*vschemapb.Table{"users": {ColumnVindexes: primary("id"),
 				AutoIncrement: &vschemapb.AutoIncrement{Column: "id", Sequence: "nosuch.user_seq"}}}),
-			want: &vschema.Problem{Keyspace: "users", Table: "users", Field: "tables.users.auto_increment.sequence", Code: vschema.CodeMissingKeyspace},
+			want: &vschemastore.Problem{Keyspace: "users", Table: "users", Field: "tables.users.auto_increment.sequence", Code: vschemastore.CodeMissingKeyspace},
 		},
 		{
 			name: "sequence in an existing keyspace", keyspace: "users",
@@ -102,66 +102,66 @@ func TestValidateKeyspaces(t *testing.T) {
 			name: "sequence not declared as one", keyspace: "users",
 			ks: sharded(map[string]*vschemapb.Table{"users": {ColumnVindexes: primary("id"),
 				AutoIncrement: &vschemapb.AutoIncrement{Column: "id", Sequence: "empty.user_seq"}}}),
-			warning: vschema.CodeUnresolved,
+			warning: vschemastore.CodeUnresolved,
 		},
 		{
 			name: "sequence table missing in a sharded keyspace", keyspace: "users",
 			ks: sharded(map[string]*vschemapb.Table{"users": {ColumnVindexes: primary("id"),
 				AutoIncrement: &vschemapb.AutoIncrement{Column: "id", Sequence: "shardedks.user_seq"}}}),
-			want: &vschema.Problem{Keyspace: "users", Table: "users", Field: "tables.users.auto_increment.sequence", Code: vschema.CodeMissingTable},
+			want: &vschemastore.Problem{Keyspace: "users", Table: "users", Field: "tables.users.auto_increment.sequence", Code: vschemastore.CodeMissingTable},
 		},
 		{
 			name: "reference to a missing keyspace", keyspace: "users",
 			ks:   sharded(map[string]*vschemapb.Table{"countries": {Type: "reference", Source: "nosuch.countries"}}),
-			want: &vschema.Problem{Keyspace: "users", Table: "countries", Field: "tables.countries.source", Code: vschema.CodeMissingKeyspace},
+			want: &vschemastore.Problem{Keyspace: "users", Table: "countries", Field: "tables.countries.source", Code: vschemastore.CodeMissingKeyspace},
 		},
 		{
 			name: "reference to a missing table", keyspace: "users",
 			ks:   sharded(map[string]*vschemapb.Table{"countries": {Type: "reference", Source: "refks.regions"}}),
-			want: &vschema.Problem{Keyspace: "users", Table: "countries", Field: "tables.countries.source", Code: vschema.CodeMissingTable},
+			want: &vschemastore.Problem{Keyspace: "users", Table: "countries", Field: "tables.countries.source", Code: vschemastore.CodeMissingTable},
 		},
 		{name: "reference", keyspace: "users", ks: sharded(map[string]*vschemapb.Table{"countries": {Type: "reference", Source: "refks.countries"}})},
 		{
 			name: "unknown table type", keyspace: "users",
 			ks:   &vschemapb.Keyspace{Tables: map[string]*vschemapb.Table{"t": {Type: "view"}}},
-			want: &vschema.Problem{Keyspace: "users", Table: "t", Field: "tables.t.type", Code: vschema.CodeInvalid},
+			want: &vschemastore.Problem{Keyspace: "users", Table: "t", Field: "tables.t.type", Code: vschemastore.CodeInvalid},
 		},
 		{
 			name: "sharded sequence", keyspace: "users",
 			ks:   sharded(map[string]*vschemapb.Table{"s": {Type: "sequence"}}),
-			want: &vschema.Problem{Keyspace: "users", Table: "s", Field: "tables.s.type", Code: vschema.CodeInvalid},
+			want: &vschemastore.Problem{Keyspace: "users", Table: "s", Field: "tables.s.type", Code: vschemastore.CodeInvalid},
 		},
 		{
 			name: "non-unique primary vindex (found by Vitess)", keyspace: "users",
 			ks: &vschemapb.Keyspace{Sharded: true,
 				Vindexes: map[string]*vschemapb.Vindex{"lk": {Type: "lookup", Params: map[string]string{"table": "users.lk", "from": "c", "to": "keyspace_id"}}},
 				Tables:   map[string]*vschemapb.Table{"orders": {ColumnVindexes: []*vschemapb.ColumnVindex{{Column: "c", Name: "lk"}}}}},
-			want: &vschema.Problem{Keyspace: "users", Table: "orders", Field: "tables.orders", Code: vschema.CodeInvalid},
+			want: &vschemastore.Problem{Keyspace: "users", Table: "orders", Field: "tables.orders", Code: vschemastore.CodeInvalid},
 		},
 		{
 			name: "missing vindex parameter", keyspace: "users",
 			ks:   &vschemapb.Keyspace{Sharded: true, Vindexes: map[string]*vschemapb.Vindex{"mc": {Type: "multicol"}}},
-			want: &vschema.Problem{Keyspace: "users", Vindex: "mc", Field: "vindexes.mc.params", Code: vschema.CodeVindexParams},
+			want: &vschemastore.Problem{Keyspace: "users", Vindex: "mc", Field: "vindexes.mc.params", Code: vschemastore.CodeVindexParams},
 		},
 		{
 			name: "unknown vindex parameter", keyspace: "users",
 			ks:      &vschemapb.Keyspace{Sharded: true, Vindexes: map[string]*vschemapb.Vindex{"h": {Type: "hash", Params: map[string]string{"colour": "blue"}}}},
-			warning: vschema.CodeVindexParams,
+			warning: vschemastore.CodeVindexParams,
 		},
 		{
 			name: "unknown vindex parameter, strict", keyspace: "users", strict: true,
 			ks:   &vschemapb.Keyspace{Sharded: true, Vindexes: map[string]*vschemapb.Vindex{"h": {Type: "hash", Params: map[string]string{"colour": "blue"}}}},
-			want: &vschema.Problem{Keyspace: "users", Vindex: "h", Field: "vindexes.h.params", Code: vschema.CodeVindexParams},
+			want: &vschemastore.Problem{Keyspace: "users", Vindex: "h", Field: "vindexes.h.params", Code: vschemastore.CodeVindexParams},
 		},
 		{
 			name: "duplicate column", keyspace: "users",
 			ks:   &vschemapb.Keyspace{Tables: map[string]*vschemapb.Table{"t": {Columns: []*vschemapb.Column{{Name: "a"}, {Name: "A"}}}}},
-			want: &vschema.Problem{Keyspace: "users", Table: "t", Field: "tables.t", Code: vschema.CodeInvalid},
+			want: &vschemastore.Problem{Keyspace: "users", Table: "t", Field: "tables.t", Code: vschemastore.CodeInvalid},
 		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			v, err := vschema.ValidateKeyspaces(t.Context(), parser, map[string]*vschemapb.Keyspace{c.keyspace: c.ks}, otherKeyspaces, vschema.ValidateOptions{Strict: c.strict})
+			v, err := vschemastore.ValidateKeyspaces(t.Context(), parser, map[string]*vschemapb.Keyspace{c.keyspace: c.ks}, otherKeyspaces, vschemastore.ValidateOptions{Strict: c.strict})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -199,22 +199,22 @@ func TestValidateBatch(t *testing.T) {
 	for i := range p.Keyspaces {
 		name, ks := p.Keyspace(i)
 		batch[name] = ks
-		refs += len(vschema.References(name, ks))
+		refs += len(vschemastore.References(name, ks))
 	}
 	if refs == 0 {
 		t.Fatal("the profile has no cross-keyspace references to check")
 	}
-	v, err := vschema.ValidateKeyspaces(t.Context(), parser, batch, otherKeyspaces, vschema.ValidateOptions{})
+	v, err := vschemastore.ValidateKeyspaces(t.Context(), parser, batch, otherKeyspaces, vschemastore.ValidateOptions{})
 	if err != nil || !v.OK() {
 		t.Fatalf("JD profile refused: %v %v", err, v.Errors)
 	}
 	// Without the keyspaces they refer to, the referring ones are refused.
 	for name, ks := range batch {
-		if len(vschema.References(name, ks)) == 0 {
+		if len(vschemastore.References(name, ks)) == 0 {
 			continue
 		}
-		v, err := vschema.ValidateKeyspaces(t.Context(), parser, map[string]*vschemapb.Keyspace{name: ks}, otherKeyspaces, vschema.ValidateOptions{})
-		if err != nil || v.OK() || v.Errors[0].Code != vschema.CodeMissingKeyspace {
+		v, err := vschemastore.ValidateKeyspaces(t.Context(), parser, map[string]*vschemapb.Keyspace{name: ks}, otherKeyspaces, vschemastore.ValidateOptions{})
+		if err != nil || v.OK() || v.Errors[0].Code != vschemastore.CodeMissingKeyspace {
 			t.Fatalf("%s alone: %v %+v", name, err, v)
 		}
 		break
@@ -239,10 +239,10 @@ func TestParseKeyspaceJSON(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			ks, v, err := vschema.ParseKeyspaceJSON("ks", []byte(c.json))
+			ks, v, err := vschemastore.ParseKeyspaceJSON("ks", []byte(c.json))
 			if c.malformed {
-				var verr *vschema.ValidationError
-				if !errors.As(err, &verr) || verr.Validation.Errors[0].Code != vschema.CodeMalformed {
+				var verr *vschemastore.ValidationError
+				if !errors.As(err, &verr) || verr.Validation.Errors[0].Code != vschemastore.CodeMalformed {
 					t.Fatalf("err = %v, want a malformed-JSON ValidationError", err)
 				}
 				t.Logf("%v", err)
@@ -267,7 +267,7 @@ func TestValidateKeyspaceName(t *testing.T) {
 		"ks0001": true, "commerce": true, "a-b_c": true, "../x": false, "": false,
 		"a/b": false, "a.b": false, strings.Repeat("k", 65): false, "ks%2F": false,
 	} {
-		if err := vschema.ValidateKeyspaceName(name); (err == nil) != ok {
+		if err := vschemastore.ValidateKeyspaceName(name); (err == nil) != ok {
 			t.Errorf("ValidateKeyspaceName(%q) = %v", name, err)
 		}
 	}

@@ -1,4 +1,4 @@
-package vschema
+package vschemastore
 
 // This file compares two vschemas of one keyspace, or two sets of rules,
 // for dry runs, audit summaries and the CLI's diff.
@@ -237,7 +237,7 @@ func ruleKeys(m proto.Message) []string {
 	l := r.Get(fd).List()
 	out := make([]string, l.Len())
 	for i := range l.Len() {
-		b, _ := marshalOpts.Marshal(l.Get(i).Message().Interface())
+		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(l.Get(i).Message().Interface())
 		out[i] = string(b)
 	}
 	return out

@@ -1,4 +1,4 @@
-package vschema
+package vschemastore
 
 // This file reads and writes the global rules files that RebuildSrvVSchema
 // copies into every SrvVSchema: routing rules, shard routing rules,

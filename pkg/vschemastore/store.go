@@ -1,4 +1,4 @@
-package vschema
+package vschemastore
 
 // This file is the vschema service over a Vitess topology (any
 // topo.Server: topod, etcd2, ...): read, validate, write a keyspace's
@@ -23,6 +23,7 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 
 	"github.com/topod-io/topod/pkg/retry"
+	"github.com/topod-io/topod/pkg/vschema"
 )
 
 // Errors of Store operations, wrapped with the operation and the path.
@@ -90,7 +91,7 @@ type Store struct {
 	cellsMu sync.Mutex
 	cells   map[string]*cellSyncer
 
-	manifests sync.Map // cell -> *Manifest last written or read (fast path)
+	manifests sync.Map // cell -> *vschema.Manifest last written or read (fast path)
 }
 
 // NewStore returns a Store on ts.
@@ -647,7 +648,7 @@ func (s *Store) GetCellKeyspace(ctx context.Context, cell, name string) (*vschem
 	if err != nil {
 		return nil, err
 	}
-	ks, ok, err := FindKeyspace(data, name)
+	ks, ok, err := vschema.FindKeyspace(data, name)
 	if err != nil {
 		return nil, fmt.Errorf("vschema: cell %s: %w", cell, err)
 	}

@@ -1,4 +1,4 @@
-package vschema
+package vschemastore
 
 // This file holds the validation of keyspace vschemas before they are
 // written: Vitess's own vindexes.BuildKeyspace and vindexes.BuildVSchema

@@ -1,11 +1,11 @@
-package vschema_test
+package vschemastore_test
 
 import (
 	"testing"
 
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
 func TestDiffKeyspaces(t *testing.T) {
@@ -27,11 +27,11 @@ func TestDiffKeyspaces(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			d := vschema.DiffKeyspaces(c.old, c.new)
+			d := vschemastore.DiffKeyspaces(c.old, c.new)
 			var paths []string
 			for _, ch := range d.Changes {
 				paths = append(paths, ch.Path)
-				if (ch.Op == vschema.OpAdd) != (ch.Old == nil) || (ch.Op == vschema.OpRemove) != (ch.New == nil) {
+				if (ch.Op == vschemastore.OpAdd) != (ch.Old == nil) || (ch.Op == vschemastore.OpRemove) != (ch.New == nil) {
 					t.Errorf("change %s %s: old %s new %s", ch.Op, ch.Path, ch.Old, ch.New)
 				}
 			}
@@ -58,11 +58,11 @@ func TestDiffRules(t *testing.T) {
 		}
 		return rr
 	}
-	d := vschema.DiffRules(r("a", "b", "c"), r("b", "c", "d", "e"))
+	d := vschemastore.DiffRules(r("a", "b", "c"), r("b", "c", "d", "e"))
 	if d.Added != 2 || d.Removed != 1 || d.OldRules != 3 || d.NewRules != 4 {
 		t.Fatalf("%+v", d)
 	}
-	if d := vschema.DiffRules(nil, r()); !d.Empty() {
+	if d := vschemastore.DiffRules(nil, r()); !d.Empty() {
 		t.Fatalf("%+v", d)
 	}
 }

@@ -1,0 +1,13 @@
+package vschemastore_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/topod-io/topod/internal/vschematest"
+)
+
+func TestMain(m *testing.M) {
+	vschematest.QuietVitessLogs()
+	os.Exit(m.Run())
+}
