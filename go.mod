@@ -1,6 +1,6 @@
 module github.com/topod-io/topod
 
-go 1.26.7
+go 1.26.8
 
 require (
 	github.com/cenkalti/backoff/v5 v5.0.3
@@ -24,7 +24,7 @@ require (
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
 	sigs.k8s.io/yaml v1.6.0
-	vitess.io/vitess v0.24.3
+	vitess.io/vitess v0.24.4
 )
 
 require (
@@ -177,7 +177,7 @@ require (
 	github.com/pelletier/go-toml/v2 v2.3.0 // indirect
 	github.com/petermattis/goid v0.0.0-20260330135022-df67b199bc81 // indirect
 	github.com/philhofer/fwd v1.2.0 // indirect
-	github.com/pierrec/lz4 v2.6.1+incompatible // indirect
+	github.com/pierrec/lz4/v4 v4.1.27 // indirect
 	github.com/pires/go-proxyproto v0.11.0 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/planetscale/pargzip v0.0.0-20201116224723-90c7fc03ea8a // indirect
