@@ -51,8 +51,8 @@ type serveFlags struct {
 	inlineLimit    int
 	blobCacheBytes int64
 	metricsListen  string
-	cachePrefixes  []string
-	cacheMaxBytes  int64
+	mirrorPrefixes []string
+	mirrorMaxBytes int64
 	lockTTL        time.Duration
 	shutdownGrace  time.Duration
 	gcInterval     time.Duration
@@ -83,8 +83,15 @@ func newRootCommand() *cobra.Command {
 	fs.IntVar(&f.inlineLimit, "inline-limit", record.DefaultInlineLimit, "files up to this many bytes are stored in their record; larger ones as blobs (at most 63 KiB: no backend value exceeds 64 KiB)")
 	fs.Int64Var(&f.blobCacheBytes, "blob-cache-bytes", toposerver.DefaultBlobCacheBytes, "memory bound of topod's blob cache, in bytes")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "address of the HTTP server for /metrics (Prometheus) and /debug/status; empty: none")
-	fs.StringSliceVar(&f.cachePrefixes, "cache-prefixes", []string{"/"}, "key prefixes topod mirrors in memory, each with one backend watch serving every client watch and read under it; empty: none")
-	fs.Int64Var(&f.cacheMaxBytes, "cache-max-bytes", toposerver.DefaultCacheMaxBytes, "memory bound of each mirrored prefix; past it the mirror keeps every key but reads the values that do not fit from the backend (topod_mirror_evicted_values)")
+	fs.StringSliceVar(&f.mirrorPrefixes, "mirror-prefixes", []string{"/"}, "key prefixes topod mirrors in memory, each with one backend watch serving every client watch and read under it; empty: none")
+	fs.Int64Var(&f.mirrorMaxBytes, "mirror-max-bytes", toposerver.DefaultMirrorMaxBytes, "memory bound of each mirrored prefix; past it the mirror keeps every key but reads the values that do not fit from the backend (topod_mirror_evicted_values)")
+	// The names of earlier releases, which called the mirror a cache (as
+	// --blob-cache-bytes still names the blob cache): accepted, with a
+	// warning.
+	fs.StringSliceVar(&f.mirrorPrefixes, "cache-prefixes", []string{"/"}, "")
+	fs.Int64Var(&f.mirrorMaxBytes, "cache-max-bytes", toposerver.DefaultMirrorMaxBytes, "")
+	_ = fs.MarkDeprecated("cache-prefixes", "use --mirror-prefixes")
+	_ = fs.MarkDeprecated("cache-max-bytes", "use --mirror-max-bytes")
 	fs.DurationVar(&f.lockTTL, "lock-ttl", toposerver.DefaultLockTTL, "lease TTL of locks and elections whose client asked for none")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long a shutdown waits for requests in flight")
 	fs.DurationVar(&f.gcInterval, "gc-interval", 0, "run blob garbage collection this often (e.g. 1h; one replica at a time, by a lock in the backend); 0: never (see topod gc)")
@@ -134,9 +141,9 @@ func serve(ctx context.Context, f serveFlags) error {
 		BlobCacheBytes: f.blobCacheBytes,
 		InlineLimit:    f.inlineLimit,
 		LockTTL:        f.lockTTL,
-		CachePrefixes:  cachePrefixes(f.cachePrefixes),
-		DisableCache:   len(cachePrefixes(f.cachePrefixes)) == 0,
-		CacheMaxBytes:  f.cacheMaxBytes,
+		MirrorPrefixes: mirrorPrefixes(f.mirrorPrefixes),
+		DisableMirror:  len(mirrorPrefixes(f.mirrorPrefixes)) == 0,
+		MirrorMaxBytes: f.mirrorMaxBytes,
 		GCGrace:        f.gcGrace,
 		TLS:            serverTLS,
 		Logger:         log,
@@ -218,9 +225,9 @@ func open(ctx context.Context, f commonFlags) (kv.Backend, blobstore.Store, erro
 	return backend, blobs, nil
 }
 
-// cachePrefixes drops empty entries, so --cache-prefixes= turns mirroring
+// mirrorPrefixes drops empty entries, so --mirror-prefixes= turns mirroring
 // off.
-func cachePrefixes(in []string) []string {
+func mirrorPrefixes(in []string) []string {
 	out := []string{}
 	for _, p := range in {
 		if p != "" {

@@ -195,3 +195,31 @@ func freeAddr(t *testing.T) string {
 	}
 	return addr
 }
+
+// TestDeprecatedMirrorFlags: the mirror's flags of earlier releases
+// (--cache-prefixes, --cache-max-bytes) still set it, and say they are
+// deprecated.
+func TestDeprecatedMirrorFlags(t *testing.T) {
+	for _, tc := range []struct {
+		old, new, value string
+	}{
+		{"cache-prefixes", "mirror-prefixes", "[/a/,/b/]"},
+		{"cache-max-bytes", "mirror-max-bytes", "1024"},
+	} {
+		t.Run(tc.old, func(t *testing.T) {
+			cmd := newRootCommand()
+			var stderr strings.Builder
+			cmd.SetErr(&stderr)
+			cmd.Flags().SetOutput(&stderr)
+			if err := cmd.ParseFlags([]string{"--" + tc.old + "=" + strings.Trim(tc.value, "[]")}); err != nil {
+				t.Fatal(err)
+			}
+			if got := cmd.Flags().Lookup(tc.new).Value.String(); got != tc.value {
+				t.Errorf("--%s sets --%s to %s, want %s", tc.old, tc.new, got, tc.value)
+			}
+			if !strings.Contains(stderr.String(), "deprecated, use --"+tc.new) {
+				t.Errorf("no deprecation warning: %q", stderr.String())
+			}
+		})
+	}
+}

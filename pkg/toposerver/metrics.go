@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/topod-io/topod/pkg/kv"
-	"github.com/topod-io/topod/pkg/mirror"
+	"github.com/topod-io/topod/pkg/kvmirror"
 )
 
 // metrics are topod's Prometheus metrics, on a registry of the server's own.
@@ -67,7 +67,7 @@ func newMetrics() *metrics {
 			Name: "topod_watch_resume_unchanged_files_total", Help: "Files not sent again to resuming watchers because they had not changed since the revision the watcher had reached.",
 		}),
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "topod_cache_requests_total", Help: "Reads of mirrored prefixes, by operation and result (hit: served from memory).",
+			Name: "topod_mirror_reads_total", Help: "Reads of mirrored prefixes, by operation and result (hit: served from memory; miss: the mirror had not reached the revision asked for, or was not ready, and the backend answered).",
 		}, []string{"op", "result"}),
 		backend: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "topod_backend_requests_total", Help: "Requests topod made to its backend, by type.",
@@ -84,8 +84,8 @@ func newMetrics() *metrics {
 }
 
 // observeMirrors exports the mirrors' sizes, read when scraped.
-func (m *metrics) observeMirrors(mirrors []*mirror.Mirror) {
-	sum := func(f func(mirror.Stats) float64) func() float64 {
+func (m *metrics) observeMirrors(mirrors []*kvmirror.Mirror) {
+	sum := func(f func(kvmirror.Stats) float64) func() float64 {
 		return func() float64 {
 			total := 0.0
 			for _, mr := range mirrors {
@@ -97,17 +97,17 @@ func (m *metrics) observeMirrors(mirrors []*mirror.Mirror) {
 	m.registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "topod_mirror_bytes", Help: "Memory held by topod's mirrors (keys and values), summed over mirrored prefixes.",
-		}, sum(func(s mirror.Stats) float64 { return float64(s.Bytes) })),
+		}, sum(func(s kvmirror.Stats) float64 { return float64(s.Bytes) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "topod_mirror_evicted_values", Help: "Files whose values topod's mirrors do not hold, being over --cache-max-bytes: reads of them go to the backend. 0 when every value fits.",
-		}, sum(func(s mirror.Stats) float64 { return float64(s.EvictedValues) })),
+			Name: "topod_mirror_evicted_values", Help: "Files whose values topod's mirrors do not hold, being over --mirror-max-bytes: reads of them go to the backend. 0 when every value fits.",
+		}, sum(func(s kvmirror.Stats) float64 { return float64(s.EvictedValues) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "topod_mirror_subscriptions", Help: "Watches served from topod's mirrors.",
-		}, sum(func(s mirror.Stats) float64 { return float64(s.Subscriptions) })),
+		}, sum(func(s kvmirror.Stats) float64 { return float64(s.Subscriptions) })),
 	)
 }
 
-// EventsIn, Coalesced and Relisted make metrics a mirror.Observer.
+// EventsIn, Coalesced and Relisted make metrics a kvmirror.Observer.
 func (m *metrics) EventsIn(n int)  { m.eventsIn.Add(float64(n)) }
 func (m *metrics) Coalesced(n int) { m.coalesced.Add(float64(n)) }
 func (m *metrics) Relisted()       { m.relists.Inc() }

@@ -31,7 +31,7 @@ import (
 	"github.com/topod-io/topod/pkg/blobstore"
 	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/kv"
-	"github.com/topod-io/topod/pkg/mirror"
+	"github.com/topod-io/topod/pkg/kvmirror"
 	"github.com/topod-io/topod/pkg/record"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
@@ -41,8 +41,8 @@ const (
 	DefaultLockTTL = 30 * time.Second
 	// DefaultBlobCacheBytes bounds topod's cache of blobs.
 	DefaultBlobCacheBytes = 256 << 20
-	// DefaultCacheMaxBytes bounds each in-memory mirror of the backend.
-	DefaultCacheMaxBytes = 2 << 30
+	// DefaultMirrorMaxBytes bounds each in-memory mirror of the backend.
+	DefaultMirrorMaxBytes = 2 << 30
 	// writeVisibleTimeout bounds how long a write waits for topod's mirror
 	// to reflect it, so the writer's next read is served from memory. The
 	// wait is for the mirror to apply the write, never for the watchers to
@@ -77,16 +77,16 @@ type Options struct {
 	// only; with ClientCAs and RequireAndVerifyClientCert, only clients
 	// with a certificate get in.
 	TLS *tls.Config
-	// CachePrefixes are the key prefixes topod mirrors in memory, each
+	// MirrorPrefixes are the key prefixes topod mirrors in memory, each
 	// followed by one backend watch: every Watch and WatchRecursive under
 	// them is served from that watch, and Get, List and ListDir from
-	// memory. Default: "/", everything. DisableCache turns mirroring off.
-	CachePrefixes []string
-	DisableCache  bool
-	// CacheMaxBytes bounds the memory of each mirror; past it a mirror
+	// memory. Default: "/", everything. DisableMirror turns mirroring off.
+	MirrorPrefixes []string
+	DisableMirror  bool
+	// MirrorMaxBytes bounds the memory of each mirror; past it a mirror
 	// keeps every key but not the values that do not fit, which are read
-	// from the backend when asked for. Default DefaultCacheMaxBytes.
-	CacheMaxBytes int64
+	// from the backend when asked for. Default DefaultMirrorMaxBytes.
+	MirrorMaxBytes int64
 	// GCGrace is the grace period of blob garbage collection (package
 	// blobgc). MissingBlobs and PutBlobs refresh the blobs they find stored
 	// before now - GCGrace/2, so a writer has GCGrace/2 from asking to
@@ -105,7 +105,7 @@ type Server struct {
 	backend kv.Backend
 	blobs   blobstore.Store
 	cache   *cache.Cache
-	mirrors []*mirror.Mirror
+	mirrors []*kvmirror.Mirror
 	metrics *metrics
 	opts    Options
 	log     *slog.Logger
@@ -131,11 +131,11 @@ func New(backend kv.Backend, opts Options) *Server {
 	if opts.BlobCacheBytes <= 0 {
 		opts.BlobCacheBytes = DefaultBlobCacheBytes
 	}
-	if opts.CachePrefixes == nil {
-		opts.CachePrefixes = []string{"/"}
+	if opts.MirrorPrefixes == nil {
+		opts.MirrorPrefixes = []string{"/"}
 	}
-	if opts.CacheMaxBytes <= 0 {
-		opts.CacheMaxBytes = DefaultCacheMaxBytes
+	if opts.MirrorMaxBytes <= 0 {
+		opts.MirrorMaxBytes = DefaultMirrorMaxBytes
 	}
 	if opts.LockTTL <= 0 {
 		opts.LockTTL = DefaultLockTTL
@@ -161,9 +161,9 @@ func New(backend kv.Backend, opts Options) *Server {
 		cancel:  cancel,
 	}
 	s.health.SetServingStatus(topodv1.Topo_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	if !opts.DisableCache {
-		for _, prefix := range opts.CachePrefixes {
-			m := mirror.New(backend, prefix, mirror.Options{MaxBytes: opts.CacheMaxBytes, Observer: met, Logger: opts.Logger})
+	if !opts.DisableMirror {
+		for _, prefix := range opts.MirrorPrefixes {
+			m := kvmirror.New(backend, prefix, kvmirror.Options{MaxBytes: opts.MirrorMaxBytes, Observer: met, Logger: opts.Logger})
 			s.mirrors = append(s.mirrors, m)
 			s.streams.Add(1)
 			go func() {
@@ -178,8 +178,8 @@ func New(backend kv.Backend, opts Options) *Server {
 
 // mirrorFor returns the mirror covering key (the one with the longest
 // prefix), or nil.
-func (s *Server) mirrorFor(key string) *mirror.Mirror {
-	var best *mirror.Mirror
+func (s *Server) mirrorFor(key string) *kvmirror.Mirror {
+	var best *kvmirror.Mirror
 	for _, m := range s.mirrors {
 		if m.Covers(key) && (best == nil || len(m.Prefix()) > len(best.Prefix())) {
 			best = m

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/topod-io/topod/pkg/kv"
-	"github.com/topod-io/topod/pkg/mirror"
+	"github.com/topod-io/topod/pkg/kvmirror"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -84,7 +84,7 @@ func (s *Server) watchOne(req *topodv1.WatchRequest, stream grpc.ServerStreaming
 func (s *Server) watch(ctx context.Context, send sendFunc, w watchSpec) error {
 	if m := s.mirrorFor(w.key); m != nil {
 		s.awaitResume(ctx, m, w.after)
-		notify, signaled := mirror.Signal()
+		notify, signaled := kvmirror.Signal()
 		sub, snapshot, rev, ok, err := m.Subscribe(ctx, w.key, w.recursive, notify)
 		if err != nil {
 			return fmt.Errorf("watch %s: %w", w.path, err)
@@ -111,7 +111,7 @@ func (s *Server) watch(ctx context.Context, send sendFunc, w watchSpec) error {
 // awaitResume waits, at most resumeWait, until m is ready and has reached
 // the revision a resuming client had seen, so the watch starts from a state
 // at least as recent as the client's.
-func (s *Server) awaitResume(ctx context.Context, m *mirror.Mirror, after int64) {
+func (s *Server) awaitResume(ctx context.Context, m *kvmirror.Mirror, after int64) {
 	ctx, cancel := context.WithTimeout(ctx, resumeWait)
 	defer cancel()
 	_ = m.WaitRev(ctx, max(after, 1))

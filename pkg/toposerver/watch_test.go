@@ -56,7 +56,7 @@ func TestWatchResume(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				ctx := t.Context()
-				srv := topodtest.Start(t, be.open(t), toposerver.Options{DisableCache: !cached})
+				srv := topodtest.Start(t, be.open(t), toposerver.Options{DisableMirror: !cached})
 				cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 				if err != nil {
 					t.Fatal(err)

@@ -14,13 +14,13 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/topod-io/topod/pkg/kv"
-	"github.com/topod-io/topod/pkg/mirror"
+	"github.com/topod-io/topod/pkg/kvmirror"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
 // WatchStream is part of topodv1.TopoServer: many watches on one stream.
 //
-// A watch served from a mirror is a streamWatch and a mirror.Subscription:
+// A watch served from a mirror is a streamWatch and a kvmirror.Subscription:
 // two small structs, no goroutine. The mirror marks a changed key on its
 // subscriptions, whose notify queues the watch on its session; the
 // session's one sender goroutine takes each queued watch's changes and
@@ -78,7 +78,7 @@ type streamWatch struct {
 	id   int64
 	spec watchSpec
 	// The fields below are guarded by sess.mu.
-	sub *mirror.Subscription
+	sub *kvmirror.Subscription
 	// initial, when hasInitial, is the state to send before any change.
 	initial    []kv.KV
 	initialRev int64
@@ -171,7 +171,7 @@ func (sess *watchSession) create(c *topodv1.WatchCreate) {
 // most resumeWait): one goroutine per session serves the queue, so a
 // stream of thousands of watches resuming on a topod that just started
 // costs one goroutine, not thousands.
-func (sess *watchSession) await(w *streamWatch, m *mirror.Mirror) {
+func (sess *watchSession) await(w *streamWatch, m *kvmirror.Mirror) {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	w.deadline = time.Now().Add(resumeWait)
@@ -207,7 +207,7 @@ func (sess *watchSession) await(w *streamWatch, m *mirror.Mirror) {
 
 // subscribe serves w from mirror m: its initial state is sent first, then
 // whatever the subscription marks.
-func (sess *watchSession) subscribe(w *streamWatch, m *mirror.Mirror) {
+func (sess *watchSession) subscribe(w *streamWatch, m *kvmirror.Mirror) {
 	sub, snapshot, rev, ok, err := m.Subscribe(sess.ctx, w.spec.key, w.spec.recursive, w.queue)
 	switch {
 	case err != nil:
@@ -380,7 +380,7 @@ func (sess *watchSession) take(w *streamWatch) ([]*topodv1.WatchUpdate, error) {
 		}
 	}
 	events, rev, err := sub.Take(sess.ctx)
-	if errors.Is(err, mirror.ErrStopped) {
+	if errors.Is(err, kvmirror.ErrStopped) {
 		// The server is closing.
 		return nil, err
 	}

@@ -33,7 +33,7 @@ func startStreamServer(t *testing.T, cached bool) *watchStreamClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	srv := topodtest.Start(t, b, toposerver.Options{DisableCache: !cached})
+	srv := topodtest.Start(t, b, toposerver.Options{DisableMirror: !cached})
 	cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

@@ -58,7 +58,7 @@
 //
 // Everything but topod shares the driver process and this machine's cores:
 // the watchers' and etcd's CPU is the driver's, which the table reports too.
-// --compare-uncached adds topod with --cache-prefixes= (no in-memory mirror)
+// --compare-uncached adds topod with --mirror-prefixes= (no in-memory mirror)
 // to the side-by-side watch and the storm.
 //
 // # Keyspaces
@@ -178,7 +178,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.JDKeyspaces, "jd-keyspaces", cfg.JDKeyspaces, "keyspaces of the topod-only JD-scale watch (1911 = the JD profile, 19110 = 10x); 0 skips it")
 	fs.StringVar(&cfg.JDClients, "jd-clients", cfg.JDClients, "watchers of the JD-scale watch, comma-separated: streams (bare topod watch streams: topod's fan-out alone), plugin (the topod plugin: fetch and reassemble too)")
 	fs.IntVar(&cfg.JDPluginWatchers, "jd-plugin-watchers", cfg.JDPluginWatchers, "plugin watchers of the JD-scale watch (0 = --watchers): each reassembles 13.5 MiB per change on this machine's cores, 1,000 of them take minutes")
-	fs.BoolVar(&cfg.CompareUncached, "compare-uncached", cfg.CompareUncached, "also run topod with --cache-prefixes= (no mirror: every watch and read goes to etcd) in the side-by-side watch and the storm")
+	fs.BoolVar(&cfg.CompareUncached, "compare-uncached", cfg.CompareUncached, "also run topod with --mirror-prefixes= (no mirror: every watch and read goes to etcd) in the side-by-side watch and the storm")
 	fs.IntVar(&cfg.StormClients, "storm-clients", cfg.StormClients, "read storm: clients (vtgates)")
 	fs.IntVar(&cfg.StormShards, "storm-shards", cfg.StormShards, "read storm: shard records each client reads")
 	fs.IntVar(&cfg.StormConcurrency, "storm-concurrency", cfg.StormConcurrency, "read storm: reads in flight per client (vtgate's --topo-read-concurrency)")
@@ -459,7 +459,7 @@ func (e *env) phase(ctx context.Context, s side, fn func() error) error {
 }
 
 // withTopod runs fn with fresh topod replicas, stopped afterwards; nocache
-// starts them with --cache-prefixes= (no mirror).
+// starts them with --mirror-prefixes= (no mirror).
 func (e *env) withTopod(ctx context.Context, nocache bool, fn func(s *topodSide) error) error {
 	if err := e.etcd.waitWatchers(ctx, e.baseWatchers, 30*time.Second); err != nil {
 		return err
@@ -467,7 +467,7 @@ func (e *env) withTopod(ctx context.Context, nocache bool, fn func(s *topodSide)
 	e.topods++
 	flags := e.cfg.TopodFlags
 	if nocache {
-		flags = append(slices.Clone(flags), "--cache-prefixes=")
+		flags = append(slices.Clone(flags), "--mirror-prefixes=")
 	}
 	c, err := startTopod(ctx, e.topodBin, e.etcd.endpoint, filepath.Join(e.dir, fmt.Sprintf("topod%d", e.topods)), e.cfg.TopodReplicas, flags)
 	if err != nil {

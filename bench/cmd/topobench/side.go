@@ -82,7 +82,7 @@ const pluginCacheBytes = 512 << 20
 type topodSide struct {
 	cluster   *topodCluster
 	cacheMode string
-	nocache   bool // topod runs with --cache-prefixes= (no mirror)
+	nocache   bool // topod runs with --mirror-prefixes= (no mirror)
 
 	mode   string       // of the current scenario: cacheSeparate or cacheShared
 	shared *cache.Cache // in cacheShared mode

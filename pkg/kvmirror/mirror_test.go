@@ -1,4 +1,4 @@
-package mirror_test
+package kvmirror_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kv/boltkv"
-	"github.com/topod-io/topod/pkg/mirror"
+	"github.com/topod-io/topod/pkg/kvmirror"
 )
 
 func open(t *testing.T, opts boltkv.Options) kv.Backend {
@@ -24,9 +24,9 @@ func open(t *testing.T, opts boltkv.Options) kv.Backend {
 	return b
 }
 
-func run(t *testing.T, b kv.Backend, opts mirror.Options) *mirror.Mirror {
+func run(t *testing.T, b kv.Backend, opts kvmirror.Options) *kvmirror.Mirror {
 	t.Helper()
-	m := mirror.New(b, "/", opts)
+	m := kvmirror.New(b, "/", opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); m.Run(ctx) }()
@@ -37,16 +37,16 @@ func run(t *testing.T, b kv.Backend, opts mirror.Options) *mirror.Mirror {
 	return m
 }
 
-func start(t *testing.T) (kv.Backend, *mirror.Mirror) {
+func start(t *testing.T) (kv.Backend, *kvmirror.Mirror) {
 	t.Helper()
 	b := open(t, boltkv.Options{})
-	return b, run(t, b, mirror.Options{})
+	return b, run(t, b, kvmirror.Options{})
 }
 
 // subscribe subscribes with a signal channel, for Next.
-func subscribe(t *testing.T, m *mirror.Mirror, key string, prefix bool) (*mirror.Subscription, []kv.KV, <-chan struct{}) {
+func subscribe(t *testing.T, m *kvmirror.Mirror, key string, prefix bool) (*kvmirror.Subscription, []kv.KV, <-chan struct{}) {
 	t.Helper()
-	notify, signaled := mirror.Signal()
+	notify, signaled := kvmirror.Signal()
 	sub, snapshot, _, ok, err := m.Subscribe(t.Context(), key, prefix, notify)
 	if err != nil || !ok {
 		t.Fatalf("Subscribe(%s) = ok %v, %v", key, ok, err)
@@ -121,7 +121,7 @@ func TestChangesReachOnlyTheirWatchers(t *testing.T) {
 		{"/c/ks", true, true}, // a prefix that is not a directory
 	}
 	notified := make([]atomic.Int32, len(watches))
-	subs := make([]*mirror.Subscription, len(watches))
+	subs := make([]*kvmirror.Subscription, len(watches))
 	for i, w := range watches {
 		sub, _, _, ok, err := m.Subscribe(ctx, w.key, w.prefix, func() { notified[i].Add(1) })
 		if !ok || err != nil {
@@ -205,7 +205,7 @@ func TestStalledSubscriberStaysBounded(t *testing.T) {
 func TestRelistAfterCompaction(t *testing.T) {
 	ctx := t.Context()
 	b := open(t, boltkv.Options{WatcherBacklog: 10})
-	m := run(t, b, mirror.Options{})
+	m := run(t, b, kvmirror.Options{})
 	rev, _ := b.Create(ctx, "/gone", []byte("x"), 0)
 	if err := m.WaitRev(ctx, rev); err != nil {
 		t.Fatal(err)
@@ -254,7 +254,7 @@ func TestRelistAfterCompaction(t *testing.T) {
 func TestOverMemoryBoundKeepsServing(t *testing.T) {
 	ctx := t.Context()
 	b := open(t, boltkv.Options{})
-	m := run(t, b, mirror.Options{MaxBytes: 4096})
+	m := run(t, b, kvmirror.Options{MaxBytes: 4096})
 	value := func(i, gen int) []byte { return []byte(fmt.Sprintf("%0500d", i*1000+gen)) }
 	var rev int64
 	for i := 0; i < 40; i++ {
@@ -319,19 +319,19 @@ func TestOverMemoryBoundKeepsServing(t *testing.T) {
 func TestStopFailsSubscriptions(t *testing.T) {
 	ctx := t.Context()
 	b := open(t, boltkv.Options{})
-	m := mirror.New(b, "/", mirror.Options{})
+	m := kvmirror.New(b, "/", kvmirror.Options{})
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); m.Run(runCtx) }()
 	m.WaitRev(ctx, 1)
-	notify, signaled := mirror.Signal()
+	notify, signaled := kvmirror.Signal()
 	sub, _, _, _, _ := m.Subscribe(ctx, "/", true, notify)
 	cancel()
 	<-done
-	if _, _, err := sub.Next(ctx, signaled); err != mirror.ErrStopped {
+	if _, _, err := sub.Next(ctx, signaled); err != kvmirror.ErrStopped {
 		t.Fatalf("Next after stop: %v, want ErrStopped", err)
 	}
-	if err := m.WaitRev(ctx, 1<<40); err != mirror.ErrStopped {
+	if err := m.WaitRev(ctx, 1<<40); err != kvmirror.ErrStopped {
 		t.Fatalf("WaitRev after stop: %v", err)
 	}
 	if _, _, _, ok, _ := m.Subscribe(ctx, "/", true, notify); ok {

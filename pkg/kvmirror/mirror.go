@@ -1,4 +1,4 @@
-// Package mirror keeps an in-memory replica of every key under a prefix of a
+// Package kvmirror keeps an in-memory replica of every key under a prefix of a
 // kv.Backend, fed by one upstream watch, and fans its changes out to any
 // number of subscribers. It is how topod makes N watchers cost its backend
 // one watch, and serves reads of watched prefixes from memory.
@@ -27,7 +27,7 @@
 // from the backend (at the key's revision) when asked for. Watches and
 // reads keep being served by the one upstream watch; only the reads of
 // values not held reach the backend.
-package mirror
+package kvmirror
 
 import (
 	"context"
