@@ -191,8 +191,10 @@ func (s *Server) Restart(tb testing.TB) {
 	}
 }
 
-// waitLive polls /minio/health/live until it answers 200, the process
-// exits or ctx ends.
+// waitLive polls /minio/health/live until it answers 200 with its object
+// layer initialized (MinIO answers 200 before that, marking the answer
+// x-minio-server-status: offline, and refuses S3 requests with "Server not
+// initialized yet" meanwhile), the process exits or ctx ends.
 func (s *Server) waitLive(ctx context.Context, cmd *exec.Cmd, exited <-chan struct{}) error {
 	client := &http.Client{Timeout: time.Second}
 	liveURL := "http://" + s.Endpoint + "/minio/health/live"
@@ -202,7 +204,7 @@ func (s *Server) waitLive(ctx context.Context, cmd *exec.Cmd, exited <-chan stru
 		resp, err := client.Get(liveURL)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK && resp.Header.Get("x-minio-server-status") != "offline" {
 				return nil
 			}
 		}
