@@ -152,6 +152,17 @@ func TestVitessOnTopod(t *testing.T) {
 	})
 	t.Logf("vtgate serves every table of the SrvVSchema in /debug/vschema; SHOW VITESS_KEYSPACES through mysql lists all %d keyspaces", keyspaces)
 
+	// The plugin's figures are among vtgate's own stats.
+	vars, err := get(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/vars", vtgateHTTP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"TopodWatches", "TopodBlobFetches", "TopodBlobCacheBytes", "TopodWatchStreamReconnects"} {
+		if !strings.Contains(vars, `"`+name+`"`) {
+			t.Errorf("vtgate's /debug/vars has no %s", name)
+		}
+	}
+
 	// A one-keyspace vschema change shows in /debug/vschema within 5 s.
 	// change adds table to a keyspace's vschema with ApplyVSchema (which
 	// rebuilds the SrvVSchema) and returns when the call was made.

@@ -64,6 +64,14 @@ func (c *Conn) BlobStats() BlobStats {
 	}
 }
 
+// countFetch counts one blob fetched, for the connection and the process.
+func (c *Conn) countFetch(size int) {
+	c.counters.fetches.Add(1)
+	c.counters.fetchedBytes.Add(int64(size))
+	statBlobFetches.Add(1)
+	statBlobFetchedBytes.Add(int64(size))
+}
+
 // serverInfo returns topod's limits, asked once per connection.
 func (c *Conn) serverInfo(ctx context.Context) (*topodv1.ServerInfoResponse, error) {
 	if info := c.info.Load(); info != nil {
@@ -127,6 +135,8 @@ func (c *Conn) upload(ctx context.Context, blobs map[content.Hash][]byte) error 
 		}
 		c.counters.uploads.Add(int64(len(batch.Blobs)))
 		c.counters.uploadedBytes.Add(int64(size))
+		statBlobUploads.Add(int64(len(batch.Blobs)))
+		statBlobUploadedBytes.Add(int64(size))
 		batch, size = &topodv1.PutBlobsRequest{}, 0
 		return nil
 	}
@@ -228,8 +238,7 @@ func (c *Conn) receiveBlobs(stream grpc.ServerStreamingClient[topodv1.GetBlobsRe
 				return fmt.Errorf("blob %s: %w: topod sent %d bytes hashing to %s", h, cache.ErrCorrupt, len(b.Data), got)
 			}
 			c.blobs.Add(h, b.Data)
-			c.counters.fetches.Add(1)
-			c.counters.fetchedBytes.Add(int64(len(b.Data)))
+			c.countFetch(len(b.Data))
 		}
 	}
 }
@@ -246,8 +255,7 @@ func (c *Conn) getBlob(ctx context.Context, h content.Hash) ([]byte, error) {
 		if err != nil {
 			return nil, convertError(err, "blob "+h.String())
 		}
-		c.counters.fetches.Add(1)
-		c.counters.fetchedBytes.Add(int64(len(resp.Data)))
+		c.countFetch(len(resp.Data))
 		return resp.Data, nil
 	})
 }

@@ -242,7 +242,7 @@ func TestColdReadBatchesBlobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	unaryGets := func() float64 {
-		return metricSeries(t, srv, `topod_request_duration_seconds_count{method="/topod.v1.Topo/GetBlob"}`)
+		return metricSeries(t, srv, `grpc_server_handled_total{grpc_code="OK",grpc_method="GetBlob",grpc_service="topod.v1.Topo",grpc_type="unary"}`)
 	}
 	before := unaryGets()
 	reader, err := topoplugin.NewConnWithCache(srv.Addr, "/vitess/cell1", cache.New(1<<30))

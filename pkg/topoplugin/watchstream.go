@@ -66,6 +66,7 @@ func (ws *watchStream) add(f *follower) {
 	ws.nextID++
 	f.id = ws.nextID
 	ws.watches[f.id] = f
+	watchesOpen.Add(1)
 	stream := ws.stream
 	req := ws.createRequest(f)
 	ws.mu.Unlock()
@@ -82,6 +83,7 @@ func (ws *watchStream) remove(f *follower) {
 		return
 	}
 	delete(ws.watches, f.id)
+	watchesOpen.Add(-1)
 	stream := ws.stream
 	ws.mu.Unlock()
 	if stream != nil {
@@ -117,6 +119,7 @@ func (ws *watchStream) run() {
 		if ctx.Err() != nil {
 			break
 		}
+		statStreamReconnects.Add(1)
 		switch status.Code(err) {
 		case codes.Unimplemented, codes.PermissionDenied, codes.Unauthenticated:
 			// This topod will not serve watches to this client: say so
@@ -215,6 +218,7 @@ func (ws *watchStream) dispatch(stream grpc.BidiStreamingClient[topodv1.WatchStr
 		return
 	}
 	delete(ws.watches, u.WatchId)
+	watchesOpen.Add(-1)
 	err := status.Error(codes.Code(u.Code), u.Error)
 	if u.Code == int32(codes.OK) {
 		err = nil
@@ -240,6 +244,7 @@ func (ws *watchStream) dispatch(stream grpc.BidiStreamingClient[topodv1.WatchStr
 		ws.nextID++
 		f.id = ws.nextID
 		ws.watches[f.id] = f
+		watchesOpen.Add(1)
 		req := ws.createRequest(f)
 		go func() {
 			select {
@@ -258,6 +263,7 @@ func (ws *watchStream) failAll(err error) {
 	defer ws.mu.Unlock()
 	for id, f := range ws.watches {
 		delete(ws.watches, id)
+		watchesOpen.Add(-1)
 		if !f.isOpen {
 			f.openErr = err
 			if err == nil {

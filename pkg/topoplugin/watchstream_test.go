@@ -1,8 +1,11 @@
 package topoplugin_test
 
 import (
+	"context"
+	"expvar"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/topoplugin"
 	"github.com/topod-io/topod/pkg/toposerver"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
@@ -189,5 +193,57 @@ func TestStalledWatchStream(t *testing.T) {
 	t.Logf("%v of %d updates coalesced for the stalled stream", coalesced, files*rounds)
 	if coalesced < files*rounds/2 {
 		t.Errorf("only %v updates coalesced: the stalled stream is being queued", coalesced)
+	}
+}
+
+// TestMetricsPublished: the plugin's figures are in the process's Vitess
+// stats (what a vtgate shows in /debug/vars and /metrics), and topod's
+// metrics count streaming RPCs by method and its blob cache.
+func TestMetricsPublished(t *testing.T) {
+	ctx := t.Context()
+	srv := topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+	writer := newConn(t, srv.Addr, "/vitess/cell1")
+	v1, _ := smallSrvVSchema(t)
+	if _, err := writer.Update(ctx, "SrvVSchema", marshal(t, v1), nil); err != nil {
+		t.Fatal(err)
+	}
+	stat := func(name string) int64 {
+		v := expvar.Get(name)
+		if v == nil {
+			t.Fatalf("no stats variable %s", name)
+		}
+		n, err := strconv.ParseInt(v.String(), 10, 64)
+		if err != nil {
+			t.Fatalf("%s = %s: %v", name, v, err)
+		}
+		return n
+	}
+	fetches, watches := stat("TopodBlobFetches"), stat("TopodWatches")
+	reader, err := topoplugin.NewConnWithCache(srv.Addr, "/vitess/cell1", cache.New(1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	watchCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if _, _, err := reader.Watch(watchCtx, "SrvVSchema"); err != nil {
+		t.Fatal(err)
+	}
+	if got := stat("TopodBlobFetches") - fetches; got == 0 {
+		t.Error("TopodBlobFetches did not count the blobs a cold watcher fetched")
+	}
+	if got := stat("TopodWatches") - watches; got != 1 {
+		t.Errorf("TopodWatches went up by %d for one watch", got)
+	}
+	for _, series := range []string{
+		`grpc_server_started_total{grpc_method="WatchStream",grpc_service="topod.v1.Topo",grpc_type="bidi_stream"}`,
+		`grpc_server_handled_total{grpc_code="OK",grpc_method="Update",grpc_service="topod.v1.Topo",grpc_type="unary"}`,
+	} {
+		if metricSeries(t, srv, series) < 1 {
+			t.Errorf("topod's %s is not counted", series)
+		}
+	}
+	if metric(t, srv, "topod_blob_cache_bytes") == 0 {
+		t.Error("topod_blob_cache_bytes is 0 after blobs were served")
 	}
 }

@@ -4,9 +4,10 @@ import (
 	"context"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 
+	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kvmirror"
 )
@@ -27,7 +28,9 @@ type metrics struct {
 	resumeUnchanged prometheus.Counter
 	cache           *prometheus.CounterVec
 	backend         *prometheus.CounterVec
-	latency         *prometheus.HistogramVec
+	// grpc counts every RPC, unary and streaming, by method and status
+	// code, with handling-time histograms (go-grpc-middleware).
+	grpc *grpcprom.ServerMetrics
 }
 
 func newMetrics() *metrics {
@@ -72,13 +75,11 @@ func newMetrics() *metrics {
 		backend: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "topod_backend_requests_total", Help: "Requests topod made to its backend, by type.",
 		}, []string{"type"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "topod_request_duration_seconds", Help: "Latency of unary requests, by method.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
-		}, []string{"method"}),
+		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
+			grpcprom.WithHistogramBuckets(prometheus.ExponentialBuckets(0.0001, 4, 10)))),
 	}
 	m.registry.MustRegister(m.upstreamWatches, m.streams, m.watches, m.writeLag, m.eventsIn, m.eventsOut, m.bytesOut,
-		m.coalesced, m.relists, m.watchOpens, m.resumeUnchanged, m.cache, m.backend, m.latency,
+		m.coalesced, m.relists, m.watchOpens, m.resumeUnchanged, m.cache, m.backend, m.grpc,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -107,6 +108,25 @@ func (m *metrics) observeMirrors(mirrors []*kvmirror.Mirror) {
 	)
 }
 
+// observeBlobCache exports the blob cache's figures, read when scraped.
+func (m *metrics) observeBlobCache(c *cache.Cache) {
+	stat := func(f func(cache.Stats) float64) func() float64 {
+		return func() float64 { return f(c.Stats()) }
+	}
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "topod_blob_cache_bytes", Help: "Bytes held by topod's blob cache (--blob-cache-bytes bounds it)."},
+			stat(func(s cache.Stats) float64 { return float64(s.Bytes) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "topod_blob_cache_entries", Help: "Blobs held by topod's blob cache."},
+			stat(func(s cache.Stats) float64 { return float64(s.Entries) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "topod_blob_cache_hits_total", Help: "Lookups of topod's blob cache that found the blob."},
+			stat(func(s cache.Stats) float64 { return float64(s.Hits) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "topod_blob_cache_misses_total", Help: "Lookups of topod's blob cache that did not: read from the blob store."},
+			stat(func(s cache.Stats) float64 { return float64(s.Misses) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "topod_blob_cache_evictions_total", Help: "Blobs evicted from topod's blob cache to stay within its bound."},
+			stat(func(s cache.Stats) float64 { return float64(s.Evictions) })),
+	)
+}
+
 // EventsIn, Coalesced and Relisted make metrics a kvmirror.Observer.
 func (m *metrics) EventsIn(n int)  { m.eventsIn.Add(float64(n)) }
 func (m *metrics) Coalesced(n int) { m.coalesced.Add(float64(n)) }
@@ -126,14 +146,6 @@ func (m *metrics) cacheRead(op string, hit bool) {
 		result = "hit"
 	}
 	m.cache.WithLabelValues(op, result).Inc()
-}
-
-// unaryInterceptor records the latency of unary requests.
-func (m *metrics) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	resp, err := handler(ctx, req)
-	m.latency.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
-	return resp, err
 }
 
 // countingBackend counts the requests made to a backend by type.

@@ -160,6 +160,7 @@ func New(backend kv.Backend, opts Options) *Server {
 		ctx:     ctx,
 		cancel:  cancel,
 	}
+	met.observeBlobCache(s.cache)
 	s.health.SetServingStatus(topodv1.Topo_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	if !opts.DisableMirror {
 		for _, prefix := range opts.MirrorPrefixes {
@@ -208,6 +209,7 @@ func (s *Server) awaitMirror(ctx context.Context, p string, rev int64) {
 func (s *Server) Register(g *grpc.Server) {
 	topodv1.RegisterTopoServer(g, s)
 	healthpb.RegisterHealthServer(g, s.health)
+	s.metrics.grpc.InitializeMetrics(g)
 }
 
 // GRPCServerOptions are the options topod's gRPC server needs: message
@@ -220,7 +222,8 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 		grpc.MaxSendMsgSize(1 << 30),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(s.metrics.unaryInterceptor),
+		grpc.ChainUnaryInterceptor(s.metrics.grpc.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(s.metrics.grpc.StreamServerInterceptor()),
 	}
 	if s.opts.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.opts.TLS)))
