@@ -144,6 +144,9 @@ type follower struct {
 	recvRev int64
 	// partial is an initial state being received.
 	partial *state
+	// recreate spaces out the re-creations of a watch topod keeps ending
+	// as unavailable; nil once topod sends it changes again.
+	recreate *retry.Backoff
 	// opened is closed when the first initial state (first) or an error
 	// ending the watch before it (openErr) arrives.
 	opened  chan struct{}

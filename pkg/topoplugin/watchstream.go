@@ -210,6 +210,7 @@ func (ws *watchStream) dispatch(stream grpc.BidiStreamingClient[topodv1.WatchStr
 				}
 			}
 		} else if f.isOpen {
+			f.recreate = nil // topod follows the watch again
 			f.recvRev = max(f.recvRev, r.Revision)
 			f.box.pushChanges(r.Events)
 		}
@@ -246,10 +247,14 @@ func (ws *watchStream) dispatch(stream grpc.BidiStreamingClient[topodv1.WatchStr
 		ws.watches[f.id] = f
 		watchesOpen.Add(1)
 		req := ws.createRequest(f)
+		if f.recreate == nil {
+			f.recreate = retry.New(minRetryDelay, maxRetryDelay)
+		}
+		delay := f.recreate.Next()
 		go func() {
 			select {
 			case <-f.ctx.Done():
-			case <-time.After(retry.New(minRetryDelay, maxRetryDelay).Next()):
+			case <-time.After(delay):
 				ws.send(stream, req)
 			}
 		}()
