@@ -33,6 +33,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
@@ -442,7 +443,12 @@ func (c *Cluster) stopAll() {
 // Compact compacts the cluster's history up to rev (physically: when it
 // returns, no member serves revisions older than rev).
 func (c *Cluster) Compact(ctx context.Context, rev int64) error {
-	if _, err := c.client.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
+	_, err := c.client.Compact(ctx, rev, clientv3.WithCompactPhysical())
+	if errors.Is(err, rpctypes.ErrCompacted) {
+		// Already compacted to rev or beyond (by a concurrent call).
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("etcdtest: compact to %d: %w", rev, err)
 	}
 	return nil
