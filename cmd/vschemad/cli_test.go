@@ -13,13 +13,14 @@ import (
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
 	"github.com/topod-io/topod/internal/vschematest"
+	"github.com/topod-io/topod/pkg/vschemaapi"
 )
 
 // TestCLI runs the client subcommands against a server: apply, dry run,
 // diff, get, history, rollback, delete, audit, and their failures.
 func TestCLI(t *testing.T) {
 	tp := vschematest.StartTopodBolt(t, vschematest.Options{})
-	srv := startServer(t, tp, nil)
+	srv := vschematest.StartVSchemad(t, tp, nil)
 	tp.CreateKeyspaces(t, "commerce", "customer")
 	dir := t.TempDir()
 	write := func(name, content string) string {
@@ -48,7 +49,7 @@ func TestCLI(t *testing.T) {
 	first := m[1]
 
 	code, out, _ = cli("apply", "-k", "customer", "-f", v2, "--dry-run")
-	if code != 0 || !contains(out, "dry run: keyspace customer (version "+first+"): 1 table added", "+ tables.corder:") {
+	if code != 0 || !vschematest.ContainsAll(out, "dry run: keyspace customer (version "+first+"): 1 table added", "+ tables.corder:") {
 		t.Fatalf("dry run: %d %q", code, out)
 	}
 	code, out, _ = cli("diff", "-k", "customer", "-f", v2)
@@ -56,7 +57,7 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("diff: %d %q", code, out)
 	}
 	code, out, errOut = cli("apply", "-k", "customer", "-f", bad)
-	if code != 1 || !contains(errOut, "keyspace customer, table corder, field tables.corder.column_vindexes[0].name", "(HTTP 400)") {
+	if code != 1 || !vschematest.ContainsAll(errOut, "keyspace customer, table corder, field tables.corder.column_vindexes[0].name", "(HTTP 400)") {
 		t.Fatalf("invalid apply: %d %q %q", code, out, errOut)
 	}
 	code, out, _ = cli("apply", "-k", "customer", "-f", v2, "--if-match", first)
@@ -73,17 +74,17 @@ func TestCLI(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &map[string]any{}) != nil {
 		t.Fatalf("get: %d %q", code, out)
 	}
-	got = parseKeyspace(t, []byte(out))
+	got = vschematest.ParseKeyspace(t, []byte(out))
 	if len(got.Tables) != 2 {
 		t.Fatalf("get: %v", got)
 	}
 	code, out, _ = cli("get", "-k", "customer", "--version", first)
-	if code != 0 || !proto.Equal(parseKeyspace(t, []byte(out)), parseKeyspace(t, mustRead(t, v1))) {
+	if code != 0 || !proto.Equal(vschematest.ParseKeyspace(t, []byte(out)), vschematest.ParseKeyspace(t, mustRead(t, v1))) {
 		t.Fatalf("get --version: %d %q", code, out)
 	}
 
 	code, out, _ = cli("history", "-k", "customer")
-	if code != 0 || !contains(out, "keyspace customer, current version", "anonymous", "apply", "1 table added") || strings.Count(out, "\n") != 4 {
+	if code != 0 || !vschematest.ContainsAll(out, "keyspace customer, current version", "anonymous", "apply", "1 table added") || strings.Count(out, "\n") != 4 {
 		t.Fatalf("history: %d %q", code, out)
 	}
 	code, out, _ = cli("rollback", "-k", "customer", "--to-version", first)
@@ -99,11 +100,11 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("get after delete: %d %q", code, errOut)
 	}
 	code, out, _ = cli("audit")
-	if code != 0 || !contains(out, "rollback to "+first, "delete", "customer") {
+	if code != 0 || !vschematest.ContainsAll(out, "rollback to "+first, "delete", "customer") {
 		t.Fatalf("audit: %d %q", code, out)
 	}
 	code, out, _ = cli("history", "-k", "customer", "-o", "json")
-	if code != 0 || decode[historyResponse](t, []byte(out)).Keyspace != "customer" {
+	if code != 0 || vschematest.Decode[vschemaapi.HistoryResponse](t, []byte(out)).Keyspace != "customer" {
 		t.Fatalf("history -o json: %d %q", code, out)
 	}
 

@@ -10,13 +10,75 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/topod-io/topod/pkg/vschemaapi"
+	"github.com/topod-io/topod/pkg/vschemaclient"
 	"github.com/topod-io/topod/pkg/vschemastore"
 )
+
+// clientFlags are the flags every client subcommand shares.
+type clientFlags struct {
+	server    string
+	token     string
+	tokenFile string
+	caFile    string
+	certFile  string
+	keyFile   string
+	timeout   time.Duration
+	output    string
+}
+
+// register adds the flags to a client subcommand.
+func (f *clientFlags) register(cmd *cobra.Command) {
+	pf := cmd.Flags()
+	pf.StringVar(&f.server, "server", envOr("VSCHEMAD_SERVER", "http://127.0.0.1:15980"), "vschemad URL ($VSCHEMAD_SERVER)")
+	pf.StringVar(&f.token, "token", "", "bearer token ($VSCHEMAD_TOKEN)")
+	pf.StringVar(&f.tokenFile, "token-file", "", "file holding the bearer token")
+	pf.StringVar(&f.caFile, "ca-file", "", "CA bundle (PEM) to verify the server's certificate")
+	pf.StringVar(&f.certFile, "cert", "", "client certificate (PEM), for servers that require one")
+	pf.StringVar(&f.keyFile, "key", "", "client certificate's key (PEM)")
+	pf.DurationVar(&f.timeout, "timeout", 10*time.Minute, "deadline of each request")
+	pf.StringVarP(&f.output, "output", "o", "text", "text or json")
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// client returns the client of the flags.
+func (f *clientFlags) client() (*vschemaclient.Client, error) {
+	if f.output != "text" && f.output != "json" {
+		return nil, usageError{fmt.Errorf("--output %q: want text or json", f.output)}
+	}
+	u, err := vschemaclient.ParseServer(f.server)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--server: %w", err)}
+	}
+	tok := f.token
+	if tok == "" {
+		tok = os.Getenv("VSCHEMAD_TOKEN")
+	}
+	if f.tokenFile != "" {
+		b, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	c, err := vschemaclient.New(vschemaclient.Options{Server: u, Token: tok, CAFile: f.caFile, CertFile: f.certFile, KeyFile: f.keyFile, Timeout: f.timeout})
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file/--cert/--key: %w", err)
+	}
+	return c, nil
+}
 
 // keyspaceFlag adds the -k/--keyspace flag, required.
 func keyspaceFlag(cmd *cobra.Command, ks *string) {
@@ -37,12 +99,6 @@ func readInput(cmd *cobra.Command, file string) ([]byte, error) {
 		return nil, err
 	}
 	return b, nil
-}
-
-// applyResult is the body of a write's response.
-type applyResult struct {
-	vschemastore.ApplyResult
-	AuditError string `json:"audit_error"`
 }
 
 func newApplyCmd(cf *clientFlags) *cobra.Command {
@@ -75,7 +131,7 @@ the validation result without writing.`,
 			if ifMatch != "" {
 				h.Set("If-Match", strconv.Quote(ifMatch))
 			}
-			out, _, err := c.do(cmd.Context(), http.MethodPut, keyspacePath(ks), q, body, h)
+			out, _, err := c.Do(cmd.Context(), http.MethodPut, vschemaclient.KeyspacePath(ks), q, body, h)
 			return reportApply(cmd, cf, out, err)
 		},
 	}
@@ -90,7 +146,7 @@ the validation result without writing.`,
 // reportApply prints the outcome of a write.
 func reportApply(cmd *cobra.Command, cf *clientFlags, out []byte, err error) error {
 	w := cmd.OutOrStdout()
-	var ae *apiError
+	var ae *vschemaclient.APIError
 	if errors.As(err, &ae) {
 		if cf.output == "json" {
 			b, _ := json.MarshalIndent(ae, "", "  ")
@@ -108,7 +164,7 @@ func reportApply(cmd *cobra.Command, cf *clientFlags, out []byte, err error) err
 		_, err := w.Write(out)
 		return err
 	}
-	var res applyResult
+	var res vschemaapi.ApplyResponse
 	if err := json.Unmarshal(out, &res); err != nil {
 		return fmt.Errorf("bad response: %w", err)
 	}
@@ -189,11 +245,11 @@ func newGetCmd(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p := keyspacePath(ks)
+			p := vschemaclient.KeyspacePath(ks)
 			if version != "" {
 				p += "/versions/" + url.PathEscape(version)
 			}
-			out, h, err := c.do(cmd.Context(), http.MethodGet, p, nil, nil, nil)
+			out, h, err := c.Do(cmd.Context(), http.MethodGet, p, nil, nil, nil)
 			if err != nil {
 				return err
 			}
@@ -228,7 +284,7 @@ func newDiffCmd(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out, _, err := c.do(cmd.Context(), http.MethodPut, keyspacePath(ks), url.Values{"dry_run": {"true"}}, body, nil)
+			out, _, err := c.Do(cmd.Context(), http.MethodPut, vschemaclient.KeyspacePath(ks), url.Values{"dry_run": {"true"}}, body, nil)
 			return reportApply(cmd, cf, out, err)
 		},
 	}
@@ -252,7 +308,7 @@ func newDeleteCmd(cf *clientFlags) *cobra.Command {
 			if ifMatch != "" {
 				h.Set("If-Match", strconv.Quote(ifMatch))
 			}
-			out, _, err := c.do(cmd.Context(), http.MethodDelete, keyspacePath(ks), nil, nil, h)
+			out, _, err := c.Do(cmd.Context(), http.MethodDelete, vschemaclient.KeyspacePath(ks), nil, nil, h)
 			return reportApply(cmd, cf, out, err)
 		},
 	}
@@ -276,7 +332,7 @@ func newRollbackCmd(cf *clientFlags) *cobra.Command {
 			if to == "" {
 				return usageError{errors.New("--to-version is required (see vschemad history)")}
 			}
-			body, _ := json.Marshal(rollbackRequest{Version: to})
+			body, _ := json.Marshal(vschemaapi.RollbackRequest{Version: to})
 			q := url.Values{}
 			if dryRun {
 				q.Set("dry_run", "true")
@@ -285,7 +341,7 @@ func newRollbackCmd(cf *clientFlags) *cobra.Command {
 			if ifMatch != "" {
 				h.Set("If-Match", strconv.Quote(ifMatch))
 			}
-			out, _, err := c.do(cmd.Context(), http.MethodPost, keyspacePath(ks)+"/rollback", q, body, h)
+			out, _, err := c.Do(cmd.Context(), http.MethodPost, vschemaclient.KeyspacePath(ks)+"/rollback", q, body, h)
 			return reportApply(cmd, cf, out, err)
 		},
 	}
@@ -308,7 +364,7 @@ func newHistoryCmd(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out, _, err := c.do(cmd.Context(), http.MethodGet, keyspacePath(ks)+"/history", url.Values{"limit": {strconv.Itoa(limit)}}, nil, nil)
+			out, _, err := c.Do(cmd.Context(), http.MethodGet, vschemaclient.KeyspacePath(ks)+"/history", url.Values{"limit": {strconv.Itoa(limit)}}, nil, nil)
 			if err != nil {
 				return err
 			}
@@ -316,7 +372,7 @@ func newHistoryCmd(cf *clientFlags) *cobra.Command {
 				_, err := cmd.OutOrStdout().Write(out)
 				return err
 			}
-			var h historyResponse
+			var h vschemaapi.HistoryResponse
 			if err := json.Unmarshal(out, &h); err != nil {
 				return fmt.Errorf("bad response: %w", err)
 			}
@@ -330,7 +386,7 @@ func newHistoryCmd(cf *clientFlags) *cobra.Command {
 	return cmd
 }
 
-func printEntries(w io.Writer, entries []auditEntry) {
+func printEntries(w io.Writer, entries []vschemaapi.AuditEntry) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VERSION\tPREVIOUS\tTIME\tUSER\tACTION\tKEYSPACE\tSUMMARY")
 	for _, e := range entries {
@@ -368,7 +424,7 @@ func newAuditCmd(cf *clientFlags) *cobra.Command {
 					q.Set(k, v)
 				}
 			}
-			out, _, err := c.do(cmd.Context(), http.MethodGet, "/api/v1/audit", q, nil, nil)
+			out, _, err := c.Do(cmd.Context(), http.MethodGet, "/api/v1/audit", q, nil, nil)
 			if err != nil {
 				return err
 			}
@@ -377,7 +433,7 @@ func newAuditCmd(cf *clientFlags) *cobra.Command {
 				return err
 			}
 			var a struct {
-				Entries []auditEntry `json:"entries"`
+				Entries []vschemaapi.AuditEntry `json:"entries"`
 			}
 			if err := json.Unmarshal(out, &a); err != nil {
 				return fmt.Errorf("bad response: %w", err)

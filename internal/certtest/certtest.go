@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -97,4 +98,14 @@ func WritePEM(t testing.TB, file, typ string, der []byte) {
 	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// HTTPClient returns an HTTP client that trusts the CA and presents cert,
+// if not nil.
+func (ca *CA) HTTPClient(cert *tls.Certificate) *http.Client {
+	tc := &tls.Config{RootCAs: ca.Pool}
+	if cert != nil {
+		tc.Certificates = []tls.Certificate{*cert}
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
 }

@@ -55,7 +55,7 @@ func loadProfile(t testing.TB, ctx context.Context, tp *vschematest.Topology, s 
 	tp.CreateKeyspaces(t, names...)
 	// Keyspaces holding sequences and reference sources first.
 	var changes []vschemastore.Change
-	for _, level := range levels(p) {
+	for _, level := range vschematest.ProfileLevels(p) {
 		for _, i := range level {
 			name, ks := p.Keyspace(i)
 			changes = append(changes, vschemastore.Change{Keyspace: name, VSchema: ks})
@@ -72,21 +72,6 @@ func loadProfile(t testing.TB, ctx context.Context, tp *vschematest.Topology, s 
 	if _, err := s.PutRules(ctx, vschemastore.RoutingRules, p.RoutingRules(), "", false); err != nil {
 		t.Fatalf("PutRules: %v", err)
 	}
-}
-
-// levels orders the profile's keyspaces so that each comes after those it
-// refers to.
-func levels(p jd.Profile) [][]int {
-	var first, rest []int
-	for i := range p.Keyspaces {
-		name, ks := p.Keyspace(i)
-		if len(vschemastore.References(name, ks)) == 0 {
-			first = append(first, i)
-		} else {
-			rest = append(rest, i)
-		}
-	}
-	return [][]int{first, rest}
 }
 
 func apply(t testing.TB, ctx context.Context, s *vschemastore.Store, changes ...vschemastore.Change) *vschemastore.ApplyResult {

@@ -1,4 +1,4 @@
-package main
+package vschemaapi_test
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vschematest"
+	"github.com/topod-io/topod/pkg/vschemaapi"
 )
 
 // BenchmarkApplyOneKeyspace measures one keyspace's vschema change, in one
@@ -48,7 +49,7 @@ import (
 // because stock etcd2 cannot hold the JD SrvVSchema at all, 150 keyspaces
 // on etcd2. The ratios are logged at the end.
 //
-//	go test -run '^$' -bench ApplyOneKeyspace -benchtime 5x ./cmd/vschemad/
+//	go test -run '^$' -bench ApplyOneKeyspace -benchtime 5x ./pkg/vschemaapi/
 func BenchmarkApplyOneKeyspace(b *testing.B) {
 	setups := []struct {
 		name    string
@@ -106,10 +107,10 @@ func benchApply(b *testing.B, tp *vschematest.Topology, p jd.Profile) {
 	}
 
 	vtctld := grpcvtctldserver.NewVtctldServer(vtenv.NewTestEnv(), tp.TS)
-	server := startServer(b, tp, nil)
-	portable := (*testServer)(nil)
+	server := vschematest.StartVSchemad(b, tp, nil)
+	portable := (*vschematest.VSchemad)(nil)
 	if tp.Impl == "topod" {
-		portable = startServer(b, tp, func(c *serveConfig) { c.recordAccess = false })
+		portable = vschematest.StartVSchemad(b, tp, func(c *vschemaapi.Config) { c.RecordAccess = false })
 	}
 	ways := []struct {
 		name  string
@@ -186,17 +187,17 @@ func benchApply(b *testing.B, tp *vschematest.Topology, p jd.Profile) {
 }
 
 // put applies ks through a vschemad server.
-func put(b *testing.B, s *testServer, name string, ks *vschemapb.Keyspace) error {
-	code, body, _ := call(b, nil, http.MethodPut, s.URL+"/api/v1/keyspaces/"+name+"/vschema", vschemaJSON(b, ks))
+func put(b *testing.B, s *vschematest.VSchemad, name string, ks *vschemapb.Keyspace) error {
+	code, body, _ := vschematest.Call(b, nil, http.MethodPut, s.URL+"/api/v1/keyspaces/"+name+"/vschema", vschematest.VSchemaJSON(b, ks))
 	if code != http.StatusOK {
 		return fmt.Errorf("PUT %s: %d %s", name, code, body)
 	}
-	res := decode[applyResult](b, body)
+	res := vschematest.Decode[vschemaapi.ApplyResponse](b, body)
 	if !res.Keyspaces[0].Written {
 		return fmt.Errorf("PUT %s: nothing written: %s", name, body)
 	}
 	for _, c := range res.Cells {
-		if want := map[bool]string{true: "manifest", false: "splice"}[s.recordAccess]; c.Mode != want {
+		if want := map[bool]string{true: "manifest", false: "splice"}[s.RecordAccess]; c.Mode != want {
 			return fmt.Errorf("PUT %s: cell %s updated by %q", name, c.Cell, c.Mode)
 		}
 	}

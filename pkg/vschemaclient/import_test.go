@@ -1,10 +1,11 @@
-package main
+package vschemaclient_test
 
 import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,7 +19,34 @@ import (
 
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vschematest"
+	"github.com/topod-io/topod/pkg/vschemaclient"
 )
+
+// importAt imports src through srv with the command's default options,
+// adjusted by mod, and returns 0 or 1 (the command's exit status), and what
+// it wrote to stdout and stderr.
+func importAt(t testing.TB, srv *vschematest.VSchemad, src string, mod func(*vschemaclient.ImportOptions)) (code int, stdout, stderr string) {
+	t.Helper()
+	u, err := vschemaclient.ParseServer(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := vschemaclient.New(vschemaclient.Options{Server: u, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := vschemaclient.DefaultImportOptions
+	opts.Progress = "lines"
+	if mod != nil {
+		mod(&opts)
+	}
+	var out, errb bytes.Buffer
+	if err := vschemaclient.Import(context.Background(), c, src, opts, &out, &errb); err != nil {
+		fmt.Fprintf(&errb, "vschemad: %v\n", err)
+		code = 1
+	}
+	return code, out.String(), errb.String()
+}
 
 var summaryRE = regexp.MustCompile(`(\d+) written, (\d+) unchanged, (\d+) skipped \(in the journal\), (\d+) failed`)
 
@@ -52,18 +80,18 @@ func TestImport(t *testing.T) {
 	for _, kind := range vschematest.Kinds {
 		t.Run(kind.Name, func(t *testing.T) {
 			tp := kind.Start(t, vschematest.Options{})
-			srv := startServer(t, tp, nil)
+			srv := vschematest.StartVSchemad(t, tp, nil)
 			p := jd.JD().Sized(60)
-			profileNames(t, tp, p)
+			tp.CreateProfileKeyspaces(t, p)
 			tp.CreateKeyspaces(t, "broken")
-			dir := writeProfileDir(t, p)
+			dir := vschematest.WriteProfileDir(t, p)
 			broken := filepath.Join(dir, "broken.json")
 			if err := os.WriteFile(broken, []byte(`{"sharded": `), 0o644); err != nil {
 				t.Fatal(err)
 			}
 
-			code, out, errOut := runCLI(t, "import", "--server", srv.URL, dir, "--batch-size", "7", "--concurrency", "3")
-			if code != 1 || !contains(errOut, "failed: broken: broken.json", "malformed vschema JSON") {
+			code, out, errOut := importAt(t, srv, dir, func(o *vschemaclient.ImportOptions) { o.BatchSize, o.Concurrency = 7, 3 })
+			if code != 1 || !strings.Contains(errOut, "failed: broken: broken.json") || !strings.Contains(errOut, "malformed vschema JSON") {
 				t.Fatalf("import: %d %q %q", code, out, errOut)
 			}
 			if w, u, s, f := importCounts(t, out); w != p.Keyspaces || u != 0 || s != 0 || f != 1 {
@@ -76,7 +104,7 @@ func TestImport(t *testing.T) {
 			vschematest.AssertCellsAsRebuilt(t, context.Background(), tp)
 
 			// Again: everything in the journal is skipped.
-			code, out, _ = runCLI(t, "import", "--server", srv.URL, dir)
+			code, out, _ = importAt(t, srv, dir, nil)
 			if w, u, s, f := importCounts(t, out); code != 1 || w != 0 || u != 0 || s != p.Keyspaces || f != 1 {
 				t.Fatalf("resume: %d %s", code, out)
 			}
@@ -84,12 +112,12 @@ func TestImport(t *testing.T) {
 			if err := os.WriteFile(broken, []byte(`{"tables": {"t": {}}}`), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			code, out, errOut = runCLI(t, "import", "--server", srv.URL, dir)
+			code, out, errOut = importAt(t, srv, dir, nil)
 			if w, u, s, f := importCounts(t, out); code != 0 || w != 1 || u != 0 || s != p.Keyspaces || f != 0 {
 				t.Fatalf("after the fix: %d %s %s", code, out, errOut)
 			}
 			// Without the journal, everything is sent again and is unchanged.
-			code, out, _ = runCLI(t, "import", "--server", srv.URL, dir, "--restart")
+			code, out, _ = importAt(t, srv, dir, func(o *vschemaclient.ImportOptions) { o.Restart = true })
 			if w, u, s, f := importCounts(t, out); code != 0 || w != 0 || u != p.Keyspaces+1 || s != 0 || f != 0 {
 				t.Fatalf("--restart: %d %s", code, out)
 			}
@@ -101,22 +129,22 @@ func TestImport(t *testing.T) {
 // TestImportTar imports a .tar.gz, with a dry run first.
 func TestImportTar(t *testing.T) {
 	tp := vschematest.StartTopodBolt(t, vschematest.Options{})
-	srv := startServer(t, tp, nil)
+	srv := vschematest.StartVSchemad(t, tp, nil)
 	p := jd.JD().Sized(30)
-	profileNames(t, tp, p)
-	dir := writeProfileDir(t, p)
+	tp.CreateProfileKeyspaces(t, p)
+	dir := vschematest.WriteProfileDir(t, p)
 	tarFile := filepath.Join(t.TempDir(), "vschemas.tar.gz")
 	writeTarGz(t, dir, tarFile)
 
 	before := tp.Snapshot(t)
-	code, out, errOut := runCLI(t, "import", "--server", srv.URL, tarFile, "--dry-run")
+	code, out, errOut := importAt(t, srv, tarFile, func(o *vschemaclient.ImportOptions) { o.DryRun = true })
 	if code != 0 || !strings.Contains(out, "validated (dry run) 30 keyspaces") {
 		t.Fatalf("dry run: %d %q %q", code, out, errOut)
 	}
 	if !before.Equal(tp.Snapshot(t)) {
 		t.Fatal("a dry-run import wrote to the topology")
 	}
-	code, out, errOut = runCLI(t, "import", "--server", srv.URL, tarFile, "--batch-size", "4")
+	code, out, errOut = importAt(t, srv, tarFile, func(o *vschemaclient.ImportOptions) { o.BatchSize = 4 })
 	if w, _, _, f := importCounts(t, out); code != 0 || w != 30 || f != 0 {
 		t.Fatalf("import: %d %q %q", code, out, errOut)
 	}
@@ -165,22 +193,24 @@ func writeTarGz(t testing.TB, dir, file string) {
 // topod (bolt, and a real etcd), and checks the cells against
 // RebuildSrvVSchema. Stock etcd2 cannot hold the 13.5 MiB SrvVSchema: its
 // etcd client refuses requests over 2 MiB (and etcd itself over 1.5 MiB by
-// default); the import says so, naming the cell, and goes on with nothing
+// default; Vitess reports either as "larger than max" or "server resource
+// exhausted"); the import says so, naming the cell, and goes on with nothing
 // else.
 func TestImportJD(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("JD scale: not in -short or under the race detector")
 	}
 	p := jd.JD()
-	dir := writeProfileDir(t, p)
+	dir := vschematest.WriteProfileDir(t, p)
 	for _, kind := range vschematest.Kinds[:2] {
 		t.Run(kind.Name, func(t *testing.T) {
 			tp := kind.Start(t, vschematest.Options{Cells: p.CellNames()})
-			srv := startServer(t, tp, nil)
-			profileNames(t, tp, p)
+			srv := vschematest.StartVSchemad(t, tp, nil)
+			tp.CreateProfileKeyspaces(t, p)
 			start := time.Now()
-			code, out, errOut := runCLI(t, "import", "--server", srv.URL, dir, "--journal", filepath.Join(t.TempDir(), "journal"),
-				"--batch-size", "200", "--concurrency", "4")
+			code, out, errOut := importAt(t, srv, dir, func(o *vschemaclient.ImportOptions) {
+				o.Journal, o.BatchSize, o.Concurrency = filepath.Join(t.TempDir(), "journal"), 200, 4
+			})
 			if w, _, _, f := importCounts(t, out); code != 0 || w != p.Keyspaces || f != 0 {
 				t.Fatalf("import: %d %q %q", code, out, lastLines(errOut, 5))
 			}
@@ -192,13 +222,14 @@ func TestImportJD(t *testing.T) {
 
 	t.Run("etcd2", func(t *testing.T) {
 		tp := vschematest.StartEtcd2(t, vschematest.Options{})
-		srv := startServer(t, tp, nil)
-		profileNames(t, tp, p)
-		code, out, errOut := runCLI(t, "import", "--server", srv.URL, dir, "--journal", filepath.Join(t.TempDir(), "journal"),
-			"--batch-size", "200", "--retries", "0")
-		cause := regexp.MustCompile(`SrvVSchema of cell zone\d: write SrvVSchema: [^\n]*(larger than max|too large)[^\n]*`).FindString(errOut)
+		srv := vschematest.StartVSchemad(t, tp, nil)
+		tp.CreateProfileKeyspaces(t, p)
+		code, out, errOut := importAt(t, srv, dir, func(o *vschemaclient.ImportOptions) {
+			o.Journal, o.BatchSize, o.Retries = filepath.Join(t.TempDir(), "journal"), 200, 0
+		})
+		cause := regexp.MustCompile(`SrvVSchema of cell zone\d: write SrvVSchema: [^\n]*(larger than max|too large|resource exhausted)[^\n]*`).FindString(errOut)
 		if code != 1 || cause == "" {
-			t.Fatalf("import on etcd2: %d %q %q", code, out, lastLines(errOut, 5))
+			t.Fatalf("import on etcd2: %d %q %q", code, out, regexp.MustCompile(`(?m)^failed: .*$`).FindAllString(errOut, 8))
 		}
 		t.Logf("etcd2: %s; %s", strings.TrimSpace(out), cause)
 	})

@@ -1,4 +1,4 @@
-package main
+package vschemaapi
 
 import (
 	"context"
@@ -270,12 +270,6 @@ func changeVerb(dryRun bool) verb {
 	return verbWrite
 }
 
-// applyResponse is the body of a successful (or dry-run) write.
-type applyResponse struct {
-	*vschemastore.ApplyResult
-	Audit string `json:"audit_error,omitempty"`
-}
-
 // putVSchema applies one keyspace's vschema.
 func (s *apiServer) putVSchema(w http.ResponseWriter, r *http.Request, p *principal) error {
 	ks, dryRun, err := keyspaceChange(r, p)
@@ -307,11 +301,6 @@ func (s *apiServer) deleteVSchema(w http.ResponseWriter, r *http.Request, p *pri
 		vschemastore.ApplyOptions{DryRun: dryRun}, nil, true)
 }
 
-// rollbackRequest is the body of POST .../rollback.
-type rollbackRequest struct {
-	Version string `json:"version"`
-}
-
 func (s *apiServer) rollback(w http.ResponseWriter, r *http.Request, p *principal) error {
 	ks, dryRun, err := keyspaceChange(r, p)
 	if err != nil {
@@ -321,7 +310,7 @@ func (s *apiServer) rollback(w http.ResponseWriter, r *http.Request, p *principa
 	if err != nil {
 		return err
 	}
-	var req rollbackRequest
+	var req RollbackRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		return errorf(http.StatusBadRequest, "malformed rollback request (want {\"version\": \"...\"}): %v", err)
 	}
@@ -334,11 +323,6 @@ func (s *apiServer) rollback(w http.ResponseWriter, r *http.Request, p *principa
 	}
 	return s.apply(w, r, p, "rollback to "+req.Version, []vschemastore.Change{{Keyspace: ks, VSchema: old, IfMatch: r.Header.Get("If-Match")}},
 		vschemastore.ApplyOptions{DryRun: dryRun}, nil, true)
-}
-
-// batchRequest is the body of POST /api/v1/vschemas.
-type batchRequest struct {
-	Keyspaces map[string]json.RawMessage `json:"keyspaces"`
 }
 
 // putVSchemas applies many keyspaces at once (the import).
@@ -359,7 +343,7 @@ func (s *apiServer) putVSchemas(w http.ResponseWriter, r *http.Request, p *princ
 	if err != nil {
 		return err
 	}
-	var req batchRequest
+	var req BatchRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		return errorf(http.StatusBadRequest, "malformed request (want {\"keyspaces\": {\"name\": vschema, ...}}): %v", err)
 	}
@@ -422,7 +406,7 @@ func (s *apiServer) apply(w http.ResponseWriter, r *http.Request, p *principal, 
 	if len(res.Keyspaces) == 1 && res.Keyspaces[0].NewVersion != "" {
 		w.Header().Set("ETag", strconv.Quote(res.Keyspaces[0].NewVersion))
 	}
-	writeJSON(w, http.StatusOK, applyResponse{ApplyResult: res, Audit: errString(auditErr)})
+	writeJSON(w, http.StatusOK, ApplyResponse{ApplyResult: res, AuditError: errString(auditErr)})
 	return nil
 }
 
@@ -431,12 +415,12 @@ func (s *apiServer) auditApply(r *http.Request, p *principal, action string, res
 	if res == nil || res.DryRun {
 		return nil
 	}
-	var entries []auditEntry
+	var entries []AuditEntry
 	for _, k := range res.Keyspaces {
 		if !k.Written {
 			continue
 		}
-		e := auditEntry{Time: time.Now().UTC(), User: p.name, Remote: r.RemoteAddr, Action: action, Keyspace: k.Keyspace,
+		e := AuditEntry{Time: time.Now().UTC(), User: p.name, Remote: r.RemoteAddr, Action: action, Keyspace: k.Keyspace,
 			OldVersion: k.OldVersion, NewVersion: k.NewVersion, Summary: k.Diff.Summary, Result: "ok"}
 		if k.Diff.Deleted {
 			e.Action = "delete"
@@ -456,13 +440,6 @@ func (s *apiServer) auditApply(r *http.Request, p *principal, action string, res
 	return nil
 }
 
-// historyResponse is the body of GET .../history.
-type historyResponse struct {
-	Keyspace       string       `json:"keyspace"`
-	CurrentVersion string       `json:"current_version"`
-	Entries        []auditEntry `json:"entries"`
-}
-
 func (s *apiServer) history(w http.ResponseWriter, r *http.Request, p *principal) error {
 	ks, err := keyspaceParam(r)
 	if err != nil {
@@ -479,11 +456,11 @@ func (s *apiServer) history(w http.ResponseWriter, r *http.Request, p *principal
 	if err != nil && !errors.Is(err, vschemastore.ErrNotFound) {
 		return err
 	}
-	entries, err := s.audit.read(func(e *auditEntry) bool { return e.Keyspace == ks }, limit)
+	entries, err := s.audit.read(func(e *AuditEntry) bool { return e.Keyspace == ks }, limit)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, historyResponse{Keyspace: ks, CurrentVersion: cur, Entries: entries})
+	writeJSON(w, http.StatusOK, HistoryResponse{Keyspace: ks, CurrentVersion: cur, Entries: entries})
 	return nil
 }
 
@@ -549,7 +526,7 @@ func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *principa
 	}
 	var auditErr error
 	if res != nil && res.Written {
-		e := auditEntry{Time: time.Now().UTC(), User: p.name, Remote: r.RemoteAddr, Action: "rules", Rules: string(k),
+		e := AuditEntry{Time: time.Now().UTC(), User: p.name, Remote: r.RemoteAddr, Action: "rules", Rules: string(k),
 			OldVersion: res.OldVersion, NewVersion: res.NewVersion, Summary: res.Diff.Summary, Result: "ok"}
 		if err != nil {
 			e.Result, e.Error = "error", err.Error()
@@ -637,7 +614,7 @@ func (s *apiServer) rebuildCell(w http.ResponseWriter, r *http.Request, p *princ
 		return errorf(http.StatusNotFound, "no cell %q (cells: %s)", cell, strings.Join(cells, ", "))
 	}
 	res, err := s.store.RebuildCell(r.Context(), cell)
-	e := auditEntry{Time: time.Now().UTC(), User: p.name, Remote: r.RemoteAddr, Action: "rebuild", Cell: cell,
+	e := AuditEntry{Time: time.Now().UTC(), User: p.name, Remote: r.RemoteAddr, Action: "rebuild", Cell: cell,
 		NewVersion: res.Version, Summary: "SrvVSchema rebuilt from the global topology", Result: "ok"}
 	if err != nil {
 		e.Result, e.Error = "error", err.Error()
@@ -660,12 +637,12 @@ func (s *apiServer) getAudit(w http.ResponseWriter, r *http.Request, p *principa
 	}
 	q := r.URL.Query()
 	ks, action, user := q.Get("keyspace"), q.Get("action"), q.Get("user")
-	entries, err := s.audit.read(func(e *auditEntry) bool {
+	entries, err := s.audit.read(func(e *AuditEntry) bool {
 		return (ks == "" || e.Keyspace == ks) && (action == "" || strings.HasPrefix(e.Action, action)) && (user == "" || e.User == user)
 	}, limit)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"entries": entries})
+	writeJSON(w, http.StatusOK, AuditResponse{Entries: entries})
 	return nil
 }

@@ -1,5 +1,5 @@
 //go:build !race
 
-package main
+package vschemaclient_test
 
 const raceEnabled = false

@@ -1,4 +1,4 @@
-package main
+package vschemaapi
 
 import (
 	"bufio"
@@ -9,9 +9,9 @@ import (
 	"time"
 )
 
-// auditEntry is one line of the audit log: a write, who made it, when, and
+// AuditEntry is one line of the audit log: a write, who made it, when, and
 // what it changed.
-type auditEntry struct {
+type AuditEntry struct {
 	Seq        int64     `json:"seq"`
 	Time       time.Time `json:"time"`
 	User       string    `json:"user"`
@@ -45,7 +45,7 @@ func openAudit(path string) (*auditLog, error) {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 	a := &auditLog{path: path, f: f}
-	if err := a.scan(func(e *auditEntry) { a.seq = max(a.seq, e.Seq) }); err != nil {
+	if err := a.scan(func(e *AuditEntry) { a.seq = max(a.seq, e.Seq) }); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -53,7 +53,7 @@ func openAudit(path string) (*auditLog, error) {
 }
 
 // append writes entries (numbering them) and syncs the file.
-func (a *auditLog) append(entries ...auditEntry) error {
+func (a *auditLog) append(entries ...AuditEntry) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var buf []byte
@@ -76,7 +76,7 @@ func (a *auditLog) append(entries ...auditEntry) error {
 }
 
 // scan calls use with each entry, oldest first.
-func (a *auditLog) scan(use func(*auditEntry)) error {
+func (a *auditLog) scan(use func(*AuditEntry)) error {
 	f, err := os.Open(a.path)
 	if err != nil {
 		return fmt.Errorf("audit log: %w", err)
@@ -88,7 +88,7 @@ func (a *auditLog) scan(use func(*auditEntry)) error {
 		if len(sc.Bytes()) == 0 {
 			continue
 		}
-		var e auditEntry
+		var e AuditEntry
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			return fmt.Errorf("audit log %s: line %d: %w", a.path, line, err)
 		}
@@ -101,10 +101,10 @@ func (a *auditLog) scan(use func(*auditEntry)) error {
 }
 
 // read returns the last limit entries that keep accepts, newest first.
-func (a *auditLog) read(keep func(*auditEntry) bool, limit int) ([]auditEntry, error) {
-	ring := make([]auditEntry, 0, min(limit, 1024))
+func (a *auditLog) read(keep func(*AuditEntry) bool, limit int) ([]AuditEntry, error) {
+	ring := make([]AuditEntry, 0, min(limit, 1024))
 	next := 0
-	err := a.scan(func(e *auditEntry) {
+	err := a.scan(func(e *AuditEntry) {
 		if !keep(e) {
 			return
 		}
@@ -118,7 +118,7 @@ func (a *auditLog) read(keep func(*auditEntry) bool, limit int) ([]auditEntry, e
 	if err != nil {
 		return nil, err
 	}
-	out := make([]auditEntry, 0, len(ring))
+	out := make([]AuditEntry, 0, len(ring))
 	for i := range ring {
 		out = append(out, ring[(next+len(ring)-1-i)%len(ring)])
 	}

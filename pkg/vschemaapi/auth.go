@@ -1,4 +1,4 @@
-package main
+package vschemaapi
 
 import (
 	"crypto/sha256"

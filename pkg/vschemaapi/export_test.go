@@ -1,0 +1,4 @@
+package vschemaapi
+
+// WriteTokens writes a tokens file for the external tests.
+var WriteTokens = writeTokens

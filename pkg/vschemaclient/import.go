@@ -1,0 +1,538 @@
+package vschemaclient
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/topod-io/topod/internal/progress"
+	"github.com/topod-io/topod/pkg/vschemaapi"
+	"github.com/topod-io/topod/pkg/vschemastore"
+)
+
+// ImportOptions say how Import sends the keyspaces.
+type ImportOptions struct {
+	BatchSize   int    // keyspaces per request
+	BatchBytes  int    // largest request body (bytes of JSON); a batch is cut before it
+	Concurrency int    // requests in flight
+	Journal     string // journal of applied keyspaces, to resume; "" for JournalFile(src)
+	Restart     bool   // ignore the journal: apply every keyspace again
+	DryRun      bool   // validate only
+	Strict      bool   // refuse unknown vindex parameters
+	Progress    string // auto, bar, lines or none (internal/progress)
+	Retries     int    // retries of a batch after a server or network error
+}
+
+// DefaultImportOptions are `vschemad import`'s defaults.
+var DefaultImportOptions = ImportOptions{
+	BatchSize:   100,
+	BatchBytes:  8 << 20,
+	Concurrency: 4,
+	Progress:    "auto",
+	Retries:     3,
+}
+
+// JournalFile is the default journal of an import of src: beside it.
+func JournalFile(src string) string {
+	return strings.TrimSuffix(src, string(filepath.Separator)) + ".vschemad-journal"
+}
+
+// importItem is one keyspace to import.
+type importItem struct {
+	name  string
+	file  string // where it came from
+	data  []byte
+	hash  string
+	deps  []string
+	level int
+}
+
+// readImportSource reads the keyspaces of a directory or tar file.
+func readImportSource(src string) ([]*importItem, error) {
+	st, err := os.Stat(src)
+	if err != nil {
+		return nil, err
+	}
+	items := map[string]*importItem{}
+	add := func(file string, data []byte) error {
+		name, ok := keyspaceOfFile(file)
+		if !ok {
+			return nil
+		}
+		if prev, dup := items[name]; dup {
+			return fmt.Errorf("keyspace %s twice: %s and %s", name, prev.file, file)
+		}
+		sum := sha256.Sum256(data)
+		items[name] = &importItem{name: name, file: file, data: data, hash: hex.EncodeToString(sum[:])}
+		return nil
+	}
+	if st.IsDir() {
+		err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() && p != src && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			if d.IsDir() || !strings.HasSuffix(p, ".json") {
+				return nil
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(src, p)
+			return add(filepath.ToSlash(rel), data)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", src, err)
+		}
+	} else {
+		if err := readTar(src, add); err != nil {
+			return nil, fmt.Errorf("read %s: %w", src, err)
+		}
+	}
+	out := slices.Collect(maps.Values(items))
+	slices.SortFunc(out, func(a, b *importItem) int { return strings.Compare(a.name, b.name) })
+	return out, nil
+}
+
+// keyspaceOfFile names the keyspace of a file: KS.json, or KS/vschema.json.
+func keyspaceOfFile(file string) (string, bool) {
+	base := path.Base(file)
+	if strings.HasPrefix(base, ".") || !strings.HasSuffix(base, ".json") {
+		return "", false
+	}
+	name := strings.TrimSuffix(base, ".json")
+	if name == "vschema" {
+		dir := path.Base(path.Dir(file))
+		if dir == "." || dir == "/" {
+			return "", false
+		}
+		name = dir
+	}
+	return name, true
+}
+
+func readTar(file string, add func(string, []byte) error) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var r io.Reader = bufio.NewReader(f)
+	if strings.HasSuffix(file, ".gz") || strings.HasSuffix(file, ".tgz") {
+		gz, err := gzip.NewReader(r)
+		if err != nil {
+			return err
+		}
+		defer gz.Close()
+		r = gz
+	}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		name := path.Clean(strings.TrimPrefix(h.Name, "./"))
+		if !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		data, err := io.ReadAll(io.LimitReader(tr, 1<<30))
+		if err != nil {
+			return fmt.Errorf("%s: %w", h.Name, err)
+		}
+		if err := add(name, data); err != nil {
+			return err
+		}
+	}
+}
+
+// journal records the keyspaces applied: "name<TAB>sha256<TAB>version".
+type journal struct {
+	mu   sync.Mutex
+	f    *os.File
+	done map[string]string // name -> hash
+}
+
+func openJournal(file string, restart bool) (*journal, error) {
+	j := &journal{done: map[string]string{}}
+	if !restart {
+		if data, err := os.ReadFile(file); err == nil {
+			for _, line := range strings.Split(string(data), "\n") {
+				if f := strings.Split(line, "\t"); len(f) >= 2 {
+					j.done[f[0]] = f[1]
+				}
+			}
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("journal: %w", err)
+		}
+	}
+	flags := os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	if restart {
+		flags |= os.O_TRUNC
+	}
+	f, err := os.OpenFile(file, flags, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	j.f = f
+	return j, nil
+}
+
+func (j *journal) record(items []*importItem, versions map[string]string) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var b strings.Builder
+	for _, it := range items {
+		fmt.Fprintf(&b, "%s\t%s\t%s\n", it.name, it.hash, versions[it.name])
+		j.done[it.name] = it.hash
+	}
+	if _, err := j.f.WriteString(b.String()); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return j.f.Sync()
+}
+
+// importer runs an import.
+type importer struct {
+	c    *Client
+	opts ImportOptions
+	j    *journal
+	prog *progress.Progress
+
+	mu                 sync.Mutex
+	written, unchanged int
+	failed             map[string]string // name -> why
+	warnings           []string
+	fatal              error
+}
+
+// Import applies the vschemas of many keyspaces: a directory, or a tar file
+// (.tar, .tar.gz, .tgz), holding KEYSPACE.json or KEYSPACE/vschema.json files.
+//
+// Keyspaces are sent in batches, several at a time, those referred to by
+// others' sequences and reference tables first. What was applied is recorded
+// in a journal: importing the same source again resumes, skipping the
+// keyspaces already applied with the same content. A keyspace the server
+// refuses is reported on stderr and the rest go on; the summary goes to
+// stdout, progress to stderr. The error says how many keyspaces failed.
+func Import(ctx context.Context, c *Client, src string, opts ImportOptions, stdout, stderr io.Writer) error {
+	if opts.BatchSize < 1 || opts.Concurrency < 1 || opts.BatchBytes < 1 {
+		return errors.New("import: batch size, batch bytes and concurrency must be positive")
+	}
+	if opts.Journal == "" {
+		opts.Journal = JournalFile(src)
+	}
+	start := time.Now()
+	items, err := readImportSource(src)
+	if err != nil {
+		return err
+	}
+	if len(items) == 0 {
+		return fmt.Errorf("%s holds no KEYSPACE.json or KEYSPACE/vschema.json", src)
+	}
+	im := &importer{c: c, opts: opts, failed: map[string]string{}}
+	if !opts.DryRun {
+		if im.j, err = openJournal(opts.Journal, opts.Restart); err != nil {
+			return err
+		}
+		defer im.j.f.Close()
+	}
+
+	// Skip what the journal has, parse the rest, order by references.
+	var todo []*importItem
+	skipped := 0
+	byName := map[string]*importItem{}
+	for _, it := range items {
+		if im.j != nil && im.j.done[it.name] == it.hash {
+			skipped++
+			continue
+		}
+		if err := vschemastore.ValidateKeyspaceName(it.name); err != nil {
+			im.failed[it.name] = fmt.Sprintf("%s: %v", it.file, err)
+			continue
+		}
+		ks, _, err := vschemastore.ParseKeyspaceJSON(it.name, it.data)
+		if err != nil {
+			im.failed[it.name] = fmt.Sprintf("%s: %v", it.file, err)
+			continue
+		}
+		it.deps = vschemastore.References(it.name, ks)
+		todo = append(todo, it)
+		byName[it.name] = it
+	}
+	levels := levelize(todo, byName)
+
+	im.prog = progress.New(stderr, opts.Progress, "keyspaces", len(items), skipped+len(im.failed))
+	for _, level := range levels {
+		if err := im.runLevel(ctx, level); err != nil {
+			im.prog.Finish()
+			return err
+		}
+	}
+	im.prog.Finish()
+
+	verb := "imported"
+	if opts.DryRun {
+		verb = "validated (dry run)"
+	}
+	fmt.Fprintf(stdout, "%s %d keyspaces from %s in %v: %d written, %d unchanged, %d skipped (in the journal), %d failed\n",
+		verb, len(items), src, time.Since(start).Round(time.Millisecond), im.written, im.unchanged, skipped, len(im.failed))
+	for _, w := range im.warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	for _, name := range slices.Sorted(maps.Keys(im.failed)) {
+		fmt.Fprintf(stderr, "failed: %s: %s\n", name, im.failed[name])
+	}
+	if len(im.failed) > 0 {
+		return fmt.Errorf("%d of %d keyspaces failed (run the same import again to retry them)", len(im.failed), len(items))
+	}
+	return nil
+}
+
+// levelize orders items so that each comes in a level after the keyspaces
+// of the import it refers to (those outside the import must exist already).
+func levelize(items []*importItem, byName map[string]*importItem) [][]*importItem {
+	const visiting = -1
+	var level func(it *importItem) int
+	level = func(it *importItem) int {
+		if it.level != 0 {
+			if it.level == visiting {
+				return 0 // a cycle: the server will say
+			}
+			return it.level
+		}
+		it.level = visiting
+		l := 1
+		for _, d := range it.deps {
+			if dep, ok := byName[d]; ok {
+				l = max(l, level(dep)+1)
+			}
+		}
+		it.level = l
+		return l
+	}
+	var out [][]*importItem
+	for _, it := range items {
+		l := level(it)
+		for len(out) < l {
+			out = append(out, nil)
+		}
+		out[l-1] = append(out[l-1], it)
+	}
+	return out
+}
+
+// runLevel sends one level's keyspaces, in batches, concurrently.
+func (im *importer) runLevel(ctx context.Context, items []*importItem) error {
+	var live []*importItem
+	for _, it := range items {
+		// A keyspace whose dependency failed would fail too.
+		if dep := slices.IndexFunc(it.deps, func(d string) bool { _, f := im.failed[d]; return f }); dep >= 0 {
+			im.fail([]*importItem{it}, fmt.Sprintf("keyspace %s, which it refers to, failed", it.deps[dep]))
+			continue
+		}
+		live = append(live, it)
+	}
+	batches := make(chan []*importItem)
+	go func() {
+		defer close(batches)
+		var b []*importItem
+		size := 0
+		for _, it := range live {
+			if len(b) > 0 && (len(b) >= im.opts.BatchSize || size+len(it.data) > im.opts.BatchBytes) {
+				select {
+				case batches <- b:
+				case <-ctx.Done():
+					return
+				}
+				b, size = nil, 0
+			}
+			b = append(b, it)
+			size += len(it.data) + len(it.name) + 8
+		}
+		if len(b) > 0 {
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for range im.opts.Concurrency {
+		wg.Go(func() {
+			for b := range batches {
+				if im.fatalErr() != nil {
+					continue
+				}
+				im.send(ctx, b)
+			}
+		})
+	}
+	wg.Wait()
+	if err := im.fatalErr(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+func (im *importer) fatalErr() error {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	return im.fatal
+}
+
+func (im *importer) fail(items []*importItem, why string) {
+	im.mu.Lock()
+	for _, it := range items {
+		im.failed[it.name] = why
+	}
+	im.mu.Unlock()
+	im.prog.Add(0, len(items))
+}
+
+// send applies a batch: keyspaces the server refuses are dropped (and
+// reported) and the rest sent again; a batch too large is split; server and
+// network errors are retried.
+func (im *importer) send(ctx context.Context, items []*importItem) {
+	q := url.Values{}
+	if im.opts.DryRun {
+		q.Set("dry_run", "true")
+	}
+	if im.opts.Strict {
+		q.Set("strict", "true")
+	}
+	retries := 0
+	for len(items) > 0 {
+		req := vschemaapi.BatchRequest{Keyspaces: map[string]json.RawMessage{}}
+		for _, it := range items {
+			req.Keyspaces[it.name] = it.data
+		}
+		body, err := json.Marshal(req)
+		if err != nil {
+			// Not valid JSON after all: find which, one by one.
+			for _, it := range items {
+				if !json.Valid(it.data) {
+					im.fail([]*importItem{it}, it.file+": malformed JSON")
+				}
+			}
+			items = slices.DeleteFunc(items, func(it *importItem) bool { return !json.Valid(it.data) })
+			continue
+		}
+		out, _, err := im.c.Do(ctx, http.MethodPost, "/api/v1/vschemas", q, body, nil)
+		if err == nil {
+			im.done(items, out)
+			return
+		}
+		var ae *APIError
+		switch {
+		case errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden):
+			im.mu.Lock()
+			if im.fatal == nil {
+				im.fatal = err
+			}
+			im.mu.Unlock()
+			return
+		case errors.As(err, &ae) && ae.Status == http.StatusRequestEntityTooLarge && len(items) > 1:
+			half := len(items) / 2
+			im.send(ctx, items[:half])
+			items = items[half:]
+			continue
+		case errors.As(err, &ae) && (ae.Status == http.StatusBadRequest || ae.Status == http.StatusNotFound) && ae.Validation != nil:
+			bad := map[string][]string{}
+			for _, p := range ae.Validation.Errors {
+				bad[p.Keyspace] = append(bad[p.Keyspace], p.String())
+			}
+			var keep []*importItem
+			for _, it := range items {
+				if why, ok := bad[it.name]; ok {
+					im.fail([]*importItem{it}, strings.Join(why, "; "))
+				} else {
+					keep = append(keep, it)
+				}
+			}
+			if len(keep) == len(items) {
+				im.fail(items, ae.Error())
+				return
+			}
+			items = keep
+			continue
+		case errors.As(err, &ae) && ae.Status/100 == 4:
+			im.fail(items, ae.Error())
+			return
+		}
+		// A server or network error: the writes are idempotent, try again.
+		if retries >= im.opts.Retries || ctx.Err() != nil {
+			im.fail(items, err.Error())
+			return
+		}
+		retries++
+		im.prog.Note(fmt.Sprintf("retrying a batch of %d after: %v", len(items), err))
+		select {
+		case <-time.After(time.Duration(retries) * time.Second):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// done records an applied batch.
+func (im *importer) done(items []*importItem, out []byte) {
+	var res vschemaapi.ApplyResponse
+	if err := json.Unmarshal(out, &res); err != nil {
+		im.fail(items, "bad response: "+err.Error())
+		return
+	}
+	versions := map[string]string{}
+	written := 0
+	for _, k := range res.Keyspaces {
+		versions[k.Keyspace] = k.NewVersion
+		if k.Written {
+			written++
+		}
+	}
+	if im.j != nil {
+		if err := im.j.record(items, versions); err != nil {
+			im.mu.Lock()
+			if im.fatal == nil {
+				im.fatal = err
+			}
+			im.mu.Unlock()
+		}
+	}
+	im.mu.Lock()
+	im.written += written
+	im.unchanged += len(items) - written
+	if res.Validation != nil {
+		for _, w := range res.Validation.Warnings {
+			im.warnings = append(im.warnings, w.String())
+		}
+	}
+	im.mu.Unlock()
+	im.prog.Add(len(items), 0)
+}
