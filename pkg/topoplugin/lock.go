@@ -50,7 +50,7 @@ func (c *Conn) lock(ctx context.Context, dirPath, contents string, kind topodv1.
 		return nil, convertError(err, p)
 	}
 	ld := &lockDescriptor{path: p, stream: stream, cancel: cancel}
-	err = ld.roundTrip(ctx, &topodv1.LockRequest{Request: &topodv1.LockRequest_Acquire{Acquire: &topodv1.LockAcquire{
+	resp, err := ld.roundTrip(ctx, &topodv1.LockRequest{Request: &topodv1.LockRequest_Acquire{Acquire: &topodv1.LockAcquire{
 		Path:       p,
 		Contents:   contents,
 		Kind:       kind,
@@ -60,12 +60,14 @@ func (c *Conn) lock(ctx context.Context, dirPath, contents string, kind topodv1.
 		cancel()
 		return nil, err
 	}
+	ld.revision = resp.GetAcquired().GetRevision()
 	return ld, nil
 }
 
 // lockDescriptor is a held lock: the open Lock stream.
 type lockDescriptor struct {
-	path string
+	path     string
+	revision int64 // the fencing token: see Revision
 
 	mu       sync.Mutex // serializes round trips on the stream
 	stream   grpc.BidiStreamingClient[topodv1.LockRequest, topodv1.LockResponse]
@@ -73,30 +75,42 @@ type lockDescriptor struct {
 	released bool
 }
 
+// Revision is the backend revision that created the lock's file. It grows
+// with every acquisition of any lock of the topology: a holder passes it as
+// a fencing token to what it acts on, which refuses a token smaller than
+// one it has seen (a holder whose lease expired while it was stalled has a
+// smaller token than the holder after it). Vitess's topo.LockDescriptor does
+// not have it: reach it by a type assertion to interface{ Revision() int64 }.
+func (ld *lockDescriptor) Revision() int64 { return ld.revision }
+
 // roundTrip sends one request and waits for its answer, or for ctx. A
 // failure breaks the stream, which releases the lock on the server.
-func (ld *lockDescriptor) roundTrip(ctx context.Context, req *topodv1.LockRequest) error {
-	result := make(chan error, 1)
+func (ld *lockDescriptor) roundTrip(ctx context.Context, req *topodv1.LockRequest) (*topodv1.LockResponse, error) {
+	type answer struct {
+		resp *topodv1.LockResponse
+		err  error
+	}
+	result := make(chan answer, 1)
 	go func() {
 		if err := ld.stream.Send(req); err != nil {
 			// The real error is the stream's status, read by Recv.
 			_, err = ld.stream.Recv()
-			result <- err
+			result <- answer{err: err}
 			return
 		}
-		_, err := ld.stream.Recv()
-		result <- err
+		resp, err := ld.stream.Recv()
+		result <- answer{resp, err}
 	}()
 	select {
-	case err := <-result:
-		if err != nil {
+	case a := <-result:
+		if a.err != nil {
 			ld.cancel()
-			return convertError(err, ld.path)
+			return nil, convertError(a.err, ld.path)
 		}
-		return nil
+		return a.resp, nil
 	case <-ctx.Done():
 		ld.cancel()
-		return convertError(ctx.Err(), ld.path)
+		return nil, convertError(ctx.Err(), ld.path)
 	}
 }
 
@@ -108,7 +122,7 @@ func (ld *lockDescriptor) Check(ctx context.Context) error {
 	if ld.released {
 		return fmt.Errorf("topod: lock %s was released", ld.path)
 	}
-	err := ld.roundTrip(ctx, &topodv1.LockRequest{Request: &topodv1.LockRequest_Check{Check: &topodv1.LockCheck{}}})
+	_, err := ld.roundTrip(ctx, &topodv1.LockRequest{Request: &topodv1.LockRequest_Check{Check: &topodv1.LockCheck{}}})
 	if err != nil {
 		ld.released = true
 	}
@@ -124,7 +138,7 @@ func (ld *lockDescriptor) Unlock(ctx context.Context) error {
 		return errors.New("topod: unlock " + ld.path + ": lock already released")
 	}
 	ld.released = true
-	err := ld.roundTrip(ctx, &topodv1.LockRequest{Request: &topodv1.LockRequest_Unlock{Unlock: &topodv1.LockUnlock{}}})
+	_, err := ld.roundTrip(ctx, &topodv1.LockRequest{Request: &topodv1.LockRequest_Unlock{Unlock: &topodv1.LockUnlock{}}})
 	ld.cancel()
 	return err
 }

@@ -45,7 +45,7 @@ func (s *Server) campaign(ctx context.Context, stream grpc.BidiStreamingServer[t
 	defer cancelAcquire()
 	elected := make(chan error, 1)
 	go func() {
-		_, err := s.acquire(acquireCtx, path.Join(start.Path, locksDir), start.Id, lease)
+		_, _, err := s.acquire(acquireCtx, path.Join(start.Path, locksDir), start.Id, lease)
 		elected <- err
 	}()
 	resigned := func() error {

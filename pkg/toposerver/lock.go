@@ -70,11 +70,12 @@ func (s *Server) lock(ctx context.Context, stream grpc.BidiStreamingServer[topod
 		return toStatus(fmt.Errorf("lock %s: %w", acq.Path, err))
 	}
 	defer s.revoke(lease)
-	lockPath, err := s.acquire(ctx, path.Join(acq.Path, locksDir), acq.Contents, lease)
+	lockPath, rev, err := s.acquire(ctx, path.Join(acq.Path, locksDir), acq.Contents, lease)
 	if err != nil {
 		return toStatus(err)
 	}
-	if err := stream.Send(&topodv1.LockResponse{Response: &topodv1.LockResponse_Acquired{Acquired: &topodv1.LockAcquired{LockPath: lockPath}}}); err != nil {
+	acquired := &topodv1.LockAcquired{LockPath: lockPath, Revision: rev}
+	if err := stream.Send(&topodv1.LockResponse{Response: &topodv1.LockResponse_Acquired{Acquired: acquired}}); err != nil {
 		return err
 	}
 
@@ -124,17 +125,18 @@ func (s *Server) checkUnlocked(ctx context.Context, dir string) error {
 }
 
 // acquire creates an ephemeral file under dir held by lease and waits until
-// every older file under dir is gone. It returns the file's path.
-func (s *Server) acquire(ctx context.Context, dir, contents string, lease kv.Lease) (string, error) {
+// every older file under dir is gone. It returns the file's path and the
+// revision that created it (the holder's fencing token).
+func (s *Server) acquire(ctx context.Context, dir, contents string, lease kv.Lease) (string, int64, error) {
 	key := fmt.Sprintf("%s/%d", dir, lease.ID())
 	rev, err := s.backend.Create(ctx, key, []byte(contents), lease.ID())
 	if err != nil {
-		return "", fmt.Errorf("lock %s: %w", dir, err)
+		return "", 0, fmt.Errorf("lock %s: %w", dir, err)
 	}
 	for {
 		kvs, listRev, err := s.backend.List(ctx, dir+"/", true)
 		if err != nil {
-			return "", fmt.Errorf("lock %s: %w", dir, err)
+			return "", 0, fmt.Errorf("lock %s: %w", dir, err)
 		}
 		var blocker string
 		var blockerRev int64
@@ -144,10 +146,10 @@ func (s *Server) acquire(ctx context.Context, dir, contents string, lease kv.Lea
 			}
 		}
 		if blocker == "" {
-			return key, nil
+			return key, rev, nil
 		}
 		if err := s.waitDeleted(ctx, blocker, listRev, lease); err != nil {
-			return "", fmt.Errorf("lock %s: %w", dir, err)
+			return "", 0, fmt.Errorf("lock %s: %w", dir, err)
 		}
 	}
 }

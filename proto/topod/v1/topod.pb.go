@@ -1939,7 +1939,12 @@ func (*LockResponse_Unlocked) isLockResponse_Response() {}
 type LockAcquired struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// path of the lock file.
-	LockPath      string `protobuf:"bytes,1,opt,name=lock_path,json=lockPath,proto3" json:"lock_path,omitempty"`
+	LockPath string `protobuf:"bytes,1,opt,name=lock_path,json=lockPath,proto3" json:"lock_path,omitempty"`
+	// revision at which the lock file was created: it grows with every
+	// acquisition of any lock, so a holder can pass it as a fencing token to
+	// what it acts on (a holder whose lease expired has a smaller one than
+	// the next holder).
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1979,6 +1984,13 @@ func (x *LockAcquired) GetLockPath() string {
 		return x.LockPath
 	}
 	return ""
+}
+
+func (x *LockAcquired) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
 }
 
 type LockChecked struct {
@@ -3312,9 +3324,10 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\achecked\x18\x02 \x01(\v2\x15.topod.v1.LockCheckedH\x00R\achecked\x124\n" +
 	"\bunlocked\x18\x03 \x01(\v2\x16.topod.v1.LockUnlockedH\x00R\bunlockedB\n" +
 	"\n" +
-	"\bresponse\"+\n" +
+	"\bresponse\"G\n" +
 	"\fLockAcquired\x12\x1b\n" +
-	"\tlock_path\x18\x01 \x01(\tR\blockPath\"\r\n" +
+	"\tlock_path\x18\x01 \x01(\tR\blockPath\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\r\n" +
 	"\vLockChecked\"\x0e\n" +
 	"\fLockUnlocked\"\x81\x01\n" +
 	"\x0fCampaignRequest\x12/\n" +
