@@ -53,6 +53,7 @@ type serveFlags struct {
 	metricsListen  string
 	mirrorPrefixes []string
 	mirrorMaxBytes int64
+	mirrorStale    time.Duration
 	lockTTL        time.Duration
 	shutdownGrace  time.Duration
 	gcInterval     time.Duration
@@ -84,6 +85,7 @@ func newRootCommand() *cobra.Command {
 	fs.Int64Var(&f.blobCacheBytes, "blob-cache-bytes", toposerver.DefaultBlobCacheBytes, "memory bound of topod's blob cache, in bytes")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "address of the HTTP server for /metrics (Prometheus) and /debug/status; empty: none")
 	fs.StringSliceVar(&f.mirrorPrefixes, "mirror-prefixes", []string{"/"}, "key prefixes topod mirrors in memory, each with one backend watch serving every client watch and read under it; empty: none")
+	fs.DurationVar(&f.mirrorStale, "mirror-max-staleness", toposerver.DefaultMirrorMaxStaleness, "on etcd, a mirror serves reads only while etcd confirmed it current this recently (its watch's events, or progress notifications asked for every quarter of it); past it, cut off from etcd, reads go to etcd instead of answering stale; 0: no bound")
 	fs.Int64Var(&f.mirrorMaxBytes, "mirror-max-bytes", toposerver.DefaultMirrorMaxBytes, "memory bound of each mirrored prefix; past it the mirror keeps every key but reads the values that do not fit from the backend (topod_mirror_evicted_values)")
 	// The names of earlier releases, which called the mirror a cache (as
 	// --blob-cache-bytes still names the blob cache): accepted, with a
@@ -137,16 +139,17 @@ func serve(ctx context.Context, f serveFlags) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := toposerver.New(backend, toposerver.Options{
-		Blobs:          blobs,
-		BlobCacheBytes: f.blobCacheBytes,
-		InlineLimit:    f.inlineLimit,
-		LockTTL:        f.lockTTL,
-		MirrorPrefixes: mirrorPrefixes(f.mirrorPrefixes),
-		DisableMirror:  len(mirrorPrefixes(f.mirrorPrefixes)) == 0,
-		MirrorMaxBytes: f.mirrorMaxBytes,
-		GCGrace:        f.gcGrace,
-		TLS:            serverTLS,
-		Logger:         log,
+		Blobs:              blobs,
+		BlobCacheBytes:     f.blobCacheBytes,
+		InlineLimit:        f.inlineLimit,
+		LockTTL:            f.lockTTL,
+		MirrorPrefixes:     mirrorPrefixes(f.mirrorPrefixes),
+		DisableMirror:      len(mirrorPrefixes(f.mirrorPrefixes)) == 0,
+		MirrorMaxBytes:     f.mirrorMaxBytes,
+		MirrorMaxStaleness: mirrorMaxStaleness(f.mirrorStale),
+		GCGrace:            f.gcGrace,
+		TLS:                serverTLS,
+		Logger:             log,
 	})
 	if f.metricsListen != "" {
 		mlis, err := net.Listen("tcp", f.metricsListen)
@@ -270,4 +273,13 @@ func describeTLS(f tlsconfig.Files) string {
 func isLoopback(a net.Addr) bool {
 	tcp, ok := a.(*net.TCPAddr)
 	return ok && tcp.IP.IsLoopback()
+}
+
+// mirrorMaxStaleness is toposerver's MirrorMaxStaleness of the flag's
+// value: 0 (no bound) is negative there.
+func mirrorMaxStaleness(flag time.Duration) time.Duration {
+	if flag <= 0 {
+		return -1
+	}
+	return flag
 }

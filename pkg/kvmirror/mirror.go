@@ -53,6 +53,14 @@ type Options struct {
 	// the keys but reads the values that do not fit from the backend. 0
 	// means no bound.
 	MaxBytes int64
+	// MaxStaleness bounds how long ago the backend last confirmed the
+	// mirror current for reads to be served from memory: past it, Get and
+	// List answer not ok and the caller reads the backend (which, cut off
+	// from its cluster, fails rather than answer stale). Confirmations are
+	// the watch's events and, while no event comes, progress
+	// notifications asked for every MaxStaleness/4; only a backend whose
+	// watch gives them (etcdkv's WatchProgress) has the bound. 0: no bound.
+	MaxStaleness time.Duration
 	// Observer, if set, is told about upstream events and deliveries.
 	Observer Observer
 	Logger   *slog.Logger
@@ -91,6 +99,10 @@ type Mirror struct {
 	rev     int64
 	ready   bool
 	stopped error
+	// bounded: MaxStaleness applies (the backend confirms progress);
+	// confirmed is when the backend last confirmed the mirror current.
+	bounded   bool
+	confirmed time.Time
 	// advanced is closed (and replaced) each time rev moves or the mirror
 	// stops.
 	advanced chan struct{}
@@ -140,17 +152,29 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 }
 
+// progressWatcher is a backend whose watch also confirms its progress
+// while no event comes (etcdkv).
+type progressWatcher interface {
+	WatchProgress(ctx context.Context, key string, prefix bool, afterRev int64, interval time.Duration) (<-chan kv.WatchResponse, error)
+}
+
 // follow lists the prefix, brings the replica to it, and applies the watch
 // from there until it breaks. listed says whether it got past the listing.
 func (m *Mirror) follow(ctx context.Context) (listed bool, err error) {
+	start := time.Now()
 	kvs, rev, err := m.backend.List(ctx, m.prefix, false)
 	if err != nil {
 		return false, fmt.Errorf("list %s: %w", m.prefix, err)
 	}
-	m.reset(kvs, rev)
+	m.reset(kvs, rev, start)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	changes, err := m.backend.Watch(ctx, m.prefix, true, rev)
+	var changes <-chan kv.WatchResponse
+	if pw, ok := m.backend.(progressWatcher); ok && m.opts.MaxStaleness > 0 {
+		changes, err = pw.WatchProgress(ctx, m.prefix, true, rev, m.opts.MaxStaleness/4)
+	} else {
+		changes, err = m.backend.Watch(ctx, m.prefix, true, rev)
+	}
 	if err != nil {
 		return true, fmt.Errorf("watch %s: %w", m.prefix, err)
 	}
@@ -163,11 +187,14 @@ func (m *Mirror) follow(ctx context.Context) (listed bool, err error) {
 	return true, fmt.Errorf("watch %s: ended", m.prefix)
 }
 
-// reset replaces the replica by a fresh listing at rev, marking the
-// differences on the subscriptions.
-func (m *Mirror) reset(kvs []kv.KV, rev int64) {
+// reset replaces the replica by a fresh listing at rev, asked for at
+// listed, marking the differences on the subscriptions.
+func (m *Mirror) reset(kvs []kv.KV, rev int64, listed time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	_, m.bounded = m.backend.(progressWatcher)
+	m.bounded = m.bounded && m.opts.MaxStaleness > 0
+	m.confirmed = listed
 	if m.opts.Observer != nil && m.ready {
 		m.opts.Observer.Relisted()
 	}
@@ -189,10 +216,12 @@ func (m *Mirror) reset(kvs []kv.KV, rev int64) {
 	m.applyLocked(events, rev)
 }
 
-// apply applies upstream events up to rev.
+// apply applies upstream events up to rev (none: a progress notification),
+// which confirms the mirror current.
 func (m *Mirror) apply(events []kv.Event, rev int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.confirmed = time.Now()
 	if m.opts.Observer != nil {
 		m.opts.Observer.EventsIn(len(events))
 	}
@@ -303,6 +332,9 @@ type Stats struct {
 	EvictedValues int
 	Revision      int64
 	Subscriptions int
+	// Serving: reads are served from memory (ready, and confirmed current
+	// within Options.MaxStaleness where that applies).
+	Serving bool
 }
 
 // Stats returns the mirror's size and state.
@@ -312,7 +344,7 @@ func (m *Mirror) Stats() Stats {
 	return Stats{
 		Prefix: m.prefix, Ready: m.ready, Stopped: m.stopped != nil, Keys: m.tree.Len(),
 		Bytes: m.bytes, MaxBytes: m.opts.MaxBytes, EvictedValues: m.evicted,
-		Revision: m.rev, Subscriptions: m.watchers.n,
+		Revision: m.rev, Subscriptions: m.watchers.n, Serving: m.servesLocked(0),
 	}
 }
 
@@ -326,11 +358,21 @@ func (m *Mirror) Rev() int64 {
 	return m.rev
 }
 
+// servesLocked says whether the mirror can answer a read for revision
+// minRev or later: it is ready, has reached minRev, and (Options.
+// MaxStaleness) the backend confirmed it current recently enough.
+func (m *Mirror) servesLocked(minRev int64) bool {
+	if !m.ready || m.rev < minRev {
+		return false
+	}
+	return !m.bounded || time.Since(m.confirmed) <= m.opts.MaxStaleness
+}
+
 // Get returns key's state if the mirror can answer for revision minRev or
 // later: ok reports whether it can; found whether the key exists.
 func (m *Mirror) Get(ctx context.Context, key string, minRev int64) (e kv.KV, found, ok bool, err error) {
 	m.mu.RLock()
-	if !m.ready || m.rev < minRev || !m.Covers(key) {
+	if !m.servesLocked(minRev) || !m.Covers(key) {
 		m.mu.RUnlock()
 		return kv.KV{}, false, false, nil
 	}
@@ -350,7 +392,7 @@ func (m *Mirror) Get(ctx context.Context, key string, minRev int64) (e kv.KV, fo
 // revision minRev or later (ok).
 func (m *Mirror) List(ctx context.Context, prefix string, keysOnly bool, minRev int64) (kvs []kv.KV, ok bool, err error) {
 	m.mu.RLock()
-	if !m.ready || m.rev < minRev || !m.Covers(prefix) {
+	if !m.servesLocked(minRev) || !m.Covers(prefix) {
 		m.mu.RUnlock()
 		return nil, false, nil
 	}

@@ -105,6 +105,14 @@ func (m *metrics) observeMirrors(mirrors []*kvmirror.Mirror) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "topod_mirror_subscriptions", Help: "Watches served from topod's mirrors.",
 		}, sum(func(s kvmirror.Stats) float64 { return float64(s.Subscriptions) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "topod_mirror_not_serving", Help: "Mirrors not serving reads: not ready, or not confirmed current by the backend within --mirror-max-staleness (cut off from etcd); their reads go to the backend.",
+		}, sum(func(s kvmirror.Stats) float64 {
+			if s.Serving {
+				return 0
+			}
+			return 1
+		})),
 	)
 }
 
@@ -189,6 +197,28 @@ func (b countingBackend) Delete(ctx context.Context, key string, version int64) 
 func (b countingBackend) Watch(ctx context.Context, key string, prefix bool, afterRev int64) (<-chan kv.WatchResponse, error) {
 	b.count("watch")
 	ch, err := b.Backend.Watch(ctx, key, prefix, afterRev)
+	if err != nil {
+		return nil, err
+	}
+	b.m.upstreamWatches.Inc()
+	context.AfterFunc(ctx, b.m.upstreamWatches.Dec)
+	return ch, nil
+}
+
+// progressWatcher is a backend whose watches confirm their progress
+// (etcdkv): what bounds a mirror's staleness.
+type progressWatcher interface {
+	WatchProgress(ctx context.Context, key string, prefix bool, afterRev int64, interval time.Duration) (<-chan kv.WatchResponse, error)
+}
+
+// WatchProgress forwards the backend's WatchProgress, or is Watch.
+func (b countingBackend) WatchProgress(ctx context.Context, key string, prefix bool, afterRev int64, interval time.Duration) (<-chan kv.WatchResponse, error) {
+	pw, ok := b.Backend.(progressWatcher)
+	if !ok {
+		return b.Watch(ctx, key, prefix, afterRev)
+	}
+	b.count("watch")
+	ch, err := pw.WatchProgress(ctx, key, prefix, afterRev, interval)
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,9 @@ const (
 	DefaultLockTTL = 30 * time.Second
 	// DefaultBlobCacheBytes bounds topod's cache of blobs.
 	DefaultBlobCacheBytes = 256 << 20
+	// DefaultMirrorMaxStaleness: a mirror whose backend (etcd) has not
+	// confirmed it current for this long stops serving reads.
+	DefaultMirrorMaxStaleness = time.Second
 	// DefaultMirrorMaxBytes bounds each in-memory mirror of the backend.
 	DefaultMirrorMaxBytes = 2 << 30
 	// writeVisibleTimeout bounds how long a write waits for topod's mirror
@@ -87,6 +90,14 @@ type Options struct {
 	// keeps every key but not the values that do not fit, which are read
 	// from the backend when asked for. Default DefaultMirrorMaxBytes.
 	MirrorMaxBytes int64
+	// MirrorMaxStaleness: on a backend that confirms its watches' progress
+	// (etcd), a mirror serves reads only while etcd confirmed it current
+	// within this bound; past it (topod cut off from etcd, or the member
+	// it watches through without a leader) reads go to etcd, which answers
+	// or fails, instead of the mirror answering stale. The bolt backend,
+	// in-process, needs no bound. Default DefaultMirrorMaxStaleness;
+	// negative: no bound.
+	MirrorMaxStaleness time.Duration
 	// GCGrace is the grace period of blob garbage collection (package
 	// blobgc). MissingBlobs and PutBlobs refresh the blobs they find stored
 	// before now - GCGrace/2, so a writer has GCGrace/2 from asking to
@@ -137,6 +148,15 @@ func New(backend kv.Backend, opts Options) *Server {
 	if opts.MirrorMaxBytes <= 0 {
 		opts.MirrorMaxBytes = DefaultMirrorMaxBytes
 	}
+	if opts.MirrorMaxStaleness == 0 {
+		opts.MirrorMaxStaleness = DefaultMirrorMaxStaleness
+	}
+	// Only a backend whose watches confirm their progress can bound a
+	// mirror's staleness; countingBackend below forwards it.
+	maxStaleness := max(opts.MirrorMaxStaleness, 0)
+	if _, ok := backend.(progressWatcher); !ok {
+		maxStaleness = 0
+	}
 	if opts.LockTTL <= 0 {
 		opts.LockTTL = DefaultLockTTL
 	}
@@ -164,7 +184,7 @@ func New(backend kv.Backend, opts Options) *Server {
 	s.health.SetServingStatus(topodv1.Topo_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	if !opts.DisableMirror {
 		for _, prefix := range opts.MirrorPrefixes {
-			m := kvmirror.New(backend, prefix, kvmirror.Options{MaxBytes: opts.MirrorMaxBytes, Observer: met, Logger: opts.Logger})
+			m := kvmirror.New(backend, prefix, kvmirror.Options{MaxBytes: opts.MirrorMaxBytes, MaxStaleness: maxStaleness, Observer: met, Logger: opts.Logger})
 			s.mirrors = append(s.mirrors, m)
 			s.streams.Add(1)
 			go func() {

@@ -21,10 +21,10 @@ func (s *Server) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "topod\n\nopen streams: %d\n\n", s.ActiveStreams())
-	fmt.Fprintln(tw, "mirrored prefix\tready\tkeys\tbytes\tmax bytes\tvalues not held\trevision\twatchers")
+	fmt.Fprintln(tw, "mirrored prefix\tready\tserving reads\tkeys\tbytes\tmax bytes\tvalues not held\trevision\twatchers")
 	for _, m := range s.mirrors {
 		st := m.Stats()
-		fmt.Fprintf(tw, "%s\t%v\t%d\t%d\t%d\t%d\t%d\t%d\n", st.Prefix, st.Ready, st.Keys, st.Bytes, st.MaxBytes, st.EvictedValues, st.Revision, st.Subscriptions)
+		fmt.Fprintf(tw, "%s\t%v\t%v\t%d\t%d\t%d\t%d\t%d\t%d\n", st.Prefix, st.Ready, st.Serving, st.Keys, st.Bytes, st.MaxBytes, st.EvictedValues, st.Revision, st.Subscriptions)
 	}
 	bs := s.cache.Stats()
 	fmt.Fprintf(tw, "\nblob cache\t%d entries\t%d bytes\thits %d\tmisses %d\tevictions %d\n", bs.Entries, bs.Bytes, bs.Hits, bs.Misses, bs.Evictions)

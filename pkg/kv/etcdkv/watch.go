@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/topod-io/topod/pkg/kv"
@@ -43,6 +46,23 @@ const (
 // the channel with kv.ErrCompacted; Close ends it with kv.ErrClosed; the end
 // of ctx closes it without an error.
 func (b *Backend) Watch(ctx context.Context, key string, prefix bool, afterRev int64) (<-chan kv.WatchResponse, error) {
+	return b.watch(ctx, key, prefix, afterRev, 0)
+}
+
+// WatchProgress is Watch that also confirms, about every interval while
+// the watch is live, that every change up to a revision has been
+// delivered: a response with no events and that Revision (etcd's progress
+// notifications, asked for with RequestProgress). A consumer that receives
+// nothing for much longer than interval is cut off from etcd, or the
+// member it watches through has no leader.
+func (b *Backend) WatchProgress(ctx context.Context, key string, prefix bool, afterRev int64, interval time.Duration) (<-chan kv.WatchResponse, error) {
+	if interval <= 0 {
+		return nil, fail("watch", key, fmt.Errorf("progress interval %v: want a positive one", interval))
+	}
+	return b.watch(ctx, key, prefix, afterRev, interval)
+}
+
+func (b *Backend) watch(ctx context.Context, key string, prefix bool, afterRev int64, progress time.Duration) (<-chan kv.WatchResponse, error) {
 	const op = "watch"
 	if err := b.checkOpen(op, key); err != nil {
 		return nil, err
@@ -59,24 +79,29 @@ func (b *Backend) Watch(ctx context.Context, key string, prefix bool, afterRev i
 		afterRev = resp.Header.Revision
 	}
 	w := &watcher{
-		b:      b,
-		key:    key,
-		prefix: prefix,
-		next:   afterRev + 1,
-		out:    make(chan kv.WatchResponse),
+		b:        b,
+		key:      key,
+		prefix:   prefix,
+		progress: progress,
+		next:     afterRev + 1,
+		out:      make(chan kv.WatchResponse),
 	}
 	go w.run(ctx)
 	return w.out, nil
 }
 
+// progressSeq names the watch streams of WatchProgress, one each.
+var progressSeq atomic.Int64
+
 // watcher is one Watch: it runs etcd watches one after the other, each
 // resuming where the previous one ended, and forwards their events.
 type watcher struct {
-	b      *Backend
-	key    string
-	prefix bool
-	next   int64 // the first revision not delivered yet
-	out    chan kv.WatchResponse
+	b        *Backend
+	key      string
+	prefix   bool
+	progress time.Duration // how often to ask for progress; 0: never
+	next     int64         // the first revision not delivered yet
+	out      chan kv.WatchResponse
 }
 
 // run feeds w.out until ctx ends or the watch fails for good, then closes it.
@@ -120,11 +145,27 @@ func (w *watcher) watchOnce(ctx context.Context) (delivered bool, err error) {
 	}
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	opts := []clientv3.OpOption{clientv3.WithRev(w.next)}
+	from := w.next
+	if w.progress > 0 {
+		// A stream of its own: etcd answers RequestProgress only when
+		// every watch on the stream is caught up, and for all of them.
+		wctx = metadata.AppendToOutgoingContext(wctx, "topod-kv-progress", strconv.FormatInt(progressSeq.Add(1), 10))
+		// And only for watches that started at or before its current
+		// revision: start at the last revision delivered, whose events
+		// are dropped below.
+		from = max(w.next-1, 1)
+	}
+	opts := []clientv3.OpOption{clientv3.WithRev(from)}
 	if w.prefix {
 		opts = append(opts, clientv3.WithPrefix())
 	}
 	wch := w.b.cli.Watch(wctx, w.key, opts...)
+	var tick <-chan time.Time
+	if w.progress > 0 {
+		t := time.NewTicker(w.progress)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		var (
 			wresp clientv3.WatchResponse
@@ -132,6 +173,10 @@ func (w *watcher) watchOnce(ctx context.Context) (delivered bool, err error) {
 		)
 		select {
 		case wresp, ok = <-wch:
+		case <-tick:
+			// An error here is the stream's: the watch ends with it.
+			_ = w.b.cli.RequestProgress(wctx)
+			continue
 		case <-ctx.Done():
 			return delivered, nil
 		case <-w.b.done:
@@ -158,11 +203,26 @@ func (w *watcher) watchOnce(ctx context.Context) (delivered bool, err error) {
 			return delivered, nil
 		}
 		if len(wresp.Events) == 0 {
-			continue // created or progress notification
+			// Created, or a progress notification: every change up to
+			// the header's revision has been delivered.
+			if w.progress > 0 && wresp.IsProgressNotify() && wresp.Header.Revision >= w.next-1 {
+				select {
+				case w.out <- kv.WatchResponse{Revision: wresp.Header.Revision}:
+				case <-ctx.Done():
+					return delivered, nil
+				}
+				w.next = wresp.Header.Revision + 1
+			}
+			continue
 		}
-		resp := kv.WatchResponse{Events: make([]kv.Event, len(wresp.Events))}
-		for i, ev := range wresp.Events {
-			resp.Events[i] = fromEtcdEvent(ev)
+		resp := kv.WatchResponse{Events: make([]kv.Event, 0, len(wresp.Events))}
+		for _, ev := range wresp.Events {
+			if ev.Kv.ModRevision >= w.next { // not delivered already
+				resp.Events = append(resp.Events, fromEtcdEvent(ev))
+			}
+		}
+		if len(resp.Events) == 0 {
+			continue
 		}
 		resp.Revision = resp.Events[len(resp.Events)-1].KV.ModRevision
 		select {
