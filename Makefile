@@ -6,7 +6,7 @@ export GOBIN := $(CURDIR)/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 
-.PHONY: all build test bench proto tools-proto vet fmt fmt-check clean demo demo-stop mysql-client
+.PHONY: all build test test-faults bench proto tools-proto vet fmt fmt-check clean demo demo-stop mysql-client
 
 all: build
 
@@ -69,6 +69,17 @@ proto: tools-proto
 # `build` makes, queried with the mysql client.
 test: fmt-check vet bin/minio build mysql-client
 	go test -race -count=1 -timeout 30m ./...
+
+# test-faults runs the fault suite (faults/, RELIABILITY.md): the workload
+# against a real cluster (three etcd members, three topod replicas, MinIO)
+# under each fault, every history checked, one line of figures per fault;
+# then every fuzz target for FUZZTIME. FAULTS_LONG=1 is the long mode:
+# longer phases, the soak, and FUZZTIME=5m.
+FAULTS_LONG ?=
+test-faults: bin/minio
+	set -o pipefail; go test -count=1 -timeout 60m -v -run 'TestModel|TestCheckerFlagsStale|TestFaults|TestSoak' ./faults/ \
+		-args -faults $(if $(FAULTS_LONG),-faults.long) | grep -v '^{'
+	$(MAKE) fuzz $(if $(FAULTS_LONG),FUZZTIME=5m)
 
 # bench compares the plugin on topod-on-etcd with Vitess's etcd2 on the same
 # etcd, and the backends on their own.

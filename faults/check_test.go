@@ -1,0 +1,261 @@
+package faults
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// report is one run's figures and verdicts.
+type report struct {
+	name          string
+	ok, failed    [3]int
+	phase         time.Duration
+	linearizable  porcupine.CheckResult
+	kvOps         int
+	visualization string // where the history is drawn when it is not linearizable
+	watchEvents   int
+	duplicates    int
+	reorders      int
+	phantoms      int // events of a value no write wrote, or at another version
+	gaps          int // keys whose last state never reached the watcher
+	watchRestarts int
+	timeTravel    int // a client saw a key at a version older than one it saw before
+	lockActs      int
+	lockWrites    int
+	lockOverlaps  int // acquisitions whose holding intervals overlap
+	lockUnsafe    int // register writes out of token order, repeated tokens, counts skipped
+	fenced        int
+	casFailed     int
+	longestGap    time.Duration
+	cachedReads   int           // default reads checked
+	staleReads    int           // default reads older than a write acknowledged before they were sent
+	maxStaleness  time.Duration // how long before such a read the newer write was acknowledged
+	faultNote     string
+	detail        string   // the operations on a key whose history is not linearizable
+	anomalies     []string // the first watch anomalies found
+}
+
+// String is the line `make test-faults` prints per fault.
+func (r *report) String() string {
+	tput := func(i int) string { return fmt.Sprintf("%.0f", float64(r.ok[i])/r.phase.Seconds()) }
+	return fmt.Sprintf("%-22s ops %d (%d failed) | ops/s before %s during %s after %s | linearizable: %s (%d kv ops) | "+
+		"watch events %d: duplicates %d, reorders %d, phantoms %d, gaps %d, restarts %d | time travel %d | "+
+		"locks %d (%d writes, %d fenced, %d cas refused): overlaps %d, unsafe %d | longest unavailability %v | "+
+		"default reads %d, %d stale (at most %v)",
+		r.name, r.ok[0]+r.ok[1]+r.ok[2], r.failed[0]+r.failed[1]+r.failed[2], tput(0), tput(1), tput(2),
+		verdict(r.linearizable), r.kvOps, r.watchEvents, r.duplicates, r.reorders, r.phantoms, r.gaps, r.watchRestarts,
+		r.timeTravel, r.lockActs, r.lockWrites, r.fenced, r.casFailed, r.lockOverlaps, r.lockUnsafe, r.longestGap.Round(time.Millisecond),
+		r.cachedReads, r.staleReads, r.maxStaleness.Round(time.Millisecond))
+}
+
+func verdict(c porcupine.CheckResult) string {
+	switch c {
+	case porcupine.Ok:
+		return "ok"
+	case porcupine.Illegal:
+		return "VIOLATED"
+	}
+	return "unknown (checker timed out)"
+}
+
+// checkKV checks the KV history for linearizability. A history that is not
+// is drawn to an HTML file named after the run, in the system's temporary
+// directory.
+func (r *report) checkKV(rec *recorder, timeout time.Duration) {
+	rec.mu.Lock()
+	ops := append([]porcupine.Operation(nil), rec.ops...)
+	rec.mu.Unlock()
+	r.kvOps = len(ops)
+	model := kvModel.ToModel()
+	res, info := porcupine.CheckOperationsVerbose(model, ops, timeout)
+	r.linearizable = res
+	if res == porcupine.Illegal {
+		r.detail = illegalKey(ops)
+		file := filepath.Join(os.TempDir(), "faults-"+r.name+".html")
+		if f, err := os.Create(file); err == nil {
+			if porcupine.Visualize(model, info, f) == nil {
+				r.visualization = file
+			}
+			f.Close()
+		}
+	}
+}
+
+// checkClients checks each client's view: no key seen at a version older
+// than one the client saw before (no time travel, which also covers
+// read-your-writes), and every listed value written, at its version.
+func (r *report) checkClients(rec *recorder) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, obs := range rec.seen {
+		last := map[string]int64{}
+		for _, o := range obs {
+			if o.version < last[o.key] {
+				r.timeTravel++
+			}
+			last[o.key] = max(last[o.key], o.version)
+			if o.list {
+				if v, ok := rec.writes[o.value]; !ok || (v != 0 && v != o.version) {
+					r.phantoms++
+				}
+			}
+		}
+	}
+}
+
+// checkStaleness measures the default reads: one is stale when a write of
+// a newer version of its key was acknowledged before it was sent. topod
+// allows it (README, Consistency): a replica's mirror may be a few
+// milliseconds behind another client's write.
+func (r *report) checkStaleness(rec *recorder) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	type ack struct{ version, at int64 }
+	acks := map[string][]ack{}
+	for _, op := range rec.ops {
+		in, out := op.Input.(kvInput), op.Output.(kvOutput)
+		if (in.Kind == opCreate || in.Kind == opUpdate) && out.Outcome == outOK {
+			acks[in.Key] = append(acks[in.Key], ack{out.Version, op.Return})
+		}
+	}
+	r.cachedReads = len(rec.reads)
+	for _, rd := range rec.reads {
+		var first int64 = -1
+		for _, a := range acks[rd.key] {
+			if a.version > rd.version && a.at < rd.call && (first < 0 || a.at < first) {
+				first = a.at
+			}
+		}
+		if first >= 0 {
+			r.staleReads++
+			r.maxStaleness = max(r.maxStaleness, time.Duration(rd.call-first))
+		}
+	}
+}
+
+// checkWatch checks what a watcher saw: per key, versions only grow within
+// a watch (an equal one is a duplicate, a smaller one a reorder); a new
+// watch after a restart starts no older than the last one ended; every
+// value delivered was written, at the version delivered; and, after the
+// workload, the watcher's state is the store's (final: key -> event).
+func (r *report) checkWatch(rec *recorder, w *watchLog, final map[string]watchEvent) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r.watchRestarts += w.restarts
+	last := map[string]int64{} // across watches
+	lastWatch := map[string]int{}
+	for _, ev := range w.events {
+		r.watchEvents++
+		if ev.deleted {
+			continue
+		}
+		prev := last[ev.key]
+		switch {
+		case ev.version > prev:
+		case ev.initial && ev.watch != lastWatch[ev.key] && ev.version == prev:
+			// A new watch's initial state may repeat what the last one saw.
+		case ev.version == prev:
+			r.duplicates++
+			r.note("duplicate: %+v after version %d", ev, prev)
+		default:
+			r.reorders++
+			r.note("reorder: %+v after version %d", ev, prev)
+		}
+		last[ev.key], lastWatch[ev.key] = max(prev, ev.version), ev.watch
+		if v, ok := rec.writes[ev.value]; !ok || (v != 0 && v != ev.version) {
+			r.phantoms++
+			r.note("phantom: %+v (written: %v at %d)", ev, ok, v)
+		}
+	}
+	keys := map[string]bool{}
+	for k := range final {
+		keys[k] = true
+	}
+	for k := range w.state {
+		keys[k] = true
+	}
+	for k := range keys {
+		got, want := w.state[k], final[k]
+		if got.value != want.value || got.version != want.version {
+			r.gaps++
+			r.note("gap: %s is %+v, the watcher has %+v", k, want, got)
+		}
+	}
+}
+
+// note keeps the first anomalies found, for the test's failure message.
+func (r *report) note(format string, args ...any) {
+	if len(r.anomalies) < 10 {
+		r.anomalies = append(r.anomalies, fmt.Sprintf(format, args...))
+	}
+}
+
+// checkLocks checks the lock actions: ordered by the register's versions,
+// the successful writes carry tokens that never go down, no token twice,
+// and counts that go up by one (no holder acted on a stale read); and
+// counts acquisitions whose holding intervals overlap.
+func (r *report) checkLocks(l *lockLog) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r.lockActs = len(l.actions)
+	var writes []lockAction
+	for _, a := range l.actions {
+		if a.wrote {
+			writes = append(writes, a)
+		}
+		if a.fenced {
+			r.fenced++
+		}
+		if a.casFailed {
+			r.casFailed++
+		}
+	}
+	r.lockWrites = len(writes)
+	sort.Slice(writes, func(i, j int) bool { return writes[i].regVersion < writes[j].regVersion })
+	for i := 1; i < len(writes); i++ {
+		fenced := writes[i].token > 0 // etcd2's locks give no token
+		if (fenced && writes[i].token <= writes[i-1].token) || writes[i].count != writes[i-1].count+1 {
+			r.lockUnsafe++
+		}
+	}
+	acts := append([]lockAction(nil), l.actions...)
+	sort.Slice(acts, func(i, j int) bool { return acts[i].acquired < acts[j].acquired })
+	var held int64 // the latest end of the intervals so far
+	for i, a := range acts {
+		if i > 0 && a.acquired < held {
+			r.lockOverlaps++
+		}
+		held = max(held, a.unlock)
+	}
+}
+
+// illegalKey finds a key whose history alone is not linearizable and
+// describes its operations in call order.
+func illegalKey(ops []porcupine.Operation) string {
+	for _, part := range kvModel.Partition(ops) {
+		model := kvModel
+		model.Partition = nil
+		if porcupine.CheckOperations(model.ToModel(), part) {
+			continue
+		}
+		sort.Slice(part, func(i, j int) bool { return part[i].Call < part[j].Call })
+		var b strings.Builder
+		for _, op := range part {
+			ret := fmt.Sprint(op.Return)
+			if op.Return == 1<<62 {
+				ret = "never"
+			}
+			fmt.Fprintf(&b, "\n  client %d [%d, %s] %s", op.ClientId, op.Call, ret, kvModel.DescribeOperation(op.Input, op.Output))
+		}
+		return b.String()
+	}
+	return ""
+}
