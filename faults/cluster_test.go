@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/url"
@@ -33,11 +34,12 @@ const lockTTL = 3 * time.Second
 // topodReplica is one topod process and, for etcd backends, the proxies
 // between it and each etcd member.
 type topodReplica struct {
-	addr    string
-	args    []string
-	dir     string
-	proc    *vtlocal.Process
-	proxies []proxy.Server // one per etcd member
+	addr        string
+	metricsAddr string // with clusterOptions.metrics
+	args        []string
+	dir         string
+	proc        *vtlocal.Process
+	proxies     []proxy.Server // one per etcd member
 }
 
 // cluster is what one run works against.
@@ -55,6 +57,9 @@ type clusterOptions struct {
 	replicas int
 	bolt     bool // one replica on bolt instead of replicas on etcd
 	etcd2    bool // no topod, no MinIO: clients use stock etcd2 on the etcd cluster
+	metrics  bool // the replicas serve /metrics (metricsAddr)
+	// inlineLimit is the replicas' --inline-limit; 0 for inlineLimit.
+	inlineLimit int
 }
 
 // startCluster starts MinIO, the etcd cluster (unless bolt) and the topod
@@ -74,9 +79,9 @@ func startCluster(t testing.TB, opts clusterOptions) *cluster {
 	if !opts.bolt {
 		c.etcd = startEtcd(t, filepath.Join(c.dir, "etcd"), 3)
 	}
-	ports := pickPorts(t, opts.replicas)
+	ports := pickPorts(t, 2*opts.replicas)
 	for i := range opts.replicas {
-		r := &topodReplica{addr: fmt.Sprintf("127.0.0.1:%d", ports[i]), dir: filepath.Join(c.dir, fmt.Sprintf("topod%d", i))}
+		r := &topodReplica{addr: fmt.Sprintf("127.0.0.1:%d", ports[2*i]), dir: filepath.Join(c.dir, fmt.Sprintf("topod%d", i))}
 		if err := os.MkdirAll(r.dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +97,11 @@ func startCluster(t testing.TB, opts clusterOptions) *cluster {
 		}
 		r.args = []string{"--listen", r.addr, "--backend", backend, "--data-dir", r.dir,
 			"--blobs", c.minio.URL("topod"), "--blobs-credentials-file", creds,
-			"--inline-limit", fmt.Sprint(inlineLimit), "--log-level", "warn", "--shutdown-grace", "1s"}
+			"--inline-limit", fmt.Sprint(cmp.Or(opts.inlineLimit, inlineLimit)), "--log-level", "warn", "--shutdown-grace", "1s"}
+		if opts.metrics {
+			r.metricsAddr = fmt.Sprintf("127.0.0.1:%d", ports[2*i+1])
+			r.args = append(r.args, "--metrics-listen", r.metricsAddr)
+		}
 		c.replicas = append(c.replicas, r)
 		c.startReplica(i)
 	}

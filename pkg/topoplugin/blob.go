@@ -108,10 +108,10 @@ func (c *Conn) encode(ctx context.Context, p string, contents []byte) ([]byte, e
 }
 
 // upload stores the blobs topod lacks, in batches, and keeps them all in
-// the local cache (the writer usually reads them back).
+// the local cache (the writer usually reads them back). Each request is
+// bounded on its own (unary): a large file's upload takes as many
+// deadlines as it takes requests.
 func (c *Conn) upload(ctx context.Context, blobs map[content.Hash][]byte) error {
-	ctx, cancel, wait := c.unary(ctx)
-	defer cancel()
 	hashes := make([][]byte, 0, len(blobs))
 	for h, data := range blobs {
 		hashes = append(hashes, h[:])
@@ -119,7 +119,9 @@ func (c *Conn) upload(ctx context.Context, blobs map[content.Hash][]byte) error 
 	}
 	var missing [][]byte
 	for start := 0; start < len(hashes); start += maxMissingBatchCount {
-		resp, err := c.client.MissingBlobs(ctx, &topodv1.MissingBlobsRequest{Hashes: hashes[start:min(start+maxMissingBatchCount, len(hashes))]}, wait)
+		rctx, cancel, wait := c.unary(ctx)
+		resp, err := c.client.MissingBlobs(rctx, &topodv1.MissingBlobsRequest{Hashes: hashes[start:min(start+maxMissingBatchCount, len(hashes))]}, wait)
+		cancel()
 		if err != nil {
 			return convertError(err, "blobs")
 		}
@@ -130,7 +132,10 @@ func (c *Conn) upload(ctx context.Context, blobs map[content.Hash][]byte) error 
 		if len(batch.Blobs) == 0 {
 			return nil
 		}
-		if _, err := c.client.PutBlobs(ctx, batch, wait); err != nil {
+		rctx, cancel, wait := c.unary(ctx)
+		_, err := c.client.PutBlobs(rctx, batch, wait)
+		cancel()
+		if err != nil {
 			return convertError(err, "blobs")
 		}
 		c.counters.uploads.Add(int64(len(batch.Blobs)))
@@ -204,13 +209,14 @@ func (c *Conn) fetchMissing(ctx context.Context, hashes []content.Hash) error {
 	if len(missing) < 2 {
 		return nil
 	}
-	ctx, cancel, wait := c.unary(ctx)
-	defer cancel()
 	for start := 0; start < len(missing); start += prefetchBatch {
-		stream, err := c.client.GetBlobs(ctx, &topodv1.GetBlobsRequest{Hashes: missing[start:min(start+prefetchBatch, len(missing))]}, wait)
+		// Each batch is bounded on its own, as upload's requests are.
+		rctx, cancel, wait := c.unary(ctx)
+		stream, err := c.client.GetBlobs(rctx, &topodv1.GetBlobsRequest{Hashes: missing[start:min(start+prefetchBatch, len(missing))]}, wait)
 		if err == nil {
 			err = c.receiveBlobs(stream)
 		}
+		cancel()
 		if err != nil {
 			return err
 		}
