@@ -6,7 +6,7 @@ export GOBIN := $(CURDIR)/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 
-.PHONY: all build test test-faults bench proto tools-proto vet fmt fmt-check clean demo demo-stop mysql-client
+.PHONY: all build test test-faults bench fuzz proto tools-proto vet fmt fmt-check clean demo demo-stop mysql-client
 
 all: build
 
@@ -85,6 +85,31 @@ test-faults: bin/minio
 # etcd, and the backends on their own.
 bench:
 	go test -run '^$$' -bench . -benchmem ./pkg/topoplugin/ ./pkg/kv/...
+
+# fuzz runs every fuzz target for FUZZTIME each, one after another (go test
+# fuzzes one target per run): the decoders of blob records, chunk manifests
+# and SrvVSchema manifests, path validation and vschemad's request
+# parsing. A failing input is written to the package's testdata/fuzz/ and
+# stops the run.
+FUZZTIME ?= 20s
+FUZZ_TARGETS := \
+	pkg/record:FuzzParse \
+	pkg/record:FuzzDecode \
+	pkg/chunk:FuzzParseManifest \
+	pkg/chunk:FuzzDecode \
+	pkg/vschema:FuzzParseManifest \
+	pkg/vschema:FuzzDecode \
+	pkg/toposerver:FuzzCheckPath \
+	pkg/vschemastore:FuzzParseKeyspaceJSON \
+	pkg/vschemastore:FuzzParseRulesJSON \
+	pkg/vschemastore:FuzzValidateKeyspaceName \
+	pkg/vschemastore:FuzzParseVersion
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "== $$pkg $$name"; \
+		go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
 
 vet:
 	go vet ./...

@@ -17,6 +17,12 @@ const (
 	// may not exceed it and Decode rejects a manifest listing a larger one.
 	MaxChunkSize = 64 << 20
 
+	// MaxFileSize is the largest file the codec encodes and decodes: 1 GiB.
+	// A few small blobs can describe a far larger file (a manifest
+	// repeating a chunk or a sub-manifest), so Decode refuses a root
+	// manifest that claims more before fetching anything else.
+	MaxFileSize = 1 << 30
+
 	// normalization is FastCDC's normalization level: below AvgSize a cut
 	// needs log2(AvgSize)+normalization zero bits, above it
 	// log2(AvgSize)-normalization, which concentrates chunk sizes around

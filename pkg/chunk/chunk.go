@@ -37,7 +37,9 @@
 // Decode fetches blobs through a Getter, at most 16 at a time, verifies each
 // against its hash and every manifest's sizes, and reassembles the file. The
 // caller's Getter does the caching, so decoding a new version of a file
-// fetches only the chunks that changed.
+// fetches only the chunks that changed. Files are at most MaxFileSize
+// (1 GiB): repeated content deduplicates, so a few small blobs can describe
+// a far larger file, and Decode refuses one that claims more.
 package chunk
 
 import (
@@ -65,11 +67,14 @@ const fetchConcurrency = 16
 // the root manifest and every blob the encoding needs (chunks and
 // manifests), keyed by hash. Equal data always gives the same root and
 // blobs. The blobs are copies: data may be modified afterwards. The error
-// is non-nil only for invalid options.
+// is non-nil only for invalid options or data over MaxFileSize.
 func Encode(data []byte, opts Options) (root content.Hash, blobs map[content.Hash][]byte, err error) {
 	opts = opts.withDefaults()
 	if err := opts.validate(); err != nil {
 		return content.Hash{}, nil, err
+	}
+	if len(data) > MaxFileSize {
+		return content.Hash{}, nil, fmt.Errorf("chunk: %d bytes, over the %d-byte limit", len(data), MaxFileSize)
 	}
 	c := newCutter(opts)
 	blobs = make(map[content.Hash][]byte, len(data)/opts.AvgSize+2)
@@ -89,27 +94,23 @@ func Encode(data []byte, opts Options) (root content.Hash, blobs map[content.Has
 // Decode reassembles the file whose root manifest is root, fetching every
 // blob through get (at most 16 concurrently) and verifying it against its
 // hash. A blob that does not match its hash, or a malformed manifest, gives
-// an error wrapping ErrCorrupt and naming the blob.
+// an error wrapping ErrCorrupt and naming the blob, as does a root
+// manifest claiming more than MaxFileSize bytes. Each distinct blob is
+// fetched once, and the file is allocated only once its chunks are in.
 func Decode(ctx context.Context, root content.Hash, get Getter) ([]byte, error) {
-	chunks, size, err := loadChunkList(ctx, root, get)
+	t, err := loadTree(ctx, root, get)
 	if err != nil {
 		return nil, fmt.Errorf("chunk: decode %s: %w", root, err)
 	}
-	out := make([]byte, size)
-	// Fetch each distinct chunk once and copy it to every offset it occupies.
-	offsets := make(map[content.Hash][]int64, len(chunks))
-	order := make([]entry, 0, len(chunks))
-	var off int64
-	for _, e := range chunks {
-		if _, ok := offsets[e.hash]; !ok {
-			order = append(order, e)
-		}
-		offsets[e.hash] = append(offsets[e.hash], off)
-		off += e.size
-	}
+	// Fetch each distinct chunk once; assemble the file from them only then,
+	// so that a tree naming chunks the store lacks costs no allocation of
+	// the size it claims.
+	chunks := make([][]byte, len(t.chunks))
+	index := make(map[content.Hash]int, len(t.chunks))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(fetchConcurrency)
-	for _, e := range order {
+	for i, e := range t.chunks {
+		index[e.hash] = i
 		g.Go(func() error {
 			b, err := fetch(gctx, get, e.hash)
 			if err != nil {
@@ -118,31 +119,49 @@ func Decode(ctx context.Context, root content.Hash, get Getter) ([]byte, error) 
 			if int64(len(b)) != e.size {
 				return fmt.Errorf("chunk %s: %w: %d bytes, manifest says %d", e.hash, ErrCorrupt, len(b), e.size)
 			}
-			for _, o := range offsets[e.hash] {
-				copy(out[o:], b)
-			}
+			chunks[i] = b
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("chunk: decode %s: %w", root, err)
 	}
+	out := make([]byte, t.root.size)
+	t.assemble(t.root, out, func(h content.Hash) []byte { return chunks[index[h]] })
 	return out, nil
 }
 
-// loadChunkList fetches the manifest tree under root and returns its chunk
-// list in order and the file size.
-func loadChunkList(ctx context.Context, root content.Hash, get Getter) ([]entry, int64, error) {
+// tree is a file's manifest tree, loaded and checked: its root, every
+// distinct sub-manifest and every distinct chunk.
+type tree struct {
+	root      *manifest
+	manifests map[content.Hash]*manifest // sub-manifests by hash
+	chunks    []entry                    // distinct, in order of first appearance
+}
+
+// loadTree fetches the manifest tree under root, each distinct manifest
+// once, and checks it: the root covers at most MaxFileSize bytes, every
+// sub-manifest has the level below its parent's and the size its parents
+// give it, and a chunk has one size wherever it appears.
+func loadTree(ctx context.Context, root content.Hash, get Getter) (*tree, error) {
 	m, err := loadManifest(ctx, get, root)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	entries := m.entries
+	if m.size > MaxFileSize {
+		return nil, fmt.Errorf("manifest %s: %w: it covers %d bytes, over the %d-byte limit", root, ErrCorrupt, m.size, MaxFileSize)
+	}
+	t := &tree{root: m, manifests: make(map[content.Hash]*manifest)}
+	parents := []*manifest{m}
 	for level := m.level; level > 0; level-- {
-		children := make([]*manifest, len(entries))
+		refs, err := distinct(parents)
+		if err != nil {
+			return nil, err
+		}
+		children := make([]*manifest, len(refs))
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(fetchConcurrency)
-		for i, e := range entries {
+		for i, e := range refs {
 			g.Go(func() error {
 				c, err := loadManifest(gctx, get, e.hash)
 				if err != nil {
@@ -157,14 +176,51 @@ func loadChunkList(ctx context.Context, root content.Hash, get Getter) ([]entry,
 			})
 		}
 		if err := g.Wait(); err != nil {
-			return nil, 0, err
+			return nil, err
 		}
-		entries = nil
-		for _, c := range children {
-			entries = append(entries, c.entries...)
+		for i, e := range refs {
+			t.manifests[e.hash] = children[i]
+		}
+		parents = children
+	}
+	if t.chunks, err = distinct(parents); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// distinct returns the distinct entries of manifests, in order of first
+// appearance. An entry whose blob appears elsewhere with another size is
+// an error wrapping ErrCorrupt.
+func distinct(manifests []*manifest) ([]entry, error) {
+	var out []entry
+	sizes := make(map[content.Hash]int64)
+	for _, m := range manifests {
+		for _, e := range m.entries {
+			size, ok := sizes[e.hash]
+			switch {
+			case !ok:
+				sizes[e.hash] = e.size
+				out = append(out, e)
+			case size != e.size:
+				return nil, fmt.Errorf("blob %s: %w: listed as %d bytes and as %d", e.hash, ErrCorrupt, size, e.size)
+			}
 		}
 	}
-	return entries, m.size, nil
+	return out, nil
+}
+
+// assemble copies the data m covers into out, len(out) = m.size, taking
+// each chunk's bytes from chunk.
+func (t *tree) assemble(m *manifest, out []byte, chunk func(content.Hash) []byte) {
+	for _, e := range m.entries {
+		if m.level == 0 {
+			copy(out, chunk(e.hash))
+		} else {
+			t.assemble(t.manifests[e.hash], out[:e.size], chunk)
+		}
+		out = out[e.size:]
+	}
 }
 
 // loadManifest fetches, verifies and parses the manifest h.
@@ -194,7 +250,7 @@ func fetch(ctx context.Context, get Getter, h content.Hash) ([]byte, error) {
 
 // Blobs returns the hash of every blob the file under root is made of: the
 // manifests and the chunks, each once. It is what a garbage collector marks
-// as live. Chunks are not fetched, only manifests.
+// as live. Chunks are not fetched, only manifests, each distinct one once.
 func Blobs(ctx context.Context, root content.Hash, get Getter) ([]content.Hash, error) {
 	seen := map[content.Hash]bool{}
 	var out []content.Hash
@@ -204,6 +260,10 @@ func Blobs(ctx context.Context, root content.Hash, get Getter) ([]content.Hash, 
 			out = append(out, h)
 		}
 	}
+	// loaded holds the manifests already read: one repeated in the tree (a
+	// sub-manifest of repeated content) is read once, not once per parent
+	// entry, which for a tree of three levels is up to 1536^2 times.
+	loaded := map[content.Hash]bool{root: true}
 	level := []content.Hash{root}
 	for len(level) > 0 {
 		var next []content.Hash
@@ -214,9 +274,11 @@ func Blobs(ctx context.Context, root content.Hash, get Getter) ([]content.Hash, 
 				return nil, fmt.Errorf("chunk: blobs of %s: %w", root, err)
 			}
 			for _, e := range m.entries {
-				if m.level == 0 {
+				switch {
+				case m.level == 0:
 					add(e.hash)
-				} else {
+				case !loaded[e.hash]:
+					loaded[e.hash] = true
 					next = append(next, e.hash)
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -376,6 +377,94 @@ func TestDecodeErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.naming.String()) {
 				t.Errorf("error %q does not name blob %s", err, tt.naming)
+			}
+		})
+	}
+}
+
+// TestDecodeAmplification: a few small blobs can describe a huge file by
+// repeating a chunk or a sub-manifest (a "zip bomb"). Decode refuses a file
+// over MaxFileSize after reading only its root manifest, allocates the file
+// only once its chunks are fetched and verified, and, like Blobs, reads
+// each distinct manifest once. Before, the 3.4 GiB tree (four blobs of
+// 150 KB in all) ran the process out of memory, the 96 GiB manifest made
+// Decode allocate 96 GiB before fetching a chunk, and decoding the 2.25 MiB
+// file fetched its sub-manifest 1,536 times and allocated 1 GiB.
+func TestDecodeAmplification(t *testing.T) {
+	blobs := map[content.Hash][]byte{}
+	x := put(blobs, []byte("x"))
+	repeat := func(level int, e entry) content.Hash {
+		m := &manifest{level: level, size: maxEntries * e.size}
+		for range maxEntries {
+			m.entries = append(m.entries, e)
+		}
+		return put(blobs, m.encode())
+	}
+	l0 := repeat(0, entry{x, 1})                            // 1,536 bytes
+	l1 := repeat(1, entry{l0, maxEntries})                  // 2.25 MiB
+	l2 := repeat(2, entry{l1, maxEntries * maxEntries})     // 3.4 GiB
+	big := repeat(0, entry{content.Sum(nil), MaxChunkSize}) // 96 GiB
+	// 1 GiB, the most Decode accepts, of a chunk the store lacks.
+	missing := entry{content.Sum([]byte("missing")), MaxChunkSize}
+	sub := put(blobs, (&manifest{size: MaxChunkSize, entries: []entry{missing}}).encode())
+	gib := &manifest{level: 1, size: MaxFileSize}
+	for range MaxFileSize / MaxChunkSize {
+		gib.entries = append(gib.entries, entry{sub, MaxChunkSize})
+	}
+	gibRoot := put(blobs, gib.encode())
+
+	allocated := func(f func()) uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		f()
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	tests := []struct {
+		name    string
+		root    content.Hash
+		size    int64 // decoded size; -1: Decode fails
+		corrupt bool  // the failure is ErrCorrupt (else a missing blob)
+		fetches int   // Decode makes, at most
+		blobs   int   // Blobs lists, fetching one fewer (the chunks are not fetched)
+	}{
+		{"a chunk repeated 2.4 million times", l1, maxEntries * maxEntries, false, 3, 3},
+		{"3.4 GiB of repeats", l2, -1, true, 1, 4},
+		{"96 GiB in one manifest", big, -1, true, 1, 2},
+		{"1 GiB of a chunk the store lacks", gibRoot, -1, false, 3, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(blobs)
+			var got []byte
+			var err error
+			n := allocated(func() { got, err = Decode(t.Context(), tt.root, s.get) })
+			if tt.size >= 0 {
+				if err != nil || int64(len(got)) != tt.size || bytes.Count(got, []byte("x")) != len(got) {
+					t.Fatalf("Decode = %d bytes, %v; want %d bytes of x", len(got), err, tt.size)
+				}
+			} else {
+				if err == nil {
+					t.Fatalf("Decode of %d bytes succeeded", len(got))
+				}
+				if errors.Is(err, ErrCorrupt) != tt.corrupt {
+					t.Fatalf("Decode: %v; want ErrCorrupt %v", err, tt.corrupt)
+				}
+				if limit := uint64(16 << 20); n > limit {
+					t.Errorf("Decode allocated %d MiB to fail", n>>20)
+				}
+			}
+			t.Logf("Decode: %d fetches, %d KiB allocated, err %v", len(s.fetched), n>>10, err)
+			if len(s.fetched) > tt.fetches {
+				t.Errorf("Decode fetched %d blobs, want at most %d", len(s.fetched), tt.fetches)
+			}
+			s = newStore(blobs)
+			hashes, err := Blobs(t.Context(), tt.root, s.get)
+			if err != nil || len(hashes) != tt.blobs {
+				t.Fatalf("Blobs = %d hashes, %v; want %d", len(hashes), err, tt.blobs)
+			}
+			if len(s.fetched) != tt.blobs-1 {
+				t.Errorf("Blobs fetched %d blobs, want the %d manifests", len(s.fetched), tt.blobs-1)
 			}
 		})
 	}

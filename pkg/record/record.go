@@ -57,8 +57,12 @@ type Encoded struct {
 
 // Encode returns the backend value of the file at filePath with contents:
 // the contents themselves up to inlineLimit bytes, otherwise a reference to
-// blobs. A file named SrvVSchema that parses as one is split per keyspace;
-// anything else large is chunked.
+// blobs. A file named SrvVSchema that parses as one is split per keyspace,
+// and reads back as its deterministic marshalling (proto-equal to the
+// contents); anything else large, including a SrvVSchema whose
+// deterministic marshalling has another size than the contents (a
+// non-canonical encoding, such as a keyspaces entry with no key or value
+// fields), is chunked and reads back as it is.
 func Encode(filePath string, contents []byte, inlineLimit int) (*Encoded, error) {
 	if len(contents) <= inlineLimit {
 		if !bytes.HasPrefix(contents, []byte(Magic)) {
@@ -70,7 +74,9 @@ func Encode(filePath string, contents []byte, inlineLimit int) (*Encoded, error)
 	ref := &topodv1.BlobRef{Size: int64(len(contents))}
 	var blobs map[content.Hash][]byte
 	if path.Base(filePath) == srvVSchemaFile {
-		if enc, err := vschema.EncodeBytes(contents); err == nil {
+		// Decode checks the size the reference gives: the split must
+		// reassemble to as many bytes as the contents have.
+		if enc, err := vschema.EncodeBytes(contents); err == nil && enc.Size == int64(len(contents)) {
 			ref.Codec, ref.Root, blobs = topodv1.Codec_CODEC_SRVVSCHEMA, enc.Root[:], enc.Blobs
 		}
 	}

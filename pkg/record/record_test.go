@@ -116,3 +116,44 @@ func TestDecodeErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestEncodeNonCanonicalSrvVSchema: a SrvVSchema file whose contents are
+// not the size of their deterministic marshalling, which is what the
+// SrvVSchema codec reassembles, or that the codec refuses, is chunked
+// rather than split, so that it reads back. Before, Encode split it and the record never decoded
+// ("decodes to 6 bytes, record says 2"); FuzzDecode found the first case.
+func TestEncodeNonCanonicalSrvVSchema(t *testing.T) {
+	canonical, err := proto.MarshalOptions{Deterministic: true}.Marshal(jd.JD().Sized(3).SrvVSchema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		contents []byte
+		codec    topodv1.Codec
+	}{
+		{"canonical", canonical, topodv1.Codec_CODEC_SRVVSCHEMA},
+		{"keyspaces entry with no fields", []byte("\x0a\x00"), topodv1.Codec_CODEC_CHUNKS},
+		{"keyspace with a default field set", []byte("\x0a\x07\x0a\x01k\x12\x02\x08\x00"), topodv1.Codec_CODEC_CHUNKS},
+		// Malformed unknown fields, which the SrvVSchema decoders refuse
+		// (found by FuzzDecode).
+		{"unknown group ended by another field's marker", []byte("C$"), topodv1.Codec_CODEC_CHUNKS},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			enc, err := Encode("/cells/c/SrvVSchema", tc.contents, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if enc.Ref.GetCodec() != tc.codec {
+				t.Errorf("codec %v, want %v", enc.Ref.GetCodec(), tc.codec)
+			}
+			got, err := Decode(t.Context(), enc.Value, func(_ context.Context, h content.Hash) ([]byte, error) { return enc.Blobs[h], nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, tc.contents) {
+				t.Fatalf("decoded %q, want %q", got, tc.contents)
+			}
+		})
+	}
+}

@@ -19,9 +19,10 @@ const fetchConcurrency = 16
 // SrvVSchema, proto.Equal to the one encoded. It fetches the root, every
 // distinct leaf and every distinct piece, at most 16 at a time, and
 // verifies each against its hash; a mismatch or a malformed blob is an error
-// wrapping ErrCorrupt and naming the blob.
+// wrapping ErrCorrupt and naming the blob, as is a root claiming a
+// SrvVSchema over MaxSize.
 func Decode(ctx context.Context, root content.Hash, get Getter) (*vschemapb.SrvVSchema, error) {
-	m, err := loadManifest(ctx, nil, root, get)
+	m, err := loadDecodable(ctx, nil, root, get)
 	if err != nil {
 		return nil, fmt.Errorf("vschema: decode %s: %w", root, err)
 	}
@@ -37,7 +38,7 @@ func Decode(ctx context.Context, root content.Hash, get Getter) (*vschemapb.SrvV
 // client reads it: exactly its deterministic marshalling, Size bytes,
 // assembled from the pieces without unmarshalling them.
 func DecodeBytes(ctx context.Context, root content.Hash, get Getter) ([]byte, error) {
-	m, err := loadManifest(ctx, nil, root, get)
+	m, err := loadDecodable(ctx, nil, root, get)
 	if err != nil {
 		return nil, fmt.Errorf("vschema: decode %s: %w", root, err)
 	}
@@ -48,6 +49,9 @@ func DecodeBytes(ctx context.Context, root content.Hash, get Getter) ([]byte, er
 		blobs[i] = b
 		return nil
 	})
+	if err == nil {
+		err = checkUnknownPart(m.parts, func(p Part) []byte { return blobs[index[p.Hash]] })
+	}
 	if err != nil {
 		return nil, fmt.Errorf("vschema: decode %s: %w", root, err)
 	}
@@ -74,6 +78,19 @@ func LoadManifest(ctx context.Context, root content.Hash, get Getter) (*Manifest
 	m, err := loadManifest(ctx, nil, root, get)
 	if err != nil {
 		return nil, fmt.Errorf("vschema: load manifest %s: %w", root, err)
+	}
+	return m, nil
+}
+
+// loadDecodable is loadManifest for a decoder: it also refuses a manifest
+// of a SrvVSchema over MaxSize, before anything fetches its pieces.
+func loadDecodable(ctx context.Context, old *Manifest, root content.Hash, get Getter) (*Manifest, error) {
+	m, err := loadManifest(ctx, old, root, get)
+	if err != nil {
+		return nil, err
+	}
+	if m.size > MaxSize {
+		return nil, fmt.Errorf("root %s: %w: a SrvVSchema of %d bytes, over the %d-byte limit", root, ErrCorrupt, m.size, MaxSize)
 	}
 	return m, nil
 }
@@ -143,6 +160,9 @@ func fetchPieces(ctx context.Context, get Getter, entries []Entry, parts []Part)
 		}
 		return nil
 	})
+	if err == nil {
+		err = checkUnknownPart(parts, func(p Part) []byte { return raw[index[p.Hash]] })
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -178,6 +198,41 @@ func pieceRefs(entries []Entry, parts []Part) ([]blobRef, map[content.Hash]int) 
 		add(fmt.Sprintf("part %d", p.Field), p.Hash, p.Size)
 	}
 	return refs, index
+}
+
+// checkUnknownPart checks the UnknownFields part among parts, if any, with
+// checkUnknownFields. Otherwise Decode, which sets the keyspaces from the
+// leaves and unmarshals the parts, and DecodeBytes, which appends the part
+// as it is, could give different SrvVSchemas, or only one of them fail,
+// for one encoding.
+func checkUnknownPart(parts []Part, piece func(Part) []byte) error {
+	for _, p := range parts {
+		if p.Field != UnknownFields {
+			continue
+		}
+		if err := checkUnknownFields(piece(p)); err != nil {
+			return fmt.Errorf("part %d %s: %w: %w", p.Field, p.Hash, ErrCorrupt, err)
+		}
+	}
+	return nil
+}
+
+// checkUnknownFields checks the wire bytes of a SrvVSchema's unknown
+// fields, as the UnknownFields part holds them: well-formed fields (groups
+// closed by their own end marker), none of them keyspaces, which are in the
+// leaves. Encode refuses what fails it, and the decoders too.
+func checkUnknownFields(b []byte) error {
+	for len(b) > 0 {
+		num, _, n := protowire.ConsumeField(b)
+		switch {
+		case n < 0:
+			return fmt.Errorf("unknown fields: %w", protowire.ParseError(n))
+		case num == keyspacesField:
+			return fmt.Errorf("unknown fields: field %d is the keyspaces", num)
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 // appendParts appends the wire form of parts (sorted by field) to b: each

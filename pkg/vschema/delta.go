@@ -76,7 +76,7 @@ type Delta struct {
 // changed, verifying each. For a one-keyspace change that is three blobs.
 func DecodeDelta(ctx context.Context, old *Manifest, newRoot content.Hash, get Getter) (*Delta, error) {
 	old = orEmpty(old)
-	m, err := loadManifest(ctx, old, newRoot, get)
+	m, err := loadDecodable(ctx, old, newRoot, get)
 	if err != nil {
 		return nil, fmt.Errorf("vschema: decode delta %s -> %s: %w", old.root, newRoot, err)
 	}

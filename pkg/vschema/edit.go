@@ -105,6 +105,9 @@ func EncodeEdit(prev *Manifest, e Edit) (*Encoded, error) {
 		m.parts = parts
 	}
 
+	if err := checkSize(m.size); err != nil {
+		return nil, fmt.Errorf("vschema: encode edit of %s: %w", prev.root, err)
+	}
 	root := m.encodeRoot()
 	if m.root != prev.root {
 		blobs[m.root] = root

@@ -32,6 +32,13 @@ const (
 
 	maxParts     = 64      // a sanity bound for parsing a root
 	maxPieceSize = 1 << 40 // a sanity bound for parsing a size
+
+	// MaxSize is the largest SrvVSchema, as one marshalled message, that
+	// the codec encodes and decodes: 1 GiB. Keyspaces with equal values
+	// share their piece, so a small manifest can describe a far larger
+	// SrvVSchema; the decoders refuse one that claims more before
+	// fetching its pieces.
+	MaxSize = 1 << 30
 )
 
 // Bucket returns the manifest leaf of the keyspace name: the first byte of
@@ -233,6 +240,10 @@ func (r *reader) hash(what string) (h content.Hash) {
 
 func (r *reader) string(what string) string {
 	n := r.uvarint(what+" length", uint64(len(r.b)))
+	// The bound above counts the length's own bytes: check what is left.
+	if r.err == nil && n > uint64(len(r.b)) {
+		r.fail("truncated %s: %d bytes, %d left", what, n, len(r.b))
+	}
 	if r.err != nil {
 		return ""
 	}

@@ -2,11 +2,16 @@ package vschema
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
 	"github.com/topod-io/topod/pkg/content"
@@ -30,7 +35,7 @@ func syntheticManifest(n int, pieceSize int64) (*Manifest, map[content.Hash][]by
 func TestBytesPerChange(t *testing.T) {
 	for _, n := range []int{1911, 19110, 35000} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			m, _ := syntheticManifest(n, 1<<20) // 4-byte piece sizes: larger than JD's
+			m, _ := syntheticManifest(n, 1<<14) // 3-byte piece sizes, larger than JD's, and 35,000 pieces within MaxSize
 			enc, err := EncodeIncremental(m, fmt.Sprintf("ks%05d", n/2), &vschemapb.Keyspace{Sharded: true})
 			if err != nil {
 				t.Fatal(err)
@@ -87,6 +92,10 @@ func TestParseLeafRejects(t *testing.T) {
 		{"wrong bucket", encode(e(other))},
 		{"not UTF-8", encode(e(a), Entry{Name: b + "\xff", Size: 1})},
 		{"huge count", append([]byte("TDVL\x01"), protowire.AppendVarint(nil, 1<<40)...)},
+		// A name length that fits the blob only counting its own byte: it
+		// made parseLeaf slice past the end and panic (found by
+		// FuzzParseManifest).
+		{"name one byte past the end", []byte("TDVL\x01\x01\x080000000")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,5 +168,124 @@ func TestLeafHashes(t *testing.T) {
 	}
 	if _, err := LeafHashes([]byte("not a root")); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("LeafHashes of garbage: %v, want ErrCorrupt", err)
+	}
+}
+
+// TestDecodeAmplification: keyspaces sharing one piece (equal keyspaces are
+// stored once) make an encoding whose blobs are small next to the
+// SrvVSchema they describe; a leaf entry of some 40 bytes can stand for a
+// piece of up to 48 MiB, the most topod stores in a blob. The decoders
+// refuse an encoding over MaxSize once they have the manifest, before
+// fetching or allocating for the pieces. Before, DecodeBytes allocated the
+// whole size the root gave and Decode unmarshalled the shared piece once
+// per keyspace: here over 1 GiB each from a 1 MiB piece and some 50 KB of
+// root and leaves, and without bound from larger leaves or pieces.
+func TestDecodeAmplification(t *testing.T) {
+	piece, err := marshalOpts.Marshal(&vschemapb.Keyspace{Tables: map[string]*vschemapb.Table{
+		"t": {Type: "reference", Source: string(bytes.Repeat([]byte("x"), 1<<20))}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := MaxSize/len(piece) + 20
+	entries := make([]Entry, n)
+	for i := range entries {
+		entries[i] = Entry{Name: fmt.Sprintf("ks%05d", i), Hash: content.Sum(piece), Size: int64(len(piece))}
+	}
+	slices.SortFunc(entries, func(a, b Entry) int { return strings.Compare(a.Name, b.Name) })
+	m, blobs := newManifest(entries, nil)
+	blobs[content.Sum(piece)] = piece
+	if m.Size() <= MaxSize {
+		t.Fatalf("the manifest describes %d bytes, want more than MaxSize", m.Size())
+	}
+	get := func(_ context.Context, h content.Hash) ([]byte, error) {
+		if b, ok := blobs[h]; ok {
+			return b, nil
+		}
+		return nil, fmt.Errorf("no blob %s", h)
+	}
+	allocated := func(f func() error) (uint64, error) {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		err := f()
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc, err
+	}
+	for name, decode := range map[string]func() error{
+		"Decode":      func() error { _, err := Decode(t.Context(), m.Root(), get); return err },
+		"DecodeBytes": func() error { _, err := DecodeBytes(t.Context(), m.Root(), get); return err },
+		"DecodeDelta": func() error { _, err := DecodeDelta(t.Context(), nil, m.Root(), get); return err },
+	} {
+		t.Run(name, func(t *testing.T) {
+			n, err := allocated(decode)
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "limit") {
+				t.Errorf("err = %v, want ErrCorrupt over the size limit", err)
+			}
+			if n > 16<<20 {
+				t.Errorf("allocated %d MiB to fail", n>>20)
+			}
+		})
+	}
+	// The manifest itself loads (a garbage collector lists its blobs), but
+	// no edit of it encodes.
+	if _, err := LoadManifest(t.Context(), m.Root(), get); err != nil {
+		t.Errorf("LoadManifest: %v", err)
+	}
+	if _, err := EncodeIncremental(m, "ks00000", nil); err == nil {
+		t.Error("EncodeIncremental of an encoding over MaxSize succeeded")
+	}
+}
+
+// TestUnknownPartChecked: the part of unknown fields is appended to the
+// SrvVSchema as it is, so one holding a keyspaces entry, or malformed
+// wire bytes, made Decode (which takes the keyspaces from the leaves, and
+// unmarshals the parts) and DecodeBytes (which does neither) disagree on
+// the same encoding. Both refuse it now, and so does DecodeDelta; and
+// EncodeBytes refuses to make one (vtprotobuf's lenient unmarshalling keeps
+// such bytes as unknown fields), so that a file written reads back.
+func TestUnknownPartChecked(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		piece   []byte
+		ok      bool
+		encodes bool // EncodeBytes of the piece as a SrvVSchema succeeds
+	}{
+		{"an unknown field", protowire.AppendBytes(protowire.AppendTag(nil, 99, protowire.BytesType), []byte("new")), true, true},
+		{"an unknown group", []byte("\x43\x0a\x00\x44"), true, true},
+		{"a keyspaces entry", []byte("\x0a\x05\x0a\x01x\x12\x00"), false, true}, // a keyspace, as a SrvVSchema
+		{"a keyspaces field of the wrong wire type", []byte("\x08\x01"), false, false},
+		{"truncated", []byte("\xca\x06\x05new"), false, false},
+		// Found by pkg/record's FuzzDecode: group 8 ended by field 4's
+		// end marker.
+		{"a group ended by another field's marker", []byte("C$"), false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := EncodeBytes(tc.piece); (err == nil) != tc.encodes {
+				t.Errorf("EncodeBytes: %v, want ok %v", err, tc.encodes)
+			}
+			// Unmarshalled by the Go protobuf runtime, a field of the
+			// wrong wire type becomes an unknown field.
+			srv := &vschemapb.SrvVSchema{}
+			if err := proto.Unmarshal(tc.piece, srv); err == nil {
+				if _, err := Encode(srv); (err == nil) != tc.encodes {
+					t.Errorf("Encode: %v, want ok %v", err, tc.encodes)
+				}
+			}
+			empty := content.Sum(nil)
+			m, blobs := newManifest([]Entry{{Name: "a", Hash: empty}},
+				[]Part{{Field: UnknownFields, Hash: content.Sum(tc.piece), Size: int64(len(tc.piece))}})
+			blobs[empty], blobs[content.Sum(tc.piece)] = []byte{}, tc.piece
+			get := func(_ context.Context, h content.Hash) ([]byte, error) { return blobs[h], nil }
+			srv, err := Decode(t.Context(), m.Root(), get)
+			_, bytesErr := DecodeBytes(t.Context(), m.Root(), get)
+			_, deltaErr := DecodeDelta(t.Context(), nil, m.Root(), get)
+			for what, err := range map[string]error{"Decode": err, "DecodeBytes": bytesErr, "DecodeDelta": deltaErr} {
+				if tc.ok && err != nil || !tc.ok && !errors.Is(err, ErrCorrupt) {
+					t.Errorf("%s: %v, want ok %v", what, err, tc.ok)
+				}
+			}
+			if tc.ok && len(srv.Keyspaces) != 1 {
+				t.Errorf("Decode gave keyspaces %v", srv.Keyspaces)
+			}
+		})
 	}
 }

@@ -64,7 +64,10 @@
 // change. Decode fetches the root, the leaves and the pieces through a
 // Getter, at most 16 at a time, verifying every blob against its hash;
 // DecodeDelta starts from the manifest a watcher already holds and fetches
-// only the new root, the changed leaves and the changed pieces.
+// only the new root, the changed leaves and the changed pieces. A
+// SrvVSchema is at most MaxSize (1 GiB) marshalled: the encoders refuse a
+// larger one and the decoders an encoding that claims more (equal
+// keyspaces share a piece, so a small manifest can claim any size).
 package vschema
 
 import (
@@ -112,7 +115,9 @@ var marshalOpts = proto.MarshalOptions{Deterministic: true}
 
 // Encode splits srv into pieces and builds their manifest. Equal
 // SrvVSchemas give equal roots and blobs. A nil keyspace in srv.Keyspaces is
-// encoded as an empty one.
+// encoded as an empty one. It refuses a SrvVSchema over MaxSize, and one
+// whose unknown fields are malformed wire bytes or hold keyspaces (with the
+// wrong wire type), which the decoders would refuse.
 func Encode(srv *vschemapb.SrvVSchema) (*Encoded, error) {
 	names := make([]string, 0, len(srv.GetKeyspaces()))
 	for name := range srv.GetKeyspaces() {
@@ -139,6 +144,9 @@ func Encode(srv *vschemapb.SrvVSchema) (*Encoded, error) {
 	}
 
 	m, blobs := newManifest(entries, parts)
+	if err := checkSize(m.size); err != nil {
+		return nil, fmt.Errorf("vschema: encode: %w", err)
+	}
 	for i, e := range entries {
 		blobs[e.Hash] = pieces[i]
 	}
@@ -146,6 +154,15 @@ func Encode(srv *vschemapb.SrvVSchema) (*Encoded, error) {
 		blobs[p.Hash] = partBlobs[p.Field]
 	}
 	return &Encoded{Root: m.root, Blobs: blobs, Size: m.size, Manifest: m}, nil
+}
+
+// checkSize refuses to encode a SrvVSchema of size bytes over MaxSize,
+// which no decoder would read.
+func checkSize(size int64) error {
+	if size > MaxSize {
+		return fmt.Errorf("a SrvVSchema of %d bytes, over the %d-byte limit", size, MaxSize)
+	}
+	return nil
 }
 
 // newManifest builds the manifest of entries (sorted by name, unique) and
@@ -200,7 +217,8 @@ func encodeKeyspace(name string, ks *vschemapb.Keyspace) (Entry, []byte, error) 
 // splitParts returns the parts of srv, sorted by field, and their pieces.
 // Every set field but keyspaces that is a singular message is a part of its
 // own; anything else (unknown fields; in a future Vitess, maybe scalar
-// fields) goes into the UnknownFields part as wire bytes.
+// fields) goes into the UnknownFields part as wire bytes, which must pass
+// checkUnknownFields (as the decoders require).
 func splitParts(srv *vschemapb.SrvVSchema) ([]Part, map[protowire.Number][]byte, error) {
 	var parts []Part
 	pieces := make(map[protowire.Number][]byte)
@@ -234,6 +252,9 @@ func splitParts(srv *vschemapb.SrvVSchema) ([]Part, map[protowire.Number][]byte,
 	if piece, err := marshalOpts.Marshal(rest.Interface()); err != nil {
 		return nil, nil, fmt.Errorf("unknown fields: marshal: %w", err)
 	} else if len(piece) > 0 {
+		if err := checkUnknownFields(piece); err != nil {
+			return nil, nil, err
+		}
 		parts = append(parts, Part{Field: UnknownFields, Hash: content.Sum(piece), Size: int64(len(piece))})
 		pieces[UnknownFields] = piece
 	}
