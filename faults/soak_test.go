@@ -187,7 +187,7 @@ func TestSoak(t *testing.T) {
 			name string
 			get  func(sample) int64
 		}{
-			{"RSS", func(s sample) int64 { return s.rss[r] }},
+			{"RSS (MiB)", func(s sample) int64 { return s.rss[r] >> 20 }},
 			{"goroutines", func(s sample) int64 { return s.goroutines[r] }},
 			{"open streams", func(s sample) int64 { return s.streams[r] }},
 		} {

@@ -20,10 +20,13 @@ import (
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
-// Batching of blob transfers.
+// Batching of blob transfers. Each request is bounded by its own deadline
+// (--topod-request-timeout), and a store like S3 takes round trips per
+// blob: batches are bounded in blobs as well as bytes.
 const (
 	maxPutBatchBytes     = 16 << 20
-	maxMissingBatchCount = 64 << 10
+	maxPutBatchCount     = 512
+	maxMissingBatchCount = 4096
 	prefetchBatch        = 4096
 )
 
@@ -147,7 +150,7 @@ func (c *Conn) upload(ctx context.Context, blobs map[content.Hash][]byte) error 
 	}
 	for _, h := range missing {
 		data := blobs[content.Hash(h)]
-		if size > 0 && size+len(data) > maxPutBatchBytes {
+		if size > 0 && (size+len(data) > maxPutBatchBytes || len(batch.Blobs) >= maxPutBatchCount) {
 			if err := flush(); err != nil {
 				return err
 			}

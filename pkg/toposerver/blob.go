@@ -31,6 +31,9 @@ const (
 	// getBlobsLoads is how many blobs one GetBlobs reads from the store at
 	// once on cache misses.
 	getBlobsLoads = 16
+	// putBlobsConcurrency is how many blobs of a PutBlobs request are
+	// written to the store at once.
+	putBlobsConcurrency = 16
 	// blobLoadTimeout bounds a read from the blob store on a cache miss
 	// (the load is shared by every request waiting for that blob).
 	blobLoadTimeout = time.Minute
@@ -97,10 +100,16 @@ func (s *Server) PutBlobs(ctx context.Context, req *topodv1.PutBlobsRequest) (*t
 	if _, err := s.blobs.Refresh(ctx, hashes, s.refreshBefore()); err != nil {
 		return nil, blobStatus(err)
 	}
+	// A store like S3 takes a round trip per blob: put them
+	// putBlobsConcurrency at a time (a SrvVSchema's first write is
+	// thousands of pieces).
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(putBlobsConcurrency)
 	for i, b := range req.Blobs {
-		if err := s.blobs.Put(ctx, hashes[i], b.Data); err != nil {
-			return nil, blobStatus(err)
-		}
+		g.Go(func() error { return s.blobs.Put(gctx, hashes[i], b.Data) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, blobStatus(err)
 	}
 	return &topodv1.PutBlobsResponse{}, nil
 }
