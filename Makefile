@@ -90,7 +90,10 @@ bench:
 # fuzzes one target per run): the decoders of blob records, chunk manifests
 # and SrvVSchema manifests, path validation and vschemad's request
 # parsing. A failing input is written to the package's testdata/fuzz/ and
-# stops the run.
+# stops the run. A bare "context deadline exceeded" with no failing input
+# is Go's fuzz coordinator racing its own -fuzztime deadline on a loaded
+# machine (golang/go#51484): it found nothing and does not fail the run;
+# any other failure does.
 FUZZTIME ?= 20s
 FUZZ_TARGETS := \
 	pkg/record:FuzzParse \
@@ -105,10 +108,17 @@ FUZZ_TARGETS := \
 	pkg/vschemastore:FuzzValidateKeyspaceName \
 	pkg/vschemastore:FuzzParseVersion
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
+	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \
 		echo "== $$pkg $$name"; \
-		go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -parallel 1 ./$$pkg; \
+		out=$$(go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -parallel 1 ./$$pkg 2>&1); status=$$?; \
+		echo "$$out" | tail -n 3; \
+		if [ $$status -ne 0 ]; then \
+			if echo "$$out" | grep -q 'Failing input written' || ! echo "$$out" | grep -q '^    context deadline exceeded$$'; then \
+				echo "$$out"; exit 1; \
+			fi; \
+			echo "   (the fuzz coordinator's deadline race, golang/go#51484: nothing found)"; \
+		fi; \
 	done
 
 vet:
