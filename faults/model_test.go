@@ -134,32 +134,18 @@ func step(s keyState, in kvInput, out kvOutput) []keyState {
 			}
 			return []keyState{s}
 		}
-	case opUpdate:
-		switch out.Outcome {
-		case outOK:
-			if ok, ns := s.atVersion(in.Version); ok && s.exists && out.Version > ns.floor {
-				return []keyState{ns.written(in.Value, out.Version)}
+	case opUpdate, opDelete:
+		// The new state of a conditional write that happened.
+		apply := func(ns keyState, version int64) keyState {
+			if in.Kind == opDelete {
+				return ns.deleted()
 			}
-		case outBadVersion:
-			// Also for a missing key: Vitess's etcd2 says BadVersion there.
-			if !s.exists || !(s.known && s.version == in.Version) {
-				return []keyState{s}
-			}
-		case outNoNode:
-			if !s.exists {
-				return []keyState{s}
-			}
-		case outUnknown:
-			if ok, ns := s.atVersion(in.Version); ok && s.exists {
-				return []keyState{s, ns.written(in.Value, 0)}
-			}
-			return []keyState{s}
+			return ns.written(in.Value, version)
 		}
-	case opDelete:
 		switch out.Outcome {
 		case outOK:
-			if ok, ns := s.atVersion(in.Version); ok && s.exists {
-				return []keyState{ns.deleted()}
+			if ok, ns := s.atVersion(in.Version); ok && s.exists && (in.Kind == opDelete || out.Version > ns.floor) {
+				return []keyState{apply(ns, out.Version)}
 			}
 		case outBadVersion:
 			// Also for a missing key: Vitess's etcd2 says BadVersion there.
@@ -172,7 +158,7 @@ func step(s keyState, in kvInput, out kvOutput) []keyState {
 			}
 		case outUnknown:
 			if ok, ns := s.atVersion(in.Version); ok && s.exists {
-				return []keyState{s, ns.deleted()}
+				return []keyState{s, apply(ns, 0)}
 			}
 			return []keyState{s}
 		}
