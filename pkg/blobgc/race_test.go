@@ -38,6 +38,12 @@ const (
 	// raceWriters write concurrently, each to its own keys and to one
 	// shared key.
 	raceWriters = 4
+	// minRaceWrites: the writers go on past raceDuration until they have
+	// written this many values (up to maxRaceDuration), so that a loaded
+	// machine slows the test down rather than leaving it with too little
+	// to collect.
+	minRaceWrites   = 60
+	maxRaceDuration = 2 * time.Minute
 )
 
 // raceDuration is how long the writers run, per backend.
@@ -226,10 +232,14 @@ func runRace(t *testing.T, b kv.Backend, s *fileblob.Store, base []byte, compact
 		writers[i] = newRaceWriter(i, b, s, base, &st, v)
 	}
 	var ww sync.WaitGroup
-	deadline := time.Now().Add(raceDuration())
+	start := time.Now()
+	enough := func() bool {
+		run := time.Since(start)
+		return run > maxRaceDuration || (run > raceDuration() && st.writes.Load() >= minRaceWrites)
+	}
 	for _, w := range writers {
 		ww.Go(func() {
-			for ctx.Err() == nil && time.Now().Before(deadline) {
+			for ctx.Err() == nil && !enough() {
 				if err := w.step(ctx); err != nil {
 					if ctx.Err() == nil {
 						fail(fmt.Errorf("writer %d: %w", w.id, err))
@@ -240,8 +250,14 @@ func runRace(t *testing.T, b kv.Backend, s *fileblob.Store, base []byte, compact
 		})
 	}
 	ww.Wait()
-	// Let the collections run on a quiet store past the grace period, so
-	// that everything unreferenced becomes old and goes.
+	// Compact the history the last writes superseded, then let the
+	// collections run on a quiet store past the grace period, so that
+	// everything unreferenced becomes old and goes.
+	if compact != nil {
+		if err := compact(ctx); err != nil && ctx.Err() == nil {
+			fail(fmt.Errorf("compact: %w", err))
+		}
+	}
 	sleep(ctx, raceGrace+300*time.Millisecond)
 	cancel()
 	wg.Wait()
