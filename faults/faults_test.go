@@ -166,7 +166,7 @@ func runFault(t *testing.T, f fault, opts clusterOptions) *report {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := setup.Create(ctx, register, []byte("token=0 count=0")); err != nil {
-		t.Fatalf("%v: %v", errNoRegister, err)
+		t.Fatalf("create the register: %v", err)
 	}
 	return runWorkload(t, c, f)
 }

@@ -2,7 +2,6 @@ package faults
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path"
@@ -403,6 +402,3 @@ func (w *watchLog) add(ev watchEvent) {
 		w.state[ev.key] = ev
 	}
 }
-
-// errNoRegister says the lock workload's register could not be created.
-var errNoRegister = errors.New("create the register")

@@ -92,6 +92,9 @@ type Mirror struct {
 	opts    Options
 	log     *slog.Logger
 
+	// bounded: MaxStaleness applies (the backend confirms progress).
+	bounded bool
+
 	mu      sync.RWMutex
 	tree    *btree.BTreeG[*item]
 	bytes   int64
@@ -99,9 +102,7 @@ type Mirror struct {
 	rev     int64
 	ready   bool
 	stopped error
-	// bounded: MaxStaleness applies (the backend confirms progress);
 	// confirmed is when the backend last confirmed the mirror current.
-	bounded   bool
 	confirmed time.Time
 	// advanced is closed (and replaced) each time rev moves or the mirror
 	// stops.
@@ -114,7 +115,9 @@ func New(backend kv.Backend, prefix string, opts Options) *Mirror {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	_, progress := backend.(progressWatcher)
 	return &Mirror{
+		bounded:  progress && opts.MaxStaleness > 0,
 		backend:  backend,
 		prefix:   prefix,
 		opts:     opts,
@@ -170,8 +173,8 @@ func (m *Mirror) follow(ctx context.Context) (listed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var changes <-chan kv.WatchResponse
-	if pw, ok := m.backend.(progressWatcher); ok && m.opts.MaxStaleness > 0 {
-		changes, err = pw.WatchProgress(ctx, m.prefix, true, rev, m.opts.MaxStaleness/4)
+	if m.bounded {
+		changes, err = m.backend.(progressWatcher).WatchProgress(ctx, m.prefix, true, rev, m.opts.MaxStaleness/4)
 	} else {
 		changes, err = m.backend.Watch(ctx, m.prefix, true, rev)
 	}
@@ -192,8 +195,6 @@ func (m *Mirror) follow(ctx context.Context) (listed bool, err error) {
 func (m *Mirror) reset(kvs []kv.KV, rev int64, listed time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, m.bounded = m.backend.(progressWatcher)
-	m.bounded = m.bounded && m.opts.MaxStaleness > 0
 	m.confirmed = listed
 	if m.opts.Observer != nil && m.ready {
 		m.opts.Observer.Relisted()
