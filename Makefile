@@ -10,8 +10,10 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 
 all: build
 
-# build puts every command in bin/: topod, the Vitess binaries with the
-# topod plugin linked in (vtgate, vtctld, vttablet), topod-demo and the rest.
+# build puts every command in bin/: topod, the Vitess binaries that open the
+# topology with the topod plugin linked in (vtgate, vtctld, vttablet, vtorc,
+# vtbackup), mysqlctl and mysqlctld (no topology; same Vitess version),
+# topod-demo and the rest.
 # The first build of the Vitess binaries takes several minutes.
 build:
 	go build -o bin/ ./cmd/...

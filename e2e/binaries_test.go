@@ -6,12 +6,16 @@ import (
 	"testing"
 )
 
-// TestBinariesLinkEveryTopo checks that bin/vtgate, bin/vtctld and
-// bin/vttablet link the topod plugin beside the topo implementations stock
+// topoBinaries are the Vitess commands built here that open the topology.
+// bin/mysqlctl and bin/mysqlctld never do and link no topo plugin.
+var topoBinaries = []string{"vtgate", "vtctld", "vttablet", "vtorc", "vtbackup"}
+
+// TestBinariesLinkEveryTopo checks that every Vitess command that opens the
+// topology links the topod plugin beside the topo implementations stock
 // Vitess links (etcd2, zk2, consul): each registers its flags.
 func TestBinariesLinkEveryTopo(t *testing.T) {
-	bin := binaries(t, "vtgate", "vtctld", "vttablet")
-	for _, name := range []string{"vtgate", "vtctld", "vttablet"} {
+	bin := binaries(t, topoBinaries...)
+	for _, name := range topoBinaries {
 		out, err := exec.Command(bin[name], "--help").CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s --help: %v\n%s", name, err, out)
