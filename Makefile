@@ -6,7 +6,7 @@ export GOBIN := $(CURDIR)/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 
-.PHONY: all build test test-faults bench fuzz proto tools-proto vet fmt fmt-check clean demo demo-stop mysql-client
+.PHONY: all build test test-faults bench fuzz proto tools-proto vet fmt fmt-check clean demo demo-stop mysql-client mariadb
 
 all: build
 
@@ -42,6 +42,20 @@ demo-stop:
 mysql-client:
 	@command -v mysql >/dev/null || { apt-get update -qq && apt-get install -y -qq mariadb-client; }
 
+# mariadb installs Debian's mariadb-server (10.11) when there is no mysqld:
+# the tablets of the demo and of the end-to-end test run it, started by
+# mysqlctl under their own data directories. The package's own service is
+# never started: an /usr/sbin/policy-rc.d that exits 101 keeps the install
+# from starting it (one already there is left as it is).
+mariadb:
+	@if ! command -v mysqld >/dev/null && [ ! -x /usr/sbin/mysqld ]; then \
+		created=; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && created=1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server; status=$$?; \
+		if [ -n "$$created" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+		exit $$status; \
+	fi
+
 # bin/minio is the MinIO server the s3blob tests run as a separate process
 # (AGPL: never imported). Building it takes a few minutes; it is cached in bin/.
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
@@ -67,9 +81,10 @@ proto: tools-proto
 # test runs every test with the race detector: Vitess's own topo conformance
 # suite through the plugin against topod on bolt and on a real (embedded)
 # etcd, the backend conformance suite, the fault and bad-input tests, and the
-# end-to-end test (e2e/) of bin/vtctld and bin/vtgate on bin/topod, which
-# `build` makes, queried with the mysql client.
-test: fmt-check vet bin/minio build mysql-client
+# end-to-end tests (e2e/) of bin/vtctld, bin/vtgate and real tablets
+# (bin/vttablet and bin/mysqlctl on MariaDB) on bin/topod, which `build`
+# makes, queried with the mysql client.
+test: fmt-check vet bin/minio build mysql-client mariadb
 	go test -race -count=1 -timeout 30m ./...
 
 # test-faults runs the fault suite (faults/, RELIABILITY.md): the workload

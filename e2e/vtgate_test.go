@@ -215,12 +215,14 @@ func TestVitessOnTopod(t *testing.T) {
 // showKeyspaces asks vtgate for SHOW VITESS_KEYSPACES with the mysql client
 // at mysqlCLI and returns the keyspaces, sorted.
 func showKeyspaces(ctx context.Context, mysqlCLI string, port int) ([]string, error) {
-	out, err := exec.CommandContext(ctx, mysqlCLI, "-h", "127.0.0.1", "-P", strconv.Itoa(port),
-		"--batch", "--skip-column-names", "-e", "SHOW VITESS_KEYSPACES").CombinedOutput()
+	rows, err := mysqlQuery(ctx, mysqlCLI, port, "", "SHOW VITESS_KEYSPACES")
 	if err != nil {
-		return nil, fmt.Errorf("mysql: %v: %s", err, strings.TrimSpace(string(out)))
+		return nil, err
 	}
-	ks := strings.Fields(string(out))
+	ks := make([]string, len(rows))
+	for i, r := range rows {
+		ks[i] = r[0]
+	}
 	slices.Sort(ks)
 	return ks, nil
 }
@@ -235,8 +237,9 @@ type vitess struct {
 // startVitess opens the global topology tp through its plugin, creates the
 // cell (its root at cellRoot on the same server), and starts vtctld and
 // vtgate on it as id, with their logs in work/logs named after the
-// implementation. Everything stops when the test ends.
-func startVitess(ctx context.Context, t *testing.T, bin map[string]string, work string, id *vtlocal.Identity, tp vtlocal.Topo, cellRoot string) (*topo.Server, *vitess) {
+// implementation; vtgate gets vtgateArgs too. Everything stops when the
+// test ends.
+func startVitess(ctx context.Context, t *testing.T, bin map[string]string, work string, id *vtlocal.Identity, tp vtlocal.Topo, cellRoot string, vtgateArgs ...string) (*topo.Server, *vitess) {
 	t.Helper()
 	ts, err := topo.OpenServer(tp.Implementation, tp.Address, tp.Root)
 	if err != nil {
@@ -258,7 +261,7 @@ func startVitess(ctx context.Context, t *testing.T, bin map[string]string, work 
 		Log: filepath.Join(logs, tp.Implementation+"-vtctld.log"), Dir: work, User: id,
 	})
 	vt.vtgate = start(t, vtlocal.Spec{
-		Name: "vtgate", Binary: bin["vtgate"], Args: vtlocal.VtgateArgs(tp, cell, vt.vtgateHTTP, vt.vtgateMySQL),
+		Name: "vtgate", Binary: bin["vtgate"], Args: append(vtlocal.VtgateArgs(tp, cell, vt.vtgateHTTP, vt.vtgateMySQL), vtgateArgs...),
 		Log: filepath.Join(logs, tp.Implementation+"-vtgate.log"), Dir: work, User: id,
 	})
 	if err := vt.vtctld.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/status", vtctldHTTP)); err != nil {
@@ -322,8 +325,6 @@ func workDir(t *testing.T, id *vtlocal.Identity) string {
 	return dir
 }
 
-// start starts a process that is stopped when the test ends, and whose log
-// tail is printed if the test fails.
 // startTopodOnEtcd runs the topod binary on etcd at addr, with its blobs
 // and data under work, and waits until it serves.
 func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, addr string, etcd *etcdtest.Cluster, work string) *vtlocal.Process {
@@ -346,19 +347,27 @@ func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, addr string, 
 	return p
 }
 
+// start starts a process that is stopped when the test ends, and whose log
+// tail is printed if the test fails.
 func start(t *testing.T, s vtlocal.Spec) *vtlocal.Process {
 	t.Helper()
 	p, err := vtlocal.Start(s)
 	if err != nil {
 		t.Fatal(err)
 	}
+	stopAtEnd(t, p)
+	return p
+}
+
+// stopAtEnd stops p when the test ends, and prints its log's tail if the
+// test failed.
+func stopAtEnd(t *testing.T, p *vtlocal.Process) {
 	t.Cleanup(func() {
 		p.Stop(10 * time.Second)
 		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", s.Log, vtlocal.LogTail(s.Log, 30))
+			t.Logf("last lines of %s:\n%s", p.Spec.Log, vtlocal.LogTail(p.Spec.Log, 30))
 		}
 	})
-	return p
 }
 
 // waitFor polls check until it succeeds, failing the test after within, or

@@ -39,6 +39,9 @@ type Spec struct {
 	// caller (the demo). Otherwise the kernel kills it when the caller dies
 	// (tests).
 	Detach bool
+	// Env is added to the process's environment ("KEY=value"), e.g. a
+	// tablet's VTDATAROOT.
+	Env []string
 }
 
 // Process is a started process.
@@ -72,7 +75,7 @@ func Start(s Spec) (*Process, error) {
 	cmd.Dir = s.Dir
 	cmd.Stdout = log
 	cmd.Stderr = log
-	cmd.Env = childEnv(s.Dir)
+	cmd.Env = append(childEnv(s.Dir), s.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.User.credential()}
 	if s.Detach {
 		cmd.SysProcAttr.Setsid = true
@@ -103,6 +106,25 @@ func childEnv(dir string) []string {
 		}
 	}
 	return env
+}
+
+// Run starts the process described by s and waits for it to exit: nil if
+// it exited 0, else an error with its log's tail. ctx ending kills it.
+func Run(ctx context.Context, s Spec) error {
+	p, err := Start(s)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		p.Kill()
+		return fmt.Errorf("%s: %w; last lines of %s:\n%s", s.Name, ctx.Err(), s.Log, LogTail(s.Log, 20))
+	}
+	if p.err != nil {
+		return p.exitError()
+	}
+	return nil
 }
 
 // Pid is the process id.
