@@ -18,18 +18,20 @@ all: build
 build:
 	go build -o bin/ ./cmd/...
 
-# demo runs topod (bolt and file blobs under demo-data/), vtctld and vtgate
+# demo runs topod (bolt and file blobs under demo-data/), vtctld, vtgate
+# and the tablets of the sharded keyspace commerce (MariaDB, installed when
+# missing, behind vttablet; shards -80 and 80-, a primary and a replica each)
 # with --topo-implementation topod, loads 2,000 keyspaces of realistic
 # vschemas (a SrvVSchema far over etcd's 1.5 MiB request limit) and prints
 # what to try. The processes keep running: `make demo-stop` stops them, and
 # a second `make demo` reuses the data. Run as root, the processes run as
 # the unprivileged user topod-demo (Vitess refuses root).
 DEMO_DATA := demo-data
-DEMO_BINS := ./cmd/topod ./cmd/vtctld ./cmd/vtgate ./cmd/topod-demo
-demo:
+DEMO_BINS := ./cmd/topod ./cmd/vtctld ./cmd/vtgate ./cmd/vttablet ./cmd/mysqlctl ./cmd/topod-demo
+demo: mariadb
 	@command -v mysql >/dev/null || $(MAKE) --no-print-directory mysql-client || \
 		echo "note: no mysql client; install one (e.g. mariadb-client) to try the commands below"
-	@echo "building bin/topod, bin/vtctld, bin/vtgate, bin/topod-demo (the first build of the Vitess binaries takes several minutes)"
+	@echo "building bin/topod, bin/vtctld, bin/vtgate, bin/vttablet, bin/mysqlctl, bin/topod-demo (the first build of the Vitess binaries takes several minutes)"
 	go build -o bin/ $(DEMO_BINS)
 	bin/topod-demo start --data-dir $(DEMO_DATA)
 

@@ -57,7 +57,7 @@ type summary struct {
 // vschemas and routing rules are applied through vtctld's gRPC API
 // (Vitess's vtctldclient library) with skip_rebuild, and vtctld rebuilds the
 // SrvVSchema once at the end.
-func load(ctx context.Context, ts *topo.Server, c config) (summary, error) {
+func load(ctx context.Context, ts *topo.Server, client vtctldclient.VtctldClient, c config) (summary, error) {
 	profile := jd.JD().Sized(c.keyspaces)
 	var sum summary
 	sum.keyspaces = c.keyspaces
@@ -105,11 +105,6 @@ func load(ctx context.Context, ts *topo.Server, c config) (summary, error) {
 			fmt.Printf("Reusing %s: %s keyspaces to create, %s vschemas to apply:\n",
 				c.dataDir, thousands(len(create)), thousands(len(apply)))
 		}
-		client, err := vtctldclient.New(ctx, "grpc", fmt.Sprintf("127.0.0.1:%d", c.vtctldGRPCPort))
-		if err != nil {
-			return sum, fmt.Errorf("vtctld client: %w", err)
-		}
-		defer client.Close()
 		bars := map[string]*progress{
 			"create":  newProgress("create keyspaces", "topo.Server.CreateKeyspace through the plugin"),
 			"vschema": newProgress("apply vschemas", "vtctld ApplyVSchema, skip_rebuild"),
@@ -233,13 +228,24 @@ func printTry(c config, s summary, took time.Duration) {
 	} else {
 		fmt.Printf("Ready in %v.\n", took.Round(100*time.Millisecond))
 	}
+	shards := commerceShards(c)
 	fmt.Printf(`
-  topod   gRPC 127.0.0.1:%d   bolt and file blobs in %s
-  vtctld  HTTP 127.0.0.1:%d   gRPC  127.0.0.1:%d
-  vtgate  HTTP 127.0.0.1:%d   MySQL 127.0.0.1:%d
-  logs    %s
+  topod    gRPC 127.0.0.1:%d   bolt and file blobs in %s
+  vtctld   HTTP 127.0.0.1:%d   gRPC  127.0.0.1:%d
+  vtgate   HTTP 127.0.0.1:%d   MySQL 127.0.0.1:%d
+  tablets  %s: shard -80 %s (primary) and %s, shard 80- %s (primary) and %s,
+           on MariaDB in %s (status pages http://127.0.0.1:%d/debug/status ...)
+  logs     %s
 
-Try:
+Try the sharded keyspace %s on its tablets:
+  mysql -h 127.0.0.1 -P %d -e 'show vitess_tablets'
+  mysql -h 127.0.0.1 -P %d -D %s -e "insert into customer (customer_id, email) values (1, 'alice@example.com'), (2, 'bob@example.com'), (3, 'carol@example.com'), (4, 'dave@example.com') on duplicate key update email = values(email)"
+  mysql -h 127.0.0.1 -P %d -D %s -e 'select * from customer order by customer_id'   # rows from both shards
+  mysql -h 127.0.0.1 -P %d -D '%s:-80' -e 'select * from customer'                  # the rows on shard -80
+  mysql -h 127.0.0.1 -P %d -D '%s:80-' -e 'select * from customer'                  # the rows on shard 80-
+  mysql -h 127.0.0.1 -P %d -D '%s@replica' -e 'select * from customer order by customer_id'   # read from the replicas
+
+And the %s vschema-only keyspaces:
   mysql -h 127.0.0.1 -P %d -e 'show vitess_keyspaces'
   mysql -h 127.0.0.1 -P %d -D %s -e 'show vschema tables'
   curl -s http://127.0.0.1:%d/debug/vschema | grep -A12 '"%s": {'
@@ -248,8 +254,13 @@ Try:
   status pages: http://127.0.0.1:%d/debug/status (vtgate), http://127.0.0.1:%d/debug/status (vtctld)
 
 Stop it with: make demo-stop
-`, c.topodPort, rel(c.path("topod")), c.vtctldPort, c.vtctldGRPCPort, c.vtgatePort, c.mysqlPort, rel(c.path("logs")),
-		c.mysqlPort, c.mysqlPort, ks, c.vtgatePort, ks, c.mysqlPort, ks, c.mysqlPort, ks, c.vtgatePort, c.vtctldPort)
+`, c.topodPort, rel(c.path("topod")), c.vtctldPort, c.vtctldGRPCPort, c.vtgatePort, c.mysqlPort,
+		vtlocal.CommerceKeyspace, shards[0].Primary.Name(), shards[0].Replica.Name(), shards[1].Primary.Name(), shards[1].Replica.Name(),
+		rel(c.path("vtdataroot")), shards[0].Primary.Port, rel(c.path("logs")),
+		vtlocal.CommerceKeyspace, c.mysqlPort,
+		c.mysqlPort, vtlocal.CommerceKeyspace, c.mysqlPort, vtlocal.CommerceKeyspace, c.mysqlPort, vtlocal.CommerceKeyspace,
+		c.mysqlPort, vtlocal.CommerceKeyspace, c.mysqlPort, vtlocal.CommerceKeyspace,
+		thousands(s.keyspaces), c.mysqlPort, c.mysqlPort, ks, c.vtgatePort, ks, c.mysqlPort, ks, c.mysqlPort, ks, c.vtgatePort, c.vtctldPort)
 }
 
 // thousands formats n with comma separators: 552,104.

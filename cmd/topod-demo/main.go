@@ -1,7 +1,9 @@
 // Command topod-demo runs the demo behind `make demo` and `make demo-stop`:
 // topod on its embedded defaults (bolt and file blobs under the demo's data
-// directory), and the repository's vtctld and vtgate (Vitess 24 with the
-// topod plugin) with --topo-implementation topod, loaded with 2,000
+// directory), and the repository's vtctld, vtgate and vttablet (Vitess 24
+// with the topod plugin) with --topo-implementation topod: the sharded
+// keyspace commerce on real tablets (MariaDB started by mysqlctl; shards -80
+// and 80-, a primary and a replica each), beside 2,000 vschema-only
 // keyspaces of realistic vschemas: a SrvVSchema many times over the 1.5 MiB
 // etcd accepts in one request, which stock etcd2 cannot store.
 //
@@ -13,9 +15,9 @@
 // leaving the processes running (pid files in DATA/run, logs in DATA/logs).
 // A second start reuses the data. stop stops the processes.
 //
-// vtctld and vtgate refuse to run as root; run as root, topod-demo runs
-// every process as an unprivileged system user (topod-demo, created when
-// absent).
+// vtctld, vtgate, vttablet and mysqlctl refuse to run as root; run as root,
+// topod-demo runs every process as an unprivileged system user (topod-demo,
+// created when absent).
 package main
 
 import (
@@ -34,6 +36,7 @@ import (
 	"google.golang.org/grpc/grpclog"
 
 	"vitess.io/vitess/go/vt/topo"
+	"vitess.io/vitess/go/vt/vtctl/vtctldclient"
 
 	"github.com/topod-io/topod/internal/vtlocal"
 )
@@ -61,6 +64,7 @@ type config struct {
 	vtctldGRPCPort int
 	vtgatePort     int
 	mysqlPort      int
+	tabletPorts    int
 }
 
 func (c config) path(elem ...string) string {
@@ -77,13 +81,14 @@ func newRootCommand() *cobra.Command {
 	c := config{}
 	root := &cobra.Command{
 		Use:           "topod-demo",
-		Short:         "Run topod, vtctld and vtgate locally with 2,000 keyspaces",
+		Short:         "Run topod, vtctld, vtgate and tablets locally with 2,000 keyspaces",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.dataDir, "data-dir", "demo-data", "directory of the demo's data, logs and pid files")
-	pf.StringVar(&c.binDir, "bin", "", "directory of the topod, vtctld and vtgate binaries (default: this program's)")
+	pf.StringVar(&c.binDir, "bin", "", "directory of the topod, vtctld, vtgate, vttablet and mysqlctl binaries (default: this program's)")
+	pf.StringVar(&c.user, "user", vtlocal.DefaultUser, "unprivileged user the processes run as when this program runs as root (created if absent)")
 	start := &cobra.Command{
 		Use:   "start",
 		Short: "Start what is not running, load the keyspaces that are missing, print what to try",
@@ -102,7 +107,6 @@ func newRootCommand() *cobra.Command {
 		},
 	}
 	f := start.Flags()
-	f.StringVar(&c.user, "user", vtlocal.DefaultUser, "unprivileged user the processes run as when this program runs as root (created if absent)")
 	f.IntVar(&c.keyspaces, "keyspaces", 2000, "number of keyspaces (the JD profile resized: internal/jd)")
 	f.StringVar(&c.cell, "cell", "zone1", "the cell of vtgate")
 	f.IntVar(&c.topodPort, "topod-port", 15999, "topod's gRPC port")
@@ -110,6 +114,7 @@ func newRootCommand() *cobra.Command {
 	f.IntVar(&c.vtctldGRPCPort, "vtctld-grpc-port", 15990, "vtctld's gRPC port (vtctldclient --server)")
 	f.IntVar(&c.vtgatePort, "vtgate-port", 15001, "vtgate's HTTP port (/debug/vschema)")
 	f.IntVar(&c.mysqlPort, "mysql-port", 15306, "vtgate's MySQL port")
+	f.IntVar(&c.tabletPorts, "tablet-ports", 15000, "tablet uid N (100, 101, 200, 201) serves HTTP on this+N, gRPC on this+1000+N, its mysqld on this+2000+N")
 	stopCmd := &cobra.Command{
 		Use:   "stop",
 		Short: "Stop the demo's processes",
@@ -142,12 +147,12 @@ func (c *config) resolve() error {
 	return err
 }
 
-// processes are the demo's processes in start order.
-var processes = []string{"topod", "vtctld", "vtgate"}
+// binaries are the programs the demo runs.
+var binaries = []string{"topod", "vtctld", "vtgate", "vttablet", "mysqlctl"}
 
 func runStart(ctx context.Context, c config) error {
 	begin := time.Now()
-	for _, name := range processes {
+	for _, name := range binaries {
 		if _, err := os.Stat(c.bin(name)); err != nil {
 			return fmt.Errorf("%s is missing: run `make build` (make demo does): %w", c.bin(name), err)
 		}
@@ -173,79 +178,119 @@ func runStart(ctx context.Context, c config) error {
 	fmt.Printf("topod demo: data in %s, processes run as user %s\n", c.dataDir, id.Name)
 
 	tp := vtlocal.Topo{Implementation: "topod", Address: c.topodAddr(), Root: "/vitess/global"}
-	specs := map[string]vtlocal.Spec{
-		"topod": {Args: []string{
+	err = startProcess(ctx, c, id, process{
+		spec: vtlocal.Spec{Name: "topod", Binary: c.bin("topod"), Args: []string{
 			"--listen", c.topodAddr(),
 			"--backend", "bolt://" + c.path("topod", "topo.db"),
 			"--blobs", "file://" + c.path("topod", "blobs"),
 			"--data-dir", c.path("topod"),
 		}},
-		"vtctld": {Args: vtlocal.VtctldArgs(tp, c.vtctldPort, c.vtctldGRPCPort)},
-		// ALTER VSCHEMA through vtgate, for anyone: it is a demo on loopback.
-		"vtgate": {Args: append(vtlocal.VtgateArgs(tp, c.cell, c.vtgatePort, c.mysqlPort), "--vschema-ddl-authorized-users", "%")},
-	}
-	ports := map[string][]int{
-		"topod":  {c.topodPort},
-		"vtctld": {c.vtctldPort, c.vtctldGRPCPort},
-		"vtgate": {c.vtgatePort, c.mysqlPort},
-	}
-	waits := map[string]func(context.Context, *vtlocal.Process) error{
-		"topod": func(ctx context.Context, p *vtlocal.Process) error { return p.WaitGRPCHealth(ctx, c.topodAddr()) },
-		"vtctld": func(ctx context.Context, p *vtlocal.Process) error {
-			return p.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/status", c.vtctldPort))
-		},
-		"vtgate": func(ctx context.Context, p *vtlocal.Process) error {
-			return p.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/status", c.vtgatePort))
-		},
-	}
-
-	var ts *topo.Server
-	for _, name := range processes {
-		if name == "vtctld" {
-			// topod is up: open the topology through the plugin, and
-			// create vtgate's cell, which it needs before it starts.
-			if ts, err = topo.OpenServer("topod", c.topodAddr(), tp.Root); err != nil {
-				return fmt.Errorf("open the topology through the plugin: %w", err)
-			}
-			defer ts.Close()
-			if err := ensureCell(ctx, ts, c); err != nil {
-				return err
-			}
-		}
-		if pid, ok := running(c, name); ok {
-			fmt.Printf("  %-7s already running (pid %d)\n", name, pid)
-			continue
-		}
-		for _, port := range ports[name] {
-			if err := portFree(port); err != nil {
-				return fmt.Errorf("%s: %w (another demo or program uses it; `make demo-stop`, or see --help for the port flags)", name, err)
-			}
-		}
-		s := specs[name]
-		s.Name, s.Binary, s.Dir, s.User, s.Detach = name, c.bin(name), c.dataDir, id, true
-		s.Log = c.path("logs", name+".log")
-		t0 := time.Now()
-		p, err := vtlocal.Start(s)
-		if err != nil {
-			return err
-		}
-		if err := p.WritePidFile(c.pidFile(name)); err != nil {
-			return err
-		}
-		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		err = waits[name](wctx, p)
-		cancel()
-		if err != nil {
-			return err
-		}
-		fmt.Printf("  %-7s started (pid %d) in %v\n", name, p.Pid(), time.Since(t0).Round(10*time.Millisecond))
-	}
-
-	summary, err := load(ctx, ts, c)
+		ports: []int{c.topodPort},
+		wait:  func(ctx context.Context, p *vtlocal.Process) error { return p.WaitGRPCHealth(ctx, c.topodAddr()) },
+	})
 	if err != nil {
 		return err
 	}
+	// topod is up: open the topology through the plugin, and create the
+	// cell, which vtgate and the tablets need before they start.
+	ts, err := topo.OpenServer("topod", c.topodAddr(), tp.Root)
+	if err != nil {
+		return fmt.Errorf("open the topology through the plugin: %w", err)
+	}
+	defer ts.Close()
+	if err := ensureCell(ctx, ts, c); err != nil {
+		return err
+	}
+	err = startProcess(ctx, c, id, process{
+		spec:  vtlocal.Spec{Name: "vtctld", Binary: c.bin("vtctld"), Args: vtlocal.VtctldArgs(tp, c.vtctldPort, c.vtctldGRPCPort)},
+		ports: []int{c.vtctldPort, c.vtctldGRPCPort},
+		wait:  waitStatus(c.vtctldPort),
+	})
+	if err != nil {
+		return err
+	}
+	client, err := vtctldclient.New(ctx, "grpc", fmt.Sprintf("127.0.0.1:%d", c.vtctldGRPCPort))
+	if err != nil {
+		return fmt.Errorf("vtctld client: %w", err)
+	}
+	defer client.Close()
+	// The tablets register before vtgate starts, so that it finds them at
+	// once (it reads its cell's tablets every minute after that).
+	if err := startTablets(ctx, c, id, tp, ts, client); err != nil {
+		return err
+	}
+	err = startProcess(ctx, c, id, process{
+		// ALTER VSCHEMA through vtgate, for anyone: it is a demo on loopback.
+		spec: vtlocal.Spec{Name: "vtgate", Binary: c.bin("vtgate"),
+			Args: append(vtlocal.VtgateArgs(tp, c.cell, c.vtgatePort, c.mysqlPort), "--vschema-ddl-authorized-users", "%")},
+		ports: []int{c.vtgatePort, c.mysqlPort},
+		wait:  waitStatus(c.vtgatePort),
+	})
+	if err != nil {
+		return err
+	}
+
+	summary, err := load(ctx, ts, client, c)
+	if err != nil {
+		return err
+	}
+	if err := waitForTablets(ctx, c); err != nil {
+		return err
+	}
 	printTry(c, summary, time.Since(begin))
+	return nil
+}
+
+// process is one of the demo's long-running processes.
+type process struct {
+	// spec is what to run; startProcess fills in the directory, user, log
+	// and detachment.
+	spec  vtlocal.Spec
+	ports []int
+	// wait returns when the process serves.
+	wait func(context.Context, *vtlocal.Process) error
+}
+
+// waitStatus waits for a Vitess process's status page on HTTP port.
+func waitStatus(port int) func(context.Context, *vtlocal.Process) error {
+	return func(ctx context.Context, p *vtlocal.Process) error {
+		return p.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/status", port))
+	}
+}
+
+// startProcess starts pr unless its pid file names a live process of its
+// binary, records its pid file and waits until it serves.
+func startProcess(ctx context.Context, c config, id *vtlocal.Identity, pr process) error {
+	s := pr.spec
+	if pid, ok := running(c, s.Name, s.Binary); ok {
+		fmt.Printf("  %-25s already running (pid %d)\n", s.Name, pid)
+		return nil
+	}
+	for _, port := range pr.ports {
+		if err := portFree(port); err != nil {
+			return fmt.Errorf("%s: %w (another demo or program uses it; `make demo-stop`, or see --help for the port flags)", s.Name, err)
+		}
+	}
+	if s.Dir == "" {
+		s.Dir = c.dataDir
+	}
+	s.User, s.Detach = id, true
+	s.Log = c.path("logs", s.Name+".log")
+	t0 := time.Now()
+	p, err := vtlocal.Start(s)
+	if err != nil {
+		return err
+	}
+	if err := p.WritePidFile(c.pidFile(s.Name)); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err = pr.wait(wctx, p)
+	cancel()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  %-25s started (pid %d) in %v\n", s.Name, p.Pid(), time.Since(t0).Round(10*time.Millisecond))
 	return nil
 }
 
@@ -259,8 +304,8 @@ func portFree(port int) error {
 }
 
 // running returns the pid of the demo's process name if its pid file names
-// a live process of that binary.
-func running(c config, name string) (int, bool) {
+// a live process of binary.
+func running(c config, name, binary string) (int, bool) {
 	b, err := os.ReadFile(c.pidFile(name))
 	if err != nil {
 		return 0, false
@@ -269,23 +314,50 @@ func running(c config, name string) (int, bool) {
 	if _, err := fmt.Sscan(string(b), &pid); err != nil {
 		return 0, false
 	}
-	return pid, vtlocal.Running(pid, c.bin(name))
+	return pid, vtlocal.Running(pid, binary)
 }
 
 func runStop(c config) error {
+	id, err := vtlocal.EnsureUser(c.user)
+	if err != nil {
+		return err
+	}
+	// mysqlctl shutdown needs no more than VT_MYSQL_ROOT: with no mysqld
+	// installed, no tablet runs.
+	mysqlRoot, _ := vtlocal.FindMySQL()
+	tablets := demoTablets(c, id, mysqlRoot)
 	var errs []error
-	for i := len(processes) - 1; i >= 0; i-- {
-		name := processes[i]
-		stopped, err := vtlocal.StopPidFile(c.pidFile(name), c.bin(name), 15*time.Second)
+	stop := func(name, binary string) {
+		stopped, err := vtlocal.StopPidFile(c.pidFile(name), binary, 15*time.Second)
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		case stopped:
-			fmt.Printf("  %-7s stopped\n", name)
+			fmt.Printf("  %-25s stopped\n", name)
 		default:
-			fmt.Printf("  %-7s was not running\n", name)
+			fmt.Printf("  %-25s was not running\n", name)
 		}
 	}
+	// vtgate, then the tablets while topod still runs (a vttablet's
+	// shutdown waits for the topology), their mysqld, vtctld and topod.
+	stop("vtgate", c.bin("vtgate"))
+	for _, t := range commerceTablets(c) {
+		stop(tablets.VttabletSpec(t).Name, c.bin("vttablet"))
+	}
+	for _, t := range commerceTablets(c) {
+		name := "mysqld-" + t.Name()
+		if !tablets.MySQLRunning(t) {
+			fmt.Printf("  %-25s was not running\n", name)
+			continue
+		}
+		if err := tablets.StopMySQL(context.Background(), t); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		fmt.Printf("  %-25s stopped (mysqlctl shutdown)\n", name)
+	}
+	stop("vtctld", c.bin("vtctld"))
+	stop("topod", c.bin("topod"))
 	if len(errs) == 0 {
 		fmt.Printf("topod demo stopped; its data stays in %s (`make demo` reuses it; delete the directory to start afresh)\n", c.dataDir)
 	}

@@ -223,10 +223,15 @@ func (r Tablets) MySQLRunning(t Tablet) bool {
 	return c == "mysqld" || c == "mariadbd"
 }
 
+// VttabletSpec is tablet t's vttablet process.
+func (r Tablets) VttabletSpec(t Tablet) Spec {
+	return r.spec("vttablet-"+t.Name(), "vttablet", VttabletArgs(r.Topo, t, r.MySQL))
+}
+
 // StartVttablet starts tablet t's vttablet and waits until it answers its
 // status page (it registers in the topology before that).
 func (r Tablets) StartVttablet(ctx context.Context, t Tablet) (*Process, error) {
-	p, err := Start(r.spec("vttablet-"+t.Name(), "vttablet", VttabletArgs(r.Topo, t, r.MySQL)))
+	p, err := Start(r.VttabletSpec(t))
 	if err != nil {
 		return nil, err
 	}
@@ -235,6 +240,23 @@ func (r Tablets) StartVttablet(ctx context.Context, t Tablet) (*Process, error) 
 		return nil, err
 	}
 	return p, nil
+}
+
+// SetWritable turns read_only off on tablet t's mysqld. A primary's mysqld
+// restarted by mysqlctl starts read-only (Vitess's my.cnf), and stock Vitess
+// cannot make it writable on MariaDB: VTOrc does not run on it, and
+// vtctldclient SetWritable reads super_read_only, which MariaDB does not
+// have ("Unknown system variable 'super_read_only'").
+func (r Tablets) SetWritable(ctx context.Context, t Tablet) error {
+	conn, err := mysql.Connect(ctx, &mysql.ConnParams{UnixSocket: r.MySQL.Socket(t), Uname: "vt_dba"})
+	if err != nil {
+		return fmt.Errorf("make %s writable: connect: %w", t.Name(), err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecuteFetch("SET GLOBAL read_only = OFF", 0, false); err != nil {
+		return fmt.Errorf("make %s writable: %w", t.Name(), err)
+	}
+	return nil
 }
 
 // Replicate points replica's mysqld at primary's with MariaDB's GTID
