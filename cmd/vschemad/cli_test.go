@@ -128,3 +128,54 @@ func mustRead(t testing.TB, f string) []byte {
 	}
 	return b
 }
+
+// TestCLINoCells: on a topology with keyspaces but no cell registered, the
+// writes succeed and each says that no cell was updated, in text and JSON.
+func TestCLINoCells(t *testing.T) {
+	tp := vschematest.StartTopodBolt(t, vschematest.Options{NoCells: true})
+	srv := vschematest.StartVSchemad(t, tp, nil)
+	tp.CreateKeyspaces(t, "commerce", "customer")
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		f := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	v1 := write("v1.json", `{"tables": {"product": {}}}`)
+	v2 := write("v2.json", `{"tables": {"product": {}, "corder": {}}}`)
+	imports := filepath.Join(dir, "import")
+	write("import/commerce.json", `{"tables": {"product": {}, "corder": {}, "customer": {}}}`)
+	write("import/customer.json", `{"tables": {"customer": {}}}`)
+	cli := func(args ...string) (int, string, string) {
+		return runCLI(t, append(args, "--server", srv.URL)...)
+	}
+	const note = "no cell is registered in the topology: no cell's SrvVSchema was updated"
+	first := ""
+	cases := []struct {
+		name string
+		args func() []string
+		want []string // in stdout
+	}{
+		{"apply", func() []string { return []string{"apply", "-k", "commerce", "-f", v1} }, []string{"keyspace commerce: version none -> ", "1 table added", note}},
+		{"apply again", func() []string { return []string{"apply", "-k", "commerce", "-f", v2} }, []string{"1 table added", note}},
+		{"rollback", func() []string { return []string{"rollback", "-k", "commerce", "--to-version", first} }, []string{"1 table removed", note}},
+		{"delete", func() []string { return []string{"delete", "-k", "commerce"} }, []string{"deleted", note}},
+		{"import", func() []string { return []string{"import", imports, "--progress", "none"} }, []string{"2 written", note}},
+		{"apply -o json", func() []string { return []string{"apply", "-k", "customer", "-f", v2, "-o", "json"} }, []string{`"cells": []`, `"no_cells": true`, `"cells_note": "` + note}},
+	}
+	versionRE := regexp.MustCompile(`version none -> (\d+)`)
+	for _, c := range cases {
+		code, out, errOut := cli(c.args()...)
+		if code != 0 || !vschematest.ContainsAll(out, c.want...) {
+			t.Fatalf("%s: %d %q %q, want %q", c.name, code, out, errOut, c.want)
+		}
+		if m := versionRE.FindStringSubmatch(out); first == "" && m != nil {
+			first = m[1]
+		}
+	}
+}

@@ -183,6 +183,13 @@ func reportApply(cmd *cobra.Command, cf *clientFlags, out []byte, err error) err
 	for _, c := range res.Cells {
 		fmt.Fprintf(w, "  cell %s: %s, version %s\n", c.Cell, c.Mode, c.Version)
 	}
+	if res.NoCells {
+		note := res.CellsNote
+		if note == "" {
+			note = vschemastore.NoCellsNote
+		}
+		fmt.Fprintf(w, "  %s\n", note)
+	}
 	if res.AuditError != "" {
 		fmt.Fprintf(cmd.ErrOrStderr(), "warning: the write was made but not recorded in the audit log: %s\n", res.AuditError)
 	}

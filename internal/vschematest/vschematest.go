@@ -1,9 +1,9 @@
 // Package vschematest starts the Vitess topologies that the vschema
 // service is tested against, in-process and real: topod on bolt, topod on a
 // real etcd, and Vitess's stock etcd2 on a real etcd. Each comes with its
-// cells registered and, optionally, a byte-counting proxy in front of the
-// topology server, so that a test can measure what a client reads and
-// writes.
+// cells registered (or none, Options.NoCells) and, optionally, a
+// byte-counting proxy in front of the topology server, so that a test can
+// measure what a client reads and writes.
 package vschematest
 
 import (
@@ -39,6 +39,9 @@ const GlobalRoot = "/vitess/global"
 type Options struct {
 	// Cells to register (default zone1 and zone2).
 	Cells []string
+	// NoCells registers no cell at all: the global topology has no cells
+	// directory, as a new topology before its first AddCellInfo.
+	NoCells bool
 	// Proxy puts a byte-counting proxy in front of the topology server:
 	// every connection (global and cells) goes through it.
 	Proxy bool
@@ -132,18 +135,29 @@ func (t *Topology) open(tb testing.TB, opts Options) {
 	}
 	tb.Cleanup(ts.Close)
 	t.TS = ts
-	t.Cells = opts.Cells
-	if len(t.Cells) == 0 {
-		t.Cells = []string{"zone1", "zone2"}
+	cells := opts.Cells
+	switch {
+	case opts.NoCells:
+		cells = nil
+	case len(cells) == 0:
+		cells = []string{"zone1", "zone2"}
 	}
-	for _, cell := range t.Cells {
-		if err := ts.CreateCellInfo(context.Background(), cell, &topodatapb.CellInfo{
-			ServerAddress: t.Addr,
-			Root:          path.Join(path.Dir(GlobalRoot), cell),
-		}); err != nil {
-			tb.Fatalf("vschematest: create cell %s: %v", cell, err)
-		}
+	for _, cell := range cells {
+		t.AddCell(tb, cell)
 	}
+}
+
+// AddCell registers cell (its root is /vitess/CELL), as vtctldclient
+// AddCellInfo does, and adds it to t.Cells.
+func (t *Topology) AddCell(tb testing.TB, cell string) {
+	tb.Helper()
+	if err := t.TS.CreateCellInfo(context.Background(), cell, &topodatapb.CellInfo{
+		ServerAddress: t.Addr,
+		Root:          path.Join(path.Dir(GlobalRoot), cell),
+	}); err != nil {
+		tb.Fatalf("vschematest: create cell %s: %v", cell, err)
+	}
+	t.Cells = append(t.Cells, cell)
 }
 
 // CreateKeyspaces creates the keyspace records of names, as vtctldclient

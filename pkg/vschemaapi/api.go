@@ -406,8 +406,17 @@ func (s *apiServer) apply(w http.ResponseWriter, r *http.Request, p *principal, 
 	if len(res.Keyspaces) == 1 && res.Keyspaces[0].NewVersion != "" {
 		w.Header().Set("ETag", strconv.Quote(res.Keyspaces[0].NewVersion))
 	}
-	writeJSON(w, http.StatusOK, ApplyResponse{ApplyResult: res, AuditError: errString(auditErr)})
+	writeJSON(w, http.StatusOK, ApplyResponse{ApplyResult: res, AuditError: errString(auditErr), CellsNote: cellsNote(res.NoCells)})
 	return nil
+}
+
+// cellsNote is the cells_note of a write's response: NoCellsNote when the
+// topology has no cell, with the API's rebuild.
+func cellsNote(noCells bool) string {
+	if !noCells {
+		return ""
+	}
+	return vschemastore.NoCellsNote + " (POST /api/v1/cells/{cell}/srvvschema/rebuild)"
 }
 
 // auditApply appends an entry per keyspace written.
@@ -548,10 +557,7 @@ func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *principa
 	if res.NewVersion != "" {
 		w.Header().Set("ETag", strconv.Quote(res.NewVersion))
 	}
-	writeJSON(w, http.StatusOK, struct {
-		*vschemastore.RulesResult
-		Audit string `json:"audit_error,omitempty"`
-	}{res, errString(auditErr)})
+	writeJSON(w, http.StatusOK, RulesResponse{RulesResult: res, AuditError: errString(auditErr), CellsNote: cellsNote(res.NoCells)})
 	return nil
 }
 
@@ -610,7 +616,10 @@ func (s *apiServer) rebuildCell(w http.ResponseWriter, r *http.Request, p *princ
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(cells, cell) {
+	switch {
+	case len(cells) == 0:
+		return errorf(http.StatusNotFound, "no cell %q: no cell is registered in the topology", cell)
+	case !slices.Contains(cells, cell):
 		return errorf(http.StatusNotFound, "no cell %q (cells: %s)", cell, strings.Join(cells, ", "))
 	}
 	res, err := s.store.RebuildCell(r.Context(), cell)

@@ -26,6 +26,18 @@ type ApplyResponse struct {
 	// AuditError is set when the write was made but its audit entry could
 	// not be appended.
 	AuditError string `json:"audit_error,omitempty"`
+	// CellsNote explains no_cells when it is set: the topology has no
+	// cell, so no SrvVSchema was updated (cells is then []).
+	CellsNote string `json:"cells_note,omitempty"`
+}
+
+// RulesResponse is the body of a successful (or dry-run) write of rules:
+// PUT /api/v1/{routing-rules|...}.
+type RulesResponse struct {
+	*vschemastore.RulesResult
+	// AuditError and CellsNote are as in ApplyResponse.
+	AuditError string `json:"audit_error,omitempty"`
+	CellsNote  string `json:"cells_note,omitempty"`
 }
 
 // HistoryResponse is the body of GET .../vschema/history.

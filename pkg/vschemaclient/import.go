@@ -228,6 +228,7 @@ type importer struct {
 
 	mu                 sync.Mutex
 	written, unchanged int
+	noCells            string            // a response's cells_note: the topology has no cell
 	failed             map[string]string // name -> why
 	warnings           []string
 	fatal              error
@@ -241,7 +242,9 @@ type importer struct {
 // in a journal: importing the same source again resumes, skipping the
 // keyspaces already applied with the same content. A keyspace the server
 // refuses is reported on stderr and the rest go on; the summary goes to
-// stdout, progress to stderr. The error says how many keyspaces failed.
+// stdout (with the server's note when the topology has no cell, so that no
+// SrvVSchema was updated), progress to stderr. The error says how many
+// keyspaces failed.
 func Import(ctx context.Context, c *Client, src string, opts ImportOptions, stdout, stderr io.Writer) error {
 	if opts.BatchSize < 1 || opts.Concurrency < 1 || opts.BatchBytes < 1 {
 		return errors.New("import: batch size, batch bytes and concurrency must be positive")
@@ -304,6 +307,9 @@ func Import(ctx context.Context, c *Client, src string, opts ImportOptions, stdo
 	}
 	fmt.Fprintf(stdout, "%s %d keyspaces from %s in %v: %d written, %d unchanged, %d skipped (in the journal), %d failed\n",
 		verb, len(items), src, time.Since(start).Round(time.Millisecond), im.written, im.unchanged, skipped, len(im.failed))
+	if im.noCells != "" {
+		fmt.Fprintln(stdout, im.noCells)
+	}
 	for _, w := range im.warnings {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
@@ -528,6 +534,12 @@ func (im *importer) done(items []*importItem, out []byte) {
 	im.mu.Lock()
 	im.written += written
 	im.unchanged += len(items) - written
+	if res.NoCells {
+		im.noCells = res.CellsNote
+		if im.noCells == "" {
+			im.noCells = vschemastore.NoCellsNote
+		}
+	}
 	if res.Validation != nil {
 		for _, w := range res.Validation.Warnings {
 			im.warnings = append(im.warnings, w.String())

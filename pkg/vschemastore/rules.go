@@ -111,21 +111,24 @@ func (s *Store) GetRules(ctx context.Context, k RulesKind) (proto.Message, strin
 
 // RulesResult is the outcome of PutRules.
 type RulesResult struct {
-	Kind       RulesKind    `json:"kind"`
-	DryRun     bool         `json:"dry_run"`
-	OldVersion string       `json:"old_version,omitempty"`
-	NewVersion string       `json:"new_version,omitempty"`
-	Changed    bool         `json:"changed"`
-	Written    bool         `json:"written"`
-	Diff       *RulesDiff   `json:"diff"`
-	Validation *Validation  `json:"validation"`
-	Cells      []CellResult `json:"cells,omitempty"`
+	Kind       RulesKind   `json:"kind"`
+	DryRun     bool        `json:"dry_run"`
+	OldVersion string      `json:"old_version,omitempty"`
+	NewVersion string      `json:"new_version,omitempty"`
+	Changed    bool        `json:"changed"`
+	Written    bool        `json:"written"`
+	Diff       *RulesDiff  `json:"diff"`
+	Validation *Validation `json:"validation"`
+	// Cells and NoCells are as in ApplyResult.
+	Cells   []CellResult `json:"cells,omitzero"`
+	NoCells bool         `json:"no_cells,omitempty"`
 }
 
 // PutRules validates rules of kind k and, unless dryRun, writes them to the
 // global topology as Vitess's Save*Rules does (an empty message deletes the
 // file, except for keyspace routing rules), compare-and-set, then updates
-// the rules in every cell's SrvVSchema. ifMatch is as in Change.
+// the rules in every cell's SrvVSchema (none, and NoCells in the result,
+// when the topology has no cell). ifMatch is as in Change.
 func (s *Store) PutRules(ctx context.Context, k RulesKind, rules proto.Message, ifMatch string, dryRun bool) (*RulesResult, error) {
 	res := &RulesResult{Kind: k, DryRun: dryRun}
 	v, err := s.validateRules(ctx, k, rules)
@@ -203,6 +206,7 @@ func (s *Store) PutRules(ctx context.Context, k RulesKind, rules proto.Message, 
 	}
 	cells, err := s.syncCells(ctx, syncKeys{rules: true})
 	res.Cells = cells
+	res.NoCells = err == nil && len(cells) == 0
 	return res, err
 }
 

@@ -314,8 +314,20 @@ type ApplyResult struct {
 	DryRun     bool             `json:"dry_run"`
 	Validation *Validation      `json:"validation"`
 	Keyspaces  []KeyspaceResult `json:"keyspaces"`
-	Cells      []CellResult     `json:"cells,omitempty"`
+	// Cells are the cells' updates: nil (absent from the JSON) when the
+	// cells were not reached (a dry run, a refusal), empty ([]) when the
+	// topology has no cell (NoCells).
+	Cells []CellResult `json:"cells,omitzero"`
+	// NoCells: the cells were to be updated but the topology has none (no
+	// cell registered yet): the write is complete in the global topology
+	// and no SrvVSchema was updated, there being none (NoCellsNote).
+	NoCells bool `json:"no_cells,omitempty"`
 }
+
+// NoCellsNote explains a write's NoCells: what it means, and how a cell
+// registered later gets its SrvVSchema.
+const NoCellsNote = "no cell is registered in the topology: no cell's SrvVSchema was updated, there being none; " +
+	"a cell registered later (vtctldclient AddCellInfo) gets its SrvVSchema whole on the next write, or by a rebuild of that cell"
 
 // CellError is returned when the global topology was written but some
 // cells' SrvVSchema could not be brought in step (the result says which);
@@ -337,7 +349,8 @@ func (e *CellError) Error() string {
 // Apply validates changes (every vschema, with the keyspaces they refer
 // to) and, unless opts.DryRun, writes each keyspace's vschema in the
 // global topology (compare-and-set), then updates that keyspace's piece in
-// every cell's SrvVSchema. Nothing is written if any change is invalid
+// every cell's SrvVSchema (none, and NoCells in the result, when the
+// topology has no cell). Nothing is written if any change is invalid
 // (*ValidationError), names a keyspace that does not exist (ErrNoKeyspace)
 // or fails its If-Match (ErrVersionMismatch). The result is returned with
 // most errors, as far as it got.
@@ -431,6 +444,7 @@ func (s *Store) Apply(ctx context.Context, changes []Change, opts ApplyOptions) 
 	if len(synced) > 0 {
 		cells, err := s.syncCells(ctx, syncKeys{keyspaces: synced})
 		res.Cells = cells
+		res.NoCells = err == nil && len(cells) == 0
 		if writeErr == nil {
 			writeErr = err
 		}
@@ -501,12 +515,13 @@ func (s *Store) writeKeyspace(ctx context.Context, c Change, r *KeyspaceResult) 
 }
 
 // syncCells brings every cell's SrvVSchema in step for keys, concurrently.
+// A topology without cells has none to bring in step: the result is then
+// empty, not nil, and no error.
 func (s *Store) syncCells(ctx context.Context, keys syncKeys) ([]CellResult, error) {
-	cells, err := s.ts.GetKnownCells(ctx)
+	cells, err := s.cellNames(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("vschema: list cells: %w", err)
+		return nil, fmt.Errorf("vschema: cells not updated: %w", err)
 	}
-	slices.Sort(cells)
 	out := make([]CellResult, len(cells))
 	var wg sync.WaitGroup
 	for i, cell := range cells {
@@ -669,11 +684,29 @@ func (s *Store) RebuildCell(ctx context.Context, cell string) (CellResult, error
 	return r, nil
 }
 
-// Cells returns the names of the topology's cells.
+// Cells returns the names of the topology's cells, sorted; an empty list
+// when none is registered.
 func (s *Store) Cells(ctx context.Context) ([]string, error) {
-	cells, err := s.ts.GetKnownCells(ctx)
+	cells, err := s.cellNames(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("vschema: list cells: %w", err)
+		return nil, fmt.Errorf("vschema: %w", err)
+	}
+	return cells, nil
+}
+
+// cellNames lists the cells registered in the global topology, sorted.
+// A topology without cells has no cells directory: listing it answers
+// NoNode, which Vitess's GetCellInfoNames (used here, as by Vitess's
+// RebuildKeyspace and SrvKeyspace updates) turns into no cells; the list
+// is then empty, not nil. (GetKnownCells, which RebuildSrvVSchema uses,
+// returns the NoNode error instead.)
+func (s *Store) cellNames(ctx context.Context) ([]string, error) {
+	cells, err := s.ts.GetCellInfoNames(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", topo.CellsPath, err)
+	}
+	if cells == nil {
+		cells = []string{}
 	}
 	slices.Sort(cells)
 	return cells, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -342,6 +343,103 @@ func TestStoreRefusals(t *testing.T) {
 			}
 			if after := tp.Snapshot(t); !before.Equal(after) {
 				t.Fatal("the topology changed")
+			}
+		})
+	}
+}
+
+// TestStoreNoCells: on a topology with keyspaces but no cell registered (no
+// cells directory in the global topology), every write completes, says no
+// cell was updated, and lists none; a cell registered afterwards gets its
+// SrvVSchema whole from the next write.
+func TestStoreNoCells(t *testing.T) {
+	for _, setup := range storeSetups {
+		t.Run(setup.name, func(t *testing.T) {
+			ctx := t.Context()
+			tp := setup.kind.Start(t, vschematest.Options{NoCells: true})
+			s := openStore(t, tp, setup.fast)
+			tp.CreateKeyspaces(t, "a", "b")
+			if cells, err := s.Cells(ctx); err != nil || cells == nil || len(cells) != 0 {
+				t.Errorf("Cells() = %#v, %v; want an empty list", cells, err)
+			}
+			v1 := &vschemapb.Keyspace{Tables: map[string]*vschemapb.Table{"t1": {}}}
+			v2 := &vschemapb.Keyspace{Tables: map[string]*vschemapb.Table{"t1": {}, "t2": {}}}
+			vb := &vschemapb.Keyspace{Tables: map[string]*vschemapb.Table{"tb": {}}}
+			var first string // a's version after the first write
+			applyCase := func(changes ...vschemastore.Change) func() (*vschemastore.ApplyResult, error) {
+				return func() (*vschemastore.ApplyResult, error) { return s.Apply(ctx, changes, vschemastore.ApplyOptions{}) }
+			}
+			cases := []struct {
+				name    string
+				do      func() (*vschemastore.ApplyResult, error)
+				want    map[string]*vschemapb.Keyspace // the global topology after (nil: no vschema)
+				written []string
+			}{
+				{"apply", applyCase(vschemastore.Change{Keyspace: "a", VSchema: v1}), map[string]*vschemapb.Keyspace{"a": v1, "b": nil}, []string{"a"}},
+				{"batch", applyCase(vschemastore.Change{Keyspace: "a", VSchema: v2}, vschemastore.Change{Keyspace: "b", VSchema: vb}),
+					map[string]*vschemapb.Keyspace{"a": v2, "b": vb}, []string{"a", "b"}},
+				{"rollback", func() (*vschemastore.ApplyResult, error) {
+					old, err := s.GetKeyspaceAt(ctx, "a", first)
+					if err != nil {
+						return nil, err
+					}
+					return s.Apply(ctx, []vschemastore.Change{{Keyspace: "a", VSchema: old}}, vschemastore.ApplyOptions{})
+				}, map[string]*vschemapb.Keyspace{"a": v1, "b": vb}, []string{"a"}},
+				{"delete", applyCase(vschemastore.Change{Keyspace: "b"}), map[string]*vschemapb.Keyspace{"a": v1, "b": nil}, []string{"b"}},
+				{"unchanged", applyCase(vschemastore.Change{Keyspace: "a", VSchema: v1}), map[string]*vschemapb.Keyspace{"a": v1, "b": nil}, nil},
+			}
+			for _, c := range cases {
+				res, err := c.do()
+				if err != nil {
+					t.Fatalf("%s: %v", c.name, err)
+				}
+				if !res.NoCells || res.Cells == nil || len(res.Cells) != 0 {
+					t.Errorf("%s: NoCells %v, Cells %#v; want true and an empty list", c.name, res.NoCells, res.Cells)
+				}
+				var written []string
+				for _, k := range res.Keyspaces {
+					if k.Written {
+						written = append(written, k.Keyspace)
+					}
+				}
+				if !slices.Equal(written, c.written) {
+					t.Errorf("%s: written %v, want %v", c.name, written, c.written)
+				}
+				if first == "" {
+					first = res.Keyspaces[0].NewVersion
+				}
+				for name, want := range c.want {
+					got, _, err := s.GetKeyspace(ctx, name)
+					if want == nil && !errors.Is(err, vschemastore.ErrNotFound) || want != nil && (err != nil || !proto.Equal(got, want)) {
+						t.Errorf("%s: keyspace %s has %v (%v), want %v", c.name, name, got, err, want)
+					}
+				}
+			}
+
+			// Rules, and a dry run (which lists no cell: it updates none).
+			rr := &vschemapb.RoutingRules{Rules: []*vschemapb.RoutingRule{{FromTable: "moved", ToTables: []string{"a.t1"}}}}
+			rres, err := s.PutRules(ctx, vschemastore.RoutingRules, rr, "", false)
+			if err != nil || !rres.Written || !rres.NoCells || rres.Cells == nil || len(rres.Cells) != 0 {
+				t.Fatalf("PutRules: %+v, %v", rres, err)
+			}
+			if got, _, err := s.GetRules(ctx, vschemastore.RoutingRules); err != nil || !proto.Equal(got, rr) {
+				t.Fatalf("GetRules = %v, %v", got, err)
+			}
+			res, err := s.Apply(ctx, []vschemastore.Change{{Keyspace: "a", VSchema: v2}}, vschemastore.ApplyOptions{DryRun: true})
+			if err != nil || res.NoCells || res.Cells != nil {
+				t.Fatalf("dry run: %+v, %v", res, err)
+			}
+
+			// A cell registered now gets its SrvVSchema whole on the next
+			// write, even one that changes nothing.
+			tp.AddCell(t, "zone1")
+			res, err = s.Apply(ctx, []vschemastore.Change{{Keyspace: "a", VSchema: v1}}, vschemastore.ApplyOptions{})
+			if err != nil || res.NoCells || len(res.Cells) != 1 || res.Cells[0].Cell != "zone1" || res.Cells[0].Mode != vschemastore.ModeCreate {
+				t.Fatalf("apply after the first cell: %+v, %v", res, err)
+			}
+			vschematest.AssertCellsAsRebuilt(t, ctx, tp)
+			if cells, err := s.Cells(ctx); err != nil || !slices.Equal(cells, []string{"zone1"}) {
+				t.Fatalf("Cells() = %v, %v", cells, err)
 			}
 		})
 	}
