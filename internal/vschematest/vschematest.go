@@ -3,7 +3,8 @@
 // real etcd, and Vitess's stock etcd2 on a real etcd. Each comes with its
 // cells registered (or none, Options.NoCells) and, optionally, a
 // byte-counting proxy in front of the topology server, so that a test can
-// measure what a client reads and writes.
+// measure what a client reads and writes. OpenFaulty opens a client of one
+// whose operations fail where the test says.
 package vschematest
 
 import (

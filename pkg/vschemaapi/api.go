@@ -132,8 +132,23 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// mapError maps the errors of vschemastore.Store to HTTP statuses.
+// mapError maps the errors of vschemastore.Store to HTTP statuses; the
+// writes a *vschemastore.PartialError names go in the body's "written".
 func (s *apiServer) mapError(err error) *httpError {
+	he := s.statusOf(err)
+	var perr *vschemastore.PartialError
+	if errors.As(err, &perr) {
+		if he.body == nil {
+			he.body = map[string]any{}
+		}
+		he.body["written"] = perr.Writes
+	}
+	return he
+}
+
+// statusOf is the HTTP status, message and body of an error of
+// vschemastore.Store.
+func (s *apiServer) statusOf(err error) *httpError {
 	var verr *vschemastore.ValidationError
 	var cerr *vschemastore.CellError
 	switch {
@@ -396,7 +411,10 @@ func (s *apiServer) apply(w http.ResponseWriter, r *http.Request, p *principal, 
 	if err != nil {
 		he := s.mapError(err)
 		if res != nil {
-			he.body = map[string]any{"result": res}
+			if he.body == nil {
+				he.body = map[string]any{}
+			}
+			he.body["result"] = res
 			if he.status == http.StatusBadRequest || he.status == http.StatusNotFound {
 				he.body["validation"] = res.Validation
 			}
@@ -547,7 +565,10 @@ func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *principa
 	if err != nil {
 		he := s.mapError(err)
 		if res != nil {
-			he.body = map[string]any{"result": res}
+			if he.body == nil {
+				he.body = map[string]any{}
+			}
+			he.body["result"] = res
 			if res.Validation != nil {
 				he.body["validation"] = res.Validation
 			}

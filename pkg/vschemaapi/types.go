@@ -61,4 +61,10 @@ type ErrorResponse struct {
 	// Result is what a write did before it failed (e.g. the global
 	// topology written, a cell not updated).
 	Result json.RawMessage `json:"result,omitempty"`
+	// Written lists what a write request wrote to the global topology
+	// before it failed (a batch's first keyspaces; a vschema or rules whose
+	// cells were then not updated): those writes stand, nothing was undone.
+	// The error message names them too. Absent when no write was seen to
+	// succeed.
+	Written []vschemastore.Write `json:"written,omitempty"`
 }

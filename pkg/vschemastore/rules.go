@@ -128,7 +128,8 @@ type RulesResult struct {
 // global topology as Vitess's Save*Rules does (an empty message deletes the
 // file, except for keyspace routing rules), compare-and-set, then updates
 // the rules in every cell's SrvVSchema (none, and NoCells in the result,
-// when the topology has no cell). ifMatch is as in Change.
+// when the topology has no cell). ifMatch is as in Change. An error after
+// the rules were written is a *PartialError.
 func (s *Store) PutRules(ctx context.Context, k RulesKind, rules proto.Message, ifMatch string, dryRun bool) (*RulesResult, error) {
 	res := &RulesResult{Kind: k, DryRun: dryRun}
 	v, err := s.validateRules(ctx, k, rules)
@@ -146,6 +147,7 @@ func (s *Store) PutRules(ctx context.Context, k RulesKind, rules proto.Message, 
 	if err != nil {
 		return res, fmt.Errorf("vschema: write %s: marshal: %w", k.File(), err)
 	}
+	var deleted bool // the write deleted the file
 	wait := casBackoff()
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if err := pause(ctx, wait, attempt); err != nil {
@@ -198,7 +200,7 @@ func (s *Store) PutRules(ctx context.Context, k RulesKind, rules proto.Message, 
 		if err != nil {
 			return res, fmt.Errorf("vschema: write %s: %w", k.File(), err)
 		}
-		res.Written, res.NewVersion = true, versionString(nv)
+		res.Written, res.NewVersion, deleted = true, versionString(nv), deletes
 		break
 	}
 	if !res.Written && res.Changed {
@@ -207,6 +209,9 @@ func (s *Store) PutRules(ctx context.Context, k RulesKind, rules proto.Message, 
 	cells, err := s.syncCells(ctx, syncKeys{rules: true})
 	res.Cells = cells
 	res.NoCells = err == nil && len(cells) == 0
+	if res.Written {
+		err = partial(err, []Write{{Rules: k, Path: k.File(), Version: res.NewVersion, Deleted: deleted}})
+	}
 	return res, err
 }
 

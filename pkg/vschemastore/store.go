@@ -329,6 +329,54 @@ type ApplyResult struct {
 const NoCellsNote = "no cell is registered in the topology: no cell's SrvVSchema was updated, there being none; " +
 	"a cell registered later (vtctldclient AddCellInfo) gets its SrvVSchema whole on the next write, or by a rebuild of that cell"
 
+// Write is one file a write request wrote to the global topology.
+type Write struct {
+	Keyspace string    `json:"keyspace,omitempty"` // a keyspace's vschema
+	Rules    RulesKind `json:"rules,omitempty"`    // or a rules file
+	Path     string    `json:"path"`               // the file, in the global topology
+	Version  string    `json:"version,omitempty"`  // its new version (none once deleted)
+	Deleted  bool      `json:"deleted,omitempty"`
+}
+
+func (w Write) String() string {
+	what := "keyspace " + w.Keyspace
+	if w.Rules != "" {
+		what = string(w.Rules)
+	}
+	if w.Deleted {
+		return fmt.Sprintf("%s: %s deleted", what, w.Path)
+	}
+	return fmt.Sprintf("%s: %s version %s", what, w.Path, w.Version)
+}
+
+// PartialError is the error of a write request that failed after writing
+// part of its change to the global topology (a batch's first keyspaces, a
+// vschema or rules before their cells): those writes stand, nothing is
+// undone. Writes names them; Err is the failure, which errors.Is and
+// errors.As see through.
+type PartialError struct {
+	Writes []Write
+	Err    error
+}
+
+func (e *PartialError) Error() string {
+	parts := make([]string, len(e.Writes))
+	for i, w := range e.Writes {
+		parts[i] = w.String()
+	}
+	return fmt.Sprintf("%v (already written to the global topology, and not undone: %s)", e.Err, strings.Join(parts, "; "))
+}
+
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// partial returns err as a *PartialError if writes were made before it.
+func partial(err error, writes []Write) error {
+	if err == nil || len(writes) == 0 {
+		return err
+	}
+	return &PartialError{Writes: writes, Err: err}
+}
+
 // CellError is returned when the global topology was written but some
 // cells' SrvVSchema could not be brought in step (the result says which);
 // applying again, or rebuilding the cell, repairs them.
@@ -353,7 +401,8 @@ func (e *CellError) Error() string {
 // topology has no cell). Nothing is written if any change is invalid
 // (*ValidationError), names a keyspace that does not exist (ErrNoKeyspace)
 // or fails its If-Match (ErrVersionMismatch). The result is returned with
-// most errors, as far as it got.
+// most errors, as far as it got; an error after some keyspaces were
+// written is a *PartialError naming them.
 func (s *Store) Apply(ctx context.Context, changes []Change, opts ApplyOptions) (*ApplyResult, error) {
 	res := &ApplyResult{DryRun: opts.DryRun, Validation: &Validation{}}
 	if len(changes) == 0 {
@@ -448,6 +497,15 @@ func (s *Store) Apply(ctx context.Context, changes []Change, opts ApplyOptions) 
 		if writeErr == nil {
 			writeErr = err
 		}
+	}
+	if writeErr != nil {
+		var writes []Write
+		for _, r := range res.Keyspaces {
+			if r.Written {
+				writes = append(writes, Write{Keyspace: r.Keyspace, Path: vschemaPath(r.Keyspace), Version: r.NewVersion, Deleted: r.Diff.Deleted})
+			}
+		}
+		writeErr = partial(writeErr, writes)
 	}
 	return res, writeErr
 }

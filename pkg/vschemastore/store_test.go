@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
+	"vitess.io/vitess/go/vt/topo"
 
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vschematest"
@@ -441,6 +444,171 @@ func TestStoreNoCells(t *testing.T) {
 			if cells, err := s.Cells(ctx); err != nil || !slices.Equal(cells, []string{"zone1"}) {
 				t.Fatalf("Cells() = %v, %v", cells, err)
 			}
+		})
+	}
+}
+
+// errInjected is the error of the faults the tests inject.
+var errInjected = errors.New("injected fault")
+
+// failOn returns a vschematest.Fault failing op on filePath in cell.
+func failOn(cell, filePath string, ops ...string) vschematest.Fault {
+	return func(c, op, p string) error {
+		if c == cell && p == filePath && slices.Contains(ops, op) {
+			return errInjected
+		}
+		return nil
+	}
+}
+
+// TestStorePartialWrites: a write that fails after writing part of its
+// change says what it wrote (a *PartialError naming the files and their
+// versions), and what it wrote stands; one that fails before writing
+// anything is no PartialError.
+func TestStorePartialWrites(t *testing.T) {
+	writes := []string{"Create", "Update", "Delete"}
+	for _, kind := range vschematest.Kinds {
+		t.Run(kind.Name, func(t *testing.T) {
+			ctx := t.Context()
+			tp := kind.Start(t, vschematest.Options{})
+			tp.CreateKeyspaces(t, "a", "b")
+			var fault atomic.Pointer[vschematest.Fault]
+			s, err := vschemastore.NewStore(tp.OpenFaulty(t, func(cell, op, p string) error {
+				if f := fault.Load(); f != nil {
+					return (*f)(cell, op, p)
+				}
+				return nil
+			}), vschemastore.StoreOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ks := func(tables ...string) *vschemapb.Keyspace {
+				k := &vschemapb.Keyspace{Tables: map[string]*vschemapb.Table{}}
+				for _, tb := range tables {
+					k.Tables[tb] = &vschemapb.Table{}
+				}
+				return k
+			}
+			apply := func(changes ...vschemastore.Change) func() error {
+				return func() error { _, err := s.Apply(ctx, changes, vschemastore.ApplyOptions{}); return err }
+			}
+			putRules := func(rr *vschemapb.RoutingRules) func() error {
+				return func() error { _, err := s.PutRules(ctx, vschemastore.RoutingRules, rr, "", false); return err }
+			}
+			rr := &vschemapb.RoutingRules{Rules: []*vschemapb.RoutingRule{{FromTable: "moved", ToTables: []string{"a.t1"}}}}
+			cellError := &vschemastore.CellError{}
+			cases := []struct {
+				name    string
+				setup   func() error // before the fault
+				fault   vschematest.Fault
+				do      func() error
+				written []string // the paths the error names, in order; none: no PartialError
+				deleted bool     // the first of them was deleted
+				also    error    // the error is this one (errors.Is), or a *CellError if cellError
+				want    map[string]*vschemapb.Keyspace
+			}{{
+				name:    "batch: the second keyspace's write fails",
+				fault:   failOn(topo.GlobalCell, "keyspaces/b/VSchema", writes...),
+				do:      apply(vschemastore.Change{Keyspace: "a", VSchema: ks("t1")}, vschemastore.Change{Keyspace: "b", VSchema: ks("tb")}),
+				written: []string{"keyspaces/a/VSchema"}, also: errInjected,
+				want: map[string]*vschemapb.Keyspace{"a": ks("t1"), "b": nil},
+			}, {
+				name:  "batch: the first keyspace's write fails",
+				fault: failOn(topo.GlobalCell, "keyspaces/a/VSchema", writes...),
+				do:    apply(vschemastore.Change{Keyspace: "a", VSchema: ks("t2")}, vschemastore.Change{Keyspace: "b", VSchema: ks("tb")}),
+				also:  errInjected,
+				want:  map[string]*vschemapb.Keyspace{"a": ks("t1"), "b": nil},
+			}, {
+				name:    "apply: the cells cannot be listed",
+				fault:   failOn(topo.GlobalCell, topo.CellsPath, "ListDir"),
+				do:      apply(vschemastore.Change{Keyspace: "a", VSchema: ks("t1", "t2")}),
+				written: []string{"keyspaces/a/VSchema"}, also: errInjected,
+				want: map[string]*vschemapb.Keyspace{"a": ks("t1", "t2")},
+			}, {
+				name:    "apply: a cell's SrvVSchema cannot be written",
+				fault:   failOn("zone2", topo.SrvVSchemaFile, writes...),
+				do:      apply(vschemastore.Change{Keyspace: "b", VSchema: ks("tb")}),
+				written: []string{"keyspaces/b/VSchema"}, also: cellError,
+				want: map[string]*vschemapb.Keyspace{"b": ks("tb")},
+			}, {
+				name:    "delete: the cells cannot be listed",
+				fault:   failOn(topo.GlobalCell, topo.CellsPath, "ListDir"),
+				do:      apply(vschemastore.Change{Keyspace: "b"}),
+				written: []string{"keyspaces/b/VSchema"}, deleted: true, also: errInjected,
+				want: map[string]*vschemapb.Keyspace{"b": nil},
+			}, {
+				name:  "unchanged: the cells cannot be listed",
+				fault: failOn(topo.GlobalCell, topo.CellsPath, "ListDir"),
+				do:    apply(vschemastore.Change{Keyspace: "a", VSchema: ks("t1", "t2")}),
+				also:  errInjected,
+				want:  map[string]*vschemapb.Keyspace{"a": ks("t1", "t2")},
+			}, {
+				name:    "rules: the cells cannot be listed",
+				fault:   failOn(topo.GlobalCell, topo.CellsPath, "ListDir"),
+				do:      putRules(rr),
+				written: []string{topo.RoutingRulesFile}, also: errInjected,
+			}, {
+				name:    "rules deleted: a cell's SrvVSchema cannot be written",
+				setup:   putRules(rr),
+				fault:   failOn("zone1", topo.SrvVSchemaFile, writes...),
+				do:      putRules(&vschemapb.RoutingRules{}),
+				written: []string{topo.RoutingRulesFile}, deleted: true, also: cellError,
+			}}
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) {
+					if c.setup != nil {
+						if err := c.setup(); err != nil {
+							t.Fatalf("setup: %v", err)
+						}
+					}
+					fault.Store(&c.fault)
+					err := c.do()
+					fault.Store(nil)
+					if err == nil {
+						t.Fatal("no error")
+					}
+					if c.also == cellError {
+						if cerr := (*vschemastore.CellError)(nil); !errors.As(err, &cerr) {
+							t.Errorf("%v: not a CellError", err)
+						}
+					} else if !errors.Is(err, c.also) {
+						t.Errorf("%v: not %v", err, c.also)
+					}
+					var perr *vschemastore.PartialError
+					if !errors.As(err, &perr) {
+						if len(c.written) > 0 {
+							t.Fatalf("%v: not a PartialError, want one naming %v", err, c.written)
+						}
+					} else {
+						var paths []string
+						for _, w := range perr.Writes {
+							paths = append(paths, w.Path)
+							if !strings.Contains(err.Error(), w.String()) {
+								t.Errorf("%q does not name %s", err, w)
+							}
+						}
+						if !slices.Equal(paths, c.written) || perr.Writes[0].Deleted != c.deleted || (perr.Writes[0].Version == "") != c.deleted {
+							t.Fatalf("%v: writes %+v, want %v (deleted %v)", err, perr.Writes, c.written, c.deleted)
+						}
+						if !strings.Contains(err.Error(), "already written to the global topology, and not undone") {
+							t.Errorf("%q does not say what was written", err)
+						}
+					}
+					for name, want := range c.want {
+						got, _, err := s.GetKeyspace(ctx, name)
+						if want == nil && !errors.Is(err, vschemastore.ErrNotFound) || want != nil && (err != nil || !proto.Equal(got, want)) {
+							t.Errorf("keyspace %s has %v (%v), want %v", name, got, err, want)
+						}
+					}
+				})
+			}
+			// Rebuilding the cells repairs what the faults left behind.
+			for _, cell := range tp.Cells {
+				if _, err := s.RebuildCell(ctx, cell); err != nil {
+					t.Fatal(err)
+				}
+			}
+			vschematest.AssertCellsAsRebuilt(t, ctx, tp)
 		})
 	}
 }
