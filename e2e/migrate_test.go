@@ -74,7 +74,7 @@ func TestMigrateEtcd2ToTopod(t *testing.T) {
 	}
 	topodAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	dstEtcd := etcdtest.Start(t, 1)
-	startTopodOnEtcd(t, ctx, bin["topod"], topodAddr, dstEtcd, work)
+	startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, dstEtcd, work)
 	dst, err := topo.OpenServer("topod", topodAddr, globalRoot)
 	if err != nil {
 		t.Fatal(err)

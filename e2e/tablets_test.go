@@ -74,7 +74,7 @@ func TestTabletsOnTopod(t *testing.T) {
 	}
 	topodAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	etcd := etcdtest.Start(t, 1)
-	startTopod := func() *vtlocal.Process { return startTopodOnEtcd(t, ctx, bin["topod"], topodAddr, etcd, work) }
+	startTopod := func() *vtlocal.Process { return startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work) }
 	topod := startTopod()
 	tp := vtlocal.Topo{Implementation: "topod", Address: topodAddr, Root: globalRoot}
 	// vtgate reads its cell's tablets every 2 s instead of every minute,

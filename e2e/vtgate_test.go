@@ -86,7 +86,7 @@ func TestVitessOnTopod(t *testing.T) {
 
 	// A real etcd, at its default limits, under topod.
 	etcd := etcdtest.Start(t, 1)
-	startTopod := func() *vtlocal.Process { return startTopodOnEtcd(t, ctx, bin["topod"], topodAddr, etcd, work) }
+	startTopod := func() *vtlocal.Process { return startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work) }
 	topod := startTopod()
 
 	// vtctld and vtgate, exactly as with etcd2 but for the implementation.
@@ -325,20 +325,21 @@ func workDir(t *testing.T, id *vtlocal.Identity) string {
 	return dir
 }
 
-// startTopodOnEtcd runs the topod binary on etcd at addr, with its blobs
-// and data under work, and waits until it serves.
-func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, addr string, etcd *etcdtest.Cluster, work string) *vtlocal.Process {
+// startTopodOnEtcd runs the topod binary, named name in messages, on etcd
+// at addr, with its blobs and data in work/name and its log in
+// work/logs/name.log, and waits until it serves.
+func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, name, addr string, etcd *etcdtest.Cluster, work string) *vtlocal.Process {
 	t.Helper()
 	p := start(t, vtlocal.Spec{
-		Name:   "topod",
+		Name:   name,
 		Binary: topodBin,
 		Args: []string{
 			"--listen", addr,
 			"--backend", "etcd://" + strings.Join(trimScheme(etcd.Endpoints()), ","),
-			"--blobs", "file://" + filepath.Join(work, "blobs"),
-			"--data-dir", filepath.Join(work, "topod"),
+			"--blobs", "file://" + filepath.Join(work, name, "blobs"),
+			"--data-dir", filepath.Join(work, name, "data"),
 		},
-		Log: filepath.Join(work, "logs", "topod.log"),
+		Log: filepath.Join(work, "logs", name+".log"),
 		Dir: work,
 	})
 	if err := p.WaitGRPCHealth(ctx, addr); err != nil {

@@ -27,6 +27,7 @@ type migrateFlags struct {
 	fromImpl, fromAddr, fromRoot string
 	toImpl, toAddr, toRoot       string
 	cellAddr, cellRootPrefix     string
+	cellAddrs                    map[string]string
 	verifyOnly                   bool
 	concurrency                  int
 	progress                     string
@@ -48,7 +49,9 @@ interrupted run is resumed by running it again. Nothing is deleted from
 the destination.
 
 Cells are moved onto the destination: each destination CellInfo gets
---to-cell-address (default --to-address) and the root
+--to-cell-address (default --to-address), or its own address from
+--to-cell-addresses (zone1=host:port,zone2=host:port: one store per cell,
+each cell's topod on its own etcd), and the root
 --to-cell-root-prefix/<cell> (default: the parent of --to-root, so with
 --to-root /vitess/global, cell zone1's root is /vitess/zone1). A cell that
 already exists in the destination with another address or root is an
@@ -83,6 +86,7 @@ error, and the rest copied.
 	fs.StringVar(&f.toAddr, "to-address", "", "global server address of the destination (topod: its gRPC address, host:port)")
 	fs.StringVar(&f.toRoot, "to-root", "/vitess/global", "global root of the destination")
 	fs.StringVar(&f.cellAddr, "to-cell-address", "", "server address of the destination cells, written into their CellInfo (default --to-address)")
+	fs.StringToStringVar(&f.cellAddrs, "to-cell-addresses", nil, "cell=address,...: cells with a destination store of their own (each cell's topod), written into their CellInfo instead of --to-cell-address")
 	fs.StringVar(&f.cellRootPrefix, "to-cell-root-prefix", "", "cell C's destination root is this/C (default the parent of --to-root: /vitess/global gives /vitess/C)")
 	fs.BoolVar(&f.verifyOnly, "verify-only", false, "copy nothing: only compare the source with the destination and print the differences")
 	fs.IntVar(&f.concurrency, "concurrency", migrate.DefaultConcurrency, "files copied or compared at once")
@@ -108,6 +112,7 @@ func runMigrate(ctx context.Context, stdout, stderr io.Writer, f migrateFlags) e
 
 	opts := migrate.Options{
 		CellAddress:    f.cellAddr,
+		CellAddresses:  f.cellAddrs,
 		CellRootPrefix: f.cellRootPrefix,
 		Concurrency:    f.concurrency,
 		Progress:       stderr,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/topod-io/topod/pkg/topoplugin" // --topo-implementation topod
 	"github.com/topod-io/topod/pkg/vschemaapi"
+	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
 func newServeCmd() *cobra.Command {
@@ -46,6 +47,7 @@ loopback address. With --tls-cert and --tls-key it serves HTTPS; with
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 64<<20, "largest request body accepted (413 beyond)")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 30*time.Second, "how long a shutdown waits for requests in flight")
+	f.DurationVar(&cfg.CellTimeout, "cell-timeout", vschemastore.DefaultCellRoundTimeout, "how long a write waits for one cell's SrvVSchema update (its store down, say) before answering that the cell failed; the other cells are updated meanwhile")
 	f.BoolVar(&cfg.RecordAccess, "topod-record-access", true, "with topod, update the cells' SrvVSchema at the record level, re-encoding only the changed keyspaces; false: through topo.Conn alone, splicing the whole file")
 	topoplugin.RegisterFlags(f)
 	return cmd

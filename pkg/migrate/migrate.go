@@ -50,6 +50,7 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -73,6 +74,10 @@ type Options struct {
 	// CellAddress is the server address written into every destination
 	// CellInfo: the destination's address (for topod, its gRPC address).
 	CellAddress string
+	// CellAddresses gives a cell named in it its own destination address
+	// instead of CellAddress: one store per cell (each cell's topod on its
+	// own etcd). Every cell named must be a cell of the source.
+	CellAddresses map[string]string
 	// CellRootPrefix is the directory of the destination cell roots: cell
 	// C's root is CellRootPrefix + "/" + C. DefaultCellRootPrefix gives
 	// the usual one, the parent of the destination's global root.
@@ -98,6 +103,9 @@ func DefaultCellRootPrefix(globalRoot string) string {
 func (o Options) CellInfo(cell string, src *topodatapb.CellInfo) *topodatapb.CellInfo {
 	ci := proto.Clone(src).(*topodatapb.CellInfo)
 	ci.ServerAddress = o.CellAddress
+	if addr, ok := o.CellAddresses[cell]; ok {
+		ci.ServerAddress = addr
+	}
 	ci.Root = path.Join(o.CellRootPrefix, cell)
 	return ci
 }
@@ -151,6 +159,11 @@ func Copy(ctx context.Context, from, to *topo.Server, opts Options) (*Report, er
 		return nil, err
 	}
 	srcGlobal, dstGlobal, global, cells, perCell, total := w.srcGlobal, w.dstGlobal, w.global, w.cells, w.perCell, w.total
+	for cell := range opts.CellAddresses {
+		if !slices.Contains(cells, cell) {
+			return nil, fmt.Errorf("migrate: cell %q has a destination address of its own but is not a cell of the source (cells: %s)", cell, strings.Join(cells, ", "))
+		}
+	}
 	c := &copier{opts: opts, report: &Report{Files: total}}
 	if opts.Progress != nil {
 		c.prog = progress.New(opts.Progress, opts.ProgressMode, "files", total, 0)

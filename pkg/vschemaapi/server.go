@@ -40,6 +40,9 @@ type Config struct {
 	MaxBodyBytes       int64         // --max-body-bytes: largest request body (413 beyond)
 	LogLevel           string        // --log-level: debug, info, warn or error
 	ShutdownGrace      time.Duration // --shutdown-grace: how long a shutdown waits for requests in flight
+	// --cell-timeout: how long a write waits for one cell's SrvVSchema
+	// update before reporting that cell failed (0: the store's default).
+	CellTimeout time.Duration
 	// --topod-record-access: with topod, update the cells' SrvVSchema at the
 	// record level, re-encoding only the changed keyspaces.
 	RecordAccess bool
@@ -101,7 +104,7 @@ func Serve(ctx context.Context, cfg *Config, ready chan<- string) error {
 		return fmt.Errorf("open topology %s at %s %s: %w", cfg.TopoImplementation, cfg.TopoAddress, cfg.TopoRoot, err)
 	}
 	defer ts.Close()
-	opts := vschemastore.StoreOptions{}
+	opts := vschemastore.StoreOptions{CellRoundTimeout: cfg.CellTimeout}
 	switch {
 	case cfg.TopoImplementation == topoplugin.Name && cfg.RecordAccess:
 		conns := topoplugin.NewCellConns(ts, nil)

@@ -72,9 +72,15 @@ type StoreOptions struct {
 	// topology has none, and the portable path is used.
 	RecordConn func(ctx context.Context, cell string) (RecordConn, error)
 	// CellRoundTimeout bounds one round of updates of a cell's SrvVSchema
-	// (default 5 minutes).
+	// (DefaultCellRoundTimeout if 0): a cell whose store does not answer
+	// within it is reported failed, and the other cells are not held up.
 	CellRoundTimeout time.Duration
 }
+
+// DefaultCellRoundTimeout is the default Options.CellRoundTimeout: long
+// enough to rebuild a JD-scale SrvVSchema whole, short enough that a write
+// answers while a cell's store is down.
+const DefaultCellRoundTimeout = time.Minute
 
 // Store reads and writes vschemas and rules in a Vitess topology and keeps
 // the cells' SrvVSchemas in step. It is safe for concurrent use; writes of
@@ -104,7 +110,7 @@ func NewStore(ts *topo.Server, opts StoreOptions) (*Store, error) {
 		opts.Parser = p
 	}
 	if opts.CellRoundTimeout <= 0 {
-		opts.CellRoundTimeout = 5 * time.Minute
+		opts.CellRoundTimeout = DefaultCellRoundTimeout
 	}
 	return &Store{ts: ts, parser: opts.Parser, opts: opts, seed: maphash.MakeSeed(), cells: map[string]*cellSyncer{}}, nil
 }
