@@ -27,7 +27,8 @@ import (
 // TestMigrateEtcd2ToTopod builds a topology (2 cells, 20 keyspaces with
 // shards, tablets, ShardReplication, VSchemas, routing rules, SrvKeyspaces
 // and SrvVSchemas) through stock etcd2 on one etcd, migrates it with
-// pkg/migrate (what `topod migrate` runs) into bin/topod on another etcd,
+// pkg/migrate (what `topod migrate` runs) into a global bin/topod and one
+// bin/topod per cell, each on an etcd of its own,
 // verifies it, and starts bin/vtgate with --topo-implementation topod on
 // the migrated topology: SHOW VITESS_KEYSPACES lists every keyspace and
 // /debug/vschema every table.
@@ -67,21 +68,28 @@ func TestMigrateEtcd2ToTopod(t *testing.T) {
 
 	t.Logf("%v: source topology written through etcd2", since())
 
-	// The destination: bin/topod on another etcd.
-	ports, err := freeport.Pick(3)
+	// The destination: one store per cell, as the seed's deployments run
+	// it: bin/topod on an etcd of its own for the global topology and for
+	// each cell.
+	ports, err := freeport.Pick(3 + p.Cells)
 	if err != nil {
 		t.Fatal(err)
 	}
 	topodAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	dstEtcd := etcdtest.Start(t, 1)
-	startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, dstEtcd, work)
+	startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcdtest.Start(t, 1), work)
+	cellAddrs := map[string]string{}
+	for i := range p.Cells {
+		cell := p.CellName(i)
+		cellAddrs[cell] = "127.0.0.1:" + strconv.Itoa(ports[3+i])
+		startTopodOnEtcd(t, ctx, bin["topod"], "topod-"+cell, cellAddrs[cell], etcdtest.Start(t, 1), work)
+	}
 	dst, err := topo.OpenServer("topod", topodAddr, globalRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dst.Close()
 
-	opts := migrate.Options{CellAddress: topodAddr, CellRootPrefix: migrate.DefaultCellRootPrefix(globalRoot)}
+	opts := migrate.Options{CellAddress: topodAddr, CellAddresses: cellAddrs, CellRootPrefix: migrate.DefaultCellRootPrefix(globalRoot)}
 	begin := time.Now()
 	r, err := migrate.Copy(ctx, src, dst, opts)
 	if err != nil {
@@ -94,6 +102,15 @@ func TestMigrateEtcd2ToTopod(t *testing.T) {
 	}
 
 	t.Logf("%v: verified, no difference", since())
+	for cell, addr := range cellAddrs {
+		ci, err := dst.GetCellInfo(ctx, cell, true)
+		if err != nil || ci.ServerAddress != addr {
+			t.Fatalf("destination CellInfo of %s: %v (%v), want its own topod at %s", cell, ci, err, addr)
+		}
+		if _, err := dst.GetSrvVSchema(ctx, cell); err != nil {
+			t.Fatalf("the SrvVSchema of %s in its own topod: %v", cell, err)
+		}
+	}
 
 	// vtgate on the migrated topology.
 	tp := vtlocal.Topo{Implementation: "topod", Address: topodAddr, Root: globalRoot}

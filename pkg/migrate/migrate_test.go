@@ -172,6 +172,17 @@ func TestMigrate(t *testing.T) {
 	}
 	t.Logf("%s: %v", r.Failed[0].File, r.Failed[0].Err)
 
+	// A destination address for a cell the source does not have is an
+	// error before anything is copied.
+	typo := open(t, "etcd2", etcdAddr, "/typo/global")
+	r, err = migrate.Copy(ctx, dst, typo, migrate.Options{CellAddress: etcdAddr, CellAddresses: map[string]string{"zone9": etcdAddr}, CellRootPrefix: "/typo"})
+	if err == nil || r != nil || !strings.Contains(err.Error(), `cell "zone9" has a destination address of its own but is not a cell of the source`) {
+		t.Fatalf("copy with an address for an unknown cell: %v, %v", r, err)
+	}
+	if names, err := typo.GetKeyspaces(ctx); err != nil || len(names) != 0 {
+		t.Fatalf("after the refused copy the destination has keyspaces %v (%v)", names, err)
+	}
+
 	// A SrvVSchema etcd refuses is reported by path; the rest is copied.
 	big := jd.JD().Sized(320).SrvVSchema()
 	if err := dst.UpdateSrvVSchema(ctx, "zone1", big); err != nil {
