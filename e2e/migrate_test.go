@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -34,17 +33,10 @@ import (
 // /debug/vschema every table.
 func TestMigrateEtcd2ToTopod(t *testing.T) {
 	bin := binaries(t, "topod", "vtgate")
-	mysqlCLI, err := exec.LookPath("mysql")
-	if err != nil {
-		t.Fatalf("the mysql client is missing (make test installs Debian's mariadb-client): %v", err)
-	}
+	mysqlCLI := mysqlClient(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	id, err := vtlocal.EnsureUser(vtlocal.DefaultUser)
-	if err != nil {
-		t.Fatal(err)
-	}
-	work := workDir(t, id)
+	id, work := processUser(t)
 	vtlog.SwapLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	testStart := time.Now()
 	since := func() time.Duration { return time.Since(testStart).Round(time.Millisecond) }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -50,17 +49,10 @@ type store struct {
 //     vtgate up to date.
 func TestMultiCellOnTopod(t *testing.T) {
 	bin := binaries(t, "topod", "vtctld", "vtgate", "vschemad")
-	mysqlCLI, err := exec.LookPath("mysql")
-	if err != nil {
-		t.Fatalf("the mysql client is missing (make test installs Debian's mariadb-client): %v", err)
-	}
+	mysqlCLI := mysqlClient(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	id, err := vtlocal.EnsureUser(vtlocal.DefaultUser)
-	if err != nil {
-		t.Fatal(err)
-	}
-	work := workDir(t, id)
+	id, work := processUser(t)
 	cells := []string{"zone1", "zone2"}
 	ports, err := freeport.Pick(3 + 2 + 2*len(cells) + 1)
 	if err != nil {

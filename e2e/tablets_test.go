@@ -50,21 +50,14 @@ const (
 // (README, "Tablets on MariaDB").
 func TestTabletsOnTopod(t *testing.T) {
 	bin := binaries(t, "topod", "vtctld", "vtgate", "vttablet", "mysqlctl")
-	mysqlCLI, err := exec.LookPath("mysql")
-	if err != nil {
-		t.Fatalf("the mysql client is missing (make test installs Debian's mariadb-client): %v", err)
-	}
+	mysqlCLI := mysqlClient(t)
 	mysqlRoot, err := vtlocal.FindMySQL()
 	if err != nil {
 		t.Fatalf("%v (make test installs it)", err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
-	id, err := vtlocal.EnsureUser(vtlocal.DefaultUser)
-	if err != nil {
-		t.Fatal(err)
-	}
-	work := workDir(t, id)
+	id, work := processUser(t)
 	testStart := time.Now()
 	since := func() time.Duration { return time.Since(testStart).Round(time.Millisecond) }
 

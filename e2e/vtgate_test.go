@@ -66,18 +66,11 @@ const (
 // topod is killed and restarted, without restarting vtgate.
 func TestVitessOnTopod(t *testing.T) {
 	bin := binaries(t, "topod", "vtctld", "vtgate")
-	mysqlCLI, err := exec.LookPath("mysql")
-	if err != nil {
-		t.Fatalf("the mysql client is missing (make test installs Debian's mariadb-client): %v", err)
-	}
+	mysqlCLI := mysqlClient(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 
-	id, err := vtlocal.EnsureUser(vtlocal.DefaultUser)
-	if err != nil {
-		t.Fatal(err)
-	}
-	work := workDir(t, id)
+	id, work := processUser(t)
 	ports, err := freeport.Pick(1)
 	if err != nil {
 		t.Fatal(err)
@@ -295,6 +288,28 @@ func binaries(t *testing.T, names ...string) map[string]string {
 		paths[n] = p
 	}
 	return paths
+}
+
+// mysqlClient returns the path of the mysql client, failing the test if
+// there is none.
+func mysqlClient(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("mysql")
+	if err != nil {
+		t.Fatalf("the mysql client is missing (make test installs Debian's mariadb-client): %v", err)
+	}
+	return p
+}
+
+// processUser returns who the Vitess processes run as, and a work directory
+// of theirs (workDir).
+func processUser(t *testing.T) (*vtlocal.Identity, string) {
+	t.Helper()
+	id, err := vtlocal.EnsureUser(vtlocal.DefaultUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id, workDir(t, id)
 }
 
 // workDir returns a directory for the processes' data and logs, writable by

@@ -2,12 +2,14 @@ package vschematest
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 
 	"vitess.io/vitess/go/vt/topo"
 	"vitess.io/vitess/go/vt/topo/etcd2topo"
 
 	"github.com/topod-io/topod/pkg/topoplugin"
+	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
 // Fault decides whether one topology operation fails: it returns the error
@@ -38,6 +40,23 @@ func (t *Topology) OpenFaulty(tb testing.TB, fault Fault) *topo.Server {
 	}
 	tb.Cleanup(ts.Close)
 	return ts
+}
+
+// FaultyStore returns a vschemastore.Store over OpenFaulty's topo.Server,
+// and the fault it consults: none until the test stores one.
+func (t *Topology) FaultyStore(tb testing.TB) (*vschemastore.Store, *atomic.Pointer[Fault]) {
+	tb.Helper()
+	fault := new(atomic.Pointer[Fault])
+	s, err := vschemastore.NewStore(t.OpenFaulty(tb, func(cell, op, p string) error {
+		if f := fault.Load(); f != nil {
+			return (*f)(cell, op, p)
+		}
+		return nil
+	}), vschemastore.StoreOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, fault
 }
 
 // faultyFactory creates the connections of base, wrapped in faultyConn.

@@ -6,14 +6,12 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"vitess.io/vitess/go/vt/topo"
 
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/pkg/vschemaapi"
-	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
 // errInjected is the error of the faults the tests inject.
@@ -37,16 +35,7 @@ func TestPartialWrites(t *testing.T) {
 		t.Run(kind.Name, func(t *testing.T) {
 			tp := kind.Start(t, vschematest.Options{})
 			tp.CreateKeyspaces(t, "a", "b")
-			var fault atomic.Pointer[vschematest.Fault]
-			store, err := vschemastore.NewStore(tp.OpenFaulty(t, func(cell, op, p string) error {
-				if f := fault.Load(); f != nil {
-					return (*f)(cell, op, p)
-				}
-				return nil
-			}), vschemastore.StoreOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			store, fault := tp.FaultyStore(t)
 			hs := httptest.NewServer(vschemaapi.NewTestHandler(t, store))
 			t.Cleanup(hs.Close)
 			api := hs.URL + "/api/v1"

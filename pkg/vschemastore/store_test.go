@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -472,16 +471,7 @@ func TestStorePartialWrites(t *testing.T) {
 			ctx := t.Context()
 			tp := kind.Start(t, vschematest.Options{})
 			tp.CreateKeyspaces(t, "a", "b")
-			var fault atomic.Pointer[vschematest.Fault]
-			s, err := vschemastore.NewStore(tp.OpenFaulty(t, func(cell, op, p string) error {
-				if f := fault.Load(); f != nil {
-					return (*f)(cell, op, p)
-				}
-				return nil
-			}), vschemastore.StoreOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, fault := tp.FaultyStore(t)
 			ks := func(tables ...string) *vschemapb.Keyspace {
 				k := &vschemapb.Keyspace{Tables: map[string]*vschemapb.Table{}}
 				for _, tb := range tables {
