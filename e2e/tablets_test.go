@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -252,7 +253,6 @@ func TestTabletsOnTopod(t *testing.T) {
 	}
 	waitFor(ctx, t, vt.vtgate, 60*time.Second, "vtgate to see every tablet serving", serving(want))
 	t.Logf("%v: vtgate lists the 4 tablets SERVING in SHOW VITESS_TABLETS", since())
-
 	var values []string
 	for i := 1; i <= 8; i++ {
 		values = append(values, fmt.Sprintf("(%d, 'c%d@example.com')", i, i))
@@ -298,6 +298,22 @@ func TestTabletsOnTopod(t *testing.T) {
 	}
 	waitFor(ctx, t, vt.vtgate, 10*time.Second, "the rows on the replicas", wantCount(vtlocal.CommerceKeyspace+"@replica", 8))
 	t.Logf("%v: 8 rows inserted through vtgate, spread over both shards, read back on the primaries and @replica", since())
+	// vtgate watches the SrvVSchema and, once it routes to commerce, its
+	// SrvKeyspace through the plugin (TopodWatches counts the open watches).
+	waitFor(ctx, t, vt.vtgate, 30*time.Second, "vtgate to watch the SrvVSchema and commerce's SrvKeyspace", func() error {
+		vars, err := get(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/vars", vt.vtgateHTTP))
+		if err != nil {
+			return err
+		}
+		var stats struct{ TopodWatches int }
+		if err := json.Unmarshal([]byte(vars), &stats); err != nil {
+			return fmt.Errorf("vtgate's /debug/vars: %w", err)
+		}
+		if stats.TopodWatches < 2 {
+			return fmt.Errorf("vtgate holds %d topod watches", stats.TopodWatches)
+		}
+		return nil
+	})
 
 	// A vttablet restart re-registers and serves again.
 	restarted := shards[1].Replica
