@@ -174,7 +174,10 @@ func TestTabletsOnTopod(t *testing.T) {
 	if err == nil {
 		t.Fatalf("PlannedReparentShard %s succeeded while the test held the shard lock", shards[1].Primary.Target())
 	}
-	t.Logf("%v: PlannedReparentShard %s while the test holds the shard lock: %v", since(), shards[1].Primary.Target(), err)
+	if si, err := ts.GetShard(ctx, vtlocal.CommerceKeyspace, shards[1].Primary.Shard); err != nil || si.PrimaryAlias != nil {
+		t.Fatalf("shard %s after the PlannedReparentShard that waited for the lock: primary %v (%v), want none", shards[1].Primary.Target(), si.GetPrimaryAlias(), err)
+	}
+	t.Logf("%v: PlannedReparentShard %s while the test holds the shard lock: %v; the shard has no primary", since(), shards[1].Primary.Target(), err)
 	var lockErr error
 	if unlock(&lockErr); lockErr != nil || lockCtx.Err() != nil {
 		t.Fatalf("unlock: %v (lock context: %v)", lockErr, lockCtx.Err())
