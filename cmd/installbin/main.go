@@ -11,25 +11,35 @@
 package main
 
 import (
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/spf13/pflag"
 )
 
 func main() {
-	dir := flag.String("dir", "", "directory to copy the files into (created if missing)")
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: installbin --dir DIR FILE...\n")
-		flag.PrintDefaults()
+	fs := pflag.NewFlagSet("installbin", pflag.ContinueOnError)
+	dir := fs.String("dir", "", "directory to copy the files into (created if missing)")
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: installbin --dir DIR FILE...\n%s", fs.FlagUsages())
 	}
-	flag.Parse()
-	if *dir == "" || flag.NArg() == 0 {
-		flag.Usage()
+	// Flags may follow the files (pflag): --help anywhere prints the usage
+	// and copies nothing.
+	switch err := fs.Parse(os.Args[1:]); {
+	case errors.Is(err, pflag.ErrHelp):
+		return
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "installbin:", err)
 		os.Exit(2)
 	}
-	for _, f := range flag.Args() {
+	if *dir == "" || fs.NArg() == 0 {
+		fs.Usage()
+		os.Exit(2)
+	}
+	for _, f := range fs.Args() {
 		if err := install(f, *dir); err != nil {
 			fmt.Fprintln(os.Stderr, "installbin:", err)
 			os.Exit(1)
