@@ -162,7 +162,8 @@ var (
 
 // binaries returns the directory of the repository's commands:
 // $DEPLOY_BIN_DIR (make test sets it to bin/, which `make build` filled),
-// or a directory this test run builds them into.
+// or a directory this test run builds them into (several minutes on a
+// cold build cache: give go test -timeout 30m).
 func binaries(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
@@ -175,9 +176,12 @@ func binaries(t testing.TB) string {
 			return
 		}
 		root, _ := filepath.Abs("../..")
+		// The Makefile's flags, so that a `make build` before shares the
+		// build cache.
+		flags := []string{"build", "-trimpath", "-ldflags=-buildid=", "-buildvcs=false"}
 		for _, args := range [][]string{
-			{"build", "-o", binDir + "/", "./cmd/...", "vitess.io/vitess/go/cmd/vtctldclient"},
-			{"build", "-o", filepath.Join(binDir, "etcd"), "go.etcd.io/etcd/server/v3"},
+			append(flags, "-o", binDir+"/", "./cmd/...", "vitess.io/vitess/go/cmd/vtctldclient"),
+			append(flags[:4:4], "-o", filepath.Join(binDir, "etcd"), "go.etcd.io/etcd/server/v3"),
 		} {
 			cmd := exec.Command("go", args...)
 			cmd.Dir = root
