@@ -102,6 +102,9 @@ func startAPIServer(t *testing.T) *rest.Config {
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--allow-privileged=true",
 		"--enable-priority-and-fairness=false",
+		// The endpoint reconciler refuses a loopback advertise address;
+		// nothing here needs the kubernetes Service's endpoints.
+		"--endpoint-reconciler-type=none",
 	)
 	logFile, err := os.Create(filepath.Join(dir, "kube-apiserver.log"))
 	if err != nil {
@@ -111,9 +114,11 @@ func startAPIServer(t *testing.T) *rest.Config {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		cancel()
-		cmd.Wait()
+		<-exited
 		logFile.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(logFile.Name())
@@ -139,7 +144,12 @@ func startAPIServer(t *testing.T) *rest.Config {
 		if time.Now().After(deadline) {
 			t.Fatalf("kube-apiserver not ready after 3 minutes (last: %v)", err)
 		}
-		time.Sleep(500 * time.Millisecond)
+		select {
+		case werr := <-exited:
+			exited <- werr
+			t.Fatalf("kube-apiserver exited: %v", werr)
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 	return cfg
 }
@@ -337,6 +347,22 @@ func TestAPIServerAcceptsEveryObject(t *testing.T) {
 		}
 	}
 	t.Logf("the API server accepted %d objects (dry run, strict field validation)", applied)
+
+	// The VitessCluster is checked against the operator's schema: a
+	// misspelled field of it is refused too.
+	for _, o := range render(t, "examples/vitess-operator") {
+		if o.GVK().Kind != "VitessCluster" {
+			continue
+		}
+		bad := o.Unstructured.DeepCopy()
+		unstructured.SetNestedField(bad.Object, "topod", "spec", "globalLockServer", "external", "implementation")
+		err := c.apply(ctx, bad, true)
+		if err == nil || !strings.Contains(err.Error(), "globalLockServer") {
+			t.Errorf("the API server did not refuse a misspelled VitessCluster field: %v", err)
+		} else {
+			t.Logf("misspelled VitessCluster field refused: %v", err)
+		}
+	}
 
 	// The misspelled fixture: the server refuses the misspelled field.
 	var refused error

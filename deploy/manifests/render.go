@@ -89,7 +89,7 @@ func DecodeAll(stream []byte) ([]Object, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read YAML: %w", err)
 		}
-		if len(bytes.TrimSpace(doc)) == 0 {
+		if onlyComments(doc) {
 			continue
 		}
 		o, err := Decode(doc)
@@ -100,6 +100,18 @@ func DecodeAll(stream []byte) ([]Object, error) {
 		objs = append(objs, o)
 	}
 	return objs, errors.Join(errs...)
+}
+
+// onlyComments reports whether a YAML document holds nothing but
+// comments and blank lines.
+func onlyComments(doc []byte) bool {
+	for _, line := range bytes.Split(doc, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) > 0 && line[0] != '#' && !bytes.Equal(line, []byte("---")) {
+			return false
+		}
+	}
+	return true
 }
 
 // strictCodec decodes into the types of client-go's scheme (every built-in
