@@ -41,6 +41,9 @@ type Container struct {
 	// Argv is the command followed by the args, each with its $(VAR)
 	// references expanded from Env.
 	Argv []string
+	// ProbeArgvs are the command lines of the container's exec probes
+	// (the kubelet does not expand them).
+	ProbeArgvs [][]string
 }
 
 // Binary is the base name of the container's executable.
@@ -99,8 +102,14 @@ func Containers(objs []Object) ([]Container, error) {
 			for _, a := range append(append([]string{}, c.Command...), c.Args...) {
 				argv = append(argv, Expand(a, env))
 			}
+			var probes [][]string
+			for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe, c.StartupProbe} {
+				if p != nil && p.Exec != nil && len(p.Exec.Command) > 0 {
+					probes = append(probes, p.Exec.Command)
+				}
+			}
 			out = append(out, Container{Object: o, Init: init, LongRunning: longRunning && !init,
-				Spec: c, Labels: labels, Env: env, Argv: argv})
+				Spec: c, Labels: labels, Env: env, Argv: argv, ProbeArgvs: probes})
 		}
 		for _, c := range spec.InitContainers {
 			add(c, true)

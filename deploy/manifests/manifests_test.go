@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -233,8 +234,14 @@ func acceptsCommandLine(t testing.TB, bin string, argv []string) (string, bool) 
 	return string(out), err == nil && !flagErrors.Match(out)
 }
 
+// commandLine is a container's command line or one of its exec probes'.
+type commandLine struct {
+	c    Container
+	argv []string
+}
+
 // TestCommandLinesAcceptedByTheBinaries runs every container's command
-// line, with its $(VAR) references expanded as the kubelet does, against
+// line (and exec probe), with its $(VAR) references expanded as the kubelet does, against
 // the real binary built from this repository (topod, vschemad, Vitess 24's
 // commands with the plugin, installbin, vtctldclient) or from the module
 // graph (etcd 3.6.10); MinIO's server when bin/minio was built.
@@ -246,13 +253,21 @@ func TestCommandLinesAcceptedByTheBinaries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var lines []commandLine
 		for _, c := range cs {
-			key := strings.Join(c.Argv, "\x00")
+			lines = append(lines, commandLine{c, c.Argv})
+			for _, p := range c.ProbeArgvs {
+				lines = append(lines, commandLine{c, p})
+			}
+		}
+		for _, l := range lines {
+			c, argv := l.c, l.argv
+			key := strings.Join(argv, "\x00")
 			if seen[key] {
 				continue
 			}
 			seen[key] = true
-			name := c.Binary()
+			name := path.Base(argv[0])
 			if why, ok := thirdParty[name]; ok {
 				t.Logf("%s: %s is %s: not run", c.Where(), name, why)
 				continue
@@ -265,17 +280,18 @@ func TestCommandLinesAcceptedByTheBinaries(t *testing.T) {
 				}
 			}
 			if !exists(bin) {
-				t.Errorf("%s: runs %s, which the repository does not build", c.Where(), c.Argv[0])
+				t.Errorf("%s: runs %s, which the repository does not build", c.Where(), argv[0])
 				continue
 			}
-			if out, ok := acceptsCommandLine(t, bin, c.Argv); !ok {
-				t.Errorf("%s: %s refuses %q:\n%s", c.Where(), name, c.Argv[1:], out)
+			if out, ok := acceptsCommandLine(t, bin, argv); !ok {
+				t.Errorf("%s: %s refuses %q:\n%s", c.Where(), name, argv[1:], out)
 			}
 		}
 	}
 	if len(seen) < 10 {
 		t.Fatalf("only %d command lines", len(seen))
 	}
+	t.Logf("%d distinct command lines run", len(seen))
 }
 
 func exists(p string) bool {
