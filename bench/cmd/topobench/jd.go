@@ -5,10 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	vtlog "vitess.io/vitess/go/vt/log"
 
 	"github.com/topod-io/topod/bench/fleet"
 	jdreport "github.com/topod-io/topod/bench/report"
@@ -171,6 +174,10 @@ func runJDConfig(ctx context.Context, c jdConfig) error {
 		defer os.RemoveAll(dir)
 	}
 	c.Dir, c.Log = dir, stderr
+	// Vitess's own code (srvtopo, discovery, topo locks) logs every lock
+	// and retry at info level: warnings and errors only.
+	prev := vtlog.SwapLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	defer vtlog.SwapLogger(prev)
 	if c.TopodBin == "" && len(c.TopodAddrs) == 0 {
 		fmt.Fprintln(stderr, "topobench: building topod")
 		if c.TopodBin, err = servers.BuildTopod(ctx, dir, topodBuildFlags...); err != nil {
