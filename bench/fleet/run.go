@@ -67,15 +67,18 @@ type Config struct {
 	ReparentShards     int
 	RestartCell        string
 
-	EtcdMembers      int // of the (global) etcd cluster
-	CellEtcdMembers  int // of each cell's etcd cluster (topod-cells)
-	TopodBin         string
-	TopodFlags       []string
-	EtcdEndpoints    []string // external etcd instead of the embedded one
-	EtcdMetricsURLs  []string
-	TopodAddrs       []string // external topod instead of topod processes
-	TopodMetricsURLs []string
-	Root             string // key prefix of the benchmark's topologies
+	EtcdMembers int // of the (global) etcd cluster
+	// EtcdUnsafeNoFsync runs the members without fsync (etcd's
+	// --unsafe-no-fsync): for tests of the pipeline, never for figures.
+	EtcdUnsafeNoFsync bool
+	CellEtcdMembers   int // of each cell's etcd cluster (topod-cells)
+	TopodBin          string
+	TopodFlags        []string
+	EtcdEndpoints     []string // external etcd instead of the embedded one
+	EtcdMetricsURLs   []string
+	TopodAddrs        []string // external topod instead of topod processes
+	TopodMetricsURLs  []string
+	Root              string // key prefix of the benchmark's topologies
 
 	PluginCacheBytes int64
 	SampleInterval   time.Duration
@@ -230,10 +233,20 @@ func (r *topoRun) startServers(ctx context.Context) (func(), error) {
 	p := cfg.Profile
 	dir := filepath.Join(cfg.Dir, r.name)
 	var stops []func()
+	var stopsMu sync.Mutex
 	stop := func() {
+		// Topod replicas first (their clients are gone), then etcd.
+		var wg sync.WaitGroup
 		for _, f := range slices.Backward(stops) {
-			f()
+			wg.Add(1)
+			go func() { defer wg.Done(); f() }()
 		}
+		wg.Wait()
+	}
+	addStop := func(f func()) {
+		stopsMu.Lock()
+		defer stopsMu.Unlock()
+		stops = append(stops, f)
 	}
 	root := strings.TrimSuffix(cfg.Root, "/")
 	if cfg.external() {
@@ -245,7 +258,7 @@ func (r *topoRun) startServers(ctx context.Context) (func(), error) {
 			if err != nil {
 				return nil, err
 			}
-			stops = append(stops, func() {
+			addStop(func() {
 				// The benchmark's keys only: under its own root.
 				dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
@@ -254,11 +267,11 @@ func (r *topoRun) startServers(ctx context.Context) (func(), error) {
 			})
 			return e, nil
 		}
-		e, err := servers.StartEtcd(ctx, name, dir, members, cfg.Log)
+		e, err := servers.StartEtcd(ctx, name, dir, members, cfg.Log, cfg.EtcdUnsafeNoFsync)
 		if err != nil {
 			return nil, err
 		}
-		stops = append(stops, e.Close)
+		addStop(e.Close)
 		return e, nil
 	}
 	topod := func(e *servers.Etcd, replicas int, sub string) (*servers.Topod, error) {
@@ -269,7 +282,7 @@ func (r *topoRun) startServers(ctx context.Context) (func(), error) {
 		if err != nil {
 			return nil, err
 		}
-		stops = append(stops, t.Stop)
+		addStop(t.Stop)
 		return t, nil
 	}
 	r.topo = &Topology{PluginCacheBytes: cfg.PluginCacheBytes, GlobalRoot: root + "/global"}
@@ -312,18 +325,31 @@ func (r *topoRun) startServers(ctx context.Context) (func(), error) {
 		r.srv.Topod = append(r.srv.Topod, t)
 		r.topo.Kind = Topod
 		r.topo.GlobalAddr = t.Addrs()
-		for _, c := range p.Topo.CellNames() {
-			e, err := etcd("etcd-"+c, cfg.CellEtcdMembers)
-			if err != nil {
-				return stop, err
-			}
-			r.srv.Etcd = append(r.srv.Etcd, e)
-			ct, err := topod(e, 1, "topod-"+c)
-			if err != nil {
-				return stop, err
-			}
-			r.srv.Topod = append(r.srv.Topod, ct)
-			r.topo.Cells = append(r.topo.Cells, Cell{Name: c, Addr: ct.Addrs(), Root: cellRoot(c)})
+		// Each cell's etcd cluster and topod, started side by side.
+		cells := p.Topo.CellNames()
+		es := make([]*servers.Etcd, len(cells))
+		cts := make([]*servers.Topod, len(cells))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(4)
+		for i, c := range cells {
+			g.Go(func() error {
+				_ = gctx
+				e, err := etcd("etcd-"+c, cfg.CellEtcdMembers)
+				if err != nil {
+					return err
+				}
+				es[i] = e
+				cts[i], err = topod(e, 1, "topod-"+c)
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return stop, err
+		}
+		for i, c := range cells {
+			r.srv.Etcd = append(r.srv.Etcd, es[i])
+			r.srv.Topod = append(r.srv.Topod, cts[i])
+			r.topo.Cells = append(r.topo.Cells, Cell{Name: c, Addr: cts[i].Addrs(), Root: cellRoot(c)})
 		}
 	default:
 		return stop, fmt.Errorf("unknown topology %q (want %s)", r.name, strings.Join(AllTopologies, ", "))

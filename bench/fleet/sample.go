@@ -41,8 +41,6 @@ var streamMethods = map[string]bool{"Watch": true, "LeaseKeepAlive": true, "Snap
 // read scrapes every server. A member that does not answer (one being
 // moved or restarted) is skipped: its counters read 0 for this sample.
 func (s *Servers) read(ctx context.Context) snap {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
 	out := snap{t: time.Now(), etcdReq: map[string]float64{}, topodReq: map[string]float64{}, topodBackend: map[string]float64{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -51,7 +49,7 @@ func (s *Servers) read(ctx context.Context) snap {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				m, err := servers.Scrape(ctx, u)
+				m, err := scrape(ctx, u)
 				if err != nil {
 					return
 				}
@@ -81,7 +79,7 @@ func (s *Servers) read(ctx context.Context) snap {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				m, err := servers.Scrape(ctx, u)
+				m, err := scrape(ctx, u)
 				if err != nil {
 					return
 				}
@@ -104,6 +102,22 @@ func (s *Servers) read(ctx context.Context) snap {
 	}
 	wg.Wait()
 	return out
+}
+
+// scrape reads one endpoint, trying three times (a busy machine can
+// keep a member from answering within the timeout).
+func scrape(ctx context.Context, url string) (servers.Metrics, error) {
+	var err error
+	for range 3 {
+		var m servers.Metrics
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		m, err = servers.Scrape(sctx, url)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return m, err
+		}
+	}
+	return nil, err
 }
 
 func total(m map[string]float64) float64 {

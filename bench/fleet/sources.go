@@ -44,7 +44,7 @@ func (c *Config) settings() []report.Setting {
 		s("vtgate-restart-batch", c.VtgateBatch), s("tablet-restart-batch", c.TabletBatch), s("start-concurrency", c.StartConcurrency),
 		s("reparent-shards", c.ReparentShards), s("restart-cell", c.RestartCell),
 		s("etcd-members", c.EtcdMembers), s("cell-etcd-members", c.CellEtcdMembers), s("topod-flags", strings.Join(c.TopodFlags, " ")),
-		s("plugin-cache-bytes", c.PluginCacheBytes), s("sample-interval", c.SampleInterval),
+		s("plugin-cache-bytes", c.PluginCacheBytes), s("sample-interval", c.SampleInterval), s("etcd-unsafe-no-fsync", c.EtcdUnsafeNoFsync),
 	}
 	if c.external() {
 		out = append(out, s("etcd-endpoints", strings.Join(c.EtcdEndpoints, ",")))

@@ -122,6 +122,7 @@ func etcdChildMain(args []string) int {
 	metrics := fs.Int("metrics-port", 0, "")
 	cluster := fs.String("initial-cluster", "", "name=peerURL,...")
 	token := fs.String("token", "bench", "initial cluster token")
+	noFsync := fs.Bool("unsafe-no-fsync", false, "etcd's --unsafe-no-fsync")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -134,6 +135,7 @@ func etcdChildMain(args []string) int {
 	FreeGRPCMetricNames() // the binary links Vitess too
 	closing := &atomic.Bool{}
 	cfg := EtcdConfig(*name, *dir, [3]int{*peer, *client, *metrics}, *cluster, *token, EtcdLogger(os.Stderr, closing))
+	cfg.UnsafeNoFsync = *noFsync
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "etcd member: start:", err)
@@ -195,14 +197,17 @@ type etcdMember struct {
 // StartEtcd starts a cluster of n members (child processes of this
 // binary, which must call MaybeRunEtcdChild) with their data under dir and
 // waits until every member serves. log receives the members' error logs.
-func StartEtcd(ctx context.Context, name, dir string, n int, log io.Writer) (*Etcd, error) {
+//
+// noFsync runs the members without fsync (etcd's --unsafe-no-fsync): for
+// tests of a benchmark's pipeline, never for its figures.
+func StartEtcd(ctx context.Context, name, dir string, n int, log io.Writer, noFsync bool) (*Etcd, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("start etcd %s: %w", name, err)
 	}
 	for attempt := range 5 {
 		var c *Etcd
-		c, err = startEtcdOnce(ctx, exe, name, filepath.Join(dir, fmt.Sprintf("%s-%d", name, attempt)), n, log)
+		c, err = startEtcdOnce(ctx, exe, name, filepath.Join(dir, fmt.Sprintf("%s-%d", name, attempt)), n, log, noFsync)
 		if err == nil {
 			return c, nil
 		}
@@ -213,7 +218,7 @@ func StartEtcd(ctx context.Context, name, dir string, n int, log io.Writer) (*Et
 	return nil, fmt.Errorf("start etcd %s: %w", name, err)
 }
 
-func startEtcdOnce(ctx context.Context, exe, name, dir string, n int, log io.Writer) (*Etcd, error) {
+func startEtcdOnce(ctx context.Context, exe, name, dir string, n int, log io.Writer, noFsync bool) (*Etcd, error) {
 	ports, err := freeport.Pick(3 * n)
 	if err != nil {
 		return nil, err
@@ -231,7 +236,7 @@ func startEtcdOnce(ctx context.Context, exe, name, dir string, n int, log io.Wri
 	// Members of a new cluster are ready only once they have a leader:
 	// start them all, then wait for each.
 	for _, m := range c.members {
-		if err := m.start(exe, filepath.Join(dir, m.name), cluster, token, log); err != nil {
+		if err := m.start(exe, filepath.Join(dir, m.name), cluster, token, log, noFsync); err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -273,10 +278,10 @@ func ExternalEtcd(name string, endpoints, metricsURLs []string) (*Etcd, error) {
 // External reports whether the benchmark did not start the cluster.
 func (c *Etcd) External() bool { return len(c.members) == 0 }
 
-func (m *etcdMember) start(exe, dir, cluster, token string, log io.Writer) error {
+func (m *etcdMember) start(exe, dir, cluster, token string, log io.Writer, noFsync bool) error {
 	cmd := exec.Command(exe, EtcdChildCommand, "--name", m.name, "--dir", dir,
 		"--peer-port", fmt.Sprint(m.ports[0]), "--client-port", fmt.Sprint(m.ports[1]), "--metrics-port", fmt.Sprint(m.ports[2]),
-		"--initial-cluster", cluster, "--token", token)
+		"--initial-cluster", cluster, "--token", token, fmt.Sprintf("--unsafe-no-fsync=%v", noFsync))
 	m.cmd = cmd
 	m.log = &TailBuffer{W: log}
 	m.exited = make(chan struct{})

@@ -89,6 +89,7 @@ func parseJDFlags(args []string) (jdConfig, error) {
 	fs.DurationVar(&c.StartTimeout, "start-timeout", c.StartTimeout, "how long a client may take to start")
 	fs.DurationVar(&c.ChangeTimeout, "change-timeout", c.ChangeTimeout, "how long a change may take to reach every watcher")
 	fs.BoolVar(&c.keep, "keep", false, "keep the servers' data directories")
+	fs.BoolVar(&c.EtcdUnsafeNoFsync, "etcd-unsafe-no-fsync", false, "run the embedded etcd members without fsync: for tests of the pipeline only, the figures are not etcd's")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -29,7 +29,7 @@ func TestJDScaled(t *testing.T) {
 	}
 	out := t.TempDir()
 	c, err := parseJDFlags([]string{"--profile", "jd", "--scale", "0.02", "--out", out,
-		"--steady", "3s", "--leader-window", "3s", "--compact-window", "3s", "--settle", "0s",
+		"--steady", "2s", "--leader-window", "2s", "--compact-window", "2s", "--settle", "0s", "--reparent-shards", "20", "--etcd-unsafe-no-fsync",
 		"--tablet-refresh-interval", "2s", "--topo-information-refresh-duration", "2s", "--sample-interval", "500ms"})
 	if err != nil {
 		t.Fatal(err)
