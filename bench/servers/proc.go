@@ -23,9 +23,9 @@ func (s ProcStats) Add(o ProcStats) ProcStats {
 	return ProcStats{CPU: s.CPU + o.CPU, RSS: s.RSS + o.RSS, PeakRSS: s.PeakRSS + o.PeakRSS}
 }
 
-// clockTick is the unit of the times in /proc/PID/stat (USER_HZ, 100 on
+// ClockTick is the unit of the times in /proc/PID/stat (USER_HZ, 100 on
 // every Linux platform Go supports).
-const clockTick = 10 * time.Millisecond
+const ClockTick = 10 * time.Millisecond
 
 // ReadProcStats reads /proc/PID/stat and /proc/PID/status. Linux only.
 func ReadProcStats(pid int) (ProcStats, error) {
@@ -49,7 +49,7 @@ func ReadProcStats(pid int) (ProcStats, error) {
 	if err := errors.Join(err1, err2); err != nil {
 		return ProcStats{}, fmt.Errorf("process stats: /proc/%d/stat: %w", pid, err)
 	}
-	s := ProcStats{CPU: time.Duration(utime+stime) * clockTick}
+	s := ProcStats{CPU: time.Duration(utime+stime) * ClockTick}
 
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
