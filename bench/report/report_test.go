@@ -44,7 +44,7 @@ func TestWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| **steady** | etcd requests/s | 100 | 10 | 10x |", "![etcd requests/s (all members)](etcd_requests.png)", "delivery_steady.png"} {
+	for _, want := range []string{"| **steady** | etcd requests/s | 100 | 10.0 | 10x |", "![etcd requests/s (all members)](etcd_requests.png)", "delivery_steady.png"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report.md lacks %q:\n%s", want, md)
 		}
