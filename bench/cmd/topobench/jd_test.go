@@ -24,9 +24,9 @@ func TestJDScaled(t *testing.T) {
 	}
 	stderr = &logWriter{t: t, start: time.Now()}
 	t.Cleanup(func() { stderr = os.Stderr })
-	if raceEnabled {
-		topodBuildFlags = []string{"-race"}
-	}
+	// topod is built without the race detector here (TestSmoke covers it
+	// with): the driver's own code runs under it when the test does.
+	topodBuildFlags = nil
 	out := t.TempDir()
 	c, err := parseJDFlags([]string{"--profile", "jd", "--scale", "0.02", "--out", out,
 		"--steady", "2s", "--leader-window", "2s", "--compact-window", "2s", "--settle", "0s", "--reparent-shards", "20", "--etcd-unsafe-no-fsync",
