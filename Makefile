@@ -6,7 +6,7 @@ export GOBIN := $(CURDIR)/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 
-.PHONY: all build images test-deploy test test-faults bench fuzz proto tools-proto vet fmt fmt-check clean demo demo-stop mysql-client mariadb
+.PHONY: all build images test-deploy test test-faults bench bench-jd fuzz proto tools-proto vet fmt fmt-check clean demo demo-stop mysql-client mariadb
 
 all: build
 
@@ -140,6 +140,17 @@ test-faults: bin/minio
 # etcd, and the backends on their own.
 bench:
 	go test -run '^$$' -bench . -benchmem ./pkg/topoplugin/ ./pkg/kv/...
+
+# bench-jd is the etcd load benchmark of the whole JD fleet (issue 12,
+# bench/README.md): every topology (stock etcd2, topod x1 and x3 on the same
+# three-member etcd, topod per cell on etcd clusters of their own), every
+# scenario, report.md, report.json and charts in BENCH_JD_OUT. Extra flags
+# in BENCH_JD_FLAGS (e.g. --scale 0.25; go run ./bench/cmd/topobench
+# --profile jd -h lists them).
+BENCH_JD_OUT ?= bench/reports/jd
+BENCH_JD_FLAGS ?=
+bench-jd:
+	go run ./bench/cmd/topobench --profile jd --out $(BENCH_JD_OUT) $(BENCH_JD_FLAGS)
 
 # fuzz runs every fuzz target for FUZZTIME each, one after another (go test
 # fuzzes one target per run): the decoders of blob records, chunk manifests

@@ -16,24 +16,42 @@ import (
 	"vitess.io/vitess/go/vt/topo/topoproto"
 
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
+	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
 	"github.com/topod-io/topod/internal/jd"
 )
 
 // Write writes profile p into ts, whose cells (p.CellNames()) must exist.
 func Write(ctx context.Context, ts *topo.Server, p jd.Profile) error {
+	return WriteWith(ctx, ts, p, Options{})
+}
+
+// Options adjust WriteWith.
+type Options struct {
+	// VSchema, if set, returns the vschema written for keyspace i instead
+	// of the profile's (a benchmark shrinks them to fit a size limit).
+	VSchema func(i int) *vschemapb.Keyspace
+	// Concurrency is the number of writes in flight (default 8).
+	Concurrency int
+}
+
+// WriteWith writes profile p into ts as Write does, adjusted by opts.
+func WriteWith(ctx context.Context, ts *topo.Server, p jd.Profile, opts Options) error {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 8
+	}
 	cells := p.CellNames()
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(opts.Concurrency)
 	for i := range p.Keyspaces {
-		g.Go(func() error { return writeKeyspace(gctx, ts, p, i) })
+		g.Go(func() error { return writeKeyspace(gctx, ts, p, i, opts) })
 	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
 	for _, cell := range cells {
 		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(8)
+		g.SetLimit(opts.Concurrency)
 		for _, tablet := range p.CellTablets(cell) {
 			g.Go(func() error {
 				if err := ts.CreateTablet(gctx, tablet); err != nil {
@@ -55,7 +73,7 @@ func Write(ctx context.Context, ts *topo.Server, p jd.Profile) error {
 	return nil
 }
 
-func writeKeyspace(ctx context.Context, ts *topo.Server, p jd.Profile, i int) error {
+func writeKeyspace(ctx context.Context, ts *topo.Server, p jd.Profile, i int, opts Options) error {
 	name, ks := p.KeyspaceRecord(i)
 	if err := ts.CreateKeyspace(ctx, name, ks); err != nil {
 		return fmt.Errorf("jdtopo: CreateKeyspace %s: %w", name, err)
@@ -73,7 +91,12 @@ func writeKeyspace(ctx context.Context, ts *topo.Server, p jd.Profile, i int) er
 			return fmt.Errorf("jdtopo: UpdateShardFields %s/%s: %w", name, sr.Name, err)
 		}
 	}
-	_, vs := p.Keyspace(i)
+	var vs *vschemapb.Keyspace
+	if opts.VSchema != nil {
+		vs = opts.VSchema(i)
+	} else {
+		_, vs = p.Keyspace(i)
+	}
 	if err := ts.SaveVSchema(ctx, &topo.KeyspaceVSchemaInfo{Name: name, Keyspace: vs}); err != nil {
 		return fmt.Errorf("jdtopo: SaveVSchema %s: %w", name, err)
 	}

@@ -98,6 +98,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/topod-io/topod/bench/servers"
 	"github.com/topod-io/topod/internal/jd"
 )
 
@@ -247,6 +248,7 @@ func parseFlags(args []string) (config, error) {
 }
 
 func main() {
+	servers.MaybeRunEtcdChild()
 	if isEtcdChild(os.Args) {
 		os.Exit(etcdChildMain(os.Args[2:]))
 	}
@@ -255,6 +257,19 @@ func main() {
 	// which the driver reports); keep them to errors unless told otherwise.
 	if os.Getenv("ETCD_CLIENT_DEBUG") == "" {
 		os.Setenv("ETCD_CLIENT_DEBUG", "error")
+	}
+	if isJD(os.Args[1:]) {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		err := runJD(ctx, os.Args[1:])
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "topobench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	cfg, err := parseFlags(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {

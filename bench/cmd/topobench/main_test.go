@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/topod-io/topod/bench/servers"
 )
 
 // logWriter sends the driver's progress lines to the test log, with the
@@ -170,6 +172,7 @@ func TestPercentile(t *testing.T) {
 // TestMain lets the test binary be the keyspaces phase's etcd process:
 // the driver re-executes its own binary to run etcd apart.
 func TestMain(m *testing.M) {
+	servers.MaybeRunEtcdChild()
 	if isEtcdChild(os.Args) {
 		os.Exit(etcdChildMain(os.Args[2:]))
 	}
