@@ -122,8 +122,11 @@ proto: tools-proto
 # makes, queried with the mysql client; and deploy/ (its overlays rendered,
 # strictly decoded, checked, and every container's command line run against
 # the binaries in bin/).
+# Then, without the race detector (bench/cmd/topobench/jdscaled_test.go
+# says why), the JD fleet benchmark's whole pipeline at --scale 0.02.
 test: fmt-check vet bin/minio build mysql-client mariadb
 	DEPLOY_BIN_DIR=$(CURDIR)/bin go test -race -count=1 -timeout 30m ./...
+	go test -count=1 -timeout 10m -run '^TestJDScaled$$' ./bench/cmd/topobench/
 
 # test-faults runs the fault suite (faults/, RELIABILITY.md): the workload
 # against a real cluster (three etcd members, three topod replicas, MinIO)

@@ -6,7 +6,9 @@
 // server on such a port stops, any client connection in any process on the
 // machine may take the port, and the restart fails with "address already in
 // use". Ports here are drawn at random below the ephemeral range instead,
-// where the kernel never assigns ports by itself.
+// where the kernel never assigns ports by itself, and each is reserved for
+// the life of the process with a lock file that the other processes picking
+// ports here respect (go test runs several test packages at once).
 package freeport
 
 import (
@@ -15,8 +17,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 )
 
 // lowest is the lowest port handed out: above the well-known and registered
@@ -52,14 +57,67 @@ func Pick(n int) ([]int, error) {
 			continue
 		}
 		seen[p] = true
+		lock, ok := reserve(p)
+		if !ok {
+			continue
+		}
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		if err != nil {
+			release(lock)
 			continue
 		}
 		held = append(held, l)
 		ports = append(ports, p)
 	}
 	return ports, nil
+}
+
+// reserved holds, for the life of the process, an exclusive flock on
+// TMPDIR/topod-freeport/PORT for every port Pick handed out. Test packages
+// run side by side (go test runs several at once), each picking ports for
+// servers it starts later or stops and starts again: the locks keep two of
+// them from picking the same port while both run, and one process from
+// picking a port twice. The kernel drops them when the process exits.
+var (
+	reservedMu sync.Mutex
+	reserved   = map[int]*os.File{}
+)
+
+// reserve takes port's lock, reporting false if another holder has it.
+// When the lock directory cannot be used, every port is taken to be free,
+// and the bind check alone decides, as before.
+func reserve(port int) (*os.File, bool) {
+	dir := filepath.Join(os.TempDir(), "topod-freeport")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return nil, true
+	}
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return nil, true
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, false
+	}
+	reservedMu.Lock()
+	reserved[port] = f
+	reservedMu.Unlock()
+	return f, true
+}
+
+// release gives up a lock reserve took, for a port found in use.
+func release(f *os.File) {
+	if f == nil {
+		return
+	}
+	reservedMu.Lock()
+	for p, g := range reserved {
+		if g == f {
+			delete(reserved, p)
+		}
+	}
+	reservedMu.Unlock()
+	f.Close()
 }
 
 // Listen listens on a loopback port picked as Pick does, and returns the

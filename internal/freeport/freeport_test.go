@@ -40,3 +40,30 @@ func TestListen(t *testing.T) {
 		t.Fatalf("port %d outside %d-%d", p, lowest, eph-1)
 	}
 }
+
+// TestPickedPortsStayReserved: a port handed out is not handed out again,
+// by this process or another, while this process runs, even after the
+// server on it stopped (the lock, not the bind, says so).
+func TestPickedPortsStayReserved(t *testing.T) {
+	ports, err := Pick(20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ports {
+		if f, ok := reserve(p); ok {
+			release(f)
+			t.Errorf("port %d was handed out but could be reserved again", p)
+		}
+	}
+	again, err := Pick(200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range again {
+		for _, q := range ports {
+			if p == q {
+				t.Errorf("port %d handed out twice", p)
+			}
+		}
+	}
+}
