@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -21,8 +20,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
+	"github.com/topod-io/topod/bench/servers"
 	"github.com/topod-io/topod/internal/freeport"
 )
 
@@ -77,7 +76,7 @@ func startEtcdOnce(ctx context.Context, dir string) (*etcdServer, error) {
 	// etcd logs only errors; they would be lost in the benchmark's output
 	// otherwise, and a healthy run has none.
 	closing := &atomic.Bool{}
-	lg := etcdLogger(stderr, closing)
+	lg := servers.EtcdLogger(stderr, closing)
 	cfg := etcdConfig(dir, ports, lg)
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
@@ -96,29 +95,10 @@ func startEtcdOnce(ctx context.Context, dir string) (*etcdServer, error) {
 	return s, nil
 }
 
-// etcdLogger logs etcd's errors to w, until closing is set.
-func etcdLogger(w io.Writer, closing *atomic.Bool) *zap.Logger {
-	return zap.New(quietOnClose{zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.Lock(zapcore.AddSync(w)), zapcore.ErrorLevel), closing})
-}
-
 // etcdConfig is the configuration of the benchmark's etcd, embedded or in
-// a process of its own: one member on loopback ports (peer, client,
-// metrics), etcd's default limits, errors only in its log.
+// a process of its own: one member (bench/servers' configuration).
 func etcdConfig(dir string, ports []int, lg *zap.Logger) *embed.Config {
-	peer, client, metrics := loopbackURL(ports[0]), loopbackURL(ports[1]), loopbackURL(ports[2])
-	cfg := embed.NewConfig()
-	cfg.Name = "topobench"
-	cfg.Dir = dir
-	cfg.ListenPeerUrls = []url.URL{peer}
-	cfg.AdvertisePeerUrls = []url.URL{peer}
-	cfg.ListenClientUrls = []url.URL{client}
-	cfg.AdvertiseClientUrls = []url.URL{client}
-	cfg.ListenMetricsUrls = []url.URL{metrics}
-	cfg.InitialCluster = cfg.Name + "=" + peer.String()
-	cfg.InitialClusterToken = fmt.Sprintf("topobench-%d", time.Now().UnixNano())
-	cfg.LogLevel = "error"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
-	return cfg
+	return servers.EtcdConfig("topobench", dir, [3]int(ports), "", fmt.Sprintf("topobench-%d", time.Now().UnixNano()), lg)
 }
 
 // waitEtcdReady waits until the embedded etcd e serves.
@@ -165,29 +145,10 @@ func (s *etcdServer) stats() (procStats, error) {
 	}
 	select {
 	case <-s.proc.exited:
-		return procStats{}, fmt.Errorf("etcd process exited (%v): %s", s.proc.waitErr, s.proc.log.tail())
+		return procStats{}, fmt.Errorf("etcd process exited (%v): %s", s.proc.waitErr, s.proc.log.Tail())
 	default:
 	}
 	return readProcStats(s.proc.cmd.Process.Pid)
-}
-
-// quietOnClose drops etcd's log once it is being closed: stopping logs
-// errors ("mux: server closed", "use of closed network connection") that
-// are no news.
-type quietOnClose struct {
-	zapcore.Core
-	closing *atomic.Bool
-}
-
-func (q quietOnClose) With(fields []zapcore.Field) zapcore.Core {
-	return quietOnClose{q.Core.With(fields), q.closing}
-}
-
-func (q quietOnClose) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	if q.Enabled(ent.Level) && !q.closing.Load() {
-		return ce.AddCore(ent, q)
-	}
-	return ce
 }
 
 // deletePrefix removes every key under prefix, so that a topod started

@@ -11,13 +11,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
 
+	"github.com/topod-io/topod/bench/servers"
 	"github.com/topod-io/topod/internal/freeport"
 )
 
@@ -54,7 +54,7 @@ func etcdChildMain(args []string) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	freeGRPCMetricNames() // this binary links Vitess too
 	closing := &atomic.Bool{}
-	cfg := etcdConfig(*dir, []int{*peer, *client, *metrics}, etcdLogger(os.Stderr, closing))
+	cfg := etcdConfig(*dir, []int{*peer, *client, *metrics}, servers.EtcdLogger(os.Stderr, closing))
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "topobench etcd: start:", err)
@@ -88,7 +88,7 @@ func etcdChildMain(args []string) int {
 type etcdProc struct {
 	cmd     *exec.Cmd
 	stdin   io.Closer
-	log     *tailBuffer
+	log     *servers.TailBuffer
 	exited  chan struct{}
 	waitErr error
 }
@@ -120,7 +120,7 @@ func startEtcdProcessOnce(ctx context.Context, exe, dir string) (*etcdServer, er
 	}
 	cmd := exec.Command(exe, etcdChildCommand, "--dir", dir,
 		"--peer-port", fmt.Sprint(ports[0]), "--client-port", fmt.Sprint(ports[1]), "--metrics-port", fmt.Sprint(ports[2]))
-	p := &etcdProc{cmd: cmd, log: &tailBuffer{w: stderr}, exited: make(chan struct{})}
+	p := &etcdProc{cmd: cmd, log: &servers.TailBuffer{W: stderr}, exited: make(chan struct{})}
 	cmd.Stderr = p.log
 	// etcd dies with the driver, even if the driver is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -157,15 +157,15 @@ func startEtcdProcessOnce(ctx context.Context, exe, dir string) (*etcdServer, er
 	case ok := <-ready:
 		if !ok {
 			<-p.exited
-			return fail(fmt.Errorf("etcd process exited while starting (%v): %s", p.waitErr, p.log.tail()))
+			return fail(fmt.Errorf("etcd process exited while starting (%v): %s", p.waitErr, p.log.Tail()))
 		}
 	case <-time.After(30 * time.Second):
-		return fail(fmt.Errorf("etcd process not ready after 30s: %s", p.log.tail()))
+		return fail(fmt.Errorf("etcd process not ready after 30s: %s", p.log.Tail()))
 	case <-ctx.Done():
 		return fail(ctx.Err())
 	}
 	closing := &atomic.Bool{}
-	s, err := newEtcdServer(loopbackURL(ports[1]), loopbackURL(ports[2]), etcdLogger(stderr, closing), closing)
+	s, err := newEtcdServer(loopbackURL(ports[1]), loopbackURL(ports[2]), servers.EtcdLogger(stderr, closing), closing)
 	if err != nil {
 		return fail(err)
 	}
@@ -188,30 +188,4 @@ func (p *etcdProc) stop() {
 		_ = p.cmd.Process.Kill()
 		<-p.exited
 	}
-}
-
-// tailBuffer passes what is written to w and keeps the last 4 KiB.
-type tailBuffer struct {
-	w  io.Writer
-	mu sync.Mutex
-	b  []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > 4096 {
-		t.b = t.b[len(t.b)-4096:]
-	}
-	return t.w.Write(p)
-}
-
-func (t *tailBuffer) tail() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if s := strings.TrimSpace(string(t.b)); s != "" {
-		return s
-	}
-	return "(empty log)"
 }
