@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -14,8 +15,11 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"vitess.io/vitess/go/vt/topo"
+
 	"github.com/topod-io/topod/bench/report"
 	"github.com/topod-io/topod/bench/servers"
+	"github.com/topod-io/topod/pkg/topoplugin"
 )
 
 // Topology names, for Config.Topologies.
@@ -276,7 +280,17 @@ func (r *topoRun) startServers(ctx context.Context) (func(), error) {
 	}
 	topod := func(e *servers.Etcd, replicas int, sub string) (*servers.Topod, error) {
 		if len(cfg.TopodAddrs) > 0 {
-			return servers.ExternalTopod(cfg.TopodAddrs, cfg.TopodMetricsURLs), nil
+			t := servers.ExternalTopod(cfg.TopodAddrs, cfg.TopodMetricsURLs)
+			addStop(func() {
+				// The benchmark's files only: under its own root, through
+				// topod (its records are not under root in etcd).
+				dctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+				defer cancel()
+				if err := deleteTree(dctx, t.Addrs(), root); err != nil {
+					cfg.logf("%s: removing %s from your topod: %v", r.name, root, err)
+				}
+			})
+			return t, nil
 		}
 		t, err := servers.StartTopod(ctx, cfg.TopodBin, e.Endpoints(), filepath.Join(dir, sub), replicas, cfg.TopodFlags)
 		if err != nil {
@@ -470,4 +484,38 @@ func (r *topoRun) startTabletGroups(ctx context.Context, cells []string) ([]*tab
 	}
 	err := g.Wait()
 	return slices.DeleteFunc(out, func(v *tabletGroup) bool { return v == nil }), err
+}
+
+// deleteTree deletes every file under root of the topod at addr, depth
+// first: the benchmark's own files on a topod it did not start.
+func deleteTree(ctx context.Context, addr, root string) error {
+	conn, err := topoplugin.NewConn(addr, root)
+	if err != nil {
+		return fmt.Errorf("topoplugin.NewConn(%s, %s): %w", addr, root, err)
+	}
+	defer conn.Close()
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		entries, err := conn.ListDir(ctx, dir, true)
+		if topo.IsErrType(err, topo.NoNode) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("ListDir %s%s: %w", root, dir, err)
+		}
+		for _, e := range entries {
+			p := path.Join(dir, e.Name)
+			if e.Type == topo.TypeDirectory {
+				if err := walk(p); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := conn.Delete(ctx, p, nil); err != nil && !topo.IsErrType(err, topo.NoNode) {
+				return fmt.Errorf("Delete %s%s: %w", root, p, err)
+			}
+		}
+		return nil
+	}
+	return walk("/")
 }

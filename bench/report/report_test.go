@@ -57,3 +57,56 @@ func TestWrite(t *testing.T) {
 		t.Errorf("report.json round trip: %+v", back.Topologies)
 	}
 }
+
+func TestMerge(t *testing.T) {
+	run := func(topologies string, names ...string) *Run {
+		r := &Run{Profile: Profile{Name: "jd", Keyspaces: 1911}, Seconds: 10,
+			Settings: []Setting{{Name: "topologies", Value: topologies}, {Name: "steady", Value: "45s"}}}
+		for _, n := range names {
+			r.Topologies = append(r.Topologies, Topology{Name: n})
+		}
+		return r
+	}
+	other := run("topod1", "topod x1")
+	other.Profile.Keyspaces = 478
+	slow := run("topod1", "topod x1")
+	slow.Settings[1].Value = "60s"
+	for _, tc := range []struct {
+		name    string
+		runs    []*Run
+		want    []string // topology names
+		wantErr string
+	}{
+		{"two runs", []*Run{run("stock", "stock etcd2"), run("topod1,topod3", "topod x1", "topod x3")}, []string{"stock etcd2", "topod x1", "topod x3"}, ""},
+		{"none", nil, nil, "no run"},
+		{"another profile", []*Run{run("stock", "stock etcd2"), other}, nil, "profile"},
+		{"other settings", []*Run{run("stock", "stock etcd2"), slow}, nil, "settings"},
+		{"a topology twice", []*Run{run("stock", "stock etcd2"), run("stock", "stock etcd2")}, nil, "more than one run"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Merge(tc.runs...)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Merge: %v, want an error with %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, top := range got.Topologies {
+				names = append(names, top.Name)
+			}
+			if strings.Join(names, ",") != strings.Join(tc.want, ",") {
+				t.Errorf("topologies %v, want %v", names, tc.want)
+			}
+			if got.Seconds != 20 || got.Settings[0].Value != "stock,topod1,topod3" {
+				t.Errorf("seconds %v, topologies setting %q", got.Seconds, got.Settings[0].Value)
+			}
+			if tc.runs[0].Topologies[0].Name != "stock etcd2" || len(tc.runs[0].Topologies) != 1 {
+				t.Error("Merge changed its input")
+			}
+		})
+	}
+}

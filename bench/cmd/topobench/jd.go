@@ -6,6 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	_ "net/http/pprof" // --pprof
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,13 +47,15 @@ type jdConfig struct {
 	scale   float64
 	out     string
 	keep    bool
+	pprof   string
+	merge   []string
 }
 
 func parseJDFlags(args []string) (jdConfig, error) {
 	c := jdConfig{Config: fleet.Config{
-		Steady: 60 * time.Second, LeaderWindow: 30 * time.Second, CompactWindow: 30 * time.Second, CompactEvery: 250 * time.Millisecond,
+		Steady: 45 * time.Second, LeaderWindow: 20 * time.Second, CompactWindow: 20 * time.Second, CompactEvery: 250 * time.Millisecond,
 		Settle: 3 * time.Second, TabletRefresh: time.Minute, VTOrcRefresh: 15 * time.Second,
-		TabletsPerConn: 50, VtgateBatch: 0, TabletBatch: 4, StartConcurrency: 16, ReparentShards: 100, RestartCell: "zone1",
+		TabletsPerConn: 50, VtgateBatch: 0, TabletBatch: 4, StartConcurrency: 32, ReparentShards: 100, RestartCell: "zone1",
 		EtcdMembers: 3, CellEtcdMembers: 1, Root: "/vitess", PluginCacheBytes: 64 << 20,
 		SampleInterval: time.Second, StartTimeout: 5 * time.Minute, ChangeTimeout: 2 * time.Minute,
 	}, scale: 1}
@@ -70,9 +75,9 @@ func parseJDFlags(args []string) (jdConfig, error) {
 	fs.DurationVar(&c.VTOrcRefresh, "topo-information-refresh-duration", c.VTOrcRefresh, "VTOrc's topology refresh interval")
 	fs.IntVar(&c.TabletsPerConn, "tablets-per-conn", c.TabletsPerConn, "tablets of a cell sharing one topo.Server (1: a connection per tablet)")
 	fs.BoolVar(&c.TabletVSchemaWatch, "tablet-vschema-watch", c.TabletVSchemaWatch, "tablets also watch the SrvVSchema, as vttablet's vstreamer engine does (a copy per tablet per change)")
-	fs.IntVar(&c.VtgateBatch, "vtgate-restart-batch", c.VtgateBatch, "vtgates restarted at once in the rolling restart (0: a tenth of them)")
+	fs.IntVar(&c.VtgateBatch, "vtgate-restart-batch", c.VtgateBatch, "vtgates restarted at once in the rolling restart (0: a quarter of them, a Kubernetes Deployment's default maxUnavailable of 25%)")
 	fs.IntVar(&c.TabletBatch, "tablet-restart-batch", c.TabletBatch, "tablet connection groups restarted at once in the cell's rolling restart")
-	fs.IntVar(&c.StartConcurrency, "start-concurrency", c.StartConcurrency, "clients starting at once")
+	fs.IntVar(&c.StartConcurrency, "start-concurrency", c.StartConcurrency, "vtgates starting at once in the fleet start (tablets: a quarter as many groups of them)")
 	fs.IntVar(&c.ReparentShards, "reparent-shards", c.ReparentShards, "shards of the reparent storm")
 	fs.StringVar(&c.RestartCell, "restart-cell", c.RestartCell, "cell whose tablets the tablet restart scenario restarts")
 	fs.IntVar(&c.EtcdMembers, "etcd-members", c.EtcdMembers, "members of the (global) etcd cluster")
@@ -89,6 +94,11 @@ func parseJDFlags(args []string) (jdConfig, error) {
 	fs.DurationVar(&c.StartTimeout, "start-timeout", c.StartTimeout, "how long a client may take to start")
 	fs.DurationVar(&c.ChangeTimeout, "change-timeout", c.ChangeTimeout, "how long a change may take to reach every watcher")
 	fs.BoolVar(&c.keep, "keep", false, "keep the servers' data directories")
+	fs.Func("merge", "report.json files of separate runs (same profile and settings, a topology or more each): write their merged report to --out instead of running", func(v string) error {
+		c.merge = append(c.merge, strings.Split(v, ",")...)
+		return nil
+	})
+	fs.StringVar(&c.pprof, "pprof", "", "serve the driver's net/http/pprof on this address (e.g. localhost:6060), to see where the clients spend")
 	fs.BoolVar(&c.EtcdUnsafeNoFsync, "etcd-unsafe-no-fsync", false, "run the embedded etcd members without fsync: for tests of the pipeline only, the figures are not etcd's")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -137,7 +147,7 @@ func parseJDFlags(args []string) (jdConfig, error) {
 	c.EtcdEndpoints, c.EtcdMetricsURLs = split(etcdEPs), split(etcdMetrics)
 	c.TopodAddrs, c.TopodMetricsURLs = split(topodAddrs), split(topodMetrics)
 	if c.VtgateBatch <= 0 {
-		c.VtgateBatch = max(1, p.Vtgates()/10)
+		c.VtgateBatch = max(1, p.Vtgates()/4)
 	}
 	switch {
 	case c.TabletsPerConn < 1, c.TabletBatch < 1, c.StartConcurrency < 1, c.ReparentShards < 0, c.EtcdMembers < 1, c.CellEtcdMembers < 1:
@@ -165,6 +175,9 @@ func runJD(ctx context.Context, args []string) error {
 }
 
 func runJDConfig(ctx context.Context, c jdConfig) error {
+	if len(c.merge) > 0 {
+		return mergeJD(c)
+	}
 	dir, err := os.MkdirTemp("", "topobench-jd-")
 	if err != nil {
 		return err
@@ -175,6 +188,15 @@ func runJDConfig(ctx context.Context, c jdConfig) error {
 		defer os.RemoveAll(dir)
 	}
 	c.Dir, c.Log = dir, stderr
+	if c.pprof != "" {
+		ln, err := net.Listen("tcp", c.pprof)
+		if err != nil {
+			return fmt.Errorf("--pprof: %w", err)
+		}
+		defer ln.Close()
+		fmt.Fprintf(stderr, "topobench: pprof on http://%s/debug/pprof/\n", ln.Addr())
+		go func() { _ = http.Serve(ln, nil) }() // the default mux has net/http/pprof's handlers
+	}
 	// Vitess's own code (srvtopo, discovery, topo locks) logs every lock
 	// and retry at info level: warnings and errors only.
 	prev := vtlog.SwapLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
@@ -194,4 +216,26 @@ func runJDConfig(ctx context.Context, c jdConfig) error {
 		fmt.Fprintf(stderr, "topobench: report in %s (%.0f s)\n", abs, run.Seconds)
 	}
 	return err
+}
+
+// mergeJD writes the report of the runs in c.merge to c.out.
+func mergeJD(c jdConfig) error {
+	var runs []*jdreport.Run
+	for _, p := range c.merge {
+		r, err := jdreport.ReadJSON(p)
+		if err != nil {
+			return err
+		}
+		runs = append(runs, r)
+	}
+	run, err := jdreport.Merge(runs...)
+	if err != nil {
+		return err
+	}
+	run.Checks = fleet.Checks(run)
+	if err := jdreport.Write(run, c.out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "topobench: merged %d runs into %s\n", len(runs), c.out)
+	return nil
 }
