@@ -578,3 +578,47 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// TestDecodeChecked: for a Getter whose blobs are already checked, the
+// chunks are not hashed again; the result is Decode's, and a chunk of the
+// wrong size or a missing one is still an error.
+func TestDecodeChecked(t *testing.T) {
+	data := randomBytes(9, 1<<20)
+	root, blobs, err := Encode(data, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := parseManifest(blobs[root])
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := m.entries[len(m.entries)/2].hash
+	tests := []struct {
+		name    string
+		mutate  func(map[content.Hash][]byte)
+		wantErr bool
+	}{
+		{"as encoded", func(map[content.Hash][]byte) {}, false},
+		{"truncated chunk", func(b map[content.Hash][]byte) { b[chunk] = b[chunk][:len(b[chunk])-1] }, true},
+		{"missing chunk", func(b map[content.Hash][]byte) { delete(b, chunk) }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bs := maps.Clone(blobs)
+			tt.mutate(bs)
+			get := func(_ context.Context, h content.Hash) ([]byte, error) {
+				if b, ok := bs[h]; ok {
+					return b, nil
+				}
+				return nil, fmt.Errorf("no blob %s", h)
+			}
+			got, err := DecodeChecked(context.Background(), root, get)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("DecodeChecked: %v, want an error: %v", err, tt.wantErr)
+			}
+			if err == nil && !bytes.Equal(got, data) {
+				t.Error("DecodeChecked does not return the file")
+			}
+		})
+	}
+}

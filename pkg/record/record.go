@@ -120,6 +120,19 @@ func Parse(value []byte) (*topodv1.BlobRef, error) {
 // Decode returns the contents of the file whose backend value is value,
 // fetching its blobs through get.
 func Decode(ctx context.Context, value []byte, get Getter) ([]byte, error) {
+	return decode(ctx, value, get, true)
+}
+
+// DecodeChecked is Decode for a Getter that returns only blobs already
+// checked against their hashes (a cache that admits nothing else, as
+// pkg/cache does): the bulk of the file, a SrvVSchema's pieces or a file's
+// chunks, is not hashed again (vschema.DecodeBytesChecked,
+// chunk.DecodeChecked).
+func DecodeChecked(ctx context.Context, value []byte, get Getter) ([]byte, error) {
+	return decode(ctx, value, get, false)
+}
+
+func decode(ctx context.Context, value []byte, get Getter, hash bool) ([]byte, error) {
 	if !bytes.HasPrefix(value, []byte(Magic)) {
 		return value, nil
 	}
@@ -136,11 +149,15 @@ func Decode(ctx context.Context, value []byte, get Getter) ([]byte, error) {
 	}
 	root := content.Hash(ref.Root)
 	var data []byte
-	switch ref.Codec {
-	case topodv1.Codec_CODEC_SRVVSCHEMA:
+	switch {
+	case ref.Codec == topodv1.Codec_CODEC_SRVVSCHEMA && hash:
 		data, err = vschema.DecodeBytes(ctx, root, vschema.Getter(get))
-	case topodv1.Codec_CODEC_CHUNKS:
+	case ref.Codec == topodv1.Codec_CODEC_SRVVSCHEMA:
+		data, err = vschema.DecodeBytesChecked(ctx, root, vschema.Getter(get))
+	case ref.Codec == topodv1.Codec_CODEC_CHUNKS && hash:
 		data, err = chunk.Decode(ctx, root, chunk.Getter(get))
+	case ref.Codec == topodv1.Codec_CODEC_CHUNKS:
+		data, err = chunk.DecodeChecked(ctx, root, chunk.Getter(get))
 	default:
 		return nil, fmt.Errorf("record: unknown codec %v", ref.Codec)
 	}

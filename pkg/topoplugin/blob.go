@@ -169,7 +169,9 @@ func (c *Conn) decode(ctx context.Context, p string, value []byte) ([]byte, erro
 	if ref, err := record.Parse(value); err == nil && ref != nil {
 		c.prefetch(ctx, ref)
 	}
-	contents, err := record.Decode(ctx, value, c.getBlob)
+	// c.blobs admits only checked blobs (GetOrLoad hashes what it loads,
+	// receiveBlobs what it adds): decoding does not hash them again.
+	contents, err := record.DecodeChecked(ctx, value, c.getBlob)
 	if err != nil {
 		return nil, fmt.Errorf("topod: read %s: %w", p, err)
 	}
@@ -254,8 +256,8 @@ func (c *Conn) receiveBlobs(stream grpc.ServerStreamingClient[topodv1.GetBlobsRe
 
 // getBlob returns a blob from the connection's cache, or fetches it from
 // topod.
-// Concurrent misses on one blob share one fetch; record.Decode verifies
-// what comes back.
+// Concurrent misses on one blob share one fetch; the cache verifies what
+// comes back and keeps nothing that does not match its hash.
 func (c *Conn) getBlob(ctx context.Context, h content.Hash) ([]byte, error) {
 	return c.blobs.GetOrLoad(ctx, h, func(ctx context.Context) ([]byte, error) {
 		ctx, cancel, wait := c.unary(ctx)

@@ -38,6 +38,19 @@ func Decode(ctx context.Context, root content.Hash, get Getter) (*vschemapb.SrvV
 // client reads it: exactly its deterministic marshalling, Size bytes,
 // assembled from the pieces without unmarshalling them.
 func DecodeBytes(ctx context.Context, root content.Hash, get Getter) ([]byte, error) {
+	return decodeBytes(ctx, root, get, true)
+}
+
+// DecodeBytesChecked is DecodeBytes for a Getter that returns only blobs
+// already checked against their hashes (a cache that admits nothing else,
+// as pkg/cache does): the pieces, nearly all of the bytes, are not hashed
+// again. The root and leaves are, and every size and structure check
+// stays.
+func DecodeBytesChecked(ctx context.Context, root content.Hash, get Getter) ([]byte, error) {
+	return decodeBytes(ctx, root, get, false)
+}
+
+func decodeBytes(ctx context.Context, root content.Hash, get Getter, hash bool) ([]byte, error) {
 	m, err := loadDecodable(ctx, nil, root, get)
 	if err != nil {
 		return nil, fmt.Errorf("vschema: decode %s: %w", root, err)
@@ -45,7 +58,7 @@ func DecodeBytes(ctx context.Context, root content.Hash, get Getter) ([]byte, er
 	entries := m.Keyspaces()
 	refs, index := pieceRefs(entries, m.parts)
 	blobs := make([][]byte, len(refs))
-	err = fetchAll(ctx, get, refs, func(i int, b []byte) error {
+	err = fetchAll(ctx, get, refs, hash, func(i int, b []byte) error {
 		blobs[i] = b
 		return nil
 	})
@@ -98,7 +111,7 @@ func loadDecodable(ctx context.Context, old *Manifest, root content.Hash, get Ge
 // loadManifest fetches the root named root and those of its leaves that old
 // (which may be nil) does not have in the same bucket.
 func loadManifest(ctx context.Context, old *Manifest, root content.Hash, get Getter) (*Manifest, error) {
-	b, err := fetchOne(ctx, get, blobRef{what: "root", hash: root, size: -1})
+	b, err := fetchOne(ctx, get, blobRef{what: "root", hash: root, size: -1}, true)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +132,7 @@ func loadManifest(ctx context.Context, old *Manifest, root content.Hash, get Get
 		}
 		buckets[h] = append(buckets[h], i)
 	}
-	err = fetchAll(ctx, get, refs, func(i int, b []byte) error {
+	err = fetchAll(ctx, get, refs, true, func(i int, b []byte) error {
 		for _, bucket := range buckets[refs[i].hash] {
 			l, err := parseLeaf(b, bucket)
 			if err != nil {
@@ -149,7 +162,7 @@ func fetchPieces(ctx context.Context, get Getter, entries []Entry, parts []Part)
 	}
 	values := make([][]*vschemapb.Keyspace, len(refs))
 	raw := make([][]byte, len(refs))
-	err := fetchAll(ctx, get, refs, func(i int, b []byte) error {
+	err := fetchAll(ctx, get, refs, true, func(i int, b []byte) error {
 		raw[i] = b
 		for _, name := range names[i] {
 			ks := &vschemapb.Keyspace{}
@@ -261,13 +274,14 @@ type blobRef struct {
 }
 
 // fetchAll fetches refs, at most fetchConcurrency at a time, and calls use
-// with each verified blob, concurrently. The first error cancels the rest.
-func fetchAll(ctx context.Context, get Getter, refs []blobRef, use func(i int, b []byte) error) error {
+// with each verified blob (hashed unless hash is false), concurrently. The
+// first error cancels the rest.
+func fetchAll(ctx context.Context, get Getter, refs []blobRef, hash bool, use func(i int, b []byte) error) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(fetchConcurrency)
 	for i, r := range refs {
 		g.Go(func() error {
-			b, err := fetchOne(gctx, get, r)
+			b, err := fetchOne(gctx, get, r, hash)
 			if err != nil {
 				return err
 			}
@@ -287,7 +301,7 @@ func FetchKeyspace(ctx context.Context, get Getter, m *Manifest, name string) (k
 	if !ok {
 		return nil, false, nil
 	}
-	b, err := fetchOne(ctx, get, blobRef{what: fmt.Sprintf("keyspace %q piece", name), hash: e.Hash, size: e.Size})
+	b, err := fetchOne(ctx, get, blobRef{what: fmt.Sprintf("keyspace %q piece", name), hash: e.Hash, size: e.Size}, true)
 	if err != nil {
 		return nil, false, err
 	}
@@ -298,8 +312,8 @@ func FetchKeyspace(ctx context.Context, get Getter, m *Manifest, name string) (k
 	return ks, true, nil
 }
 
-// fetchOne fetches r and verifies its hash and size.
-func fetchOne(ctx context.Context, get Getter, r blobRef) ([]byte, error) {
+// fetchOne fetches r and verifies its size and, if hash, its hash.
+func fetchOne(ctx context.Context, get Getter, r blobRef, hash bool) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -307,8 +321,10 @@ func fetchOne(ctx context.Context, get Getter, r blobRef) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: fetch: %w", r.what, r.hash, err)
 	}
-	if got := content.Sum(b); got != r.hash {
-		return nil, fmt.Errorf("%s %s: %w: content hash is %s", r.what, r.hash, ErrCorrupt, got)
+	if hash {
+		if got := content.Sum(b); got != r.hash {
+			return nil, fmt.Errorf("%s %s: %w: content hash is %s", r.what, r.hash, ErrCorrupt, got)
+		}
 	}
 	if r.size >= 0 && int64(len(b)) != r.size {
 		return nil, fmt.Errorf("%s %s: %w: %d bytes, the manifest says %d", r.what, r.hash, ErrCorrupt, len(b), r.size)

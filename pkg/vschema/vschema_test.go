@@ -578,3 +578,48 @@ func TestEncodeRejectsInvalidUTF8(t *testing.T) {
 		t.Error("EncodeIncremental of a keyspace name that is not UTF-8 succeeded")
 	}
 }
+
+// TestDecodeBytesChecked: for a Getter whose blobs are already checked, the
+// pieces are not hashed again, and everything else still is: the result is
+// DecodeBytes', a root or leaf that does not match its hash, a piece of the
+// wrong size or a missing one is still an error, and only a same-size
+// piece with other bytes (what a checked cache cannot hold) goes through.
+func TestDecodeBytesChecked(t *testing.T) {
+	srv := withRules(srvVSchema(100))
+	enc := mustEncode(t, srv)
+	piece, _ := enc.Manifest.Keyspace("ks0050")
+	want, err := vschema.DecodeBytes(context.Background(), enc.Root, newStore(enc.Blobs).get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		victim  content.Hash
+		mutate  func([]byte) []byte // nil: remove the blob
+		wantErr bool
+	}{
+		{"as encoded", content.Hash{}, func(b []byte) []byte { return b }, false},
+		{"flipped root", enc.Root, flip, true},
+		{"truncated piece", piece.Hash, func(b []byte) []byte { return b[:len(b)-1] }, true},
+		{"missing piece", piece.Hash, nil, true},
+		{"flipped piece, not hashed", piece.Hash, flip, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			blobs := maps.Clone(enc.Blobs)
+			switch {
+			case tt.mutate == nil:
+				delete(blobs, tt.victim)
+			case !tt.victim.IsZero():
+				blobs[tt.victim] = tt.mutate(bytes.Clone(blobs[tt.victim]))
+			}
+			got, err := vschema.DecodeBytesChecked(context.Background(), enc.Root, newStore(blobs).get)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("DecodeBytesChecked: %v, want an error: %v", err, tt.wantErr)
+			}
+			if err == nil && tt.victim.IsZero() && !bytes.Equal(got, want) {
+				t.Error("DecodeBytesChecked differs from DecodeBytes")
+			}
+		})
+	}
+}
