@@ -145,15 +145,29 @@ bench:
 	go test -run '^$$' -bench . -benchmem ./pkg/topoplugin/ ./pkg/kv/...
 
 # bench-jd is the etcd load benchmark of the whole JD fleet (issue 12,
-# bench/README.md): every topology (stock etcd2, topod x1 and x3 on the same
-# three-member etcd, topod per cell on etcd clusters of their own), every
-# scenario, report.md, report.json and charts in BENCH_JD_OUT. Extra flags
-# in BENCH_JD_FLAGS (e.g. --scale 0.25; go run ./bench/cmd/topobench
-# --profile jd -h lists them).
+# bench/README.md): each topology of BENCH_JD_TOPOLOGIES (stock etcd2,
+# topod x1 and x3 on the same three-member etcd; topod-cells, topod per cell
+# on etcd clusters of their own) in a driver process of its own, one after
+# the other, then their reports merged: report.md, report.json and charts
+# in BENCH_JD_OUT. Each topology's own report stays in .cache/bench-jd/.
+# Extra flags in BENCH_JD_FLAGS (e.g. --scale 0.25; go run
+# ./bench/cmd/topobench --profile jd -h lists them). At full JD scale on 2
+# cores a topology takes 15 to 30 minutes: see bench/README.md.
+comma := ,
 BENCH_JD_OUT ?= bench/reports/jd
 BENCH_JD_FLAGS ?=
+BENCH_JD_TOPOLOGIES ?= stock topod1 topod3 topod-cells
+BENCH_JD_WORK := .cache/bench-jd
 bench-jd:
-	go run ./bench/cmd/topobench --profile jd --out $(BENCH_JD_OUT) $(BENCH_JD_FLAGS)
+	mkdir -p $(BENCH_JD_WORK)
+	go build -o $(BENCH_JD_WORK)/topobench ./bench/cmd/topobench
+	CGO_ENABLED=0 go build -o $(BENCH_JD_WORK)/topod ./cmd/topod
+	for t in $(BENCH_JD_TOPOLOGIES); do \
+		$(BENCH_JD_WORK)/topobench --profile jd --topologies $$t --topod-bin $(BENCH_JD_WORK)/topod \
+			--out $(BENCH_JD_WORK)/$$t $(BENCH_JD_FLAGS) || exit 1; \
+	done
+	$(BENCH_JD_WORK)/topobench --profile jd --out $(BENCH_JD_OUT) $(BENCH_JD_FLAGS) \
+		--merge $(subst $(eval) ,$(comma),$(foreach t,$(BENCH_JD_TOPOLOGIES),$(BENCH_JD_WORK)/$(t)/report.json))
 
 # fuzz runs every fuzz target for FUZZTIME each, one after another (go test
 # fuzzes one target per run): the decoders of blob records, chunk manifests
