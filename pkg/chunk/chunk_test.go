@@ -292,16 +292,23 @@ func TestManifestTree(t *testing.T) {
 	}
 }
 
-func TestDecodeErrors(t *testing.T) {
-	data := randomBytes(8, 1<<20)
+// encodeOneMiB encodes 1 MiB of random bytes and returns them, the
+// encoding and its root manifest.
+func encodeOneMiB(t *testing.T, seed uint64) (data []byte, root content.Hash, blobs map[content.Hash][]byte, m *manifest) {
+	t.Helper()
+	data = randomBytes(seed, 1<<20)
 	root, blobs, err := Encode(data, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := parseManifest(blobs[root])
-	if err != nil {
+	if m, err = parseManifest(blobs[root]); err != nil {
 		t.Fatal(err)
 	}
+	return data, root, blobs, m
+}
+
+func TestDecodeErrors(t *testing.T) {
+	_, root, blobs, m := encodeOneMiB(t, 8)
 	chunk := m.entries[len(m.entries)/2].hash
 	flip := func(b []byte) []byte {
 		b = bytes.Clone(b)
@@ -583,15 +590,7 @@ func BenchmarkDecode(b *testing.B) {
 // chunks are not hashed again; the result is Decode's, and a chunk of the
 // wrong size or a missing one is still an error.
 func TestDecodeChecked(t *testing.T) {
-	data := randomBytes(9, 1<<20)
-	root, blobs, err := Encode(data, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := parseManifest(blobs[root])
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, root, blobs, m := encodeOneMiB(t, 9)
 	chunk := m.entries[len(m.entries)/2].hash
 	tests := []struct {
 		name    string
@@ -606,13 +605,7 @@ func TestDecodeChecked(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			bs := maps.Clone(blobs)
 			tt.mutate(bs)
-			get := func(_ context.Context, h content.Hash) ([]byte, error) {
-				if b, ok := bs[h]; ok {
-					return b, nil
-				}
-				return nil, fmt.Errorf("no blob %s", h)
-			}
-			got, err := DecodeChecked(context.Background(), root, get)
+			got, err := DecodeChecked(context.Background(), root, newStore(bs).get)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("DecodeChecked: %v, want an error: %v", err, tt.wantErr)
 			}
