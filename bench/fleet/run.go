@@ -45,10 +45,16 @@ const (
 	ScReparent      = "reparent-storm"
 	ScLeader        = "etcd-leader-change"
 	ScCompaction    = "etcd-compaction"
+	ScLeaderKill    = "etcd-leader-kill"
 )
 
 // AllScenarios are the scenarios in the order they run.
-var AllScenarios = []string{ScLayout, ScStart, ScSteady, ScVtgateRestart, ScTabletRestart, ScVSchemaVtctld, ScVSchemad, ScReparent, ScLeader, ScCompaction}
+var AllScenarios = []string{ScLayout, ScStart, ScSteady, ScVtgateRestart, ScTabletRestart, ScVSchemaVtctld, ScVSchemad, ScReparent, ScLeader, ScCompaction, ScLeaderKill}
+
+// scenariosBefore are the scenarios of a topology whose report does not
+// list them (report.Topology.Planned): those written before
+// etcd-leader-kill.
+var scenariosBefore = AllScenarios[:len(AllScenarios)-1]
 
 // Config is a run.
 type Config struct {
@@ -186,7 +192,7 @@ func runTopology(ctx context.Context, cfg *Config, name string, l *Layout) (*rep
 	if err != nil {
 		return nil, err
 	}
-	r.rep = &report.Topology{Name: r.label(), Kind: string(r.topo.Kind), SrvVSchemaBytes: l.SrvVSSize, Note: l.Note}
+	r.rep = &report.Topology{Name: r.label(), Kind: string(r.topo.Kind), SrvVSchemaBytes: l.SrvVSSize, Note: l.Note, Planned: AllScenarios}
 	for _, e := range r.srv.Etcd {
 		r.rep.EtcdClusters++
 		r.rep.EtcdMembers += max(len(e.MetricsURLs()), 1)

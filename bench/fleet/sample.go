@@ -15,6 +15,27 @@ import (
 type Servers struct {
 	Etcd  []*servers.Etcd
 	Topod []*servers.Topod
+
+	mu   sync.Mutex
+	last map[string]servers.Metrics // each endpoint's last answer
+}
+
+// scrape reads endpoint u; one that does not answer (a member killed,
+// moved or restarting) counts with its last answer, so that the sums over
+// members never go back. ok is false if it never answered.
+func (s *Servers) scrape(ctx context.Context, u string) (m servers.Metrics, ok bool) {
+	m, err := scrape(ctx, u)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		m, ok = s.last[u]
+		return m, ok
+	}
+	if s.last == nil {
+		s.last = map[string]servers.Metrics{}
+	}
+	s.last[u] = m
+	return m, true
 }
 
 // snap is one reading of every server of a topology: counters are
@@ -38,8 +59,8 @@ type snap struct {
 // messages clients send on them, not the streams.
 var streamMethods = map[string]bool{"Watch": true, "LeaseKeepAlive": true, "Snapshot": true}
 
-// read scrapes every server. A member that does not answer (one being
-// moved or restarted) is skipped: its counters read 0 for this sample.
+// read scrapes every server (Servers.scrape: one that does not answer
+// counts with its last answer).
 func (s *Servers) read(ctx context.Context) snap {
 	out := snap{t: time.Now(), etcdReq: map[string]float64{}, topodReq: map[string]float64{}, topodBackend: map[string]float64{}}
 	var mu sync.Mutex
@@ -49,8 +70,8 @@ func (s *Servers) read(ctx context.Context) snap {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				m, err := scrape(ctx, u)
-				if err != nil {
+				m, ok := s.scrape(ctx, u)
+				if !ok {
 					return
 				}
 				mu.Lock()
@@ -79,8 +100,8 @@ func (s *Servers) read(ctx context.Context) snap {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				m, err := scrape(ctx, u)
-				if err != nil {
+				m, ok := s.scrape(ctx, u)
+				if !ok {
 					return
 				}
 				mu.Lock()
@@ -134,7 +155,7 @@ func diff(a, b map[string]float64) map[string]float64 {
 		out[k] -= v
 	}
 	for k, v := range out {
-		if v < 0 { // a member that did not answer one of the two reads
+		if v < 0 { // a member restarted between the two reads
 			out[k] = 0
 		}
 		if v == 0 {

@@ -91,6 +91,8 @@ func (r *topoRun) scenarios(ctx context.Context) error {
 	run(ScReparent, func(ctx context.Context, sc *report.Scenario) error { return r.reparentStorm(ctx, w, sc) })
 	run(ScLeader, func(ctx context.Context, sc *report.Scenario) error { return r.leaderChange(ctx, w, sc) })
 	run(ScCompaction, func(ctx context.Context, sc *report.Scenario) error { return r.compaction(ctx, w, sc) })
+	// Last: the killed member stays down until the servers stop.
+	run(ScLeaderKill, func(ctx context.Context, sc *report.Scenario) error { return r.leaderKill(ctx, w, sc) })
 	return errors.Join(errs...)
 }
 
@@ -521,6 +523,29 @@ func (r *topoRun) leaderChange(ctx context.Context, w *topo.Server, sc *report.S
 				return err
 			}
 			sc.Notes = append(sc.Notes, fmt.Sprintf("leader of %s moved to member %d", e.Name, to))
+		}
+		return r.throttlerChange(ctx, w, sc)
+	})
+}
+
+// leaderKill kills the (global) etcd cluster's leader a third into the
+// window (servers.Etcd.KillLeader, SIGKILL): every client connection to it
+// breaks, and each watch on it resumes on another member, the resync
+// storm, while the others elect a new leader. Then a throttler change,
+// which every vtgate and tablet must see through its resumed watches. The
+// member stays down.
+func (r *topoRun) leaderKill(ctx context.Context, w *topo.Server, sc *report.Scenario) error {
+	e := r.srv.Etcd[0]
+	return r.window(ctx, r.cfg.LeaderWindow, func() error {
+		switch {
+		case e.External():
+			sc.Notes = append(sc.Notes, "the user's etcd: no member killed")
+		default:
+			i, err := e.KillLeader(ctx)
+			if err != nil {
+				return err
+			}
+			sc.Notes = append(sc.Notes, fmt.Sprintf("leader of %s (member %d) killed with SIGKILL, left down", e.Name, i))
 		}
 		return r.throttlerChange(ctx, w, sc)
 	})

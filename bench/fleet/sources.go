@@ -79,7 +79,11 @@ func Checks(run *report.Run) []report.Check {
 	for _, t := range run.Topologies {
 		var missing, failed []string
 		missed := 0
-		for _, name := range AllScenarios {
+		want := t.Planned
+		if len(want) == 0 {
+			want = scenariosBefore
+		}
+		for _, name := range want {
 			sc := t.Scenario(name)
 			if sc == nil {
 				missing = append(missing, name)

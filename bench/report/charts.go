@@ -83,7 +83,7 @@ func WriteCharts(r *Run, dir string) ([]Chart, error) {
 			return add("rss", "RSS: etcd (solid) and topod (dashed)", xl, "MiB", withTopod(func(s Sample) float64 { return s.EtcdRSS / (1 << 20) }, func(s Sample) float64 { return s.TopodRSS / (1 << 20) }))
 		},
 	}
-	for _, sc := range []string{"steady", "vschema-vtctld", "vschema-vschemad", "etcd-leader-change", "etcd-compaction"} {
+	for _, sc := range []string{"steady", "vschema-vtctld", "vschema-vschemad", "etcd-leader-change", "etcd-compaction", "etcd-leader-kill"} {
 		steps = append(steps, func() error {
 			var lines []series
 			for _, t := range r.Topologies {

@@ -29,7 +29,9 @@ func Merge(runs ...*Run) (*Run, error) {
 		if r.Profile != first.Profile {
 			return nil, fmt.Errorf("report: merge: run %d is of profile %+v, run 0 of %+v", i, r.Profile, first.Profile)
 		}
-		if a, b := settingsBut(r.Settings, "topologies"), settingsBut(first.Settings, "topologies"); !slices.Equal(a, b) {
+		// Which topologies and scenarios a run had is not a setting the
+		// figures depend on: each topology lists its own.
+		if a, b := settingsBut(r.Settings, "topologies", "scenarios"), settingsBut(first.Settings, "topologies", "scenarios"); !slices.Equal(a, b) {
 			return nil, fmt.Errorf("report: merge: run %d has settings %v, run 0 %v", i, a, b)
 		}
 		for _, t := range r.Topologies {
@@ -67,7 +69,7 @@ func Merge(runs ...*Run) (*Run, error) {
 			}
 		}
 	}
-	out.Settings = slices.Clone(first.Settings)
+	out.Settings = settingsBut(first.Settings, "scenarios")
 	for i := range out.Settings {
 		if out.Settings[i].Name == "topologies" {
 			out.Settings[i].Value = strings.Join(names, ",")
@@ -76,6 +78,6 @@ func Merge(runs ...*Run) (*Run, error) {
 	return &out, nil
 }
 
-func settingsBut(ss []Setting, skip string) []Setting {
-	return slices.DeleteFunc(slices.Clone(ss), func(s Setting) bool { return s.Name == skip })
+func settingsBut(ss []Setting, skip ...string) []Setting {
+	return slices.DeleteFunc(slices.Clone(ss), func(s Setting) bool { return slices.Contains(skip, s.Name) })
 }

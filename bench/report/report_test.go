@@ -71,6 +71,8 @@ func TestMerge(t *testing.T) {
 	other.Profile.Keyspaces = 478
 	slow := run("topod1", "topod x1")
 	slow.Settings[1].Value = "60s"
+	more := run("topod1,topod3", "topod x1", "topod x3")
+	more.Settings = append(more.Settings, Setting{Name: "scenarios", Value: "layout,etcd-leader-kill"})
 	for _, tc := range []struct {
 		name    string
 		runs    []*Run
@@ -78,6 +80,7 @@ func TestMerge(t *testing.T) {
 		wantErr string
 	}{
 		{"two runs", []*Run{run("stock", "stock etcd2"), run("topod1,topod3", "topod x1", "topod x3")}, []string{"stock etcd2", "topod x1", "topod x3"}, ""},
+		{"other scenarios", []*Run{run("stock", "stock etcd2"), more}, []string{"stock etcd2", "topod x1", "topod x3"}, ""},
 		{"none", nil, nil, "no run"},
 		{"another profile", []*Run{run("stock", "stock etcd2"), other}, nil, "profile"},
 		{"other settings", []*Run{run("stock", "stock etcd2"), slow}, nil, "settings"},

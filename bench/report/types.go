@@ -83,6 +83,7 @@ type Topology struct {
 	SrvVSchemaBytes int        `json:"srvvschema_bytes"`
 	Note            string     `json:"note,omitempty"`
 	Conns           int64      `json:"client_connections"`
+	Planned         []string   `json:"planned_scenarios,omitempty"` // the scenarios it was to run, in order
 	Scenarios       []Scenario `json:"scenarios"`
 	Series          []Sample   `json:"series"`
 	Error           string     `json:"error,omitempty"`

@@ -69,7 +69,7 @@ func parseJDFlags(args []string) (jdConfig, error) {
 	fs.StringVar(&c.out, "out", "", "directory for report.md, report.json and the charts (required)")
 	fs.StringVar(&topologies, "topologies", strings.Join(fleet.AllTopologies, ","), "topologies to run, in order: stock (etcd2), topod1, topod3 (topod replicas on the same etcd), topod-cells (topod per cell, each cell on an etcd cluster of its own)")
 	fs.DurationVar(&c.Steady, "steady", c.Steady, "steady-state scenario length")
-	fs.DurationVar(&c.LeaderWindow, "leader-window", c.LeaderWindow, "etcd leader change scenario length")
+	fs.DurationVar(&c.LeaderWindow, "leader-window", c.LeaderWindow, "length of the etcd leader change and leader kill scenarios")
 	fs.DurationVar(&c.CompactWindow, "compact-window", c.CompactWindow, "compaction scenario length")
 	fs.DurationVar(&c.CompactEvery, "compact-every", c.CompactEvery, "compaction interval in the compaction scenario")
 	fs.DurationVar(&c.Settle, "settle", c.Settle, "wait after each change before a scenario ends")
@@ -197,7 +197,7 @@ func runJDConfig(ctx context.Context, c jdConfig) error {
 		// the collector work harder before the machine runs out, rather
 		// than letting the heap double.
 		if total, err := memTotal(); err == nil {
-			debug.SetMemoryLimit(total * 6 / 10)
+			debug.SetMemoryLimit(total * 3 / 4)
 		}
 	}
 	if c.pprof != "" {

@@ -46,7 +46,7 @@ func TestJDExternal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	td, err := servers.StartTopod(ctx, bin, etcd.Endpoints(), filepath.Join(dir, "topod"), 1, nil)
+	td, err := servers.StartTopod(ctx, bin, etcd.Endpoints(), filepath.Join(dir, "topod-data"), 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
