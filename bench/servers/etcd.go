@@ -192,7 +192,6 @@ type etcdMember struct {
 	exited  chan struct{}
 	waitErr error
 	readyCh chan bool
-	again   func() error // starts the member again, as it was started
 }
 
 // StartEtcd starts a cluster of n members (child processes of this
@@ -280,7 +279,6 @@ func ExternalEtcd(name string, endpoints, metricsURLs []string) (*Etcd, error) {
 func (c *Etcd) External() bool { return len(c.members) == 0 }
 
 func (m *etcdMember) start(exe, dir, cluster, token string, log io.Writer, noFsync bool) error {
-	m.again = func() error { return m.start(exe, dir, cluster, token, log, noFsync) }
 	cmd := exec.Command(exe, EtcdChildCommand, "--name", m.name, "--dir", dir,
 		"--peer-port", fmt.Sprint(m.ports[0]), "--client-port", fmt.Sprint(m.ports[1]), "--metrics-port", fmt.Sprint(m.ports[2]),
 		"--initial-cluster", cluster, "--token", token, fmt.Sprintf("--unsafe-no-fsync=%v", noFsync))
@@ -444,7 +442,7 @@ func (c *Etcd) Leader(ctx context.Context) (int, uint64, error) {
 
 // KillLeader kills the leader's process with SIGKILL (no goodbye to its
 // peers or its clients, as a crashed machine) and returns its index among
-// Endpoints. The member stays down until RestartMember.
+// Endpoints. The member stays down.
 func (c *Etcd) KillLeader(ctx context.Context) (int, error) {
 	if len(c.members) < 3 {
 		return -1, errors.New("etcd: kill leader: the cluster keeps a quorum only with three members or more")
@@ -459,24 +457,6 @@ func (c *Etcd) KillLeader(ctx context.Context) (int, error) {
 	}
 	<-m.exited
 	return li, nil
-}
-
-// RestartMember starts member i (of Endpoints) again, on its data and
-// ports, once it has exited, and waits until it serves.
-func (c *Etcd) RestartMember(ctx context.Context, i int) error {
-	if i < 0 || i >= len(c.members) {
-		return fmt.Errorf("etcd: restart member %d of %d", i, len(c.members))
-	}
-	m := c.members[i]
-	select {
-	case <-m.exited:
-	default:
-		return fmt.Errorf("etcd: restart member %s: it is running", m.name)
-	}
-	if err := m.again(); err != nil {
-		return fmt.Errorf("etcd: restart member %s: %w", m.name, err)
-	}
-	return m.waitReady(ctx)
 }
 
 // MoveLeader transfers leadership from the current leader to the next
