@@ -123,10 +123,12 @@ proto: tools-proto
 # strictly decoded, checked, and every container's command line run against
 # the binaries in bin/).
 # Then, without the race detector (bench/cmd/topobench/jdscaled_test.go
-# says why), the JD fleet benchmark's whole pipeline at --scale 0.02.
+# says why), the JD fleet benchmark's whole pipeline at --scale 0.02, on
+# its own servers and on servers it did not start (--etcd-endpoints,
+# --topod-addr).
 test: fmt-check vet bin/minio build mysql-client mariadb
 	DEPLOY_BIN_DIR=$(CURDIR)/bin go test -race -count=1 -timeout 30m ./...
-	go test -count=1 -timeout 10m -run '^TestJDScaled$$' ./bench/cmd/topobench/
+	go test -count=1 -timeout 10m -run '^(TestJDScaled|TestJDExternal)$$' ./bench/cmd/topobench/
 
 # test-faults runs the fault suite (faults/, RELIABILITY.md): the workload
 # against a real cluster (three etcd members, three topod replicas, MinIO)
