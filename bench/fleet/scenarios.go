@@ -21,6 +21,7 @@ import (
 	"vitess.io/vitess/go/vt/proto/vttime"
 
 	"github.com/topod-io/topod/bench/report"
+	"github.com/topod-io/topod/bench/servers"
 	"github.com/topod-io/topod/pkg/topoplugin"
 	"github.com/topod-io/topod/pkg/vschemastore"
 )
@@ -89,10 +90,14 @@ func (r *topoRun) scenarios(ctx context.Context) error {
 	run(ScVSchemaVtctld, func(ctx context.Context, sc *report.Scenario) error { return r.vschemaChange(ctx, w, nil, sc) })
 	run(ScVSchemad, func(ctx context.Context, sc *report.Scenario) error { return r.vschemaChange(ctx, w, store, sc) })
 	run(ScReparent, func(ctx context.Context, sc *report.Scenario) error { return r.reparentStorm(ctx, w, sc) })
-	run(ScLeader, func(ctx context.Context, sc *report.Scenario) error { return r.leaderChange(ctx, w, sc) })
+	run(ScLeader, func(ctx context.Context, sc *report.Scenario) error {
+		return r.leaderEvent(ctx, w, sc, moveLeader(ctx))
+	})
 	run(ScCompaction, func(ctx context.Context, sc *report.Scenario) error { return r.compaction(ctx, w, sc) })
 	// Last: the killed member stays down until the servers stop.
-	run(ScLeaderKill, func(ctx context.Context, sc *report.Scenario) error { return r.leaderKill(ctx, w, sc) })
+	run(ScLeaderKill, func(ctx context.Context, sc *report.Scenario) error {
+		return r.leaderEvent(ctx, w, sc, killLeader(ctx))
+	})
 	return errors.Join(errs...)
 }
 
@@ -102,18 +107,26 @@ func (r *topoRun) scenario(ctx context.Context, name string, fn func(ctx context
 	r.cfg.logf("%s: %s", r.name, name)
 	r.smp.setScenario(name)
 	sc := report.Scenario{Name: name, StartS: time.Since(r.smp.start).Seconds()}
+	// The clients' calls are read on both sides of each server read: the
+	// calls made between the two server reads lie between the inner and
+	// the outer difference, whatever was in flight.
 	calls0 := r.topo.Calls.Snapshot()
 	rerr0, werr0 := r.st.readErr.Load(), r.st.watchEv.Load()
 	a := r.smp.take(ctx)
+	callsA := r.topo.Calls.Snapshot()
 	err := fn(ctx, &sc)
+	callsB := r.topo.Calls.Snapshot()
 	b := r.smp.take(ctx)
 	sc.Seconds = b.t.Sub(a.t).Seconds()
 	sc.Etcd, sc.Topod = r.smp.figures(a, b, sc.StartS, len(r.srv.Topod) > 0)
 	calls := r.topo.Calls.Snapshot()
-	sc.Client.Calls = map[string]int64{}
+	sc.Client.Calls, sc.Client.CallsInner = map[string]int64{}, map[string]int64{}
 	for k, v := range calls {
 		if d := v - calls0[k]; d != 0 && k != CallErrors {
 			sc.Client.Calls[k] = d
+		}
+		if d := callsB[k] - callsA[k]; d != 0 && k != CallErrors {
+			sc.Client.CallsInner[k] = d
 		}
 	}
 	sc.Client.ReadErrors = r.st.readErr.Load() - rerr0 + calls[CallErrors] - calls0[CallErrors]
@@ -508,47 +521,43 @@ func (r *topoRun) reparentStorm(ctx context.Context, w *topo.Server, sc *report.
 	return sleep(ctx, r.cfg.Settle)
 }
 
-// leaderChange moves the (global) etcd cluster's leader to another member
-// a third into the window, then changes a throttler threshold and waits
-// for every vtgate to see it.
-func (r *topoRun) leaderChange(ctx context.Context, w *topo.Server, sc *report.Scenario) error {
+// leaderEvent does act to the (global) etcd cluster a third into the
+// window (unless it is the user's, which is left alone), then changes a
+// throttler threshold and waits for every vtgate and tablet to see it.
+func (r *topoRun) leaderEvent(ctx context.Context, w *topo.Server, sc *report.Scenario, act func(e *servers.Etcd) (note string, err error)) error {
 	e := r.srv.Etcd[0]
 	return r.window(ctx, r.cfg.LeaderWindow, func() error {
-		switch {
-		case e.External():
-			sc.Notes = append(sc.Notes, "the user's etcd: leader not moved")
-		default:
-			to, err := e.MoveLeader(ctx)
+		if e.External() {
+			sc.Notes = append(sc.Notes, "the user's etcd: left alone")
+		} else {
+			note, err := act(e)
 			if err != nil {
 				return err
 			}
-			sc.Notes = append(sc.Notes, fmt.Sprintf("leader of %s moved to member %d", e.Name, to))
+			sc.Notes = append(sc.Notes, note)
 		}
 		return r.throttlerChange(ctx, w, sc)
 	})
 }
 
-// leaderKill kills the (global) etcd cluster's leader a third into the
-// window (servers.Etcd.KillLeader, SIGKILL): every client connection to it
-// breaks, and each watch on it resumes on another member, the resync
-// storm, while the others elect a new leader. Then a throttler change,
-// which every vtgate and tablet must see through its resumed watches. The
+// moveLeader hands the leadership to another member (MoveLeader): no
+// connection breaks.
+func moveLeader(ctx context.Context) func(e *servers.Etcd) (string, error) {
+	return func(e *servers.Etcd) (string, error) {
+		to, err := e.MoveLeader(ctx)
+		return fmt.Sprintf("leader of %s moved to member %d", e.Name, to), err
+	}
+}
+
+// killLeader kills the leader (servers.Etcd.KillLeader, SIGKILL): every
+// client connection to it breaks, and each watch on it resumes on another
+// member, the resync storm, while the others elect a new leader. The
 // member stays down.
-func (r *topoRun) leaderKill(ctx context.Context, w *topo.Server, sc *report.Scenario) error {
-	e := r.srv.Etcd[0]
-	return r.window(ctx, r.cfg.LeaderWindow, func() error {
-		switch {
-		case e.External():
-			sc.Notes = append(sc.Notes, "the user's etcd: no member killed")
-		default:
-			i, err := e.KillLeader(ctx)
-			if err != nil {
-				return err
-			}
-			sc.Notes = append(sc.Notes, fmt.Sprintf("leader of %s (member %d) killed with SIGKILL, left down", e.Name, i))
-		}
-		return r.throttlerChange(ctx, w, sc)
-	})
+func killLeader(ctx context.Context) func(e *servers.Etcd) (string, error) {
+	return func(e *servers.Etcd) (string, error) {
+		i, err := e.KillLeader(ctx)
+		return fmt.Sprintf("leader of %s (member %d) killed with SIGKILL, left down", e.Name, i), err
+	}
 }
 
 // compaction compacts every etcd cluster to its current revision every

@@ -142,7 +142,8 @@ type Topod struct {
 
 // Client is the clients' side of a scenario.
 type Client struct {
-	Calls       map[string]int64 `json:"calls"` // topo.Conn calls by kind
+	Calls       map[string]int64 `json:"calls"`                 // topo.Conn calls by kind, from just before the servers' first read to just after their last
+	CallsInner  map[string]int64 `json:"calls_inner,omitempty"` // ... from just after their first read to just before their last
 	ReadErrors  int64            `json:"read_errors"`
 	WatchErrors int64            `json:"watch_errors"`
 	Change      *Delivery        `json:"change,omitempty"`        // the scenario's change, to the vtgates (or the primaries)
