@@ -20,22 +20,24 @@ type Servers struct {
 	last map[string]servers.Metrics // each endpoint's last answer
 }
 
-// scrape reads endpoint u; one that does not answer (a member killed,
-// moved or restarting) counts with its last answer, so that the sums over
-// members never go back. ok is false if it never answered.
-func (s *Servers) scrape(ctx context.Context, u string) (m servers.Metrics, ok bool) {
+// scrape reads endpoint u. One that does not answer (a member killed,
+// moved or restarting) counts with its last answer, so that the sums of
+// counters over members never go back; fresh is false then, and its gauges
+// (watchers, RSS, ...) are not to be counted: it holds nothing now. ok is
+// false if it never answered.
+func (s *Servers) scrape(ctx context.Context, u string) (m servers.Metrics, fresh, ok bool) {
 	m, err := scrape(ctx, u)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
 		m, ok = s.last[u]
-		return m, ok
+		return m, false, ok
 	}
 	if s.last == nil {
 		s.last = map[string]servers.Metrics{}
 	}
 	s.last[u] = m
-	return m, true
+	return m, true, true
 }
 
 // snap is one reading of every server of a topology: counters are
@@ -70,7 +72,7 @@ func (s *Servers) read(ctx context.Context) snap {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				m, ok := s.scrape(ctx, u)
+				m, fresh, ok := s.scrape(ctx, u)
 				if !ok {
 					return
 				}
@@ -87,11 +89,13 @@ func (s *Servers) read(ctx context.Context) snap {
 				out.watchStarted += m.Sum("grpc_server_started_total", "grpc_method", "Watch")
 				out.rx += m.Sum("etcd_network_client_grpc_received_bytes_total")
 				out.tx += m.Sum("etcd_network_client_grpc_sent_bytes_total")
-				out.watchers += m.Sum("etcd_debugging_mvcc_watcher_total")
-				out.streams += m.Sum("etcd_debugging_mvcc_watch_stream_total")
 				out.cpu += m.Sum("process_cpu_seconds_total")
-				out.rss += m.Sum("process_resident_memory_bytes")
-				out.db += m.Sum("etcd_mvcc_db_total_size_in_bytes")
+				if fresh {
+					out.watchers += m.Sum("etcd_debugging_mvcc_watcher_total")
+					out.streams += m.Sum("etcd_debugging_mvcc_watch_stream_total")
+					out.rss += m.Sum("process_resident_memory_bytes")
+					out.db += m.Sum("etcd_mvcc_db_total_size_in_bytes")
+				}
 			}()
 		}
 	}
@@ -100,7 +104,7 @@ func (s *Servers) read(ctx context.Context) snap {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				m, ok := s.scrape(ctx, u)
+				m, fresh, ok := s.scrape(ctx, u)
 				if !ok {
 					return
 				}
@@ -117,7 +121,9 @@ func (s *Servers) read(ctx context.Context) snap {
 					out.topodBackend[k] += v
 				}
 				out.topodCPU += m.Sum("process_cpu_seconds_total")
-				out.topodRSS += m.Sum("process_resident_memory_bytes")
+				if fresh {
+					out.topodRSS += m.Sum("process_resident_memory_bytes")
+				}
 			}()
 		}
 	}
