@@ -149,15 +149,15 @@ func decode(ctx context.Context, value []byte, get Getter, hash bool) ([]byte, e
 	}
 	root := content.Hash(ref.Root)
 	var data []byte
-	switch {
-	case ref.Codec == topodv1.Codec_CODEC_SRVVSCHEMA && hash:
-		data, err = vschema.DecodeBytes(ctx, root, vschema.Getter(get))
-	case ref.Codec == topodv1.Codec_CODEC_SRVVSCHEMA:
-		data, err = vschema.DecodeBytesChecked(ctx, root, vschema.Getter(get))
-	case ref.Codec == topodv1.Codec_CODEC_CHUNKS && hash:
-		data, err = chunk.Decode(ctx, root, chunk.Getter(get))
-	case ref.Codec == topodv1.Codec_CODEC_CHUNKS:
-		data, err = chunk.DecodeChecked(ctx, root, chunk.Getter(get))
+	vschemaDecode, chunkDecode := vschema.DecodeBytes, chunk.Decode
+	if !hash {
+		vschemaDecode, chunkDecode = vschema.DecodeBytesChecked, chunk.DecodeChecked
+	}
+	switch ref.Codec {
+	case topodv1.Codec_CODEC_SRVVSCHEMA:
+		data, err = vschemaDecode(ctx, root, vschema.Getter(get))
+	case topodv1.Codec_CODEC_CHUNKS:
+		data, err = chunkDecode(ctx, root, chunk.Getter(get))
 	default:
 		return nil, fmt.Errorf("record: unknown codec %v", ref.Codec)
 	}

@@ -12,9 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	vtlog "vitess.io/vitess/go/vt/log"
 
@@ -252,17 +253,11 @@ func mergeJD(c jdConfig) error {
 	return nil
 }
 
-// memTotal returns the machine's memory, from /proc/meminfo.
+// memTotal returns the machine's memory (sysinfo(2)).
 func memTotal() (int64, error) {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0, err
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		return 0, fmt.Errorf("sysinfo: %w", err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no MemTotal in /proc/meminfo")
+	return int64(si.Totalram) * int64(si.Unit), nil
 }
