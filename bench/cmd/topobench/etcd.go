@@ -8,12 +8,10 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -26,34 +24,21 @@ import (
 )
 
 // etcdServer is a one-member etcd, embedded in the driver process or (for
-// the keyspaces phase, etcdproc.go) in a process of its own, at etcd's
-// default limits (notably the 1.5 MiB request limit), serving its Prometheus
-// metrics on a port of its own.
+// the keyspaces phase) a servers.Etcd member in a process of its own, at
+// etcd's default limits (notably the 1.5 MiB request limit), serving its
+// Prometheus metrics on a port of its own.
 type etcdServer struct {
-	e          *embed.Etcd // nil when etcd runs in a process of its own
-	proc       *etcdProc   // nil when etcd is embedded
-	endpoint   string      // host:port of the client URL
+	e          *embed.Etcd   // nil when etcd runs in a process of its own
+	proc       *servers.Etcd // nil when etcd is embedded
+	endpoint   string        // host:port of the client URL
 	metricsURL string
 	cli        *clientv3.Client // the driver's own client, for housekeeping
 	closing    *atomic.Bool
 }
 
-// freeGRPCMetricNames unregisters, from the process-wide Prometheus
-// registry, the gRPC server counters that github.com/grpc-ecosystem/
-// go-grpc-prometheus (v1, linked in through Vitess) registers in its init but
-// never feeds: etcd registers counters of the same names for its own gRPC
-// server (grpc_server_handled_total{grpc_method="Range"}, ...) and, finding
-// the names taken, would export none. A registry forgets a collector by the
-// names it describes, so look-alikes of the right names do it.
-var freeGRPCMetricNames = sync.OnceFunc(func() {
-	for _, name := range []string{"grpc_server_started_total", "grpc_server_handled_total", "grpc_server_msg_received_total", "grpc_server_msg_sent_total"} {
-		prometheus.Unregister(prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: name}))
-	}
-})
-
 // startEtcd starts the embedded etcd with its data under dir.
 func startEtcd(ctx context.Context, dir string) (*etcdServer, error) {
-	freeGRPCMetricNames()
+	servers.FreeGRPCMetricNames()
 	var err error
 	for attempt := range 5 {
 		var s *etcdServer
@@ -95,8 +80,20 @@ func startEtcdOnce(ctx context.Context, dir string) (*etcdServer, error) {
 	return s, nil
 }
 
-// etcdConfig is the configuration of the benchmark's etcd, embedded or in
-// a process of its own: one member (bench/servers' configuration).
+// startEtcdProcess starts a one-member etcd in a process of its own
+// (servers.StartEtcd: this binary re-executed, the same configuration as the
+// embedded one) with its data under dir, so that its CPU and RSS are its
+// own.
+func startEtcdProcess(ctx context.Context, dir string) (*etcdServer, error) {
+	c, err := servers.StartEtcd(ctx, "keyspaces", dir, 1, stderr, false)
+	if err != nil {
+		return nil, err
+	}
+	return &etcdServer{proc: c, endpoint: c.Endpoints()[0], metricsURL: c.MetricsURLs()[0], cli: c.Client(), closing: &atomic.Bool{}}, nil
+}
+
+// etcdConfig is the configuration of the embedded etcd: one member
+// (bench/servers' configuration).
 func etcdConfig(dir string, ports []int, lg *zap.Logger) *embed.Config {
 	return servers.EtcdConfig("topobench", dir, [3]int(ports), "", fmt.Sprintf("topobench-%d", time.Now().UnixNano()), lg)
 }
@@ -129,11 +126,11 @@ func newEtcdServer(client, metrics url.URL, lg *zap.Logger, closing *atomic.Bool
 // Close stops etcd.
 func (s *etcdServer) Close() {
 	s.closing.Store(true)
-	s.cli.Close()
 	if s.proc != nil {
-		s.proc.stop()
+		s.proc.Close() // closes cli too
 		return
 	}
+	s.cli.Close()
 	s.e.Close()
 }
 
@@ -143,12 +140,7 @@ func (s *etcdServer) stats() (procStats, error) {
 	if s.proc == nil {
 		return procStats{}, errors.New("etcd is embedded in the driver: no stats of its own")
 	}
-	select {
-	case <-s.proc.exited:
-		return procStats{}, fmt.Errorf("etcd process exited (%v): %s", s.proc.waitErr, s.proc.log.Tail())
-	default:
-	}
-	return readProcStats(s.proc.cmd.Process.Pid)
+	return s.proc.Stats()
 }
 
 // deletePrefix removes every key under prefix, so that a topod started

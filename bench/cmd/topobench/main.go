@@ -249,9 +249,6 @@ func parseFlags(args []string) (config, error) {
 
 func main() {
 	servers.MaybeRunEtcdChild()
-	if isEtcdChild(os.Args) {
-		os.Exit(etcdChildMain(os.Args[2:]))
-	}
 	// The etcd clients of etcd2topo log at info level by default (a refused
 	// oversized write is logged as a warning, then returned as an error,
 	// which the driver reports); keep them to errors unless told otherwise.

@@ -169,13 +169,11 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
-// TestMain lets the test binary be the keyspaces phase's etcd process:
-// the driver re-executes its own binary to run etcd apart.
+// TestMain lets the test binary be an etcd member (servers.StartEtcd: the
+// keyspaces phase and the jd profile re-execute their own binary to run
+// etcd apart).
 func TestMain(m *testing.M) {
 	servers.MaybeRunEtcdChild()
-	if isEtcdChild(os.Args) {
-		os.Exit(etcdChildMain(os.Args[2:]))
-	}
 	os.Exit(m.Run())
 }
 
