@@ -87,7 +87,7 @@ type fleetState struct {
 	cfg     *Config
 	probe   atomic.Pointer[probe]
 	watchEv atomic.Int64 // watch errors seen by the clients' callbacks and channels
-	readErr atomic.Int64 // failed reads of the clients' start sequences and refreshes
+	failed  counts       // failed steps of the clients' start sequences and refreshes, by client and step
 }
 
 func (f *fleetState) watchErr(err error) {
@@ -96,9 +96,11 @@ func (f *fleetState) watchErr(err error) {
 	}
 }
 
-func (f *fleetState) readErr1(err error) error {
+// readErr counts err, if it is a failure, as a failed step (a client and
+// what it did: "vtorc refresh: GetKeyspace") and returns it.
+func (f *fleetState) readErr(step string, err error) error {
 	if err != nil && !errors.Is(err, context.Canceled) && !topo.IsErrType(err, topo.NodeExists) {
-		f.readErr.Add(1)
+		f.failed.add(step + ": " + errClass(err))
 	}
 	return err
 }
@@ -154,14 +156,14 @@ func (f *fleetState) startVtgate(ctx context.Context, id int, cell string) (*vtg
 	// SrvVSchema (GetSrvVSchema; here its bytes: see the package notes).
 	names, err := rs.GetSrvKeyspaceNames(ctx, cell, false)
 	if err != nil {
-		f.readErr1(err)
+		f.readErr("vtgate start: GetSrvKeyspaceNames", err)
 		return fail(fmt.Errorf("GetSrvKeyspaceNames: %w", err))
 	}
 	conn, err := g.ts.ConnForCell(ctx, cell)
 	if err != nil {
 		return fail(err)
 	}
-	if _, _, err := conn.Get(ctx, "SrvVSchema"); f.readErr1(err) != nil {
+	if _, _, err := conn.Get(ctx, "SrvVSchema"); f.readErr("vtgate start: get SrvVSchema", err) != nil {
 		return fail(fmt.Errorf("get SrvVSchema: %w", err))
 	}
 	// keyspace_events.go: one WatchSrvKeyspace per keyspace.
@@ -186,7 +188,7 @@ func (f *fleetState) startVtgate(ctx context.Context, id int, cell string) (*vtg
 	// executor.go: the SrvVSchema watch.
 	cur, changes, err := conn.Watch(vctx, "SrvVSchema")
 	if err != nil {
-		f.readErr1(err)
+		f.readErr("vtgate start: watch SrvVSchema", err)
 		return fail(fmt.Errorf("watch SrvVSchema: %w", err))
 	}
 	f.seeVSchema(true, id, cur.Contents)
@@ -287,7 +289,7 @@ func (f *fleetState) startTablets(ctx context.Context, cell string, tablets []*t
 
 func (f *fleetState) startTablet(ctx, tctx context.Context, ts *topo.Server, t *topodatapb.Tablet, id int) error {
 	fail := func(what string, err error) error {
-		f.readErr1(err)
+		f.readErr("tablet start: "+what, err)
 		return fmt.Errorf("tablet %d (%s/%s): %s: %w", t.Alias.Uid, t.Keyspace, t.Shard, what, err)
 	}
 	cell := t.Alias.Cell
@@ -418,25 +420,25 @@ func (f *fleetState) startVTOrc(ctx context.Context) (*vtorc, error) {
 		rctx, rcancel := context.WithTimeout(vctx, topo.RemoteOperationTimeout)
 		defer rcancel()
 		kss, err := ts.GetKeyspaces(rctx)
-		if f.readErr1(err) != nil {
+		if f.readErr("vtorc refresh: GetKeyspaces", err) != nil {
 			return
 		}
 		eg, ectx := errgroup.WithContext(rctx)
 		for _, ks := range kss {
 			eg.Go(func() error {
 				_, err := ts.GetKeyspace(ectx, ks)
-				f.readErr1(err)
+				f.readErr("vtorc refresh: GetKeyspace", err)
 				return nil
 			})
 			eg.Go(func() error {
 				_, err := ts.FindAllShardsInKeyspace(ectx, ks, &topo.FindAllShardsInKeyspaceOptions{Concurrency: 8})
-				f.readErr1(err)
+				f.readErr("vtorc refresh: FindAllShardsInKeyspace", err)
 				return nil
 			})
 		}
 		_ = eg.Wait()
 		cells, err := ts.GetCellInfoNames(rctx)
-		if f.readErr1(err) != nil {
+		if f.readErr("vtorc refresh: GetCellInfoNames", err) != nil {
 			return
 		}
 		var wg sync.WaitGroup
@@ -445,7 +447,7 @@ func (f *fleetState) startVTOrc(ctx context.Context) (*vtorc, error) {
 			go func() {
 				defer wg.Done()
 				_, err := ts.GetTabletsByCell(rctx, cell, nil)
-				f.readErr1(err)
+				f.readErr("vtorc refresh: GetTabletsByCell", err)
 			}()
 		}
 		wg.Wait()

@@ -111,7 +111,7 @@ func (r *topoRun) scenario(ctx context.Context, name string, fn func(ctx context
 	// calls made between the two server reads lie between the inner and
 	// the outer difference, whatever was in flight.
 	calls0 := r.topo.Calls.Snapshot()
-	rerr0, werr0 := r.st.readErr.Load(), r.st.watchEv.Load()
+	failedCalls0, failedSteps0, werr0 := r.topo.Calls.Failed(), r.st.failed.snapshot(), r.st.watchEv.Load()
 	a := r.smp.take(ctx)
 	callsA := r.topo.Calls.Snapshot()
 	err := fn(ctx, &sc)
@@ -129,7 +129,12 @@ func (r *topoRun) scenario(ctx context.Context, name string, fn func(ctx context
 			sc.Client.CallsInner[k] = d
 		}
 	}
-	sc.Client.ReadErrors = r.st.readErr.Load() - rerr0 + calls[CallErrors] - calls0[CallErrors]
+	sc.Client.FailedCalls = since(r.topo.Calls.Failed(), failedCalls0)
+	sc.Client.FailedSteps = since(r.st.failed.snapshot(), failedSteps0)
+	sc.Client.ReadErrors = calls[CallErrors] - calls0[CallErrors]
+	for _, n := range sc.Client.FailedSteps {
+		sc.Client.ReadErrors += n
+	}
 	sc.Client.WatchErrors = r.st.watchEv.Load() - werr0
 	if err != nil {
 		sc.Error = err.Error()

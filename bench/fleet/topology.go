@@ -106,9 +106,11 @@ const (
 var callKinds = []string{CallGet, CallList, CallListDir, CallCreate, CallUpdate, CallDelete, CallWatch, CallWatchRecursive, CallLock, CallErrors}
 
 // Calls counts the clients' topo.Conn calls by kind: what the clients
-// asked of the topology, to hold against what the servers counted.
+// asked of the topology, to hold against what the servers counted. Failed
+// calls (CallErrors) are also counted by kind and error (Failed).
 type Calls struct {
-	n [10]atomic.Int64
+	n      [10]atomic.Int64
+	failed counts
 }
 
 func (c *Calls) add(kind string, err error) {
@@ -119,8 +121,12 @@ func (c *Calls) add(kind string, err error) {
 	}
 	if err != nil && !topo.IsErrType(err, topo.NoNode) && !topo.IsErrType(err, topo.NodeExists) && !topo.IsErrType(err, topo.BadVersion) {
 		c.n[len(callKinds)-1].Add(1)
+		c.failed.add(kind + ": " + errClass(err))
 	}
 }
+
+// Failed returns the failed calls by "kind: error class" (errClass).
+func (c *Calls) Failed() map[string]int64 { return c.failed.snapshot() }
 
 // Snapshot returns the counts by kind.
 func (c *Calls) Snapshot() map[string]int64 {

@@ -276,6 +276,9 @@ func WriteMarkdown(w io.Writer, r *Run, charts []Chart) error {
 			if d := s.Client.VtgateStart; d != nil && d.N > 0 {
 				p("- %s, vtgate start to serving every keyspace (SrvKeyspaces, SrvVSchema, the cell's tablets): %d vtgates, p50 %s, p99 %s, max %s\n", s.Name, d.N, dur(d.P50), dur(d.P99), dur(d.Max))
 			}
+			if len(s.Client.FailedCalls)+len(s.Client.FailedSteps) > 0 {
+				p("- %s, read errors: failed calls %s; failed steps %s\n", s.Name, kvi(s.Client.FailedCalls), kvi(s.Client.FailedSteps))
+			}
 		}
 		p("\n")
 	}
@@ -321,7 +324,12 @@ func kv(m map[string]float64) string {
 			keys = append(keys, k)
 		}
 	}
-	sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] })
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s %.0f", k, math.Round(m[k]))

@@ -142,9 +142,11 @@ type Topod struct {
 
 // Client is the clients' side of a scenario.
 type Client struct {
-	Calls       map[string]int64 `json:"calls"`                 // topo.Conn calls by kind, from just before the servers' first read to just after their last
-	CallsInner  map[string]int64 `json:"calls_inner,omitempty"` // ... from just after their first read to just before their last
-	ReadErrors  int64            `json:"read_errors"`
+	Calls       map[string]int64 `json:"calls"`                  // topo.Conn calls by kind, from just before the servers' first read to just after their last
+	CallsInner  map[string]int64 `json:"calls_inner,omitempty"`  // ... from just after their first read to just before their last
+	ReadErrors  int64            `json:"read_errors"`            // failed calls plus failed steps: a step's failure usually is a call's too
+	FailedCalls map[string]int64 `json:"failed_calls,omitempty"` // failed topo.Conn calls by "kind: error class" (timeout, deadline exceeded, a gRPC code, ...)
+	FailedSteps map[string]int64 `json:"failed_steps,omitempty"` // failed steps of the clients' start sequences and refreshes, by "client: step: error class"
 	WatchErrors int64            `json:"watch_errors"`
 	Change      *Delivery        `json:"change,omitempty"`        // the scenario's change, to the vtgates (or the primaries)
 	TabletSeen  *Delivery        `json:"tablet_change,omitempty"` // ... to the tablets that watch it

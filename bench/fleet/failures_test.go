@@ -1,0 +1,56 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"vitess.io/vitess/go/vt/topo"
+)
+
+func TestErrClass(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{topo.NewError(topo.Timeout, "/keyspaces/ks1"), "timeout"},
+		{fmt.Errorf("GetKeyspace: %w", topo.NewError(topo.Timeout, "/keyspaces/ks1")), "timeout"},
+		{topo.NewError(topo.Interrupted, "x"), "interrupted"},
+		{topo.NewError(topo.ResourceExhausted, "x"), "resource exhausted"},
+		{fmt.Errorf("refresh: %w", context.DeadlineExceeded), "deadline exceeded"},
+		{context.Canceled, "canceled"},
+		{status.Error(codes.Unavailable, "connection refused"), "grpc Unavailable"},
+		{errors.New("boom"), "other"},
+	} {
+		if got := errClass(tc.err); got != tc.want {
+			t.Errorf("errClass(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestCallsFailed(t *testing.T) {
+	var c Calls
+	c.add(CallGet, nil)
+	c.add(CallGet, topo.NewError(topo.NoNode, "a")) // an answer, not a failure
+	c.add(CallGet, topo.NewError(topo.Timeout, "a"))
+	c.add(CallGet, topo.NewError(topo.Timeout, "b"))
+	before := c.Failed()
+	c.add(CallList, status.Error(codes.Unavailable, "down"))
+	if got := c.Snapshot(); got[CallGet] != 4 || got[CallList] != 1 || got[CallErrors] != 3 {
+		t.Errorf("calls %v, want 4 Gets, 1 List, 3 errors", got)
+	}
+	want := map[string]int64{"Get: timeout": 2, "List: grpc Unavailable": 1}
+	if got := c.Failed(); !maps.Equal(got, want) {
+		t.Errorf("failed %v, want %v", got, want)
+	}
+	if got, want := since(c.Failed(), before), map[string]int64{"List: grpc Unavailable": 1}; !maps.Equal(got, want) {
+		t.Errorf("since %v, want %v", got, want)
+	}
+	if got := since(before, before); got != nil {
+		t.Errorf("since of no change %v, want nil", got)
+	}
+}
