@@ -74,7 +74,7 @@ func (f factory) Create(cell, addr, root string) (topo.Conn, error) {
 		if err != nil {
 			return nil, fmt.Errorf("etcd2topo.NewServer(%s, %s): %w", addr, root, err)
 		}
-		conn = c
+		conn = &drainedConn{Conn: c}
 	case Topod:
 		c, err := topoplugin.NewConnWithCache(addr, root, cache.New(f.t.PluginCacheBytes))
 		if err != nil {
