@@ -6,7 +6,7 @@ export GOBIN := $(CURDIR)/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 
-.PHONY: all build images test-deploy test test-faults bench bench-jd fuzz proto tools-proto vet fmt fmt-check clean demo demo-stop mysql-client mariadb
+.PHONY: all build images test-deploy test test-faults bench bench-jd bench-jd-full fuzz proto tools-proto vet fmt fmt-check clean demo demo-stop mysql-client mariadb
 
 all: build
 
@@ -152,24 +152,33 @@ bench:
 # on etcd clusters of their own) in a driver process of its own, one after
 # the other, then their reports merged: report.md, report.json and charts
 # in BENCH_JD_OUT. Each topology's own report stays in .cache/bench-jd/.
-# Extra flags in BENCH_JD_FLAGS (e.g. --scale 0.25; go run
-# ./bench/cmd/topobench --profile jd -h lists them). At full JD scale on 2
-# cores a topology takes 15 to 30 minutes: see bench/README.md.
+#
+# BENCH_JD_SCALE is the fleet's size: 0.25 by default (478 keyspaces, 2,855
+# tablets, 48 vtgates; all four topologies in about 16 minutes on 2 cores,
+# into bench/reports/jd-0.25/). bench-jd-full is BENCH_JD_SCALE=1, the whole
+# JD fleet (1,911 keyspaces, 11,416 tablets, 200 vtgates), into
+# bench/reports/jd/: 15 to 25 minutes a topology on 2 cores, over an hour
+# for the four (bench/README.md says where the time goes). Extra flags in
+# BENCH_JD_FLAGS (go run ./bench/cmd/topobench --profile jd -h lists them).
 comma := ,
-BENCH_JD_OUT ?= bench/reports/jd
+BENCH_JD_SCALE ?= 0.25
+BENCH_JD_OUT ?= bench/reports/jd$(if $(filter 1,$(BENCH_JD_SCALE)),,-$(BENCH_JD_SCALE))
 BENCH_JD_FLAGS ?=
 BENCH_JD_TOPOLOGIES ?= stock topod1 topod3 topod-cells
-BENCH_JD_WORK := .cache/bench-jd
+BENCH_JD_WORK := .cache/bench-jd/$(BENCH_JD_SCALE)
 bench-jd:
 	mkdir -p $(BENCH_JD_WORK)
 	go build -o $(BENCH_JD_WORK)/topobench ./bench/cmd/topobench
 	CGO_ENABLED=0 go build -o $(BENCH_JD_WORK)/topod ./cmd/topod
 	for t in $(BENCH_JD_TOPOLOGIES); do \
-		$(BENCH_JD_WORK)/topobench --profile jd --topologies $$t --topod-bin $(BENCH_JD_WORK)/topod \
+		$(BENCH_JD_WORK)/topobench --profile jd --scale $(BENCH_JD_SCALE) --topologies $$t --topod-bin $(BENCH_JD_WORK)/topod \
 			--out $(BENCH_JD_WORK)/$$t $(BENCH_JD_FLAGS) || exit 1; \
 	done
-	$(BENCH_JD_WORK)/topobench --profile jd --out $(BENCH_JD_OUT) $(BENCH_JD_FLAGS) \
+	$(BENCH_JD_WORK)/topobench --profile jd --scale $(BENCH_JD_SCALE) --out $(BENCH_JD_OUT) $(BENCH_JD_FLAGS) \
 		--merge $(subst $(eval) ,$(comma),$(foreach t,$(BENCH_JD_TOPOLOGIES),$(BENCH_JD_WORK)/$(t)/report.json))
+
+bench-jd-full:
+	$(MAKE) bench-jd BENCH_JD_SCALE=1
 
 # fuzz runs every fuzz target for FUZZTIME each, one after another (go test
 # fuzzes one target per run): the decoders of blob records, chunk manifests
