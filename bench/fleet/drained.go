@@ -14,7 +14,9 @@ import (
 // etcd2topo's Close sets its etcd client to nil while a watch's goroutine
 // may still run; a goroutine that then finds its etcd watch channel closed
 // re-watches through the nil client and panics the whole process (vitess
-// v0.24.4 go/vt/topo/etcd2topo/server.go Close, watch.go:117). A real
+// v0.24.4 go/vt/topo/etcd2topo/server.go Close, watch.go:117: the retry
+// path that vitessio/vitess#18352's closed-server checks left out; the
+// panic of vitessio/vitess#10171). A real
 // vtgate closes its topo.Server only on exit; the driver stops thousands
 // of watches and closes their connections right after, and a full-scale
 // stock run died of it while stopping its fleet. So each watch's channel
