@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc/status"
 	"vitess.io/vitess/go/vt/topo"
+	"vitess.io/vitess/go/vt/vterrors"
 )
 
 // counts counts events by label; safe for concurrent use.
@@ -49,8 +50,19 @@ func since(now, then map[string]int64) map[string]int64 {
 // errClass names what kind of failure err is, for the report: the topo
 // error code where there is one (etcd2topo and the topod plugin map theirs
 // to Vitess's), else a context's end, else the gRPC status code, else
-// "other".
+// "other". An error wrapped by vterrors (which keeps its cause without
+// Unwrap) is named by its root cause.
 func errClass(err error) string {
+	if c := classify(err); c != "other" {
+		return c
+	}
+	if root := vterrors.RootCause(err); root != err {
+		return classify(root)
+	}
+	return "other"
+}
+
+func classify(err error) string {
 	for _, c := range []struct {
 		code topo.ErrorCode
 		name string

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"vitess.io/vitess/go/vt/topo"
+	"vitess.io/vitess/go/vt/vterrors"
 )
 
 func TestErrClass(t *testing.T) {
@@ -24,6 +25,8 @@ func TestErrClass(t *testing.T) {
 		{fmt.Errorf("refresh: %w", context.DeadlineExceeded), "deadline exceeded"},
 		{context.Canceled, "canceled"},
 		{status.Error(codes.Unavailable, "connection refused"), "grpc Unavailable"},
+		{vterrors.Wrapf(topo.NewError(topo.Timeout, "/keyspaces/ks1/shards"), "FindAllShardsInKeyspace(ks1): List"), "timeout"},
+		{vterrors.Wrapf(context.DeadlineExceeded, "GetShard(ks1, -80) failed"), "deadline exceeded"},
 		{errors.New("boom"), "other"},
 	} {
 		if got := errClass(tc.err); got != tc.want {
