@@ -76,7 +76,7 @@ func (c *Config) notes() []string {
 func Checks(run *report.Run) []report.Check {
 	var out []report.Check
 	for _, t := range run.Topologies {
-		var missing, failed []string
+		var missing, failed, missedIn []string
 		missed := 0
 		want := t.Planned
 		if len(want) == 0 {
@@ -92,15 +92,16 @@ func Checks(run *report.Run) []report.Check {
 				failed = append(failed, name+": "+sc.Error)
 			}
 			for _, d := range []*report.Delivery{sc.Client.Change, sc.Client.TabletSeen} {
-				if d != nil {
+				if d != nil && d.Missed > 0 {
 					missed += d.Missed
+					missedIn = append(missedIn, fmt.Sprintf("%s: %d of %d", name, d.Missed, d.Watchers))
 				}
 			}
 		}
 		out = append(out,
 			report.Check{Topology: t.Name, Name: "every scenario measured", OK: len(missing) == 0 && len(failed) == 0 && t.Error == "",
 				Detail: fmt.Sprintf("missing: %v; failed: %v", missing, failed)},
-			report.Check{Topology: t.Name, Name: "no missed change", OK: missed == 0, Detail: fmt.Sprintf("%d watcher(s) missed a change", missed)},
+			report.Check{Topology: t.Name, Name: "no missed change", OK: missed == 0, Detail: fmt.Sprintf("%d watcher(s) missed a change %v", missed, missedIn)},
 		)
 		if sc := t.Scenario(ScSteady); sc != nil {
 			reads := func(c map[string]int64) float64 {

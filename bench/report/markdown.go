@@ -230,7 +230,7 @@ func WriteMarkdown(w io.Writer, r *Run, charts []Chart) error {
 		if !c.OK {
 			ok = "**NO**"
 		}
-		p("| %s | %s | %s | %s |\n", c.Topology, c.Name, ok, c.Detail)
+		p("| %s | %s | %s | %s |\n", c.Topology, c.Name, ok, strings.Join(strings.Fields(c.Detail), " "))
 	}
 
 	if len(charts) > 0 {
