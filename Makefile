@@ -157,7 +157,7 @@ bench:
 # tablets, 48 vtgates; all four topologies in about 16 minutes on 2 cores,
 # into bench/reports/jd-0.25/). bench-jd-full is BENCH_JD_SCALE=1, the whole
 # JD fleet (1,911 keyspaces, 11,416 tablets, 200 vtgates), into
-# bench/reports/jd/: 15 to 25 minutes a topology on 2 cores, over an hour
+# bench/reports/jd/: 19 to 30 minutes a topology on 2 cores, 98 minutes
 # for the four (bench/README.md says where the time goes). Extra flags in
 # BENCH_JD_FLAGS (go run ./bench/cmd/topobench --profile jd -h lists them).
 comma := ,
