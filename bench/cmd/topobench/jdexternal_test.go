@@ -84,7 +84,9 @@ func TestJDExternal(t *testing.T) {
 				t.Errorf("%s: no scenario %s", top.Name, name)
 			case sc.Error != "":
 				t.Errorf("%s: %s: %s", top.Name, name, sc.Error)
-			case sc.Etcd.Requests["Range"]+sc.Etcd.Requests["Txn"]+sc.Etcd.Requests["Watch"] == 0 && name != fleet.ScVSchemad:
+			// Any request counts: a 0.1 s scenario on topod may be Puts
+			// alone (topod answers the reads from its own cache).
+			case sc.Etcd.RequestsTotal == 0 && name != fleet.ScVSchemad:
 				t.Errorf("%s: %s: no etcd request read from the given metrics endpoints: %v", top.Name, name, sc.Etcd.Requests)
 			}
 		}
