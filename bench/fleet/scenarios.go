@@ -119,21 +119,18 @@ func (r *topoRun) scenario(ctx context.Context, name string, fn func(ctx context
 	b := r.smp.take(ctx)
 	sc.Seconds = b.t.Sub(a.t).Seconds()
 	sc.Etcd, sc.Topod = r.smp.figures(a, b, sc.StartS, len(r.srv.Topod) > 0)
-	calls := r.topo.Calls.Snapshot()
-	sc.Client.Calls, sc.Client.CallsInner = map[string]int64{}, map[string]int64{}
-	for k, v := range calls {
-		if d := v - calls0[k]; d != 0 && k != CallErrors {
-			sc.Client.Calls[k] = d
-		}
-		if d := callsB[k] - callsA[k]; d != 0 && k != CallErrors {
-			sc.Client.CallsInner[k] = d
-		}
-	}
+	// Failed calls are counted by kind and error (FailedCalls), not as a
+	// kind of call.
+	sc.Client.Calls = since(r.topo.Calls.Snapshot(), calls0)
+	sc.Client.CallsInner = since(callsB, callsA)
+	delete(sc.Client.Calls, CallErrors)
+	delete(sc.Client.CallsInner, CallErrors)
 	sc.Client.FailedCalls = since(r.topo.Calls.Failed(), failedCalls0)
 	sc.Client.FailedSteps = since(r.st.failed.snapshot(), failedSteps0)
-	sc.Client.ReadErrors = calls[CallErrors] - calls0[CallErrors]
-	for _, n := range sc.Client.FailedSteps {
-		sc.Client.ReadErrors += n
+	for _, m := range []map[string]int64{sc.Client.FailedCalls, sc.Client.FailedSteps} {
+		for _, n := range m {
+			sc.Client.ReadErrors += n
+		}
 	}
 	sc.Client.WatchErrors = r.st.watchEv.Load() - werr0
 	if err != nil {
