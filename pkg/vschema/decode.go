@@ -19,8 +19,9 @@ const fetchConcurrency = 16
 // SrvVSchema, proto.Equal to the one encoded. It fetches the root, every
 // distinct leaf and every distinct piece, at most 16 at a time, and
 // verifies each against its hash; a mismatch or a malformed blob is an error
-// wrapping ErrCorrupt and naming the blob, as is a root claiming a
-// SrvVSchema over MaxSize.
+// wrapping ErrCorrupt and naming the blob, as is a piece that Vitess's
+// vtprotobuf and proto.Unmarshal read differently (unmarshalPiece) and a
+// root claiming a SrvVSchema over MaxSize.
 func Decode(ctx context.Context, root content.Hash, get Getter) (*vschemapb.SrvVSchema, error) {
 	m, err := loadDecodable(ctx, nil, root, get)
 	if err != nil {
@@ -80,7 +81,7 @@ func decodeBytes(ctx context.Context, root content.Hash, get Getter, hash bool) 
 	}
 	out = appendParts(out, m.parts, func(p Part) []byte { return blobs[index[p.Hash]] })
 	if int64(len(out)) != m.size {
-		return nil, fmt.Errorf("vschema: decode %s: assembled %d bytes, the root says %d", root, len(out), m.size)
+		return nil, fmt.Errorf("vschema: decode %s: %w: assembled %d bytes, the root says %d", root, ErrCorrupt, len(out), m.size)
 	}
 	return out, nil
 }
@@ -151,8 +152,9 @@ func loadManifest(ctx context.Context, old *Manifest, root content.Hash, get Get
 	return m, nil
 }
 
-// fetchPieces fetches and unmarshals the pieces of entries and parts. It
-// returns the keyspaces by name and a SrvVSchema holding the parts.
+// fetchPieces fetches and unmarshals the pieces of entries and parts with
+// unmarshalPiece. It returns the keyspaces by name and a SrvVSchema holding
+// the parts.
 func fetchPieces(ctx context.Context, get Getter, entries []Entry, parts []Part) (map[string]*vschemapb.Keyspace, *vschemapb.SrvVSchema, error) {
 	refs, index := pieceRefs(entries, parts)
 	names := make([][]string, len(refs)) // the keyspaces sharing each piece
@@ -166,8 +168,8 @@ func fetchPieces(ctx context.Context, get Getter, entries []Entry, parts []Part)
 		raw[i] = b
 		for _, name := range names[i] {
 			ks := &vschemapb.Keyspace{}
-			if err := ks.UnmarshalVT(b); err != nil {
-				return fmt.Errorf("%w: keyspace %q: unmarshal: %w", ErrCorrupt, name, err)
+			if err := unmarshalPiece(b, ks); err != nil {
+				return fmt.Errorf("keyspace %q: %w", name, err)
 			}
 			values[i] = append(values[i], ks)
 		}
@@ -187,10 +189,38 @@ func fetchPieces(ctx context.Context, get Getter, entries []Entry, parts []Part)
 	}
 	srv := &vschemapb.SrvVSchema{}
 	wire := appendParts(nil, parts, func(p Part) []byte { return raw[index[p.Hash]] })
-	if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(wire, srv); err != nil {
-		return nil, nil, fmt.Errorf("%w: parts: %w", ErrCorrupt, err)
+	if err := unmarshalPiece(wire, srv); err != nil {
+		return nil, nil, fmt.Errorf("parts: %w", err)
 	}
 	return keyspaces, srv, nil
+}
+
+// vtMessage is a message with vtprotobuf's generated unmarshaller.
+type vtMessage interface {
+	proto.Message
+	UnmarshalVT([]byte) error
+}
+
+// unmarshalPiece unmarshals b into m with UnmarshalVT, as Vitess's topo
+// client unmarshals the SrvVSchema that DecodeBytes gives it, and checks
+// that proto.Unmarshal reads b as the same message. The two disagree on
+// bytes no Encode writes: vtprotobuf accepts a string that is not UTF-8 and
+// a group closed by another field's end marker, and refuses a known field
+// with another wire type, which proto.Unmarshal keeps as unknown. Such a
+// piece is an error wrapping ErrCorrupt, so what Decode returns is what
+// every reader of DecodeBytes' bytes sees, and encodes again.
+func unmarshalPiece(b []byte, m vtMessage) error {
+	if err := m.UnmarshalVT(b); err != nil {
+		return fmt.Errorf("%w: unmarshal: %w", ErrCorrupt, err)
+	}
+	check := m.ProtoReflect().New().Interface()
+	if err := proto.Unmarshal(b, check); err != nil {
+		return fmt.Errorf("%w: unmarshal: %w", ErrCorrupt, err)
+	}
+	if !proto.Equal(m, check) {
+		return fmt.Errorf("%w: vtprotobuf and proto read different messages", ErrCorrupt)
+	}
+	return nil
 }
 
 // pieceRefs returns the distinct pieces of entries and parts, and the index
@@ -294,8 +324,8 @@ func fetchAll(ctx context.Context, get Getter, refs []blobRef, hash bool, use fu
 	return g.Wait()
 }
 
-// FetchKeyspace fetches, verifies and unmarshals the piece of keyspace name
-// that manifest m lists; found is false when m has no such keyspace.
+// FetchKeyspace fetches, verifies and unmarshals (with unmarshalPiece) the
+// piece of keyspace name that manifest m lists; found is false when m has no such keyspace.
 func FetchKeyspace(ctx context.Context, get Getter, m *Manifest, name string) (ks *vschemapb.Keyspace, found bool, err error) {
 	e, ok := m.Keyspace(name)
 	if !ok {
@@ -306,8 +336,8 @@ func FetchKeyspace(ctx context.Context, get Getter, m *Manifest, name string) (k
 		return nil, false, err
 	}
 	ks = &vschemapb.Keyspace{}
-	if err := ks.UnmarshalVT(b); err != nil {
-		return nil, false, fmt.Errorf("%w: keyspace %q: unmarshal: %w", ErrCorrupt, name, err)
+	if err := unmarshalPiece(b, ks); err != nil {
+		return nil, false, fmt.Errorf("keyspace %q: %w", name, err)
 	}
 	return ks, true, nil
 }

@@ -213,7 +213,9 @@ func fuzzDecodeSeeds(enc *Encoded) []fuzzSeed {
 // ErrCorrupt or a blob the store lacks; that a decoded SrvVSchema is at
 // most MaxSize, is fuzzSrvVSchema when the root is the real one,
 // round-trips through Encode and Decode, and agrees with DecodeBytes (its
-// marshalling, of the size the manifest gives), with both deltas applied
+// marshalling, of the size the manifest gives, read alike by
+// proto.Unmarshal and by UnmarshalVT as Vitess's topo client reads it),
+// with both deltas applied
 // and with FetchKeyspace.
 func FuzzDecode(f *testing.F) {
 	srv, enc := fuzzEncoding(f)
@@ -296,11 +298,15 @@ func FuzzDecode(f *testing.F) {
 		if root == enc.Root && !proto.Equal(got, srv) {
 			t.Fatal("the real encoding decodes to another SrvVSchema")
 		}
+		fromVT := &vschemapb.SrvVSchema{} // as Vitess's topo.GetSrvVSchema reads it
+		if err := fromVT.UnmarshalVT(data); err != nil {
+			t.Fatalf("DecodeBytes gave bytes that vtprotobuf does not unmarshal: %v", err)
+		}
 		fromBytes := &vschemapb.SrvVSchema{}
 		if err := proto.Unmarshal(data, fromBytes); err != nil {
 			t.Fatalf("DecodeBytes gave bytes that do not unmarshal: %v", err)
 		}
-		if !proto.Equal(fromBytes, got) {
+		if !proto.Equal(fromBytes, got) || !proto.Equal(fromVT, got) {
 			t.Fatal("DecodeBytes and Decode disagree")
 		}
 		if !proto.Equal(fromNothing.Apply(&vschemapb.SrvVSchema{}), got) {

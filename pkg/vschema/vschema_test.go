@@ -114,10 +114,7 @@ func srvVSchema(n int) *vschemapb.SrvVSchema {
 // withUnknown returns m with an unknown field 99 appended.
 func withUnknown[M proto.Message](m M) M {
 	b := protowire.AppendTag(nil, 99, protowire.BytesType)
-	b = protowire.AppendString(b, "from a newer Vitess")
-	r := m.ProtoReflect()
-	r.SetUnknown(append(r.GetUnknown(), b...))
-	return m
+	return withRaw(m, protowire.AppendString(b, "from a newer Vitess"))
 }
 
 func mustEncode(t testing.TB, srv *vschemapb.SrvVSchema) *vschema.Encoded {
@@ -566,6 +563,56 @@ func TestDecodeConcurrency(t *testing.T) {
 	if _, err := vschema.Decode(ctx, enc.Root, s.get); !errors.Is(err, context.Canceled) {
 		t.Errorf("Decode with a cancelled context: %v", err)
 	}
+}
+
+// TestDecodeRefusesWhatParsersReadDifferently: a piece that vtprotobuf
+// (Vitess's topo client) and proto.Unmarshal read differently, which only
+// a writer of raw unknown fields can make, is served by DecodeBytes as
+// written, and refused as corrupt by Decode and FetchKeyspace.
+func TestDecodeRefusesWhatParsersReadDifferently(t *testing.T) {
+	mismatchedGroup := protowire.AppendTag(protowire.AppendTag(nil, 98, protowire.StartGroupType), 99, protowire.EndGroupType)
+	wrongWireType := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "sharded")
+	vindex := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "bad\xff")
+	invalidUTF8 := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), vindex)
+	tests := []struct {
+		name string
+		srv  *vschemapb.SrvVSchema
+	}{
+		{"a keyspace's group closed by another field (vtprotobuf reads it)", &vschemapb.SrvVSchema{
+			Keyspaces: map[string]*vschemapb.Keyspace{"ks": withRaw(keyspace(1, true), mismatchedGroup)}}},
+		{"a keyspace's bool field as bytes (proto keeps it as unknown)", &vschemapb.SrvVSchema{
+			Keyspaces: map[string]*vschemapb.Keyspace{"ks": withRaw(keyspace(1, true), wrongWireType)}}},
+		{"a vindex name that is not UTF-8 (vtprotobuf reads it)", &vschemapb.SrvVSchema{
+			Keyspaces: map[string]*vschemapb.Keyspace{"ks": withRaw(keyspace(1, true), invalidUTF8)}}},
+		{"routing rules' group closed by another field", &vschemapb.SrvVSchema{
+			RoutingRules: withRaw(&vschemapb.RoutingRules{}, mismatchedGroup)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			enc := mustEncode(t, tt.srv)
+			get := newStore(enc.Blobs).get
+			raw, err := vschema.DecodeBytes(t.Context(), enc.Root, get)
+			if err != nil {
+				t.Fatalf("DecodeBytes: %v", err)
+			}
+			if !bytes.Equal(raw, deterministic(t, tt.srv)) {
+				t.Error("DecodeBytes is not what was written")
+			}
+			if _, err := vschema.Decode(t.Context(), enc.Root, get); !errors.Is(err, vschema.ErrCorrupt) {
+				t.Errorf("Decode: %v, want ErrCorrupt", err)
+			}
+			if _, found, err := vschema.FetchKeyspace(t.Context(), get, enc.Manifest, "ks"); tt.srv.Keyspaces != nil && !errors.Is(err, vschema.ErrCorrupt) {
+				t.Errorf("FetchKeyspace: found %v, %v, want ErrCorrupt", found, err)
+			}
+		})
+	}
+}
+
+// withRaw appends b to m's unknown fields.
+func withRaw[M proto.Message](m M, b []byte) M {
+	r := m.ProtoReflect()
+	r.SetUnknown(append(r.GetUnknown(), b...))
+	return m
 }
 
 func TestEncodeRejectsInvalidUTF8(t *testing.T) {
