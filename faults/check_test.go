@@ -29,9 +29,10 @@ type report struct {
 	lockActs      int
 	lockWrites    int
 	lockOverlaps  int // acquisitions whose holding intervals overlap
-	lockUnsafe    int // register writes out of token order, repeated tokens, counts skipped
+	lockUnsafe    int // register writes out of token order, repeated tokens, counts skipped beyond the uncertain writes
 	fenced        int
 	casFailed     int
+	lockUncertain int // writes whose answer was lost (lockAction.uncertain)
 	longestGap    time.Duration
 	cachedReads   int           // default reads checked
 	staleReads    int           // default reads older than a write acknowledged before they were sent
@@ -46,11 +47,11 @@ func (r *report) String() string {
 	tput := func(i int) string { return fmt.Sprintf("%.0f", float64(r.ok[i])/r.phase.Seconds()) }
 	return fmt.Sprintf("%-22s ops %d (%d failed) | ops/s before %s during %s after %s | linearizable: %s (%d kv ops) | "+
 		"watch events %d: duplicates %d, reorders %d, phantoms %d, gaps %d, restarts %d | time travel %d | "+
-		"locks %d (%d writes, %d fenced, %d cas refused): overlaps %d, unsafe %d | longest unavailability %v | "+
+		"locks %d (%d writes, %d fenced, %d cas refused, %d unanswered): overlaps %d, unsafe %d | longest unavailability %v | "+
 		"default reads %d, %d stale (at most %v)",
 		r.name, r.ok[0]+r.ok[1]+r.ok[2], r.failed[0]+r.failed[1]+r.failed[2], tput(0), tput(1), tput(2),
 		verdict(r.linearizable), r.kvOps, r.watchEvents, r.duplicates, r.reorders, r.phantoms, r.gaps, r.watchRestarts,
-		r.timeTravel, r.lockActs, r.lockWrites, r.fenced, r.casFailed, r.lockOverlaps, r.lockUnsafe, r.longestGap.Round(time.Millisecond),
+		r.timeTravel, r.lockActs, r.lockWrites, r.fenced, r.casFailed, r.lockUncertain, r.lockOverlaps, r.lockUnsafe, r.longestGap.Round(time.Millisecond),
 		r.cachedReads, r.staleReads, r.maxStaleness.Round(time.Millisecond))
 }
 
@@ -200,8 +201,10 @@ func (r *report) note(format string, args ...any) {
 
 // checkLocks checks the lock actions: ordered by the register's versions,
 // the successful writes carry tokens that never go down, no token twice,
-// and counts that go up by one (no holder acted on a stale read); and
-// counts acquisitions whose holding intervals overlap.
+// and counts that go up by one (no holder acted on a stale read), or by
+// more only as far as writes whose outcome is unknown (uncertain) can have
+// been applied unanswered; and counts acquisitions whose holding intervals
+// overlap.
 func (r *report) checkLocks(l *lockLog) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -217,13 +220,25 @@ func (r *report) checkLocks(l *lockLog) {
 		if a.casFailed {
 			r.casFailed++
 		}
+		if a.uncertain {
+			r.lockUncertain++
+		}
 	}
+	uncertain := r.lockUncertain // not yet used to explain a skipped count
 	r.lockWrites = len(writes)
 	sort.Slice(writes, func(i, j int) bool { return writes[i].regVersion < writes[j].regVersion })
 	for i := 1; i < len(writes); i++ {
-		fenced := writes[i].token > 0 // etcd2's locks give no token
-		if (fenced && writes[i].token <= writes[i-1].token) || writes[i].count != writes[i-1].count+1 {
+		prev, w := writes[i-1], writes[i]
+		fenced := w.token > 0 // etcd2's locks give no token
+		skipped := w.count - prev.count - 1
+		if skipped > 0 && skipped <= uncertain {
+			uncertain -= skipped // unanswered writes that were applied
+			skipped = 0
+		}
+		if (fenced && w.token <= prev.token) || skipped != 0 {
 			r.lockUnsafe++
+			r.note("unsafe lock write: client %d wrote token %d count %d at version %d after client %d's token %d count %d at version %d (%d uncertain writes left)",
+				w.client, w.token, w.count, w.regVersion, prev.client, prev.token, prev.count, prev.regVersion, uncertain)
 		}
 	}
 	acts := append([]lockAction(nil), l.actions...)

@@ -106,6 +106,39 @@ func (b *staleBackend) Get(ctx context.Context, key string) (kv.KV, error) {
 	return e, err
 }
 
+// TestCheckLocks: the lock check accepts register writes whose tokens and
+// counts go up by one, and a count skipped only as far as writes whose
+// answer was lost explain it; anything else is an unsafe write.
+func TestCheckLocks(t *testing.T) {
+	wrote := func(client int, token int64, version int64, count int) lockAction {
+		return lockAction{client: client, token: token, wrote: true, regVersion: version, count: count}
+	}
+	uncertain := lockAction{client: 9, token: 7, uncertain: true}
+	tests := []struct {
+		name    string
+		actions []lockAction
+		unsafe  int
+	}{
+		{"in order", []lockAction{wrote(0, 1, 10, 1), wrote(1, 2, 11, 2), wrote(0, 3, 12, 3)}, 0},
+		{"in order, logged out of order", []lockAction{wrote(1, 2, 11, 2), wrote(0, 1, 10, 1)}, 0},
+		{"etcd2: no tokens", []lockAction{wrote(0, 0, 10, 1), wrote(1, 0, 11, 2)}, 0},
+		{"a token goes down", []lockAction{wrote(0, 2, 10, 1), wrote(1, 1, 11, 2)}, 1},
+		{"a count repeated: a stale read acted on", []lockAction{wrote(0, 1, 10, 1), wrote(1, 2, 11, 1)}, 1},
+		{"a count skipped, no write unanswered", []lockAction{wrote(0, 1, 10, 1), wrote(1, 3, 12, 3)}, 1},
+		{"a count skipped by an unanswered write", []lockAction{wrote(0, 1, 10, 1), uncertain, wrote(1, 3, 12, 3)}, 0},
+		{"two skipped, one unanswered write", []lockAction{wrote(0, 1, 10, 1), uncertain, wrote(1, 3, 13, 4)}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &report{}
+			r.checkLocks(&lockLog{actions: tt.actions})
+			if r.lockUnsafe != tt.unsafe {
+				t.Errorf("unsafe = %d, want %d; %v", r.lockUnsafe, tt.unsafe, r.anomalies)
+			}
+		})
+	}
+}
+
 // TestCheckerFlagsStale: a checker that is never challenged proves
 // nothing. Against a topod whose reads are stale (staleBackend, mirror
 // off), the same workload and checks as TestFaults must find the history

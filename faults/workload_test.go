@@ -273,7 +273,9 @@ type lockAction struct {
 	// fenced: the register held a larger token, so the holder did not
 	// write. casFailed: its conditional write failed (someone wrote
 	// between its read and its write: the lock did not exclude them).
-	fenced, casFailed bool
+	// uncertain: its write failed otherwise (a timeout, a lost
+	// connection), so it may have been applied with no answer.
+	fenced, casFailed, uncertain bool
 }
 
 // lockLog collects the lock actions.
@@ -323,6 +325,8 @@ func lockClient(ctx context.Context, r *recorder, l *lockLog, id int, conn topo.
 					a.wrote, a.regVersion, a.count = true, versionNumber(nv), count+1
 				case topo.IsErrType(werr, topo.BadVersion):
 					a.casFailed = true
+				default:
+					a.uncertain = true
 				}
 			}
 		}
