@@ -33,7 +33,7 @@ type etcdServer struct {
 	endpoint   string        // host:port of the client URL
 	metricsURL string
 	cli        *clientv3.Client // the driver's own client, for housekeeping
-	closing    *atomic.Bool
+	closing    *atomic.Bool     // quiets the embedded etcd's logger on Close; nil for a process
 }
 
 // startEtcd starts the embedded etcd with its data under dir.
@@ -89,7 +89,7 @@ func startEtcdProcess(ctx context.Context, dir string) (*etcdServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &etcdServer{proc: c, endpoint: c.Endpoints()[0], metricsURL: c.MetricsURLs()[0], cli: c.Client(), closing: &atomic.Bool{}}, nil
+	return &etcdServer{proc: c, endpoint: c.Endpoints()[0], metricsURL: c.MetricsURLs()[0], cli: c.Client()}, nil
 }
 
 // etcdConfig is the configuration of the embedded etcd: one member
@@ -125,11 +125,11 @@ func newEtcdServer(client, metrics url.URL, lg *zap.Logger, closing *atomic.Bool
 
 // Close stops etcd.
 func (s *etcdServer) Close() {
-	s.closing.Store(true)
 	if s.proc != nil {
 		s.proc.Close() // closes cli too
 		return
 	}
+	s.closing.Store(true)
 	s.cli.Close()
 	s.e.Close()
 }
