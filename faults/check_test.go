@@ -33,6 +33,7 @@ type report struct {
 	fenced        int
 	casFailed     int
 	lockUncertain int // writes whose answer was lost (lockAction.uncertain)
+	lockApplied   int // of them, how many a later write's count shows applied
 	longestGap    time.Duration
 	cachedReads   int           // default reads checked
 	staleReads    int           // default reads older than a write acknowledged before they were sent
@@ -47,11 +48,11 @@ func (r *report) String() string {
 	tput := func(i int) string { return fmt.Sprintf("%.0f", float64(r.ok[i])/r.phase.Seconds()) }
 	return fmt.Sprintf("%-22s ops %d (%d failed) | ops/s before %s during %s after %s | linearizable: %s (%d kv ops) | "+
 		"watch events %d: duplicates %d, reorders %d, phantoms %d, gaps %d, restarts %d | time travel %d | "+
-		"locks %d (%d writes, %d fenced, %d cas refused, %d unanswered): overlaps %d, unsafe %d | longest unavailability %v | "+
+		"locks %d (%d writes, %d fenced, %d cas refused, %d unanswered of which %d applied): overlaps %d, unsafe %d | longest unavailability %v | "+
 		"default reads %d, %d stale (at most %v)",
 		r.name, r.ok[0]+r.ok[1]+r.ok[2], r.failed[0]+r.failed[1]+r.failed[2], tput(0), tput(1), tput(2),
 		verdict(r.linearizable), r.kvOps, r.watchEvents, r.duplicates, r.reorders, r.phantoms, r.gaps, r.watchRestarts,
-		r.timeTravel, r.lockActs, r.lockWrites, r.fenced, r.casFailed, r.lockUncertain, r.lockOverlaps, r.lockUnsafe, r.longestGap.Round(time.Millisecond),
+		r.timeTravel, r.lockActs, r.lockWrites, r.fenced, r.casFailed, r.lockUncertain, r.lockApplied, r.lockOverlaps, r.lockUnsafe, r.longestGap.Round(time.Millisecond),
 		r.cachedReads, r.staleReads, r.maxStaleness.Round(time.Millisecond))
 }
 
@@ -233,6 +234,7 @@ func (r *report) checkLocks(l *lockLog) {
 		skipped := w.count - prev.count - 1
 		if skipped > 0 && skipped <= uncertain {
 			uncertain -= skipped // unanswered writes that were applied
+			r.lockApplied += skipped
 			skipped = 0
 		}
 		if (fenced && w.token <= prev.token) || skipped != 0 {
