@@ -13,34 +13,34 @@ import (
 
 // report is one run's figures and verdicts.
 type report struct {
-	name          string
-	ok, failed    [3]int
-	phase         time.Duration
-	linearizable  porcupine.CheckResult
-	kvOps         int
-	visualization string // where the history is drawn when it is not linearizable
-	watchEvents   int
-	duplicates    int
-	reorders      int
-	phantoms      int // events of a value no write wrote, or at another version
-	gaps          int // keys whose last state never reached the watcher
-	watchRestarts int
-	timeTravel    int // a client saw a key at a version older than one it saw before
-	lockActs      int
-	lockWrites    int
-	lockOverlaps  int // acquisitions whose holding intervals overlap
-	lockUnsafe    int // register writes out of token order, repeated tokens, counts skipped beyond the uncertain writes
-	fenced        int
-	casFailed     int
-	lockUncertain int // writes whose answer was lost (lockAction.uncertain)
-	lockApplied   int // of them, how many a later write's count shows applied
-	longestGap    time.Duration
-	cachedReads   int           // default reads checked
-	staleReads    int           // default reads older than a write acknowledged before they were sent
-	maxStaleness  time.Duration // how long before such a read the newer write was acknowledged
-	faultNote     string
-	detail        string   // the operations on a key whose history is not linearizable
-	anomalies     []string // the first watch anomalies found
+	name           string
+	ok, failed     [3]int
+	phase          time.Duration
+	linearizable   porcupine.CheckResult
+	kvOps          int
+	visualization  string // where the history is drawn when it is not linearizable
+	watchEvents    int
+	duplicates     int
+	reorders       int
+	phantoms       int // events of a value no write wrote, or at another version
+	gaps           int // keys whose last state never reached the watcher
+	watchRestarts  int
+	timeTravel     int // a client saw a key at a version older than one it saw before
+	lockActs       int
+	lockWrites     int
+	lockOverlaps   int // acquisitions whose holding intervals overlap
+	lockUnsafe     int // register writes out of token order, repeated tokens, counts skipped beyond the unanswered writes
+	fenced         int
+	casFailed      int
+	lockUnanswered int // writes whose answer was lost (lockAction.unanswered)
+	lockApplied    int // of them, how many a later write's count shows applied
+	longestGap     time.Duration
+	cachedReads    int           // default reads checked
+	staleReads     int           // default reads older than a write acknowledged before they were sent
+	maxStaleness   time.Duration // how long before such a read the newer write was acknowledged
+	faultNote      string
+	detail         string   // the operations on a key whose history is not linearizable
+	anomalies      []string // the first watch anomalies found
 }
 
 // String is the line `make test-faults` prints per fault.
@@ -52,7 +52,7 @@ func (r *report) String() string {
 		"default reads %d, %d stale (at most %v)",
 		r.name, r.ok[0]+r.ok[1]+r.ok[2], r.failed[0]+r.failed[1]+r.failed[2], tput(0), tput(1), tput(2),
 		verdict(r.linearizable), r.kvOps, r.watchEvents, r.duplicates, r.reorders, r.phantoms, r.gaps, r.watchRestarts,
-		r.timeTravel, r.lockActs, r.lockWrites, r.fenced, r.casFailed, r.lockUncertain, r.lockApplied, r.lockOverlaps, r.lockUnsafe, r.longestGap.Round(time.Millisecond),
+		r.timeTravel, r.lockActs, r.lockWrites, r.fenced, r.casFailed, r.lockUnanswered, r.lockApplied, r.lockOverlaps, r.lockUnsafe, r.longestGap.Round(time.Millisecond),
 		r.cachedReads, r.staleReads, r.maxStaleness.Round(time.Millisecond))
 }
 
@@ -203,7 +203,7 @@ func (r *report) note(format string, args ...any) {
 // checkLocks checks the lock actions: ordered by the register's versions,
 // the successful writes carry tokens that never go down, no token twice,
 // and counts that go up by one (no holder acted on a stale read), or by
-// more only as far as writes whose outcome is unknown (uncertain) can have
+// more only as far as writes whose answer was lost (unanswered) can have
 // been applied unanswered; and counts acquisitions whose holding intervals
 // overlap.
 func (r *report) checkLocks(l *lockLog) {
@@ -221,26 +221,26 @@ func (r *report) checkLocks(l *lockLog) {
 		if a.casFailed {
 			r.casFailed++
 		}
-		if a.uncertain {
-			r.lockUncertain++
+		if a.unanswered {
+			r.lockUnanswered++
 		}
 	}
-	uncertain := r.lockUncertain // not yet used to explain a skipped count
+	unanswered := r.lockUnanswered // not yet used to explain a skipped count
 	r.lockWrites = len(writes)
 	sort.Slice(writes, func(i, j int) bool { return writes[i].regVersion < writes[j].regVersion })
 	for i := 1; i < len(writes); i++ {
 		prev, w := writes[i-1], writes[i]
 		fenced := w.token > 0 // etcd2's locks give no token
 		skipped := w.count - prev.count - 1
-		if skipped > 0 && skipped <= uncertain {
-			uncertain -= skipped // unanswered writes that were applied
+		if skipped > 0 && skipped <= unanswered {
+			unanswered -= skipped // unanswered writes that were applied
 			r.lockApplied += skipped
 			skipped = 0
 		}
 		if (fenced && w.token <= prev.token) || skipped != 0 {
 			r.lockUnsafe++
-			r.note("unsafe lock write: client %d wrote token %d count %d at version %d after client %d's token %d count %d at version %d (%d uncertain writes left)",
-				w.client, w.token, w.count, w.regVersion, prev.client, prev.token, prev.count, prev.regVersion, uncertain)
+			r.note("unsafe lock write: client %d wrote token %d count %d at version %d after client %d's token %d count %d at version %d (%d unanswered writes left)",
+				w.client, w.token, w.count, w.regVersion, prev.client, prev.token, prev.count, prev.regVersion, unanswered)
 		}
 	}
 	acts := append([]lockAction(nil), l.actions...)

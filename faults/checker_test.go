@@ -113,7 +113,7 @@ func TestCheckLocks(t *testing.T) {
 	wrote := func(client int, token int64, version int64, count int) lockAction {
 		return lockAction{client: client, token: token, wrote: true, regVersion: version, count: count}
 	}
-	uncertain := lockAction{client: 9, token: 7, uncertain: true}
+	unanswered := lockAction{client: 9, token: 7, unanswered: true}
 	tests := []struct {
 		name    string
 		actions []lockAction
@@ -125,8 +125,8 @@ func TestCheckLocks(t *testing.T) {
 		{"a token goes down", []lockAction{wrote(0, 2, 10, 1), wrote(1, 1, 11, 2)}, 1},
 		{"a count repeated: a stale read acted on", []lockAction{wrote(0, 1, 10, 1), wrote(1, 2, 11, 1)}, 1},
 		{"a count skipped, no write unanswered", []lockAction{wrote(0, 1, 10, 1), wrote(1, 3, 12, 3)}, 1},
-		{"a count skipped by an unanswered write", []lockAction{wrote(0, 1, 10, 1), uncertain, wrote(1, 3, 12, 3)}, 0},
-		{"two skipped, one unanswered write", []lockAction{wrote(0, 1, 10, 1), uncertain, wrote(1, 3, 13, 4)}, 1},
+		{"a count skipped by an unanswered write", []lockAction{wrote(0, 1, 10, 1), unanswered, wrote(1, 3, 12, 3)}, 0},
+		{"two skipped, one unanswered write", []lockAction{wrote(0, 1, 10, 1), unanswered, wrote(1, 3, 13, 4)}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -273,9 +273,9 @@ type lockAction struct {
 	// fenced: the register held a larger token, so the holder did not
 	// write. casFailed: its conditional write failed (someone wrote
 	// between its read and its write: the lock did not exclude them).
-	// uncertain: its write failed otherwise (a timeout, a lost
+	// unanswered: its write failed otherwise (a timeout, a lost
 	// connection), so it may have been applied with no answer.
-	fenced, casFailed, uncertain bool
+	fenced, casFailed, unanswered bool
 }
 
 // lockLog collects the lock actions.
@@ -326,7 +326,7 @@ func lockClient(ctx context.Context, r *recorder, l *lockLog, id int, conn topo.
 				case topo.IsErrType(werr, topo.BadVersion):
 					a.casFailed = true
 				default:
-					a.uncertain = true
+					a.unanswered = true
 				}
 			}
 		}

@@ -325,7 +325,8 @@ func fetchAll(ctx context.Context, get Getter, refs []blobRef, hash bool, use fu
 }
 
 // FetchKeyspace fetches, verifies and unmarshals (with unmarshalPiece) the
-// piece of keyspace name that manifest m lists; found is false when m has no such keyspace.
+// piece of keyspace name that manifest m lists; found is false when m has
+// no such keyspace.
 func FetchKeyspace(ctx context.Context, get Getter, m *Manifest, name string) (ks *vschemapb.Keyspace, found bool, err error) {
 	e, ok := m.Keyspace(name)
 	if !ok {
