@@ -119,12 +119,8 @@ func (r *topoRun) scenario(ctx context.Context, name string, fn func(ctx context
 	b := r.smp.take(ctx)
 	sc.Seconds = b.t.Sub(a.t).Seconds()
 	sc.Etcd, sc.Topod = r.smp.figures(a, b, sc.StartS, len(r.srv.Topod) > 0)
-	// Failed calls are counted by kind and error (FailedCalls), not as a
-	// kind of call.
 	sc.Client.Calls = since(r.topo.Calls.Snapshot(), calls0)
 	sc.Client.CallsInner = since(callsB, callsA)
-	delete(sc.Client.Calls, CallErrors)
-	delete(sc.Client.CallsInner, CallErrors)
 	sc.Client.FailedCalls = since(r.topo.Calls.Failed(), failedCalls0)
 	sc.Client.FailedSteps = since(r.st.failed.snapshot(), failedSteps0)
 	for _, m := range []map[string]int64{sc.Client.FailedCalls, sc.Client.FailedSteps} {

@@ -3,7 +3,6 @@ package fleet
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync/atomic"
 	"time"
 
@@ -100,16 +99,15 @@ const (
 	CallWatch          = "Watch"
 	CallWatchRecursive = "WatchRecursive"
 	CallLock           = "Lock"
-	CallErrors         = "errors"
 )
 
-var callKinds = []string{CallGet, CallList, CallListDir, CallCreate, CallUpdate, CallDelete, CallWatch, CallWatchRecursive, CallLock, CallErrors}
+var callKinds = [...]string{CallGet, CallList, CallListDir, CallCreate, CallUpdate, CallDelete, CallWatch, CallWatchRecursive, CallLock}
 
 // Calls counts the clients' topo.Conn calls by kind: what the clients
-// asked of the topology, to hold against what the servers counted. Failed
-// calls (CallErrors) are also counted by kind and error (Failed).
+// asked of the topology, to hold against what the servers counted; and the
+// failed ones by kind and error (Failed).
 type Calls struct {
-	n      [10]atomic.Int64
+	n      [len(callKinds)]atomic.Int64
 	failed counts
 }
 
@@ -120,7 +118,6 @@ func (c *Calls) add(kind string, err error) {
 		}
 	}
 	if err != nil && !topo.IsErrType(err, topo.NoNode) && !topo.IsErrType(err, topo.NodeExists) && !topo.IsErrType(err, topo.BadVersion) {
-		c.n[len(callKinds)-1].Add(1)
 		c.failed.add(kind + ": " + errClass(err))
 	}
 }
@@ -134,13 +131,6 @@ func (c *Calls) Snapshot() map[string]int64 {
 	for i, k := range callKinds {
 		out[k] = c.n[i].Load()
 	}
-	return out
-}
-
-// Kinds returns the call kinds in a stable order.
-func Kinds() []string {
-	out := append([]string(nil), callKinds...)
-	sort.Strings(out)
 	return out
 }
 

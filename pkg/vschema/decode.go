@@ -57,7 +57,10 @@ func decodeBytes(ctx context.Context, root content.Hash, get Getter, hash bool) 
 		return nil, fmt.Errorf("vschema: decode %s: %w", root, err)
 	}
 	entries := m.Keyspaces()
-	refs, index := pieceRefs(entries, m.parts)
+	refs, index, err := pieceRefs(entries, m.parts)
+	if err != nil {
+		return nil, fmt.Errorf("vschema: decode %s: %w", root, err)
+	}
 	blobs := make([][]byte, len(refs))
 	err = fetchAll(ctx, get, refs, hash, func(i int, b []byte) error {
 		blobs[i] = b
@@ -156,7 +159,10 @@ func loadManifest(ctx context.Context, old *Manifest, root content.Hash, get Get
 // unmarshalPiece. It returns the keyspaces by name and a SrvVSchema holding
 // the parts.
 func fetchPieces(ctx context.Context, get Getter, entries []Entry, parts []Part) (map[string]*vschemapb.Keyspace, *vschemapb.SrvVSchema, error) {
-	refs, index := pieceRefs(entries, parts)
+	refs, index, err := pieceRefs(entries, parts)
+	if err != nil {
+		return nil, nil, err
+	}
 	names := make([][]string, len(refs)) // the keyspaces sharing each piece
 	for _, e := range entries {
 		i := index[e.Hash]
@@ -164,7 +170,7 @@ func fetchPieces(ctx context.Context, get Getter, entries []Entry, parts []Part)
 	}
 	values := make([][]*vschemapb.Keyspace, len(refs))
 	raw := make([][]byte, len(refs))
-	err := fetchAll(ctx, get, refs, true, func(i int, b []byte) error {
+	err = fetchAll(ctx, get, refs, true, func(i int, b []byte) error {
 		raw[i] = b
 		for _, name := range names[i] {
 			ks := &vschemapb.Keyspace{}
@@ -224,23 +230,34 @@ func unmarshalPiece(b []byte, m vtMessage) error {
 }
 
 // pieceRefs returns the distinct pieces of entries and parts, and the index
-// of each hash in them.
-func pieceRefs(entries []Entry, parts []Part) ([]blobRef, map[content.Hash]int) {
+// of each hash in them. Each piece is fetched and its size checked once, so
+// a hash listed with two sizes is an error wrapping ErrCorrupt.
+func pieceRefs(entries []Entry, parts []Part) ([]blobRef, map[content.Hash]int, error) {
 	refs := make([]blobRef, 0, len(entries)+len(parts))
 	index := make(map[content.Hash]int, len(entries)+len(parts))
-	add := func(what string, h content.Hash, size int64) {
-		if _, ok := index[h]; !ok {
+	add := func(what string, h content.Hash, size int64) error {
+		i, ok := index[h]
+		if !ok {
 			index[h] = len(refs)
 			refs = append(refs, blobRef{what: what, hash: h, size: size})
+			return nil
 		}
+		if refs[i].size != size {
+			return fmt.Errorf("%s %s: %w: %d bytes, %s says %d", what, h, ErrCorrupt, size, refs[i].what, refs[i].size)
+		}
+		return nil
 	}
 	for _, e := range entries {
-		add(fmt.Sprintf("keyspace %q piece", e.Name), e.Hash, e.Size)
+		if err := add(fmt.Sprintf("keyspace %q piece", e.Name), e.Hash, e.Size); err != nil {
+			return nil, nil, err
+		}
 	}
 	for _, p := range parts {
-		add(fmt.Sprintf("part %d", p.Field), p.Hash, p.Size)
+		if err := add(fmt.Sprintf("part %d", p.Field), p.Hash, p.Size); err != nil {
+			return nil, nil, err
+		}
 	}
-	return refs, index
+	return refs, index, nil
 }
 
 // checkUnknownPart checks the UnknownFields part among parts, if any, with

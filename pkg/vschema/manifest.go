@@ -337,32 +337,16 @@ func parseRoot(b []byte) (*Manifest, [Buckets]content.Hash, error) {
 	return m, leaves, r.end()
 }
 
-// check verifies that the totals in m's root agree with its leaves, and
-// that a piece named by several keyspaces or parts has one size: the
-// decoders fetch and check it once.
+// check verifies that the totals in m's root agree with its leaves.
 func (m *Manifest) check() error {
 	n, size := 0, int64(0)
-	sizes := map[content.Hash]int64{}
-	sameSize := func(h content.Hash, s int64) error {
-		if was, ok := sizes[h]; ok && was != s {
-			return fmt.Errorf("%w: piece %s is listed as %d bytes and as %d", errMalformed, h, was, s)
-		}
-		sizes[h] = s
-		return nil
-	}
 	for _, l := range m.leaves {
 		n += len(l.entries)
 		for _, e := range l.entries {
-			if err := sameSize(e.Hash, e.Size); err != nil {
-				return err
-			}
 			size += entryWireSize(e)
 		}
 	}
 	for _, p := range m.parts {
-		if err := sameSize(p.Hash, p.Size); err != nil {
-			return err
-		}
 		size += partWireSize(p)
 	}
 	if n != m.keyspaces || size != m.size {
