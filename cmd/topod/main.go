@@ -58,6 +58,10 @@ type serveFlags struct {
 	shutdownGrace  time.Duration
 	gcInterval     time.Duration
 	gcGrace        time.Duration
+	etcdAPI        bool
+	etcdWindow     int
+	etcdWindowSize int64
+	name           string
 }
 
 func newRootCommand() *cobra.Command {
@@ -98,6 +102,10 @@ func newRootCommand() *cobra.Command {
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long a shutdown waits for requests in flight")
 	fs.DurationVar(&f.gcInterval, "gc-interval", 0, "run blob garbage collection this often (e.g. 1h; one replica at a time, by a lock in the backend); 0: never (see topod gc)")
 	registerGCGrace(fs, &f.gcGrace)
+	fs.BoolVar(&f.etcdAPI, "etcd-api", true, "also serve etcd's v3 gRPC API on --listen, behind the same TLS: stock etcd2 Vitess binaries (--topo-implementation etcd2), etcdctl and any etcd v3 client use topod as they would etcd, reading and writing the same data as the plugin; needs the mirror (--mirror-prefixes)")
+	fs.IntVar(&f.etcdWindow, "etcd-watch-window-events", toposerver.DefaultEtcdWatchWindowEvents, "etcd API: how many recent events topod keeps, per mirrored prefix, for watches from a past revision; a watch from before them is answered as compacted and its client re-reads")
+	fs.Int64Var(&f.etcdWindowSize, "etcd-watch-window-bytes", toposerver.DefaultEtcdWatchWindowBytes, "etcd API: memory bound, in bytes, of the recent events kept per mirrored prefix (see --etcd-watch-window-events)")
+	fs.StringVar(&f.name, "name", "", "this topod's name in the etcd API's member list and status (default: the host name)")
 	return cmd
 }
 
@@ -138,18 +146,32 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	if f.etcdWindow <= 0 || f.etcdWindowSize <= 0 {
+		return fmt.Errorf("--etcd-watch-window-events %d, --etcd-watch-window-bytes %d: want positive bounds", f.etcdWindow, f.etcdWindowSize)
+	}
+	name := f.name
+	if name == "" {
+		if name, err = os.Hostname(); err != nil {
+			name = "topod"
+		}
+	}
 	srv := toposerver.New(backend, toposerver.Options{
-		Blobs:              blobs,
-		BlobCacheBytes:     f.blobCacheBytes,
-		InlineLimit:        f.inlineLimit,
-		LockTTL:            f.lockTTL,
-		MirrorPrefixes:     mirrorPrefixes(f.mirrorPrefixes),
-		DisableMirror:      len(mirrorPrefixes(f.mirrorPrefixes)) == 0,
-		MirrorMaxBytes:     f.mirrorMaxBytes,
-		MirrorMaxStaleness: mirrorMaxStaleness(f.mirrorStale),
-		GCGrace:            f.gcGrace,
-		TLS:                serverTLS,
-		Logger:             log,
+		Blobs:                 blobs,
+		BlobCacheBytes:        f.blobCacheBytes,
+		InlineLimit:           f.inlineLimit,
+		LockTTL:               f.lockTTL,
+		MirrorPrefixes:        mirrorPrefixes(f.mirrorPrefixes),
+		DisableMirror:         len(mirrorPrefixes(f.mirrorPrefixes)) == 0,
+		MirrorMaxBytes:        f.mirrorMaxBytes,
+		MirrorMaxStaleness:    mirrorMaxStaleness(f.mirrorStale),
+		GCGrace:               f.gcGrace,
+		TLS:                   serverTLS,
+		DisableEtcdAPI:        !f.etcdAPI,
+		EtcdWatchWindowEvents: f.etcdWindow,
+		EtcdWatchWindowBytes:  f.etcdWindowSize,
+		Name:                  name,
+		Address:               lis.Addr().String(),
+		Logger:                log,
 	})
 	if f.metricsListen != "" {
 		mlis, err := net.Listen("tcp", f.metricsListen)

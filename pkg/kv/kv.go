@@ -46,7 +46,10 @@ type KV struct {
 	Value          []byte // nil when listed keys-only
 	ModRevision    int64
 	CreateRevision int64
-	Lease          LeaseID
+	// Version is the number of writes since the key was created (1 for
+	// a new key), as etcd's.
+	Version int64
+	Lease   LeaseID
 }
 
 // EventType says what happened to a key.

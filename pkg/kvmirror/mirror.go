@@ -20,7 +20,16 @@
 //
 // Reads are consistent with the revision the replica has reached (Rev). A
 // reader that must see a given revision (its own write) asks for it; when
-// the replica is not there yet, the caller reads the backend instead.
+// the replica is not there yet, the caller reads the backend instead. A
+// linearizable read (Sync, consistent.go) first asks the backend for its
+// current revision, one request shared by every read waiting at the time,
+// and is answered from memory once the replica has reached it.
+//
+// A Journal, if set, receives every upstream event with the key's state
+// before it, in revision order: what an exact watch history (etcd's watch
+// API, pkg/etcdapi) is served from. After a listing, the watch starts at
+// the listing's own revision, so the journal also gets the events of that
+// revision (which the replica already holds).
 //
 // Memory: past Options.MaxBytes the mirror keeps every key, its revisions
 // and lease, but stops holding the values that do not fit: those are read
@@ -63,7 +72,34 @@ type Options struct {
 	MaxStaleness time.Duration
 	// Observer, if set, is told about upstream events and deliveries.
 	Observer Observer
-	Logger   *slog.Logger
+	// Journal, if set, receives the upstream events.
+	Journal Journal
+	Logger  *slog.Logger
+}
+
+// Change is one upstream event and the key's state before it.
+type Change struct {
+	kv.Event
+	// Prev is the key's state before the event (Prev.Key empty: it did not
+	// exist). PrevKnown is false when the mirror cannot tell (the events
+	// of a listing's own revision, applied before the watch began); Prev's
+	// Value is nil when the mirror did not hold it (over its memory bound)
+	// and PrevEvicted says so.
+	Prev        kv.KV
+	PrevKnown   bool
+	PrevEvicted bool
+}
+
+// Journal receives a mirror's upstream events. Its methods are called with
+// the mirror's lock held, in revision order: they must return at once and
+// not call the mirror.
+type Journal interface {
+	// Reset says the mirror listed the prefix at rev: the events before
+	// it are unknown, those at rev may follow (Append with that rev).
+	Reset(rev int64)
+	// Append gives the events of the upstream watch up to rev (none: a
+	// progress notification).
+	Append(changes []Change, rev int64)
 }
 
 // Observer receives a mirror's counts, e.g. to export them as metrics.
@@ -108,6 +144,7 @@ type Mirror struct {
 	// stops.
 	advanced chan struct{}
 	watchers watcherGroup
+	confirm  confirmer
 }
 
 // New returns a mirror of the keys under prefix; Run fills and follows it.
@@ -172,11 +209,16 @@ func (m *Mirror) follow(ctx context.Context) (listed bool, err error) {
 	m.reset(kvs, rev, start)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var changes <-chan kv.WatchResponse
-	if m.bounded {
-		changes, err = m.backend.(progressWatcher).WatchProgress(ctx, m.prefix, true, rev, m.opts.MaxStaleness/4)
-	} else {
-		changes, err = m.backend.Watch(ctx, m.prefix, true, rev)
+	// With a journal, the watch starts at the listing's revision itself,
+	// whose events the journal needs (a watch from a read's revision is
+	// the usual etcd pattern); if etcd no longer has them, after it.
+	from := rev
+	if m.opts.Journal != nil && rev > 1 {
+		from = rev - 1
+	}
+	changes, err := m.watch(ctx, from)
+	if errors.Is(err, kv.ErrCompacted) && from < rev {
+		changes, err = m.watch(ctx, rev)
 	}
 	if err != nil {
 		return true, fmt.Errorf("watch %s: %w", m.prefix, err)
@@ -188,6 +230,19 @@ func (m *Mirror) follow(ctx context.Context) (listed bool, err error) {
 		m.apply(resp.Events, resp.Revision)
 	}
 	return true, fmt.Errorf("watch %s: ended", m.prefix)
+}
+
+// watch opens the upstream watch of the prefix after afterRev. An
+// ErrCompacted answered at once is returned as the error.
+func (m *Mirror) watch(ctx context.Context, afterRev int64) (<-chan kv.WatchResponse, error) {
+	var changes <-chan kv.WatchResponse
+	var err error
+	if m.bounded {
+		changes, err = m.backend.(progressWatcher).WatchProgress(ctx, m.prefix, true, afterRev, m.opts.MaxStaleness/4)
+	} else {
+		changes, err = m.backend.Watch(ctx, m.prefix, true, afterRev)
+	}
+	return changes, err
 }
 
 // reset replaces the replica by a fresh listing at rev, asked for at
@@ -214,7 +269,10 @@ func (m *Mirror) reset(kvs []kv.KV, rev int64, listed time.Time) {
 		}
 		return true
 	})
-	m.applyLocked(events, rev)
+	m.applyLocked(events, rev, false)
+	if m.opts.Journal != nil {
+		m.opts.Journal.Reset(rev)
+	}
 }
 
 // apply applies upstream events up to rev (none: a progress notification),
@@ -226,22 +284,46 @@ func (m *Mirror) apply(events []kv.Event, rev int64) {
 	if m.opts.Observer != nil {
 		m.opts.Observer.EventsIn(len(events))
 	}
-	m.applyLocked(events, rev)
+	m.applyLocked(events, rev, true)
 }
 
 // applyLocked updates the replica, marks each change on its key's
 // subscriptions, and moves the revision, waking the readers waiting for it.
-func (m *Mirror) applyLocked(events []kv.Event, rev int64) {
+// upstream events go to the journal too; a listing's differences do not.
+func (m *Mirror) applyLocked(events []kv.Event, rev int64, upstream bool) {
 	wasEvicting := m.evicted > 0
+	var changes []Change
+	if upstream && m.opts.Journal != nil {
+		changes = make([]Change, 0, len(events))
+	}
 	for i := range events {
 		ev := &events[i]
-		if old, ok := m.tree.Delete(&item{KV: kv.KV{Key: ev.KV.Key}}); ok {
+		if upstream && ev.KV.ModRevision <= m.rev {
+			// The listing's own revision, already held: for the
+			// journal only.
+			if changes != nil {
+				changes = append(changes, Change{Event: *ev})
+			}
+			continue
+		}
+		old, had := m.tree.Delete(&item{KV: kv.KV{Key: ev.KV.Key}})
+		if had {
 			m.forget(old)
+		}
+		if changes != nil {
+			c := Change{Event: *ev, PrevKnown: true}
+			if had {
+				c.Prev, c.PrevEvicted = old.KV, old.evicted
+			}
+			changes = append(changes, c)
 		}
 		if ev.Type == kv.Put {
 			m.hold(&item{KV: ev.KV})
 		}
 		m.watchers.each(ev.KV.Key, func(s *Subscription) { s.mark(ev.KV.Key, m.opts.Observer) })
+	}
+	if changes != nil {
+		m.opts.Journal.Append(changes, max(rev, m.rev))
 	}
 	if !wasEvicting && m.evicted > 0 {
 		m.log.Warn("mirror over its memory bound: values that do not fit are read from the backend", "bytes", m.bytes, "max", m.opts.MaxBytes)

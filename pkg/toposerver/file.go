@@ -3,8 +3,10 @@ package toposerver
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/topod-io/topod/pkg/kv"
+	"github.com/topod-io/topod/pkg/kvmirror"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -38,13 +40,15 @@ func (s *Server) Update(ctx context.Context, req *topodv1.UpdateRequest) (*topod
 }
 
 // Get is part of topodv1.TopoServer. Files under a mirrored prefix are read
-// from memory when the mirror has reached the client's min_revision.
+// from memory once the mirror has reached the backend's current revision
+// (a linearizable read, as etcd2topo's: consistentRev) and the client's
+// min_revision.
 func (s *Server) Get(ctx context.Context, req *topodv1.GetRequest) (*topodv1.GetResponse, error) {
 	if err := checkPath(req.Path, false); err != nil {
 		return nil, toStatus(err)
 	}
 	if m := s.mirrorFor(req.Path); m != nil && !req.Linearizable {
-		got, found, ok, err := m.Get(ctx, req.Path, req.MinRevision)
+		got, found, ok, err := m.Get(ctx, req.Path, s.consistentRev(ctx, m, req.MinRevision))
 		if err != nil {
 			return nil, toStatus(fmt.Errorf("get %s: %w", req.Path, err))
 		}
@@ -118,11 +122,12 @@ func (s *Server) Delete(ctx context.Context, req *topodv1.DeleteRequest) (*topod
 	return &topodv1.DeleteResponse{Revision: rev}, nil
 }
 
-// list reads the keys under prefix from the mirror covering it, when that
-// has reached minRev, else (and always for minRev -1) from the backend.
+// list reads the keys under prefix from the mirror covering it, once that
+// has reached the backend's current revision and minRev, else (and always
+// for minRev -1) from the backend.
 func (s *Server) list(ctx context.Context, op, prefix string, keysOnly bool, minRev int64) ([]kv.KV, error) {
 	if m := s.mirrorFor(prefix); m != nil && minRev >= 0 {
-		kvs, ok, err := m.List(ctx, prefix, keysOnly, minRev)
+		kvs, ok, err := m.List(ctx, prefix, keysOnly, s.consistentRev(ctx, m, minRev))
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", op, prefix, err)
 		}
@@ -133,6 +138,23 @@ func (s *Server) list(ctx context.Context, op, prefix string, keysOnly bool, min
 	}
 	kvs, _, err := s.backend.List(ctx, prefix, keysOnly)
 	return kvs, err
+}
+
+// consistentRev is the revision a read from m must reflect to be
+// linearizable: the backend's current revision, confirmed for a batch of
+// reads at once (kvmirror.Sync), and at least minRev. When the mirror
+// cannot confirm it (the backend unreachable, the mirror behind), it is a
+// revision no mirror serves, so the read goes to the backend, which
+// answers or fails as etcd would.
+func (s *Server) consistentRev(ctx context.Context, m *kvmirror.Mirror, minRev int64) int64 {
+	sctx, cancel := context.WithTimeout(ctx, consistentReadWait)
+	defer cancel()
+	rev, err := m.Sync(sctx)
+	if err != nil {
+		s.log.Debug("read from the backend: the mirror could not confirm the backend's revision", "mirror", m.Prefix(), "err", err)
+		return math.MaxInt64
+	}
+	return max(rev, minRev)
 }
 
 // checkWrite validates a write: its path, its size, and, for a record that

@@ -30,6 +30,7 @@ import (
 	"github.com/topod-io/topod/pkg/blobgc"
 	"github.com/topod-io/topod/pkg/blobstore"
 	"github.com/topod-io/topod/pkg/cache"
+	"github.com/topod-io/topod/pkg/etcdapi"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kvmirror"
 	"github.com/topod-io/topod/pkg/record"
@@ -53,6 +54,10 @@ const (
 	// topod_write_mirror_lag_total) and the writer's next read, which asks
 	// for at least the write's revision, goes to the backend.
 	writeVisibleTimeout = 100 * time.Millisecond
+	// consistentReadWait bounds how long a read waits for the mirror to
+	// confirm the backend's revision and reach it before it reads the
+	// backend instead.
+	consistentReadWait = time.Second
 	// NamedLockTTL is the lease TTL of LockName locks, as Vitess's
 	// topo.NamedLockTTL.
 	NamedLockTTL = 24 * time.Hour
@@ -105,6 +110,19 @@ type Options struct {
 	// the grace of any collection run against the same store. Default
 	// blobgc.DefaultGrace.
 	GCGrace time.Duration
+	// DisableEtcdAPI turns off the etcd v3 API (package etcdapi) served
+	// beside topod.v1 on the same server. It needs the mirror: with
+	// DisableMirror it is off.
+	DisableEtcdAPI bool
+	// EtcdWatchWindowEvents and EtcdWatchWindowBytes bound the window of
+	// recent events etcd watches are served from, per mirror; a watch
+	// from before it is answered as compacted. Defaults
+	// DefaultEtcdWatchWindowEvents, DefaultEtcdWatchWindowBytes.
+	EtcdWatchWindowEvents int
+	EtcdWatchWindowBytes  int64
+	// Name and Address describe this topod in the etcd endpoint's member
+	// list and status.
+	Name, Address string
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -121,6 +139,7 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 	health  *health.Server
+	etcd    *etcdapi.Server
 
 	// ctx ends every stream when the server closes; streams counts them so
 	// Close can wait until their locks are released.
@@ -182,9 +201,29 @@ func New(backend kv.Backend, opts Options) *Server {
 	}
 	met.observeBlobCache(s.cache)
 	s.health.SetServingStatus(topodv1.Topo_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if opts.EtcdWatchWindowEvents <= 0 {
+		opts.EtcdWatchWindowEvents = DefaultEtcdWatchWindowEvents
+	}
+	if opts.EtcdWatchWindowBytes <= 0 {
+		opts.EtcdWatchWindowBytes = DefaultEtcdWatchWindowBytes
+	}
+	etcdBackend, etcdErr := backend.(countingBackend).etcd()
+	etcdOn := !opts.DisableEtcdAPI && !opts.DisableMirror
+	if etcdOn && etcdErr != nil {
+		s.log.Warn("etcd API off", "err", etcdErr)
+		etcdOn = false
+	}
+	var etcdMirrors []etcdapi.Mirror
 	if !opts.DisableMirror {
 		for _, prefix := range opts.MirrorPrefixes {
-			m := kvmirror.New(backend, prefix, kvmirror.Options{MaxBytes: opts.MirrorMaxBytes, MaxStaleness: maxStaleness, Observer: met, Logger: opts.Logger})
+			mopts := kvmirror.Options{MaxBytes: opts.MirrorMaxBytes, MaxStaleness: maxStaleness, Observer: met, Logger: opts.Logger}
+			var journal *etcdapi.Journal
+			if etcdOn {
+				journal = etcdapi.NewJournal(opts.EtcdWatchWindowEvents, opts.EtcdWatchWindowBytes)
+				mopts.Journal = journal
+			}
+			m := kvmirror.New(backend, prefix, mopts)
+			etcdMirrors = append(etcdMirrors, etcdapi.Mirror{Mirror: m, Journal: journal})
 			s.mirrors = append(s.mirrors, m)
 			s.streams.Add(1)
 			go func() {
@@ -194,8 +233,20 @@ func New(backend kv.Backend, opts Options) *Server {
 		}
 		met.observeMirrors(s.mirrors)
 	}
+	if etcdOn {
+		s.etcd = etcdapi.New(etcdapi.Options{
+			Backend: etcdBackend, Values: etcdValues{s}, Mirrors: etcdMirrors,
+			Name: opts.Name, Address: opts.Address, Version: etcdVersion, TLS: opts.TLS != nil,
+			Logger: opts.Logger,
+		})
+		met.registry.MustRegister(s.etcd.Collectors()...)
+	}
 	return s
 }
+
+// etcdVersion is the etcd version the etcd endpoint reports (Status): the
+// API it serves is etcd 3.6's.
+const etcdVersion = "3.6.10"
 
 // mirrorFor returns the mirror covering key (the one with the longest
 // prefix), or nil.
@@ -229,6 +280,9 @@ func (s *Server) awaitMirror(ctx context.Context, p string, rev int64) {
 func (s *Server) Register(g *grpc.Server) {
 	topodv1.RegisterTopoServer(g, s)
 	healthpb.RegisterHealthServer(g, s.health)
+	if s.etcd != nil {
+		s.etcd.Register(g)
+	}
 	s.metrics.grpc.InitializeMetrics(g)
 }
 
@@ -255,6 +309,9 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 // and leaderships they hold) and waits for them to finish.
 func (s *Server) Close() {
 	s.health.Shutdown()
+	if s.etcd != nil {
+		s.etcd.Close()
+	}
 	s.cancel()
 	s.streams.Wait()
 }

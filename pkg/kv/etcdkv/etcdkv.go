@@ -59,6 +59,7 @@ type Backend struct {
 	closed    atomic.Bool
 	done      chan struct{} // closed by Close
 	rewatches atomic.Int64  // etcd watches re-established after etcd ended them
+	renewer   renewer       // the one keep-alive stream of RenewLease
 }
 
 var _ kv.Backend = (*Backend)(nil)
@@ -127,6 +128,7 @@ func (b *Backend) Close() error {
 		return nil
 	}
 	close(b.done)
+	b.renewer.close()
 	if err := b.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("close etcd client for %s: %w", b.endpoints, err)
 	}

@@ -200,6 +200,7 @@ func fromEtcd(ekv *mvccpb.KeyValue) kv.KV {
 		Value:          ekv.Value,
 		ModRevision:    ekv.ModRevision,
 		CreateRevision: ekv.CreateRevision,
+		Version:        ekv.Version,
 		Lease:          kv.LeaseID(ekv.Lease),
 	}
 }

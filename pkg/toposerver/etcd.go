@@ -1,0 +1,101 @@
+package toposerver
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/topod-io/topod/pkg/content"
+	"github.com/topod-io/topod/pkg/etcdapi"
+	"github.com/topod-io/topod/pkg/kv"
+	"github.com/topod-io/topod/pkg/record"
+)
+
+// Defaults of the etcd endpoint's watch window (etcdapi.Journal).
+const (
+	DefaultEtcdWatchWindowEvents = 100000
+	DefaultEtcdWatchWindowBytes  = 256 << 20
+)
+
+// etcdValues keeps the etcd endpoint's values as the plugin keeps files:
+// contents over the inline limit as blobs (record.Encode), uploaded before
+// the record that refers to them is written, and reassembled from topod's
+// blob cache on reads.
+type etcdValues struct{ s *Server }
+
+// Encode is part of etcdapi.Values.
+func (v etcdValues) Encode(ctx context.Context, key string, contents []byte) ([]byte, error) {
+	enc, err := record.Encode(key, contents, v.s.opts.InlineLimit)
+	if err != nil {
+		return nil, err
+	}
+	if len(enc.Blobs) == 0 {
+		return enc.Value, nil
+	}
+	hashes := make([]content.Hash, 0, len(enc.Blobs))
+	for h := range enc.Blobs {
+		hashes = append(hashes, h)
+	}
+	missing, err := v.s.blobs.Refresh(ctx, hashes, v.s.refreshBefore())
+	if err != nil {
+		return nil, fmt.Errorf("put %s: blobs: %w", key, err)
+	}
+	for _, h := range missing {
+		if err := v.s.blobs.Put(ctx, h, enc.Blobs[h]); err != nil {
+			return nil, fmt.Errorf("put %s: blob %s: %w", key, h, err)
+		}
+	}
+	return enc.Value, nil
+}
+
+// Decode is part of etcdapi.Values.
+func (v etcdValues) Decode(ctx context.Context, key string, value []byte) ([]byte, error) {
+	contents, err := record.DecodeChecked(ctx, value, v.s.getBlob)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	return contents, nil
+}
+
+// etcdBackend is the backend as the etcd endpoint needs it.
+func (b countingBackend) etcd() (etcdapi.Backend, error) {
+	if _, ok := b.Backend.(etcdapi.Backend); !ok {
+		return nil, fmt.Errorf("backend %T has no transactions or leases by ID: the etcd endpoint cannot serve it", b.Backend)
+	}
+	return b, nil
+}
+
+func (b countingBackend) Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
+	b.count("txn")
+	return b.Backend.(kv.TxnBackend).Txn(ctx, t)
+}
+
+func (b countingBackend) CurrentRevision(ctx context.Context) (int64, error) {
+	b.count("current_revision")
+	return b.Backend.(kv.TxnBackend).CurrentRevision(ctx)
+}
+
+func (b countingBackend) GrantLease(ctx context.Context, id kv.LeaseID, ttl time.Duration) (kv.LeaseID, time.Duration, error) {
+	b.count("grant")
+	return b.Backend.(kv.Leases).GrantLease(ctx, id, ttl)
+}
+
+func (b countingBackend) RenewLease(ctx context.Context, id kv.LeaseID) (time.Duration, error) {
+	b.count("renew")
+	return b.Backend.(kv.Leases).RenewLease(ctx, id)
+}
+
+func (b countingBackend) RevokeLease(ctx context.Context, id kv.LeaseID) error {
+	b.count("revoke")
+	return b.Backend.(kv.Leases).RevokeLease(ctx, id)
+}
+
+func (b countingBackend) LeaseTimeToLive(ctx context.Context, id kv.LeaseID, keys bool) (kv.LeaseStatus, error) {
+	b.count("lease_time_to_live")
+	return b.Backend.(kv.Leases).LeaseTimeToLive(ctx, id, keys)
+}
+
+func (b countingBackend) ListLeases(ctx context.Context) ([]kv.LeaseID, error) {
+	b.count("list_leases")
+	return b.Backend.(kv.Leases).ListLeases(ctx)
+}
