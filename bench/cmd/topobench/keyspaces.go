@@ -236,7 +236,7 @@ func (e *env) keyspacesPhase(ctx context.Context, rep *report) error {
 		runs = append(runs, run{shapeTablets, len(lay.tablets)})
 	}
 	for _, r := range runs {
-		for _, kind := range []string{"etcd2", "topod"} {
+		for _, kind := range e.cfg.KsSides {
 			if err := e.withKsSide(ctx, kind, func(s side, etcd *etcdServer) error {
 				res, err := runKeyspaces(ctx, e, ksScenario{
 					side: s, etcd: etcd, lay: lay, shape: r.shape, clients: r.clients, stalled: cfg.KsStalled,
@@ -272,6 +272,9 @@ func (e *env) withKsSide(ctx context.Context, kind string, fn func(s side, etcd 
 		return err
 	}
 	defer c.Stop()
+	if kind == "etcd2-on-topod" {
+		return fn(&etcd2TopodSide{cluster: c}, etcd)
+	}
 	return fn(&topodSide{cluster: c, cacheMode: e.cfg.Cache}, etcd)
 }
 

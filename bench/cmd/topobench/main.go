@@ -131,6 +131,7 @@ type config struct {
 	KsKeyspaces       int
 	KsVtgates         string
 	KsVtgateCounts    []int // KsVtgates parsed
+	KsSides           []string
 	KsTablets         int   // -1: the JD profile's tablets at KsKeyspaces; 0: no tablet shape
 	KsTabletsPerConn  int
 	KsBurst           int
@@ -155,6 +156,7 @@ func defaultConfig() config {
 		RoundTimeout:     2 * time.Minute,
 
 		KsKeyspaces:       jd.JD().Keyspaces,
+		KsSides:           []string{"etcd2", "topod", "etcd2-on-topod"},
 		KsVtgates:         "50",
 		KsTablets:         -1,
 		KsTabletsPerConn:  50,
@@ -190,6 +192,16 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&cfg.Cell, "cell", cfg.Cell, "cell of the watched SrvVSchema")
 	fs.StringVar(&cfg.Phases, "phases", cfg.Phases, "comma-separated phases to run: watch, storm, keyspaces (not run by default)")
 	fs.IntVar(&cfg.KsKeyspaces, "ks-keyspaces", cfg.KsKeyspaces, "keyspaces: keyspaces of the cell (JD profile sized), each with a SrvKeyspace")
+	fs.Func("ks-sides", "keyspaces: comma-separated sides to run: etcd2 (stock etcd2topo on etcd), topod (the plugin on topod), etcd2-on-topod (stock etcd2topo on topod's etcd endpoint) (default etcd2,topod,etcd2-on-topod)", func(v string) error {
+		cfg.KsSides = nil
+		for _, side := range strings.Split(v, ",") {
+			if !slices.Contains([]string{"etcd2", "topod", "etcd2-on-topod"}, side) {
+				return fmt.Errorf("unknown side %q", side)
+			}
+			cfg.KsSides = append(cfg.KsSides, side)
+		}
+		return nil
+	})
 	fs.StringVar(&cfg.KsVtgates, "ks-vtgates", cfg.KsVtgates, "keyspaces: vtgate-like clients, each a topo.Server of its own (its own connections) watching every SrvKeyspace and the SrvVSchema; a comma-separated list runs each count, e.g. 25,50")
 	fs.IntVar(&cfg.KsTablets, "ks-tablets", cfg.KsTablets, "keyspaces: tablets of the vttablet shape (every tablet watches its keyspace's SrvKeyspace, primaries their shard record); -1 = the JD profile's tablets at --ks-keyspaces, 0 skips the vttablet shape")
 	fs.IntVar(&cfg.KsTabletsPerConn, "ks-tablets-per-conn", cfg.KsTabletsPerConn, "keyspaces: tablets sharing one topo.Server (one connection pair) in the vttablet shape; 1 = a connection per tablet")

@@ -237,12 +237,14 @@ func sideLabel(side string, replicas int) string {
 		return fmt.Sprintf("topod x%d, streams", replicas)
 	case "topod-nocache":
 		return fmt.Sprintf("topod x%d, no cache", replicas)
+	case "etcd2-on-topod":
+		return fmt.Sprintf("stock etcd2 on topod x%d", replicas)
 	}
 	return side + " (stock)"
 }
 
 func topodOnly(side, s string) string {
-	if !strings.HasPrefix(side, "topod") {
+	if !strings.HasPrefix(side, "topod") && side != "etcd2-on-topod" {
 		return "-"
 	}
 	return s

@@ -215,3 +215,27 @@ func (c *streamConn) Watch(ctx context.Context, filePath string) (*topo.WatchDat
 	}()
 	return &topo.WatchData{Version: topoplugin.Version(version)}, changes, nil
 }
+
+// etcd2TopodSide is Vitess's stock etcd2topo pointed at topod's etcd
+// endpoint (what an official Vitess image does with
+// --topo-implementation etcd2 and topod's address): every connection is
+// its own etcd client, and topod serves them from its mirror.
+type etcd2TopodSide struct {
+	cluster *topodCluster
+}
+
+func (s *etcd2TopodSide) name() string                              { return "etcd2-on-topod" }
+func (s *etcd2TopodSide) root() string                              { return "/etcd2topod" }
+func (s *etcd2TopodSide) replicas() int                             { return len(s.cluster.procs) }
+func (s *etcd2TopodSide) prepare(int, int) string                   { return "" }
+func (s *etcd2TopodSide) stats() (procStats, error)                 { return s.cluster.Stats() }
+func (s *etcd2TopodSide) contents() bool                            { return true }
+func (s *etcd2TopodSide) dialWriter(root string) (topo.Conn, error) { return s.dial(root) }
+
+func (s *etcd2TopodSide) dial(root string) (topo.Conn, error) {
+	conn, err := etcd2topo.NewServer(s.cluster.Addrs(), root)
+	if err != nil {
+		return nil, fmt.Errorf("etcd2topo.NewServer(%s, %s): %w", s.cluster.Addrs(), root, err)
+	}
+	return conn, nil
+}
