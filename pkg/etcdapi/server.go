@@ -33,12 +33,9 @@ import (
 	"github.com/topod-io/topod/pkg/kvmirror"
 )
 
-// Backend is what the endpoint needs of topod's backend: transactions, its
-// current revision and leases by ID.
-type Backend interface {
-	kv.TxnBackend
-	kv.Leases
-}
+// Backend is topod's backend: the endpoint uses its transactions, its
+// current revision and its leases by ID.
+type Backend = kv.Backend
 
 // Values turns what a client writes into the backend's values and back:
 // contents over the inline limit become a reference to blobs (uploaded by

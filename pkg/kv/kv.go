@@ -145,6 +145,13 @@ type Backend interface {
 	// Grant creates a lease with the given TTL (rounded up to whole seconds)
 	// and keeps it alive until it is revoked or ctx ends.
 	Grant(ctx context.Context, ttl time.Duration) (Lease, error)
+	// Txn runs t atomically (txn.go: etcd's transactions).
+	Txn(ctx context.Context, t Txn) (TxnResult, error)
+	// CurrentRevision returns the backend's revision, read linearizably:
+	// every write acknowledged before the call is at or below it.
+	CurrentRevision(ctx context.Context) (int64, error)
+	// Leases by ID, as etcd's (txn.go).
+	Leases
 	// Close releases the backend. Leases granted through it are revoked where
 	// possible (bolt) or left to expire (etcd).
 	Close() error

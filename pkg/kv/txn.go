@@ -17,7 +17,8 @@ var (
 	// ErrFutureRevision: a read asked for a revision the backend has not
 	// reached.
 	ErrFutureRevision = errors.New("required revision is a future revision")
-	// ErrDuplicateKey: a transaction puts or deletes one key twice.
+	// ErrDuplicateKey: a transaction puts one key twice, or puts a key
+	// it deletes (etcd's check; deletes may overlap).
 	ErrDuplicateKey = errors.New("duplicate key given in txn request")
 	// ErrLeaseExists: GrantLease asked for an ID already in use.
 	ErrLeaseExists = errors.New("lease already exists")
@@ -54,8 +55,9 @@ const (
 
 // Compare is one condition of a Txn, on a key or on every key of a range
 // (End set, etcd's range_end: "\x00" is every key from Key on). The
-// condition holds if it holds for every key of the range: a range with no
-// key in it holds; a single missing key compares as 0 (Value: fails).
+// condition holds if it holds for every key of the range; a missing key,
+// or a range with no key in it, compares as 0 (Value: fails), as etcd's
+// applyCompare.
 type Compare struct {
 	Key, End string
 	Target   CompareTarget
@@ -156,17 +158,6 @@ type LeaseStatus struct {
 	// whole seconds as etcd reports them.
 	TTL, Granted int64
 	Keys         []string
-}
-
-// TxnBackend is a backend that runs etcd's transactions and knows its
-// current revision: both backends are.
-type TxnBackend interface {
-	Backend
-	// Txn runs t atomically.
-	Txn(ctx context.Context, t Txn) (TxnResult, error)
-	// CurrentRevision returns the backend's revision, read linearizably:
-	// every write acknowledged before the call is at or below it.
-	CurrentRevision(ctx context.Context) (int64, error)
 }
 
 // Leases is the lease API by ID: leases granted, renewed and revoked by

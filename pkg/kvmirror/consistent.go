@@ -23,7 +23,7 @@ import (
 var ErrNoRevision = errors.New("backend does not report its current revision")
 
 // revisioner is a backend that reports its current revision linearizably
-// (kv.TxnBackend).
+// (every kv.Backend; an Observer-wrapped one may hide it).
 type revisioner interface {
 	CurrentRevision(ctx context.Context) (int64, error)
 }

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/topod-io/topod/pkg/content"
-	"github.com/topod-io/topod/pkg/etcdapi"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/record"
 )
@@ -57,45 +56,37 @@ func (v etcdValues) Decode(ctx context.Context, key string, value []byte) ([]byt
 	return contents, nil
 }
 
-// etcdBackend is the backend as the etcd endpoint needs it.
-func (b countingBackend) etcd() (etcdapi.Backend, error) {
-	if _, ok := b.Backend.(etcdapi.Backend); !ok {
-		return nil, fmt.Errorf("backend %T has no transactions or leases by ID: the etcd endpoint cannot serve it", b.Backend)
-	}
-	return b, nil
-}
-
 func (b countingBackend) Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
 	b.count("txn")
-	return b.Backend.(kv.TxnBackend).Txn(ctx, t)
+	return b.Backend.Txn(ctx, t)
 }
 
 func (b countingBackend) CurrentRevision(ctx context.Context) (int64, error) {
 	b.count("current_revision")
-	return b.Backend.(kv.TxnBackend).CurrentRevision(ctx)
+	return b.Backend.CurrentRevision(ctx)
 }
 
 func (b countingBackend) GrantLease(ctx context.Context, id kv.LeaseID, ttl time.Duration) (kv.LeaseID, time.Duration, error) {
 	b.count("grant")
-	return b.Backend.(kv.Leases).GrantLease(ctx, id, ttl)
+	return b.Backend.GrantLease(ctx, id, ttl)
 }
 
 func (b countingBackend) RenewLease(ctx context.Context, id kv.LeaseID) (time.Duration, error) {
 	b.count("renew")
-	return b.Backend.(kv.Leases).RenewLease(ctx, id)
+	return b.Backend.RenewLease(ctx, id)
 }
 
 func (b countingBackend) RevokeLease(ctx context.Context, id kv.LeaseID) error {
 	b.count("revoke")
-	return b.Backend.(kv.Leases).RevokeLease(ctx, id)
+	return b.Backend.RevokeLease(ctx, id)
 }
 
 func (b countingBackend) LeaseTimeToLive(ctx context.Context, id kv.LeaseID, keys bool) (kv.LeaseStatus, error) {
 	b.count("lease_time_to_live")
-	return b.Backend.(kv.Leases).LeaseTimeToLive(ctx, id, keys)
+	return b.Backend.LeaseTimeToLive(ctx, id, keys)
 }
 
 func (b countingBackend) ListLeases(ctx context.Context) ([]kv.LeaseID, error) {
 	b.count("list_leases")
-	return b.Backend.(kv.Leases).ListLeases(ctx)
+	return b.Backend.ListLeases(ctx)
 }

@@ -207,12 +207,7 @@ func New(backend kv.Backend, opts Options) *Server {
 	if opts.EtcdWatchWindowBytes <= 0 {
 		opts.EtcdWatchWindowBytes = DefaultEtcdWatchWindowBytes
 	}
-	etcdBackend, etcdErr := backend.(countingBackend).etcd()
 	etcdOn := !opts.DisableEtcdAPI && !opts.DisableMirror
-	if etcdOn && etcdErr != nil {
-		s.log.Warn("etcd API off", "err", etcdErr)
-		etcdOn = false
-	}
 	var etcdMirrors []etcdapi.Mirror
 	if !opts.DisableMirror {
 		for _, prefix := range opts.MirrorPrefixes {
@@ -235,7 +230,7 @@ func New(backend kv.Backend, opts Options) *Server {
 	}
 	if etcdOn {
 		s.etcd = etcdapi.New(etcdapi.Options{
-			Backend: etcdBackend, Values: etcdValues{s}, Mirrors: etcdMirrors,
+			Backend: backend, Values: etcdValues{s}, Mirrors: etcdMirrors,
 			Name: opts.Name, Address: opts.Address, Version: etcdVersion, TLS: opts.TLS != nil,
 			Logger: opts.Logger,
 		})

@@ -132,7 +132,7 @@ type config struct {
 	KsVtgates         string
 	KsVtgateCounts    []int // KsVtgates parsed
 	KsSides           []string
-	KsTablets         int   // -1: the JD profile's tablets at KsKeyspaces; 0: no tablet shape
+	KsTablets         int // -1: the JD profile's tablets at KsKeyspaces; 0: no tablet shape
 	KsTabletsPerConn  int
 	KsBurst           int
 	KsStalled         int

@@ -6,18 +6,23 @@
 //   - "meta": the revision counter (persisted with every write, so revisions
 //     keep increasing across restarts), the lease epoch and the revision up
 //     to which deleted keys' history was dropped.
-//   - "kv": key → record (value, ModRevision, CreateRevision, lease).
+//   - "kv": key → record (value, ModRevision, CreateRevision, Version,
+//     lease).
 //   - "history": superseded records and delete tombstones, keyed by key and
 //     ModRevision, pruned per key; they answer GetRevision.
 //   - "leased": lease ID + key for every key attached to a lease, so a
 //     revoke (or Open, for the leases of a previous process) finds them.
 //   - "deleted": delete revision + key, so the history of keys that stay
-//     deleted is dropped after a while.
+//     deleted is dropped after a while, and a Range at a past revision
+//     finds the keys deleted since.
 //
 // Writes are serialized by one mutex that also assigns revisions, so
 // revision order is commit order; after each commit the write's events go
 // to an in-process notifier (a replay ring plus one buffered queue per
 // watcher). Leases live in an in-process table with an expiry loop.
+// etcd's transactions (kv.Backend.Txn, txn.go) run in one write transaction
+// at one revision, and the table serves etcd's lease API (kv.Leases,
+// leases.go).
 package boltkv
 
 import (

@@ -252,6 +252,14 @@ func TestClosed(t *testing.T) {
 	_, calls["Delete"] = b.Delete(ctx, "/k", 0)
 	_, calls["Watch"] = b.Watch(ctx, "/k", false, 0)
 	_, calls["Grant"] = b.Grant(ctx, time.Second)
+	_, calls["Txn"] = b.Txn(ctx, kv.Txn{Success: []kv.Op{{Type: kv.OpRange, Key: "/k"}}})
+	_, calls["Txn (writes)"] = b.Txn(ctx, kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: "/k"}}})
+	_, calls["CurrentRevision"] = b.CurrentRevision(ctx)
+	_, _, calls["GrantLease"] = b.GrantLease(ctx, 0, time.Second)
+	_, calls["RenewLease"] = b.RenewLease(ctx, 1)
+	calls["RevokeLease"] = b.RevokeLease(ctx, 1)
+	_, calls["LeaseTimeToLive"] = b.LeaseTimeToLive(ctx, 1, true)
+	_, calls["ListLeases"] = b.ListLeases(ctx)
 	calls["Close"] = b.Close()
 	for name, err := range calls {
 		if !errors.Is(err, kv.ErrClosed) {

@@ -115,7 +115,7 @@ func (b *Backend) Create(ctx context.Context, key string, value []byte, lease kv
 
 // Update writes key: unconditionally with version 0 (creating it if
 // missing), else only if its ModRevision is version (kv.ErrBadVersion). An
-// existing key keeps its lease.
+// existing key keeps its lease; its Version goes up by one.
 func (b *Backend) Update(ctx context.Context, key string, value []byte, version int64) (int64, error) {
 	if err := checkWrite(ctx, key); err != nil {
 		return 0, opError("update", key, err)
@@ -131,7 +131,7 @@ func (b *Backend) Update(ctx context.Context, key string, value []byte, version 
 		if !ok {
 			return w.put(key, value, 0, nil)
 		}
-		return w.put(key, value, 0, &old)
+		return w.put(key, value, old.lease, &old)
 	})
 	return rev, opError("update", key, err)
 }

@@ -91,6 +91,14 @@ func isHistoryOf(k, prefix []byte) bool {
 // at returns key's value as of rev, for a key whose current version, if
 // any, is newer than rev.
 func (h history) at(key string, rev int64) ([]byte, error) {
+	r, err := h.recordAt(key, rev, true)
+	return r.value, err
+}
+
+// recordAt returns key's record as of rev (its value only withValue), for
+// a key whose current version, if any, is newer than rev: kv.ErrNotFound if
+// the key did not exist then, kv.ErrCompacted if that history is gone.
+func (h history) recordAt(key string, rev int64, withValue bool) (record, error) {
 	prefix := historyPrefix(key)
 	c := h.b.Cursor()
 	k, v := c.Seek(historyKey(key, rev+1))
@@ -103,22 +111,22 @@ func (h history) at(key string, rev int64) ([]byte, error) {
 		// No entry at or before rev, and none pruned: the key did not exist
 		// then, unless its whole history was dropped after a delete.
 		if rev <= metaOf(h.tx).get(metaCompacted) {
-			return nil, kv.ErrCompacted
+			return record{}, kv.ErrCompacted
 		}
-		return nil, kv.ErrNotFound
+		return record{}, kv.ErrNotFound
 	}
 	if binary.BigEndian.Uint64(k[len(k)-8:]) == 0 {
 		// The compaction marker: entries at or before rev were pruned.
-		return nil, kv.ErrCompacted
+		return record{}, kv.ErrCompacted
 	}
-	r, err := decodeRecord(v, true)
+	r, err := decodeRecord(v, withValue)
 	if err != nil {
-		return nil, fmt.Errorf("history of %q: %w", key, err)
+		return record{}, fmt.Errorf("history of %q: %w", key, err)
 	}
 	if r.tombstone {
-		return nil, kv.ErrNotFound
+		return record{}, kv.ErrNotFound
 	}
-	return r.value, nil
+	return r, nil
 }
 
 // dropDeleted drops the history of keys deleted at least deletedRetention

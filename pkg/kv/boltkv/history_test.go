@@ -147,8 +147,8 @@ func TestDeletedKeysHistoryDropped(t *testing.T) {
 func TestRecordEncoding(t *testing.T) {
 	tests := []record{
 		{},
-		{value: []byte("v"), modRev: 1, createRev: 1},
-		{value: bytes.Repeat([]byte{0xff}, 1000), modRev: 1 << 40, createRev: 3, lease: 1<<62 + 5},
+		{value: []byte("v"), modRev: 1, createRev: 1, version: 1},
+		{value: bytes.Repeat([]byte{0xff}, 1000), modRev: 1 << 40, createRev: 3, version: 1<<33 + 7, lease: 1<<62 + 5},
 		{modRev: 7, tombstone: true},
 	}
 	for _, want := range tests {
@@ -157,14 +157,24 @@ func TestRecordEncoding(t *testing.T) {
 			t.Fatalf("decode(%+v): %v", want, err)
 		}
 		if !bytes.Equal(got.value, want.value) || got.modRev != want.modRev || got.createRev != want.createRev ||
-			got.lease != want.lease || got.tombstone != want.tombstone {
+			got.version != want.version || got.lease != want.lease || got.tombstone != want.tombstone {
 			t.Errorf("round trip of %+v gave %+v", want, got)
 		}
 		if keysOnly, _ := decodeRecord(want.encode(), false); keysOnly.value != nil {
 			t.Errorf("decode without value returned a value")
 		}
 	}
-	for _, bad := range [][]byte{nil, {0}, {recordFormat}, {recordFormat, 0x80}} {
+	// The first format, without a version, still decodes: version 1.
+	v1 := []byte{recordFormatV1 | flagTombstone, 9, 5, 3, 'v', 'a', 'l'}
+	got, err := decodeRecord(v1, true)
+	if err != nil {
+		t.Fatalf("decode of the first format: %v", err)
+	}
+	if want := (record{value: []byte("val"), modRev: 9, createRev: 5, version: 1, lease: 3, tombstone: true}); !bytes.Equal(got.value, want.value) ||
+		got.modRev != want.modRev || got.createRev != want.createRev || got.version != want.version || got.lease != want.lease || !got.tombstone {
+		t.Errorf("decode of the first format gave %+v, want %+v", got, want)
+	}
+	for _, bad := range [][]byte{nil, {0}, {recordFormat}, {recordFormat, 0x80}, {recordFormat, 1, 1, 1}, {recordFormatV1, 1, 1}, {3 << 4, 1, 1, 1, 1}} {
 		if _, err := decodeRecord(bad, true); !errors.Is(err, errCorrupt) {
 			t.Errorf("decode(%x) = %v, want errCorrupt", bad, err)
 		}

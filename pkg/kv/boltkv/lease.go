@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,7 +12,8 @@ import (
 )
 
 // Lease IDs are epoch<<32 | sequence: unique across restarts (the epoch is
-// persisted, one per Open) without a write per Grant.
+// persisted, one per Open) without a write per Grant. GrantLease may ask
+// for any other ID; the sequence skips the IDs so taken.
 const (
 	maxEpoch = 1<<31 - 1 // keeps IDs positive int64s
 	maxSeq   = 1<<32 - 1
@@ -27,9 +29,8 @@ func (b *Backend) Grant(ctx context.Context, ttl time.Duration) (kv.Lease, error
 	if b.closed.Load() {
 		return nil, fmt.Errorf("grant lease: %w", kv.ErrClosed)
 	}
-	secs := (ttl + time.Second - 1) / time.Second
-	l := &lease{b: b, ttl: max(secs, 1) * time.Second, done: make(chan struct{})}
-	if err := b.leases.add(l); err != nil {
+	l := &lease{b: b, ttl: roundTTL(ttl), done: make(chan struct{})}
+	if err := b.leases.add(l, 0, time.Time{}); err != nil {
 		return nil, fmt.Errorf("grant lease: %w", err)
 	}
 	// From the moment ctx ends, nothing keeps the lease alive: it has one
@@ -39,6 +40,12 @@ func (b *Backend) Grant(ctx context.Context, ttl time.Duration) (kv.Lease, error
 		b.expiry.kick()
 	}))
 	return l, nil
+}
+
+// roundTTL rounds ttl up to whole seconds, at least one.
+func roundTTL(ttl time.Duration) time.Duration {
+	secs := (ttl + time.Second - 1) / time.Second
+	return max(secs, 1) * time.Second
 }
 
 // lease is a kv.Lease of a Backend.
@@ -146,7 +153,9 @@ func (b *Backend) deleteLeaseKeysLocked(leases ...*lease) error {
 }
 
 // leaseTable holds the leases of this process. A lease whose Grant context
-// lives has no deadline; once it ends, the deadline is one TTL later.
+// lives has no deadline; once it ends, the deadline is one TTL later. A
+// lease granted by ID (GrantLease) has a deadline from the start, which
+// RenewLease moves.
 type leaseTable struct {
 	mu     sync.Mutex
 	epoch  int64
@@ -164,20 +173,81 @@ func newLeaseTable(epoch int64) *leaseTable {
 	return &leaseTable{epoch: epoch, leases: map[kv.LeaseID]*leaseEntry{}}
 }
 
-// add gives l its ID and makes it alive.
-func (t *leaseTable) add(l *lease) error {
+// add makes l alive under id, or under the next ID of the table's sequence
+// that no lease holds when id is 0 (kv.ErrLeaseExists if a lease holds id),
+// until deadline (zero: until released).
+func (t *leaseTable) add(l *lease, id kv.LeaseID, deadline time.Time) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return kv.ErrClosed
 	}
-	if t.seq == maxSeq {
-		return errors.New("lease IDs of this epoch exhausted: reopen the backend")
+	if id != 0 {
+		if _, taken := t.leases[id]; taken {
+			return kv.ErrLeaseExists
+		}
 	}
-	t.seq++
-	l.id = kv.LeaseID(t.epoch<<32 | t.seq)
-	t.leases[l.id] = &leaseEntry{l: l}
+	for id == 0 {
+		if t.seq == maxSeq {
+			return errors.New("lease IDs of this epoch exhausted: reopen the backend")
+		}
+		t.seq++
+		id = kv.LeaseID(t.epoch<<32 | t.seq)
+		if _, taken := t.leases[id]; taken {
+			id = 0 // granted by ID: skip it
+		}
+	}
+	l.id = id
+	t.leases[id] = &leaseEntry{l: l, deadline: deadline}
 	return nil
+}
+
+// renew moves lease id's deadline to one TTL after now, unless nothing
+// ends it (no deadline), and returns its TTL. ok is false if the table
+// does not hold it, expired true if its deadline had already passed (its
+// end is due: it is not renewed).
+func (t *leaseTable) renew(id kv.LeaseID, now time.Time) (ttl time.Duration, ok, expired bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.leases[id]
+	switch {
+	case !ok:
+		return 0, false, false
+	case e.deadline.IsZero():
+	case !e.deadline.After(now):
+		return 0, true, true
+	default:
+		e.deadline = now.Add(e.l.ttl)
+	}
+	return e.l.ttl, true, false
+}
+
+// status returns what is left of lease id's TTL at now (all of it when
+// nothing ends it, none once its deadline has passed) and its TTL; ok
+// false if the table does not hold it.
+func (t *leaseTable) status(id kv.LeaseID, now time.Time) (left, ttl time.Duration, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.leases[id]
+	switch {
+	case !ok:
+		return 0, 0, false
+	case e.deadline.IsZero():
+		return e.l.ttl, e.l.ttl, true
+	}
+	return max(e.deadline.Sub(now), 0), e.l.ttl, true
+}
+
+// ids returns the IDs of the leases held, sorted.
+func (t *leaseTable) ids() []kv.LeaseID {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ids := make([]kv.LeaseID, 0, len(t.leases))
+	for id := range t.leases {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 func (t *leaseTable) alive(id kv.LeaseID) bool {

@@ -55,23 +55,29 @@ type record struct {
 	value     []byte
 	modRev    int64
 	createRev int64
+	// version counts the writes since the key was created: 1 for a new
+	// key (etcd's Version). A record of the first format, which did not
+	// keep it, reads as 1.
+	version   int64
 	lease     kv.LeaseID
 	tombstone bool
 }
 
-// Record encoding: a flags byte, then uvarints modRev, createRev and lease,
-// then the value, to the end.
+// Record encoding: a flags byte, then uvarints modRev, createRev, lease
+// and version, then the value, to the end. The first format
+// (recordFormatV1) had no version.
 const (
 	flagTombstone byte = 1 << 0
 	// recordFormat is the version of the encoding, in the flags' high bits.
-	recordFormat byte = 1 << 4
-	formatMask   byte = 0xf0
+	recordFormat   byte = 2 << 4
+	recordFormatV1 byte = 1 << 4
+	formatMask     byte = 0xf0
 )
 
 var errCorrupt = errors.New("corrupt record")
 
 func (r record) encode() []byte {
-	buf := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(r.value))
+	buf := make([]byte, 0, 1+4*binary.MaxVarintLen64+len(r.value))
 	flags := recordFormat
 	if r.tombstone {
 		flags |= flagTombstone
@@ -80,19 +86,29 @@ func (r record) encode() []byte {
 	buf = binary.AppendUvarint(buf, uint64(r.modRev))
 	buf = binary.AppendUvarint(buf, uint64(r.createRev))
 	buf = binary.AppendUvarint(buf, uint64(r.lease))
+	buf = binary.AppendUvarint(buf, uint64(r.version))
 	return append(buf, r.value...)
 }
 
-// decodeRecord decodes buf. With withValue, the value is copied out of buf
-// (bolt's memory is only valid within its transaction); without, it is nil.
+// decodeRecord decodes buf, of either format. With withValue, the value is
+// copied out of buf (bolt's memory is only valid within its transaction);
+// without, it is nil.
 func decodeRecord(buf []byte, withValue bool) (record, error) {
-	if len(buf) < 1 || buf[0]&formatMask != recordFormat {
+	if len(buf) < 1 {
 		return record{}, errCorrupt
 	}
-	r := record{tombstone: buf[0]&flagTombstone != 0}
+	var fields [4]uint64
+	count := len(fields)
+	switch buf[0] & formatMask {
+	case recordFormat:
+	case recordFormatV1:
+		count = 3 // no version: it reads as 1
+	default:
+		return record{}, errCorrupt
+	}
+	r := record{tombstone: buf[0]&flagTombstone != 0, version: 1}
 	rest := buf[1:]
-	var fields [3]uint64
-	for i := range fields {
+	for i := range count {
 		n, size := binary.Uvarint(rest)
 		if size <= 0 {
 			return record{}, errCorrupt
@@ -100,6 +116,9 @@ func decodeRecord(buf []byte, withValue bool) (record, error) {
 		fields[i], rest = n, rest[size:]
 	}
 	r.modRev, r.createRev, r.lease = int64(fields[0]), int64(fields[1]), kv.LeaseID(fields[2])
+	if count == len(fields) {
+		r.version = int64(fields[3])
+	}
 	if withValue {
 		r.value = append(make([]byte, 0, len(rest)), rest...)
 	}
@@ -108,7 +127,7 @@ func decodeRecord(buf []byte, withValue bool) (record, error) {
 
 // kvOf returns key's state as a kv.KV.
 func (r record) kvOf(key string) kv.KV {
-	return kv.KV{Key: key, Value: r.value, ModRevision: r.modRev, CreateRevision: r.createRev, Lease: r.lease}
+	return kv.KV{Key: key, Value: r.value, ModRevision: r.modRev, CreateRevision: r.createRev, Version: r.version, Lease: r.lease}
 }
 
 // getRecord reads key from the kv bucket: ok false if it is missing.

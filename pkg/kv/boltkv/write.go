@@ -32,21 +32,28 @@ func (b *Backend) newWriteTx(tx *bolt.Tx, rev int64) *writeTx {
 	}
 }
 
-// put writes key = value at w.rev. old is the key's current record, if it
-// exists; a new key is attached to lease, an existing one keeps its lease.
+// put writes key = value at w.rev, attached to lease (0: none). old is the
+// key's current record, if it exists: the key keeps its CreateRevision, its
+// Version goes up by one and it leaves old's lease for lease (a caller
+// that keeps the lease passes old.lease). A new key is at Version 1.
 func (w *writeTx) put(key string, value []byte, lease kv.LeaseID, old *stored) error {
-	createRev := w.rev
+	createRev, version := w.rev, int64(1)
 	if old != nil {
-		createRev, lease = old.createRev, old.lease
+		createRev, version = old.createRev, old.version+1
 		if err := w.history.keepRaw(key, old.modRev, old.raw); err != nil {
 			return err
 		}
 	}
-	r := record{value: value, modRev: w.rev, createRev: createRev, lease: lease}
+	r := record{value: value, modRev: w.rev, createRev: createRev, version: version, lease: lease}
 	if err := w.kv.Put([]byte(key), r.encode()); err != nil {
 		return err
 	}
-	if old == nil && lease != 0 {
+	if old != nil && old.lease != 0 && old.lease != lease {
+		if err := w.leased.Delete(leasedKey(old.lease, key)); err != nil {
+			return err
+		}
+	}
+	if lease != 0 && (old == nil || old.lease != lease) {
 		if err := w.leased.Put(leasedKey(lease, key), nil); err != nil {
 			return err
 		}

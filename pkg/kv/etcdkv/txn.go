@@ -14,8 +14,6 @@ import (
 // This file passes kv.Txn through to etcd as one transaction, and reads
 // etcd's current revision.
 
-var _ kv.TxnBackend = (*Backend)(nil)
-
 // Txn runs t as one etcd transaction.
 func (b *Backend) Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
 	const op = "txn"
