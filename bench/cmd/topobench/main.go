@@ -469,6 +469,19 @@ func (e *env) stormPhase(ctx context.Context, rep *report) error {
 			return fmt.Errorf("storm, %s: %w", sideLabel("topod", cfg.TopodReplicas), err)
 		}
 	}
+	// Stock etcd2topo clients on topod's etcd endpoint: their default
+	// (linearizable) reads are answered from topod's memory once a
+	// batched revision request confirms it current.
+	if err := e.withTopod(ctx, false, func(ts *topodSide) error {
+		s := &etcd2TopodSide{cluster: ts.cluster}
+		res, err := runStorm(ctx, e, scenario(s))
+		if res != nil {
+			rep.Storm = append(rep.Storm, res)
+		}
+		return errors.Join(err, e.etcd.deletePrefix(ctx, s.root()+"/"))
+	}); err != nil {
+		return fmt.Errorf("storm, %s: %w", sideLabel("etcd2-on-topod", cfg.TopodReplicas), err)
+	}
 	return nil
 }
 
