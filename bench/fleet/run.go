@@ -28,10 +28,14 @@ const (
 	TopoTopod1    = "topod1"      // topod x1 on that etcd, global and per cell
 	TopoTopod3    = "topod3"      // topod x3
 	TopoTopodCell = "topod-cells" // topod per cell, each cell on an etcd cluster of its own
+	// TopoStockOnTopod: stock etcd2 clients (the official Vitess images)
+	// on topod x1's etcd endpoint, on the same etcd; the stock layout (its
+	// writers are stock clients, which send at most 2 MiB).
+	TopoStockOnTopod = "stock-on-topod"
 )
 
 // AllTopologies are the topologies in the order they run.
-var AllTopologies = []string{TopoStock, TopoTopod1, TopoTopod3, TopoTopodCell}
+var AllTopologies = []string{TopoStock, TopoTopod1, TopoTopod3, TopoTopodCell, TopoStockOnTopod}
 
 // Scenario names, in the order they run.
 const (
@@ -131,7 +135,7 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 	var errs []error
 	for _, name := range cfg.Topologies {
 		l := full
-		if name == TopoStock {
+		if name == TopoStock || name == TopoStockOnTopod {
 			if stock == nil {
 				stock = NewLayout(p, EtcdRequestLimit-stockSpare)
 				if stock.Note != "" {
@@ -232,6 +236,8 @@ func (r *topoRun) label() string {
 		return "topod x3"
 	case TopoTopodCell:
 		return "topod per cell"
+	case TopoStockOnTopod:
+		return "stock etcd2 on topod x1"
 	}
 	return r.name
 }
@@ -318,6 +324,17 @@ func (r *topoRun) startServers(ctx context.Context) (func(), error) {
 		r.topo.GlobalAddr = strings.Join(global.Endpoints(), ",")
 		for _, c := range p.Topo.CellNames() {
 			r.topo.Cells = append(r.topo.Cells, Cell{Name: c, Addr: r.topo.GlobalAddr, Root: cellRoot(c)})
+		}
+	case TopoStockOnTopod:
+		t, err := topod(global, 1, "topod")
+		if err != nil {
+			return stop, err
+		}
+		r.srv.Topod = append(r.srv.Topod, t)
+		r.topo.Kind = Stock
+		r.topo.GlobalAddr = t.Addrs()
+		for _, c := range p.Topo.CellNames() {
+			r.topo.Cells = append(r.topo.Cells, Cell{Name: c, Addr: t.Addrs(), Root: cellRoot(c)})
 		}
 	case TopoTopod1, TopoTopod3:
 		replicas := 1

@@ -119,9 +119,12 @@ func Checks(run *report.Run) []report.Check {
 			var server float64
 			var what string
 			if t.Kind == string(Stock) {
-				e := sc.Etcd.Requests
+				e, at := sc.Etcd.Requests, "etcd"
+				if sc.Topod != nil { // stock clients on topod's etcd endpoint
+					e, at = sc.Topod.Requests, "topod's etcd endpoint"
+				}
 				server = e["Range"] + e["Txn"] + e["Put"] + e["DeleteRange"]
-				what = "etcd Range+Txn+Put+DeleteRange vs the clients' Get+List+ListDir+Create+Update+Delete+Watch"
+				what = at + " Range+Txn+Put+DeleteRange vs the clients' Get+List+ListDir+Create+Update+Delete+Watch"
 			} else if sc.Topod != nil {
 				q := sc.Topod.Requests
 				server = q["Get"] + q["List"] + q["ListDir"] + q["Create"] + q["Update"] + q["Delete"]

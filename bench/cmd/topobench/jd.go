@@ -68,7 +68,7 @@ func parseJDFlags(args []string) (jdConfig, error) {
 	fs.StringVar(&c.profile, "profile", "jd", "the fleet: jd (1,911 keyspaces, 4,438 shards, 11,416 tablets, 8 cells, 200 vtgates, 3 VTOrcs), jd10x, or a JSON profile file (keyspaces, shards_per_keyspace, tablets_per_shard, cells, vtgates_per_cell, tables_per_keyspace[, vtorcs, max_shards, seed])")
 	fs.Float64Var(&c.scale, "scale", c.scale, "scale the profile's keyspaces (shards, tablets, tables in proportion) and vtgates by this factor, e.g. 0.02")
 	fs.StringVar(&c.out, "out", "", "directory for report.md, report.json and the charts (required)")
-	fs.StringVar(&topologies, "topologies", strings.Join(fleet.AllTopologies, ","), "topologies to run, in order: stock (etcd2), topod1, topod3 (topod replicas on the same etcd), topod-cells (topod per cell, each cell on an etcd cluster of its own)")
+	fs.StringVar(&topologies, "topologies", strings.Join(fleet.AllTopologies, ","), "topologies to run, in order: stock (etcd2), topod1, topod3 (topod replicas on the same etcd), topod-cells (topod per cell, each cell on an etcd cluster of its own), stock-on-topod (stock etcd2 clients on topod x1's etcd endpoint)")
 	fs.DurationVar(&c.Steady, "steady", c.Steady, "steady-state scenario length")
 	fs.DurationVar(&c.LeaderWindow, "leader-window", c.LeaderWindow, "length of the etcd leader change and leader kill scenarios")
 	fs.DurationVar(&c.CompactWindow, "compact-window", c.CompactWindow, "compaction scenario length")

@@ -71,8 +71,8 @@ func TestJDScaled(t *testing.T) {
 			if sc.Seconds <= 0 || sc.Etcd.CPUSeconds < 0 {
 				t.Errorf("%s: %s: no figures: %+v", top.Name, name, sc.Etcd)
 			}
-			if (top.Kind == "topod") != (sc.Topod != nil) {
-				t.Errorf("%s: %s: topod figures %v for a %s topology", top.Name, name, sc.Topod != nil, top.Kind)
+			if (top.TopodReplicas > 0) != (sc.Topod != nil) {
+				t.Errorf("%s: %s: topod figures %v for a topology with %d topod replicas", top.Name, name, sc.Topod != nil, top.TopodReplicas)
 			}
 		}
 		// Every write reaches etcd, on either side: the layout's writes
