@@ -242,6 +242,15 @@ func startVitess(ctx context.Context, t *testing.T, bin map[string]string, work 
 	if err := ts.CreateCellInfo(ctx, cell, &topodatapb.CellInfo{ServerAddress: tp.Address, Root: cellRoot}); err != nil {
 		t.Fatalf("CreateCellInfo %s: %v", cell, err)
 	}
+	return ts, startVtctldVtgate(ctx, t, bin, work, id, tp, vtgateArgs...)
+}
+
+// startVtctldVtgate starts vtctld and vtgate (of cell, with vtgateArgs too)
+// on the global topology tp as id, with their logs in work/logs named after
+// the implementation, and waits until both serve. They stop when the test
+// ends.
+func startVtctldVtgate(ctx context.Context, t *testing.T, bin map[string]string, work string, id *vtlocal.Identity, tp vtlocal.Topo, vtgateArgs ...string) *vitess {
+	t.Helper()
 	ports, err := freeport.Pick(4)
 	if err != nil {
 		t.Fatal(err)
@@ -250,11 +259,11 @@ func startVitess(ctx context.Context, t *testing.T, bin map[string]string, work 
 	vt := &vitess{vtgateHTTP: ports[2], vtgateMySQL: ports[3]}
 	logs := filepath.Join(work, "logs")
 	vt.vtctld = start(t, vtlocal.Spec{
-		Name: "vtctld", Binary: bin["vtctld"], Args: vtlocal.VtctldArgs(tp, vtctldHTTP, vtctldGRPC),
+		Name: tp.Implementation + " vtctld", Binary: bin["vtctld"], Args: vtlocal.VtctldArgs(tp, vtctldHTTP, vtctldGRPC),
 		Log: filepath.Join(logs, tp.Implementation+"-vtctld.log"), Dir: work, User: id,
 	})
 	vt.vtgate = start(t, vtlocal.Spec{
-		Name: "vtgate", Binary: bin["vtgate"], Args: append(vtlocal.VtgateArgs(tp, cell, vt.vtgateHTTP, vt.vtgateMySQL), vtgateArgs...),
+		Name: tp.Implementation + " vtgate", Binary: bin["vtgate"], Args: append(vtlocal.VtgateArgs(tp, cell, vt.vtgateHTTP, vt.vtgateMySQL), vtgateArgs...),
 		Log: filepath.Join(logs, tp.Implementation+"-vtgate.log"), Dir: work, User: id,
 	})
 	if err := vt.vtctld.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/status", vtctldHTTP)); err != nil {
@@ -268,7 +277,7 @@ func startVitess(ctx context.Context, t *testing.T, bin map[string]string, work 
 		t.Fatalf("vtctldclient: %v", err)
 	}
 	t.Cleanup(func() { vt.client.Close() })
-	return ts, vt
+	return vt
 }
 
 // binaries returns the paths of the named programs in the repository's
