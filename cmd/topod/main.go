@@ -189,7 +189,7 @@ func serve(ctx context.Context, f serveFlags) error {
 
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()
-	log.Info("topod serving", "listen", lis.Addr().String(), "tls", describeTLS(f.tls), "backend", describe(f.commonFlags), "blobs", blobsURL(f.commonFlags))
+	log.Info("topod serving", "listen", lis.Addr().String(), "tls", describeTLS(f.tls), "etcd_api", srv.EtcdAPI(), "backend", describe(f.commonFlags), "blobs", blobsURL(f.commonFlags))
 	if serverTLS == nil && !isLoopback(lis.Addr()) {
 		log.Warn("serving without TLS on a non-loopback address: anyone who reaches it can read and change the topology; see --tls-cert, --tls-key and --tls-client-ca", "listen", lis.Addr().String())
 	}

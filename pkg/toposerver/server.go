@@ -330,6 +330,9 @@ func (s *Server) stream(ctx context.Context, kind string) (context.Context, func
 	}
 }
 
+// EtcdAPI says whether the server serves etcd's v3 API (Register adds it).
+func (s *Server) EtcdAPI() bool { return s.etcd != nil }
+
 // ActiveStreams is the number of open watch, lock and election streams.
 func (s *Server) ActiveStreams() int { return int(s.active.Load()) }
 

@@ -1,0 +1,105 @@
+package etcdapi_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/pkg/toposerver"
+)
+
+// TestMetrics: topod's /metrics has the etcd endpoint's figures, and they
+// move with what clients do.
+func TestMetrics(t *testing.T) {
+	srv := topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Addr}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	watch := cli.Watch(ctx, "/m/", clientv3.WithPrefix())
+	if _, err := cli.Put(ctx, "/m/a", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Get(ctx, "/m/a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Get(ctx, "/m/a", clientv3.WithSerializable()); err != nil {
+		t.Fatal(err)
+	}
+	<-watch // the put's event: the watch is open
+
+	web := httptest.NewServer(srv.Topo.DebugHandler())
+	defer web.Close()
+	resp, err := http.Get(web.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := func(name string, labels ...string) float64 {
+		total := 0.0
+		for _, m := range mfs[name].GetMetric() {
+			match := true
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					found = found || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
+				}
+				match = match && found
+			}
+			if !match {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				total += m.Counter.GetValue()
+			case m.Gauge != nil:
+				total += m.Gauge.GetValue()
+			}
+		}
+		return total
+	}
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		min    float64
+	}{
+		{"topod_etcd_watch_streams", nil, 1},
+		{"topod_etcd_watches", nil, 1},
+		{"topod_etcd_watch_window_events", nil, 1},
+		{"topod_etcd_watch_window_bytes", nil, 1},
+		{"topod_etcd_watch_window_oldest_revision", nil, 1},
+		{"topod_etcd_watch_window_evicted_total", nil, 0},
+		{"topod_etcd_watches_compacted_total", nil, 0},
+		{"topod_etcd_range_reads_total", []string{"consistency", "linearizable", "source", "mirror"}, 1},
+		{"topod_etcd_range_reads_total", []string{"consistency", "serializable", "source", "mirror"}, 1},
+		{"topod_consistent_read_revision_requests_total", nil, 1},
+		{"topod_consistent_reads_total", nil, 1},
+		{"grpc_server_handled_total", []string{"grpc_service", "etcdserverpb.KV", "grpc_method", "Put", "grpc_code", "OK"}, 1},
+		{"grpc_server_handled_total", []string{"grpc_service", "etcdserverpb.KV", "grpc_method", "Range", "grpc_code", "OK"}, 2},
+	} {
+		if _, ok := mfs[tc.name]; !ok {
+			t.Errorf("%s: not in /metrics", tc.name)
+			continue
+		}
+		if got := value(tc.name, tc.labels...); got < tc.min {
+			t.Errorf("%s{%s} = %v, want at least %v", tc.name, strings.Join(tc.labels, ","), got, tc.min)
+		}
+	}
+}
