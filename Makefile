@@ -98,6 +98,22 @@ MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 bin/minio:
 	GOBIN=$(CURDIR)/bin go install github.com/minio/minio@$(MINIO_VERSION)
 
+# bin/etcdctl is stock etcdctl at the version of the etcd the module graph
+# pins, which the etcd API's tests (pkg/etcdapi/etcdctl_test.go) run
+# against topod. etcdctl's go.mod replaces its sibling etcd modules by
+# relative paths, so `go install ...@version` refuses it: it is installed
+# from a copy of its module with those replaces dropped (the same modules,
+# at the same version, from the module proxy, checked against the sum
+# database).
+ETCDCTL_VERSION := v3.6.10
+bin/etcdctl:
+	@set -e; src=$$(go mod download -json go.etcd.io/etcd/etcdctl/v3@$(ETCDCTL_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cp -r "$$src"/. "$$tmp"; chmod -R u+w "$$tmp"; cd "$$tmp"; \
+	go mod edit -dropreplace=go.etcd.io/etcd/api/v3 -dropreplace=go.etcd.io/etcd/client/pkg/v3 \
+		-dropreplace=go.etcd.io/etcd/client/v3 -dropreplace=go.etcd.io/etcd/pkg/v3; \
+	GOFLAGS=-mod=mod GOBIN=$(CURDIR)/bin go install .
+
 bin/protoc-gen-go:
 	go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 
@@ -119,14 +135,16 @@ proto: tools-proto
 # etcd, the backend conformance suite, the fault and bad-input tests, and the
 # end-to-end tests (e2e/) of bin/vtctld, bin/vtgate and real tablets
 # (bin/vttablet and bin/mysqlctl on MariaDB) on bin/topod, which `build`
-# makes, queried with the mysql client; and deploy/ (its overlays rendered,
-# strictly decoded, checked, and every container's command line run against
-# the binaries in bin/).
+# makes, queried with the mysql client; the etcd API's (pkg/etcdapi)
+# clientv3 answers compared with a real etcd's, and stock bin/etcdctl run
+# against it; and deploy/ (its overlays rendered, strictly decoded,
+# checked, and every container's command line run against the binaries in
+# bin/).
 # Then, without the race detector (bench/cmd/topobench/jdscaled_test.go
 # says why), the JD fleet benchmark's whole pipeline at --scale 0.02, on
 # its own servers and on servers it did not start (--etcd-endpoints,
 # --topod-addr).
-test: fmt-check vet bin/minio build mysql-client mariadb
+test: fmt-check vet bin/minio bin/etcdctl build mysql-client mariadb
 	DEPLOY_BIN_DIR=$(CURDIR)/bin go test -race -count=1 -timeout 30m ./...
 	go test -count=1 -timeout 10m -run '^(TestJDScaled|TestJDExternal)$$' ./bench/cmd/topobench/
 
@@ -164,7 +182,7 @@ comma := ,
 BENCH_JD_SCALE ?= 0.25
 BENCH_JD_OUT ?= bench/reports/jd$(if $(filter 1,$(BENCH_JD_SCALE)),,-$(BENCH_JD_SCALE))
 BENCH_JD_FLAGS ?=
-BENCH_JD_TOPOLOGIES ?= stock topod1 topod3 topod-cells
+BENCH_JD_TOPOLOGIES ?= stock topod1 topod3 topod-cells stock-on-topod
 BENCH_JD_WORK := .cache/bench-jd/$(BENCH_JD_SCALE)
 bench-jd:
 	mkdir -p $(BENCH_JD_WORK)

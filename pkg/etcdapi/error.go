@@ -38,6 +38,10 @@ func toStatus(err error) error {
 			return m.etcd
 		}
 	}
+	// etcd's own answer (the etcd backend), with its code.
+	if e := (rpctypes.EtcdError{}); errors.As(err, &e) {
+		return status.Error(e.Code(), e.Error())
+	}
 	switch {
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())

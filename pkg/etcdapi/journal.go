@@ -219,14 +219,18 @@ func (j *Journal) take(w *watcher, maxBytes int64) batch {
 	return b
 }
 
-// synced reports whether none of ws has events pending, and if so moves
-// them all to the current revision, which it returns (a progress
-// notification may then say they have seen everything up to it).
+// synced reports whether none of ws has events pending nor starts past
+// the current revision plus one, and if so moves them all to the current
+// revision, which it returns (a progress notification may then say they
+// have seen everything up to it). A watch from a revision the journal has
+// not reached gets no notification, as etcd's progressIfSync gives none:
+// one below its start would take its client's resume point back
+// (clientv3 resumes from a notification's revision plus one).
 func (j *Journal) synced(ws []*watcher) (int64, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for _, w := range ws {
-		if !w.removed && (w.pending || w.lost) {
+		if !w.removed && (w.pending || w.lost || w.next > j.rev+1) {
 			return 0, false
 		}
 	}

@@ -40,7 +40,7 @@ func (s *Server) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResp
 // a past revision, from the backend.
 func (s *Server) rangeKeys(ctx context.Context, req *pb.RangeRequest) ([]kv.KV, int64, error) {
 	key, end := string(req.Key), string(req.RangeEnd)
-	keysOnly := req.KeysOnly || req.CountOnly
+	keysOnly := readsKeysOnly(req)
 	if m := s.mirrorFor(key, end); m != nil && req.Revision <= 0 {
 		minRev, ok := int64(0), true
 		if !req.Serializable {
@@ -71,11 +71,24 @@ func (s *Server) rangeKeys(ctx context.Context, req *pb.RangeRequest) ([]kv.KV, 
 	return res.Responses[0].Range, res.Revision, nil
 }
 
+// readsKeysOnly says whether a range needs no values: count-only, or
+// keys-only unless sorted by value (etcd sorts keys-only ranges by their
+// values too).
+func readsKeysOnly(r *pb.RangeRequest) bool {
+	return r.CountOnly || (r.KeysOnly && r.SortTarget != pb.RangeRequest_VALUE)
+}
+
 // rangeResponse applies the request's filters, sort, limit and count to
 // kvs (every key of the range, sorted by key), as etcd's executeRange
 // does, and decodes the values it returns.
 func (s *Server) rangeResponse(ctx context.Context, req *pb.RangeRequest, kvs []kv.KV) (*pb.RangeResponse, error) {
 	resp := &pb.RangeResponse{Count: int64(len(kvs))}
+	if req.Limit > 0 && int64(len(kvs)) > req.Limit+1 && req.SortOrder == pb.RangeRequest_NONE &&
+		req.MinModRevision == 0 && req.MaxModRevision == 0 && req.MinCreateRevision == 0 && req.MaxCreateRevision == 0 {
+		// etcd then reads only the first limit+1 keys, and sorts those
+		// (by a target other than the key: ascending).
+		kvs = kvs[:req.Limit+1]
+	}
 	kvs = slices.DeleteFunc(kvs, func(e kv.KV) bool {
 		return (req.MaxModRevision != 0 && e.ModRevision > req.MaxModRevision) ||
 			(req.MinModRevision != 0 && e.ModRevision < req.MinModRevision) ||
@@ -92,7 +105,7 @@ func (s *Server) rangeResponse(ctx context.Context, req *pb.RangeRequest, kvs []
 	case req.SortTarget == pb.RangeRequest_KEY && order == pb.RangeRequest_ASCEND:
 		order = pb.RangeRequest_NONE // already by key
 	}
-	if order != pb.RangeRequest_NONE && req.SortTarget == pb.RangeRequest_VALUE && !req.KeysOnly {
+	if order != pb.RangeRequest_NONE && req.SortTarget == pb.RangeRequest_VALUE {
 		// Sort by what the client sees, not by the stored record.
 		if err := s.decodeAll(ctx, kvs); err != nil {
 			return nil, err
@@ -299,7 +312,7 @@ func (s *Server) toOps(ctx context.Context, reqs []*pb.RequestOp) ([]kv.Op, erro
 		switch r := r.Request.(type) {
 		case *pb.RequestOp_RequestRange:
 			q := r.RequestRange
-			ops = append(ops, kv.Op{Type: kv.OpRange, Key: string(q.Key), End: string(q.RangeEnd), Rev: q.Revision, KeysOnly: q.KeysOnly || q.CountOnly})
+			ops = append(ops, kv.Op{Type: kv.OpRange, Key: string(q.Key), End: string(q.RangeEnd), Rev: q.Revision, KeysOnly: readsKeysOnly(q)})
 		case *pb.RequestOp_RequestPut:
 			op, err := s.putOp(ctx, r.RequestPut)
 			if err != nil {
@@ -320,15 +333,66 @@ func (s *Server) toOps(ctx context.Context, reqs []*pb.RequestOp) ([]kv.Op, erro
 }
 
 // txnResponse is the answer to req of the backend's res: each range
-// shaped by its request (rangeResponse), values decoded.
+// shaped by its request (rangeResponse), values decoded, and each
+// operation's header at the revision etcd gives it: the revision before
+// the transaction until one of its operations has written, the
+// transaction's own from then on (a nested transaction's header has
+// none).
 func (s *Server) txnResponse(ctx context.Context, req *pb.TxnRequest, res kv.TxnResult) (*pb.TxnResponse, error) {
-	resp := &pb.TxnResponse{Header: s.header(res.Revision), Succeeded: res.Succeeded}
+	begin := res.Revision
+	if txnWrote(req, res) {
+		begin--
+	}
+	wrote := false
+	resp, err := s.txnResponses(ctx, req, res, begin, &wrote)
+	if err != nil {
+		return nil, err
+	}
+	resp.Header = s.header(res.Revision)
+	return resp, nil
+}
+
+// txnWrote says whether the operations res ran of req wrote: a put, or
+// a delete that found keys.
+func txnWrote(req *pb.TxnRequest, res kv.TxnResult) bool {
+	reqs := req.Failure
+	if res.Succeeded {
+		reqs = req.Success
+	}
+	for i, r := range res.Responses[:min(len(reqs), len(res.Responses))] {
+		switch q := reqs[i].Request.(type) {
+		case *pb.RequestOp_RequestPut:
+			return true
+		case *pb.RequestOp_RequestDeleteRange:
+			if r.Deleted > 0 {
+				return true
+			}
+		case *pb.RequestOp_RequestTxn:
+			if r.Txn != nil && txnWrote(q.RequestTxn, *r.Txn) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// txnResponses answers the operations res ran of req, the transaction
+// beginning at revision begin; wrote says whether an operation before
+// has written.
+func (s *Server) txnResponses(ctx context.Context, req *pb.TxnRequest, res kv.TxnResult, begin int64, wrote *bool) (*pb.TxnResponse, error) {
+	resp := &pb.TxnResponse{Header: s.header(0), Succeeded: res.Succeeded}
 	reqs := req.Failure
 	if res.Succeeded {
 		reqs = req.Success
 	}
 	if len(reqs) != len(res.Responses) {
 		return nil, fmt.Errorf("txn: %d responses to %d operations", len(res.Responses), len(reqs))
+	}
+	at := func() *pb.ResponseHeader {
+		if *wrote {
+			return s.header(begin + 1)
+		}
+		return s.header(begin)
 	}
 	for i, r := range res.Responses {
 		var out *pb.ResponseOp
@@ -338,10 +402,11 @@ func (s *Server) txnResponse(ctx context.Context, req *pb.TxnRequest, res kv.Txn
 			if err != nil {
 				return nil, err
 			}
-			rr.Header = s.header(res.Revision)
+			rr.Header = at()
 			out = &pb.ResponseOp{Response: &pb.ResponseOp_ResponseRange{ResponseRange: rr}}
 		case *pb.RequestOp_RequestPut:
-			pr := &pb.PutResponse{Header: s.header(res.Revision)}
+			*wrote = true
+			pr := &pb.PutResponse{Header: at()}
 			var err error
 			if pr.PrevKv, err = s.decodeKV(ctx, r.PrevKV); err != nil {
 				return nil, err
@@ -352,10 +417,13 @@ func (s *Server) txnResponse(ctx context.Context, req *pb.TxnRequest, res kv.Txn
 			if err != nil {
 				return nil, err
 			}
-			dr.Header = s.header(res.Revision)
+			if r.Deleted > 0 {
+				*wrote = true
+			}
+			dr.Header = at()
 			out = &pb.ResponseOp{Response: &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: dr}}
 		case *pb.RequestOp_RequestTxn:
-			tr, err := s.txnResponse(ctx, q.RequestTxn, *r.Txn)
+			tr, err := s.txnResponses(ctx, q.RequestTxn, *r.Txn, begin, wrote)
 			if err != nil {
 				return nil, err
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/topod-io/topod/pkg/kv"
 )
@@ -16,8 +17,14 @@ import (
 // topod's renewals share one keep-alive stream to etcd); on bolt, topod's
 // in-process lease table.
 
+// maxLeaseTTL is etcd's largest lease TTL, in seconds (lease.MaxLeaseTTL).
+const maxLeaseTTL = 9_000_000_000
+
 // LeaseGrant is part of pb.LeaseServer.
 func (s *Server) LeaseGrant(ctx context.Context, req *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if req.TTL > maxLeaseTTL {
+		return nil, rpctypes.ErrGRPCLeaseTTLTooLarge
+	}
 	id, ttl, err := s.opts.Backend.GrantLease(ctx, kv.LeaseID(req.ID), time.Duration(req.TTL)*time.Second)
 	if err != nil {
 		return nil, toStatus(err)
@@ -30,7 +37,14 @@ func (s *Server) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*
 	if err := s.opts.Backend.RevokeLease(ctx, kv.LeaseID(req.ID)); err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.LeaseRevokeResponse{Header: s.header(s.rev())}, nil
+	// The revision of the deletes of its keys, as etcd answers, once the
+	// mirrors have them.
+	rev, err := s.opts.Backend.CurrentRevision(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.awaitWrite(ctx, rev)
+	return &pb.LeaseRevokeResponse{Header: s.header(rev)}, nil
 }
 
 // LeaseKeepAlive is part of pb.LeaseServer: each request renews its lease

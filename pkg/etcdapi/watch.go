@@ -126,7 +126,7 @@ func (ws *watchStream) create(ctx context.Context, req *pb.WatchCreateRequest) {
 		}
 	}
 	refuse := func(id int64, reason string) {
-		ws.queue(&pb.WatchResponse{Header: s.header(0), WatchId: id, Created: true, Canceled: true, CancelReason: reason})
+		ws.queue(&pb.WatchResponse{Header: s.header(s.rev()), WatchId: id, Created: true, Canceled: true, CancelReason: reason})
 	}
 	m := s.mirrorFor(key, end)
 	if m == nil || m.Journal == nil {
@@ -160,13 +160,22 @@ func (ws *watchStream) create(ctx context.Context, req *pb.WatchCreateRequest) {
 	ws.watchers[id] = w
 	ws.mu.Unlock()
 
-	ok, compactRev, rev := w.journal.add(w, req.StartRevision)
+	// As etcd: Created, at the revision before the watch (which starts
+	// after it unless asked otherwise), goes out before any event of the
+	// watch (clientv3 cancels a watch whose events come first).
+	rev := w.journal.Rev()
+	start := req.StartRevision
+	if start == 0 {
+		start = rev + 1
+	}
 	ws.queue(&pb.WatchResponse{Header: s.header(rev), WatchId: id, Created: true})
+	ok, compactRev, _ := w.journal.add(w, start)
 	if !ok {
 		ws.mu.Lock()
 		delete(ws.watchers, id)
 		ws.mu.Unlock()
-		ws.queue(&pb.WatchResponse{Header: s.header(rev), WatchId: id, Canceled: true, CompactRevision: compactRev,
+		// No revision, as etcd's.
+		ws.queue(&pb.WatchResponse{Header: s.header(0), WatchId: id, Canceled: true, CompactRevision: compactRev,
 			CancelReason: rpctypes.ErrCompacted.Error()})
 		return
 	}
@@ -276,7 +285,7 @@ func (ws *watchStream) sendEvents(ctx context.Context, w *watcher) error {
 			w.journal.remove(w)
 			s.metrics.watchers.Dec()
 			s.metrics.compactedWatches.Inc()
-			return ws.grpc.Send(&pb.WatchResponse{Header: s.header(w.journal.Rev()), WatchId: w.id, Canceled: true,
+			return ws.grpc.Send(&pb.WatchResponse{Header: s.header(0), WatchId: w.id, Canceled: true,
 				CompactRevision: b.compactRev, CancelReason: rpctypes.ErrCompacted.Error()})
 		}
 		if len(b.events) > 0 {
