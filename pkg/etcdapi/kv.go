@@ -255,9 +255,9 @@ func (s *Server) deleteResponse(ctx context.Context, r kv.OpResult) (*pb.DeleteR
 }
 
 // Txn is part of pb.KVServer. Its puts' values are encoded (blobs
-// uploaded) first; it then runs as one backend transaction. A Value
-// compare compares the stored value: for a value over the inline limit,
-// that is its blob reference (README: values compared must be under it).
+// uploaded) first; it then runs as one backend transaction (runTxn: Value
+// compares on values kept as blobs are evaluated on their contents, the
+// transaction guarded by the keys' revisions).
 func (s *Server) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if err := checkTxn(req, 0); err != nil {
 		return nil, err
@@ -266,7 +266,7 @@ func (s *Server) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	res, err := s.opts.Backend.Txn(ctx, t)
+	res, err := s.runTxn(ctx, t)
 	if err != nil {
 		return nil, toStatus(err)
 	}
