@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -61,7 +62,9 @@ type serveFlags struct {
 	etcdAPI        bool
 	etcdWindow     int
 	etcdWindowSize int64
+	etcdProgress   time.Duration
 	name           string
+	advertise      string
 }
 
 func newRootCommand() *cobra.Command {
@@ -105,7 +108,9 @@ func newRootCommand() *cobra.Command {
 	fs.BoolVar(&f.etcdAPI, "etcd-api", true, "also serve etcd's v3 gRPC API on --listen, behind the same TLS: stock etcd2 Vitess binaries (--topo-implementation etcd2), etcdctl and any etcd v3 client use topod as they would etcd, reading and writing the same data as the plugin; needs the mirror (--mirror-prefixes)")
 	fs.IntVar(&f.etcdWindow, "etcd-watch-window-events", toposerver.DefaultEtcdWatchWindowEvents, "etcd API: how many recent events topod keeps, per mirrored prefix, for watches from a past revision; a watch from before them is answered as compacted and its client re-reads")
 	fs.Int64Var(&f.etcdWindowSize, "etcd-watch-window-bytes", toposerver.DefaultEtcdWatchWindowBytes, "etcd API: memory bound, in bytes, of the recent events kept per mirrored prefix (see --etcd-watch-window-events)")
+	fs.DurationVar(&f.etcdProgress, "etcd-progress-notify-interval", 10*time.Minute, "etcd API: how often a watch that asked for progress notifications gets one while it has no events (etcd's --watch-progress-notify-interval)")
 	fs.StringVar(&f.name, "name", "", "this topod's name in the etcd API's member list and status (default: the host name)")
+	fs.StringVar(&f.advertise, "advertise-address", "", "host:port clients reach this topod at, listed as its client URL in the etcd API's member list (clientv3 endpoint sync dials it); default: --listen, with the host name for an unspecified host")
 	return cmd
 }
 
@@ -119,6 +124,9 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	if f.inlineLimit <= 0 || f.inlineLimit > record.MaxRecordBytes-1024 {
 		return fmt.Errorf("--inline-limit %d: want 1 to %d bytes", f.inlineLimit, record.MaxRecordBytes-1024)
+	}
+	if f.etcdWindow <= 0 || f.etcdWindowSize <= 0 || f.etcdProgress <= 0 {
+		return fmt.Errorf("--etcd-watch-window-events %d, --etcd-watch-window-bytes %d, --etcd-progress-notify-interval %v: want positive values", f.etcdWindow, f.etcdWindowSize, f.etcdProgress)
 	}
 	var serverTLS *tls.Config
 	switch {
@@ -146,32 +154,37 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	if f.etcdWindow <= 0 || f.etcdWindowSize <= 0 {
-		return fmt.Errorf("--etcd-watch-window-events %d, --etcd-watch-window-bytes %d: want positive bounds", f.etcdWindow, f.etcdWindowSize)
+	host, err := os.Hostname()
+	if err != nil {
+		host = "topod"
 	}
 	name := f.name
 	if name == "" {
-		if name, err = os.Hostname(); err != nil {
-			name = "topod"
-		}
+		name = host
+	}
+	advertise, err := advertiseAddress(f.advertise, lis.Addr(), host)
+	if err != nil {
+		lis.Close()
+		return err
 	}
 	srv := toposerver.New(backend, toposerver.Options{
-		Blobs:                 blobs,
-		BlobCacheBytes:        f.blobCacheBytes,
-		InlineLimit:           f.inlineLimit,
-		LockTTL:               f.lockTTL,
-		MirrorPrefixes:        mirrorPrefixes(f.mirrorPrefixes),
-		DisableMirror:         len(mirrorPrefixes(f.mirrorPrefixes)) == 0,
-		MirrorMaxBytes:        f.mirrorMaxBytes,
-		MirrorMaxStaleness:    mirrorMaxStaleness(f.mirrorStale),
-		GCGrace:               f.gcGrace,
-		TLS:                   serverTLS,
-		DisableEtcdAPI:        !f.etcdAPI,
-		EtcdWatchWindowEvents: f.etcdWindow,
-		EtcdWatchWindowBytes:  f.etcdWindowSize,
-		Name:                  name,
-		Address:               lis.Addr().String(),
-		Logger:                log,
+		Blobs:                      blobs,
+		BlobCacheBytes:             f.blobCacheBytes,
+		InlineLimit:                f.inlineLimit,
+		LockTTL:                    f.lockTTL,
+		MirrorPrefixes:             mirrorPrefixes(f.mirrorPrefixes),
+		DisableMirror:              len(mirrorPrefixes(f.mirrorPrefixes)) == 0,
+		MirrorMaxBytes:             f.mirrorMaxBytes,
+		MirrorMaxStaleness:         mirrorMaxStaleness(f.mirrorStale),
+		GCGrace:                    f.gcGrace,
+		TLS:                        serverTLS,
+		DisableEtcdAPI:             !f.etcdAPI,
+		EtcdWatchWindowEvents:      f.etcdWindow,
+		EtcdWatchWindowBytes:       f.etcdWindowSize,
+		EtcdProgressNotifyInterval: f.etcdProgress,
+		Name:                       name,
+		Address:                    advertise,
+		Logger:                     log,
 	})
 	if f.metricsListen != "" {
 		mlis, err := net.Listen("tcp", f.metricsListen)
@@ -290,6 +303,23 @@ func describeTLS(f tlsconfig.Files) string {
 	default:
 		return "on, client certificates required"
 	}
+}
+
+// advertiseAddress is the address topod lists itself at: flag if set
+// (host:port), else the listener's, with host for an unspecified host
+// (":15999", "[::]:15999").
+func advertiseAddress(flag string, lis net.Addr, host string) (string, error) {
+	if flag != "" {
+		if _, _, err := net.SplitHostPort(flag); err != nil {
+			return "", fmt.Errorf("--advertise-address %q: want host:port: %w", flag, err)
+		}
+		return flag, nil
+	}
+	tcp, ok := lis.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return lis.String(), nil
+	}
+	return net.JoinHostPort(host, strconv.Itoa(tcp.Port)), nil
 }
 
 func isLoopback(a net.Addr) bool {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -91,6 +92,9 @@ func TestStartErrors(t *testing.T) {
 		{[]string{"--tls-cert", "cert.pem"}, "both a certificate and a key"},
 		{[]string{"--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"}, "/nonexistent/cert.pem"},
 		{[]string{"--backend", "etcd://127.0.0.1:1", "--etcd-tls-ca", "/nonexistent/ca.pem"}, "--etcd-tls-*"},
+		{[]string{"--etcd-watch-window-events", "0"}, "--etcd-watch-window-events 0"},
+		{[]string{"--etcd-progress-notify-interval", "0s"}, "want positive values"},
+		{[]string{"--advertise-address", "topod"}, "--advertise-address \"topod\": want host:port"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			cmd := newRootCommand()
@@ -221,5 +225,23 @@ func TestDeprecatedMirrorFlags(t *testing.T) {
 				t.Errorf("no deprecation warning: %q", stderr.String())
 			}
 		})
+	}
+}
+
+func TestAdvertiseAddress(t *testing.T) {
+	for _, tc := range []struct {
+		flag string
+		lis  net.Addr
+		want string
+	}{
+		{"", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 15999}, "127.0.0.1:15999"},
+		{"", &net.TCPAddr{IP: net.IPv6unspecified, Port: 15999}, "topod-0:15999"},
+		{"", &net.TCPAddr{IP: net.IPv4zero, Port: 15999}, "topod-0:15999"},
+		{"topod.topod.svc:15999", &net.TCPAddr{IP: net.IPv6unspecified, Port: 15999}, "topod.topod.svc:15999"},
+	} {
+		got, err := advertiseAddress(tc.flag, tc.lis, "topod-0")
+		if err != nil || got != tc.want {
+			t.Errorf("advertiseAddress(%q, %v) = %q, %v; want %q", tc.flag, tc.lis, got, err, tc.want)
+		}
 	}
 }

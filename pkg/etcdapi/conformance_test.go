@@ -17,14 +17,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 
 	"github.com/topod-io/topod/internal/etcdtest"
-	"github.com/topod-io/topod/internal/freeport"
 	"github.com/topod-io/topod/internal/topodtest"
-	"github.com/topod-io/topod/pkg/etcdapi"
 	"github.com/topod-io/topod/pkg/kv"
-	"github.com/topod-io/topod/pkg/kvmirror"
 	"github.com/topod-io/topod/pkg/toposerver"
 )
 
@@ -84,10 +80,8 @@ type conformanceStore struct {
 	// watch window holds only watchWindow events.
 	window *clientv3.Client
 	// progress serves watches that ask for progress notifications: etcd
-	// with --watch-progress-notify-interval 1s, or topod's etcd endpoint
-	// with a ProgressNotifyInterval of 1s on the same backend
-	// (toposerver.Options has no such option: its endpoint notifies
-	// every 10 minutes, etcd's default).
+	// with --watch-progress-notify-interval 1s, or a topod with
+	// --etcd-progress-notify-interval 1s on the same backend.
 	progress *clientv3.Client
 }
 
@@ -111,7 +105,7 @@ func startConformanceStores(t *testing.T) []*conformanceStore {
 		small := topodtest.Start(t, backend, toposerver.Options{EtcdWatchWindowEvents: watchWindow})
 		stores = append(stores, &conformanceStore{
 			name: b.name, topod: true, cli: newClient(t, srv.Addr), window: newClient(t, small.Addr),
-			progress: newClient(t, startEtcdEndpoint(t, backend, progressInterval)),
+			progress: newClient(t, topodtest.Start(t, backend, toposerver.Options{EtcdProgressNotifyInterval: progressInterval}).Addr),
 		})
 	}
 	return stores
@@ -126,55 +120,6 @@ func newClient(t testing.TB, endpoints ...string) *clientv3.Client {
 	t.Cleanup(func() { cli.Close() })
 	return cli
 }
-
-// startEtcdEndpoint serves topod's etcd endpoint alone, as toposerver
-// builds it (one mirror of "/" with its journal, over backend), with
-// values stored as they are and progress notifications every interval.
-// It returns its address.
-func startEtcdEndpoint(t *testing.T, backend kv.Backend, interval time.Duration) string {
-	t.Helper()
-	eb, ok := backend.(etcdapi.Backend)
-	if !ok {
-		t.Fatalf("backend %T has no transactions or leases by ID", backend)
-	}
-	journal := etcdapi.NewJournal(toposerver.DefaultEtcdWatchWindowEvents, toposerver.DefaultEtcdWatchWindowBytes)
-	m := kvmirror.New(backend, "/", kvmirror.Options{Journal: journal})
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() {
-		defer close(ran)
-		_ = m.Run(ctx)
-	}()
-	srv := etcdapi.New(etcdapi.Options{
-		Backend: eb, Values: plainValues{}, Mirrors: []etcdapi.Mirror{{Mirror: m, Journal: journal}},
-		Name: "progress", ProgressNotifyInterval: interval,
-	})
-	lis, err := freeport.Listen()
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	g := grpc.NewServer()
-	srv.Register(g)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = g.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Close()
-		g.Stop()
-		<-served
-		cancel()
-		<-ran
-	})
-	return lis.Addr().String()
-}
-
-// plainValues stores values as they are.
-type plainValues struct{}
-
-func (plainValues) Encode(_ context.Context, _ string, v []byte) ([]byte, error) { return v, nil }
-func (plainValues) Decode(_ context.Context, _ string, v []byte) ([]byte, error) { return v, nil }
 
 // compareTranscripts fails with every line where got differs from etcd's.
 func compareTranscripts(t *testing.T, name string, want, got []string) {

@@ -7,8 +7,10 @@
 // DeleteRange, Txn), watch.go (Watch streams) over journal.go (the window
 // of recent events they are served from), lease.go, maintenance.go
 // (Maintenance and Cluster: what etcdctl's endpoint commands and clientv3's
-// endpoint sync need, describing topod itself), values.go (values over the
-// inline limit kept as blobs, as the plugin keeps them).
+// endpoint sync need, describing topod itself), compare.go (a Txn's value
+// compares on values kept as blobs), error.go (etcd's errors). Values over
+// the inline limit are kept as blobs, as the plugin keeps them, through
+// Values (toposerver's records).
 //
 // Consistency is etcd's: a default Range is linearizable (answered from
 // topod's mirror once it has reached the backend's current revision, one

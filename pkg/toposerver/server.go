@@ -120,6 +120,10 @@ type Options struct {
 	// DefaultEtcdWatchWindowEvents, DefaultEtcdWatchWindowBytes.
 	EtcdWatchWindowEvents int
 	EtcdWatchWindowBytes  int64
+	// EtcdProgressNotifyInterval is how often an etcd watch that asked for
+	// progress notifications gets one while it has no events (etcd's
+	// --watch-progress-notify-interval). Default 10 minutes, etcd's.
+	EtcdProgressNotifyInterval time.Duration
 	// Name and Address describe this topod in the etcd endpoint's member
 	// list and status.
 	Name, Address string
@@ -232,7 +236,7 @@ func New(backend kv.Backend, opts Options) *Server {
 		s.etcd = etcdapi.New(etcdapi.Options{
 			Backend: backend, Values: etcdValues{s}, Mirrors: etcdMirrors,
 			Name: opts.Name, Address: opts.Address, Version: etcdVersion, TLS: opts.TLS != nil,
-			Logger: opts.Logger,
+			ProgressNotifyInterval: opts.EtcdProgressNotifyInterval, Logger: opts.Logger,
 		})
 		met.registry.MustRegister(s.etcd.Collectors()...)
 	}
