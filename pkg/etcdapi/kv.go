@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -16,6 +17,11 @@ import (
 
 // maxTxnOps is etcd's default --max-txn-ops.
 const maxTxnOps = 128
+
+// syncWait bounds how long a linearizable range waits for its mirror to
+// confirm the backend's revision and reach it; past it the backend
+// answers (as etcd would: or fails).
+const syncWait = time.Second
 
 // Range is part of pb.KVServer.
 func (s *Server) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse, error) {
@@ -44,7 +50,9 @@ func (s *Server) rangeKeys(ctx context.Context, req *pb.RangeRequest) ([]kv.KV, 
 	if m := s.mirrorFor(key, end); m != nil && req.Revision <= 0 {
 		minRev, ok := int64(0), true
 		if !req.Serializable {
-			rev, err := m.Sync(ctx)
+			sctx, cancel := context.WithTimeout(ctx, syncWait)
+			rev, err := m.Sync(sctx)
+			cancel()
 			if err != nil {
 				s.log.Debug("linearizable range read from the backend: the mirror could not confirm its revision", "key", key, "err", err)
 				ok = false

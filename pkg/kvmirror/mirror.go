@@ -235,15 +235,22 @@ func (m *Mirror) follow(ctx context.Context) (listed bool, err error) {
 // watch opens the upstream watch of the prefix after afterRev. An
 // ErrCompacted answered at once is returned as the error.
 func (m *Mirror) watch(ctx context.Context, afterRev int64) (<-chan kv.WatchResponse, error) {
-	var changes <-chan kv.WatchResponse
-	var err error
-	if m.bounded {
-		changes, err = m.backend.(progressWatcher).WatchProgress(ctx, m.prefix, true, afterRev, m.opts.MaxStaleness/4)
-	} else {
-		changes, err = m.backend.Watch(ctx, m.prefix, true, afterRev)
+	// A watch that confirms its progress also moves the replica's
+	// revision past writes outside the prefix, which a linearizable read
+	// (Sync) waits for.
+	if pw, ok := m.backend.(progressWatcher); ok {
+		interval := progressInterval
+		if m.bounded {
+			interval = m.opts.MaxStaleness / 4
+		}
+		return pw.WatchProgress(ctx, m.prefix, true, afterRev, interval)
 	}
-	return changes, err
+	return m.backend.Watch(ctx, m.prefix, true, afterRev)
 }
+
+// progressInterval is how often a mirror with no staleness bound asks its
+// backend to confirm its progress while nothing under its prefix changes.
+const progressInterval = time.Second
 
 // reset replaces the replica by a fresh listing at rev, asked for at
 // listed, marking the differences on the subscriptions.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/topod-io/topod/pkg/kv"
 )
@@ -16,15 +17,33 @@ import (
 // watcher that falls more than Options.WatcherBacklog events behind is
 // ended the same way. Event values are shared between watchers: read only.
 func (b *Backend) Watch(ctx context.Context, key string, prefix bool, afterRev int64) (<-chan kv.WatchResponse, error) {
+	return b.watch(ctx, key, prefix, afterRev, 0)
+}
+
+// WatchProgress is Watch, also confirming the watch's progress with
+// responses that carry no event: at once for a write to keys it does not
+// watch (so its consumer knows it has seen every change up to the
+// backend's revision: kvmirror's linearizable reads), and every interval
+// while nothing is written (as etcdkv's WatchProgress). A progress
+// response is merged with any other waiting for the consumer.
+func (b *Backend) WatchProgress(ctx context.Context, key string, prefix bool, afterRev int64, interval time.Duration) (<-chan kv.WatchResponse, error) {
+	if interval <= 0 {
+		return nil, opError("watch", key, fmt.Errorf("progress interval %v: want a positive one", interval))
+	}
+	return b.watch(ctx, key, prefix, afterRev, interval)
+}
+
+func (b *Backend) watch(ctx context.Context, key string, prefix bool, afterRev int64, progress time.Duration) (<-chan kv.WatchResponse, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, opError("watch", key, err)
 	}
 	w := &watcher{
-		key:     key,
-		prefix:  prefix,
-		backlog: b.opts.WatcherBacklog,
-		out:     make(chan kv.WatchResponse, 1),
-		wake:    make(chan struct{}, 1),
+		key:      key,
+		prefix:   prefix,
+		progress: progress,
+		backlog:  b.opts.WatcherBacklog,
+		out:      make(chan kv.WatchResponse, 1),
+		wake:     make(chan struct{}, 1),
 	}
 	if err := b.notifier.register(w, afterRev); err != nil {
 		return nil, opError("watch", key, err)
@@ -113,12 +132,14 @@ func (n *notifier) close() {
 // watcher is one Watch: a queue the notifier fills and a goroutine that
 // drains it into out. The goroutine is out's only sender.
 type watcher struct {
-	key     string
-	prefix  bool
-	after   int64 // events at or before it are not w's
-	backlog int
-	out     chan kv.WatchResponse // capacity 1
-	wake    chan struct{}         // capacity 1: the queue or end changed
+	key    string
+	prefix bool
+	// progress: WatchProgress's interval; 0 for a plain Watch.
+	progress time.Duration
+	after    int64 // events at or before it are not w's
+	backlog  int
+	out      chan kv.WatchResponse // capacity 1
+	wake     chan struct{}         // capacity 1: the queue or end changed
 
 	mu     sync.Mutex
 	queue  []kv.WatchResponse
@@ -144,7 +165,7 @@ func (w *watcher) deliver(rev int64, events []kv.Event) {
 			matched = append(matched, ev)
 		}
 	}
-	if len(matched) > 0 {
+	if len(matched) > 0 || w.progress > 0 {
 		w.queueLocked(rev, matched)
 	}
 }
@@ -155,6 +176,11 @@ func (w *watcher) queueLocked(rev int64, events []kv.Event) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.end != nil {
+		return
+	}
+	if len(events) == 0 && len(w.queue) > 0 {
+		// Progress: the last response waiting now reaches rev.
+		w.queue[len(w.queue)-1].Revision = rev
 		return
 	}
 	if w.queued+len(events) > w.backlog {
@@ -211,6 +237,15 @@ func (w *watcher) take() (resp *kv.WatchResponse, end *kv.WatchResponse) {
 	return &merged, nil
 }
 
+// progress queues a progress response at the notifier's revision.
+func (n *notifier) progress(w *watcher) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.rev > w.after {
+		w.queueLocked(n.rev, nil)
+	}
+}
+
 // ended returns the last response if w must end.
 func (w *watcher) ended() *kv.WatchResponse {
 	w.mu.Lock()
@@ -224,6 +259,12 @@ func (w *watcher) ended() *kv.WatchResponse {
 func (w *watcher) run(ctx context.Context, n *notifier) {
 	defer n.unregister(w)
 	defer close(w.out)
+	var tick <-chan time.Time
+	if w.progress > 0 {
+		t := time.NewTicker(w.progress)
+		defer t.Stop()
+		tick = t.C
+	}
 	var pending *kv.WatchResponse
 	for {
 		if pending == nil {
@@ -237,6 +278,8 @@ func (w *watcher) run(ctx context.Context, n *notifier) {
 		if pending == nil {
 			select {
 			case <-w.wake:
+			case <-tick:
+				n.progress(w)
 			case <-ctx.Done():
 				return
 			}

@@ -287,3 +287,75 @@ func TestWatchNoGapNoRepeat(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchProgress: a progress watch gets, for a write to keys it does
+// not watch, a response with no event at that write's revision, at once
+// (not only on its interval), merged into a response waiting for it.
+func TestWatchProgress(t *testing.T) {
+	b, _ := openTest(t, Options{})
+	ctx := t.Context()
+	ch, err := b.WatchProgress(ctx, "/in/", true, 0, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := b.Create(ctx, "/out/a", []byte("x"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := recvWithin(t, ch); len(resp.Events) != 0 || resp.Revision != rev || resp.Err != nil {
+		t.Fatalf("after a write outside the prefix: %+v, want progress to %d", resp, rev)
+	}
+	in, err := b.Create(ctx, "/in/a", []byte("y"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.Create(ctx, "/out/b", []byte("z"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The event at in and the progress to out, in one response or two.
+	var events int
+	for last := int64(0); last < out; {
+		resp := recvWithin(t, ch)
+		if resp.Err != nil {
+			t.Fatal(resp.Err)
+		}
+		events += len(resp.Events)
+		for _, ev := range resp.Events {
+			if ev.KV.ModRevision != in {
+				t.Fatalf("event at %d, want only %d", ev.KV.ModRevision, in)
+			}
+		}
+		last = resp.Revision
+	}
+	if events != 1 {
+		t.Fatalf("%d events, want 1", events)
+	}
+	plain, err := b.Watch(ctx, "/in/", true, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Create(ctx, "/out/c", []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	third, err := b.Create(ctx, "/in/c", []byte("x"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := recvWithin(t, plain); len(resp.Events) != 1 || resp.Revision != third {
+		t.Fatalf("a plain watch got %+v, want only the event at %d", resp, third)
+	}
+}
+
+// recvWithin returns the next response of ch, failing t if none comes
+// within 10 s.
+func recvWithin(t *testing.T, ch <-chan kv.WatchResponse) kv.WatchResponse {
+	t.Helper()
+	select {
+	case resp := <-ch:
+		return resp
+	case <-time.After(10 * time.Second):
+		t.Fatal("no watch response within 10 s")
+		return kv.WatchResponse{}
+	}
+}
