@@ -200,11 +200,12 @@ func (s *Server) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	res, err := s.opts.Backend.Txn(ctx, kv.Txn{Success: []kv.Op{op}})
+	t := kv.Txn{Success: []kv.Op{op}}
+	res, err := s.opts.Backend.Txn(ctx, t)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	s.awaitWrite(ctx, res.Revision)
+	s.awaitWrite(ctx, res.Revision, &t)
 	resp := &pb.PutResponse{Header: s.header(res.Revision)}
 	if resp.PrevKv, err = s.decodeKV(ctx, res.Responses[0].PrevKV); err != nil {
 		return nil, toStatus(err)
@@ -233,11 +234,12 @@ func (s *Server) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*
 	if len(req.Key) == 0 {
 		return nil, rpctypes.ErrGRPCEmptyKey
 	}
-	res, err := s.opts.Backend.Txn(ctx, kv.Txn{Success: []kv.Op{deleteOp(req)}})
+	t := kv.Txn{Success: []kv.Op{deleteOp(req)}}
+	res, err := s.opts.Backend.Txn(ctx, t)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	s.awaitWrite(ctx, res.Revision)
+	s.awaitWrite(ctx, res.Revision, &t)
 	resp, err := s.deleteResponse(ctx, res.Responses[0])
 	if err != nil {
 		return nil, toStatus(err)
@@ -279,7 +281,7 @@ func (s *Server) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 		return nil, toStatus(err)
 	}
 	if t.Writes() {
-		s.awaitWrite(ctx, res.Revision)
+		s.awaitWrite(ctx, res.Revision, &t)
 	}
 	resp, err := s.txnResponse(ctx, req, res)
 	if err != nil {

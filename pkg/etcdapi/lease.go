@@ -43,7 +43,7 @@ func (s *Server) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	s.awaitWrite(ctx, rev)
+	s.awaitWrite(ctx, rev, nil)
 	return &pb.LeaseRevokeResponse{Header: s.header(rev)}, nil
 }
 

@@ -133,6 +133,29 @@ func (s *Server) Register(g *grpc.Server) {
 // Close ends the watch streams.
 func (s *Server) Close() { s.cancel() }
 
+// writesUnder says whether t may write a key m holds.
+func writesUnder(t *kv.Txn, m *Mirror) bool {
+	for _, ops := range [][]kv.Op{t.Success, t.Failure} {
+		for _, op := range ops {
+			switch op.Type {
+			case kv.OpPut:
+				if m.Covers(op.Key) {
+					return true
+				}
+			case kv.OpDelete:
+				if m.Covers(op.Key) || (op.End != "" && (op.End == "\x00" || op.End > m.Prefix())) {
+					return true
+				}
+			case kv.OpTxn:
+				if writesUnder(op.Txn, m) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 func hash64(s string) uint64 {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(s))
@@ -158,12 +181,15 @@ func (s *Server) mirrorFor(key, end string) *Mirror {
 }
 
 // awaitWrite waits, at most WriteVisibleTimeout, for the mirrors holding
-// keys of the write to apply revision rev, so that what the writer reads
-// next from memory includes it (a linearizable read would wait anyway).
-func (s *Server) awaitWrite(ctx context.Context, rev int64) {
+// keys t writes (every mirror when t is nil) to apply revision rev, so
+// that what the writer reads next from memory includes it.
+func (s *Server) awaitWrite(ctx context.Context, rev int64, t *kv.Txn) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.WriteVisibleTimeout)
 	defer cancel()
 	for i := range s.opts.Mirrors {
+		if t != nil && !writesUnder(t, &s.opts.Mirrors[i]) {
+			continue
+		}
 		if err := s.opts.Mirrors[i].WaitRev(ctx, rev); err != nil {
 			s.log.Debug("write answered before the mirror applied it", "revision", rev, "mirror", s.opts.Mirrors[i].Prefix(), "err", err)
 			return
