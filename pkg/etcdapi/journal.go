@@ -1,6 +1,7 @@
 package etcdapi
 
 import (
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -82,7 +83,11 @@ func (j *Journal) Append(changes []kvmirror.Change, rev int64) {
 		j.events = append(j.events, e)
 		j.bytes += e.size
 		j.index.each(c.KV.Key, func(w *watcher) {
-			if !w.pending && r >= w.next {
+			if r < w.next {
+				return
+			}
+			w.last = r
+			if !w.pending {
 				w.pending, w.from = true, r
 				w.stream.wake(w)
 			}
@@ -150,7 +155,8 @@ func (j *Journal) add(w *watcher, start int64) (ok bool, compactRev, rev int64) 
 	}
 	w.next = start
 	if start <= j.rev {
-		w.pending, w.from = true, start
+		// Catching up: which held events are its own is not known.
+		w.pending, w.from, w.last = true, start, math.MaxInt64
 		w.stream.wake(w)
 	}
 	j.index.add(w)
@@ -196,7 +202,8 @@ func (j *Journal) take(w *watcher, maxBytes int64) batch {
 	i := sort.Search(len(live), func(i int) bool { return live[i].KV.ModRevision >= w.from })
 	var b batch
 	var size int64
-	for ; i < len(live); i++ {
+	// No event after w.last is w's: Append marks every one.
+	for ; i < len(live) && live[i].KV.ModRevision <= w.last; i++ {
 		e := &live[i]
 		r := e.KV.ModRevision
 		if size >= maxBytes && len(b.events) > 0 && r != b.events[len(b.events)-1].KV.ModRevision {
@@ -214,7 +221,7 @@ func (j *Journal) take(w *watcher, maxBytes int64) batch {
 		w.next, w.from = b.rev+1, b.rev+1
 	} else {
 		b.rev = j.rev
-		w.next, w.pending = j.rev+1, false
+		w.next, w.pending, w.last = j.rev+1, false, 0
 	}
 	return b
 }

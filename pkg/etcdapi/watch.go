@@ -41,7 +41,8 @@ type watcher struct {
 	next    int64 // the first revision not yet sent
 	pending bool  // the journal holds events for it from revision from
 	from    int64
-	lost    bool // the journal lost events it needed
+	last    int64 // to revision last at most
+	lost    bool  // the journal lost events it needed
 	removed bool
 	// sentAt: when it last got a response (progress notifications).
 	sentAt time.Time
