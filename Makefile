@@ -155,7 +155,7 @@ test: fmt-check vet bin/minio bin/etcdctl build mysql-client mariadb
 # longer phases, the soak, and FUZZTIME=5m.
 FAULTS_LONG ?=
 test-faults: bin/minio
-	set -o pipefail; go test -count=1 -timeout 60m -v -run 'TestModel|TestCheckerFlagsStale|TestFaults|TestSoak' ./faults/ \
+	set -o pipefail; go test -count=1 -timeout 60m -v -run 'TestModel|TestCheck|TestFaults|TestSoak' ./faults/ \
 		-args -faults $(if $(FAULTS_LONG),-faults.long) | grep -v '^{'
 	$(MAKE) fuzz $(if $(FAULTS_LONG),FUZZTIME=5m)
 

@@ -41,19 +41,22 @@ type report struct {
 	faultNote      string
 	detail         string   // the operations on a key whose history is not linearizable
 	anomalies      []string // the first watch anomalies found
+	etcdKVOps      int      // of kvOps, the etcd API's
+	etcd           etcdFigures
+	compacts       bool // the fault compacts etcd: a PrevKv may be left out
 }
 
 // String is the line `make test-faults` prints per fault.
 func (r *report) String() string {
 	tput := func(i int) string { return fmt.Sprintf("%.0f", float64(r.ok[i])/r.phase.Seconds()) }
-	return fmt.Sprintf("%-22s ops %d (%d failed) | ops/s before %s during %s after %s | linearizable: %s (%d kv ops) | "+
+	return fmt.Sprintf("%-22s ops %d (%d failed) | ops/s before %s during %s after %s | linearizable: %s (%d kv ops, %d of them etcd's) | "+
 		"watch events %d: duplicates %d, reorders %d, phantoms %d, gaps %d, restarts %d | time travel %d | "+
 		"locks %d (%d writes, %d fenced, %d cas refused, %d unanswered of which %d applied): overlaps %d, unsafe %d | longest unavailability %v | "+
-		"default reads %d, %d stale (at most %v)",
+		"default reads %d, %d stale (at most %v) | %s",
 		r.name, r.ok[0]+r.ok[1]+r.ok[2], r.failed[0]+r.failed[1]+r.failed[2], tput(0), tput(1), tput(2),
-		verdict(r.linearizable), r.kvOps, r.watchEvents, r.duplicates, r.reorders, r.phantoms, r.gaps, r.watchRestarts,
+		verdict(r.linearizable), r.kvOps, r.etcdKVOps, r.watchEvents, r.duplicates, r.reorders, r.phantoms, r.gaps, r.watchRestarts,
 		r.timeTravel, r.lockActs, r.lockWrites, r.fenced, r.casFailed, r.lockUnanswered, r.lockApplied, r.lockOverlaps, r.lockUnsafe, r.longestGap.Round(time.Millisecond),
-		r.cachedReads, r.staleReads, r.maxStaleness.Round(time.Millisecond))
+		r.cachedReads, r.staleReads, r.maxStaleness.Round(time.Millisecond), &r.etcd)
 }
 
 func verdict(c porcupine.CheckResult) string {
@@ -74,6 +77,11 @@ func (r *report) checkKV(rec *recorder, timeout time.Duration) {
 	ops := append([]porcupine.Operation(nil), rec.ops...)
 	rec.mu.Unlock()
 	r.kvOps = len(ops)
+	for _, op := range ops {
+		if strings.HasPrefix(op.Input.(kvInput).Via, "etcd") {
+			r.etcdKVOps++
+		}
+	}
 	model := kvModel.ToModel()
 	res, info := porcupine.CheckOperationsVerbose(model, ops, timeout)
 	r.linearizable = res
@@ -111,30 +119,18 @@ func (r *report) checkClients(rec *recorder) {
 	}
 }
 
-// checkStaleness measures the default reads: one is stale when a write of
-// a newer version of its key was acknowledged before it was sent. topod
-// allows it (README, Consistency): a replica's mirror may be a few
-// milliseconds behind another client's write.
+// checkStaleness measures the plugin's default reads: one is stale when a
+// write of a newer version of its key was acknowledged before it was sent.
+// Default reads are linearizable now (the mirror answers once it has
+// reached the backend's current revision): a stale one also fails the
+// linearizability check; this says by how much.
 func (r *report) checkStaleness(rec *recorder) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	type ack struct{ version, at int64 }
-	acks := map[string][]ack{}
-	for _, op := range rec.ops {
-		in, out := op.Input.(kvInput), op.Output.(kvOutput)
-		if (in.Kind == opCreate || in.Kind == opUpdate) && out.Outcome == outOK {
-			acks[in.Key] = append(acks[in.Key], ack{out.Version, op.Return})
-		}
-	}
+	acks := acknowledged(rec)
 	r.cachedReads = len(rec.reads)
 	for _, rd := range rec.reads {
-		var first int64 = -1
-		for _, a := range acks[rd.key] {
-			if a.version > rd.version && a.at < rd.call && (first < 0 || a.at < first) {
-				first = a.at
-			}
-		}
-		if first >= 0 {
+		if first := staleSince(acks[rd.key], rd.version, rd.call); first >= 0 {
 			r.staleReads++
 			r.maxStaleness = max(r.maxStaleness, time.Duration(rd.call-first))
 		}

@@ -28,6 +28,10 @@ func TestModel(t *testing.T) {
 	create := func(v string) kvInput { return kvInput{Kind: opCreate, Key: "k", Value: v} }
 	update := func(v string, at int64) kvInput { return kvInput{Kind: opUpdate, Key: "k", Value: v, Version: at} }
 	get := kvInput{Kind: opGet, Key: "k"}
+	put := func(v string) kvInput { return kvInput{Kind: opPut, Key: "k", Value: v} }
+	cas := func(v string, at int64) kvInput { return kvInput{Kind: opCAS, Key: "k", Value: v, Version: at} }
+	del := kvInput{Kind: opDel, Key: "k"}
+	casFailed := func(val string, v int64) kvOutput { return kvOutput{Outcome: outBadVersion, Value: val, Version: v} }
 	ok := func(v int64) kvOutput { return kvOutput{Outcome: outOK, Version: v} }
 	read := func(val string, v int64) kvOutput { return kvOutput{Outcome: outOK, Value: val, Version: v} }
 	tests := []struct {
@@ -64,6 +68,43 @@ func TestModel(t *testing.T) {
 		{"a create over an existing key succeeds", []porcupine.Operation{
 			op(0, 0, 1, create("a"), ok(5)), op(1, 2, 3, create("b"), ok(6)),
 		}, false},
+		// etcd's KV API on the same key.
+		{"etcd put, plugin update at its revision, etcd read", []porcupine.Operation{
+			op(0, 0, 1, put("a"), ok(5)), op(1, 2, 3, update("b", 5), ok(7)), op(2, 4, 5, get, read("b", 7)),
+		}, true},
+		{"etcd put at a revision below the key's", []porcupine.Operation{
+			op(0, 0, 1, create("a"), ok(5)), op(1, 2, 3, put("b"), ok(4)),
+		}, false},
+		{"etcd cas creates at 0, then updates at its revision", []porcupine.Operation{
+			op(0, 0, 1, cas("a", 0), ok(5)), op(0, 2, 3, cas("b", 5), ok(6)), op(1, 4, 5, get, read("b", 6)),
+		}, true},
+		{"etcd cas at 0 on an existing key succeeds", []porcupine.Operation{
+			op(0, 0, 1, create("a"), ok(5)), op(1, 2, 3, cas("b", 0), ok(6)),
+		}, false},
+		{"etcd cas fails, its else read is the state", []porcupine.Operation{
+			op(0, 0, 1, create("a"), ok(5)), op(1, 2, 3, cas("b", 4), casFailed("a", 5)),
+		}, true},
+		{"etcd cas fails at the version it compared", []porcupine.Operation{
+			op(0, 0, 1, create("a"), ok(5)), op(1, 2, 3, cas("b", 5), casFailed("a", 5)),
+		}, false},
+		{"etcd cas fails, its else read stale", []porcupine.Operation{
+			op(0, 0, 1, create("a"), ok(5)), op(0, 2, 3, update("b", 5), ok(7)), op(1, 4, 5, cas("c", 9), casFailed("a", 5)),
+		}, false},
+		{"etcd cas fails on a missing key at 0", []porcupine.Operation{
+			op(1, 2, 3, cas("b", 0), kvOutput{Outcome: outBadVersion}),
+		}, false},
+		{"etcd delete, then a read finds nothing", []porcupine.Operation{
+			op(0, 0, 1, create("a"), ok(5)), op(1, 2, 3, del, ok(6)), op(2, 4, 5, get, kvOutput{Outcome: outNoNode}),
+		}, true},
+		{"etcd delete, then a read finds the key", []porcupine.Operation{
+			op(0, 0, 1, create("a"), ok(5)), op(1, 2, 3, del, ok(6)), op(2, 4, 5, get, read("a", 5)),
+		}, false},
+		{"etcd delete finds nothing on an existing key", []porcupine.Operation{
+			op(0, 0, 1, create("a"), ok(5)), op(1, 2, 3, del, kvOutput{Outcome: outNoNode}),
+		}, false},
+		{"etcd put whose answer was lost, read later", []porcupine.Operation{
+			op(0, 0, 1, create("a"), ok(5)), op(1, 2, never, put("b"), kvOutput{Outcome: outUnknown}), op(2, 4, 5, get, read("b", 8)),
+		}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -174,5 +215,133 @@ func TestCheckerFlagsStale(t *testing.T) {
 	}
 	if r.timeTravel == 0 {
 		t.Error("no client saw a version older than one it had seen")
+	}
+}
+
+// TestCheckEtcdWatch: the etcd watch checks accept a watcher that saw
+// what etcd did, resumed and re-read as it should, and flag each broken
+// guarantee once.
+func TestCheckEtcdWatch(t *testing.T) {
+	kv := func(v string, create, mod, version int64) etcdKV {
+		return etcdKV{Value: v, Create: create, Mod: mod, Version: version, Present: true}
+	}
+	// etcd's events: a created at 2, a and b in one revision at 3, a
+	// deleted at 4, b at 5.
+	truthEvents := []etcdEvent{
+		{Rev: 2, Key: "kv/a", KV: kv("a1", 2, 2, 1)},
+		{Rev: 3, Key: "kv/a", KV: kv("a2", 2, 3, 2)},
+		{Rev: 3, Key: "kv/b", KV: kv("b1", 3, 3, 1)},
+		{Rev: 4, Key: "kv/a", Delete: true},
+		{Rev: 5, Key: "kv/b", KV: kv("b2", 3, 5, 2)},
+	}
+	truth := newEventTruth("etcd", truthEvents, 6)
+	ev := func(i int) etcdEvent { return truth.byRev[truthEvents[i].Rev][map[bool]int{true: 1, false: 0}[i == 2]] }
+	resp := func(evs ...etcdEvent) etcdWatchResp { return etcdWatchResp{events: evs} }
+	progress := func(rev int64) etcdWatchResp { return etcdWatchResp{progress: true, rev: rev} }
+	good := func() []*etcdWatchOp {
+		return []*etcdWatchOp{
+			{start: 2, reached: 3, resps: []etcdWatchResp{resp(ev(0)), progress(2), resp(ev(1), ev(2))}, ended: "compacted"},
+			{start: 5, reached: 6, reread: &etcdSnapshot{rev: 4, kvs: map[string]etcdKV{"kv/b": kv("b1", 3, 3, 1)}},
+				resps: []etcdWatchResp{resp(ev(4)), progress(6)}},
+		}
+	}
+	wrongPrev := ev(4)
+	wrongPrev.Prev = kv("b0", 3, 3, 1)
+	noPrev := ev(4)
+	noPrev.Prev = etcdKV{}
+	tests := []struct {
+		name  string
+		edit  func(ops []*etcdWatchOp) []*etcdWatchOp
+		field func(e *etcdFigures) int
+	}{
+		{"good", func(ops []*etcdWatchOp) []*etcdWatchOp { return ops }, nil},
+		{"a revision's events split", func(ops []*etcdWatchOp) []*etcdWatchOp {
+			ops[0].resps = []etcdWatchResp{resp(ev(0)), resp(ev(1)), resp(ev(2))}
+			return ops
+		}, func(e *etcdFigures) int { return e.split }},
+		{"an event missing", func(ops []*etcdWatchOp) []*etcdWatchOp {
+			ops[0].resps = []etcdWatchResp{resp(ev(0)), progress(2), resp(ev(1))}
+			return ops
+		}, func(e *etcdFigures) int { return e.missing }},
+		{"an event twice", func(ops []*etcdWatchOp) []*etcdWatchOp {
+			ops[1].resps = []etcdWatchResp{resp(ev(4)), resp(ev(4)), progress(6)}
+			return ops
+		}, func(e *etcdFigures) int { return e.duplicates }},
+		{"events out of order", func(ops []*etcdWatchOp) []*etcdWatchOp {
+			ops[0].resps = []etcdWatchResp{resp(ev(1), ev(2)), resp(ev(0))}
+			ops[0].start = 3 // so that only the order is wrong... and resumable
+			return ops
+		}, func(e *etcdFigures) int { return e.unordered }},
+		{"an event at a revision a progress notification covered", func(ops []*etcdWatchOp) []*etcdWatchOp {
+			ops[0].resps = []etcdWatchResp{resp(ev(0)), progress(3), resp(ev(1), ev(2))}
+			return ops
+		}, func(e *etcdFigures) int { return e.bookmark }},
+		{"a progress notification going back", func(ops []*etcdWatchOp) []*etcdWatchOp {
+			ops[1].resps = []etcdWatchResp{progress(3), resp(ev(4)), progress(6)}
+			return ops
+		}, func(e *etcdFigures) int { return e.bookmark }},
+		{"a resumed watch starts past its first event", func(ops []*etcdWatchOp) []*etcdWatchOp {
+			ops[1].reread = nil
+			ops[1].start = 4 // revision 4 (a deleted) missing, 5 first
+			return ops
+		}, func(e *etcdFigures) int { return e.resume }},
+		{"a wrong PrevKv", func(ops []*etcdWatchOp) []*etcdWatchOp {
+			ops[1].resps = []etcdWatchResp{resp(wrongPrev), progress(6)}
+			return ops
+		}, func(e *etcdFigures) int { return e.differs }},
+		{"a PrevKv left out", func(ops []*etcdWatchOp) []*etcdWatchOp {
+			ops[1].resps = []etcdWatchResp{resp(noPrev), progress(6)}
+			return ops
+		}, func(e *etcdFigures) int { return e.prevMissing }},
+		{"a re-read that is not the state at its revision", func(ops []*etcdWatchOp) []*etcdWatchOp {
+			ops[1].reread.kvs["kv/a"] = kv("a2", 2, 3, 2)
+			return ops
+		}, func(e *etcdFigures) int { return e.rereadWrong }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &report{}
+			r.checkEtcdWatch(&etcdWatchLog{name: "w", ops: tt.edit(good())}, truth)
+			n := r.etcd.violations(false)
+			switch {
+			case tt.field == nil && n != 0:
+				t.Errorf("a good watcher: %d violations (%s): %v", n, &r.etcd, r.anomalies)
+			case tt.field != nil && tt.field(&r.etcd) == 0:
+				t.Errorf("not flagged (%s): %v", &r.etcd, r.anomalies)
+			}
+		})
+	}
+}
+
+// TestCheckSerializable: a client's serializable reads from one member
+// never go back, by key or by header revision; from two members they may.
+func TestCheckSerializable(t *testing.T) {
+	read := func(client int, member uint64, rev int64, key string, version int64, value string) serialRead {
+		return serialRead{client: client, member: member, rev: rev, observation: observation{key: key, version: version, value: value}}
+	}
+	writes := map[string]int64{"a": 5, "b": 7}
+	tests := []struct {
+		name  string
+		reads []serialRead
+		back  int
+		phan  int
+	}{
+		{"forward", []serialRead{read(0, 1, 5, "k", 5, "a"), read(0, 1, 7, "k", 7, "b")}, 0, 0},
+		{"back on one member", []serialRead{read(0, 1, 7, "k", 7, "b"), read(0, 1, 7, "k", 5, "a")}, 1, 0},
+		{"header back on one member", []serialRead{read(0, 1, 7, "k", 0, ""), read(0, 1, 6, "j", 0, "")}, 1, 0},
+		{"back across members", []serialRead{read(0, 1, 7, "k", 7, "b"), read(0, 2, 5, "k", 5, "a")}, 0, 0},
+		{"back across clients", []serialRead{read(0, 1, 7, "k", 7, "b"), read(1, 1, 5, "k", 5, "a")}, 0, 0},
+		{"a value at another version", []serialRead{read(0, 1, 7, "k", 6, "b")}, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &report{}
+			rec := newRecorder()
+			rec.serial, rec.writes = tt.reads, writes
+			r.checkSerializable(rec)
+			if r.etcd.serialBack != tt.back || r.etcd.serialPhan != tt.phan {
+				t.Errorf("back %d, phantoms %d; want %d, %d: %v", r.etcd.serialBack, r.etcd.serialPhan, tt.back, tt.phan, r.anomalies)
+			}
+		})
 	}
 }

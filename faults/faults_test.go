@@ -3,6 +3,9 @@ package faults
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -10,8 +13,13 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"vitess.io/vitess/go/vt/topo"
+
+	"github.com/topod-io/topod/pkg/blobstore"
+	_ "github.com/topod-io/topod/pkg/blobstore/s3blob"
+	"github.com/topod-io/topod/pkg/record"
 )
 
 // Sizes of the workload.
@@ -24,10 +32,11 @@ const (
 // fault is one fault injected in the middle phase of a run. inject runs for
 // about one phase and leaves the cluster whole again when it returns.
 type fault struct {
-	name   string
-	bolt   bool // one topod on bolt, no etcd
-	etcd2  bool // also run against stock etcd2 (a fault of etcd alone)
-	inject func(t *testing.T, c *cluster, phase time.Duration) string
+	name     string
+	bolt     bool // one topod on bolt, no etcd
+	etcd2    bool // also run against stock etcd2 (a fault of etcd alone)
+	compacts bool // it compacts etcd: an etcd watch may leave out a PrevKv compacted
+	inject   func(t *testing.T, c *cluster, phase time.Duration) string
 }
 
 var faultCases = []fault{
@@ -80,7 +89,7 @@ var faultCases = []fault{
 		partition(c.etcd.members[i].peerProxy, false)
 		return fmt.Sprintf("the etcd leader m%d's peer listener cut (its peers cannot reach it; its clients can)", i)
 	}},
-	{name: "compaction", etcd2: true, inject: func(t *testing.T, c *cluster, phase time.Duration) string {
+	{name: "compaction", etcd2: true, compacts: true, inject: func(t *testing.T, c *cluster, phase time.Duration) string {
 		cli, err := c.etcd.client()
 		if err != nil {
 			t.Fatal(err)
@@ -150,8 +159,14 @@ func (r *report) assert(t *testing.T) {
 		t.Errorf("%s: %d duplicates, %d reorders, %d phantoms, %d gaps, %d time travels, %d unsafe lock writes; first anomalies:\n%s",
 			r.name, r.duplicates, r.reorders, r.phantoms, r.gaps, r.timeTravel, r.lockUnsafe, strings.Join(r.anomalies, "\n"))
 	}
+	if n := r.etcd.violations(r.compacts); n > 0 {
+		t.Errorf("%s: %d violations on the etcd API (%s); first anomalies:\n%s", r.name, n, &r.etcd, strings.Join(r.anomalies, "\n"))
+	}
 	if r.ok[2] == 0 {
 		t.Errorf("%s: nothing succeeded after the fault", r.name)
+	}
+	if r.etcd.ok[2] == 0 {
+		t.Errorf("%s: nothing of the etcd API succeeded after the fault", r.name)
 	}
 }
 
@@ -174,6 +189,18 @@ func runFault(t *testing.T, f fault, opts clusterOptions) *report {
 // runWorkload runs the clients through the phases and checks what they saw.
 func runWorkload(t *testing.T, c *cluster, f fault) *report {
 	phase := phaseLength()
+	// The revision before the workload: the etcd watches start after it,
+	// when no key of kvDir exists yet.
+	eps := c.etcdEndpoints()
+	truthCli := c.truthClient()
+	revCli := truthCli // etcd's own revision, or topod's on bolt
+	if revCli == nil {
+		revCli = c.etcdClient(eps)
+	}
+	startRev, err := currentRevision(revCli, 30*time.Second)
+	if err != nil {
+		t.Fatalf("start revision: %v", err)
+	}
 	rec := newRecorder()
 	locks := &lockLog{}
 	watches := make([]*watchLog, watchers)
@@ -194,6 +221,33 @@ func runWorkload(t *testing.T, c *cluster, f fault) *report {
 		conn := c.conn()
 		watchWG.Go(func() { watcher(watchCtx, watches[i], conn) })
 	}
+	// The etcd API's clients and watchers, from the revision the workload
+	// started at, and, on etcd, a watch of etcd itself from there all
+	// along: the truth the etcd watches are compared to should etcd
+	// compact the revisions before the end.
+	live := &truthLog{}
+	if truthCli != nil {
+		watchWG.Go(func() { watchTruth(watchCtx, truthCli, startRev+1, live) })
+	}
+	for i := range etcdKVClients {
+		mine := slices.Clone(eps)
+		rand.Shuffle(len(mine), func(i, j int) { mine[i], mine[j] = mine[j], mine[i] })
+		cli := c.etcdClient(mine)
+		wg.Go(func() { etcdKVClient(ctx, rec, 100+i, cli) })
+	}
+	etcdLogs := make([]*etcdWatchLog, etcdWatchers)
+	for i := range etcdLogs {
+		// The first on one endpoint alone: across its replica's
+		// restart, its watch resumes there or is compacted. The others
+		// on every endpoint: clientv3 resumes their watches elsewhere.
+		mine := eps
+		if i == 0 {
+			mine = eps[:1]
+		}
+		etcdLogs[i] = &etcdWatchLog{name: fmt.Sprintf("etcd watcher %d (%s)", i, strings.Join(mine, ","))}
+		cli := c.etcdClient(mine)
+		watchWG.Go(func() { etcdWatcher(watchCtx, etcdLogs[i], cli, startRev+1) })
+	}
 
 	r := &report{name: f.name, phase: phase}
 	time.Sleep(phase)
@@ -207,17 +261,31 @@ func runWorkload(t *testing.T, c *cluster, f fault) *report {
 	wg.Wait()
 
 	final := finalState(t, c)
-	// The watchers converge on the final state (bounded: a watcher that
-	// never does is a gap).
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if allConverged(watches, final) {
-			break
-		}
+	finalRev, err := currentRevision(revCli, 30*time.Second)
+	if err != nil {
+		t.Fatalf("final revision: %v", err)
 	}
+	// The watchers converge on the final state, the etcd watchers (and
+	// etcd's own) reach the final revision (bounded: a watcher that never
+	// does has a gap).
+	waitFor(15*time.Second, func() bool {
+		if !allConverged(watches, final) {
+			return false
+		}
+		for _, w := range etcdLogs {
+			if w.Reached() < finalRev {
+				return false
+			}
+		}
+		rev, err := live.state()
+		return truthCli == nil || rev >= finalRev || err != nil
+	})
 	stopWatches()
 	watchWG.Wait()
 
 	r.ok, r.failed, r.longestGap = rec.ok, rec.failed, rec.longestGap
+	r.etcd.ok, r.etcd.failed, r.etcd.longestGap = rec.etcdOK, rec.etcdFailed, rec.etcdLongestGap
+	r.compacts = f.compacts
 	r.checkKV(rec, 2*time.Minute)
 	r.checkClients(rec)
 	r.checkStaleness(rec)
@@ -225,8 +293,100 @@ func runWorkload(t *testing.T, c *cluster, f fault) *report {
 		r.checkWatch(rec, w, final)
 	}
 	r.checkLocks(locks)
+	r.checkSerializable(rec)
+	truth := c.eventTruth(t, r, truthCli, startRev, finalRev, live, etcdLogs)
+	r.etcd.truth, r.etcd.truthEvents = truth.source, 0
+	for _, evs := range truth.byRev {
+		r.etcd.truthEvents += len(evs)
+	}
+	for _, w := range etcdLogs {
+		r.checkEtcdWatch(w, truth)
+	}
+	r.checkAcked(rec, truth, etcdLogs)
 	t.Logf("%s: %s", f.name, r.faultNote)
 	return r
+}
+
+// truthClient is a client of the etcd members themselves, not through
+// topod nor the proxies (nil on bolt).
+func (c *cluster) truthClient() *clientv3.Client {
+	if c.etcd == nil {
+		return nil
+	}
+	return c.etcdClient(c.etcd.Endpoints())
+}
+
+// eventTruth is what the etcd watches must have delivered: a watch of etcd
+// itself from the workload's start revision once it is over, or, if etcd
+// compacted those revisions, the one that watched etcd all along; on bolt
+// (no etcd to ask), the etcd watches' own events merged. Values stored as
+// topod records are decoded (their blobs read from the blob store).
+func (c *cluster) eventTruth(t *testing.T, r *report, cli *clientv3.Client, startRev, finalRev int64, live *truthLog, logs []*etcdWatchLog) *eventTruth {
+	if cli == nil {
+		return r.mergedTruth(logs)
+	}
+	end := &truthLog{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watchTruth(ctx, cli, startRev+1, end)
+	}()
+	waitFor(30*time.Second, func() bool {
+		rev, err := end.state()
+		return rev >= finalRev || err != nil
+	})
+	cancel()
+	<-done
+	liveRev, liveErr := live.state()
+	source, log := "etcd", end
+	switch {
+	case end.err == nil && end.reached >= finalRev:
+		if liveErr == nil && liveRev >= finalRev && !sameEvents(live.events, end.events) {
+			t.Errorf("etcd's own watches disagree: %d events watched all along, %d from the start revision at the end", len(live.events), len(end.events))
+		}
+	case liveErr == nil && liveRev >= finalRev:
+		source, log = "etcd (live)", live
+	default:
+		t.Errorf("no truth of the etcd watches: etcd's watch from the start revision: reached %d of %d, %v; all along: reached %d, %v", end.reached, finalRev, end.err, liveRev, liveErr)
+		source, log = "etcd (partial)", end
+		if liveRev > end.reached {
+			log = live
+		}
+	}
+	events := slices.Clone(log.events)
+	get := c.blobGetter(t)
+	for i := range events {
+		for _, kv := range []*etcdKV{&events[i].KV, &events[i].Prev} {
+			if !kv.Present {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			v, err := record.Decode(ctx, []byte(kv.Value), get)
+			cancel()
+			if err != nil {
+				t.Errorf("decode etcd's value of %s at revision %d: %v", events[i].Key, kv.Mod, err)
+				continue
+			}
+			kv.Value = string(v)
+		}
+	}
+	return newEventTruth(source, events, log.reached)
+}
+
+// blobGetter reads the blobs of topod's records from the blob store (nil
+// without one: etcd2's values are not records).
+func (c *cluster) blobGetter(t *testing.T) record.Getter {
+	if c.minio == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store, err := blobstore.Open(ctx, c.minio.URL("topod"), blobstore.Options{CredentialsFile: filepath.Join(c.dir, "credentials")})
+	if err != nil {
+		t.Fatalf("open the blob store: %v", err)
+	}
+	return store.Get
 }
 
 // finalState reads every key of the workload after it stopped.

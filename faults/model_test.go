@@ -9,7 +9,9 @@ import (
 
 // The KV model that porcupine checks the history against: one key's state
 // (the history is partitioned by key), a versioned register as Vitess's
-// topo.Conn sees it. Versions are topod's backend revisions: they are not
+// topo.Conn sees it and as etcd's KV API sees it (the plugin's Version is
+// the key's etcd ModRevision: both APIs' operations on a key are one
+// history). Versions are topod's backend revisions: they are not
 // predictable, so the model checks what can be checked: a write's version
 // is above every version the key had before, and a read returns the version
 // and value of the write it follows.
@@ -22,18 +24,27 @@ const (
 	opCreate
 	opUpdate
 	opDelete
+	// etcd's KV API:
+	opPut // Put: unconditional; its version is the response's revision
+	// Txn If(ModRevision(key) == Version) Then(Put) Else(Get): a
+	// compare-and-set, Version 0 for a key that does not exist. Failed
+	// (outBadVersion), its output is the Else read: the key's value and
+	// version then (0: absent).
+	opCAS
+	opDel // Delete: unconditional; ok if it deleted the key, no node if none
 )
 
 func (k opKind) String() string {
-	return [...]string{"get", "create", "update", "delete"}[k]
+	return [...]string{"get", "create", "update", "delete", "put", "cas", "del"}[k]
 }
 
 // kvInput is an operation's request.
 type kvInput struct {
 	Kind    opKind
 	Key     string
-	Value   string // create, update
-	Version int64  // update, delete: the version the write is conditional on
+	Value   string // create, update, put, cas
+	Version int64  // update, delete, cas: the version the write is conditional on
+	Via     string // which API and mode (for the descriptions): "plugin", "plugin default", "etcd", ...
 }
 
 // outcome is how an operation ended.
@@ -162,6 +173,65 @@ func step(s keyState, in kvInput, out kvOutput) []keyState {
 			}
 			return []keyState{s}
 		}
+	case opPut:
+		switch out.Outcome {
+		case outOK:
+			if out.Version > max(s.floor, s.version) {
+				return []keyState{s.written(in.Value, out.Version)}
+			}
+		case outUnknown:
+			return []keyState{s, s.written(in.Value, 0)}
+		}
+	case opCAS:
+		// holds: the compare is true in s (ns: s having learnt the
+		// version it compared).
+		holds, ns := !s.exists, s
+		if in.Version != 0 {
+			holds, ns = false, s
+			if s.exists {
+				holds, ns = s.atVersion(in.Version)
+			}
+		}
+		switch out.Outcome {
+		case outOK:
+			if holds && out.Version > max(ns.floor, ns.version) {
+				return []keyState{ns.written(in.Value, out.Version)}
+			}
+		case outBadVersion:
+			// The Else read is the key's state, and the compare false.
+			if out.Version == 0 {
+				if !s.exists && in.Version != 0 {
+					return []keyState{s}
+				}
+			} else if s.exists && s.value == out.Value && out.Version != in.Version {
+				if ok, ls := s.atVersion(out.Version); ok {
+					return []keyState{ls}
+				}
+			}
+		case outUnknown:
+			if holds {
+				return []keyState{s, ns.written(in.Value, 0)}
+			}
+			return []keyState{s}
+		}
+	case opDel:
+		switch out.Outcome {
+		case outOK:
+			if s.exists && out.Version > max(s.floor, s.version) {
+				ns := s.deleted()
+				ns.floor = out.Version
+				return []keyState{ns}
+			}
+		case outNoNode:
+			if !s.exists {
+				return []keyState{s}
+			}
+		case outUnknown:
+			if s.exists {
+				return []keyState{s, s.deleted()}
+			}
+			return []keyState{s}
+		}
 	}
 	return nil
 }
@@ -195,7 +265,7 @@ var kvModel = porcupine.NondeterministicModel{
 	},
 	DescribeOperation: func(input, output any) string {
 		in, out := input.(kvInput), output.(kvOutput)
-		return fmt.Sprintf("%s(%s, %q, v%d) -> %s %q v%d", in.Kind, in.Key, in.Value, in.Version, out.Outcome, out.Value, out.Version)
+		return fmt.Sprintf("%s %s(%s, %q, v%d) -> %s %q v%d", in.Via, in.Kind, in.Key, in.Value, in.Version, out.Outcome, out.Value, out.Version)
 	},
 	DescribeState: func(state any) string {
 		s := state.(keyState)

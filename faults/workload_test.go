@@ -43,14 +43,23 @@ type recorder struct {
 	// writes by value: the version each successful or possibly applied
 	// write of that value got (0 if unknown).
 	writes map[string]int64
-	// reads are the default (not linearizable) reads that found their key.
+	// reads are the plugin's default reads that found their key (for the
+	// staleness figure).
 	reads []timedObservation
-	// ok and failed count operations (of every kind) by phase.
+	// serial are the etcd clients' serializable reads.
+	serial []serialRead
+	// ok and failed count the plugin's operations (of every kind) by
+	// phase.
 	ok, failed [3]int
-	// availability: the longest time one client went without a success.
+	// availability: the longest time one plugin KV client went without a
+	// success.
 	lastOK     map[int]time.Duration
 	longestGap time.Duration
-	phase      atomic.Int32
+	// The same for the etcd API's KV clients.
+	etcdOK, etcdFailed [3]int
+	etcdLastOK         map[int]time.Duration
+	etcdLongestGap     time.Duration
+	phase              atomic.Int32
 }
 
 // observation is a client's view of one key at one moment.
@@ -68,7 +77,8 @@ type timedObservation struct {
 }
 
 func newRecorder() *recorder {
-	return &recorder{start: time.Now(), seen: map[int][]observation{}, writes: map[string]int64{}, lastOK: map[int]time.Duration{}}
+	return &recorder{start: time.Now(), seen: map[int][]observation{}, writes: map[string]int64{}, lastOK: map[int]time.Duration{},
+		etcdLastOK: map[int]time.Duration{}}
 }
 
 func (r *recorder) now() int64 { return int64(time.Since(r.start)) }
@@ -114,24 +124,25 @@ func (r *recorder) kv(client int, in kvInput, out kvOutput, call, ret int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ops = append(r.ops, porcupine.Operation{ClientId: client, Input: in, Output: out, Call: call, Return: ret})
+	writes := in.Kind == opCreate || in.Kind == opUpdate || in.Kind == opPut || in.Kind == opCAS
 	switch {
 	case in.Kind == opGet && out.Outcome == outOK:
 		r.seen[client] = append(r.seen[client], observation{key: in.Key, version: out.Version, value: out.Value})
-	case (in.Kind == opCreate || in.Kind == opUpdate) && out.Outcome == outOK:
+	case writes && out.Outcome == outOK:
 		r.writes[in.Value] = out.Version
 		r.seen[client] = append(r.seen[client], observation{key: in.Key, version: out.Version, value: in.Value})
-	case (in.Kind == opCreate || in.Kind == opUpdate) && out.Outcome == outUnknown:
+	case writes && out.Outcome == outUnknown:
 		if _, ok := r.writes[in.Value]; !ok {
 			r.writes[in.Value] = 0
 		}
 	}
 }
 
-// cachedRead records a default read that found the key.
-func (r *recorder) cachedRead(client int, call int64, o observation) {
+// cachedRead records, for the staleness figure, a default read that found
+// the key (kv records it for the other checks).
+func (r *recorder) cachedRead(call int64, o observation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.seen[client] = append(r.seen[client], o)
 	r.reads = append(r.reads, timedObservation{call: call, observation: o})
 }
 
@@ -167,10 +178,17 @@ func versionNumber(v topo.Version) int64 {
 	return n
 }
 
-// payload is the contents written for value: value itself, padded past
-// the inline limit on the large key. valueOf reverses it.
+// payload is the contents written for value on key kN: value itself,
+// padded past the inline limit on the large key. valueOf reverses it.
 func payload(key int, value string) []byte {
-	if key == largeKey {
+	return payloadFor(fmt.Sprintf("%s/k%d", kvDir, key), value)
+}
+
+// payloadFor is the contents written for value on key (kv/...): padded
+// past the inline limit on the large keys, kv/k0 (which the plugin's
+// clients write too) and the etcd clients' own kv/e0.
+func payloadFor(key, value string) []byte {
+	if key == fmt.Sprintf("%s/k%d", kvDir, largeKey) || key == fmt.Sprintf("%s/e%d", kvDir, largeKey) {
 		return []byte(value + "|" + strings.Repeat("x", 2*inlineLimit+rand.IntN(inlineLimit)))
 	}
 	return []byte(value)
@@ -202,7 +220,7 @@ func kvClient(ctx context.Context, r *recorder, id int, conn topo.Conn, version 
 		switch p := rng.IntN(100); {
 		case p < 20:
 			// A linearizable read (what vschemad's cell updates use).
-			in = kvInput{Kind: opGet, Key: key}
+			in = kvInput{Kind: opGet, Key: key, Via: "plugin fresh"}
 			contents, v, err := conn.Get(vschema.WithFreshReads(opCtx), key)
 			out = kvOutput{Outcome: outcomeOf(err)}
 			if err == nil {
@@ -210,26 +228,27 @@ func kvClient(ctx context.Context, r *recorder, id int, conn topo.Conn, version 
 				versions[k] = out.Version
 			}
 		case p < 35:
-			// A default read, which a replica may answer from its mirror:
-			// not linearizable, but never older than what this client
-			// saw (checked by checkClients), and measured for staleness.
+			// A default read, which a replica answers from its mirror once
+			// the mirror has reached the backend's current revision:
+			// linearizable too (porcupine checks it), and measured for
+			// staleness (checkStaleness).
+			in = kvInput{Kind: opGet, Key: key, Via: "plugin default"}
 			contents, v, err := conn.Get(opCtx, key)
-			cancel()
-			r.done(id, err == nil || topo.IsErrType(err, topo.NoNode))
+			out = kvOutput{Outcome: outcomeOf(err)}
 			if err == nil {
-				versions[k] = versionNumber(v)
-				r.cachedRead(id, call, observation{key: key, version: versionNumber(v), value: valueOf(contents)})
+				out.Value, out.Version = valueOf(contents), versionNumber(v)
+				versions[k] = out.Version
+				r.cachedRead(call, observation{key: key, version: out.Version, value: out.Value})
 			}
-			continue
 		case p < 50:
-			in = kvInput{Kind: opCreate, Key: key, Value: value}
+			in = kvInput{Kind: opCreate, Key: key, Value: value, Via: "plugin"}
 			v, err := conn.Create(opCtx, key, payload(k, value))
 			out = kvOutput{Outcome: outcomeOf(err), Version: versionNumber(v)}
 			if err == nil {
 				versions[k] = out.Version
 			}
 		case p < 85:
-			in = kvInput{Kind: opUpdate, Key: key, Value: value, Version: versions[k]}
+			in = kvInput{Kind: opUpdate, Key: key, Value: value, Version: versions[k], Via: "plugin"}
 			if in.Version == 0 {
 				in.Version = 1 // never written at 1: a bad version, or no node
 			}
@@ -239,7 +258,7 @@ func kvClient(ctx context.Context, r *recorder, id int, conn topo.Conn, version 
 				versions[k] = out.Version
 			}
 		case p < 93:
-			in = kvInput{Kind: opDelete, Key: key, Version: max(versions[k], 1)}
+			in = kvInput{Kind: opDelete, Key: key, Version: max(versions[k], 1), Via: "plugin"}
 			out = kvOutput{Outcome: outcomeOf(conn.Delete(opCtx, key, version(in.Version)))}
 		default:
 			kvs, err := conn.List(opCtx, kvDir+"/")
