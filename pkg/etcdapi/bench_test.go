@@ -19,7 +19,7 @@ import (
 // read after one revision request shared by every read waiting at the time.
 func BenchmarkRange(b *testing.B) {
 	cluster := etcdtest.Start(b, 1)
-	srv := topodtest.Start(b, openEtcd(b, cluster.Endpoints()), toposerver.Options{})
+	srv := topodtest.Start(b, topodtest.OpenEtcd(b, cluster.Endpoints()), toposerver.Options{})
 	ctx := context.Background()
 	const key = "/bench/vitess/global/keyspaces/ks/shards/-80/Shard"
 	for _, target := range []struct {

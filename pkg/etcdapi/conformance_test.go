@@ -97,8 +97,8 @@ func startConformanceStores(t *testing.T) []*conformanceStore {
 		name string
 		open func() kv.Backend
 	}{
-		{"topod-etcd", func() kv.Backend { return openEtcd(t, etcdtest.Start(t, 1).Endpoints()) }},
-		{"topod-bolt", func() kv.Backend { return openBolt(t, filepath.Join(t.TempDir(), "topo.db")) }},
+		{"topod-etcd", func() kv.Backend { return topodtest.OpenEtcd(t, etcdtest.Start(t, 1).Endpoints()) }},
+		{"topod-bolt", func() kv.Backend { return topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")) }},
 	} {
 		backend := b.open()
 		srv := topodtest.Start(t, backend, toposerver.Options{})

@@ -31,8 +31,8 @@ func TestEtcdctl(t *testing.T) {
 		name string
 		open func(t *testing.T) kv.Backend
 	}{
-		{"etcd", func(t *testing.T) kv.Backend { return openEtcd(t, etcdtest.Start(t, 1).Endpoints()) }},
-		{"bolt", func(t *testing.T) kv.Backend { return openBolt(t, filepath.Join(t.TempDir(), "topo.db")) }},
+		{"etcd", func(t *testing.T) kv.Backend { return topodtest.OpenEtcd(t, etcdtest.Start(t, 1).Endpoints()) }},
+		{"bolt", func(t *testing.T) kv.Backend { return topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")) }},
 	} {
 		t.Run(b.name, func(t *testing.T) {
 			srv := topodtest.Start(t, b.open(t), toposerver.Options{})

@@ -23,7 +23,7 @@ import (
 // TestMetrics: topod's /metrics has the etcd endpoint's figures, and they
 // move with what clients do.
 func TestMetrics(t *testing.T) {
-	srv := topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Addr}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -84,9 +84,9 @@ func TestLinearizableReadsAfterWritesOutsideMirrors(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			var srv *topodtest.Server
 			if backend == "bolt" {
-				srv = topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+				srv = topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
 			} else {
-				srv = topodtest.Start(t, openEtcd(t, etcdtest.Start(t, 1).Endpoints()), toposerver.Options{})
+				srv = topodtest.Start(t, topodtest.OpenEtcd(t, etcdtest.Start(t, 1).Endpoints()), toposerver.Options{})
 			}
 			cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Addr}, DialTimeout: 5 * time.Second})
 			if err != nil {

@@ -139,6 +139,19 @@ type OpResult struct {
 	Type    OpType
 }
 
+// Name names t in errors: its first key.
+func (t *Txn) Name() string {
+	switch {
+	case len(t.Compare) > 0:
+		return t.Compare[0].Key
+	case len(t.Success) > 0:
+		return t.Success[0].Key
+	case len(t.Failure) > 0:
+		return t.Failure[0].Key
+	}
+	return "(empty)"
+}
+
 // Writes reports whether t may write (has a Put or Delete in any branch).
 func (t *Txn) Writes() bool {
 	for _, ops := range [][]Op{t.Success, t.Failure} {

@@ -21,7 +21,7 @@ import (
 //	go test -run '^$' -bench VersusEtcd2 ./pkg/topoplugin/
 func BenchmarkVersusEtcd2(b *testing.B) {
 	cluster := etcdtest.Start(b, 1)
-	srv := topodtest.Start(b, openEtcd(b, cluster.Endpoints()), toposerver.Options{})
+	srv := topodtest.Start(b, topodtest.OpenEtcd(b, cluster.Endpoints()), toposerver.Options{})
 	etcd2, err := etcd2topo.NewServer(strings.Join(cluster.Endpoints(), ","), "/bench/etcd2")
 	if err != nil {
 		b.Fatal(err)

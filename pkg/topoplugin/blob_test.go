@@ -72,7 +72,7 @@ func writeDamagedChange(t *testing.T) *damagedChange {
 		t.Fatal(err)
 	}
 	d := &damagedChange{blobs: blobs}
-	d.srv = topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{Blobs: blobs})
+	d.srv = topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{Blobs: blobs})
 	d.writer = newConn(t, d.srv.Addr, "/vitess/cell1")
 	var v1 *vschemapb.SrvVSchema
 	v1, d.edit = smallSrvVSchema(t)
@@ -184,7 +184,7 @@ func TestBlobStoreDownOnWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer blobs.Close()
-	srv := topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{Blobs: blobs})
+	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{Blobs: blobs})
 	c := newConn(t, srv.Addr, "/vitess/cell1")
 	v1, edit := smallSrvVSchema(t)
 	if _, err := c.Update(ctx, "SrvVSchema", marshal(t, v1), nil); err != nil {
@@ -230,7 +230,7 @@ func marshal(t *testing.T, m proto.Message) []byte {
 // batches, not with a request per blob, and reads it back equal.
 func TestColdReadBatchesBlobs(t *testing.T) {
 	ctx := t.Context()
-	srv := topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
 	writer := newConn(t, srv.Addr, "/vitess/cell1")
 	srvVSchema := jd.JD().Sized(300).SrvVSchema()
 	data := marshal(t, srvVSchema)

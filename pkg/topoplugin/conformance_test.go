@@ -1,22 +1,11 @@
 package topoplugin_test
 
 import (
-	"context"
-	"fmt"
-	"path"
 	"path/filepath"
 	"testing"
 
-	"vitess.io/vitess/go/vt/topo"
-	"vitess.io/vitess/go/vt/topo/test"
-
-	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
-
 	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/topodtest"
-	"github.com/topod-io/topod/pkg/kv"
-	"github.com/topod-io/topod/pkg/kv/boltkv"
-	"github.com/topod-io/topod/pkg/kv/etcdkv"
 	_ "github.com/topod-io/topod/pkg/topoplugin"
 	"github.com/topod-io/topod/pkg/toposerver"
 )
@@ -24,60 +13,13 @@ import (
 // TestConformanceBolt runs Vitess's own topo conformance suite, every check,
 // through the plugin against topod on bolt.
 func TestConformanceBolt(t *testing.T) {
-	srv := topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
-	runVitessSuite(t, srv.Addr)
+	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+	topodtest.VitessSuite(t, "topod", srv.Addr)
 }
 
 // TestConformanceEtcd runs the same suite against topod on a real etcd.
 func TestConformanceEtcd(t *testing.T) {
 	cluster := etcdtest.Start(t, 1)
-	srv := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
-	runVitessSuite(t, srv.Addr)
-}
-
-func runVitessSuite(t *testing.T, addr string) {
-	index := 0
-	test.TopoServerTestSuite(t, t.Context(), func() *topo.Server {
-		// Each check gets its own tree, as in etcd2topo's test.
-		root := fmt.Sprintf("/test-%d", index)
-		index++
-		return openTopo(t, addr, root)
-	}, []string{})
-}
-
-// openTopo opens a topo.Server through the plugin with a global cell at
-// root/global and the suite's local cell at root/test.
-func openTopo(t testing.TB, addr, root string) *topo.Server {
-	t.Helper()
-	ts, err := topo.OpenServer("topod", addr, path.Join(root, topo.GlobalCell))
-	if err != nil {
-		t.Fatalf("OpenServer: %v", err)
-	}
-	if err := ts.CreateCellInfo(context.Background(), test.LocalCellName, &topodatapb.CellInfo{
-		ServerAddress: addr,
-		Root:          path.Join(root, test.LocalCellName),
-	}); err != nil && !topo.IsErrType(err, topo.NodeExists) {
-		t.Fatalf("CreateCellInfo: %v", err)
-	}
-	return ts
-}
-
-func openBolt(t testing.TB, file string) kv.Backend {
-	t.Helper()
-	b, err := boltkv.Open(file, boltkv.Options{})
-	if err != nil {
-		t.Fatalf("open bolt: %v", err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
-}
-
-func openEtcd(t testing.TB, endpoints []string) kv.Backend {
-	t.Helper()
-	b, err := etcdkv.Open(context.Background(), endpoints, etcdkv.Options{})
-	if err != nil {
-		t.Fatalf("open etcd: %v", err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
+	srv := topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	topodtest.VitessSuite(t, "topod", srv.Addr)
 }

@@ -89,7 +89,7 @@ func waitAll(t *testing.T, watchers []<-chan *topo.WatchData, want string, timeo
 func TestFanOut500Watchers(t *testing.T) {
 	ctx := t.Context()
 	cluster := etcdtest.Start(t, 1)
-	srv := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	srv := topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
 	writer := newConn(t, srv.Addr, "/vitess/cell1")
 	if _, err := writer.Create(ctx, "SrvVSchema", []byte("0")); err != nil {
 		t.Fatal(err)
@@ -113,7 +113,7 @@ func TestFanOut500Watchers(t *testing.T) {
 func TestStalledWatcher(t *testing.T) {
 	ctx := t.Context()
 	cluster := etcdtest.Start(t, 1)
-	srv := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	srv := topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
 	writer := newConn(t, srv.Addr, "/vitess/cell1")
 	value := make([]byte, 16<<10)
 	if _, err := writer.Create(ctx, "SrvKeyspace", value); err != nil {
@@ -184,7 +184,7 @@ func TestReplicaKilledUnder100Watchers(t *testing.T) {
 func TestCompactionWhileDisconnected(t *testing.T) {
 	ctx := t.Context()
 	cluster := etcdtest.Start(t, 1)
-	srv := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	srv := topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
 	c := newConn(t, srv.Addr, "/vitess/cell1")
 	if _, err := c.Create(ctx, "SrvVSchema", []byte("v0")); err != nil {
 		t.Fatal(err)
@@ -192,7 +192,7 @@ func TestCompactionWhileDisconnected(t *testing.T) {
 	watchers := watchAll(t, ctx, srv.Addr, "/vitess/cell1", "SrvVSchema", 10, 2)
 	srv.Kill()
 
-	direct := openEtcd(t, cluster.Endpoints())
+	direct := topodtest.OpenEtcd(t, cluster.Endpoints())
 	var rev int64
 	for i := 1; i <= 50; i++ {
 		r, err := direct.Update(ctx, "/vitess/cell1/SrvVSchema", []byte(fmt.Sprintf("v%d", i)), 0)
@@ -204,7 +204,7 @@ func TestCompactionWhileDisconnected(t *testing.T) {
 	if err := cluster.Compact(ctx, rev); err != nil {
 		t.Fatal(err)
 	}
-	topodtest.StartOn(t, srv.Addr, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	topodtest.StartOn(t, srv.Addr, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
 	waitAll(t, watchers, "v50", time.Minute)
 }
 

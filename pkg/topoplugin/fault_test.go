@@ -35,8 +35,8 @@ func newConn(t testing.TB, addr, root string) *topoplugin.Conn {
 func twoReplicas(t *testing.T) (a, b *topodtest.Server) {
 	t.Helper()
 	cluster := etcdtest.Start(t, 1)
-	a = topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
-	b = topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	a = topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	b = topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
 	return a, b
 }
 
@@ -60,7 +60,7 @@ func TestBoltSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b2 := openBolt(t, file)
+	b2 := topodtest.OpenBolt(t, file)
 	srv2 := topodtest.StartOn(t, srv.Addr, b2, toposerver.Options{})
 	c2 := newConn(t, srv2.Addr, "/vitess/global")
 	got, v, err := c2.Get(ctx, "keyspaces/ks/Keyspace")
@@ -111,7 +111,7 @@ func TestWatchSurvivesRestart(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	srv2 := topodtest.StartOn(t, srv.Addr, openBolt(t, file), toposerver.Options{})
+	srv2 := topodtest.StartOn(t, srv.Addr, topodtest.OpenBolt(t, file), toposerver.Options{})
 	waitFor(t, changes, "v2")
 
 	c2 := newConn(t, srv2.Addr, "/vitess/cell1")
@@ -232,8 +232,8 @@ func TestLockReleasedWhenHolderDies(t *testing.T) {
 		name    string
 		backend func(t *testing.T) kv.Backend
 	}{
-		{"bolt", func(t *testing.T) kv.Backend { return openBolt(t, filepath.Join(t.TempDir(), "topo.db")) }},
-		{"etcd", func(t *testing.T) kv.Backend { return openEtcd(t, etcdtest.Start(t, 1).Endpoints()) }},
+		{"bolt", func(t *testing.T) kv.Backend { return topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")) }},
+		{"etcd", func(t *testing.T) kv.Backend { return topodtest.OpenEtcd(t, etcdtest.Start(t, 1).Endpoints()) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()

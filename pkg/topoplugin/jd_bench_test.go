@@ -45,8 +45,8 @@ func BenchmarkOneKeyspaceChange(b *testing.B) {
 func benchOneKeyspaceChange(b *testing.B, profile jd.Profile) {
 	ctx := context.Background()
 	cluster := etcdtest.Start(b, 1)
-	srv := topodtest.Start(b, openEtcd(b, cluster.Endpoints()), toposerver.Options{})
-	ts := openTopo(b, srv.Addr, "/vitess")
+	srv := topodtest.Start(b, topodtest.OpenEtcd(b, cluster.Endpoints()), toposerver.Options{})
+	ts := topodtest.OpenTopo(b, "topod", srv.Addr, "/vitess")
 	cell := "test"
 	full := profile.SrvVSchema()
 	b.Logf("SrvVSchema: %d keyspaces, %d bytes", len(full.Keyspaces), proto.Size(full))

@@ -71,8 +71,8 @@ func TestJDProfileOnEtcd(t *testing.T) {
 			ctx := t.Context()
 			cluster := etcdtest.Start(t, 1)
 			blobs := bs.open(t)
-			srv := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{Blobs: blobs})
-			ts := openTopo(t, srv.Addr, "/vitess")
+			srv := topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{Blobs: blobs})
+			ts := topodtest.OpenTopo(t, "topod", srv.Addr, "/vitess")
 			cells := profile.CellNames()
 			for _, cell := range cells {
 				if err := ts.CreateCellInfo(ctx, cell, &topodatapb.CellInfo{ServerAddress: srv.Addr, Root: "/vitess/" + cell}); err != nil {

@@ -122,7 +122,7 @@ func TestThousandWatchesResumeOnOtherReplica(t *testing.T) {
 // includes the delete and never returns the deleted file.
 func TestDeleteMovesReadRevision(t *testing.T) {
 	ctx := t.Context()
-	srv := topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
 	c := newConn(t, srv.Addr, "/vitess/cell1")
 	v, err := c.Create(ctx, "f", []byte("x"))
 	if err != nil {
@@ -146,7 +146,7 @@ func TestDeleteMovesReadRevision(t *testing.T) {
 func TestStalledWatchStream(t *testing.T) {
 	ctx := t.Context()
 	cluster := etcdtest.Start(t, 1)
-	srv := topodtest.Start(t, openEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	srv := topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
 	writer := newConn(t, srv.Addr, "/vitess/cell1")
 	const files, rounds = 200, 20
 	file := func(i int) string { return fmt.Sprintf("keyspaces/ks%03d/SrvKeyspace", i) }
@@ -201,7 +201,7 @@ func TestStalledWatchStream(t *testing.T) {
 // metrics count streaming RPCs by method and its blob cache.
 func TestMetricsPublished(t *testing.T) {
 	ctx := t.Context()
-	srv := topodtest.Start(t, openBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
 	writer := newConn(t, srv.Addr, "/vitess/cell1")
 	v1, _ := smallSrvVSchema(t)
 	if _, err := writer.Update(ctx, "SrvVSchema", marshal(t, v1), nil); err != nil {

@@ -45,7 +45,7 @@ var (
 // Revision is the revision of the writes, or the current one; a nested
 // result's Revision is 0, as etcd's.
 func (b *Backend) Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
-	name := txnName(&t)
+	name := t.Name()
 	if err := ctx.Err(); err != nil {
 		return kv.TxnResult{}, opError("txn", name, err)
 	}
@@ -98,19 +98,6 @@ func (b *Backend) CurrentRevision(ctx context.Context) (int64, error) {
 		return 0, opError("current revision", "", err)
 	}
 	return rev, nil
-}
-
-// txnName names a transaction in errors by its first key.
-func txnName(t *kv.Txn) string {
-	switch {
-	case len(t.Compare) > 0:
-		return t.Compare[0].Key
-	case len(t.Success) > 0:
-		return t.Success[0].Key
-	case len(t.Failure) > 0:
-		return t.Failure[0].Key
-	}
-	return "(empty)"
 }
 
 // checkTxnRequest rejects a malformed transaction, as etcd's

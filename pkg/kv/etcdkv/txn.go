@@ -17,7 +17,7 @@ import (
 // Txn runs t as one etcd transaction.
 func (b *Backend) Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
 	const op = "txn"
-	key := txnKey(&t)
+	key := t.Name()
 	if err := b.checkOpen(op, key); err != nil {
 		return kv.TxnResult{}, err
 	}
@@ -57,19 +57,6 @@ func (b *Backend) CurrentRevision(ctx context.Context) (int64, error) {
 		return 0, b.wrap(op, key, rpctypes.Error(err))
 	}
 	return resp.Header.Revision, nil
-}
-
-// txnKey names a transaction in errors by its first key.
-func txnKey(t *kv.Txn) string {
-	switch {
-	case len(t.Compare) > 0:
-		return t.Compare[0].Key
-	case len(t.Success) > 0:
-		return t.Success[0].Key
-	case len(t.Failure) > 0:
-		return t.Failure[0].Key
-	}
-	return "(empty)"
 }
 
 func bytesOf(s string) []byte {
