@@ -368,18 +368,7 @@ func (w *etcdWatchLog) Reached() int64 {
 // the server's window) re-reads the directory and watches from the
 // re-read's revision plus one, as etcd clients do.
 func etcdWatcher(ctx context.Context, w *etcdWatchLog, cli *clientv3.Client, start int64) {
-	go func() {
-		t := time.NewTicker(progressEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				_ = cli.RequestProgress(ctx)
-			}
-		}
-	}()
+	go requestProgress(ctx, cli)
 	reached := start - 1
 	var reread *etcdSnapshot
 	backoff := 20 * time.Millisecond
@@ -488,18 +477,7 @@ func (l *truthLog) state() (int64, error) {
 // watchTruth watches etcdPrefix on cli (etcd's members) from start until
 // ctx ends or the watch fails (compacted).
 func watchTruth(ctx context.Context, cli *clientv3.Client, start int64, l *truthLog) {
-	go func() {
-		t := time.NewTicker(progressEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				_ = cli.RequestProgress(ctx)
-			}
-		}
-	}()
+	go requestProgress(ctx, cli)
 	for resp := range cli.Watch(ctx, etcdPrefix, clientv3.WithPrefix(), clientv3.WithRev(start)) {
 		l.mu.Lock()
 		if err := resp.Err(); err != nil {
@@ -553,4 +531,19 @@ func currentRevision(cli *clientv3.Client, timeout time.Duration) (int64, error)
 		time.Sleep(100 * time.Millisecond)
 	}
 	return 0, err
+}
+
+// requestProgress asks cli's watch streams for a progress notification
+// every progressEvery until ctx ends.
+func requestProgress(ctx context.Context, cli *clientv3.Client) {
+	t := time.NewTicker(progressEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = cli.RequestProgress(ctx)
+		}
+	}
 }

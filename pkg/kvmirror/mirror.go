@@ -481,30 +481,12 @@ func (m *Mirror) Get(ctx context.Context, key string, minRev int64) (e kv.KV, fo
 // List returns the keys under prefix, sorted, if the mirror can answer for
 // revision minRev or later (ok).
 func (m *Mirror) List(ctx context.Context, prefix string, keysOnly bool, minRev int64) (kvs []kv.KV, ok bool, err error) {
-	m.mu.RLock()
-	if !m.servesLocked(minRev) || !m.Covers(prefix) {
-		m.mu.RUnlock()
-		return nil, false, nil
+	end := PrefixEnd(prefix)
+	if end == "" {
+		end = "\x00" // every key
 	}
-	var evicted []int
-	m.tree.AscendGreaterOrEqual(&item{KV: kv.KV{Key: prefix}}, func(it *item) bool {
-		if !strings.HasPrefix(it.Key, prefix) {
-			return false
-		}
-		c := it.KV
-		if keysOnly {
-			c.Value = nil
-		} else if it.evicted {
-			evicted = append(evicted, len(kvs))
-		}
-		kvs = append(kvs, c)
-		return true
-	})
-	m.mu.RUnlock()
-	if kvs, err = m.load(ctx, kvs, evicted); err != nil {
-		return nil, false, err
-	}
-	return kvs, true, nil
+	kvs, _, ok, err = m.Range(ctx, prefix, end, keysOnly, minRev)
+	return kvs, ok, err
 }
 
 // WaitRev waits until the mirror is ready and has reached rev, ctx ends
