@@ -234,7 +234,7 @@ func New(backend kv.Backend, opts Options) *Server {
 	}
 	if etcdOn {
 		s.etcd = etcdapi.New(etcdapi.Options{
-			Backend: backend, Values: etcdValues{s}, Mirrors: etcdMirrors,
+			Backend: backend, Values: newEtcdValues(s), Mirrors: etcdMirrors,
 			Name: opts.Name, Address: opts.Address, Version: etcdVersion, TLS: opts.TLS != nil,
 			ProgressNotifyInterval: opts.EtcdProgressNotifyInterval, Logger: opts.Logger,
 		})
