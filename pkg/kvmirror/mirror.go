@@ -207,33 +207,50 @@ func (m *Mirror) follow(ctx context.Context) (listed bool, err error) {
 		return false, fmt.Errorf("list %s: %w", m.prefix, err)
 	}
 	m.reset(kvs, rev, start)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	// With a journal, the watch starts at the listing's revision itself,
 	// whose events the journal needs (a watch from a read's revision is
-	// the usual etcd pattern); if etcd no longer has them, after it.
-	from := rev
+	// the usual etcd pattern); if the backend no longer has them (etcd
+	// compacted there, or bolt opened since), after it.
 	if m.opts.Journal != nil && rev > 1 {
-		from = rev - 1
-	}
-	changes, err := m.watch(ctx, from)
-	if errors.Is(err, kv.ErrCompacted) && from < rev {
-		changes, err = m.watch(ctx, rev)
-	}
-	if err != nil {
-		return true, fmt.Errorf("watch %s: %w", m.prefix, err)
-	}
-	for resp := range changes {
-		if resp.Err != nil {
-			return true, fmt.Errorf("watch %s: %w", m.prefix, resp.Err)
+		err := m.apply1(ctx, rev-1)
+		if !errors.Is(err, errBeforeHistory) {
+			return true, err
 		}
-		m.apply(resp.Events, resp.Revision)
 	}
-	return true, fmt.Errorf("watch %s: ended", m.prefix)
+	return true, m.apply1(ctx, rev)
 }
 
-// watch opens the upstream watch of the prefix after afterRev. An
-// ErrCompacted answered at once is returned as the error.
+// errBeforeHistory: the backend answered a watch's first response with
+// kv.ErrCompacted.
+var errBeforeHistory = errors.New("watch from before the backend's history")
+
+// apply1 applies the upstream watch from afterRev until it breaks, and
+// returns why; errBeforeHistory if its first response is ErrCompacted.
+func (m *Mirror) apply1(ctx context.Context, afterRev int64) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	changes, err := m.watch(ctx, afterRev)
+	if errors.Is(err, kv.ErrCompacted) {
+		return errBeforeHistory
+	}
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", m.prefix, err)
+	}
+	first := true
+	for resp := range changes {
+		if resp.Err != nil {
+			if first && errors.Is(resp.Err, kv.ErrCompacted) {
+				return errBeforeHistory
+			}
+			return fmt.Errorf("watch %s: %w", m.prefix, resp.Err)
+		}
+		first = false
+		m.apply(resp.Events, resp.Revision)
+	}
+	return fmt.Errorf("watch %s: ended", m.prefix)
+}
+
+// watch opens the upstream watch of the prefix after afterRev.
 func (m *Mirror) watch(ctx context.Context, afterRev int64) (<-chan kv.WatchResponse, error) {
 	// A watch that confirms its progress also moves the replica's
 	// revision past writes outside the prefix, which a linearizable read
