@@ -14,6 +14,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/topod-io/topod/pkg/retry"
 )
 
 // The etcd API's side of the workload: clients of go.etcd.io/etcd/client/v3
@@ -409,6 +411,7 @@ func etcdWatcher(ctx context.Context, w *etcdWatchLog, cli *clientv3.Client, sta
 			reached = max(reached, op.reached)
 			w.reached = reached
 			w.mu.Unlock()
+			watched.changed()
 			backoff = 20 * time.Millisecond
 		}
 		if ctx.Err() != nil {
@@ -424,6 +427,7 @@ func etcdWatcher(ctx context.Context, w *etcdWatchLog, cli *clientv3.Client, sta
 			w.mu.Lock()
 			w.reached = reached
 			w.mu.Unlock()
+			watched.changed()
 		}
 		// A watch refused again at once (a replica whose blob store is
 		// down cancels a watch it cannot deliver) is retried after a
@@ -478,6 +482,7 @@ func (l *truthLog) state() (int64, error) {
 // ctx ends or the watch fails (compacted).
 func watchTruth(ctx context.Context, cli *clientv3.Client, start int64, l *truthLog) {
 	go requestProgress(ctx, cli)
+	defer watched.changed()
 	for resp := range cli.Watch(ctx, etcdPrefix, clientv3.WithPrefix(), clientv3.WithRev(start)) {
 		l.mu.Lock()
 		if err := resp.Err(); err != nil {
@@ -495,6 +500,7 @@ func watchTruth(ctx context.Context, cli *clientv3.Client, start int64, l *truth
 			l.reached = max(l.reached, resp.Header.Revision)
 		}
 		l.mu.Unlock()
+		watched.changed()
 	}
 	l.mu.Lock()
 	if l.err == nil && ctx.Err() == nil {
@@ -503,34 +509,64 @@ func watchTruth(ctx context.Context, cli *clientv3.Client, start int64, l *truth
 	l.mu.Unlock()
 }
 
-// waitFor polls cond every 50 ms until it holds or the timeout passes; it
-// reports whether it held.
+// notifier wakes whoever waits for a change of the watch logs.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// watched is told of every change of a watch log, topod.v1's and etcd's.
+var watched = &notifier{ch: make(chan struct{})}
+
+// changed wakes the waiters.
+func (n *notifier) changed() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	close(n.ch)
+	n.ch = make(chan struct{})
+}
+
+// next returns a channel closed at the next change.
+func (n *notifier) next() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ch
+}
+
+// waitFor waits until cond holds, checking it again at each change of a
+// watch log, or until the timeout passes; it reports whether it held.
 func waitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
+	expired := time.After(timeout)
+	for {
+		next := watched.next() // before cond: no change is missed
+		if cond() {
+			return true
+		}
+		select {
+		case <-next:
+		case <-expired:
 			return false
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	return true
 }
 
 // currentRevision is the revision cli's cluster is at (a linearizable
-// read), retried until timeout.
+// read), retried with backoff until timeout.
 func currentRevision(cli *clientv3.Client, timeout time.Duration) (int64, error) {
-	var err error
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		var resp *clientv3.GetResponse
-		resp, err = cli.Get(ctx, etcdPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-		cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	wait := retry.New(50*time.Millisecond, time.Second)
+	for {
+		octx, ocancel := context.WithTimeout(ctx, opTimeout)
+		resp, err := cli.Get(octx, etcdPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		ocancel()
 		if err == nil {
 			return resp.Header.Revision, nil
 		}
-		time.Sleep(100 * time.Millisecond)
+		if werr := wait.Wait(ctx); werr != nil {
+			return 0, err
+		}
 	}
-	return 0, err
 }
 
 // requestProgress asks cli's watch streams for a progress notification

@@ -413,6 +413,7 @@ func watcher(ctx context.Context, w *watchLog, conn topo.Conn) {
 			w.mu.Lock()
 			w.add(ev)
 			w.mu.Unlock()
+			watched.changed()
 		}
 	}
 }

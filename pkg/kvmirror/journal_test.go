@@ -15,6 +15,8 @@ type recordingJournal struct {
 	mu      sync.Mutex
 	resets  []int64
 	changes []kvmirror.Change
+	// appended is signaled (capacity 1) on every Append.
+	appended chan struct{}
 }
 
 func (j *recordingJournal) Reset(rev int64) {
@@ -27,6 +29,10 @@ func (j *recordingJournal) Append(changes []kvmirror.Change, _ int64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.changes = append(j.changes, changes...)
+	select {
+	case j.appended <- struct{}{}:
+	default:
+	}
 }
 
 func (j *recordingJournal) snapshot() ([]int64, []kvmirror.Change) {
@@ -59,7 +65,7 @@ func TestJournal(t *testing.T) {
 				}
 			}
 			t.Cleanup(func() { b.Close() })
-			j := &recordingJournal{}
+			j := &recordingJournal{appended: make(chan struct{}, 1)}
 			m := run(t, b, kvmirror.Options{Journal: j})
 			rev, err := b.Update(t.Context(), "/a", []byte("2"), 0)
 			if err != nil {
@@ -68,15 +74,19 @@ func TestJournal(t *testing.T) {
 			if err := m.WaitRev(t.Context(), rev); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(10 * time.Second)
+			timeout := time.After(10 * time.Second)
 			var resets []int64
 			var changes []kvmirror.Change
 			for {
 				resets, changes = j.snapshot()
-				if len(changes) > 0 && changes[len(changes)-1].KV.ModRevision == rev || time.Now().After(deadline) {
+				if len(changes) > 0 && changes[len(changes)-1].KV.ModRevision == rev {
 					break
 				}
-				time.Sleep(10 * time.Millisecond) // polling a condition, with a deadline
+				select {
+				case <-j.appended:
+				case <-timeout:
+					t.Fatalf("the journal never got the update at %d: events %d, resets %v", rev, len(changes), resets)
+				}
 			}
 			if len(resets) != 1 {
 				t.Fatalf("resets %v, want one listing", resets)
