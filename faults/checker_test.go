@@ -2,7 +2,9 @@ package faults
 
 import (
 	"context"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -175,6 +177,58 @@ func TestCheckLocks(t *testing.T) {
 			r.checkLocks(&lockLog{actions: tt.actions})
 			if r.lockUnsafe != tt.unsafe {
 				t.Errorf("unsafe = %d, want %d; %v", r.lockUnsafe, tt.unsafe, r.anomalies)
+			}
+		})
+	}
+}
+
+// TestCheckWatch: the watch check accepts a watcher that saw each write
+// once and in order (a restarted watch may list again what it saw), and
+// flags a duplicate, a reorder, a phantom and a gap. Stock etcd2topo's
+// two quirks (every listed value at the first key's version, the last
+// listed change delivered again) are counted apart in a stock run only.
+func TestCheckWatch(t *testing.T) {
+	put := func(watch int, key, value string, version int64) watchEvent {
+		return watchEvent{watch: watch, key: key, value: value, version: version}
+	}
+	listed := func(watch int, key, value string, version int64) watchEvent {
+		e := put(watch, key, value, version)
+		e.initial = true
+		return e
+	}
+	writes := map[string]int64{"a1": 3, "b1": 5, "a2": 7}
+	final := map[string]watchEvent{"kv/a": put(0, "kv/a", "a2", 7), "kv/b": put(0, "kv/b", "b1", 5)}
+	good := []watchEvent{listed(0, "kv/a", "a1", 3), put(0, "kv/b", "b1", 5), put(0, "kv/a", "a2", 7)}
+	type counts struct{ dup, reorder, phantom, gap, stockVersions, stockAgain int }
+	tests := []struct {
+		name   string
+		stock  bool
+		events []watchEvent
+		want   counts
+	}{
+		{"in order", false, good, counts{}},
+		{"a restart lists again", false, append(slices.Clone(good), listed(1, "kv/a", "a2", 7), listed(1, "kv/b", "b1", 5)), counts{}},
+		{"an event twice", false, append(slices.Clone(good), put(0, "kv/a", "a2", 7)), counts{dup: 1}},
+		{"an older version after a newer", false, []watchEvent{listed(0, "kv/a", "a2", 7), put(0, "kv/a", "a1", 3), put(0, "kv/b", "b1", 5), put(0, "kv/a", "a2", 7)}, counts{reorder: 1, dup: 1}},
+		{"a value at a version it was not written at", false, []watchEvent{listed(0, "kv/a", "a1", 4), put(0, "kv/b", "b1", 5), put(0, "kv/a", "a2", 7)}, counts{phantom: 1}},
+		{"the last change missing", false, good[:2], counts{gap: 1}},
+		{"stock's listed versions, not stock", false, []watchEvent{listed(0, "kv/a", "a1", 5), listed(0, "kv/b", "b1", 5), put(0, "kv/b", "b1", 5), put(0, "kv/a", "a2", 7)}, counts{phantom: 1, dup: 1}},
+		{"stock's listed versions, stock", true, []watchEvent{listed(0, "kv/a", "a1", 5), listed(0, "kv/b", "b1", 5), put(0, "kv/b", "b1", 5), put(0, "kv/a", "a2", 7)}, counts{stockVersions: 1, stockAgain: 1}},
+		{"stock, a change delivered twice", true, append(slices.Clone(good), put(0, "kv/a", "a2", 7)), counts{dup: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := newRecorder()
+			maps.Copy(rec.writes, writes)
+			w := &watchLog{state: map[string]watchEvent{}}
+			for _, e := range tt.events {
+				w.add(e)
+			}
+			r := &report{stock: tt.stock}
+			r.checkWatch(rec, w, final)
+			got := counts{r.duplicates, r.reorders, r.phantoms, r.gaps, r.stockInitialVersions, r.stockRedelivered}
+			if got != tt.want {
+				t.Errorf("got %+v, want %+v; %v", got, tt.want, r.anomalies)
 			}
 		})
 	}

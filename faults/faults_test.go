@@ -249,7 +249,7 @@ func runWorkload(t *testing.T, c *cluster, f fault) *report {
 		watchWG.Go(func() { etcdWatcher(watchCtx, etcdLogs[i], cli, startRev+1) })
 	}
 
-	r := &report{name: f.name, phase: phase}
+	r := &report{name: f.name, phase: phase, stock: c.etcd2}
 	time.Sleep(phase)
 	rec.phase.Store(1)
 	start := time.Now()

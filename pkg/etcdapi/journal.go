@@ -173,6 +173,18 @@ func (j *Journal) remove(w *watcher) {
 	}
 }
 
+// rewind moves w back to revision from, so that the next take returns
+// its events from there again (w could not send them). It finds them as a
+// watch catching up does; if the window has moved past from, w is lost.
+func (j *Journal) rewind(w *watcher, from int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if w.removed {
+		return
+	}
+	w.next, w.from, w.pending, w.last = from, from, true, math.MaxInt64
+}
+
 // batch is what take found for a watcher.
 type batch struct {
 	events []journalEvent

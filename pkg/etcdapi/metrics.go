@@ -11,6 +11,7 @@ type metrics struct {
 	streams          prometheus.Gauge
 	watchers         prometheus.Gauge
 	compactedWatches prometheus.Counter
+	readRetries      prometheus.Counter
 	reads            *prometheus.CounterVec
 	collectors       []prometheus.Collector
 }
@@ -25,6 +26,9 @@ func newMetrics(mirrors []Mirror) *metrics {
 		}),
 		compactedWatches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "topod_etcd_watches_compacted_total", Help: "Watches of the etcd endpoint canceled as compacted: they started before the event window (--etcd-watch-window-*) or fell behind it, or the mirror listed again.",
+		}),
+		readRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "topod_etcd_watch_read_retries_total", Help: "Times a watch of the etcd endpoint waited to send events whose values or previous values could not be read (the blob store or the backend unreachable); it sends them, in order, once they can be read.",
 		}),
 		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "topod_etcd_range_reads_total", Help: "Ranges of the etcd endpoint by consistency (linearizable, serializable) and source (mirror: from memory; backend: outside the mirrors, at a past revision, or the mirror could not answer).",
@@ -67,7 +71,7 @@ func newMetrics(mirrors []Mirror) *metrics {
 		}
 	}
 	m.collectors = []prometheus.Collector{
-		m.streams, m.watchers, m.compactedWatches, m.reads,
+		m.streams, m.watchers, m.compactedWatches, m.readRetries, m.reads,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "topod_etcd_watch_window_events", Help: "Events held in the etcd endpoint's watch window."},
 			window(func(s Stats) float64 { return float64(s.Events) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "topod_etcd_watch_window_bytes", Help: "Bytes of keys and values held in the etcd endpoint's watch window."},

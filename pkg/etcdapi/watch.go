@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/topod-io/topod/pkg/kv"
+	"github.com/topod-io/topod/pkg/retry"
 )
 
 const (
@@ -44,8 +45,10 @@ type watcher struct {
 	last    int64 // to revision last at most
 	lost    bool  // the journal lost events it needed
 	removed bool
-	// sentAt: when it last got a response (progress notifications).
-	sentAt time.Time
+	// Owned by the stream's sender.
+	sentAt  time.Time      // when it last got a response (progress notifications)
+	backoff *retry.Backoff // while its events' values cannot be read
+	retryAt time.Time      // not before, then
 }
 
 // watchStream is one client's Watch stream: every watch the client opens
@@ -272,9 +275,13 @@ func (ws *watchStream) send(ctx context.Context) error {
 }
 
 // sendEvents sends w's pending events, a batch at a time; a watcher that
-// lost events is canceled with the revision to start again from.
+// lost events is canceled with the revision to start again from, one
+// whose events cannot be read yet waits (retryLater).
 func (ws *watchStream) sendEvents(ctx context.Context, w *watcher) error {
 	s := ws.srv
+	if time.Now().Before(w.retryAt) {
+		return nil // its timer wakes it
+	}
 	for {
 		b := w.journal.take(w, batchBytes)
 		if b.compactRev != 0 {
@@ -292,11 +299,15 @@ func (ws *watchStream) sendEvents(ctx context.Context, w *watcher) error {
 		if len(b.events) > 0 {
 			events, err := s.watchEvents(ctx, w, b.events)
 			if err != nil {
-				// A value that cannot be read (a blob store down):
-				// the watch cannot be reliable, end it.
-				ws.cancel(w.id)
-				s.log.Warn("watch canceled: an event's value could not be read", "key", w.key, "err", err)
+				if ctx.Err() != nil {
+					return nil // the stream ended
+				}
+				ws.retryLater(w, b.events[0].KV.ModRevision, err)
 				return nil
+			}
+			if w.backoff != nil {
+				w.backoff, w.retryAt = nil, time.Time{}
+				s.log.Info("watch resumed: its events' values can be read again", "key", w.key, "revision", b.events[0].KV.ModRevision)
 			}
 			if err := ws.sendResponse(w, &pb.WatchResponse{Header: s.header(b.rev), WatchId: w.id, Events: events}); err != nil {
 				return err
@@ -307,6 +318,28 @@ func (ws *watchStream) sendEvents(ctx context.Context, w *watcher) error {
 			return nil
 		}
 	}
+}
+
+// retryLater puts w back to revision from, whose events could not be
+// converted (a value's blobs or a previous value unreadable: the blob
+// store or the backend down), and wakes it again after a backoff. The
+// watch is held, not canceled, as etcd never cancels a watch for a read
+// it cannot do: its client sees the events late and in order, and no
+// progress notification claims it has seen past them. If the window
+// moves past from meanwhile, the watch is canceled as compacted, which
+// every etcd client handles (clientv3 up to 3.7 panics on a progress
+// response after a cancel without a compact revision, etcd-io/etcd#21969).
+func (ws *watchStream) retryLater(w *watcher, from int64, err error) {
+	s := ws.srv
+	if w.backoff == nil {
+		w.backoff = retry.New(100*time.Millisecond, 5*time.Second)
+		s.log.Warn("watch waits: an event's value could not be read; retrying", "key", w.key, "revision", from, "err", err)
+	}
+	s.metrics.readRetries.Inc()
+	w.journal.rewind(w, from)
+	d := w.backoff.Next()
+	w.retryAt = time.Now().Add(d)
+	time.AfterFunc(d, func() { ws.wake(w) })
 }
 
 // sendResponse sends resp, in fragments if w asked for them and it is
