@@ -2,6 +2,7 @@ package etcdapi_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"testing"
 
@@ -69,11 +70,13 @@ func BenchmarkRange(b *testing.B) {
 	}
 }
 
-// BenchmarkWatchDelivery times one write until one watcher has its event,
-// through clientv3, on a real etcd directly and through topod's etcd
+// BenchmarkWatchDelivery times one write until every watcher has its
+// event, through clientv3, on a real etcd directly and through topod's etcd
 // endpoint on that etcd: the cost of topod's two extra hops (the write
 // through topod to etcd, the event from etcd through topod's mirror and
-// window to the client), one write at a time.
+// window to the clients), one write at a time, to one watcher and to 50
+// watchers each on a client of its own (the vtgates of a cell watching one
+// SrvKeyspace).
 func BenchmarkWatchDelivery(b *testing.B) {
 	cluster := etcdtest.Start(b, 1)
 	srv := topodtest.Start(b, topodtest.OpenEtcd(b, cluster.Endpoints()), toposerver.Options{})
@@ -85,30 +88,35 @@ func BenchmarkWatchDelivery(b *testing.B) {
 		{"etcd", cluster.Endpoints()[0]},
 		{"topod", srv.Addr},
 	} {
-		b.Run(target.name, func(b *testing.B) {
-			cli, err := clientv3.New(clientv3.Config{Endpoints: []string{target.endpoint}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer cli.Close()
-			key := "/bench/watch/" + target.name
-			wctx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			events := cli.Watch(wctx, key, clientv3.WithCreatedNotify())
-			<-events // created
-			b.ResetTimer()
-			for i := range b.N {
-				if _, err := cli.Put(ctx, key, strconv.Itoa(i)); err != nil {
-					b.Fatal(err)
+		for _, watchers := range []int{1, 50} {
+			b.Run(fmt.Sprintf("%s/watchers=%d", target.name, watchers), func(b *testing.B) {
+				key := fmt.Sprintf("/bench/watch/%s/%d", target.name, watchers)
+				wctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				var all []clientv3.WatchChan
+				for range watchers {
+					cli := newClient(b, target.endpoint)
+					events := cli.Watch(wctx, key, clientv3.WithCreatedNotify())
+					<-events // created
+					all = append(all, events)
 				}
-				for got := false; !got; {
-					resp := <-events
-					if err := resp.Err(); err != nil {
+				writer := newClient(b, target.endpoint)
+				b.ResetTimer()
+				for i := range b.N {
+					if _, err := writer.Put(ctx, key, strconv.Itoa(i)); err != nil {
 						b.Fatal(err)
 					}
-					got = len(resp.Events) > 0
+					for _, events := range all {
+						for got := false; !got; {
+							resp := <-events
+							if err := resp.Err(); err != nil {
+								b.Fatal(err)
+							}
+							got = len(resp.Events) > 0
+						}
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }

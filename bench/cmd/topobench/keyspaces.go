@@ -109,6 +109,7 @@ type ksResult struct {
 type ksDelivery struct {
 	Keyspace   string        `json:"keyspace,omitempty"` // of a one-keyspace change
 	Updates    int           `json:"updates"`
+	Rounds     int           `json:"rounds"` // times the updates were made, one round after the other
 	Deliveries int           `json:"deliveries"`
 	Missed     int           `json:"missed"` // not seen within --round-timeout
 	Write      time.Duration `json:"write_ns"`
@@ -241,6 +242,7 @@ func (e *env) keyspacesPhase(ctx context.Context, rep *report) error {
 				res, err := runKeyspaces(ctx, e, ksScenario{
 					side: s, etcd: etcd, lay: lay, shape: r.shape, clients: r.clients, stalled: cfg.KsStalled,
 					perServer: cfg.KsTabletsPerConn, cell: cfg.Cell, timeout: cfg.RoundTimeout, openConcurrency: cfg.KsOpenConcurrency,
+					oneRounds: cfg.KsOneRounds,
 				})
 				if res != nil {
 					rep.Keyspaces = append(rep.Keyspaces, res)
@@ -290,6 +292,7 @@ type ksScenario struct {
 	cell            string
 	timeout         time.Duration
 	openConcurrency int
+	oneRounds       int // times the one change is made
 }
 
 // dialFactory is a topo.Factory that dials a side's connection for any
@@ -597,11 +600,31 @@ func (r *ksRun) openTablets(ctx context.Context) (int, int, error) {
 // change writes one update to each of kss (distinct keyspaces), one after
 // the other, then waits until every read watch of those keyspaces has its
 // update, or the round timeout.
-func (r *ksRun) change(ctx context.Context, kss []int) (ksDelivery, error) {
-	d := ksDelivery{Updates: len(kss)}
+func (r *ksRun) change(ctx context.Context, kss []int, rounds int) (ksDelivery, error) {
+	d := ksDelivery{Updates: len(kss), Rounds: rounds}
 	if len(kss) == 1 {
 		d.Keyspace = r.lay.names[kss[0]]
 	}
+	var lat []time.Duration
+	for range rounds {
+		l, write, missed, err := r.round1(ctx, kss)
+		if err != nil {
+			return d, err
+		}
+		lat = append(lat, l...)
+		d.Write += write / time.Duration(rounds)
+		d.Missed += missed
+	}
+	d.Deliveries = len(lat)
+	d.P50, d.P99 = percentile(lat, 0.5), percentile(lat, 0.99)
+	d.Max = slices.Max(append(lat, 0))
+	return d, nil
+}
+
+// round1 writes one update to each of kss and waits until every watcher of
+// them has it: the latencies of the deliveries, the time to write, and the
+// watchers that had not seen theirs within the round timeout.
+func (r *ksRun) round1(ctx context.Context, kss []int) (lat []time.Duration, write time.Duration, missed int, err error) {
 	rd := &ksRound{target: make(map[int]int64, len(kss)), done: make(chan struct{})}
 	srvs := make([]*topodatapb.SrvKeyspace, len(kss))
 	var want int64
@@ -624,22 +647,21 @@ func (r *ksRun) change(ctx context.Context, kss []int) (ksDelivery, error) {
 	for i, k := range kss {
 		begins[i] = time.Now()
 		if err := r.writer.UpdateSrvKeyspace(ctx, r.cell, r.lay.names[k], srvs[i]); err != nil {
-			return d, fmt.Errorf("UpdateSrvKeyspace(%s, %s): %w", r.cell, r.lay.names[k], err)
+			return nil, 0, 0, fmt.Errorf("UpdateSrvKeyspace(%s, %s): %w", r.cell, r.lay.names[k], err)
 		}
 	}
-	d.Write = time.Since(start)
+	write = time.Since(start)
 	select {
 	case <-rd.done:
 	case <-time.After(r.timeout):
 	case <-ctx.Done():
-		return d, ctx.Err()
+		return nil, 0, 0, ctx.Err()
 	}
-	var lat []time.Duration
 	for i, k := range kss {
 		for _, w := range r.byKs[k] {
 			at, ok := w.firstAtLeast(rd.target[k])
 			if !ok {
-				d.Missed++
+				missed++
 				continue
 			}
 			lat = append(lat, at.Sub(begins[i]))
@@ -650,10 +672,7 @@ func (r *ksRun) change(ctx context.Context, kss []int) (ksDelivery, error) {
 			w.forget()
 		}
 	}
-	d.Deliveries = len(lat)
-	d.P50, d.P99 = percentile(lat, 0.5), percentile(lat, 0.99)
-	d.Max = slices.Max(append(lat, 0))
-	return d, nil
+	return lat, write, missed, nil
 }
 
 // layOut writes the cell: its CellInfo, every SrvKeyspace (generation 1)
@@ -833,10 +852,11 @@ func runKeyspaces(ctx context.Context, env *env, sc ksScenario) (*ksResult, erro
 
 	// One change.
 	one := []int{sc.lay.one}
-	if res.One, err = r.change(ctx, one); err != nil {
+	if res.One, err = r.change(ctx, one, sc.oneRounds); err != nil {
 		return nil, fmt.Errorf("one change: %w", err)
 	}
-	env.logf("  one change (%s): %d deliveries, max %v", res.One.Keyspace, res.One.Deliveries, res.One.Max.Round(time.Millisecond))
+	env.logf("  one change (%s) x%d: %d deliveries, p99 %v, max %v", res.One.Keyspace, res.One.Rounds, res.One.Deliveries,
+		res.One.P99.Round(time.Millisecond), res.One.Max.Round(time.Millisecond))
 
 	// The stalled clients, and the change again.
 	if sc.shape == shapeVtgates && sc.stalled > 0 {
@@ -852,7 +872,7 @@ func runKeyspaces(ctx context.Context, env *env, sc ksScenario) (*ksResult, erro
 			return nil, err
 		}
 		res.EtcdRSSStalled, res.TopodRSSStalled = s2.etcd.RSS, s2.topod.RSS
-		d, err := r.change(ctx, one)
+		d, err := r.change(ctx, one, sc.oneRounds)
 		if err != nil {
 			return nil, fmt.Errorf("one change with the stalled clients: %w", err)
 		}
@@ -865,7 +885,7 @@ func runKeyspaces(ctx context.Context, env *env, sc ksScenario) (*ksResult, erro
 	if err != nil {
 		return nil, err
 	}
-	if res.Burst, err = r.change(ctx, sc.lay.burst); err != nil {
+	if res.Burst, err = r.change(ctx, sc.lay.burst, 1); err != nil {
 		return nil, fmt.Errorf("burst: %w", err)
 	}
 	s4, err := r.stats(env)
@@ -905,7 +925,8 @@ func keyspacesNotes(rep *report) []string {
 		"keyspaces: every scenario runs on a fresh one-member etcd in a process of its own (this binary re-executed, same configuration as the embedded one), "+
 			"so the etcd rows are etcd's alone; topod runs beside it; the clients and the writer are in the driver",
 		"keyspaces delivery: per (watcher, update), from the start of the update's UpdateSrvKeyspace until the watcher's topo.Server channel returned that "+
-			"generation (the keyspace's throttler threshold, set by each update) or a later one; p50/p99/max over every such pair; "+
+			"generation (the keyspace's throttler threshold, set by each update) or a later one; p50/p99/max over every such pair (the one change: "+
+			"over every round of it, each made once the last was delivered everywhere); "+
 			"missed: not seen within --round-timeout; duplicated: a watch's channel returning a generation it had already returned (or an older one), "+
 			"or any value of the SrvVSchema and Shard watches, which never change",
 		"keyspaces stalled clients: vtgate-like clients that open every watch and never receive from their channels; they are not counted in the "+

@@ -76,8 +76,8 @@
 // at K keyspaces (--ks-tablets) watches its keyspace's SrvKeyspace and every
 // primary its shard record (WatchShard), --ks-tablets-per-conn tablets to a
 // topo.Server. Then one SrvKeyspace change (to the most sharded keyspace,
-// again once the stalled clients are open) and a burst of --ks-burst
-// updates to different keyspaces, written one after the other by one
+// --ks-one-rounds times, again once the stalled clients are open) and a
+// burst of --ks-burst updates to different keyspaces, written one after the other by one
 // writer. Each scenario runs on stock etcd2 and on topod, each on a fresh
 // etcd process.
 package main
@@ -135,6 +135,7 @@ type config struct {
 	KsTablets         int // -1: the JD profile's tablets at KsKeyspaces; 0: no tablet shape
 	KsTabletsPerConn  int
 	KsBurst           int
+	KsOneRounds       int
 	KsStalled         int
 	KsOpenConcurrency int
 }
@@ -161,6 +162,7 @@ func defaultConfig() config {
 		KsTablets:         -1,
 		KsTabletsPerConn:  50,
 		KsBurst:           200,
+		KsOneRounds:       20,
 		KsStalled:         1,
 		KsOpenConcurrency: 64,
 	}
@@ -205,6 +207,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&cfg.KsVtgates, "ks-vtgates", cfg.KsVtgates, "keyspaces: vtgate-like clients, each a topo.Server of its own (its own connections) watching every SrvKeyspace and the SrvVSchema; a comma-separated list runs each count, e.g. 25,50")
 	fs.IntVar(&cfg.KsTablets, "ks-tablets", cfg.KsTablets, "keyspaces: tablets of the vttablet shape (every tablet watches its keyspace's SrvKeyspace, primaries their shard record); -1 = the JD profile's tablets at --ks-keyspaces, 0 skips the vttablet shape")
 	fs.IntVar(&cfg.KsTabletsPerConn, "ks-tablets-per-conn", cfg.KsTabletsPerConn, "keyspaces: tablets sharing one topo.Server (one connection pair) in the vttablet shape; 1 = a connection per tablet")
+	fs.IntVar(&cfg.KsOneRounds, "ks-one-rounds", cfg.KsOneRounds, "keyspaces: times the one change is made, one after the other once the last was delivered everywhere; its p50/p99 are over every delivery of every round")
 	fs.IntVar(&cfg.KsBurst, "ks-burst", cfg.KsBurst, "keyspaces: SrvKeyspace updates of the burst, one each to that many different keyspaces, written one after the other by one writer")
 	fs.IntVar(&cfg.KsStalled, "ks-stalled", cfg.KsStalled, "keyspaces: extra vtgate-like clients that open every watch and never read their channels")
 	fs.IntVar(&cfg.KsOpenConcurrency, "ks-open-concurrency", cfg.KsOpenConcurrency, "keyspaces: watches being opened at once, over all clients")
@@ -228,7 +231,7 @@ func parseFlags(args []string) (config, error) {
 		return cfg, errors.New("--stock-keyspaces, --jd-keyspaces and --jd-plugin-watchers cannot be negative")
 	case cfg.StormShards > jd.JD().Shards:
 		return cfg, fmt.Errorf("--storm-shards is at most %d (the JD profile's shards)", jd.JD().Shards)
-	case cfg.KsKeyspaces < 1, cfg.KsBurst < 1, cfg.KsTabletsPerConn < 1, cfg.KsOpenConcurrency < 1:
+	case cfg.KsKeyspaces < 1, cfg.KsBurst < 1, cfg.KsOneRounds < 1, cfg.KsTabletsPerConn < 1, cfg.KsOpenConcurrency < 1:
 		return cfg, errors.New("--ks-keyspaces, --ks-burst, --ks-tablets-per-conn and --ks-open-concurrency must be at least 1")
 	case cfg.KsStalled < 0, cfg.KsTablets < -1:
 		return cfg, errors.New("--ks-stalled cannot be negative, --ks-tablets is at least -1")

@@ -195,7 +195,7 @@ func TestKeyspaces(t *testing.T) {
 	}
 	cfg, err := parseFlags([]string{
 		"--phases=keyspaces", "--ks-keyspaces=20", "--ks-vtgates=2", "--ks-stalled=1",
-		"--ks-tablets=30", "--ks-tablets-per-conn=8", "--ks-burst=5", "--round-timeout=30s",
+		"--ks-tablets=30", "--ks-tablets-per-conn=8", "--ks-burst=5", "--ks-one-rounds=3", "--round-timeout=30s",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -243,12 +243,12 @@ func TestKeyspaces(t *testing.T) {
 		}
 		var wantWatches, wantOne, wantBurst int
 		if x.Shape == shapeVtgates {
-			wantWatches, wantOne, wantBurst = 2*21, 2, 2*5
-			if x.StalledWatches != 21 || x.OneStalled == nil || x.OneStalled.Deliveries != 2 {
-				t.Errorf("%s: %d stalled watches, one change with them %+v; want 21 and 2 deliveries", name, x.StalledWatches, x.OneStalled)
+			wantWatches, wantOne, wantBurst = 2*21, 3*2, 2*5
+			if x.StalledWatches != 21 || x.OneStalled == nil || x.OneStalled.Deliveries != 3*2 {
+				t.Errorf("%s: %d stalled watches, one change with them %+v; want 21 and 3 rounds of 2 deliveries", name, x.StalledWatches, x.OneStalled)
 			}
 		} else {
-			wantWatches, wantOne, wantBurst = 30+x.OtherWatches, tabletsOf[lay.one], burstTablets
+			wantWatches, wantOne, wantBurst = 30+x.OtherWatches, 3*tabletsOf[lay.one], burstTablets
 			if x.OtherWatches == 0 || x.Servers != 4 {
 				t.Errorf("%s: %d shard watches on %d topo.Servers, want some on 4", name, x.OtherWatches, x.Servers)
 			}

@@ -197,7 +197,7 @@ func (r *report) writeKeyspaces(tw io.Writer) {
 		{"topod RSS, all replicas: open / +stalled / end (peak)", func(x *ksResult) string {
 			return topodOnly(x.Side, rss(x.TopodRSSOpen, x.TopodRSSStalled, x.TopodRSSEnd, x.TopodPeakRSS))
 		}},
-		{"one change: deliveries", func(x *ksResult) string { return fmt.Sprint(x.One.Deliveries) }},
+		{"one change: rounds / deliveries", func(x *ksResult) string { return fmt.Sprintf("%d / %d", x.One.Rounds, x.One.Deliveries) }},
 		{"one change: p50 / p99 / max", func(x *ksResult) string { return delivery(x.One) }},
 		{"one change with the stalled clients: p50 / p99 / max", func(x *ksResult) string {
 			if x.OneStalled == nil {
