@@ -3,7 +3,9 @@ package servers
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
+	"slices"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -110,4 +112,105 @@ func hasLabels(m *dto.Metric, match []string) bool {
 		}
 	}
 	return true
+}
+
+// Histogram is a Prometheus histogram summed over label sets: cumulative
+// counts per upper bound, in increasing order (+Inf last).
+type Histogram struct {
+	Bounds []float64
+	Counts []float64
+}
+
+// Histogram returns histogram name summed over the label sets that have
+// every label of match (empty if it is not exported).
+func (m Metrics) Histogram(name string, match ...string) Histogram {
+	var h Histogram
+	mf := m[name]
+	if mf == nil {
+		return h
+	}
+	for _, x := range mf.GetMetric() {
+		if x.Histogram == nil || !hasLabels(x, match) {
+			continue
+		}
+		if h.Bounds == nil {
+			for _, b := range x.Histogram.GetBucket() {
+				h.Bounds = append(h.Bounds, b.GetUpperBound())
+			}
+			h.Bounds = append(h.Bounds, math.Inf(1))
+			h.Counts = make([]float64, len(h.Bounds))
+		}
+		for i, b := range x.Histogram.GetBucket() {
+			if i < len(h.Counts)-1 {
+				h.Counts[i] += float64(b.GetCumulativeCount())
+			}
+		}
+		h.Counts[len(h.Counts)-1] += float64(x.Histogram.GetSampleCount())
+	}
+	return h
+}
+
+// Add sums h and o, histograms of the same buckets (either may be empty).
+func (h Histogram) Add(o Histogram) Histogram {
+	if len(h.Counts) == 0 {
+		return o
+	}
+	out := Histogram{Bounds: h.Bounds, Counts: slices.Clone(h.Counts)}
+	if len(o.Counts) == len(h.Counts) {
+		for i := range out.Counts {
+			out.Counts[i] += o.Counts[i]
+		}
+	}
+	return out
+}
+
+// Count is the number of observations.
+func (h Histogram) Count() float64 {
+	if len(h.Counts) == 0 {
+		return 0
+	}
+	return h.Counts[len(h.Counts)-1]
+}
+
+// Since is what was observed after earlier, a scrape of the same
+// histogram.
+func (h Histogram) Since(earlier Histogram) Histogram {
+	out := Histogram{Bounds: h.Bounds, Counts: slices.Clone(h.Counts)}
+	if len(earlier.Counts) == len(h.Counts) {
+		for i := range out.Counts {
+			out.Counts[i] -= earlier.Counts[i]
+		}
+	}
+	return out
+}
+
+// Quantile estimates quantile q (0 to 1) as Prometheus's
+// histogram_quantile does: linearly within the bucket it falls in; in the
+// +Inf bucket, the highest finite bound. 0 when nothing was observed.
+func (h Histogram) Quantile(q float64) float64 {
+	total := h.Count()
+	if total == 0 {
+		return 0
+	}
+	rank := q * total
+	for i, c := range h.Counts {
+		if c < rank {
+			continue
+		}
+		if math.IsInf(h.Bounds[i], 1) {
+			if i == 0 {
+				return 0
+			}
+			return h.Bounds[i-1]
+		}
+		lo, below := 0.0, 0.0
+		if i > 0 {
+			lo, below = h.Bounds[i-1], h.Counts[i-1]
+		}
+		if c == below {
+			return h.Bounds[i]
+		}
+		return lo + (h.Bounds[i]-lo)*(rank-below)/(c-below)
+	}
+	return h.Bounds[len(h.Bounds)-1]
 }

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kvmirror"
@@ -41,6 +42,7 @@ type Journal struct {
 type journalEvent struct {
 	kvmirror.Change
 	size int64
+	at   time.Time // when it reached the window
 }
 
 // NewJournal returns a journal holding at most maxEvents events and
@@ -67,6 +69,7 @@ func (j *Journal) Reset(rev int64) {
 
 // Append is part of kvmirror.Journal.
 func (j *Journal) Append(changes []kvmirror.Change, rev int64) {
+	now := time.Now()
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for _, c := range changes {
@@ -79,7 +82,7 @@ func (j *Journal) Append(changes []kvmirror.Change, rev int64) {
 				continue
 			}
 		}
-		e := journalEvent{Change: c, size: int64(len(c.KV.Key) + len(c.KV.Value) + len(c.Prev.Value) + 128)}
+		e := journalEvent{Change: c, size: int64(len(c.KV.Key) + len(c.KV.Value) + len(c.Prev.Value) + 128), at: now}
 		j.events = append(j.events, e)
 		j.bytes += e.size
 		j.index.each(c.KV.Key, func(w *watcher) {

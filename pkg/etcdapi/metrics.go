@@ -12,6 +12,8 @@ type metrics struct {
 	watchers         prometheus.Gauge
 	compactedWatches prometheus.Counter
 	readRetries      prometheus.Counter
+	sendDelay        prometheus.Histogram
+	visibleWait      prometheus.Histogram
 	reads            *prometheus.CounterVec
 	collectors       []prometheus.Collector
 }
@@ -29,6 +31,14 @@ func newMetrics(mirrors []Mirror) *metrics {
 		}),
 		readRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "topod_etcd_watch_read_retries_total", Help: "Times a watch of the etcd endpoint waited to send events whose values or previous values could not be read (the blob store or the backend unreachable); it sends them, in order, once they can be read.",
+		}),
+		sendDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "topod_etcd_watch_send_delay_seconds", Help: "Time from an event's arrival in the etcd endpoint's watch window (from the backend's watch) to its send to a watch that was open when it arrived: topod's own part of a watch's delivery.",
+			Buckets: prometheus.ExponentialBuckets(0.000025, 2, 18),
+		}),
+		visibleWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "topod_etcd_write_visible_wait_seconds", Help: "Time a write through the etcd endpoint waited, after the backend's answer, for the mirrors holding its keys to apply it (the backend watch's delay) before it was answered.",
+			Buckets: prometheus.ExponentialBuckets(0.000025, 2, 18),
 		}),
 		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "topod_etcd_range_reads_total", Help: "Ranges of the etcd endpoint by consistency (linearizable, serializable) and source (mirror: from memory; backend: outside the mirrors, at a past revision, or the mirror could not answer).",
@@ -71,7 +81,7 @@ func newMetrics(mirrors []Mirror) *metrics {
 		}
 	}
 	m.collectors = []prometheus.Collector{
-		m.streams, m.watchers, m.compactedWatches, m.readRetries, m.reads,
+		m.streams, m.watchers, m.compactedWatches, m.readRetries, m.sendDelay, m.visibleWait, m.reads,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "topod_etcd_watch_window_events", Help: "Events held in the etcd endpoint's watch window."},
 			window(func(s Stats) float64 { return float64(s.Events) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "topod_etcd_watch_window_bytes", Help: "Bytes of keys and values held in the etcd endpoint's watch window."},

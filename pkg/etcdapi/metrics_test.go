@@ -58,6 +58,9 @@ func TestMetrics(t *testing.T) {
 		{"topod_etcd_watch_window_oldest_revision", nil, 1},
 		{"topod_etcd_watch_window_evicted_total", nil, 0},
 		{"topod_etcd_watches_compacted_total", nil, 0},
+		{"topod_etcd_watch_read_retries_total", nil, 0},
+		{"topod_etcd_watch_send_delay_seconds", nil, 1},   // the put's event to the open watch
+		{"topod_etcd_write_visible_wait_seconds", nil, 1}, // the put
 		{"topod_etcd_range_reads_total", []string{"consistency", "linearizable", "source", "mirror"}, 1},
 		{"topod_etcd_range_reads_total", []string{"consistency", "serializable", "source", "mirror"}, 1},
 		{"topod_consistent_read_revision_requests_total", nil, 1},
@@ -145,7 +148,8 @@ func metricValue(mfs map[string]*dto.MetricFamily, name string, labels ...string
 			match = match && found
 		}
 		if match {
-			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			// A histogram counts its observations.
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
 		}
 	}
 	return total

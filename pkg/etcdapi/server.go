@@ -186,6 +186,8 @@ func (s *Server) mirrorFor(key, end string) *Mirror {
 func (s *Server) awaitWrite(ctx context.Context, rev int64, t *kv.Txn) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.WriteVisibleTimeout)
 	defer cancel()
+	start := time.Now()
+	defer func() { s.metrics.visibleWait.Observe(time.Since(start).Seconds()) }()
 	for i := range s.opts.Mirrors {
 		if t != nil && !writesUnder(t, &s.opts.Mirrors[i]) {
 			continue

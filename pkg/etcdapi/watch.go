@@ -46,6 +46,7 @@ type watcher struct {
 	lost    bool  // the journal lost events it needed
 	removed bool
 	// Owned by the stream's sender.
+	opened  time.Time      // when it was created
 	sentAt  time.Time      // when it last got a response (progress notifications)
 	backoff *retry.Backoff // while its events' values cannot be read
 	retryAt time.Time      // not before, then
@@ -119,8 +120,9 @@ func (ws *watchStream) create(ctx context.Context, req *pb.WatchCreateRequest) {
 	}
 	w := &watcher{
 		key: key, end: end, prevKV: req.PrevKv, progress: req.ProgressNotify, fragment: req.Fragment,
-		stream: ws, sentAt: time.Now(),
+		stream: ws, opened: time.Now(),
 	}
+	w.sentAt = w.opened
 	for _, f := range req.Filters {
 		switch f {
 		case pb.WatchCreateRequest_NOPUT:
@@ -313,6 +315,9 @@ func (ws *watchStream) sendEvents(ctx context.Context, w *watcher) error {
 				return err
 			}
 			w.sentAt = time.Now()
+			if at := b.events[0].at; at.After(w.opened) {
+				s.metrics.sendDelay.Observe(w.sentAt.Sub(at).Seconds())
+			}
 		}
 		if !b.more {
 			return nil

@@ -20,6 +20,7 @@ import (
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
+	"github.com/topod-io/topod/bench/servers"
 	"github.com/topod-io/topod/internal/jd"
 )
 
@@ -90,7 +91,10 @@ type ksResult struct {
 	Stalled        int `json:"stalled_clients"`
 	StalledWatches int `json:"stalled_watches"`
 
-	One        ksDelivery  `json:"one_change"`
+	One ksDelivery `json:"one_change"`
+	// OneInside is topod's own part of the one change's deliveries, from
+	// its etcd endpoint's metrics (stock etcd2 on topod only).
+	OneInside  *ksInside   `json:"one_change_inside_topod,omitempty"`
 	OneStalled *ksDelivery `json:"one_change_with_stalled,omitempty"`
 	Burst      ksDelivery  `json:"burst"`
 
@@ -116,6 +120,42 @@ type ksDelivery struct {
 	P50        time.Duration `json:"p50_ns"`
 	P99        time.Duration `json:"p99_ns"`
 	Max        time.Duration `json:"max_ns"`
+}
+
+// ksInside splits a change's delivery through topod's etcd endpoint:
+// the backend watch's hop (how long a write through topod waited, after
+// etcd's answer, for topod's mirror to apply it) and topod's fan-out (from
+// an event's arrival in the watch window to its send to each watch).
+type ksInside struct {
+	HopP50  time.Duration `json:"backend_hop_p50_ns"`
+	HopP99  time.Duration `json:"backend_hop_p99_ns"`
+	SendP50 time.Duration `json:"send_p50_ns"`
+	SendP99 time.Duration `json:"send_p99_ns"`
+	Sends   int           `json:"sends"`
+}
+
+// endpointSide is a side whose topod replicas' etcd endpoint metrics can
+// be read.
+type endpointSide interface {
+	endpointMetrics(ctx context.Context) ([]servers.Metrics, error)
+}
+
+// inside reads topod's etcd endpoint histograms from the side's replicas,
+// summed (nil for a side without them).
+func (r *ksRun) inside(ctx context.Context) (hop, send servers.Histogram, ok bool, err error) {
+	es, ok := r.side.(endpointSide)
+	if !ok {
+		return hop, send, false, nil
+	}
+	ms, err := es.endpointMetrics(ctx)
+	if err != nil {
+		return hop, send, false, err
+	}
+	for _, m := range ms {
+		hop = hop.Add(m.Histogram("topod_etcd_write_visible_wait_seconds"))
+		send = send.Add(m.Histogram("topod_etcd_watch_send_delay_seconds"))
+	}
+	return hop, send, true, nil
 }
 
 // ksLayout is the cell the keyspaces phase lays out: the JD profile at
@@ -852,8 +892,24 @@ func runKeyspaces(ctx context.Context, env *env, sc ksScenario) (*ksResult, erro
 
 	// One change.
 	one := []int{sc.lay.one}
+	hop0, send0, inside, err := r.inside(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if res.One, err = r.change(ctx, one, sc.oneRounds); err != nil {
 		return nil, fmt.Errorf("one change: %w", err)
+	}
+	if inside {
+		hop1, send1, _, err := r.inside(ctx)
+		if err != nil {
+			return nil, err
+		}
+		hop, send := hop1.Since(hop0), send1.Since(send0)
+		sec := func(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }
+		res.OneInside = &ksInside{
+			HopP50: sec(hop.Quantile(0.5)), HopP99: sec(hop.Quantile(0.99)),
+			SendP50: sec(send.Quantile(0.5)), SendP99: sec(send.Quantile(0.99)), Sends: int(send.Count()),
+		}
 	}
 	env.logf("  one change (%s) x%d: %d deliveries, p99 %v, max %v", res.One.Keyspace, res.One.Rounds, res.One.Deliveries,
 		res.One.P99.Round(time.Millisecond), res.One.Max.Round(time.Millisecond))

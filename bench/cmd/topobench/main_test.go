@@ -253,6 +253,9 @@ func TestKeyspaces(t *testing.T) {
 				t.Errorf("%s: %d shard watches on %d topo.Servers, want some on 4", name, x.OtherWatches, x.Servers)
 			}
 		}
+		if inside := x.OneInside; (x.Side == "etcd2-on-topod") != (inside != nil) || (inside != nil && (inside.Sends < wantOne || inside.SendP99 <= 0 || inside.HopP99 <= 0)) {
+			t.Errorf("%s: inside topod %+v; want its fan-out and etcd hop for stock etcd2 on topod only, %d sends at least", name, inside, wantOne)
+		}
 		if x.Watches != wantWatches || x.One.Deliveries != wantOne || x.Burst.Deliveries != wantBurst || x.Burst.Updates != 5 {
 			t.Errorf("%s: %d watches, %d + %d deliveries of %d updates; want %d watches, %d + %d deliveries of 5",
 				name, x.Watches, x.One.Deliveries, x.Burst.Deliveries, x.Burst.Updates, wantWatches, wantOne, wantBurst)

@@ -199,6 +199,13 @@ func (r *report) writeKeyspaces(tw io.Writer) {
 		}},
 		{"one change: rounds / deliveries", func(x *ksResult) string { return fmt.Sprintf("%d / %d", x.One.Rounds, x.One.Deliveries) }},
 		{"one change: p50 / p99 / max", func(x *ksResult) string { return delivery(x.One) }},
+		{"one change inside topod: etcd watch hop p50 / p99; fan-out p50 / p99", func(x *ksResult) string {
+			if x.OneInside == nil {
+				return "-"
+			}
+			i := x.OneInside
+			return fmt.Sprintf("%s / %s; %s / %s", fmtDur(i.HopP50), fmtDur(i.HopP99), fmtDur(i.SendP50), fmtDur(i.SendP99))
+		}},
 		{"one change with the stalled clients: p50 / p99 / max", func(x *ksResult) string {
 			if x.OneStalled == nil {
 				return "-"

@@ -11,6 +11,7 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 	"vitess.io/vitess/go/vt/topo/etcd2topo"
 
+	"github.com/topod-io/topod/bench/servers"
 	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/topoplugin"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
@@ -224,12 +225,26 @@ type etcd2TopodSide struct {
 	cluster *topodCluster
 }
 
-func (s *etcd2TopodSide) name() string                              { return "etcd2-on-topod" }
-func (s *etcd2TopodSide) root() string                              { return "/etcd2topod" }
-func (s *etcd2TopodSide) replicas() int                             { return len(s.cluster.procs) }
-func (s *etcd2TopodSide) prepare(int, int) string                   { return "" }
-func (s *etcd2TopodSide) stats() (procStats, error)                 { return s.cluster.Stats() }
-func (s *etcd2TopodSide) contents() bool                            { return true }
+func (s *etcd2TopodSide) name() string              { return "etcd2-on-topod" }
+func (s *etcd2TopodSide) root() string              { return "/etcd2topod" }
+func (s *etcd2TopodSide) replicas() int             { return len(s.cluster.procs) }
+func (s *etcd2TopodSide) prepare(int, int) string   { return "" }
+func (s *etcd2TopodSide) stats() (procStats, error) { return s.cluster.Stats() }
+func (s *etcd2TopodSide) contents() bool            { return true }
+
+// endpointMetrics scrapes the replicas' /metrics, for the etcd endpoint's
+// own figures.
+func (s *etcd2TopodSide) endpointMetrics(ctx context.Context) ([]servers.Metrics, error) {
+	var out []servers.Metrics
+	for _, u := range s.cluster.MetricsURLs() {
+		m, err := servers.Scrape(ctx, u)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
 func (s *etcd2TopodSide) dialWriter(root string) (topo.Conn, error) { return s.dial(root) }
 
 func (s *etcd2TopodSide) dial(root string) (topo.Conn, error) {
