@@ -65,6 +65,16 @@ type serveFlags struct {
 	etcdProgress   time.Duration
 	name           string
 	advertise      string
+	limits         limitFlags
+}
+
+// limitFlags are the server's resource limits (toposerver.Options.Max*).
+type limitFlags struct {
+	watchesPerStream int
+	backlog          int
+	watches          int
+	lockTTL          time.Duration
+	streams          int
 }
 
 func newRootCommand() *cobra.Command {
@@ -109,6 +119,11 @@ func newRootCommand() *cobra.Command {
 	fs.IntVar(&f.etcdWindow, "etcd-watch-window-events", toposerver.DefaultEtcdWatchWindowEvents, "etcd API: how many recent events topod keeps, per mirrored prefix, for watches from a past revision; a watch from before them is answered as compacted and its client re-reads")
 	fs.Int64Var(&f.etcdWindowSize, "etcd-watch-window-bytes", toposerver.DefaultEtcdWatchWindowBytes, "etcd API: memory bound, in bytes, of the recent events kept per mirrored prefix (see --etcd-watch-window-events)")
 	fs.DurationVar(&f.etcdProgress, "etcd-progress-notify-interval", 10*time.Minute, "etcd API: how often a watch that asked for progress notifications gets one while it has no events (etcd's --watch-progress-notify-interval)")
+	fs.IntVar(&f.limits.watchesPerStream, "max-watches-per-stream", toposerver.DefaultMaxWatchesPerStream, "the most watches one stream may hold (a plugin connection's WatchStream, or an etcd client's Watch stream: a vtgate holds ~1 per keyspace plus a few); more are refused with ResourceExhausted")
+	fs.IntVar(&f.limits.backlog, "max-stream-backlog", toposerver.DefaultMaxStreamBacklog, "the most initial-state entries (a file each) and answers one watch stream may have waiting to be sent; a stream over it that asks for another watch is ended with ResourceExhausted (its client is not reading it)")
+	fs.IntVar(&f.limits.watches, "max-watches", toposerver.DefaultMaxWatches, "the most watches this topod holds, over both APIs (about 1 KiB each); more are refused with ResourceExhausted")
+	fs.DurationVar(&f.limits.lockTTL, "max-lock-ttl", toposerver.DefaultMaxLockTTL, "the longest lease TTL a client may ask for a lock (named locks keep Vitess's 24 h); longer is refused with InvalidArgument")
+	fs.IntVar(&f.limits.streams, "max-concurrent-streams", toposerver.DefaultMaxConcurrentStreams, "the most concurrent RPCs of one client connection (its watch stream, one stream per lock or election it holds, its calls); more wait for a free one")
 	fs.StringVar(&f.name, "name", "", "this topod's name in the etcd API's member list and status (default: the host name)")
 	fs.StringVar(&f.advertise, "advertise-address", "", "host:port clients reach this topod at, listed as its client URL in the etcd API's member list (clientv3 endpoint sync dials it); default: --listen, with the host name for an unspecified host")
 	return cmd
@@ -124,6 +139,10 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	if f.inlineLimit <= 0 || f.inlineLimit > record.MaxRecordBytes-1024 {
 		return fmt.Errorf("--inline-limit %d: want 1 to %d bytes", f.inlineLimit, record.MaxRecordBytes-1024)
+	}
+	if l := f.limits; l.watchesPerStream <= 0 || l.backlog <= 0 || l.watches <= 0 || l.lockTTL < time.Second || l.streams <= 0 {
+		return fmt.Errorf("--max-watches-per-stream %d, --max-stream-backlog %d, --max-watches %d, --max-lock-ttl %v, --max-concurrent-streams %d: want positive counts and a TTL of 1s or more",
+			l.watchesPerStream, l.backlog, l.watches, l.lockTTL, l.streams)
 	}
 	if f.etcdWindow <= 0 || f.etcdWindowSize <= 0 || f.etcdProgress <= 0 {
 		return fmt.Errorf("--etcd-watch-window-events %d, --etcd-watch-window-bytes %d, --etcd-progress-notify-interval %v: want positive values", f.etcdWindow, f.etcdWindowSize, f.etcdProgress)
@@ -182,6 +201,11 @@ func serve(ctx context.Context, f serveFlags) error {
 		EtcdWatchWindowEvents:      f.etcdWindow,
 		EtcdWatchWindowBytes:       f.etcdWindowSize,
 		EtcdProgressNotifyInterval: f.etcdProgress,
+		MaxWatchesPerStream:        f.limits.watchesPerStream,
+		MaxStreamBacklog:           f.limits.backlog,
+		MaxWatches:                 f.limits.watches,
+		MaxLockTTL:                 f.limits.lockTTL,
+		MaxConcurrentStreams:       f.limits.streams,
 		Name:                       name,
 		Address:                    advertise,
 		Logger:                     log,

@@ -94,6 +94,8 @@ func TestStartErrors(t *testing.T) {
 		{[]string{"--backend", "etcd://127.0.0.1:1", "--etcd-tls-ca", "/nonexistent/ca.pem"}, "--etcd-tls-*"},
 		{[]string{"--etcd-watch-window-events", "0"}, "--etcd-watch-window-events 0"},
 		{[]string{"--etcd-progress-notify-interval", "0s"}, "want positive values"},
+		{[]string{"--max-watches-per-stream", "0"}, "--max-watches-per-stream 0"},
+		{[]string{"--max-lock-ttl", "10ms"}, "a TTL of 1s or more"},
 		{[]string{"--advertise-address", "topod"}, "--advertise-address \"topod\": want host:port"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

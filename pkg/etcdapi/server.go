@@ -76,7 +76,20 @@ type Options struct {
 	// WriteVisibleTimeout bounds how long a write waits for the mirror to
 	// apply it before answering. Default 1 s.
 	WriteVisibleTimeout time.Duration
+	// MaxWatchesPerStream bounds the watches of one Watch stream; 0: no
+	// bound. Watches, if set, counts the watches of the whole server
+	// (topod's both APIs) against its limit.
+	MaxWatchesPerStream int
+	Watches             Quota
 	Logger              *slog.Logger
+}
+
+// Quota counts the watches open on a server against a limit.
+type Quota interface {
+	// Take counts one more, or reports that the limit is reached.
+	Take() bool
+	// Give counts one fewer.
+	Give()
 }
 
 // Server implements etcd's KV, Watch, Lease, Maintenance and Cluster

@@ -3,6 +3,7 @@ package etcdapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -146,6 +147,11 @@ func (ws *watchStream) create(ctx context.Context, req *pb.WatchCreateRequest) {
 	}
 	w.journal = m.Journal
 	ws.mu.Lock()
+	if n := len(ws.watchers); s.opts.MaxWatchesPerStream > 0 && n >= s.opts.MaxWatchesPerStream {
+		ws.mu.Unlock()
+		refuse(-1, fmt.Sprintf("topod: the stream holds %d watches, the most one stream may (--max-watches-per-stream); open another stream", n))
+		return
+	}
 	// 0 is clientv3's AutoWatchID: the next free ID, as etcd assigns.
 	var id int64
 	if req.WatchId != 0 {
@@ -162,8 +168,14 @@ func (ws *watchStream) create(ctx context.Context, req *pb.WatchCreateRequest) {
 		id = ws.nextID
 		ws.nextID++
 	}
+	if s.opts.Watches != nil && !s.opts.Watches.Take() {
+		ws.mu.Unlock()
+		refuse(-1, "topod: the server holds the most watches it may (--max-watches)")
+		return
+	}
 	w.id = id
 	ws.watchers[id] = w
+	s.metrics.watchers.Inc()
 	ws.mu.Unlock()
 
 	// As etcd: Created, at the revision before the watch (which starts
@@ -177,15 +189,12 @@ func (ws *watchStream) create(ctx context.Context, req *pb.WatchCreateRequest) {
 	ws.queue(&pb.WatchResponse{Header: s.header(rev), WatchId: id, Created: true})
 	ok, compactRev, _ := w.journal.add(w, start)
 	if !ok {
-		ws.mu.Lock()
-		delete(ws.watchers, id)
-		ws.mu.Unlock()
+		ws.forget(w)
 		// No revision, as etcd's.
 		ws.queue(&pb.WatchResponse{Header: s.header(0), WatchId: id, Canceled: true, CompactRevision: compactRev,
 			CancelReason: rpctypes.ErrCompacted.Error()})
 		return
 	}
-	s.metrics.watchers.Inc()
 }
 
 // cancel ends a watch at the client's request.
@@ -198,8 +207,31 @@ func (ws *watchStream) cancel(id int64) {
 		return
 	}
 	w.journal.remove(w)
-	ws.srv.metrics.watchers.Dec()
+	ws.srv.watchEnded()
 	ws.queue(&pb.WatchResponse{Header: ws.srv.header(w.journal.Rev()), WatchId: id, Canceled: true})
+}
+
+// forget takes w out of the stream, unless the stream has (cancel,
+// close).
+func (ws *watchStream) forget(w *watcher) {
+	ws.mu.Lock()
+	mine := ws.watchers[w.id] == w
+	if mine {
+		delete(ws.watchers, w.id)
+	}
+	ws.mu.Unlock()
+	if mine {
+		w.journal.remove(w)
+		ws.srv.watchEnded()
+	}
+}
+
+// watchEnded accounts for a watch that was open.
+func (s *Server) watchEnded() {
+	s.metrics.watchers.Dec()
+	if s.opts.Watches != nil {
+		s.opts.Watches.Give()
+	}
 }
 
 // close ends every watch of the stream.
@@ -210,7 +242,7 @@ func (ws *watchStream) close() {
 	ws.mu.Unlock()
 	for _, w := range ws2 {
 		w.journal.remove(w)
-		ws.srv.metrics.watchers.Dec()
+		ws.srv.watchEnded()
 	}
 }
 
@@ -287,13 +319,7 @@ func (ws *watchStream) sendEvents(ctx context.Context, w *watcher) error {
 	for {
 		b := w.journal.take(w, batchBytes)
 		if b.compactRev != 0 {
-			ws.mu.Lock()
-			if ws.watchers[w.id] == w {
-				delete(ws.watchers, w.id)
-			}
-			ws.mu.Unlock()
-			w.journal.remove(w)
-			s.metrics.watchers.Dec()
+			ws.forget(w)
 			s.metrics.compactedWatches.Inc()
 			return ws.grpc.Send(&pb.WatchResponse{Header: s.header(0), WatchId: w.id, Canceled: true,
 				CompactRevision: b.compactRev, CancelReason: rpctypes.ErrCompacted.Error()})

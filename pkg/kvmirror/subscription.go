@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/google/btree"
+
 	"github.com/topod-io/topod/pkg/kv"
 )
 
@@ -47,6 +49,19 @@ func (m *Mirror) Subscribe(ctx context.Context, key string, prefix bool, notify 
 		return nil, nil, 0, false, nil
 	}
 	s = &Subscription{m: m, key: key, prefix: prefix, notify: notify}
+	// A prefix is copied from a copy-on-write clone of the tree, once the
+	// lock is released: the clone costs O(1) under it, however large the
+	// prefix (a recursive watch of "/" copies the whole store).
+	var view *btree.BTreeG[*item]
+	var single *item
+	if prefix {
+		view = m.tree.Clone()
+	} else if it, found := m.tree.Get(&item{KV: kv.KV{Key: key}}); found {
+		single = it
+	}
+	m.watchers.add(s)
+	rev = m.rev
+	m.mu.Unlock()
 	var evicted []int
 	collect := func(it *item) {
 		if it.evicted {
@@ -54,20 +69,17 @@ func (m *Mirror) Subscribe(ctx context.Context, key string, prefix bool, notify 
 		}
 		snapshot = append(snapshot, it.KV)
 	}
-	if prefix {
-		m.tree.AscendGreaterOrEqual(&item{KV: kv.KV{Key: key}}, func(it *item) bool {
+	if view != nil {
+		view.AscendGreaterOrEqual(&item{KV: kv.KV{Key: key}}, func(it *item) bool {
 			if !strings.HasPrefix(it.Key, key) {
 				return false
 			}
 			collect(it)
 			return true
 		})
-	} else if it, found := m.tree.Get(&item{KV: kv.KV{Key: key}}); found {
-		collect(it)
+	} else if single != nil {
+		collect(single)
 	}
-	m.watchers.add(s)
-	rev = m.rev
-	m.mu.Unlock()
 	if snapshot, err = m.load(ctx, snapshot, evicted); err != nil {
 		s.Close()
 		return nil, nil, 0, false, err

@@ -121,6 +121,38 @@ func TestWatchSurvivesRestart(t *testing.T) {
 	waitFor(t, changes, "v3")
 }
 
+// TestWatchAfterStoreRestored: topod comes back on a store restored from
+// an older backup, whose revision is below what a watcher had received.
+// topod refuses to resume the watch from that revision (OutOfRange) and
+// the plugin watches again from the start: the watcher gets the restored
+// value, with no error, rather than keep a version the store no longer
+// has.
+func TestWatchAfterStoreRestored(t *testing.T) {
+	ctx := t.Context()
+	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+	c := newConn(t, srv.Addr, "/vitess/cell1")
+	for i := range 20 {
+		if _, err := c.Update(ctx, "SrvVSchema", fmt.Appendf(nil, "v%d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	watchCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	current, changes, err := c.Watch(watchCtx, "SrvVSchema")
+	if err != nil || string(current.Contents) != "v19" {
+		t.Fatalf("Watch = %v, %v", current, err)
+	}
+	srv.Stop()
+
+	// The backup: one write, at a revision far below the watcher's.
+	restored := topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "restored.db"))
+	if _, err := restored.Update(ctx, "/vitess/cell1/SrvVSchema", []byte("restored"), 0); err != nil {
+		t.Fatal(err)
+	}
+	topodtest.StartOn(t, srv.Addr, restored, toposerver.Options{})
+	waitFor(t, changes, "restored")
+}
+
 // waitFor reads changes until one carries want; an error fails the test.
 func waitFor(t *testing.T, changes <-chan *topo.WatchData, want string) {
 	t.Helper()

@@ -142,6 +142,9 @@ type follower struct {
 	// recvRev is the revision of the last complete message received: a
 	// reconnecting stream resumes the watch from it.
 	recvRev int64
+	// rebase: the store went back past recvRev (restored from an older
+	// backup); the next initial state replaces what the watcher saw.
+	rebase bool
 	// partial is an initial state being received.
 	partial *state
 	// recreate spaces out the re-creations of a watch topod keeps ending
@@ -168,6 +171,10 @@ type state struct {
 	events    []*topodv1.FileEvent
 	unchanged []string
 	rev       int64
+	// rebase: the state is of a store whose versions went back (restored
+	// from a backup): each file in it is delivered, whatever version the
+	// watcher had seen.
+	rebase bool
 }
 
 // follow opens the watch on the connection's watch stream and returns its
@@ -305,6 +312,11 @@ func (f *follower) apply(ev *topodv1.FileEvent, emit func(*topodv1.FileEvent) em
 // the server when it could not follow) into the changes the watcher has not
 // seen: new and updated files, then files that are gone.
 func (f *follower) reset(st *state, emit func(*topodv1.FileEvent) emitResult) (failed []*topodv1.FileEvent, done bool) {
+	if st.rebase {
+		for p := range f.versions {
+			f.versions[p] = -1
+		}
+	}
 	present := make(map[string]bool, len(st.events)+len(st.unchanged))
 	for _, p := range st.unchanged {
 		present[p] = true

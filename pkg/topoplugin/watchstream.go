@@ -201,6 +201,7 @@ func (ws *watchStream) dispatch(stream grpc.BidiStreamingClient[topodv1.WatchStr
 			if r.InitialComplete {
 				st := f.partial
 				f.partial = nil
+				st.rebase, f.rebase = f.rebase, false
 				f.recvRev = max(f.recvRev, st.rev)
 				if !f.isOpen {
 					f.isOpen, f.first = true, st
@@ -241,7 +242,12 @@ func (ws *watchStream) dispatch(stream grpc.BidiStreamingClient[topodv1.WatchStr
 	default:
 		// topod could not go on with this watch (a value it could not
 		// read, its backend unreachable): create it again, under a new
-		// id, from the revision received.
+		// id, from the revision received; or from the start when that
+		// revision is ahead of the store's (OutOfRange: etcd restored
+		// from an older backup), getting its whole state again.
+		if status.Code(err) == codes.OutOfRange {
+			f.recvRev, f.rebase = 0, true
+		}
 		ws.nextID++
 		f.id = ws.nextID
 		ws.watches[f.id] = f

@@ -21,8 +21,10 @@ import (
 const (
 	// MaxBlobBytes is the largest blob PutBlobs accepts.
 	MaxBlobBytes = 48 << 20
-	// maxHashesPerRequest bounds MissingBlobs.
-	maxHashesPerRequest = 1 << 20
+	// maxHashesPerRequest bounds MissingBlobs: each hash may be a blob store
+	// request (an S3 HEAD), and keeps the blobs found from collection. The
+	// plugin asks in batches of 4,096.
+	maxHashesPerRequest = 1 << 14
 	// maxGetBlobsHashes bounds GetBlobs.
 	maxGetBlobsHashes = 1 << 16
 	// getBlobsMessageBytes is about the most blob bytes in one GetBlobs

@@ -47,6 +47,9 @@ func (s *Server) lock(ctx context.Context, stream grpc.BidiStreamingServer[topod
 	}
 	ttl := s.opts.LockTTL
 	if acq.TtlSeconds > 0 {
+		if err := s.checkLockTTL(acq.Path, acq.TtlSeconds); err != nil {
+			return toStatus(err)
+		}
 		ttl = time.Duration(acq.TtlSeconds) * time.Second
 	}
 	switch acq.Kind {

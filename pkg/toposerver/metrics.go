@@ -28,6 +28,7 @@ type metrics struct {
 	resumeUnchanged prometheus.Counter
 	cache           *prometheus.CounterVec
 	backend         *prometheus.CounterVec
+	refused         *prometheus.CounterVec
 	// grpc counts every RPC, unary and streaming, by method and status
 	// code, with handling-time histograms (go-grpc-middleware).
 	grpc *grpcprom.ServerMetrics
@@ -75,11 +76,14 @@ func newMetrics() *metrics {
 		backend: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "topod_backend_requests_total", Help: "Requests topod made to its backend, by type.",
 		}, []string{"type"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "topod_limit_refusals_total", Help: "Requests refused for going over a resource limit, by limit (watches_per_stream, watches, stream_backlog, lock_ttl, after_revision).",
+		}, []string{"limit"}),
 		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
 			grpcprom.WithHistogramBuckets(prometheus.ExponentialBuckets(0.0001, 4, 10)))),
 	}
 	m.registry.MustRegister(m.upstreamWatches, m.streams, m.watches, m.writeLag, m.eventsIn, m.eventsOut, m.bytesOut,
-		m.coalesced, m.relists, m.watchOpens, m.resumeUnchanged, m.cache, m.backend, m.grpc,
+		m.coalesced, m.relists, m.watchOpens, m.resumeUnchanged, m.cache, m.backend, m.refused, m.grpc,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

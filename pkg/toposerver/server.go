@@ -124,6 +124,17 @@ type Options struct {
 	// progress notifications gets one while it has no events (etcd's
 	// --watch-progress-notify-interval). Default 10 minutes, etcd's.
 	EtcdProgressNotifyInterval time.Duration
+	// MaxWatchesPerStream bounds the watches of one stream (a WatchStream
+	// or an etcd Watch stream); MaxWatches those open on the server over
+	// both APIs; MaxLockTTL the TTL a client may ask for a lock or an
+	// election; MaxConcurrentStreams the concurrent RPCs of one
+	// connection; MaxStreamBacklog what a WatchStream may have waiting to
+	// be sent. 0 means the Default* of each.
+	MaxWatchesPerStream  int
+	MaxStreamBacklog     int
+	MaxWatches           int
+	MaxLockTTL           time.Duration
+	MaxConcurrentStreams int
 	// Name and Address describe this topod in the etcd endpoint's member
 	// list and status.
 	Name, Address string
@@ -144,6 +155,7 @@ type Server struct {
 	log     *slog.Logger
 	health  *health.Server
 	etcd    *etcdapi.Server
+	watches *watchQuota // over both APIs
 
 	// ctx ends every stream when the server closes; streams counts them so
 	// Close can wait until their locks are released.
@@ -186,6 +198,21 @@ func New(backend kv.Backend, opts Options) *Server {
 	if opts.GCGrace <= 0 {
 		opts.GCGrace = blobgc.DefaultGrace
 	}
+	if opts.MaxWatchesPerStream <= 0 {
+		opts.MaxWatchesPerStream = DefaultMaxWatchesPerStream
+	}
+	if opts.MaxStreamBacklog <= 0 {
+		opts.MaxStreamBacklog = DefaultMaxStreamBacklog
+	}
+	if opts.MaxWatches <= 0 {
+		opts.MaxWatches = DefaultMaxWatches
+	}
+	if opts.MaxLockTTL <= 0 {
+		opts.MaxLockTTL = DefaultMaxLockTTL
+	}
+	if opts.MaxConcurrentStreams <= 0 {
+		opts.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -194,6 +221,7 @@ func New(backend kv.Backend, opts Options) *Server {
 	backend = countingBackend{Backend: backend, m: met}
 	s := &Server{
 		metrics: met,
+		watches: &watchQuota{max: int64(opts.MaxWatches)},
 		backend: backend,
 		blobs:   opts.Blobs,
 		cache:   cache.New(opts.BlobCacheBytes),
@@ -237,6 +265,7 @@ func New(backend kv.Backend, opts Options) *Server {
 			Backend: backend, Values: newEtcdValues(s), Mirrors: etcdMirrors,
 			Name: opts.Name, Address: opts.Address, Version: etcdVersion, TLS: opts.TLS != nil,
 			ProgressNotifyInterval: opts.EtcdProgressNotifyInterval, Logger: opts.Logger,
+			MaxWatchesPerStream: opts.MaxWatchesPerStream, Watches: s.watches,
 		})
 		met.registry.MustRegister(s.etcd.Collectors()...)
 	}
@@ -293,6 +322,7 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxBlobBytes + 1<<20),
 		grpc.MaxSendMsgSize(1 << 30),
+		grpc.MaxConcurrentStreams(uint32(s.opts.MaxConcurrentStreams)),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(s.metrics.grpc.UnaryServerInterceptor()),

@@ -67,6 +67,13 @@ func (s *Server) watchOne(req *topodv1.WatchRequest, stream grpc.ServerStreaming
 	if recursive {
 		kind = "watch_recursive"
 	}
+	if err := s.takeWatch(req.Path, -1); err != nil {
+		return err
+	}
+	defer s.watches.Give()
+	if err := s.checkAfter(stream.Context(), w, s.mirrorFor(w.key)); err != nil {
+		return err
+	}
 	ctx, done := s.stream(stream.Context(), kind)
 	defer done()
 	s.metrics.watchOpened(w.after > 0)

@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/topodtest"
@@ -98,7 +100,6 @@ func TestWatchResume(t *testing.T) {
 					{"full dir", "/v/c", true, 0, []string{"/v/c/a", "/v/c/d", "/v/c/e"}, nil},
 					{"resume unchanged file", "/v/f", false, rev, nil, []string{"/v/f"}},
 					{"resume changed file", "/v/c/a", false, rev, []string{"/v/c/a"}, nil},
-					{"resume from the future", "/v/c", true, last + 1000, nil, []string{"/v/c/a", "/v/c/d", "/v/c/e"}},
 				} {
 					t.Run(tc.name, func(t *testing.T) {
 						st, _ := initialState(t, client, tc.path, tc.after, tc.recursive)
@@ -113,6 +114,24 @@ func TestWatchResume(t *testing.T) {
 							t.Errorf("changed %q, unchanged %q; want %q, %q", changed, st.Unchanged, tc.changed, tc.same)
 						}
 					})
+				}
+				// A revision the store has not reached (it was restored
+				// from an older backup): refused, so that the client
+				// watches from the start rather than keep files whose
+				// versions the store no longer has.
+				for _, recursive := range []bool{false, true} {
+					req := &topodv1.WatchRequest{Path: "/v/c", AfterRevision: last + 1000}
+					watch := client.WatchRecursive
+					if !recursive {
+						req.Path, watch = "/v/f", client.Watch
+					}
+					stream, err := watch(ctx, req)
+					if err == nil {
+						_, err = stream.Recv()
+					}
+					if status.Code(err) != codes.OutOfRange {
+						t.Errorf("watch %s from the future: %v; want OutOfRange", req.Path, err)
+					}
 				}
 				if got := metricValue(t, srv, `topod_watch_opens_total{start="resume"}`); got == resumes {
 					t.Errorf("topod_watch_opens_total{start=\"resume\"} still %s", got)

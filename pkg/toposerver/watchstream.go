@@ -36,7 +36,17 @@ func (s *Server) WatchStream(stream grpc.BidiStreamingServer[topodv1.WatchStream
 	sess.ctx, sess.cancel = context.WithCancelCause(ctx)
 	defer sess.close()
 	go sess.receive()
-	err := sess.sendLoop()
+	sent := make(chan error, 1)
+	go func() { sent <- sess.sendLoop() }()
+	var err error
+	select {
+	case err = <-sent:
+	case <-sess.ctx.Done():
+		// The session ended (the client went away, or went over a
+		// limit): return at once, even while the sender is blocked on
+		// a client that does not read. Returning ends the stream, which
+		// fails that Send.
+	}
 	if cause := context.Cause(sess.ctx); errors.Is(cause, io.EOF) {
 		// The client closed its side: a clean end.
 		return nil
@@ -65,6 +75,10 @@ type watchSession struct {
 	// to reach their after revision), served in order by one goroutine.
 	waiting []*streamWatch
 	waiter  bool
+	// backlog counts the initial-state entries taken from the mirror and
+	// not yet handed to the sender (with len(ends), what a client that
+	// does not read its stream makes topod hold).
+	backlog int
 	wake    chan struct{} // capacity 1: ready or ends is not empty
 
 	// sendMu serializes Send between the sender loop and the goroutines of
@@ -112,8 +126,9 @@ func (sess *watchSession) signal() {
 
 // receive reads the client's requests until the stream ends, then ends
 // the session with the reason (io.EOF when the client closed its side).
+// It stops reading once the session has ended for another reason.
 func (sess *watchSession) receive() {
-	for {
+	for sess.ctx.Err() == nil {
 		req, err := sess.stream.Recv()
 		if err != nil {
 			sess.cancel(err)
@@ -151,12 +166,27 @@ func (sess *watchSession) create(c *topodv1.WatchCreate) {
 		sess.endID(c.WatchId, status.Errorf(codes.AlreadyExists, "watch %s: watch id %d is in use on this stream", c.Path, c.WatchId))
 		return
 	}
+	if n := sess.backlog + len(sess.ends); n >= s.opts.MaxStreamBacklog {
+		sess.mu.Unlock()
+		s.metrics.refused.WithLabelValues("stream_backlog").Inc()
+		sess.cancel(status.Errorf(codes.ResourceExhausted, "watch stream: %d initial entries and answers wait to be sent, the most one stream may (--max-stream-backlog): the client is not reading its stream", n))
+		return
+	}
+	if err := s.takeWatch(c.Path, len(sess.watches)); err != nil {
+		sess.mu.Unlock()
+		sess.endID(c.WatchId, err)
+		return
+	}
 	sess.watches[c.WatchId] = w
 	sess.mu.Unlock()
 	s.metrics.watchOpened(spec.after > 0)
 	s.metrics.watches.Inc()
 
 	m := s.mirrorFor(spec.key)
+	if err := s.checkAfter(sess.ctx, spec, m); err != nil {
+		sess.end(w, err)
+		return
+	}
 	switch {
 	case m == nil:
 		sess.serveBackend(w)
@@ -228,6 +258,7 @@ func (sess *watchSession) subscribe(w *streamWatch, m *kvmirror.Mirror) {
 		return
 	}
 	w.sub, w.initial, w.initialRev, w.hasInitial = sub, snapshot, rev, true
+	sess.backlog += len(snapshot)
 	sess.mu.Unlock()
 	w.queue()
 }
@@ -299,8 +330,10 @@ func (sess *watchSession) end(w *streamWatch, err error) {
 func (sess *watchSession) retire(w *streamWatch) (release func()) {
 	w.ended = true
 	delete(sess.watches, w.id)
+	sess.backlog -= len(w.initial)
 	w.initial = nil
 	sess.s.metrics.watches.Dec()
+	sess.s.watches.Give()
 	sub, stop := w.sub, w.stop
 	return func() {
 		if sub != nil {
@@ -372,6 +405,7 @@ func (sess *watchSession) take(w *streamWatch) ([]*topodv1.WatchUpdate, error) {
 	}
 	sub, initial, rev, hasInitial := w.sub, w.initial, w.initialRev, w.hasInitial
 	w.initial, w.hasInitial = nil, false
+	sess.backlog -= len(initial)
 	sess.mu.Unlock()
 	var updates []*topodv1.WatchUpdate
 	if hasInitial {

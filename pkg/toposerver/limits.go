@@ -1,0 +1,111 @@
+package toposerver
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/topod-io/topod/pkg/kvmirror"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Default resource limits. They hold JD's fleet with room to spare: a
+// vtgate opens ~1,912 watches on its one stream, 200 vtgates ~382,000 on
+// one topod (383 MiB measured), a tablet a few.
+const (
+	// DefaultMaxWatchesPerStream bounds the watches of one stream: a
+	// topod.v1 WatchStream or an etcd Watch stream.
+	DefaultMaxWatchesPerStream = 20_000
+	// DefaultMaxWatches bounds the watches open on one topod, over both
+	// APIs.
+	DefaultMaxWatches = 1_000_000
+	// DefaultMaxLockTTL bounds the lease TTL a client may ask for a lock or
+	// an election (Vitess asks for --lock-ttl-like values of seconds to
+	// minutes; named locks have their own 24 h, NamedLockTTL).
+	DefaultMaxLockTTL = time.Hour
+	// DefaultMaxConcurrentStreams bounds the concurrent RPCs of one
+	// connection (HTTP/2 streams): a Vitess process holds one watch
+	// stream per connection, one stream per lock or election it holds,
+	// and its unary calls. More wait for a free one.
+	DefaultMaxConcurrentStreams = 1_000
+	// DefaultMaxStreamBacklog bounds what one WatchStream makes topod
+	// hold for a client that does not read it: initial-state entries (a
+	// key each, its value shared with the mirror) and answers waiting to
+	// be sent. A stream over it asking for more is ended.
+	DefaultMaxStreamBacklog = 100_000
+)
+
+// watchQuota counts the watches open on a server, over both APIs, against
+// its limit.
+type watchQuota struct {
+	max int64
+	n   atomic.Int64
+}
+
+// Take counts one more watch, or reports that the server is at its limit.
+func (q *watchQuota) Take() bool {
+	if q.n.Add(1) > q.max {
+		q.n.Add(-1)
+		return false
+	}
+	return true
+}
+
+// Give counts one watch fewer.
+func (q *watchQuota) Give() { q.n.Add(-1) }
+
+// takeWatch counts a new watch of path on a stream holding onStream
+// watches already (-1 for a Watch stream of its own), or answers
+// ResourceExhausted, naming the limit and its flag.
+func (s *Server) takeWatch(path string, onStream int) error {
+	if onStream >= s.opts.MaxWatchesPerStream {
+		s.metrics.refused.WithLabelValues("watches_per_stream").Inc()
+		return status.Errorf(codes.ResourceExhausted, "watch %s: the stream holds %d watches, the most one stream may (--max-watches-per-stream); open another stream", path, onStream)
+	}
+	if !s.watches.Take() {
+		s.metrics.refused.WithLabelValues("watches").Inc()
+		return status.Errorf(codes.ResourceExhausted, "watch %s: topod holds %d watches, its limit (--max-watches)", path, s.opts.MaxWatches)
+	}
+	return nil
+}
+
+// checkLockTTL refuses a lock TTL over the limit. It compares seconds: a
+// Duration of that many overflows past ~9.2e9 s.
+func (s *Server) checkLockTTL(path string, seconds int64) error {
+	if seconds > int64(s.opts.MaxLockTTL/time.Second) {
+		s.metrics.refused.WithLabelValues("lock_ttl").Inc()
+		return invalid(fmt.Errorf("lock %s: ttl of %d s over the %v limit (--max-lock-ttl)", path, seconds, s.opts.MaxLockTTL))
+	}
+	return nil
+}
+
+// checkAfter refuses a watch resuming after a revision the backend has not
+// reached: no client can have seen it, unless the backend was since
+// restored from an older backup, and then the client must watch from the
+// start (the plugin does so on OutOfRange). Such a watch used to wait for
+// its mirror and then open a backend watch of its own, so a client could
+// raise etcd's watcher count at will. The backend is asked only when the
+// mirror (if any) is behind after; if it cannot answer, the watch is
+// served as before.
+func (s *Server) checkAfter(ctx context.Context, w watchSpec, m *kvmirror.Mirror) error {
+	if w.after == 0 || (m != nil && m.Rev() >= w.after) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, consistentReadWait)
+	defer cancel()
+	var cur int64
+	var err error
+	if m != nil {
+		cur, err = m.Sync(ctx)
+	} else {
+		cur, err = s.backend.CurrentRevision(ctx)
+	}
+	if err != nil || w.after <= cur {
+		return nil
+	}
+	s.metrics.refused.WithLabelValues("after_revision").Inc()
+	return status.Errorf(codes.OutOfRange, "watch %s: after_revision %d is ahead of the store's revision %d; watch from the start", w.path, w.after, cur)
+}
