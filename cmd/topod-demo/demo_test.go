@@ -17,6 +17,11 @@ import (
 	"github.com/topod-io/topod/internal/vtlocal"
 )
 
+func TestMain(m *testing.M) {
+	quietGRPC()
+	os.Exit(m.Run())
+}
+
 // TestDemo runs the demo as `make demo` does (runStart, with the binaries
 // `make build` puts in bin/), then every vschemad command it printed,
 // exactly as printed (bash -c), checking each one's exit status and output;

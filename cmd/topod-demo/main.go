@@ -47,13 +47,18 @@ import (
 )
 
 func main() {
-	// Vitess's gRPC client logs every refused connection as a warning,
-	// e.g. while topod starts: keep the demo's output to its own lines.
-	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, os.Stderr))
+	quietGRPC()
 	if err := newRootCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "topod-demo:", err)
 		os.Exit(1)
 	}
+}
+
+// quietGRPC keeps gRPC's client to its errors: it logs every refused
+// connection as a warning, e.g. while topod starts, and the demo's output
+// is its own lines.
+func quietGRPC() {
+	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, os.Stderr))
 }
 
 // config is the demo's layout: where things live and listen.
