@@ -123,7 +123,7 @@ func (t VschemadTour) Commands() []TryCommand {
 		{Line: v("apply", "-k "+ks+" -f "+file),
 			Comment: "validated, written, and only " + ks + "'s piece of the SrvVSchema rewritten",
 			Want:    "keyspace " + ks + ": version "},
-		{Line: showTables(ks, TourTable), Comment: "vtgate serves it, about a second after the apply's answer at 2,001 keyspaces",
+		{Line: showTables(ks, TourTable), Comment: "vtgate serves it a second or two after the apply's answer, at 2,001 keyspaces",
 			Want: TourTable, Serves: &ServedTable{ks, TourTable}},
 		{Line: v("history", "-k "+ks), Comment: "its writes through vschemad, newest first (the audit log)",
 			Want: "1 table added"},
