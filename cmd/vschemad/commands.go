@@ -36,7 +36,7 @@ type clientFlags struct {
 // register adds the flags to a client subcommand.
 func (f *clientFlags) register(cmd *cobra.Command) {
 	pf := cmd.Flags()
-	pf.StringVar(&f.server, "server", envOr("VSCHEMAD_SERVER", "http://127.0.0.1:15980"), "vschemad URL ($VSCHEMAD_SERVER)")
+	pf.StringVar(&f.server, "server", envOr("VSCHEMAD_SERVER", vschemaclient.DefaultServer), "vschemad URL ($VSCHEMAD_SERVER)")
 	pf.StringVar(&f.token, "token", "", "bearer token ($VSCHEMAD_TOKEN)")
 	pf.StringVar(&f.tokenFile, "token-file", "", "file holding the bearer token")
 	pf.StringVar(&f.caFile, "ca-file", "", "CA bundle (PEM) to verify the server's certificate")

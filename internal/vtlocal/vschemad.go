@@ -11,6 +11,7 @@ import (
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
 	"github.com/topod-io/topod/internal/jd"
+	"github.com/topod-io/topod/pkg/vschemaclient"
 )
 
 // VschemadArgs returns the arguments of `vschemad serve` on the topology t,
@@ -19,10 +20,6 @@ import (
 func VschemadArgs(t Topo, port int, auditLog string) []string {
 	return append([]string{"serve", "--listen", "127.0.0.1:" + strconv.Itoa(port), "--audit-log", auditLog}, t.Flags()...)
 }
-
-// VschemadDefaultServer is the server vschemad's client commands call
-// unless told otherwise (--server, $VSCHEMAD_SERVER).
-const VschemadDefaultServer = "http://127.0.0.1:15980"
 
 // Tables the tour adds.
 const (
@@ -42,7 +39,7 @@ type VschemadTour struct {
 	// files, as the commands name them.
 	Vschemad, Dir string
 	// Server is vschemad's URL; the commands name it (--server) unless it
-	// is VschemadDefaultServer.
+	// is vschemaclient.DefaultServer.
 	Server string
 	// MySQLPort is vtgate's MySQL port on 127.0.0.1.
 	MySQLPort int
@@ -107,7 +104,7 @@ func (t VschemadTour) Commands() []TryCommand {
 	lastImport := t.Profile.KeyspaceName(imports[len(imports)-1])
 	v := func(sub, args string) string {
 		line := t.Vschemad + " " + sub
-		if t.Server != VschemadDefaultServer {
+		if t.Server != vschemaclient.DefaultServer {
 			line += " --server " + t.Server
 		}
 		return line + " " + args

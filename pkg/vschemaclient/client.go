@@ -29,6 +29,11 @@ type Options struct {
 	Timeout  time.Duration // deadline of each request; 0 for none
 }
 
+// DefaultServer is the server `vschemad`'s client commands call unless
+// told otherwise (--server, $VSCHEMAD_SERVER): `vschemad serve`'s default
+// address.
+const DefaultServer = "http://127.0.0.1:15980"
+
 // ParseServer parses a vschemad URL: http://host:port or https://host:port.
 func ParseServer(s string) (*url.URL, error) {
 	u, err := url.Parse(strings.TrimSuffix(s, "/"))
