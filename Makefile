@@ -56,16 +56,19 @@ test-deploy: build $(KUBE_APISERVER)
 # and the tablets of the sharded keyspace commerce (MariaDB, installed when
 # missing, behind vttablet; shards -80 and 80-, a primary and a replica each)
 # with --topo-implementation topod, loads 2,000 keyspaces of realistic
-# vschemas (a SrvVSchema far over etcd's 1.5 MiB request limit) and prints
-# what to try. The processes keep running: `make demo-stop` stops them, and
+# vschemas (a SrvVSchema far over etcd's 1.5 MiB request limit), starts
+# vschemad (the vschema upload API, unauthenticated on loopback, its audit
+# log under demo-data/vschemad) and prints what to try, vschemad's commands
+# on example vschemas in demo-data/vschemas among it (the demo's test,
+# cmd/topod-demo, runs the same commands). The processes keep running: `make demo-stop` stops them, and
 # a second `make demo` reuses the data. Run as root, the processes run as
 # the unprivileged user topod-demo (Vitess refuses root).
 DEMO_DATA := demo-data
-DEMO_BINS := ./cmd/topod ./cmd/vtctld ./cmd/vtgate ./cmd/vttablet ./cmd/mysqlctl ./cmd/topod-demo
+DEMO_BINS := ./cmd/topod ./cmd/vtctld ./cmd/vtgate ./cmd/vttablet ./cmd/mysqlctl ./cmd/vschemad ./cmd/topod-demo
 demo: mariadb
 	@command -v mysql >/dev/null || $(MAKE) --no-print-directory mysql-client || \
 		echo "note: no mysql client; install one (e.g. mariadb-client) to try the commands below"
-	@echo "building bin/topod, bin/vtctld, bin/vtgate, bin/vttablet, bin/mysqlctl, bin/topod-demo (the first build of the Vitess binaries takes several minutes)"
+	@echo "building bin/topod, bin/vtctld, bin/vtgate, bin/vttablet, bin/mysqlctl, bin/vschemad, bin/topod-demo (the first build of the Vitess binaries takes several minutes)"
 	go build -o bin/ $(DEMO_BINS)
 	bin/topod-demo start --data-dir $(DEMO_DATA)
 

@@ -485,10 +485,9 @@ func TestMixedFleetOnTopod(t *testing.T) {
 		t.Fatal(err)
 	}
 	vschemadURL := fmt.Sprintf("http://127.0.0.1:%d", vschemadPort[0])
-	vschemad := start(t, vtlocal.Spec{Name: "vschemad", Binary: bin["vschemad"], Args: append([]string{"serve",
-		"--listen", fmt.Sprintf("127.0.0.1:%d", vschemadPort[0]), "--audit-log", filepath.Join(work, "vschemad-audit.log")},
-		vschemadTopoFlags(topos["topod"])...),
-		Log: filepath.Join(work, "logs", "vschemad.log"), Dir: work, User: id})
+	vschemad := start(t, vtlocal.Spec{Name: "vschemad", Binary: bin["vschemad"],
+		Args: vtlocal.VschemadArgs(topos["topod"], vschemadPort[0], filepath.Join(work, "vschemad-audit.log")),
+		Log:  filepath.Join(work, "logs", "vschemad.log"), Dir: work, User: id})
 	if err := vschemad.WaitHTTP(ctx, vschemadURL+"/healthz"); err != nil {
 		t.Fatal(err)
 	}

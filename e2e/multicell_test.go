@@ -138,10 +138,10 @@ func TestMultiCellOnTopod(t *testing.T) {
 	// vschemad changes one keyspace: both cells, blobs in each cell's store.
 	vschemadPort := port()
 	vschemadURL := fmt.Sprintf("http://127.0.0.1:%d", vschemadPort)
-	vschemad := start(t, vtlocal.Spec{Name: "vschemad", Binary: bin["vschemad"], Args: append([]string{"serve",
-		"--listen", fmt.Sprintf("127.0.0.1:%d", vschemadPort), "--audit-log", filepath.Join(work, "vschemad-audit.log"),
-		// A cell whose topod is down is reported failed after 10 s.
-		"--cell-timeout", "10s"}, vschemadTopoFlags(tp)...),
+	vschemad := start(t, vtlocal.Spec{Name: "vschemad", Binary: bin["vschemad"],
+		Args: append(vtlocal.VschemadArgs(tp, vschemadPort, filepath.Join(work, "vschemad-audit.log")),
+			// A cell whose topod is down is reported failed after 10 s.
+			"--cell-timeout", "10s"),
 		Log: filepath.Join(logs, "vschemad.log"), Dir: work, User: id})
 	if err := vschemad.WaitHTTP(ctx, vschemadURL+"/healthz"); err != nil {
 		t.Fatal(err)
@@ -224,11 +224,6 @@ func TestMultiCellOnTopod(t *testing.T) {
 	}
 	waitFor(ctx, t, vtgates[down], convergeWithin, "the change in "+down+" after its rebuild", showsTable(down, "multicell_two", true))
 	t.Logf("%s's topod restarted; after vschemad's rebuild of %s its vtgate serves the change", down, down)
-}
-
-// vschemadTopoFlags are vschemad's flags for the topology tp.
-func vschemadTopoFlags(tp vtlocal.Topo) []string {
-	return []string{"--topo-implementation", tp.Implementation, "--topo-global-server-address", tp.Address, "--topo-global-root", tp.Root}
 }
 
 // srvVSchemaIn reports whether the topod at addr holds a SrvVSchema under

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"vitess.io/vitess/go/mysql"
+	"vitess.io/vitess/go/sqltypes"
 	"vitess.io/vitess/go/vt/topo"
 	"vitess.io/vitess/go/vt/vtctl/vtctldclient"
 
@@ -190,30 +191,47 @@ func waitForVtgate(ctx context.Context, c config, profile jd.Profile, srv *vsche
 	})
 }
 
-// countRows runs query on vtgate's MySQL port, in keyspace db if not empty,
+// countRows runs q on vtgate's MySQL port, in keyspace db if not empty,
 // and returns the number of rows.
-func countRows(ctx context.Context, port int, db, query string) (int, error) {
-	conn, err := mysql.Connect(ctx, &mysql.ConnParams{Host: "127.0.0.1", Port: port, Uname: "demo", DbName: db})
+func countRows(ctx context.Context, port int, db, q string) (int, error) {
+	qr, err := query(ctx, port, db, q)
 	if err != nil {
 		return 0, err
-	}
-	defer conn.Close()
-	qr, err := conn.ExecuteFetch(query, 1<<20, false)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", query, err)
 	}
 	return len(qr.Rows), nil
 }
 
-// printTry prints what the demo runs and what to try.
-func printTry(c config, s summary, took time.Duration) {
-	wd, _ := os.Getwd()
-	rel := func(p string) string {
-		if r, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(r, "..") {
-			return r
-		}
+// query runs q on vtgate's MySQL port, in keyspace db if not empty.
+func query(ctx context.Context, port int, db, q string) (*sqltypes.Result, error) {
+	conn, err := mysql.Connect(ctx, &mysql.ConnParams{Host: "127.0.0.1", Port: port, Uname: "demo", DbName: db})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	qr, err := conn.ExecuteFetch(q, 1<<20, false)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", q, err)
+	}
+	return qr, nil
+}
+
+// relToWd names path p relative to the working directory if it is under
+// it, else as it is.
+func relToWd(p string) string {
+	wd, err := os.Getwd()
+	if err != nil {
 		return p
 	}
+	if r, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(r, "..") {
+		return r
+	}
+	return p
+}
+
+// printTry prints what the demo runs and what to try, vschemad's commands
+// among them.
+func printTry(c config, s summary, took time.Duration, vschemad []vtlocal.TryCommand) {
+	rel := relToWd
 	profile := jd.JD().Sized(c.keyspaces)
 	unsharded := 0
 	for unsharded < c.keyspaces-1 && profile.ShardCount(unsharded) > 1 {
@@ -229,12 +247,14 @@ func printTry(c config, s summary, took time.Duration) {
 		fmt.Printf("Ready in %v.\n", took.Round(100*time.Millisecond))
 	}
 	shards := commerceShards(c)
+	tour := c.tour(rel)
 	fmt.Printf(`
   topod    gRPC 127.0.0.1:%d   bolt and file blobs in %s
   vtctld   HTTP 127.0.0.1:%d   gRPC  127.0.0.1:%d
   vtgate   HTTP 127.0.0.1:%d   MySQL 127.0.0.1:%d
   tablets  %s: shard -80 %s (primary) and %s, shard 80- %s (primary) and %s,
            on MariaDB in %s (status pages http://127.0.0.1:%d/debug/status ...)
+  vschemad %s   the vschema upload API (unauthenticated, on loopback), audit log %s
   logs     %s
 
 Try the sharded keyspace %s on its tablets:
@@ -253,14 +273,27 @@ And the %s vschema-only keyspaces:
   mysql -h 127.0.0.1 -P %d -D %s -e 'show vschema tables' | grep demo_added
   status pages: http://127.0.0.1:%d/debug/status (vtgate), http://127.0.0.1:%d/debug/status (vtctld)
 
+And vschemad, at %s, on keyspace %s (example vschemas in %s):
+%s
 Stop it with: make demo-stop
 `, c.topodPort, rel(c.path("topod")), c.vtctldPort, c.vtctldGRPCPort, c.vtgatePort, c.mysqlPort,
 		vtlocal.CommerceKeyspace, shards[0].Primary.Name(), shards[0].Replica.Name(), shards[1].Primary.Name(), shards[1].Replica.Name(),
-		rel(c.path("vtdataroot")), shards[0].Primary.Port, rel(c.path("logs")),
+		rel(c.path("vtdataroot")), shards[0].Primary.Port, c.vschemadURL(), rel(c.path("vschemad", "audit.log")), rel(c.path("logs")),
 		vtlocal.CommerceKeyspace, c.mysqlPort,
 		c.mysqlPort, vtlocal.CommerceKeyspace, c.mysqlPort, vtlocal.CommerceKeyspace, c.mysqlPort, vtlocal.CommerceKeyspace,
 		c.mysqlPort, vtlocal.CommerceKeyspace, c.mysqlPort, vtlocal.CommerceKeyspace,
-		thousands(s.keyspaces), c.mysqlPort, c.mysqlPort, ks, c.vtgatePort, ks, c.mysqlPort, ks, c.mysqlPort, ks, c.vtgatePort, c.vtctldPort)
+		thousands(s.keyspaces), c.mysqlPort, c.mysqlPort, ks, c.vtgatePort, ks, c.mysqlPort, ks, c.mysqlPort, ks, c.vtgatePort, c.vtctldPort,
+		c.vschemadURL(), tour.Profile.KeyspaceName(tour.Keyspace()), rel(c.path("vschemas")), formatTry(vschemad))
+}
+
+// formatTry lays out commands one a line, indented, each followed by its
+// comment.
+func formatTry(cmds []vtlocal.TryCommand) string {
+	var b strings.Builder
+	for _, t := range cmds {
+		fmt.Fprintf(&b, "  %s   # %s\n", t.Line, t.Comment)
+	}
+	return b.String()
 }
 
 // thousands formats n with comma separators: 552,104.

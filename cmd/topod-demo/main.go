@@ -5,7 +5,9 @@
 // keyspace commerce on real tablets (MariaDB started by mysqlctl; shards -80
 // and 80-, a primary and a replica each), beside 2,000 vschema-only
 // keyspaces of realistic vschemas: a SrvVSchema many times over the 1.5 MiB
-// etcd accepts in one request, which stock etcd2 cannot store.
+// etcd accepts in one request, which stock etcd2 cannot store; and vschemad,
+// the vschema upload API, on loopback without authentication, its audit log
+// in DATA/vschemad.
 //
 //	topod-demo start [--data-dir demo-data] [--keyspaces 2000]
 //	topod-demo stop  [--data-dir demo-data]
@@ -13,7 +15,9 @@
 // start starts what is not running yet, loads the keyspaces that are not
 // there yet through vtctld's gRPC API, prints what to try and returns,
 // leaving the processes running (pid files in DATA/run, logs in DATA/logs).
-// A second start reuses the data. stop stops the processes.
+// The vschemad commands it prints use example vschemas it writes to
+// DATA/vschemas (vtlocal.VschemadTour). A second start reuses the data.
+// stop stops the processes.
 //
 // vtctld, vtgate, vttablet and mysqlctl refuse to run as root; run as root,
 // topod-demo runs every process as an unprivileged system user (topod-demo,
@@ -38,17 +42,23 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 	"vitess.io/vitess/go/vt/vtctl/vtctldclient"
 
+	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vtlocal"
 )
 
 func main() {
-	// Vitess's gRPC client logs every refused connection as a warning,
-	// e.g. while topod starts: keep the demo's output to its own lines.
-	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, os.Stderr))
+	quietGRPC()
 	if err := newRootCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "topod-demo:", err)
 		os.Exit(1)
 	}
+}
+
+// quietGRPC keeps gRPC's client to its errors: it logs every refused
+// connection as a warning, e.g. while topod starts, and the demo's output
+// is its own lines.
+func quietGRPC() {
+	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, os.Stderr))
 }
 
 // config is the demo's layout: where things live and listen.
@@ -65,6 +75,7 @@ type config struct {
 	vtgatePort     int
 	mysqlPort      int
 	tabletPorts    int
+	vschemadPort   int
 }
 
 func (c config) path(elem ...string) string {
@@ -77,18 +88,39 @@ func (c config) pidFile(name string) string { return c.path("run", name+".pid") 
 
 func (c config) topodAddr() string { return fmt.Sprintf("127.0.0.1:%d", c.topodPort) }
 
+func (c config) vschemadURL() string { return fmt.Sprintf("http://127.0.0.1:%d", c.vschemadPort) }
+
+// tour is the vschemad walk-through the demo prints, its binary and files
+// named by rel.
+func (c config) tour(rel func(string) string) vtlocal.VschemadTour {
+	return vtlocal.VschemadTour{
+		Vschemad: rel(c.bin("vschemad")), Dir: rel(c.path("vschemas")),
+		Server: c.vschemadURL(), MySQLPort: c.mysqlPort, Profile: jd.JD().Sized(c.keyspaces),
+	}
+}
+
+// defaultConfig is the demo's layout when no flag says otherwise: `make
+// demo`'s.
+func defaultConfig() config {
+	return config{
+		dataDir: "demo-data", user: vtlocal.DefaultUser, keyspaces: 2000, cell: "zone1",
+		topodPort: 15999, vtctldPort: 15000, vtctldGRPCPort: 15990, vtgatePort: 15001, mysqlPort: 15306,
+		tabletPorts: 15000, vschemadPort: 15980,
+	}
+}
+
 func newRootCommand() *cobra.Command {
-	c := config{}
+	c := defaultConfig()
 	root := &cobra.Command{
 		Use:           "topod-demo",
-		Short:         "Run topod, vtctld, vtgate and tablets locally with 2,000 keyspaces",
+		Short:         "Run topod, vtctld, vtgate, tablets and vschemad locally with 2,000 keyspaces",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&c.dataDir, "data-dir", "demo-data", "directory of the demo's data, logs and pid files")
-	pf.StringVar(&c.binDir, "bin", "", "directory of the topod, vtctld, vtgate, vttablet and mysqlctl binaries (default: this program's)")
-	pf.StringVar(&c.user, "user", vtlocal.DefaultUser, "unprivileged user the processes run as when this program runs as root (created if absent)")
+	pf.StringVar(&c.dataDir, "data-dir", c.dataDir, "directory of the demo's data, logs and pid files")
+	pf.StringVar(&c.binDir, "bin", "", "directory of the topod, vtctld, vtgate, vttablet, mysqlctl and vschemad binaries (default: this program's)")
+	pf.StringVar(&c.user, "user", c.user, "unprivileged user the processes run as when this program runs as root (created if absent)")
 	start := &cobra.Command{
 		Use:   "start",
 		Short: "Start what is not running, load the keyspaces that are missing, print what to try",
@@ -99,7 +131,7 @@ func newRootCommand() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			err := runStart(ctx, c)
+			_, err := runStart(ctx, c)
 			if err != nil && ctx.Err() != nil {
 				return fmt.Errorf("interrupted (%w); what started keeps running: `make demo` resumes, `make demo-stop` stops it", err)
 			}
@@ -107,14 +139,15 @@ func newRootCommand() *cobra.Command {
 		},
 	}
 	f := start.Flags()
-	f.IntVar(&c.keyspaces, "keyspaces", 2000, "number of keyspaces (the JD profile resized: internal/jd)")
-	f.StringVar(&c.cell, "cell", "zone1", "the cell of vtgate")
-	f.IntVar(&c.topodPort, "topod-port", 15999, "topod's gRPC port")
-	f.IntVar(&c.vtctldPort, "vtctld-port", 15000, "vtctld's HTTP port")
-	f.IntVar(&c.vtctldGRPCPort, "vtctld-grpc-port", 15990, "vtctld's gRPC port (vtctldclient --server)")
-	f.IntVar(&c.vtgatePort, "vtgate-port", 15001, "vtgate's HTTP port (/debug/vschema)")
-	f.IntVar(&c.mysqlPort, "mysql-port", 15306, "vtgate's MySQL port")
-	f.IntVar(&c.tabletPorts, "tablet-ports", 15000, "tablet uid N (100, 101, 200, 201) serves HTTP on this+N, gRPC on this+1000+N, its mysqld on this+2000+N")
+	f.IntVar(&c.keyspaces, "keyspaces", c.keyspaces, "number of keyspaces (the JD profile resized: internal/jd)")
+	f.StringVar(&c.cell, "cell", c.cell, "the cell of vtgate")
+	f.IntVar(&c.topodPort, "topod-port", c.topodPort, "topod's gRPC port")
+	f.IntVar(&c.vtctldPort, "vtctld-port", c.vtctldPort, "vtctld's HTTP port")
+	f.IntVar(&c.vtctldGRPCPort, "vtctld-grpc-port", c.vtctldGRPCPort, "vtctld's gRPC port (vtctldclient --server)")
+	f.IntVar(&c.vtgatePort, "vtgate-port", c.vtgatePort, "vtgate's HTTP port (/debug/vschema)")
+	f.IntVar(&c.mysqlPort, "mysql-port", c.mysqlPort, "vtgate's MySQL port")
+	f.IntVar(&c.tabletPorts, "tablet-ports", c.tabletPorts, "tablet uid N (100, 101, 200, 201) serves HTTP on this+N, gRPC on this+1000+N, its mysqld on this+2000+N")
+	f.IntVar(&c.vschemadPort, "vschemad-port", c.vschemadPort, "vschemad's HTTP port (the vschema upload API)")
 	stopCmd := &cobra.Command{
 		Use:   "stop",
 		Short: "Stop the demo's processes",
@@ -148,32 +181,35 @@ func (c *config) resolve() error {
 }
 
 // binaries are the programs the demo runs.
-var binaries = []string{"topod", "vtctld", "vtgate", "vttablet", "mysqlctl"}
+var binaries = []string{"topod", "vtctld", "vtgate", "vttablet", "mysqlctl", "vschemad"}
 
-func runStart(ctx context.Context, c config) error {
+// runStart starts what is not running, loads what is missing, writes the
+// vschemad tour's files and prints what to try. It returns the vschemad
+// commands it printed.
+func runStart(ctx context.Context, c config) ([]vtlocal.TryCommand, error) {
 	begin := time.Now()
 	for _, name := range binaries {
 		if _, err := os.Stat(c.bin(name)); err != nil {
-			return fmt.Errorf("%s is missing: run `make build` (make demo does): %w", c.bin(name), err)
+			return nil, fmt.Errorf("%s is missing: run `make build` (make demo does): %w", c.bin(name), err)
 		}
 	}
 	id, err := vtlocal.EnsureUser(c.user)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
-		return err
+		return nil, err
 	}
-	for _, d := range []string{c.dataDir, c.path("topod"), c.path("logs")} {
+	for _, d := range []string{c.dataDir, c.path("topod"), c.path("logs"), c.path("vschemad")} {
 		if err := id.MkdirAll(d); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := os.MkdirAll(c.path("run"), 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	if err := id.CheckAccess(c.path("topod", "topo.db"), false); err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Printf("topod demo: data in %s, processes run as user %s\n", c.dataDir, id.Name)
 
@@ -189,17 +225,17 @@ func runStart(ctx context.Context, c config) error {
 		wait:  func(ctx context.Context, p *vtlocal.Process) error { return p.WaitGRPCHealth(ctx, c.topodAddr()) },
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// topod is up: open the topology through the plugin, and create the
 	// cell, which vtgate and the tablets need before they start.
 	ts, err := topo.OpenServer("topod", c.topodAddr(), tp.Root)
 	if err != nil {
-		return fmt.Errorf("open the topology through the plugin: %w", err)
+		return nil, fmt.Errorf("open the topology through the plugin: %w", err)
 	}
 	defer ts.Close()
 	if err := ensureCell(ctx, ts, c); err != nil {
-		return err
+		return nil, err
 	}
 	err = startProcess(ctx, c, id, process{
 		spec:  vtlocal.Spec{Name: "vtctld", Binary: c.bin("vtctld"), Args: vtlocal.VtctldArgs(tp, c.vtctldPort, c.vtctldGRPCPort)},
@@ -207,17 +243,17 @@ func runStart(ctx context.Context, c config) error {
 		wait:  waitStatus(c.vtctldPort),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	client, err := vtctldclient.New(ctx, "grpc", fmt.Sprintf("127.0.0.1:%d", c.vtctldGRPCPort))
 	if err != nil {
-		return fmt.Errorf("vtctld client: %w", err)
+		return nil, fmt.Errorf("vtctld client: %w", err)
 	}
 	defer client.Close()
 	// The tablets register before vtgate starts, so that it finds them at
 	// once (it reads its cell's tablets every minute after that).
 	if err := startTablets(ctx, c, id, tp, ts, client); err != nil {
-		return err
+		return nil, err
 	}
 	err = startProcess(ctx, c, id, process{
 		// ALTER VSCHEMA through vtgate, for anyone: it is a demo on loopback.
@@ -227,18 +263,36 @@ func runStart(ctx context.Context, c config) error {
 		wait:  waitStatus(c.vtgatePort),
 	})
 	if err != nil {
-		return err
+		return nil, err
+	}
+
+	err = startProcess(ctx, c, id, process{
+		// Unauthenticated, as on a developer's machine: vschemad serves so
+		// only on loopback.
+		spec:  vtlocal.Spec{Name: "vschemad", Binary: c.bin("vschemad"), Args: vtlocal.VschemadArgs(tp, c.vschemadPort, c.path("vschemad", "audit.log"))},
+		ports: []int{c.vschemadPort},
+		wait: func(ctx context.Context, p *vtlocal.Process) error {
+			return p.WaitHTTP(ctx, c.vschemadURL()+"/healthz")
+		},
+	})
+	if err != nil {
+		return nil, err
 	}
 
 	summary, err := load(ctx, ts, client, c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := waitForTablets(ctx, c); err != nil {
-		return err
+		return nil, err
 	}
-	printTry(c, summary, time.Since(begin))
-	return nil
+	tour := c.tour(relToWd)
+	if err := tour.WriteFiles(c.path("vschemas")); err != nil {
+		return nil, fmt.Errorf("write the example vschemas: %w", err)
+	}
+	cmds := tour.Commands()
+	printTry(c, summary, time.Since(begin), cmds)
+	return cmds, nil
 }
 
 // process is one of the demo's long-running processes.
@@ -338,8 +392,9 @@ func runStop(c config) error {
 			fmt.Printf("  %-25s was not running\n", name)
 		}
 	}
-	// vtgate, then the tablets while topod still runs (a vttablet's
+	// vschemad and vtgate, then the tablets while topod still runs (a vttablet's
 	// shutdown waits for the topology), their mysqld, vtctld and topod.
+	stop("vschemad", c.bin("vschemad"))
 	stop("vtgate", c.bin("vtgate"))
 	for _, t := range commerceTablets(c) {
 		stop(tablets.VttabletSpec(t).Name, c.bin("vttablet"))

@@ -91,6 +91,17 @@ func TestCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "1 table removed") {
 		t.Fatalf("rollback: %d %q", code, out)
 	}
+	// --to-previous undoes the last write, the rollback: v2 again.
+	code, out, errOut = cli("rollback", "-k", "customer", "--to-previous")
+	if code != 0 || !strings.Contains(out, "1 table added") || !strings.Contains(errOut, "rolling keyspace customer back to version ") {
+		t.Fatalf("rollback --to-previous: %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := cli("rollback", "-k", "customer", "--to-previous", "--to-version", first); code != 2 || !strings.Contains(errOut, "exclude each other") {
+		t.Fatalf("rollback with both --to-previous and --to-version: %d %q", code, errOut)
+	}
+	if code, _, errOut := cli("rollback", "-k", "commerce", "--to-previous"); code != 1 || !strings.Contains(errOut, "no write of it") {
+		t.Fatalf("rollback --to-previous of a keyspace vschemad never wrote: %d %q", code, errOut)
+	}
 	code, out, _ = cli("delete", "-k", "customer")
 	if code != 0 || !strings.Contains(out, "deleted") {
 		t.Fatalf("delete: %d %q", code, out)

@@ -36,7 +36,7 @@ type clientFlags struct {
 // register adds the flags to a client subcommand.
 func (f *clientFlags) register(cmd *cobra.Command) {
 	pf := cmd.Flags()
-	pf.StringVar(&f.server, "server", envOr("VSCHEMAD_SERVER", "http://127.0.0.1:15980"), "vschemad URL ($VSCHEMAD_SERVER)")
+	pf.StringVar(&f.server, "server", envOr("VSCHEMAD_SERVER", vschemaclient.DefaultServer), "vschemad URL ($VSCHEMAD_SERVER)")
 	pf.StringVar(&f.token, "token", "", "bearer token ($VSCHEMAD_TOKEN)")
 	pf.StringVar(&f.tokenFile, "token-file", "", "file holding the bearer token")
 	pf.StringVar(&f.caFile, "ca-file", "", "CA bundle (PEM) to verify the server's certificate")
@@ -326,18 +326,30 @@ func newDeleteCmd(cf *clientFlags) *cobra.Command {
 
 func newRollbackCmd(cf *clientFlags) *cobra.Command {
 	var ks, to, ifMatch string
-	var dryRun bool
+	var dryRun, previous bool
 	cmd := &cobra.Command{
-		Use:   "rollback -k KEYSPACE --to-version V",
+		Use:   "rollback -k KEYSPACE --to-version V | --to-previous",
 		Short: "Apply a past version of a keyspace's vschema again",
-		Args:  cobra.NoArgs,
+		Long: `Apply a past version of a keyspace's vschema again: --to-version V (see
+vschemad history), or --to-previous, the version before vschemad's last
+write of the keyspace (refused if the vschema changed outside vschemad
+since).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cf.client()
 			if err != nil {
 				return err
 			}
-			if to == "" {
-				return usageError{errors.New("--to-version is required (see vschemad history)")}
+			switch {
+			case to != "" && previous:
+				return usageError{errors.New("--to-version and --to-previous exclude each other")}
+			case previous:
+				if to, err = c.PreviousVersion(cmd.Context(), ks); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "# rolling keyspace %s back to version %s\n", ks, to)
+			case to == "":
+				return usageError{errors.New("--to-version or --to-previous is required (see vschemad history)")}
 			}
 			body, _ := json.Marshal(vschemaapi.RollbackRequest{Version: to})
 			q := url.Values{}
@@ -354,6 +366,7 @@ func newRollbackCmd(cf *clientFlags) *cobra.Command {
 	}
 	keyspaceFlag(cmd, &ks)
 	cmd.Flags().StringVar(&to, "to-version", "", "the version to go back to")
+	cmd.Flags().BoolVar(&previous, "to-previous", false, "go back to the version before vschemad's last write of the keyspace")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate and diff only")
 	cmd.Flags().StringVar(&ifMatch, "if-match", "", "roll back only if the current version is this one")
 	return cmd

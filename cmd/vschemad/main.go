@@ -17,7 +17,7 @@
 //	vschemad diff -k KS -f vschema.json
 //	vschemad delete -k KS
 //	vschemad history -k KS
-//	vschemad rollback -k KS --to-version V
+//	vschemad rollback -k KS --to-version V | --to-previous
 //	vschemad import DIR|FILE.tar
 //	vschemad audit
 package main

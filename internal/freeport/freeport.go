@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,8 +62,8 @@ func Pick(n int) ([]int, error) {
 		if !ok {
 			continue
 		}
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-		if err != nil {
+		l, ok := listen(p)
+		if !ok {
 			release(lock)
 			continue
 		}
@@ -118,6 +119,48 @@ func release(f *os.File) {
 	}
 	reservedMu.Unlock()
 	f.Close()
+}
+
+// PickBase returns a port base such that base+o is free on 127.0.0.1, and
+// reserved as Pick reserves ports, for every o of offsets (each >= 0): for
+// servers that derive their ports from one base, as the demo's tablets do.
+func PickBase(offsets ...int) (int, error) {
+	lo, hi := lowest, ephemeralStart()-1-slices.Max(append([]int{0}, offsets...))
+	if hi-lo < 1000 {
+		return 0, fmt.Errorf("pick a port base for offsets %v: no room below the ephemeral range", offsets)
+	}
+	for attempt := 0; attempt < 1000; attempt++ {
+		base := lo + rand.IntN(hi-lo+1)
+		var locks []*os.File
+		ok := true
+		for _, o := range offsets {
+			lock, free := reserve(base + o)
+			if free {
+				var l net.Listener
+				if l, free = listen(base + o); free {
+					l.Close()
+				}
+			}
+			locks = append(locks, lock)
+			if !free {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return base, nil
+		}
+		for _, l := range locks {
+			release(l)
+		}
+	}
+	return 0, fmt.Errorf("pick a port base for offsets %v in %d-%d: too many in use", offsets, lo, hi)
+}
+
+// listen listens on 127.0.0.1:port, reporting whether it could.
+func listen(port int) (net.Listener, bool) {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	return l, err == nil
 }
 
 // Listen listens on a loopback port picked as Pick does, and returns the

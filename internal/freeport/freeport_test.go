@@ -67,3 +67,33 @@ func TestPickedPortsStayReserved(t *testing.T) {
 		}
 	}
 }
+
+func TestPickBase(t *testing.T) {
+	offsets := []int{100, 101, 1100, 2201}
+	a, err := PickBase(offsets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := PickBase(offsets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := map[int]bool{}
+	for _, base := range []int{a, b} {
+		for _, o := range offsets {
+			p := base + o
+			if taken[p] {
+				t.Fatalf("port %d handed out twice (bases %d and %d)", p, a, b)
+			}
+			taken[p] = true
+			if _, ok := reserve(p); ok {
+				t.Fatalf("port %d (base %d + %d) is not reserved", p, base, o)
+			}
+			l, ok := listen(p)
+			if !ok {
+				t.Fatalf("port %d (base %d + %d) is not free", p, base, o)
+			}
+			l.Close()
+		}
+	}
+}

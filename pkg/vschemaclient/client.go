@@ -29,6 +29,11 @@ type Options struct {
 	Timeout  time.Duration // deadline of each request; 0 for none
 }
 
+// DefaultServer is the server `vschemad`'s client commands call unless
+// told otherwise (--server, $VSCHEMAD_SERVER): `vschemad serve`'s default
+// address.
+const DefaultServer = "http://127.0.0.1:15980"
+
 // ParseServer parses a vschemad URL: http://host:port or https://host:port.
 func ParseServer(s string) (*url.URL, error) {
 	u, err := url.Parse(strings.TrimSuffix(s, "/"))
@@ -134,4 +139,42 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 // KeyspacePath is the API path of a keyspace's vschema, escaped.
 func KeyspacePath(ks string) string {
 	return "/api/v1/keyspaces/" + url.PathEscape(ks) + "/vschema"
+}
+
+// PreviousVersion returns the version keyspace ks's vschema had before its
+// last write through vschemad, from the keyspace's history (the audit log):
+// what `vschemad rollback --to-previous` goes back to. It is an error if
+// the history holds no write of ks, if that write created the vschema (no
+// version before it), or if the vschema has changed since outside vschemad
+// (its current version is not the one that write made).
+func (c *Client) PreviousVersion(ctx context.Context, ks string) (string, error) {
+	out, _, err := c.Do(ctx, http.MethodGet, KeyspacePath(ks)+"/history", nil, nil, nil)
+	if err != nil {
+		return "", err
+	}
+	var h vschemaapi.HistoryResponse
+	if err := json.Unmarshal(out, &h); err != nil {
+		return "", fmt.Errorf("bad history response: %w", err)
+	}
+	for _, e := range h.Entries { // newest first
+		if e.NewVersion == "" && e.OldVersion == "" {
+			continue // nothing was written
+		}
+		switch {
+		case e.NewVersion != h.CurrentVersion:
+			return "", fmt.Errorf("keyspace %s: its vschema is at version %s, not %s, which vschemad's last write (%s) made: it changed outside vschemad; pick a version with --to-version",
+				ks, orNone(h.CurrentVersion), orNone(e.NewVersion), e.Action)
+		case e.OldVersion == "":
+			return "", fmt.Errorf("keyspace %s: vschemad's last write (%s, version %s) created its vschema: there is no version before it", ks, e.Action, e.NewVersion)
+		}
+		return e.OldVersion, nil
+	}
+	return "", fmt.Errorf("keyspace %s: vschemad's audit log has no write of it to go back from; pick a version with --to-version", ks)
+}
+
+func orNone(v string) string {
+	if v == "" {
+		return "none"
+	}
+	return v
 }
