@@ -26,6 +26,7 @@ import (
 type apiServer struct {
 	store   *vschemastore.Store
 	auth    *authenticator // nil: every request may do everything
+	guard   *browserGuard  // without bearer tokens: what a browser may not send
 	audit   *auditLog
 	maxBody int64
 	log     *slog.Logger
@@ -94,6 +95,14 @@ func errorf(status int, format string, args ...any) error {
 func (s *apiServer) wrap(h func(w http.ResponseWriter, r *http.Request, p *principal) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		if s.guard != nil {
+			if he := s.guard.check(r); he != nil {
+				writeError(w, he.status, he.msg, nil)
+				s.log.Warn("refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "host", r.Host,
+					"origin", r.Header.Get("Origin"), "status", he.status, "err", he.msg)
+				return
+			}
+		}
 		p := &principal{name: "anonymous", all: true}
 		if s.auth != nil {
 			var err error
