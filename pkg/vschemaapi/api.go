@@ -312,6 +312,9 @@ func (s *apiServer) putVSchema(w http.ResponseWriter, r *http.Request, p *princi
 	if err != nil {
 		return err
 	}
+	if err := mayReference(p, changeVerb(dryRun), ks, vs); err != nil {
+		return err
+	}
 	return s.apply(w, r, p, "apply", []vschemastore.Change{{Keyspace: ks, VSchema: vs, IfMatch: r.Header.Get("If-Match")}},
 		vschemastore.ApplyOptions{DryRun: dryRun, Strict: strict}, parsed, true)
 }
@@ -343,6 +346,10 @@ func (s *apiServer) rollback(w http.ResponseWriter, r *http.Request, p *principa
 	}
 	old, err := s.store.GetKeyspaceAt(r.Context(), ks, req.Version)
 	if err != nil {
+		return err
+	}
+	// The old version may name keyspaces that its writer could, and p cannot.
+	if err := mayReference(p, changeVerb(dryRun), ks, old); err != nil {
 		return err
 	}
 	return s.apply(w, r, p, "rollback to "+req.Version, []vschemastore.Change{{Keyspace: ks, VSchema: old, IfMatch: r.Header.Get("If-Match")}},
@@ -391,6 +398,9 @@ func (s *apiServer) putVSchemas(w http.ResponseWriter, r *http.Request, p *princ
 				parsed.Errors = append(parsed.Errors, verr.Validation.Errors...)
 				continue
 			}
+			return err
+		}
+		if err := mayReference(p, need, ks, vs); err != nil {
 			return err
 		}
 		parsed.Warnings = append(parsed.Warnings, v.Warnings...)
