@@ -172,7 +172,7 @@ func Serve(ctx context.Context, cfg *Config, ready chan<- string) error {
 	if err != nil {
 		return err
 	}
-	audit, err := openAudit(cfg.AuditLog)
+	audit, err := openAudit(cfg.AuditLog, log)
 	if err != nil {
 		return err
 	}
