@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/topod-io/topod/internal/certtest"
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/pkg/vschemaapi"
 )
@@ -16,13 +17,20 @@ import (
 // page can make a browser send (a text/plain or body-less POST, a
 // cross-origin request, a DNS-rebound Host) with nothing written to the
 // topology or the audit log, and serves its own clients on every loopback
-// name. With bearer tokens the checks are off: a page cannot send a token.
+// name. With mutual TLS and no tokens (a browser presents its certificate
+// by itself) the Origin and Content-Type checks apply, not the Host one.
+// With bearer tokens the checks are off: a page cannot send a token.
 func TestBrowserGuard(t *testing.T) {
 	tp := vschematest.StartTopodBolt(t, vschematest.Options{})
 	tp.CreateKeyspaces(t, "commerce")
 	open := vschematest.StartVSchemad(t, tp, nil)
 	tokens := vschemaapi.WriteTokens(t, "tokens:\n  - {name: ops, token: s3cret, keyspaces: ['*'], verbs: [admin]}\n")
 	withTokens := vschematest.StartVSchemad(t, tp, func(c *vschemaapi.Config) { c.TokensFile = tokens })
+	ca := certtest.New(t, "vschemad test CA")
+	mtls := vschematest.StartVSchemad(t, tp, func(c *vschemaapi.Config) {
+		c.TLSCert, c.TLSKey, c.TLSClientCA = ca.ServerCert, ca.ServerKey, ca.CAFile
+	})
+	hc := map[*vschematest.VSchemad]*http.Client{mtls: ca.HTTPClient(&ca.Client)}
 	if code, body, _ := vschematest.Call(t, nil, "PUT", open.URL+"/api/v1/keyspaces/commerce/vschema", []byte(`{"tables": {"t": {}}}`)); code != http.StatusOK {
 		t.Fatalf("PUT: %d %s", code, body)
 	}
@@ -39,6 +47,8 @@ func TestBrowserGuard(t *testing.T) {
 		status       int
 		want         string // in the error
 	}{
+		{"text/plain cross-origin POST", open, "POST", "/keyspaces/commerce/vschema/rollback", `{"version": "1"}`,
+			[]string{"Content-Type", "text/plain", "Origin", "http://evil.example"}, http.StatusForbidden, "Origin http://evil.example is not this server"},
 		{"text/plain rollback", open, "POST", "/keyspaces/commerce/vschema/rollback", `{"version": "1"}`,
 			[]string{"Content-Type", "text/plain;charset=UTF-8"}, http.StatusUnsupportedMediaType, `Content-Type "text/plain;charset=UTF-8": send Content-Type: application/json`},
 		{"form apply", open, "PUT", "/keyspaces/commerce/vschema", `{}`,
@@ -59,7 +69,12 @@ func TestBrowserGuard(t *testing.T) {
 			[]string{"Host", "rebind.evil.example:" + port}, http.StatusMisdirectedRequest, `Host "rebind.evil.example:` + port + `" is not a loopback name`},
 		{"DNS-rebound write", open, "POST", "/cells/" + cell + "/srvvschema/rebuild", "",
 			[]string{"Host", "rebind.evil.example"}, http.StatusMisdirectedRequest, "localhost, 127.0.0.1 or [::1]"},
+		{"mutual TLS without tokens: cross-origin", mtls, "POST", "/cells/" + cell + "/srvvschema/rebuild", "",
+			[]string{"Origin", "https://evil.example"}, http.StatusForbidden, "Origin https://evil.example"},
+		{"mutual TLS without tokens: text/plain", mtls, "POST", "/cells/" + cell + "/srvvschema/rebuild", "",
+			[]string{"Content-Type", "text/plain"}, http.StatusUnsupportedMediaType, "application/json"},
 		// Served.
+		{"mutual TLS without tokens: any Host", mtls, "GET", "/keyspaces/commerce/vschema", "", []string{"Host", "vschemad.example"}, http.StatusOK, ""},
 		{"localhost", open, "GET", "/keyspaces/commerce/vschema", "", []string{"Host", "localhost:" + port}, http.StatusOK, ""},
 		{"localhost without port", open, "GET", "/keyspaces/commerce/vschema", "", []string{"Host", "LocalHost"}, http.StatusOK, ""},
 		{"[::1]", open, "GET", "/keyspaces/commerce/vschema", "", []string{"Host", "[::1]:" + port}, http.StatusOK, ""},
@@ -82,7 +97,7 @@ func TestBrowserGuard(t *testing.T) {
 			if c.body != "" {
 				body = []byte(c.body)
 			}
-			code, out, _ := vschematest.Call(t, nil, c.method, c.srv.URL+"/api/v1"+c.path, body, c.hdr...)
+			code, out, _ := vschematest.Call(t, hc[c.srv], c.method, c.srv.URL+"/api/v1"+c.path, body, c.hdr...)
 			if code != c.status {
 				t.Fatalf("status %d, want %d: %s", code, c.status, out)
 			}
