@@ -219,6 +219,7 @@ func TestMultiCellOnTopod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Content-Type", "application/json") // vschemad without tokens refuses a write without it
 	if status, body := do(t, req); status != http.StatusOK {
 		t.Fatalf("rebuild %s: %d %s", down, status, body)
 	}
@@ -256,6 +257,7 @@ func putVSchema(ctx context.Context, t *testing.T, url, ks string, body []byte) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Content-Type", "application/json") // vschemad without tokens refuses a write without it
 	status, b := do(t, req)
 	var eresp vschemaapi.ErrorResponse
 	var resp vschemaapi.ApplyResponse

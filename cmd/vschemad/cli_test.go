@@ -190,3 +190,25 @@ func TestCLINoCells(t *testing.T) {
 		}
 	}
 }
+
+// TestServeHelp: serve's --help documents the security flags and the
+// timeouts with their defaults.
+func TestServeHelp(t *testing.T) {
+	code, out, _ := runCLI(t, "serve", "--help")
+	if code != 0 {
+		t.Fatalf("serve --help: %d", code)
+	}
+	out = strings.Join(strings.Fields(out), " ")
+	for _, want := range []string{
+		"--read-timeout duration the longest a request may take to arrive, body included (headers: 30s at most); 0 for the default (default 5m0s)",
+		"--write-timeout duration the longest from a request's headers to the end of its answer",
+		"0 for the default (default 10m0s)",
+		"--idle-timeout duration how long an idle keep-alive connection is kept open; 0 for the default (default 2m0s)",
+		"--allow-insecure-tokens accept bearer tokens over plain HTTP on an address that is not loopback",
+		"requires Content-Type: application/json of every method but GET, HEAD and OPTIONS",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("serve --help does not say %q:\n%s", want, out)
+		}
+	}
+}

@@ -190,9 +190,6 @@ func reportApply(cmd *cobra.Command, cf *clientFlags, out []byte, err error) err
 		}
 		fmt.Fprintf(w, "  %s\n", note)
 	}
-	if res.AuditError != "" {
-		fmt.Fprintf(cmd.ErrOrStderr(), "warning: the write was made but not recorded in the audit log: %s\n", res.AuditError)
-	}
 	return nil
 }
 
@@ -417,8 +414,11 @@ func printEntries(w io.Writer, entries []vschemaapi.AuditEntry) {
 			what = "cell " + e.Cell
 		}
 		summary := e.Summary
-		if e.Result != "ok" {
+		switch {
+		case e.Result != "ok" && e.Error != "":
 			summary += " [" + e.Result + ": " + e.Error + "]"
+		case e.Result != "ok":
+			summary += " [" + e.Result + "]"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orNone(e.NewVersion), orNone(e.OldVersion),
 			e.Time.Local().Format(time.DateTime), e.User, e.Action, what, summary)

@@ -71,7 +71,9 @@ func StartVSchemad(tb testing.TB, t *Topology, mod func(*vschemaapi.Config)) *VS
 }
 
 // Call makes one request and returns the status, body and headers; hc nil
-// is http.DefaultClient, hdr is name, value pairs.
+// is http.DefaultClient, hdr is name, value pairs. A request other than GET
+// and HEAD says Content-Type: application/json, as vschemaclient's do,
+// unless hdr sets another; a "Host" in hdr is sent as the Host.
 func Call(tb testing.TB, hc *http.Client, method, url string, body []byte, hdr ...string) (int, []byte, http.Header) {
 	tb.Helper()
 	var rd io.Reader
@@ -82,7 +84,14 @@ func Call(tb testing.TB, hc *http.Client, method, url string, body []byte, hdr .
 	if err != nil {
 		tb.Fatal(err)
 	}
+	if method != http.MethodGet && method != http.MethodHead {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
+		if http.CanonicalHeaderKey(hdr[i]) == "Host" {
+			req.Host = hdr[i+1] // what the client sends as Host
+			continue
+		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	if hc == nil {

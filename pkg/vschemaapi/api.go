@@ -26,6 +26,7 @@ import (
 type apiServer struct {
 	store   *vschemastore.Store
 	auth    *authenticator // nil: every request may do everything
+	guard   *browserGuard  // without bearer tokens: what a browser may not send
 	audit   *auditLog
 	maxBody int64
 	log     *slog.Logger
@@ -94,6 +95,14 @@ func errorf(status int, format string, args ...any) error {
 func (s *apiServer) wrap(h func(w http.ResponseWriter, r *http.Request, p *principal) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		if s.guard != nil {
+			if he := s.guard.check(r); he != nil {
+				writeError(w, he.status, he.msg, nil)
+				s.log.Warn("refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "host", r.Host,
+					"origin", r.Header.Get("Origin"), "status", he.status, "err", he.msg)
+				return
+			}
+		}
 		p := &principal{name: "anonymous", all: true}
 		if s.auth != nil {
 			var err error
@@ -303,6 +312,9 @@ func (s *apiServer) putVSchema(w http.ResponseWriter, r *http.Request, p *princi
 	if err != nil {
 		return err
 	}
+	if err := mayReference(p, changeVerb(dryRun), ks, vs); err != nil {
+		return err
+	}
 	return s.apply(w, r, p, "apply", []vschemastore.Change{{Keyspace: ks, VSchema: vs, IfMatch: r.Header.Get("If-Match")}},
 		vschemastore.ApplyOptions{DryRun: dryRun, Strict: strict}, parsed, true)
 }
@@ -334,6 +346,10 @@ func (s *apiServer) rollback(w http.ResponseWriter, r *http.Request, p *principa
 	}
 	old, err := s.store.GetKeyspaceAt(r.Context(), ks, req.Version)
 	if err != nil {
+		return err
+	}
+	// The old version may name keyspaces that its writer could, and p cannot.
+	if err := mayReference(p, changeVerb(dryRun), ks, old); err != nil {
 		return err
 	}
 	return s.apply(w, r, p, "rollback to "+req.Version, []vschemastore.Change{{Keyspace: ks, VSchema: old, IfMatch: r.Header.Get("If-Match")}},
@@ -384,6 +400,9 @@ func (s *apiServer) putVSchemas(w http.ResponseWriter, r *http.Request, p *princ
 			}
 			return err
 		}
+		if err := mayReference(p, need, ks, vs); err != nil {
+			return err
+		}
 		parsed.Warnings = append(parsed.Warnings, v.Warnings...)
 		changes = append(changes, vschemastore.Change{Keyspace: ks, VSchema: vs})
 	}
@@ -396,17 +415,29 @@ func (s *apiServer) putVSchemas(w http.ResponseWriter, r *http.Request, p *princ
 // apply runs a write, audits it and writes the response.
 func (s *apiServer) apply(w http.ResponseWriter, r *http.Request, p *principal, action string, changes []vschemastore.Change,
 	opts vschemastore.ApplyOptions, parsed *vschemastore.Validation, fullDiff bool) error {
+	var intents []AuditEntry
+	if !opts.DryRun {
+		for _, c := range changes {
+			intents = append(intents, AuditEntry{User: p.name, Remote: r.RemoteAddr, Action: action, Keyspace: c.Keyspace})
+		}
+		if err := s.begin(intents); err != nil {
+			return err
+		}
+	}
 	res, err := s.store.Apply(r.Context(), changes, opts)
 	if parsed != nil && res != nil && res.Validation != nil {
 		res.Validation.Warnings = append(parsed.Warnings, res.Validation.Warnings...)
 	}
-	auditErr := s.auditApply(r, p, action, res, err)
+	auditErr := s.auditApply(intents, res, err)
 	if res != nil && !fullDiff {
 		for i := range res.Keyspaces {
 			if d := res.Keyspaces[i].Diff; d != nil {
 				d.Changes = nil
 			}
 		}
+	}
+	if writes := res.Writes(); auditErr != nil && len(writes) > 0 {
+		return unaudited(auditErr, err, writes, res)
 	}
 	if err != nil {
 		he := s.mapError(err)
@@ -424,8 +455,62 @@ func (s *apiServer) apply(w http.ResponseWriter, r *http.Request, p *principal, 
 	if len(res.Keyspaces) == 1 && res.Keyspaces[0].NewVersion != "" {
 		w.Header().Set("ETag", strconv.Quote(res.Keyspaces[0].NewVersion))
 	}
-	writeJSON(w, http.StatusOK, ApplyResponse{ApplyResult: res, AuditError: errString(auditErr), CellsNote: cellsNote(res.NoCells)})
+	writeJSON(w, http.StatusOK, ApplyResponse{ApplyResult: res, CellsNote: cellsNote(res.NoCells)})
 	return nil
+}
+
+// begin records the intents of a write before it is made (AuditEntry):
+// if they cannot be, the write is not made, and the answer (500) says so.
+func (s *apiServer) begin(intents []AuditEntry) error {
+	now := time.Now().UTC()
+	for i := range intents {
+		intents[i].Time = now
+	}
+	if err := s.audit.begin(intents); err != nil {
+		s.log.Error("audit log: cannot record a write's intent: the write is refused", "err", err)
+		return errorf(http.StatusInternalServerError, "nothing was written: the write could not be recorded in the audit log before being made: %v", err)
+	}
+	return nil
+}
+
+// finish appends the outcome lines of a write's intents.
+func (s *apiServer) finish(outcomes []AuditEntry) error {
+	if len(outcomes) == 0 {
+		return nil
+	}
+	if err := s.audit.append(outcomes...); err != nil {
+		s.log.Error("audit log: cannot record a write's outcome", "err", err, "entries", len(outcomes))
+		return err
+	}
+	return nil
+}
+
+// outcome is the outcome line of intent: its result ok, or error if opErr
+// is set, when written; not_written (with opErr) when not.
+func outcome(intent AuditEntry, written bool, opErr error) AuditEntry {
+	e := intent
+	e.Seq, e.Intent, e.Time = 0, intent.Seq, time.Now().UTC()
+	e.Result, e.Error = auditOK, errString(opErr)
+	switch {
+	case !written:
+		e.Result = auditNotWritten
+	case opErr != nil:
+		e.Result = auditError
+	}
+	return e
+}
+
+// unaudited is the answer (500) to a write that was made but whose outcome
+// could not be recorded in the audit log: it names what was written (as
+// "written", and in the message) and has the write's result; its intent
+// stays in the log, and the next start of vschemad records it as unknown.
+func unaudited(auditErr, opErr error, writes []vschemastore.Write, result any) error {
+	msg := fmt.Sprintf("the write was made, but its outcome could not be recorded in the audit log (%v)", auditErr)
+	if opErr != nil {
+		msg += "; the write reported: " + opErr.Error()
+	}
+	msg = (&vschemastore.PartialError{Writes: writes, Err: errors.New(msg)}).Error()
+	return &httpError{status: http.StatusInternalServerError, msg: msg, body: map[string]any{"written": writes, "result": result}}
 }
 
 // cellsNote is the cells_note of a write's response: NoCellsNote when the
@@ -437,34 +522,34 @@ func cellsNote(noCells bool) string {
 	return vschemastore.NoCellsNote + " (POST /api/v1/cells/{cell}/srvvschema/rebuild)"
 }
 
-// auditApply appends an entry per keyspace written.
-func (s *apiServer) auditApply(r *http.Request, p *principal, action string, res *vschemastore.ApplyResult, applyErr error) error {
-	if res == nil || res.DryRun {
-		return nil
-	}
-	var entries []AuditEntry
-	for _, k := range res.Keyspaces {
-		if !k.Written {
-			continue
+// auditApply appends the outcome of each intent: a keyspace's old and new
+// version and diff summary when written.
+func (s *apiServer) auditApply(intents []AuditEntry, res *vschemastore.ApplyResult, applyErr error) error {
+	byKeyspace := map[string]*vschemastore.KeyspaceResult{}
+	if res != nil {
+		for i := range res.Keyspaces {
+			byKeyspace[res.Keyspaces[i].Keyspace] = &res.Keyspaces[i]
 		}
-		e := AuditEntry{Time: time.Now().UTC(), User: p.name, Remote: r.RemoteAddr, Action: action, Keyspace: k.Keyspace,
-			OldVersion: k.OldVersion, NewVersion: k.NewVersion, Summary: k.Diff.Summary, Result: "ok"}
-		if k.Diff.Deleted {
-			e.Action = "delete"
+	}
+	var outcomes []AuditEntry
+	for _, in := range intents {
+		k := byKeyspace[in.Keyspace]
+		e := outcome(in, k != nil && k.Written, applyErr)
+		if k != nil {
+			e.OldVersion, e.NewVersion = k.OldVersion, k.NewVersion
+			if !k.Written {
+				e.NewVersion = ""
+			}
+			if k.Diff != nil {
+				e.Summary = k.Diff.Summary
+				if k.Written && k.Diff.Deleted {
+					e.Action = "delete"
+				}
+			}
 		}
-		if applyErr != nil {
-			e.Result, e.Error = "error", applyErr.Error()
-		}
-		entries = append(entries, e)
+		outcomes = append(outcomes, e)
 	}
-	if len(entries) == 0 {
-		return nil
-	}
-	if err := s.audit.append(entries...); err != nil {
-		s.log.Error("audit log: the write was made but could not be recorded", "err", err, "entries", len(entries))
-		return err
-	}
-	return nil
+	return s.finish(outcomes)
 }
 
 func (s *apiServer) history(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -483,7 +568,9 @@ func (s *apiServer) history(w http.ResponseWriter, r *http.Request, p *principal
 	if err != nil && !errors.Is(err, vschemastore.ErrNotFound) {
 		return err
 	}
-	entries, err := s.audit.read(func(e *AuditEntry) bool { return e.Keyspace == ks }, limit)
+	// The keyspace's writes: attempts that wrote nothing are in the audit
+	// log (GET /api/v1/audit), not in its history.
+	entries, err := s.audit.read(func(e *AuditEntry) bool { return e.Keyspace == ks && e.Result != auditNotWritten }, limit)
 	if err != nil {
 		return err
 	}
@@ -547,20 +634,31 @@ func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *principa
 	if err != nil {
 		return err
 	}
+	var intents []AuditEntry
+	if !dryRun {
+		intents = []AuditEntry{{User: p.name, Remote: r.RemoteAddr, Action: "rules", Rules: string(k)}}
+		if err := s.begin(intents); err != nil {
+			return err
+		}
+	}
 	res, err := s.store.PutRules(r.Context(), k, rules, r.Header.Get("If-Match"), dryRun)
 	if res != nil && res.Validation != nil {
 		res.Validation.Warnings = append(parsed.Warnings, res.Validation.Warnings...)
 	}
-	var auditErr error
-	if res != nil && res.Written {
-		e := AuditEntry{Time: time.Now().UTC(), User: p.name, Remote: r.RemoteAddr, Action: "rules", Rules: string(k),
-			OldVersion: res.OldVersion, NewVersion: res.NewVersion, Summary: res.Diff.Summary, Result: "ok"}
-		if err != nil {
-			e.Result, e.Error = "error", err.Error()
+	var outcomes []AuditEntry
+	for _, in := range intents {
+		e := outcome(in, res.Written, err)
+		e.OldVersion = res.OldVersion
+		if res.Written {
+			e.NewVersion = res.NewVersion
 		}
-		if auditErr = s.audit.append(e); auditErr != nil {
-			s.log.Error("audit log: the write was made but could not be recorded", "err", auditErr)
+		if res.Diff != nil {
+			e.Summary = res.Diff.Summary
 		}
+		outcomes = append(outcomes, e)
+	}
+	if auditErr := s.finish(outcomes); auditErr != nil && res.Written {
+		return unaudited(auditErr, err, res.Writes(), res)
 	}
 	if err != nil {
 		he := s.mapError(err)
@@ -578,7 +676,7 @@ func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *principa
 	if res.NewVersion != "" {
 		w.Header().Set("ETag", strconv.Quote(res.NewVersion))
 	}
-	writeJSON(w, http.StatusOK, RulesResponse{RulesResult: res, AuditError: errString(auditErr), CellsNote: cellsNote(res.NoCells)})
+	writeJSON(w, http.StatusOK, RulesResponse{RulesResult: res, CellsNote: cellsNote(res.NoCells)})
 	return nil
 }
 
@@ -643,17 +741,29 @@ func (s *apiServer) rebuildCell(w http.ResponseWriter, r *http.Request, p *princ
 	case !slices.Contains(cells, cell):
 		return errorf(http.StatusNotFound, "no cell %q (cells: %s)", cell, strings.Join(cells, ", "))
 	}
-	res, err := s.store.RebuildCell(r.Context(), cell)
-	e := AuditEntry{Time: time.Now().UTC(), User: p.name, Remote: r.RemoteAddr, Action: "rebuild", Cell: cell,
-		NewVersion: res.Version, Summary: "SrvVSchema rebuilt from the global topology", Result: "ok"}
-	if err != nil {
-		e.Result, e.Error = "error", err.Error()
+	intent := []AuditEntry{{User: p.name, Remote: r.RemoteAddr, Action: "rebuild", Cell: cell}}
+	if err := s.begin(intent); err != nil {
+		return err
 	}
-	auditErr := s.audit.append(e)
+	res, err := s.store.RebuildCell(r.Context(), cell)
+	// Recorded as written when the rebuild succeeded or reports the
+	// version it wrote; a failure without one as not_written, with its
+	// error (a write whose answer was lost may still have landed, as for
+	// every write).
+	written := err == nil || res.Version != ""
+	e := outcome(intent[0], written, err)
+	e.NewVersion, e.Summary = res.Version, "SrvVSchema rebuilt from the global topology"
+	if auditErr := s.finish([]AuditEntry{e}); auditErr != nil && written {
+		msg := fmt.Sprintf("cell %s's SrvVSchema was rebuilt (version %s), but the rebuild could not be recorded in the audit log (%v)", cell, res.Version, auditErr)
+		if err != nil {
+			msg += "; the rebuild reported: " + err.Error()
+		}
+		return &httpError{status: http.StatusInternalServerError, msg: msg, body: map[string]any{"cell": res}}
+	}
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"cell": res, "audit_error": errString(auditErr)})
+	writeJSON(w, http.StatusOK, map[string]any{"cell": res})
 	return nil
 }
 

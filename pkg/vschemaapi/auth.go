@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"sigs.k8s.io/yaml"
+	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
 	"github.com/topod-io/topod/pkg/vschemastore"
 )
@@ -169,6 +170,37 @@ func (p *principal) can(v verb, ks string) bool {
 // log).
 func (p *principal) canAll(v verb) bool {
 	return p.all || (p.level >= v && slices.Contains(p.keyspaces, "*"))
+}
+
+// mayReference returns the 403 of a vschema of keyspace ks that names a
+// table of a keyspace p may not do v on (v being what p does to ks: write,
+// or read for a dry run). Through a lookup vindex vtgate writes and reads
+// the lookup table, through a sequence it takes ids from the sequence
+// table, and through a reference table it routes to the source: a token
+// scoped to some keyspaces could otherwise reach the tables of the others
+// by naming them. A name whose keyspace cannot be told (unqualified and
+// not a table of ks's own vschema) is refused too, asking for ks.table.
+// Routing rules, which redirect tables between keyspaces, need v on "*"
+// already (canAll in their handlers), as do keyspace routing rules.
+func mayReference(p *principal, v verb, ks string, vs *vschemapb.Keyspace) error {
+	if p.canAll(v) {
+		return nil
+	}
+	refs, err := vschemastore.ForeignReferences(ks, vs)
+	if err != nil {
+		return err
+	}
+	for _, r := range refs {
+		switch {
+		case r.Keyspace == "":
+			return errorf(http.StatusForbidden, "%s may not name a table of a keyspace it may not %s: keyspace %s's %s %q (%s) names no keyspace and is not a table of %s's vschema, so vtgate may resolve it in any keyspace: qualify it as keyspace.table",
+				p.name, v, ks, r.What, r.Value, r.Field, ks)
+		case !p.can(v, r.Keyspace):
+			return errorf(http.StatusForbidden, "%s may not %s keyspace %s, which keyspace %s's %s %q (%s) refers to",
+				p.name, v, r.Keyspace, ks, r.What, r.Value, r.Field)
+		}
+	}
+	return nil
 }
 
 var (

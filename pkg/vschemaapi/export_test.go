@@ -3,6 +3,7 @@ package vschemaapi
 import (
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -17,10 +18,32 @@ var WriteTokens = writeTokens
 // Store of their own (on a topology whose operations fail on purpose).
 func NewTestHandler(tb testing.TB, store *vschemastore.Store) http.Handler {
 	tb.Helper()
-	audit, err := openAudit(filepath.Join(tb.TempDir(), "audit.log"))
+	h, _ := NewTestHandlerAt(tb, store, filepath.Join(tb.TempDir(), "audit.log"))
+	return h
+}
+
+// NewTestHandlerAt is NewTestHandler with its audit log at auditPath
+// (opened as vschemad opens it, recovering its tail), and a function that
+// makes every later append to it fail for real: the log's file is swapped
+// for a read-only descriptor of the same file, so the kernel refuses the
+// write and the truncate back (EBADF), as a full or failed disk would.
+func NewTestHandlerAt(tb testing.TB, store *vschemastore.Store, auditPath string) (http.Handler, func()) {
+	tb.Helper()
+	audit, err := openAudit(auditPath, slog.New(slog.DiscardHandler))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { audit.Close() })
-	return (&apiServer{store: store, audit: audit, maxBody: 64 << 20, log: slog.New(slog.DiscardHandler)}).handler()
+	breakAudit := func() {
+		ro, err := os.Open(auditPath)
+		if err != nil {
+			tb.Error(err)
+			return
+		}
+		audit.mu.Lock()
+		defer audit.mu.Unlock()
+		audit.f.Close()
+		audit.f = ro
+	}
+	return (&apiServer{store: store, audit: audit, maxBody: 64 << 20, log: slog.New(slog.DiscardHandler)}).handler(), breakAudit
 }

@@ -20,7 +20,8 @@ var errInjected = errors.New("injected fault")
 // TestPartialWrites: a request that fails after writing part of its change
 // says so: the error message and "written" name what was written (and
 // stands), "result" has the rest; one that fails before writing anything
-// has no "written". The audit log has what was written, as an error.
+// has no "written". The audit log has what was written, as an error, and
+// what was not, as not_written.
 func TestPartialWrites(t *testing.T) {
 	writes := []string{"Create", "Update", "Delete"}
 	failOn := func(cell, filePath string, ops ...string) vschematest.Fault {
@@ -100,17 +101,21 @@ func TestPartialWrites(t *testing.T) {
 				})
 			}
 
-			// The audit log has the keyspaces written, as errors.
+			// The audit log has the keyspaces written, as errors naming what
+			// was written, and the others, not written, with their error.
 			code, out, _ := vschematest.Call(t, nil, "GET", api+"/audit", nil)
 			audit := vschematest.Decode[vschemaapi.AuditResponse](t, out)
 			var got []string
 			for _, e := range slices.Backward(audit.Entries) {
-				if e.Result != "error" || !strings.Contains(e.Error, "not undone") {
-					t.Errorf("audit entry %+v: want an error naming what was written", e)
+				switch {
+				case e.Result == "error" && strings.Contains(e.Error, "not undone"):
+				case e.Result == "not_written" && strings.Contains(e.Error, "injected fault"):
+				default:
+					t.Errorf("audit entry %+v: want an error naming what was written, or not_written with its error", e)
 				}
-				got = append(got, e.Action+" "+e.Keyspace+e.Rules)
+				got = append(got, e.Action+" "+e.Keyspace+e.Rules+" "+e.Result)
 			}
-			if want := []string{"import a", "apply a", "apply b", "delete b", "rules routing-rules"}; code != http.StatusOK || !slices.Equal(got, want) {
+			if want := []string{"import a error", "import b not_written", "apply a error", "apply b error", "delete b error", "rules routing-rules error", "apply a not_written"}; code != http.StatusOK || !slices.Equal(got, want) {
 				t.Errorf("audit log %v, want %v (%d)", got, want, code)
 			}
 		})

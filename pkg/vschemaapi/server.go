@@ -46,11 +46,38 @@ type Config struct {
 	// --topod-record-access: with topod, update the cells' SrvVSchema at the
 	// record level, re-encoding only the changed keyspaces.
 	RecordAccess bool
+	// --allow-insecure-tokens: accept bearer tokens over plain HTTP on an
+	// address that is not loopback (behind a TLS-terminating proxy, say);
+	// without it serve refuses to start so.
+	AllowInsecureTokens bool
+	// --read-timeout: the longest a request may take to arrive, body
+	// included (http.Server.ReadTimeout; headers within min(30s, this)).
+	// This and the next two: 0 is the default (DefaultReadTimeout...);
+	// there is no "none".
+	ReadTimeout time.Duration
+	// --write-timeout: the longest from a request's headers to the end of
+	// its answer (http.Server.WriteTimeout). A write still running then
+	// completes and is audited, but its answer is lost.
+	WriteTimeout time.Duration
+	// --idle-timeout: how long a keep-alive connection waits for its next
+	// request (http.Server.IdleTimeout).
+	IdleTimeout time.Duration
 }
+
+// Timeout defaults of `vschemad serve`: long enough for a 64 MiB import
+// body on a slow link and for a write that waits for several cells
+// (--cell-timeout each round), short enough that a client that stalls or
+// walks away does not hold a connection for long.
+const (
+	DefaultReadTimeout  = 5 * time.Minute
+	DefaultWriteTimeout = 10 * time.Minute
+	DefaultIdleTimeout  = 2 * time.Minute
+)
 
 // Serve runs the server until ctx ends. If ready is not nil, the listening
 // address is sent on it once the server accepts connections.
 func Serve(ctx context.Context, cfg *Config, ready chan<- string) error {
+	cfg = new(*cfg) // defaults are filled in below; the caller's stays as given
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
@@ -71,6 +98,19 @@ func Serve(ctx context.Context, cfg *Config, ready chan<- string) error {
 	if cfg.TLSClientCA != "" && cfg.TLSCert == "" {
 		return errors.New("--tls-client-ca needs --tls-cert and --tls-key")
 	}
+	timeouts := []struct {
+		flag string
+		d    *time.Duration
+		def  time.Duration
+	}{{"--read-timeout", &cfg.ReadTimeout, DefaultReadTimeout}, {"--write-timeout", &cfg.WriteTimeout, DefaultWriteTimeout}, {"--idle-timeout", &cfg.IdleTimeout, DefaultIdleTimeout}}
+	for _, t := range timeouts {
+		switch {
+		case *t.d < 0:
+			return fmt.Errorf("%s %v: want a positive duration (0 for the default, %v)", t.flag, *t.d, t.def)
+		case *t.d == 0:
+			*t.d = t.def
+		}
+	}
 	var auth *authenticator
 	if cfg.TokensFile != "" {
 		var err error
@@ -88,14 +128,22 @@ func Serve(ctx context.Context, cfg *Config, ready chan<- string) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	defer lis.Close()
+	var guard *browserGuard
 	switch {
+	case auth != nil && cfg.TLSCert == "" && !isLoopback(lis.Addr()) && !cfg.AllowInsecureTokens:
+		return fmt.Errorf("refusing to accept bearer tokens over plain HTTP on %s, which is not a loopback address: set --tls-cert and --tls-key, or --allow-insecure-tokens if a TLS-terminating proxy is in front", lis.Addr())
+	case auth != nil && cfg.TLSCert == "" && !isLoopback(lis.Addr()):
+		log.Warn("bearer tokens over plain HTTP on a non-loopback address (--allow-insecure-tokens): anyone on the path can read and replay them", "listen", lis.Addr().String())
+		log.Info("authentication: bearer tokens", "tokens_file", cfg.TokensFile, "tokens", len(auth.tokens))
 	case auth != nil:
 		log.Info("authentication: bearer tokens", "tokens_file", cfg.TokensFile, "tokens", len(auth.tokens))
 	case cfg.TLSClientCA != "":
+		guard = &browserGuard{}
 		log.Warn("no --tokens-file: every client with a certificate signed by --tls-client-ca may do everything", "client_ca", cfg.TLSClientCA)
 	case !isLoopback(lis.Addr()):
 		return fmt.Errorf("refusing to serve without authentication on %s, which is not a loopback address: set --tokens-file (or --tls-client-ca)", lis.Addr())
 	default:
+		guard = &browserGuard{loopbackHost: true}
 		log.Warn("serving WITHOUT authentication, on loopback only: set --tokens-file to require bearer tokens", "listen", lis.Addr().String())
 	}
 
@@ -124,16 +172,19 @@ func Serve(ctx context.Context, cfg *Config, ready chan<- string) error {
 	if err != nil {
 		return err
 	}
-	audit, err := openAudit(cfg.AuditLog)
+	audit, err := openAudit(cfg.AuditLog, log)
 	if err != nil {
 		return err
 	}
 	defer audit.Close()
 
-	api := &apiServer{store: store, auth: auth, audit: audit, maxBody: cfg.MaxBodyBytes, log: log}
+	api := &apiServer{store: store, auth: auth, guard: guard, audit: audit, maxBody: cfg.MaxBodyBytes, log: log}
 	srv := &http.Server{
 		Handler:           api.handler(),
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: min(30*time.Second, cfg.ReadTimeout),
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	scheme := "http"

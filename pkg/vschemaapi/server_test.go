@@ -66,9 +66,11 @@ func TestTLS(t *testing.T) {
 }
 
 // TestServeRefusals: serve refuses to run without authentication on a
-// non-loopback address, and reports bad TLS and token configuration.
+// non-loopback address, or with bearer tokens over plain HTTP there, and
+// reports bad TLS, token and timeout configuration.
 func TestServeRefusals(t *testing.T) {
 	tp := vschematest.StartTopodBolt(t, vschematest.Options{})
+	tokens := vschemaapi.WriteTokens(t, "tokens:\n  - {name: ops, token: s3cret, keyspaces: ['*'], verbs: [admin]}\n")
 	base := func() *vschemaapi.Config {
 		return &vschemaapi.Config{Listen: "127.0.0.1:0", TopoImplementation: tp.Impl, TopoAddress: tp.Addr, TopoRoot: tp.Root,
 			AuditLog: filepath.Join(t.TempDir(), "audit.log"), MaxBodyBytes: 1 << 20, LogLevel: "error", ShutdownGrace: time.Second}
@@ -85,6 +87,9 @@ func TestServeRefusals(t *testing.T) {
 		{"unknown topology", func(c *vschemaapi.Config) { c.TopoImplementation = "zookeeper9" }, "open topology zookeeper9"},
 		{"bad body limit", func(c *vschemaapi.Config) { c.MaxBodyBytes = 0 }, "--max-body-bytes"},
 		{"no audit log", func(c *vschemaapi.Config) { c.AuditLog = "" }, "--audit-log is required"},
+		{"tokens over plain HTTP off loopback", func(c *vschemaapi.Config) { c.Listen, c.TokensFile = "0.0.0.0:0", tokens },
+			"refusing to accept bearer tokens over plain HTTP on [::]:"},
+		{"negative timeout", func(c *vschemaapi.Config) { c.IdleTimeout = -time.Second }, "--idle-timeout -1s: want a positive duration"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -97,5 +102,18 @@ func TestServeRefusals(t *testing.T) {
 				t.Fatalf("serve: %v, want %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestAllowInsecureTokens: with --allow-insecure-tokens, bearer tokens are
+// served over plain HTTP on a non-loopback address (behind a TLS proxy).
+func TestAllowInsecureTokens(t *testing.T) {
+	tp := vschematest.StartTopodBolt(t, vschematest.Options{})
+	tokens := vschemaapi.WriteTokens(t, "tokens:\n  - {name: ops, token: s3cret, keyspaces: ['*'], verbs: [admin]}\n")
+	srv := vschematest.StartVSchemad(t, tp, func(c *vschemaapi.Config) {
+		c.Listen, c.TokensFile, c.AllowInsecureTokens = "0.0.0.0:0", tokens, true
+	})
+	if code, body, _ := vschematest.Call(t, nil, "GET", srv.URL+"/api/v1/cells", nil, "Authorization", "Bearer s3cret"); code != http.StatusOK {
+		t.Fatalf("GET cells: %d %s", code, body)
 	}
 }

@@ -23,9 +23,6 @@ type BatchRequest struct {
 // keyspace vschemas: PUT .../vschema, POST /api/v1/vschemas, a rollback.
 type ApplyResponse struct {
 	*vschemastore.ApplyResult
-	// AuditError is set when the write was made but its audit entry could
-	// not be appended.
-	AuditError string `json:"audit_error,omitempty"`
 	// CellsNote explains no_cells when it is set: the topology has no
 	// cell, so no SrvVSchema was updated (cells is then []).
 	CellsNote string `json:"cells_note,omitempty"`
@@ -35,9 +32,8 @@ type ApplyResponse struct {
 // PUT /api/v1/{routing-rules|...}.
 type RulesResponse struct {
 	*vschemastore.RulesResult
-	// AuditError and CellsNote are as in ApplyResponse.
-	AuditError string `json:"audit_error,omitempty"`
-	CellsNote  string `json:"cells_note,omitempty"`
+	// CellsNote is as in ApplyResponse.
+	CellsNote string `json:"cells_note,omitempty"`
 }
 
 // HistoryResponse is the body of GET .../vschema/history.
@@ -63,7 +59,9 @@ type ErrorResponse struct {
 	Result json.RawMessage `json:"result,omitempty"`
 	// Written lists what a write request wrote to the global topology
 	// before it failed (a batch's first keyspaces; a vschema or rules whose
-	// cells were then not updated): those writes stand, nothing was undone.
+	// cells were then not updated; a write whose outcome could not be
+	// recorded in the audit log, 500): those writes stand, nothing was
+	// undone.
 	// The error message names them too. Absent when no write was seen to
 	// succeed.
 	Written []vschemastore.Write `json:"written,omitempty"`

@@ -110,7 +110,10 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	if body != nil {
+	if body != nil || (method != http.MethodGet && method != http.MethodHead) {
+		// Every request but a read says JSON, with a body or without: a
+		// vschemad serving without bearer tokens refuses one that does not
+		// (415), as it would a web page's form or text/plain POST.
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {

@@ -122,6 +122,17 @@ type RulesResult struct {
 	// Cells and NoCells are as in ApplyResult.
 	Cells   []CellResult `json:"cells,omitzero"`
 	NoCells bool         `json:"no_cells,omitempty"`
+
+	deleted bool // the write deleted the file
+}
+
+// Writes returns what r wrote to the global topology: the rules file, if
+// written (or deleted).
+func (r *RulesResult) Writes() []Write {
+	if r == nil || !r.Written {
+		return nil
+	}
+	return []Write{{Rules: r.Kind, Path: r.Kind.File(), Version: r.NewVersion, Deleted: r.deleted}}
 }
 
 // PutRules validates rules of kind k and, unless dryRun, writes them to the
@@ -147,7 +158,6 @@ func (s *Store) PutRules(ctx context.Context, k RulesKind, rules proto.Message, 
 	if err != nil {
 		return res, fmt.Errorf("vschema: write %s: marshal: %w", k.File(), err)
 	}
-	var deleted bool // the write deleted the file
 	wait := casBackoff()
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if err := pause(ctx, wait, attempt); err != nil {
@@ -200,7 +210,7 @@ func (s *Store) PutRules(ctx context.Context, k RulesKind, rules proto.Message, 
 		if err != nil {
 			return res, fmt.Errorf("vschema: write %s: %w", k.File(), err)
 		}
-		res.Written, res.NewVersion, deleted = true, versionString(nv), deletes
+		res.Written, res.NewVersion, res.deleted = true, versionString(nv), deletes
 		break
 	}
 	if !res.Written && res.Changed {
@@ -210,7 +220,7 @@ func (s *Store) PutRules(ctx context.Context, k RulesKind, rules proto.Message, 
 	res.Cells = cells
 	res.NoCells = err == nil && len(cells) == 0
 	if res.Written {
-		err = partial(err, []Write{{Rules: k, Path: k.File(), Version: res.NewVersion, Deleted: deleted}})
+		err = partial(err, res.Writes())
 	}
 	return res, err
 }

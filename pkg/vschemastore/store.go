@@ -505,15 +505,24 @@ func (s *Store) Apply(ctx context.Context, changes []Change, opts ApplyOptions) 
 		}
 	}
 	if writeErr != nil {
-		var writes []Write
-		for _, r := range res.Keyspaces {
-			if r.Written {
-				writes = append(writes, Write{Keyspace: r.Keyspace, Path: vschemaPath(r.Keyspace), Version: r.NewVersion, Deleted: r.Diff.Deleted})
-			}
-		}
-		writeErr = partial(writeErr, writes)
+		writeErr = partial(writeErr, res.Writes())
 	}
 	return res, writeErr
+}
+
+// Writes returns what r wrote to the global topology: the vschema of each
+// keyspace written (or deleted), in r's order.
+func (r *ApplyResult) Writes() []Write {
+	if r == nil {
+		return nil
+	}
+	var writes []Write
+	for _, k := range r.Keyspaces {
+		if k.Written {
+			writes = append(writes, Write{Keyspace: k.Keyspace, Path: vschemaPath(k.Keyspace), Version: k.NewVersion, Deleted: k.Diff.Deleted})
+		}
+	}
+	return writes
 }
 
 // writeKeyspace writes one change to the global topology, compare-and-set

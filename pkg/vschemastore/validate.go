@@ -289,7 +289,9 @@ func ValidateKeyspaces(ctx context.Context, parser *sqlparser.Parser, batch map[
 		}
 		v.merge(checkKeyspace(name, ks, opts))
 		for _, r := range references(name, ks, parser) {
-			refs[r.keyspace] = append(refs[r.keyspace], r)
+			if r.resolved() {
+				refs[r.keyspace] = append(refs[r.keyspace], r)
+			}
 		}
 		if !v.hasErrors(name) {
 			// Vitess decides: anything it refuses that the structured pass
@@ -501,14 +503,16 @@ type refKind int
 const (
 	refSequence refKind = iota
 	refReference
+	refLookup
 )
 
-// ref is a reference from a table of one keyspace to a table of another.
+// ref is a reference from a table or vindex of one keyspace to a table of
+// another.
 type ref struct {
 	kind     refKind
 	from     string // keyspace
 	table    string // referenced table
-	keyspace string // referenced keyspace
+	keyspace string // referenced keyspace; "" when the name does not say (ForeignReferences)
 	fromTbl  string
 	field    string
 	what     string
@@ -519,17 +523,41 @@ func (r ref) problem(code string) Problem {
 	return Problem{Keyspace: r.from, Table: r.fromTbl, Field: r.field, Code: code}
 }
 
-// references returns the qualified references of ks to other keyspaces:
-// auto-increment sequences and reference tables' sources.
+// resolved reports whether validation resolves r against the keyspace it
+// names: sequences and reference sources qualified with a keyspace. Vitess
+// resolves lookup tables only when it queries them, so validation does
+// not.
+func (r ref) resolved() bool { return r.kind != refLookup && r.keyspace != "" }
+
+// references returns the references of ks to tables of other keyspaces:
+// auto-increment sequences, reference tables' sources and every vindex's
+// "table" parameter (the lookup vindexes' tables), qualified with another
+// keyspace; with keyspace "", the unqualified sequences and lookup tables
+// that are not tables of ks's own vschema, and the lookup tables that are
+// not a table name at all. Unparsable sequences and unqualified reference
+// sources, which Vitess refuses, are left out.
 func references(name string, ks *vschemapb.Keyspace, parser *sqlparser.Parser) []ref {
 	var out []ref
+	// foreign returns the keyspace a table name refers to, if it is not
+	// name; ok is false for a table of name.
+	foreign := func(value string) (keyspace, table string, ok bool, err error) {
+		q, tbl, err := parser.ParseTable(value)
+		switch {
+		case err != nil:
+			return "", "", true, err
+		case q == "":
+			_, own := ks.Tables[tbl]
+			return "", tbl, !own, nil
+		}
+		return q, tbl, q != name, nil
+	}
 	for _, tname := range slices.Sorted(maps.Keys(ks.Tables)) {
 		t := ks.Tables[tname]
 		if t == nil {
 			continue
 		}
 		if ai := t.AutoIncrement; ai != nil && ai.Sequence != "" {
-			if q, tbl, err := parser.ParseTable(ai.Sequence); err == nil && q != "" && q != name {
+			if q, tbl, ok, err := foreign(ai.Sequence); err == nil && ok {
 				out = append(out, ref{kind: refSequence, from: name, fromTbl: tname, keyspace: q, table: tbl,
 					field: "tables." + tname + ".auto_increment.sequence", what: "sequence", value: ai.Sequence})
 			}
@@ -539,6 +567,16 @@ func references(name string, ks *vschemapb.Keyspace, parser *sqlparser.Parser) [
 				out = append(out, ref{kind: refReference, from: name, fromTbl: tname, keyspace: strings.Trim(q, "`"), table: strings.Trim(tbl, "`"),
 					field: "tables." + tname + ".source", what: "reference source", value: t.Source})
 			}
+		}
+	}
+	for _, vname := range slices.Sorted(maps.Keys(ks.Vindexes)) {
+		table, ok := ks.Vindexes[vname].GetParams()["table"]
+		if !ok {
+			continue
+		}
+		if q, tbl, ok, _ := foreign(table); ok {
+			out = append(out, ref{kind: refLookup, from: name, keyspace: q, table: tbl,
+				field: "vindexes." + vname + ".params.table", what: "lookup table", value: table})
 		}
 	}
 	return out
@@ -554,9 +592,45 @@ func References(name string, ks *vschemapb.Keyspace) []string {
 	}
 	seen := map[string]bool{}
 	for _, r := range references(name, ks, parser) {
-		seen[r.keyspace] = true
+		if r.resolved() {
+			seen[r.keyspace] = true
+		}
 	}
 	return slices.Sorted(maps.Keys(seen))
+}
+
+// Reference is a name, in a keyspace's vschema, of a table that is, or may
+// be, in another keyspace.
+type Reference struct {
+	// Keyspace is the keyspace named; "" when the name does not say which
+	// (an unqualified name that is not a table of the keyspace's own
+	// vschema, or a lookup table that is not a table name).
+	Keyspace string
+	Table    string
+	What     string // "sequence", "reference source" or "lookup table"
+	Field    string // e.g. tables.t.auto_increment.sequence, vindexes.v.params.table
+	Value    string // as written
+}
+
+// ForeignReferences returns the names in ks (the vschema of keyspace name)
+// of tables outside it, through which vtgate reads and writes another
+// keyspace's tables on ks's behalf: auto-increment sequences (vtgate takes
+// ids from them), lookup vindexes' tables (vtgate writes and reads them;
+// any vindex's "table" parameter counts) and reference tables' sources.
+// An unqualified sequence or lookup table that ks's own vschema does not
+// list is returned with Keyspace "": vtgate resolves an unqualified
+// sequence among every keyspace's tables (and the routing rules), and a
+// lookup's query in the session's keyspace, so it may be any keyspace's.
+func ForeignReferences(name string, ks *vschemapb.Keyspace) ([]Reference, error) {
+	parser, err := sqlparser.New(sqlparser.Options{})
+	if err != nil {
+		return nil, err
+	}
+	var out []Reference
+	for _, r := range references(name, ks, parser) {
+		out = append(out, Reference{Keyspace: r.keyspace, Table: r.table, What: r.what, Field: r.field, Value: r.value})
+	}
+	return out, nil
 }
 
 // attribute turns an error of Vitess's about keyspace name into a Problem
