@@ -6,13 +6,17 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/topod-io/topod/pkg/kv"
+	"github.com/topod-io/topod/pkg/kvmirror"
 )
 
 // maxTxnOps is etcd's default --max-txn-ops.
@@ -196,6 +200,9 @@ func (s *Server) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 	if err := checkPut(req); err != nil {
 		return nil, err
 	}
+	if err := s.checkWritable(req.Key, nil); err != nil {
+		return nil, err
+	}
 	op, err := s.putOp(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
@@ -234,6 +241,9 @@ func (s *Server) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*
 	if len(req.Key) == 0 {
 		return nil, rpctypes.ErrGRPCEmptyKey
 	}
+	if err := s.checkWritable(req.Key, req.RangeEnd); err != nil {
+		return nil, err
+	}
 	t := kv.Txn{Success: []kv.Op{deleteOp(req)}}
 	res, err := s.opts.Backend.Txn(ctx, t)
 	if err != nil {
@@ -270,6 +280,9 @@ func (s *Server) deleteResponse(ctx context.Context, r kv.OpResult) (*pb.DeleteR
 // transaction guarded by the keys' revisions).
 func (s *Server) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if err := checkTxn(req, 0); err != nil {
+		return nil, err
+	}
+	if err := s.checkTxnWritable(req); err != nil {
 		return nil, err
 	}
 	t, err := s.toTxn(ctx, req)
@@ -472,6 +485,52 @@ func checkPut(r *pb.PutRequest) error {
 		return rpctypes.ErrGRPCValueProvided
 	case r.IgnoreLease && r.Lease != 0:
 		return rpctypes.ErrGRPCLeaseProvided
+	}
+	return nil
+}
+
+// checkWritable refuses a put or delete of [key, end) (etcd's range form:
+// no end is the key alone, "\x00" every key from it on) that reaches under
+// the reserved prefix, topod's own keys.
+func (s *Server) checkWritable(key, end []byte) error {
+	p := s.opts.ReservedPrefix
+	if p == "" {
+		return nil
+	}
+	k, e := string(key), string(end)
+	var reaches bool
+	switch e {
+	case "":
+		reaches = strings.HasPrefix(k, p)
+	case "\x00":
+		reaches = k < kvmirror.PrefixEnd(p)
+	default:
+		reaches = k < kvmirror.PrefixEnd(p) && e > p
+	}
+	if reaches {
+		return status.Errorf(codes.PermissionDenied, "topod: keys under %s are topod's own: clients may not change them", p)
+	}
+	return nil
+}
+
+// checkTxnWritable is checkWritable for every put and delete of a
+// transaction, nested ones included, whichever branch runs.
+func (s *Server) checkTxnWritable(r *pb.TxnRequest) error {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			var err error
+			switch q := op.Request.(type) {
+			case *pb.RequestOp_RequestPut:
+				err = s.checkWritable(q.RequestPut.Key, nil)
+			case *pb.RequestOp_RequestDeleteRange:
+				err = s.checkWritable(q.RequestDeleteRange.Key, q.RequestDeleteRange.RangeEnd)
+			case *pb.RequestOp_RequestTxn:
+				err = s.checkTxnWritable(q.RequestTxn)
+			}
+			if err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -81,7 +81,10 @@ type Options struct {
 	// (topod's both APIs) against its limit.
 	MaxWatchesPerStream int
 	Watches             Quota
-	Logger              *slog.Logger
+	// ReservedPrefix, if set, holds keys clients may not put or delete
+	// (PermissionDenied): topod's own.
+	ReservedPrefix string
+	Logger         *slog.Logger
 }
 
 // Quota counts the watches open on a server against a limit.

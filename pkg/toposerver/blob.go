@@ -190,9 +190,10 @@ func (s *Server) getBlob(ctx context.Context, h content.Hash) ([]byte, error) {
 	})
 }
 
-// checkRecord refuses a backend value that is a malformed record, or a
-// reference whose root blob is not stored: blobs are uploaded before the
-// record that refers to them.
+// checkRecord refuses a backend value that is a malformed record, a
+// reference whose root blob is not stored (blobs are uploaded before the
+// record that refers to them), or one whose manifests do not parse under
+// its codec (an unknown codec included).
 func (s *Server) checkRecord(ctx context.Context, p string, value []byte) error {
 	ref, err := record.Parse(value)
 	if err != nil {
@@ -208,6 +209,22 @@ func (s *Server) checkRecord(ctx context.Context, p string, value []byte) error 
 	}
 	if len(missing) > 0 {
 		return status.Errorf(codes.FailedPrecondition, "write %s: refers to blob %s, which is not stored: upload blobs before the record", p, root)
+	}
+	// Its manifests must parse under its codec: the blob collector's mark
+	// phase reads them, and stops at one it cannot.
+	var fetchErr error
+	get := func(ctx context.Context, h content.Hash) ([]byte, error) {
+		b, err := s.getBlob(ctx, h)
+		if err != nil && fetchErr == nil {
+			fetchErr = err
+		}
+		return b, err
+	}
+	if _, err := record.Blobs(ctx, ref, get); err != nil {
+		if fetchErr != nil {
+			return fmt.Errorf("write %s: read its manifest: %w", p, blobStatus(fetchErr))
+		}
+		return invalid(fmt.Errorf("write %s: its root %s is not a %v manifest: %w", p, root, ref.Codec, err))
 	}
 	return nil
 }

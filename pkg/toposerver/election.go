@@ -33,6 +33,12 @@ func (s *Server) campaign(ctx context.Context, stream grpc.BidiStreamingServer[t
 	if err := checkPath(start.Path, false); err != nil {
 		return toStatus(err)
 	}
+	if err := checkWritable(start.Path); err != nil {
+		return err
+	}
+	if err := s.checkContents(ctx, start.Path, []byte(start.Id)); err != nil {
+		return toStatus(err)
+	}
 	lease, err := s.backend.Grant(ctx, s.opts.LockTTL)
 	if err != nil {
 		return toStatus(fmt.Errorf("campaign %s: %w", start.Path, err))

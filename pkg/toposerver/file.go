@@ -111,6 +111,9 @@ func (s *Server) Delete(ctx context.Context, req *topodv1.DeleteRequest) (*topod
 	if err := checkPath(req.Path, false); err != nil {
 		return nil, toStatus(err)
 	}
+	if err := checkWritable(req.Path); err != nil {
+		return nil, err
+	}
 	if req.Version < 0 {
 		return nil, toStatus(invalid(fmt.Errorf("delete %s: negative version %d", req.Path, req.Version)))
 	}
@@ -163,6 +166,16 @@ func (s *Server) checkWrite(ctx context.Context, p string, value []byte) error {
 	if err := checkPath(p, false); err != nil {
 		return err
 	}
+	if err := checkWritable(p); err != nil {
+		return err
+	}
+	return s.checkContents(ctx, p, value)
+}
+
+// checkContents checks a value written at p: a file's, a lock file's or
+// an election participant's: its size, and, if it is a record, that it is
+// well formed and its blobs are there.
+func (s *Server) checkContents(ctx context.Context, p string, value []byte) error {
 	if err := s.checkValue(p, value); err != nil {
 		return err
 	}

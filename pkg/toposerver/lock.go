@@ -42,6 +42,14 @@ func (s *Server) lock(ctx context.Context, stream grpc.BidiStreamingServer[topod
 	if err := checkPath(acq.Path, false); err != nil {
 		return toStatus(err)
 	}
+	if err := checkWritable(acq.Path); err != nil {
+		return err
+	}
+	// The lock file's contents get a file's checks: size, and a record
+	// only if well formed (the blob collector reads every value).
+	if err := s.checkContents(ctx, acq.Path, []byte(acq.Contents)); err != nil {
+		return toStatus(err)
+	}
 	if acq.TtlSeconds < 0 {
 		return toStatus(invalid(fmt.Errorf("lock %s: negative ttl %d", acq.Path, acq.TtlSeconds)))
 	}

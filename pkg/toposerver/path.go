@@ -3,6 +3,9 @@ package toposerver
 import (
 	"fmt"
 	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // maxPathBytes bounds the length of a path or prefix in a request.
@@ -12,6 +15,19 @@ const maxPathBytes = 4096
 // empty, "." or ".." segment, no trailing "/" (except the root itself), no NUL
 // byte and at most maxPathBytes bytes. allowRoot says whether "/" itself is
 // acceptable (directories yes, files no).
+// ReservedPrefix holds topod's own keys (the blob collector's lock): no
+// client may write, delete, lock or campaign under it, on either API.
+const ReservedPrefix = "/topod/"
+
+// checkWritable refuses a write, delete, lock or campaign at p (already a
+// valid path) under ReservedPrefix.
+func checkWritable(p string) error {
+	if strings.HasPrefix(p+"/", ReservedPrefix) {
+		return status.Errorf(codes.PermissionDenied, "%s is under %s, topod's own keys: clients may not change them", p, ReservedPrefix)
+	}
+	return nil
+}
+
 func checkPath(p string, allowRoot bool) error {
 	switch {
 	case p == "":

@@ -265,7 +265,7 @@ func New(backend kv.Backend, opts Options) *Server {
 			Backend: backend, Values: newEtcdValues(s), Mirrors: etcdMirrors,
 			Name: opts.Name, Address: opts.Address, Version: etcdVersion, TLS: opts.TLS != nil,
 			ProgressNotifyInterval: opts.EtcdProgressNotifyInterval, Logger: opts.Logger,
-			MaxWatchesPerStream: opts.MaxWatchesPerStream, Watches: s.watches,
+			MaxWatchesPerStream: opts.MaxWatchesPerStream, Watches: s.watches, ReservedPrefix: ReservedPrefix,
 		})
 		met.registry.MustRegister(s.etcd.Collectors()...)
 	}

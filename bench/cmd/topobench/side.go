@@ -95,7 +95,7 @@ func (s *topodSide) name() string {
 	}
 	return "topod"
 }
-func (s *topodSide) root() string { return "/topod" }
+func (s *topodSide) root() string { return "/topodplugin" } // not under /topod/, topod's own keys
 func (s *topodSide) replicas() int {
 	return len(s.cluster.procs)
 }
