@@ -101,8 +101,8 @@ func runGC(ctx context.Context, out io.Writer, f gcFlags) error {
 	if err != nil {
 		return err
 	}
-	if f.grace <= 0 {
-		return fmt.Errorf("--gc-grace %v: want a positive duration", f.grace)
+	if f.grace < blobgc.MinGrace {
+		return fmt.Errorf("--gc-grace %v: want at least %v (a writer's upload-then-publish window)", f.grace, blobgc.MinGrace)
 	}
 	backend, blobs, err := open(ctx, f.commonFlags)
 	if err != nil {

@@ -122,6 +122,7 @@ func TestGCFlagErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"gc", "--gc-grace", "0s"}, "--gc-grace"},
+		{[]string{"gc", "--gc-grace", "1s"}, "want at least 10m0s"},
 		{[]string{"gc", "--log-level", "loud"}, "--log-level"},
 		{[]string{"gc", "extra"}, "unknown command"},
 		{[]string{"--gc-interval", "-1s", "--listen", "127.0.0.1:0"}, "--gc-interval"},

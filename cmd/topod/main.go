@@ -26,6 +26,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/topod-io/topod/pkg/blobgc"
 	"github.com/topod-io/topod/pkg/blobstore"
 	_ "github.com/topod-io/topod/pkg/blobstore/fileblob"
 	_ "github.com/topod-io/topod/pkg/blobstore/s3blob"
@@ -134,8 +135,8 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	if f.gcInterval < 0 || f.gcGrace <= 0 {
-		return fmt.Errorf("--gc-interval %v, --gc-grace %v: want an interval of 0 (off) or more and a positive grace period", f.gcInterval, f.gcGrace)
+	if f.gcInterval < 0 || f.gcGrace < blobgc.MinGrace {
+		return fmt.Errorf("--gc-interval %v, --gc-grace %v: want an interval of 0 (off) or more and a grace of at least %v (a writer's upload-then-publish window)", f.gcInterval, f.gcGrace, blobgc.MinGrace)
 	}
 	if f.inlineLimit <= 0 || f.inlineLimit > record.MaxRecordBytes-1024 {
 		return fmt.Errorf("--inline-limit %d: want 1 to %d bytes", f.inlineLimit, record.MaxRecordBytes-1024)

@@ -95,6 +95,7 @@ func TestStartErrors(t *testing.T) {
 		{[]string{"--etcd-watch-window-events", "0"}, "--etcd-watch-window-events 0"},
 		{[]string{"--etcd-progress-notify-interval", "0s"}, "want positive values"},
 		{[]string{"--max-watches-per-stream", "0"}, "--max-watches-per-stream 0"},
+		{[]string{"--gc-grace", "1s"}, "a grace of at least 10m0s"},
 		{[]string{"--max-lock-ttl", "10ms"}, "a TTL of 1s or more"},
 		{[]string{"--advertise-address", "topod"}, "--advertise-address \"topod\": want host:port"},
 	} {

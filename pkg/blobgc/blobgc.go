@@ -107,6 +107,12 @@ import (
 // DefaultGrace is how long an unreferenced blob is kept by default.
 const DefaultGrace = time.Hour
 
+// MinGrace is the shortest grace topod's flags accept: a writer uploads a
+// file's blobs, then publishes the record referring to them (a SrvVSchema
+// rebuild, a vschemad import); a grace shorter than that window lets a
+// collection delete blobs a record is about to name.
+const MinGrace = 10 * time.Minute
+
 // LockKey is the backend key a collection holds (attached to a lease)
 // while it runs.
 const LockKey = "/topod/gc/lock"
