@@ -9,12 +9,10 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/topod-io/topod/bench/servers"
 	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/topodtest"
 	"github.com/topod-io/topod/pkg/kv"
@@ -68,22 +66,16 @@ func (tg *target) populate(t *testing.T, n int) {
 }
 
 // metric sums topod's metric name over the label sets with every label of
-// match (pairs), counting a histogram's observations.
+// match (pairs).
 func (tg *target) metric(t *testing.T, name string, match ...string) float64 {
 	t.Helper()
 	web := httptest.NewServer(tg.srv.Topo.DebugHandler())
 	defer web.Close()
-	resp, err := web.Client().Get(web.URL + "/metrics")
+	m, err := servers.Scrape(t.Context(), web.URL+"/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sum(mfs[name], match)
+	return m.Sum(name, match...)
 }
 
 // etcdWatchers is the watcher count of the embedded etcd members of this
@@ -94,31 +86,14 @@ func etcdWatchers(t *testing.T) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m := servers.Metrics{}
 	for _, mf := range mfs {
-		if mf.GetName() == "etcd_debugging_mvcc_watcher_total" {
-			return sum(mf, nil)
-		}
+		m[mf.GetName()] = mf
 	}
-	t.Fatal("etcd_debugging_mvcc_watcher_total: not exported by the embedded etcd")
-	return 0
-}
-
-func sum(mf *dto.MetricFamily, match []string) float64 {
-	total := 0.0
-	for _, m := range mf.GetMetric() {
-		ok := true
-		for i := 0; i+1 < len(match); i += 2 {
-			found := false
-			for _, l := range m.GetLabel() {
-				found = found || (l.GetName() == match[i] && l.GetValue() == match[i+1])
-			}
-			ok = ok && found
-		}
-		if ok {
-			total += m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
-		}
+	if m["etcd_debugging_mvcc_watcher_total"] == nil {
+		t.Fatal("etcd_debugging_mvcc_watcher_total: not exported by the embedded etcd")
 	}
-	return total
+	return m.Sum("etcd_debugging_mvcc_watcher_total")
 }
 
 // heap is the live heap after a collection: topod's, the etcd's and the
@@ -128,6 +103,16 @@ func heap() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
+}
+
+// createWatches asks stream for watches of p with ids from to to.
+func createWatches(t *testing.T, stream grpc.BidiStreamingClient[topodv1.WatchStreamRequest, topodv1.WatchStreamResponse], from, to int64, p string, recursive bool, after int64) {
+	t.Helper()
+	for id := from; id <= to; id++ {
+		if err := stream.Send(create(id, p, recursive, after)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // watchStream opens a WatchStream the caller reads, or never reads.

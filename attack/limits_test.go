@@ -166,21 +166,13 @@ func TestWatchLimits(t *testing.T) {
 		const file = "/attack/ks00000/Keyspace"
 		a := tg.watchStream(t, t.Context())
 		aUpdates := updates(a)
-		for id := int64(1); id <= 4; id++ {
-			if err := a.Send(create(id, file, false, 0)); err != nil {
-				t.Fatal(err)
-			}
-		}
+		createWatches(t, a, 1, 4, file, false, 0)
 		if st := ended(t, aUpdates, 4); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "--max-watches-per-stream") {
 			t.Errorf("4th watch on a stream of 3: %v; want ResourceExhausted naming --max-watches-per-stream", st)
 		}
 		b := tg.watchStream(t, t.Context())
 		bUpdates := updates(b)
-		for id := int64(1); id <= 3; id++ {
-			if err := b.Send(create(id, file, false, 0)); err != nil {
-				t.Fatal(err)
-			}
-		}
+		createWatches(t, b, 1, 3, file, false, 0)
 		if st := ended(t, bUpdates, 3); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "--max-watches") {
 			t.Errorf("6th watch on the server: %v; want ResourceExhausted naming --max-watches", st)
 		}
@@ -250,11 +242,7 @@ func TestWatchAfterRevisionAhead(t *testing.T) {
 		stream := tg.watchStream(t, t.Context())
 		ch := updates(stream)
 		const n = 10_000
-		for id := int64(1); id <= n; id++ {
-			if err := stream.Send(create(id, "/attack", true, 1<<40)); err != nil {
-				t.Fatal(err)
-			}
-		}
+		createWatches(t, stream, 1, n, "/attack", true, 1<<40)
 		for id := int64(1); id <= n; id++ {
 			st := ended(t, ch, id)
 			if st.Code() != codes.OutOfRange || !strings.Contains(st.Message(), "ahead of the store's revision") {

@@ -501,7 +501,7 @@ func (s *Server) checkWritable(key, end []byte) error {
 	var reaches bool
 	switch e {
 	case "":
-		reaches = strings.HasPrefix(k, p)
+		reaches = strings.HasPrefix(k+"/", p) // the prefix's own directory key too
 	case "\x00":
 		reaches = k < kvmirror.PrefixEnd(p)
 	default:
