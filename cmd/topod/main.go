@@ -26,6 +26,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/topod-io/topod/pkg/authz"
 	"github.com/topod-io/topod/pkg/blobgc"
 	"github.com/topod-io/topod/pkg/blobstore"
 	_ "github.com/topod-io/topod/pkg/blobstore/fileblob"
@@ -50,6 +51,7 @@ type serveFlags struct {
 	commonFlags
 	listen         string
 	tls            tlsconfig.Files
+	authzPolicy    string
 	inlineLimit    int
 	blobCacheBytes int64
 	metricsListen  string
@@ -98,6 +100,7 @@ func newRootCommand() *cobra.Command {
 	fs.StringVar(&f.tls.Cert, "tls-cert", "", "TLS certificate (PEM) of the gRPC server; with --tls-key, topod speaks TLS only (the plugin's --topod-tls-* flags)")
 	fs.StringVar(&f.tls.Key, "tls-key", "", "private key (PEM) of --tls-cert")
 	fs.StringVar(&f.tls.CA, "tls-client-ca", "", "CA certificates (PEM) client certificates must be signed by: with it, only clients presenting one get in (mutual TLS); needs --tls-cert")
+	fs.StringVar(&f.authzPolicy, "authz-policy", "", "authorization policy (YAML, see SECURITY.md): which client certificate identities may read, write or administer which paths, on both topod.v1 and the etcd API; reread on change (an invalid change is logged and the previous policy stays); needs --tls-client-ca. Empty: every client past TLS may do anything")
 	f.commonFlags.register(fs)
 	fs.IntVar(&f.inlineLimit, "inline-limit", record.DefaultInlineLimit, "files up to this many bytes are stored in their record; larger ones as blobs (at most 63 KiB: no backend value exceeds 64 KiB)")
 	fs.Int64Var(&f.blobCacheBytes, "blob-cache-bytes", toposerver.DefaultBlobCacheBytes, "memory bound of topod's blob cache, in bytes")
@@ -157,6 +160,16 @@ func serve(ctx context.Context, f serveFlags) error {
 	case f.tls.CA != "":
 		return errors.New("--tls-client-ca needs --tls-cert and --tls-key")
 	}
+	var policy *authz.Source
+	if f.authzPolicy != "" {
+		if f.tls.CA == "" {
+			return errors.New("--authz-policy needs --tls-client-ca: the policy grants by client certificate, and without mutual TLS no client has one")
+		}
+		if policy, err = authz.Open(f.authzPolicy, log); err != nil {
+			return fmt.Errorf("--authz-policy: %w", err)
+		}
+		go policy.Run(ctx, authz.DefaultReloadInterval)
+	}
 	backend, blobs, err := open(ctx, f.commonFlags)
 	if err != nil {
 		return err
@@ -198,6 +211,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		MirrorMaxStaleness:         mirrorMaxStaleness(f.mirrorStale),
 		GCGrace:                    f.gcGrace,
 		TLS:                        serverTLS,
+		Authz:                      policy,
 		DisableEtcdAPI:             !f.etcdAPI,
 		EtcdWatchWindowEvents:      f.etcdWindow,
 		EtcdWatchWindowBytes:       f.etcdWindowSize,
@@ -230,6 +244,8 @@ func serve(ctx context.Context, f serveFlags) error {
 	log.Info("topod serving", "listen", lis.Addr().String(), "tls", describeTLS(f.tls), "etcd_api", srv.EtcdAPI(), "backend", describe(f.commonFlags), "blobs", blobsURL(f.commonFlags))
 	if serverTLS == nil && !isLoopback(lis.Addr()) {
 		log.Warn("serving without TLS on a non-loopback address: anyone who reaches it can read and change the topology; see --tls-cert, --tls-key and --tls-client-ca", "listen", lis.Addr().String())
+	} else if policy == nil && !isLoopback(lis.Addr()) {
+		log.Warn("serving without an authorization policy on a non-loopback address: every client past TLS may create, change and delete anything, and take any lock; see --authz-policy", "listen", lis.Addr().String())
 	}
 	if f.gcInterval > 0 {
 		stopGC := startPeriodicGC(ctx, backend, blobs, f.gcInterval, f.gcGrace, log)
