@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"vitess.io/vitess/go/vt/topo"
@@ -79,7 +80,7 @@ func TestVitessOnTopod(t *testing.T) {
 
 	// A real etcd, at its default limits, under topod.
 	etcd := etcdtest.Start(t, 1)
-	startTopod := func() *vtlocal.Process { return startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work) }
+	startTopod := func() *vtlocal.Process { return startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work, nil) }
 	topod := startTopod()
 
 	// vtctld and vtgate, exactly as with etcd2 but for the implementation.
@@ -242,6 +243,11 @@ func startVitess(ctx context.Context, t *testing.T, bin map[string]string, work 
 	if err := ts.CreateCellInfo(ctx, cell, &topodatapb.CellInfo{ServerAddress: tp.Address, Root: cellRoot}); err != nil {
 		t.Fatalf("CreateCellInfo %s: %v", cell, err)
 	}
+	// The cell's (empty) SrvVSchema, which vtgate would build at start if
+	// it were missing, but may not under deploy/'s policy.
+	if err := ts.RebuildSrvVSchema(ctx, []string{cell}); err != nil {
+		t.Fatalf("RebuildSrvVSchema %s: %v", cell, err)
+	}
 	return ts, startVtctldVtgate(ctx, t, bin, work, id, tp, vtgateArgs...)
 }
 
@@ -352,21 +358,27 @@ func workDir(t *testing.T, id *vtlocal.Identity) string {
 // startTopodOnEtcd runs the topod binary, named name in messages, on etcd
 // at addr, with its blobs and data in work/name and its log in
 // work/logs/name.log, and waits until it serves.
-func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, name, addr string, etcd *etcdtest.Cluster, work string) *vtlocal.Process {
+func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, name, addr string, etcd *etcdtest.Cluster, work string, g *guard) *vtlocal.Process {
 	t.Helper()
+	args := []string{
+		"--listen", addr,
+		"--backend", "etcd://" + strings.Join(trimScheme(etcd.Endpoints()), ","),
+		"--blobs", "file://" + filepath.Join(work, name, "blobs"),
+		"--data-dir", filepath.Join(work, name, "data"),
+	}
+	var health []grpc.DialOption
+	if g != nil {
+		args = append(args, g.serverArgs...)
+		health = append(health, g.health)
+	}
 	p := start(t, vtlocal.Spec{
 		Name:   name,
 		Binary: topodBin,
-		Args: []string{
-			"--listen", addr,
-			"--backend", "etcd://" + strings.Join(trimScheme(etcd.Endpoints()), ","),
-			"--blobs", "file://" + filepath.Join(work, name, "blobs"),
-			"--data-dir", filepath.Join(work, name, "data"),
-		},
+		Args:   args,
 		Log: filepath.Join(work, "logs", name+".log"),
 		Dir: work,
 	})
-	if err := p.WaitGRPCHealth(ctx, addr); err != nil {
+	if err := p.WaitGRPCHealth(ctx, addr, health...); err != nil {
 		t.Fatal(err)
 	}
 	return p
