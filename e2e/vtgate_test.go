@@ -80,7 +80,9 @@ func TestVitessOnTopod(t *testing.T) {
 
 	// A real etcd, at its default limits, under topod.
 	etcd := etcdtest.Start(t, 1)
-	startTopod := func() *vtlocal.Process { return startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work, nil) }
+	startTopod := func() *vtlocal.Process {
+		return startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work, nil)
+	}
 	topod := startTopod()
 
 	// vtctld and vtgate, exactly as with etcd2 but for the implementation.
@@ -375,8 +377,8 @@ func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, name, addr st
 		Name:   name,
 		Binary: topodBin,
 		Args:   args,
-		Log: filepath.Join(work, "logs", name+".log"),
-		Dir: work,
+		Log:    filepath.Join(work, "logs", name+".log"),
+		Dir:    work,
 	})
 	if err := p.WaitGRPCHealth(ctx, addr, health...); err != nil {
 		t.Fatal(err)
