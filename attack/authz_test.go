@@ -269,3 +269,37 @@ func (g *guarded) watchStreamOn(t *testing.T, c topodv1.TopoClient) grpc.BidiStr
 	}
 	return s
 }
+
+// TestRevokeNeedsWriteOnItsKeys: revoking an etcd lease deletes the keys
+// attached to it, so it needs write on each: vschemad, which may write
+// vschemas but not take keyspace locks, cannot revoke the lease behind
+// vtctld's keyspace lock (lease ids are listed to any reader), and the
+// lock survives; vtctld itself can.
+func TestRevokeNeedsWriteOnItsKeys(t *testing.T) {
+	withPolicy(t, shippedPolicy, func(t *testing.T, g *guarded) {
+		ctx := t.Context()
+		vtctld := g.etcd(t, g.component(t, "vtctld"))
+		lease, err := vtctld.Grant(ctx, 60)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lock := "/vitess/global/keyspaces/commerce/locks/vtctld"
+		if _, err := vtctld.Put(ctx, lock, "vtctld's lock", clientv3.WithLease(lease.ID)); err != nil {
+			t.Fatal(err)
+		}
+		vschemad := g.etcd(t, g.component(t, "vschemad"))
+		_, err = vschemad.Revoke(ctx, lease.ID)
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), lock) {
+			t.Errorf("vschemad: Revoke of vtctld's lock lease: %v; want PermissionDenied naming %s", err, lock)
+		}
+		if resp, err := vtctld.Get(ctx, lock); err != nil || len(resp.Kvs) != 1 {
+			t.Errorf("vtctld's lock after the refused revoke: %v, err %v", resp, err)
+		}
+		if _, err := vtctld.Revoke(ctx, lease.ID); err != nil {
+			t.Errorf("vtctld: Revoke of its own lease: %v", err)
+		}
+		if resp, err := vtctld.Get(ctx, lock); err != nil || len(resp.Kvs) != 0 {
+			t.Errorf("vtctld's lock after its revoke: %v, err %v", resp, err)
+		}
+	})
+}

@@ -2,15 +2,19 @@ package toposerver
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path"
 	"strings"
 
+	etcdpb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/topod-io/topod/pkg/authz"
 	"github.com/topod-io/topod/pkg/etcdapi"
+	"github.com/topod-io/topod/pkg/kv"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -81,6 +85,9 @@ func accesses(req any) ([]authz.Access, bool) {
 type authorizer struct {
 	policy *authz.Source
 	denied func(method, principal string)
+	// leaseKeys lists the keys attached to a lease: revoking it deletes
+	// them, so an etcd LeaseRevoke needs write on each.
+	leaseKeys func(ctx context.Context, id int64) ([]string, error)
 }
 
 // check answers PermissionDenied, naming the client, the method, the path
@@ -93,6 +100,15 @@ func (a *authorizer) check(ctx context.Context, method string, req any) error {
 	if !ok {
 		if acc, ok = etcdapi.Accesses(req); !ok {
 			acc = []authz.Access{{Role: authz.Admin, Key: "/", Prefix: true}}
+		}
+	}
+	if r, ok := req.(*etcdpb.LeaseRevokeRequest); ok {
+		keys, err := a.leaseKeys(ctx, r.ID)
+		if err != nil {
+			return toStatus(fmt.Errorf("authorize %s of lease %x: list its keys: %w", method, r.ID, err))
+		}
+		for _, k := range keys {
+			acc = append(acc, authz.Access{Role: authz.Write, Key: k})
 		}
 	}
 	// topod's own keys are for admins only, even to read.
@@ -148,4 +164,13 @@ func (s *authorizedStream) RecvMsg(m any) error {
 		return err
 	}
 	return s.a.check(s.Context(), s.method, m)
+}
+
+// leaseKeys lists the keys attached to lease id; none if it is gone.
+func (s *Server) leaseKeys(ctx context.Context, id int64) ([]string, error) {
+	st, err := s.backend.LeaseTimeToLive(ctx, kv.LeaseID(id), true)
+	if errors.Is(err, kv.ErrLeaseNotFound) {
+		return nil, nil
+	}
+	return st.Keys, err
 }

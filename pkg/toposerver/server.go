@@ -332,7 +332,7 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	if s.opts.Authz != nil {
 		a := &authorizer{policy: s.opts.Authz, denied: func(method, principal string) {
 			s.metrics.denied.WithLabelValues(method, principal).Inc()
-		}}
+		}, leaseKeys: s.leaseKeys}
 		unary = append(unary, a.unary)
 		streams = append(streams, a.stream)
 	}
