@@ -87,6 +87,22 @@ func newMetrics() *metrics {
 		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
 			grpcprom.WithHistogramBuckets(prometheus.ExponentialBuckets(0.0001, 4, 10)))),
 	}
+	// Every known label value starts at 0, so that each series exists (and
+	// rate() sees its first increment) before it is first counted.
+	for _, t := range []string{"get", "get_revision", "list", "create", "update", "delete", "txn", "watch", "current_revision",
+		"grant", "renew", "revoke", "lease_time_to_live", "list_leases"} {
+		m.backend.WithLabelValues(t)
+	}
+	for _, start := range []string{"full", "resume"} {
+		m.watchOpens.WithLabelValues(start)
+	}
+	for _, op := range []string{"get", "list", "list_dir"} {
+		m.cache.WithLabelValues(op, "hit")
+		m.cache.WithLabelValues(op, "miss")
+	}
+	for _, limit := range []string{"watches_per_stream", "watches", "stream_backlog", "lock_ttl", "after_revision"} {
+		m.refused.WithLabelValues(limit)
+	}
 	m.registry.MustRegister(m.upstreamWatches, m.streams, m.watches, m.writeLag, m.eventsIn, m.eventsOut, m.bytesOut,
 		m.coalesced, m.relists, m.watchOpens, m.resumeUnchanged, m.cache, m.backend, m.refused, m.denied, m.grpc,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
