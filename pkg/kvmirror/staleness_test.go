@@ -104,31 +104,3 @@ func waitServing(t *testing.T, m *kvmirror.Mirror, want bool) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("the mirror's serving to be %v", want), func() bool { return m.Stats().Serving == want })
 }
-
-// waitFor polls cond until it holds, failing after a minute.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// waitServing waits until the mirror's Serving is want.
-func waitServing(t *testing.T, m *kvmirror.Mirror, want bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	for m.Stats().Serving != want {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("mirror serving %v after 60s, want %v", !want, want)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
