@@ -70,7 +70,12 @@ func (s *Store) PutMeta(ctx context.Context, name string, data []byte, version s
 
 func (s *Store) putMeta(path string, data []byte, version string) error {
 	dir := filepath.Dir(path)
-	if err := os.Mkdir(dir, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+	switch err := os.Mkdir(dir, dirMode); {
+	case err == nil:
+		if err := syncDir(s.dir); err != nil { // the new directory's entry
+			return err
+		}
+	case !errors.Is(err, fs.ErrExist):
 		return err
 	}
 	tmp, err := s.writeTemp(filepath.Base(path), data)
