@@ -62,7 +62,7 @@ func withPolicy(t *testing.T, policy string, fn func(t *testing.T, g *guarded)) 
 // component is a client certificate as deploy/ issues one to a Vitess
 // component: its name as CN and its SPIFFE id.
 func (g *guarded) component(t *testing.T, name string) certtest.Cert {
-	return g.ca.Issue(t, name, "spiffe://topod.local/ns/vitess/sa/"+name)
+	return g.ca.Issue(t, name, "spiffe://topod.local/ns/topod/sa/"+name)
 }
 
 // tls is the client configuration presenting cert.

@@ -67,7 +67,7 @@ func newGuard(t *testing.T, id *vtlocal.Identity, work string) *guard {
 	}
 	caFile := place(ca.CAFile)
 	for _, c := range []string{"vtctld", "vtgate", "vttablet", "vtorc", "vschemad", "topod-admin"} {
-		cert := ca.Issue(t, c, "spiffe://topod.local/ns/vitess/sa/"+c)
+		cert := ca.Issue(t, c, "spiffe://topod.local/ns/topod/sa/"+c)
 		g.clients[c] = tlsconfig.Files{CA: caFile, Cert: place(cert.CertFile), Key: place(cert.KeyFile), ServerName: "localhost"}
 	}
 	admin := g.clients["topod-admin"]

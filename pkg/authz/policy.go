@@ -8,7 +8,7 @@
 //
 //	principals:
 //	  - name: vtgate
-//	    identities: ["spiffe://topod.local/ns/vitess/sa/vtgate", "cn:vtgate"]
+//	    identities: ["spiffe://topod.local/ns/topod/sa/vtgate", "cn:vtgate"]
 //	    grants:
 //	      - {role: read, paths: ["/"]}
 //	  - name: vttablet

@@ -167,7 +167,7 @@ func BenchmarkAllows(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	names := []string{"spiffe://topod.local/ns/vitess/sa/vttablet", "dns:localhost", "cn:vttablet"}
+	names := []string{"spiffe://topod.local/ns/topod/sa/vttablet", "dns:localhost", "cn:vttablet"}
 	a := Access{Role: Write, Key: "/vitess/global/keyspaces/commerce/shards/-80/locks"}
 	for b.Loop() {
 		if ok, _ := p.Allows(names, a); !ok {
