@@ -30,7 +30,17 @@ type fetcher struct {
 	kept  map[content.Hash][]byte
 	keep  bool
 	bar   *progress.Progress
+	step  int // blobs counted on the bar at a time
+	owed  int // fetched, not yet counted on the bar
 }
+
+// progressMinBlobs is the fewest blobs to fetch that get a progress bar
+// (fewer take milliseconds); a var for tests.
+var progressMinBlobs = 1000
+
+// progressSteps is how many times the bar moves, at most: in lines mode
+// (not on a terminal) a line each.
+const progressSteps = 20
 
 func newFetcher(src Source, opts Options) *fetcher {
 	return &fetcher{src: src, opts: opts, sizes: map[content.Hash]int{}, kept: map[content.Hash][]byte{}}
@@ -52,21 +62,23 @@ func (f *fetcher) keeping() (done func()) {
 // start shows progress over total blobs to fetch, of which kept ones are
 // already there.
 func (f *fetcher) start(unit string, total int) {
-	if f.opts.Progress == nil || f.opts.ProgressMode == progress.None {
+	if f.opts.Progress == nil || f.opts.ProgressMode == progress.None || total < progressMinBlobs {
 		return
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.step = max(1, total/progressSteps)
 	f.bar = progress.New(f.opts.Progress, f.opts.ProgressMode, unit, total, len(f.kept))
 }
 
 // finish ends the progress bar, if any.
 func (f *fetcher) finish() {
 	f.mu.Lock()
-	bar := f.bar
-	f.bar = nil
+	bar, owed := f.bar, f.owed
+	f.bar, f.owed = nil, 0
 	f.mu.Unlock()
 	if bar != nil {
+		bar.Add(owed, 0)
 		bar.Finish()
 	}
 }
@@ -88,12 +100,15 @@ func (f *fetcher) get(ctx context.Context, h content.Hash) ([]byte, error) {
 		}
 		return nil, err
 	}
+	if f.bar != nil {
+		if f.owed++; f.owed >= f.step {
+			f.bar.Add(f.owed, 0)
+			f.owed = 0
+		}
+	}
 	f.sizes[h] = len(b)
 	if f.keep {
 		f.kept[h] = b
-	}
-	if f.bar != nil {
-		f.bar.Add(1, 0)
 	}
 	return b, nil
 }

@@ -431,6 +431,18 @@ func testGet(t *testing.T, fx *fixture, src inspect.Source) {
 			t.Fatalf("shard: %v\n%s", err, f.Value)
 		}
 	})
+	t.Run("progress", func(t *testing.T) {
+		defer inspect.SetProgressMinBlobs(inspect.SetProgressMinBlobs(10))
+		var lines strings.Builder
+		if _, err := inspect.Get(ctx, src, "/vitess/zone1/SrvVSchema", 0, inspect.Options{Progress: &lines, ProgressMode: "lines"}); err != nil {
+			t.Fatal(err)
+		}
+		n := len(encode(t, fx.srv2).Blobs)
+		got := strings.Split(strings.TrimSpace(lines.String()), "\n")
+		if len(got) < 2 || len(got) > 23 || !strings.HasPrefix(got[len(got)-1], fmt.Sprintf("%d/%d blobs (100%%), 0 failed", n, n)) {
+			t.Fatalf("progress of %d blobs:\n%s", n, lines.String())
+		}
+	})
 	t.Run("past version", func(t *testing.T) {
 		f, err := inspect.Get(ctx, src, "/vitess/zone1/SrvVSchema", fx.v1, inspect.Options{})
 		if err != nil {

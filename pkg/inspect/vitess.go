@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -110,10 +111,15 @@ func decodeVitess(key string, data []byte) Decoded {
 		r.Type, r.Error = d.Type, fmt.Sprintf("does not decode as %s: %v", d.Type, err)
 		return r
 	}
-	if out == "" {
-		out = "{}" // protojson of an empty message with Indent
+	// protojson varies its whitespace from build to build, on purpose;
+	// print it the same every time.
+	var b bytes.Buffer
+	if err := json.Indent(&b, []byte(out), "", "  "); err != nil {
+		r := raw(data)
+		r.Type, r.Error = d.Type, fmt.Sprintf("decoded as %s to JSON that does not parse: %v", d.Type, err)
+		return r
 	}
-	d.Value = json.RawMessage(out)
+	d.Value = json.RawMessage(b.Bytes())
 	return d
 }
 
