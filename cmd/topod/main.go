@@ -94,7 +94,7 @@ func newRootCommand() *cobra.Command {
 			return serve(ctx, f)
 		},
 	}
-	cmd.AddCommand(newGCCommand(), newMigrateCommand(), newHealthCommand())
+	cmd.AddCommand(newGCCommand(), newMigrateCommand(), newHealthCommand(), newInspectCommand())
 	fs := cmd.Flags()
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:15999", "address of the gRPC server")
 	fs.StringVar(&f.tls.Cert, "tls-cert", "", "TLS certificate (PEM) of the gRPC server; with --tls-key, topod speaks TLS only (the plugin's --topod-tls-* flags)")
