@@ -132,7 +132,7 @@ func inspectCases(v1 int64) []inspectCase {
 		{"get version", []string{"get", "--json", "/vitess/zone1/SrvVSchema", "--version", strconv.FormatInt(v1, 10)}, []string{`"ks0004"`}},
 		{"manifest", []string{"manifest", "/vitess/zone1/SrvVSchema"}, []string{"keyspaces:  20", "KEYSPACE", "PIECE BYTES", "ks0020", "routing_rules"}},
 		{"manifest json", []string{"manifest", "--json", "/vitess/zone1/SrvVSchema"}, []string{`"codec": "srvvschema"`, `"name": "ks0001"`}},
-		{"diff", []string{"diff", "/vitess/zone1/SrvVSchema", "--from-version", strconv.FormatInt(v1, 10)}, []string{"1 keyspaces differ, 19 the same", "ks0004", "changed"}},
+		{"diff", []string{"diff", "/vitess/zone1/SrvVSchema", "--from-version", strconv.FormatInt(v1, 10)}, []string{"differ: 1 keyspace (19 the same), 0 other parts", "ks0004", "changed"}},
 		{"diff json", []string{"diff", "--json", "/vitess/zone1/SrvVSchema", "--from-version", strconv.FormatInt(v1, 10)}, []string{`"name": "ks0004"`, `"unchanged_keyspaces": 19`}},
 		{"diff two paths", []string{"diff", "/vitess/zone1/SrvVSchema", "/vitess/zone1/SrvVSchema"}, []string{"no difference: 20 keyspaces the same"}},
 	}

@@ -213,14 +213,14 @@ func (s *readOnlyStore) Walk(ctx context.Context, fn func(h content.Hash, size i
 // the unreferenced blobs and one of the dangling references.
 func (u *Usage) WriteText(w io.Writer, now time.Time) error {
 	fmt.Fprintf(w, "store:         %s\n", u.Store)
-	fmt.Fprintf(w, "stored:        %d blobs, %s\n", u.Blobs, bytesString(u.Bytes))
-	fmt.Fprintf(w, "referenced:    %d blobs, %s (by %d records among %d current and past values)\n", u.Referenced, bytesString(u.ReferencedBytes), u.Records, u.Values)
-	fmt.Fprintf(w, "unreferenced:  %d blobs, %s; %d of them (%s) stored over %v ago, which topod gc --gc-grace %v would delete\n",
-		len(u.Unreferenced)+u.FutureStored, bytesString(u.UnreferencedBytes), u.Collectable, bytesString(u.CollectableBytes), u.Grace, u.Grace)
+	fmt.Fprintf(w, "stored:        %s, %s\n", plural(u.Blobs, "blob"), bytesString(u.Bytes))
+	fmt.Fprintf(w, "referenced:    %s, %s (by %s among %s, current and past)\n", plural(u.Referenced, "blob"), bytesString(u.ReferencedBytes), plural(u.Records, "record"), plural(u.Values, "value"))
+	fmt.Fprintf(w, "unreferenced:  %s, %s; %d of them (%s) stored over %v ago: topod gc --gc-grace %v would delete those\n",
+		plural(len(u.Unreferenced)+u.FutureStored, "blob"), bytesString(u.UnreferencedBytes), u.Collectable, bytesString(u.CollectableBytes), u.Grace, u.Grace)
 	if u.FutureStored > 0 {
 		fmt.Fprintf(w, "               %d more with a stored time over %v ahead of this clock (not listed)\n", u.FutureStored, futureSlack)
 	}
-	fmt.Fprintf(w, "dangling:      %d references to blobs not stored\n", len(u.Dangling))
+	fmt.Fprintf(w, "dangling:      %s to blobs not stored\n", plural(len(u.Dangling), "reference"))
 	if len(u.Unreferenced) > 0 {
 		fmt.Fprintln(w)
 		tw := newTable(w)

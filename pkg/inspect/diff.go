@@ -119,13 +119,13 @@ func (d *Diff) WriteText(w io.Writer) error {
 		if s.side.Computed {
 			note = " (inline; root as the codec would store it)"
 		}
-		fmt.Fprintf(w, "%-5s %s version %d: %d keyspaces, %s, root %s%s\n", s.label, s.side.Path, s.side.Version, s.side.Keyspaces, bytesString(s.side.Size), s.side.Root, note)
+		fmt.Fprintf(w, "%-5s %s version %d: %s, %s, root %s%s\n", s.label, s.side.Path, s.side.Version, plural(s.side.Keyspaces, "keyspace"), bytesString(s.side.Size), s.side.Root, note)
 	}
 	if d.Empty() {
-		_, err := fmt.Fprintf(w, "no difference: %d keyspaces the same\n", d.Unchanged)
+		_, err := fmt.Fprintf(w, "no difference: %s the same\n", plural(d.Unchanged, "keyspace"))
 		return err
 	}
-	fmt.Fprintf(w, "%d keyspaces differ, %d the same; %d other parts differ\n\n", len(d.Keyspaces), d.Unchanged, len(d.Parts))
+	fmt.Fprintf(w, "differ: %s (%d the same), %s\n\n", plural(len(d.Keyspaces), "keyspace"), d.Unchanged, plural(len(d.Parts), "other part"))
 	tw := newTable(w)
 	fmt.Fprintln(tw, "KEYSPACE\tCHANGE\tFROM BYTES\tTO BYTES\tFROM HASH\tTO HASH")
 	row := func(c Change) {

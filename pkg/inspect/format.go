@@ -36,6 +36,15 @@ func bytesString(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
 
+// plural is n and the noun, with an s unless n is 1: "1 keyspace", "2
+// keyspaces".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 func unquote(raw json.RawMessage) (string, error) {
 	var s string
 	err := json.Unmarshal(raw, &s)

@@ -112,7 +112,7 @@ func WriteLs(w io.Writer, entries []Entry) error {
 	fmt.Fprintln(tw, "NAME\tTYPE\tSIZE\tSTORED\tVERSION")
 	for _, e := range entries {
 		if e.Dir {
-			fmt.Fprintf(tw, "%s\tdirectory\t%s\t%d files\t%d\n", e.Name, bytesString(e.Size), e.Files, e.Version)
+			fmt.Fprintf(tw, "%s\tdirectory\t%s\t%s\t%d\n", e.Name, bytesString(e.Size), plural(e.Files, "file"), e.Version)
 			continue
 		}
 		typ := e.Type

@@ -165,8 +165,12 @@ func (m *Manifest) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "root:       %s\n", m.Root)
 	fmt.Fprintf(w, "size:       %s (%d bytes) as one SrvVSchema\n", bytesString(m.Size), m.Size)
 	fmt.Fprintf(w, "keyspaces:  %d\n", len(m.Keyspaces))
-	fmt.Fprintf(w, "blobs:      %d, %s: root %s, %d leaves %s, %d pieces %s\n",
-		m.Blobs, bytesString(m.BlobBytes), bytesString(int64(m.RootBytes)), m.Leaves, bytesString(m.LeafBytes), m.Pieces, bytesString(m.PieceBytes))
+	leaves := fmt.Sprintf("%d leaves", m.Leaves)
+	if m.Leaves == 1 {
+		leaves = "1 leaf"
+	}
+	fmt.Fprintf(w, "blobs:      %d, %s: the root %s, %s %s, %s %s\n",
+		m.Blobs, bytesString(m.BlobBytes), bytesString(int64(m.RootBytes)), leaves, bytesString(m.LeafBytes), plural(m.Pieces, "piece"), bytesString(m.PieceBytes))
 	fmt.Fprintln(w)
 	tw := newTable(w)
 	fmt.Fprintln(tw, "KEYSPACE\tPIECE BYTES\tPIECE HASH")
