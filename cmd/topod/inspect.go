@@ -298,7 +298,9 @@ func (f *inspectFlags) open(ctx context.Context, cmd *cobra.Command) (inspect.So
 			return nil, nil, fmt.Errorf("blobs %s: %w", blobsURL(f.commonFlags), err)
 		}
 	}
-	backend, blobs, err := open(ctx, f.commonFlags)
+	ro := f.commonFlags
+	ro.readOnly = true
+	backend, blobs, err := open(ctx, ro)
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, nil, fmt.Errorf("%s is held by another process, a topod serving it: read that topod (--address), or stop it first: %w", backendURL, err)
 	}

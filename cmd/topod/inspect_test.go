@@ -230,6 +230,10 @@ func TestInspectCommandBolt(t *testing.T) {
 	})
 
 	stop()
+	dbBefore, err := os.ReadFile(filepath.Join(dataDir, "topo.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	direct := runCases(t, "data dir", cases, "--data-dir", dataDir)
 	sameOutputs(t, viaTopod, direct)
 	t.Run("versions", func(t *testing.T) {
@@ -242,6 +246,10 @@ func TestInspectCommandBolt(t *testing.T) {
 	t.Run("blobs by URL", func(t *testing.T) {
 		checkBlobs(t, orphan, "--backend", "bolt://"+filepath.Join(dataDir, "topo.db"), "--blobs", "file://"+filepath.Join(dataDir, "blobs"))
 	})
+	// Read-only: the bolt file is as topod left it.
+	if dbAfter, err := os.ReadFile(filepath.Join(dataDir, "topo.db")); err != nil || !bytes.Equal(dbBefore, dbAfter) {
+		t.Errorf("inspect changed topo.db (%v)", err)
+	}
 }
 
 // TestInspectCommandEtcd: `topod inspect` on topod over a real etcd,

@@ -292,7 +292,7 @@ func open(ctx context.Context, f commonFlags) (kv.Backend, blobstore.Store, erro
 	if backendURL == "" {
 		backendURL = "bolt://" + filepath.Join(f.dataDir, "topo.db")
 	}
-	backend, err := kv.Open(openCtx, backendURL, kv.OpenOptions{TLS: etcdTLS})
+	backend, err := kv.Open(openCtx, backendURL, kv.OpenOptions{TLS: etcdTLS, ReadOnly: f.readOnly})
 	if err != nil {
 		return nil, nil, err
 	}
