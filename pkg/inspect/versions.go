@@ -53,9 +53,9 @@ func Versions(ctx context.Context, src Source, key string) ([]Version, error) {
 // WriteVersions writes versions as a table.
 func WriteVersions(w io.Writer, versions []Version) error {
 	tw := newTable(w)
-	fmt.Fprintln(tw, "VERSION\tSIZE\tSTORED\tROOT\t")
+	fmt.Fprintln(tw, "VERSION\tSIZE\tSTORED\tROOT\tSTATE")
 	for _, v := range versions {
-		cur := ""
+		cur := "past"
 		if v.Current {
 			cur = "current"
 		}
