@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -35,10 +36,10 @@ func NewDirect(backend kv.Backend, store blobstore.Store, name string) *Direct {
 // String is part of Source.
 func (d *Direct) String() string { return d.name }
 
-// Backend and Store are what d reads, for Blobs.
+// Backend is the backend d reads (for Blobs).
 func (d *Direct) Backend() kv.Backend { return d.backend }
 
-// Store is the blob store d reads.
+// Store is the blob store d reads (for Blobs).
 func (d *Direct) Store() blobstore.Store { return d.store }
 
 // Get is part of Source.
@@ -94,7 +95,7 @@ func (d *Direct) History(ctx context.Context, key string) ([]Value, error) {
 	if err != nil {
 		return nil, d.wrap(key, err)
 	}
-	slices.SortFunc(out, func(a, b Value) int { return int(a.Version - b.Version) })
+	slices.SortFunc(out, func(a, b Value) int { return cmp.Compare(a.Version, b.Version) })
 	return out, nil
 }
 
