@@ -155,7 +155,7 @@ test: fmt-check vet bin/minio bin/etcdctl build mysql-client mariadb
 # against a real cluster (three etcd members, three topod replicas, MinIO)
 # under each fault, every history checked, one line of figures per fault;
 # then every fuzz target for FUZZTIME. FAULTS_LONG=1 is the long mode:
-# longer phases, the soak, and FUZZTIME=5m.
+# longer phases, a 30-minute soak instead of 5, and FUZZTIME=5m.
 FAULTS_LONG ?=
 test-faults: bin/minio
 	set -o pipefail; go test -count=1 -timeout 60m -v -run 'TestModel|TestCheck|TestFaults|TestSoak' ./faults/ \

@@ -190,9 +190,29 @@ func TestVitessOnTopod(t *testing.T) {
 
 	// topod crashes and comes back on the same address; vtgate, never
 	// restarted, converges on a change made after that.
+	reconnects := func() (int, error) {
+		vars, err := get(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/vars", vtgateHTTP))
+		if err != nil {
+			return 0, err
+		}
+		var stats struct{ TopodWatchStreamReconnects int }
+		err = json.Unmarshal([]byte(vars), &stats)
+		return stats.TopodWatchStreamReconnects, err
+	}
+	before, err := reconnects()
+	if err != nil {
+		t.Fatal(err)
+	}
 	topod.Kill()
 	t.Log("topod killed (SIGKILL)")
-	time.Sleep(2 * time.Second) // let watchers notice
+	// vtgate's watch stream broke, and its plugin tried to open it again.
+	waitFor(ctx, t, vtgate, time.Minute, "vtgate's plugin to try its watch stream again", func() error {
+		n, err := reconnects()
+		if err == nil && n == before {
+			err = fmt.Errorf("TopodWatchStreamReconnects still %d", n)
+		}
+		return err
+	})
 	restarted := time.Now()
 	topod = startTopod()
 	t.Logf("topod restarted in %v", time.Since(restarted).Round(time.Millisecond))

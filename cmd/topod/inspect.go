@@ -224,8 +224,8 @@ func newInspectBlobsCommand(f *inspectFlags) *cobra.Command {
 			if !ok {
 				return fmt.Errorf("blobs reads the blob store and every record's past versions, which %s's API does not serve: give the store itself (--backend and --blobs, or --data-dir with topod stopped on bolt)", src)
 			}
-			if grace <= 0 {
-				return fmt.Errorf("--gc-grace %v: want a positive duration", grace)
+			if grace < 0 {
+				return fmt.Errorf("--gc-grace %v: want a positive duration (or 0: the store's)", grace)
 			}
 			opts := inspect.BlobOptions{Options: f.options(cmd), Grace: grace, Prefix: prefix}
 			u, err := inspect.Blobs(ctx, d.Backend(), d.Store(), blobsURL(f.commonFlags), opts)
@@ -237,7 +237,7 @@ func newInspectBlobsCommand(f *inspectFlags) *cobra.Command {
 			}
 			return u.WriteText(cmd.OutOrStdout(), time.Now())
 		})
-	registerGCGrace(cmd.Flags(), &grace)
+	cmd.Flags().DurationVar(&grace, "gc-grace", 0, "judge which unreferenced blobs a collection would delete by this grace (default: the grace the store's owner record names, else 1h)")
 	cmd.Flags().StringVar(&prefix, "prefix", "/", "key prefix of the records to mark from (as topod gc's)")
 	return cmd
 }

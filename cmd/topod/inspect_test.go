@@ -180,7 +180,7 @@ func sameOutputs(t *testing.T, viaTopod, direct map[string]string) {
 
 // checkBlobs runs `topod inspect blobs` with the source flags: the
 // uploaded orphan is the one unreferenced blob, within the grace period.
-func checkBlobs(t *testing.T, orphan string, source ...string) {
+func checkBlobs(t *testing.T, orphan, grace string, source ...string) {
 	t.Helper()
 	out, err := runTopod(t, append([]string{"inspect", "blobs", "--json", "--progress", "none"}, source...)...)
 	if err != nil {
@@ -192,6 +192,11 @@ func checkBlobs(t *testing.T, orphan string, source ...string) {
 	}
 	if len(u.Unreferenced) != 1 || u.Unreferenced[0].Hash != orphan || u.Unreferenced[0].Collectable || u.Referenced != u.Blobs-1 || u.Referenced == 0 {
 		t.Fatalf("usage %+v, want the orphan %s as the one unreferenced blob", u, orphan)
+	}
+	// Judged by the grace the store's owner record names, which topod
+	// wrote when it started.
+	if u.GraceText != grace || u.Owner == nil || u.Owner.Grace != grace {
+		t.Errorf("grace %s, owner record %+v; want %s", u.GraceText, u.Owner, grace)
 	}
 	out, err = runTopod(t, append([]string{"inspect", "blobs", "--progress", "none"}, source...)...)
 	if err != nil || !strings.Contains(out, "UNREFERENCED BLOB") || !strings.Contains(out, orphan) || !strings.Contains(out, "kept (within grace)") {
@@ -242,9 +247,9 @@ func TestInspectCommandBolt(t *testing.T) {
 			t.Fatalf("versions: %v\n%s", err, out)
 		}
 	})
-	t.Run("blobs", func(t *testing.T) { checkBlobs(t, orphan, "--data-dir", dataDir) })
+	t.Run("blobs", func(t *testing.T) { checkBlobs(t, orphan, "1h0m0s", "--data-dir", dataDir) })
 	t.Run("blobs by URL", func(t *testing.T) {
-		checkBlobs(t, orphan, "--backend", "bolt://"+filepath.Join(dataDir, "topo.db"), "--blobs", "file://"+filepath.Join(dataDir, "blobs"))
+		checkBlobs(t, orphan, "1h0m0s", "--backend", "bolt://"+filepath.Join(dataDir, "topo.db"), "--blobs", "file://"+filepath.Join(dataDir, "blobs"))
 	})
 	// Read-only: the bolt file is as topod left it.
 	if dbAfter, err := os.ReadFile(filepath.Join(dataDir, "topo.db")); err != nil || !bytes.Equal(dbBefore, dbAfter) {
@@ -259,13 +264,20 @@ func TestInspectCommandEtcd(t *testing.T) {
 	blobs := "file://" + filepath.Join(t.TempDir(), "blobs")
 	backend := "etcd://" + strings.Join(cluster.Endpoints(), ",")
 	addr := freeAddr(t)
-	serveTopod(t, "--listen", addr, "--backend", backend, "--blobs", blobs, "--data-dir", t.TempDir())
+	serveTopod(t, "--listen", addr, "--backend", backend, "--blobs", blobs, "--data-dir", t.TempDir(), "--gc-grace", "2h")
 	v1, _, orphan := writeTopology(t, addr)
 	cases := inspectCases(v1)
 	viaTopod := runCases(t, "through topod", cases, "--address", addr)
 	direct := runCases(t, "etcd and blobs", cases, "--backend", backend, "--blobs", blobs)
 	sameOutputs(t, viaTopod, direct)
-	t.Run("blobs", func(t *testing.T) { checkBlobs(t, orphan, "--backend", backend, "--blobs", blobs) })
+	t.Run("blobs", func(t *testing.T) { checkBlobs(t, orphan, "2h0m0s", "--backend", backend, "--blobs", blobs) })
+	t.Run("blobs by another grace", func(t *testing.T) {
+		out, err := runTopod(t, "inspect", "blobs", "--json", "--progress", "none", "--gc-grace", "1s", "--backend", backend, "--blobs", blobs)
+		var u inspect.Usage
+		if err != nil || json.Unmarshal([]byte(out), &u) != nil || u.GraceText != "1s" || len(u.Unreferenced) != 1 {
+			t.Fatalf("inspect blobs --gc-grace 1s: %v\n%s", err, out)
+		}
+	})
 }
 
 // TestInspectCommandErrors: what is missing or unreachable is named.

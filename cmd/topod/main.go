@@ -62,6 +62,7 @@ type serveFlags struct {
 	shutdownGrace  time.Duration
 	gcInterval     time.Duration
 	gcGrace        time.Duration
+	blobTakeover   string
 	etcdAPI        bool
 	etcdWindow     int
 	etcdWindowSize int64
@@ -118,7 +119,7 @@ func newRootCommand() *cobra.Command {
 	fs.DurationVar(&f.lockTTL, "lock-ttl", toposerver.DefaultLockTTL, "lease TTL of locks and elections whose client asked for none")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long a shutdown waits for requests in flight")
 	fs.DurationVar(&f.gcInterval, "gc-interval", 0, "run blob garbage collection this often (e.g. 1h; one replica at a time, by a lock in the backend); 0: never (see topod gc)")
-	registerGCGrace(fs, &f.gcGrace)
+	registerGCGrace(fs, &f.gcGrace, &f.blobTakeover)
 	fs.BoolVar(&f.etcdAPI, "etcd-api", true, "also serve etcd's v3 gRPC API on --listen, behind the same TLS: stock etcd2 Vitess binaries (--topo-implementation etcd2), etcdctl and any etcd v3 client use topod as they would etcd, reading and writing the same data as the plugin; needs the mirror (--mirror-prefixes)")
 	fs.IntVar(&f.etcdWindow, "etcd-watch-window-events", toposerver.DefaultEtcdWatchWindowEvents, "etcd API: how many recent events topod keeps, per mirrored prefix, for watches from a past revision; a watch from before them is answered as compacted and its client re-reads")
 	fs.Int64Var(&f.etcdWindowSize, "etcd-watch-window-bytes", toposerver.DefaultEtcdWatchWindowBytes, "etcd API: memory bound, in bytes, of the recent events kept per mirrored prefix (see --etcd-watch-window-events)")
@@ -182,6 +183,15 @@ func serve(ctx context.Context, f serveFlags) error {
 			log.Error("close backend", "err", err)
 		}
 	}()
+	// The blob store must be this backend's, kept with this grace: a
+	// topod writing into another backend's store loses its blobs to that
+	// backend's collections, and one with another grace breaks theirs.
+	claimCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = claimBlobs(claimCtx, backend, blobs, f.commonFlags, "/", f.gcGrace, f.blobTakeover, false, log)
+	cancel()
+	if err != nil {
+		return err
+	}
 
 	lis, err := net.Listen("tcp", f.listen)
 	if err != nil {
@@ -248,7 +258,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		log.Warn("serving without an authorization policy on a non-loopback address: every client past TLS may create, change and delete anything, and take any lock; see --authz-policy", "listen", lis.Addr().String())
 	}
 	if f.gcInterval > 0 {
-		stopGC := startPeriodicGC(ctx, backend, blobs, f.gcInterval, f.gcGrace, log)
+		stopGC := startPeriodicGC(ctx, backend, blobs, f.gcInterval, f.gcGrace, describeBackend(ctx, f.commonFlags, backend), log)
 		defer stopGC() // before the backend and the store close
 	}
 

@@ -3,6 +3,7 @@ package inspect
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +22,8 @@ type BlobOptions struct {
 	Options
 	// Grace is topod gc's --gc-grace: an unreferenced blob stored longer
 	// ago than that is one the next collection deletes (Collectable).
-	// Default blobgc.DefaultGrace.
+	// Default: the grace the store's owner record names (blobgc.Owner),
+	// else blobgc.DefaultGrace.
 	Grace time.Duration
 	// Prefix is the key prefix of the records marked from (default "/",
 	// as topod gc's).
@@ -73,6 +75,9 @@ type Usage struct {
 	// Grace is the grace period Collectable is judged by.
 	Grace     time.Duration `json:"-"`
 	GraceText string        `json:"grace"`
+	// Owner is the store's owner record (which backend and root may
+	// collect it, with what grace), nil if it has none yet.
+	Owner *blobgc.Owner `json:"owner,omitempty"`
 	// Values is how many backend values (current and past) were read,
 	// Records how many of them refer to blobs.
 	Values   int        `json:"values"`
@@ -100,17 +105,25 @@ var errReadOnly = errors.New("inspect: the blob store is read-only here")
 // It needs the backend and the store themselves: topod's API lists
 // neither the store nor a file's past versions.
 func Blobs(ctx context.Context, backend kv.Backend, store blobstore.Store, name string, opts BlobOptions) (*Usage, error) {
-	if opts.Grace <= 0 {
-		opts.Grace = blobgc.DefaultGrace
-	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	// The collector checks the store's owner record (blobgc.Claim: read
+	// only, in a dry run) and refuses another grace than the record's: it
+	// runs with the record's, whatever grace the blobs are judged by here.
+	owner, ownerGrace, err := readOwner(ctx, store)
+	if err != nil {
+		return nil, fmt.Errorf("blob usage of %s: %w", name, err)
+	}
+	collectGrace := cmp.Or(ownerGrace, opts.Grace, blobgc.DefaultGrace)
+	if opts.Grace <= 0 {
+		opts.Grace = collectGrace
+	}
 	// A dry run lists as candidates only the unreferenced blobs older than
 	// its grace; the younger ones it only counts. To list every one, the
-	// collector's clock is moved ahead by the grace plus futureSlack, and
+	// collector's clock is moved ahead by its grace plus futureSlack, and
 	// its ages moved back.
-	shift := opts.Grace + futureSlack
+	shift := collectGrace + futureSlack
 	ro := &readOnlyStore{Store: store}
 	if opts.Progress != nil && opts.ProgressMode != progress.None {
 		ro.progress = opts.Progress
@@ -118,7 +131,7 @@ func Blobs(ctx context.Context, backend kv.Backend, store blobstore.Store, name 
 	}
 	start := time.Now()
 	r, err := blobgc.Collect(ctx, backend, ro, blobgc.Options{
-		Grace:  opts.Grace,
+		Grace:  collectGrace,
 		DryRun: true,
 		Prefix: opts.Prefix,
 		Now:    func() time.Time { return opts.Now().Add(shift) },
@@ -134,6 +147,7 @@ func Blobs(ctx context.Context, backend kv.Backend, store blobstore.Store, name 
 		FutureStored:    r.Young,
 		Grace:           opts.Grace,
 		GraceText:       opts.Grace.String(),
+		Owner:           owner,
 		Values:          r.Values,
 		Records:         r.Refs,
 		Unreferenced:    []Unreferenced{},
@@ -165,6 +179,26 @@ func Blobs(ctx context.Context, backend kv.Backend, store blobstore.Store, name 
 	return u, nil
 }
 
+// readOwner reads the store's owner record, if it has one, and its grace.
+func readOwner(ctx context.Context, store blobstore.Store) (*blobgc.Owner, time.Duration, error) {
+	data, _, err := store.GetMeta(ctx, blobgc.OwnerName)
+	if errors.Is(err, blobstore.ErrNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("owner record %s/%s: %w", blobstore.MetaDir, blobgc.OwnerName, err)
+	}
+	rec := &blobgc.Owner{}
+	if err := json.Unmarshal(data, rec); err != nil {
+		return nil, 0, fmt.Errorf("owner record %s/%s: %w", blobstore.MetaDir, blobgc.OwnerName, err)
+	}
+	grace, err := time.ParseDuration(rec.Grace)
+	if err != nil || grace <= 0 {
+		return nil, 0, fmt.Errorf("owner record %s/%s: grace %q is not a duration", blobstore.MetaDir, blobgc.OwnerName, rec.Grace)
+	}
+	return rec, grace, nil
+}
+
 // readOnlyStore is a blob store that refuses writes, counting (and
 // reporting) the blobs walked.
 type readOnlyStore struct {
@@ -184,6 +218,9 @@ func (s *readOnlyStore) Delete(context.Context, content.Hash) error { return err
 func (s *readOnlyStore) Refresh(context.Context, []content.Hash, time.Time) ([]content.Hash, error) {
 	return nil, errReadOnly
 }
+
+// PutMeta is part of blobstore.Store: refused.
+func (s *readOnlyStore) PutMeta(context.Context, string, []byte, string) error { return errReadOnly }
 
 // DeleteIfOlder is part of blobstore.Store: refused.
 func (s *readOnlyStore) DeleteIfOlder(context.Context, content.Hash, time.Time) (bool, error) {
@@ -213,6 +250,11 @@ func (s *readOnlyStore) Walk(ctx context.Context, fn func(h content.Hash, size i
 // the unreferenced blobs and one of the dangling references.
 func (u *Usage) WriteText(w io.Writer, now time.Time) error {
 	fmt.Fprintf(w, "store:         %s\n", u.Store)
+	if u.Owner != nil {
+		fmt.Fprintf(w, "owner:         %s, grace %s (%s)\n", u.Owner.Owner, u.Owner.Grace, u.Owner.Backend)
+	} else {
+		fmt.Fprintln(w, "owner:         none recorded yet")
+	}
 	fmt.Fprintf(w, "stored:        %s, %s\n", plural(u.Blobs, "blob"), bytesString(u.Bytes))
 	fmt.Fprintf(w, "referenced:    %s, %s (by %s among %s, current and past)\n", plural(u.Referenced, "blob"), bytesString(u.ReferencedBytes), plural(u.Records, "record"), plural(u.Values, "value"))
 	fmt.Fprintf(w, "unreferenced:  %s, %s; %d of them (%s) stored over %v ago: topod gc --gc-grace %v would delete those\n",

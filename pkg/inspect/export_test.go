@@ -1,5 +1,7 @@
 package inspect
 
+import "github.com/topod-io/topod/pkg/blobstore"
+
 // SetProgressMinBlobs sets the fewest blobs that get a progress bar, for a
 // test, and returns the previous value.
 func SetProgressMinBlobs(n int) int {
@@ -7,3 +9,6 @@ func SetProgressMinBlobs(n int) int {
 	progressMinBlobs = n
 	return old
 }
+
+// ReadOnlyStore is the store Blobs hands the collector.
+func ReadOnlyStore(s blobstore.Store) blobstore.Store { return &readOnlyStore{Store: s} }

@@ -862,3 +862,43 @@ func TestDecodeUnknown(t *testing.T) {
 		t.Errorf("WriteJSON: %v %s", err, out.String())
 	}
 }
+
+// TestReadOnlyStore: the store Blobs hands the collector refuses every
+// write and leaves the store as it was.
+func TestReadOnlyStore(t *testing.T) {
+	ctx := t.Context()
+	s, err := fileblob.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, data := blobtest.Blob(1, 100)
+	if err := s.Put(ctx, h, data); err != nil {
+		t.Fatal(err)
+	}
+	ro := inspect.ReadOnlyStore(s)
+	h2, data2 := blobtest.Blob(2, 100)
+	for name, err := range map[string]error{
+		"Put":     ro.Put(ctx, h2, data2),
+		"Delete":  ro.Delete(ctx, h),
+		"PutMeta": ro.PutMeta(ctx, "owner.json", []byte("{}"), ""),
+	} {
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if deleted, err := ro.DeleteIfOlder(ctx, h, time.Now().Add(time.Hour)); deleted || err == nil {
+		t.Errorf("DeleteIfOlder: %v, %v", deleted, err)
+	}
+	if _, err := ro.Refresh(ctx, []content.Hash{h}, time.Now().Add(time.Hour)); err == nil {
+		t.Errorf("Refresh: no error")
+	}
+	if got, err := ro.Get(ctx, h); err != nil || string(got) != string(data) {
+		t.Errorf("Get: %v", err)
+	}
+	if set := blobSet(t, s); len(set) != 1 || !set[h] {
+		t.Errorf("the store holds %v", set)
+	}
+	if _, _, err := s.GetMeta(ctx, "owner.json"); !errors.Is(err, blobstore.ErrNotFound) {
+		t.Errorf("GetMeta: %v, want none", err)
+	}
+}

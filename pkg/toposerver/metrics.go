@@ -93,6 +93,9 @@ func newMetrics() *metrics {
 		"grant", "renew", "revoke", "lease_time_to_live", "list_leases"} {
 		m.backend.WithLabelValues(t)
 	}
+	for _, kind := range []string{"watch", "watch_recursive", "watch_stream", "lock", "campaign", "watch_leader"} {
+		m.streams.WithLabelValues(kind)
+	}
 	for _, start := range []string{"full", "resume"} {
 		m.watchOpens.WithLabelValues(start)
 	}
