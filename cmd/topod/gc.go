@@ -32,6 +32,9 @@ type commonFlags struct {
 	credentialsFile string
 	dataDir         string
 	logLevel        string
+	// readOnly opens the backend for reading only (topod inspect): bolt's
+	// file read-only; etcd is simply not written.
+	readOnly bool
 }
 
 func (f *commonFlags) register(fs *pflag.FlagSet) {

@@ -95,7 +95,7 @@ func newRootCommand() *cobra.Command {
 			return serve(ctx, f)
 		},
 	}
-	cmd.AddCommand(newGCCommand(), newMigrateCommand(), newHealthCommand())
+	cmd.AddCommand(newGCCommand(), newMigrateCommand(), newHealthCommand(), newInspectCommand())
 	fs := cmd.Flags()
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:15999", "address of the gRPC server")
 	fs.StringVar(&f.tls.Cert, "tls-cert", "", "TLS certificate (PEM) of the gRPC server; with --tls-key, topod speaks TLS only (the plugin's --topod-tls-* flags)")
@@ -302,7 +302,7 @@ func open(ctx context.Context, f commonFlags) (kv.Backend, blobstore.Store, erro
 	if backendURL == "" {
 		backendURL = "bolt://" + filepath.Join(f.dataDir, "topo.db")
 	}
-	backend, err := kv.Open(openCtx, backendURL, kv.OpenOptions{TLS: etcdTLS})
+	backend, err := kv.Open(openCtx, backendURL, kv.OpenOptions{TLS: etcdTLS, ReadOnly: f.readOnly})
 	if err != nil {
 		return nil, nil, err
 	}
