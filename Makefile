@@ -117,6 +117,17 @@ bin/etcdctl:
 		-dropreplace=go.etcd.io/etcd/client/v3 -dropreplace=go.etcd.io/etcd/pkg/v3; \
 	GOFLAGS=-mod=mod GOBIN=$(CURDIR)/bin go install .
 
+# bin/promtool is Prometheus's promtool and bin/promqlnames lists the
+# metrics a PromQL query reads with Prometheus's own parser: the tests of
+# deploy/monitoring (the dashboard and the rules) run both. They are built
+# from deploy/monitoring/tools, a module of its own pinning
+# github.com/prometheus/prometheus (its dependencies stay out of topod's
+# module graph): several minutes the first time, cached in bin/ after.
+PROMETHEUS_TOOLS := deploy/monitoring/tools
+bin/promtool bin/promqlnames &: $(PROMETHEUS_TOOLS)/go.mod $(PROMETHEUS_TOOLS)/go.sum $(PROMETHEUS_TOOLS)/promqlnames/main.go
+	cd $(PROMETHEUS_TOOLS) && go build -buildvcs=false -o $(CURDIR)/bin/promtool github.com/prometheus/prometheus/cmd/promtool
+	cd $(PROMETHEUS_TOOLS) && go build -buildvcs=false -o $(CURDIR)/bin/promqlnames ./promqlnames
+
 bin/protoc-gen-go:
 	go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 
@@ -142,13 +153,15 @@ proto: tools-proto
 # clientv3 answers compared with a real etcd's, and stock bin/etcdctl run
 # against it; and deploy/ (its overlays rendered, strictly decoded,
 # checked, and every container's command line run against the binaries in
-# bin/).
+# bin/); and deploy/monitoring: promtool's check and unit tests of the
+# Prometheus rules, and every metric the rules and the Grafana dashboard
+# read found in the /metrics of a real topod and vschemad.
 # Then, without the race detector (bench/cmd/topobench/jdscaled_test.go
 # says why), the JD fleet benchmark's whole pipeline at --scale 0.02, on
 # its own servers and on servers it did not start (--etcd-endpoints,
 # --topod-addr).
-test: fmt-check vet bin/minio bin/etcdctl build mysql-client mariadb
-	DEPLOY_BIN_DIR=$(CURDIR)/bin go test -race -count=1 -timeout 30m ./...
+test: fmt-check vet bin/minio bin/etcdctl bin/promtool bin/promqlnames build mysql-client mariadb
+	DEPLOY_BIN_DIR=$(CURDIR)/bin PROMTOOL=$(CURDIR)/bin/promtool PROMQLNAMES=$(CURDIR)/bin/promqlnames go test -race -count=1 -timeout 30m ./...
 	go test -count=1 -timeout 10m -run '^(TestJDScaled|TestJDExternal)$$' ./bench/cmd/topobench/
 
 # test-faults runs the fault suite (faults/, RELIABILITY.md): the workload
