@@ -57,6 +57,11 @@ func (m *metrics) handler() http.Handler {
 // observe counts a request of the API answered with status.
 func (m *metrics) observe(r *http.Request, status int, took time.Duration) {
 	method, route := r.Method, r.Pattern
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodOptions:
+	default:
+		method = "other" // a client's own method names would be series without bound
+	}
 	if _, rest, ok := strings.Cut(route, " "); ok {
 		route = rest // "PUT /api/v1/..." -> "/api/v1/..."
 	}

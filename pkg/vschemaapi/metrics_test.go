@@ -11,8 +11,9 @@ import (
 )
 
 // TestMetrics: --metrics-listen serves /metrics, where an apply, a dry run,
-// a refused apply (an unknown vindex type), an unauthenticated write and a
-// read are counted by route, code and write result.
+// a refused apply (an unknown vindex type), an unauthenticated write, a
+// read and a request of an unknown method (counted as "other") are counted
+// by route, code and write result.
 func TestMetrics(t *testing.T) {
 	tp := vschematest.StartTopodBolt(t, vschematest.Options{})
 	tp.CreateKeyspaces(t, "commerce")
@@ -34,6 +35,7 @@ func TestMetrics(t *testing.T) {
 		{"PUT", url, `{"sharded": true, "vindexes": {"v": {"type": "no_such_vindex"}}, "tables": {"t": {"column_vindexes": [{"column": "id", "name": "v"}]}}}`, auth, http.StatusBadRequest},
 		{"PUT", url, `{"tables": {"t": {}}}`, nil, http.StatusUnauthorized},
 		{"GET", url, "", auth, http.StatusOK},
+		{"BREW", url, "", auth, http.StatusNotFound},
 	}
 	for _, c := range calls {
 		var body []byte
@@ -61,6 +63,7 @@ func TestMetrics(t *testing.T) {
 		{"vschemad_http_requests_total", []string{"method", "PUT", "route", route, "code", "400"}, 1},
 		{"vschemad_http_requests_total", []string{"method", "PUT", "route", route, "code", "401"}, 1},
 		{"vschemad_http_requests_total", []string{"method", "GET", "route", route, "code", "200"}, 1},
+		{"vschemad_http_requests_total", []string{"method", "other", "route", "/api/", "code", "404"}, 1},
 		{"vschemad_audit_log_errors_total", nil, 0},
 	} {
 		if got := m.Sum(w.name, w.match...); got != w.want {
