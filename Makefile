@@ -117,6 +117,25 @@ bin/etcdctl:
 		-dropreplace=go.etcd.io/etcd/client/v3 -dropreplace=go.etcd.io/etcd/pkg/v3; \
 	GOFLAGS=-mod=mod GOBIN=$(CURDIR)/bin go install .
 
+# bin/promtool is Prometheus's promtool, from Debian's prometheus package
+# (downloaded and unpacked, not installed: no service is set up), which
+# takes seconds where building it takes about 7 minutes on 2 cores. Its
+# check and unit tests of the rules read the rule files only.
+# bin/promqlnames lists the metrics a PromQL query reads with Prometheus's
+# own parser; it is built from deploy/monitoring/tools, a module of its own
+# pinning github.com/prometheus/prometheus (its dependencies stay out of
+# topod's module graph; about 40 s the first time, cached in bin/ after).
+# The tests of deploy/monitoring (the dashboard and the rules) run both.
+PROMETHEUS_TOOLS := deploy/monitoring/tools
+bin/promtool:
+	@mkdir -p bin .cache/prometheus-deb
+	cd .cache/prometheus-deb && { ls prometheus_*.deb >/dev/null 2>&1 || apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; }
+	dpkg-deb --fsys-tarfile .cache/prometheus-deb/prometheus_*.deb | tar -xO ./usr/bin/promtool > $@.tmp
+	chmod +x $@.tmp && mv $@.tmp $@
+
+bin/promqlnames: $(PROMETHEUS_TOOLS)/go.mod $(PROMETHEUS_TOOLS)/go.sum $(PROMETHEUS_TOOLS)/promqlnames/main.go
+	cd $(PROMETHEUS_TOOLS) && go build -buildvcs=false -o $(CURDIR)/bin/promqlnames ./promqlnames
+
 bin/protoc-gen-go:
 	go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 
@@ -142,15 +161,17 @@ proto: tools-proto
 # clientv3 answers compared with a real etcd's, and stock bin/etcdctl run
 # against it; and deploy/ (its overlays rendered, strictly decoded,
 # checked, and every container's command line run against the binaries in
-# bin/).
+# bin/); and deploy/monitoring: promtool's check and unit tests of the
+# Prometheus rules, and every metric the rules and the Grafana dashboard
+# read found in the /metrics of a real topod and vschemad.
 # Then, without the race detector (bench/cmd/topobench/jdscaled_test.go
 # says why), the JD fleet benchmark's whole pipeline at --scale 0.02, on
 # its own servers and on servers it did not start (--etcd-endpoints,
 # --topod-addr); and the JD-scale checks the race detector makes too slow
 # to run under it: the import of all 1,911 JD vschemas through vschemad,
 # and the generator's full-JD determinism and 10x scale.
-test: fmt-check vet bin/minio bin/etcdctl build mysql-client mariadb
-	DEPLOY_BIN_DIR=$(CURDIR)/bin go test -race -count=1 -timeout 30m ./...
+test: fmt-check vet bin/minio bin/etcdctl bin/promtool bin/promqlnames build mysql-client mariadb
+	DEPLOY_BIN_DIR=$(CURDIR)/bin PROMTOOL=$(CURDIR)/bin/promtool PROMQLNAMES=$(CURDIR)/bin/promqlnames go test -race -count=1 -timeout 30m ./...
 	go test -count=1 -timeout 10m -run '^(TestJDScaled|TestJDExternal)$$' ./bench/cmd/topobench/
 	go test -count=1 -timeout 10m -run '^(TestImportJD|TestDeterminism|TestScale10)$$' ./pkg/vschemaclient/ ./internal/jd/
 

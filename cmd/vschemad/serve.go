@@ -60,6 +60,7 @@ HTTP are refused on any address but loopback unless --allow-insecure-tokens.`,
 	f.DurationVar(&cfg.ReadTimeout, "read-timeout", vschemaapi.DefaultReadTimeout, "the longest a request may take to arrive, body included (headers: 30s at most); 0 for the default")
 	f.DurationVar(&cfg.WriteTimeout, "write-timeout", vschemaapi.DefaultWriteTimeout, "the longest from a request's headers to the end of its answer; a write still running then completes and is audited, but its answer is lost; 0 for the default")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", vschemaapi.DefaultIdleTimeout, "how long an idle keep-alive connection is kept open; 0 for the default")
+	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address of a plain HTTP server for /metrics (Prometheus; deploy/monitoring reads them); empty: none")
 	f.BoolVar(&cfg.RecordAccess, "topod-record-access", true, "with topod, update the cells' SrvVSchema at the record level, re-encoding only the changed keyspaces; false: through topo.Conn alone, splicing the whole file")
 	topoplugin.RegisterFlags(f)
 	return cmd

@@ -23,7 +23,7 @@ const deployDir = ".."
 // custom resources (their CRDs are not built into Kubernetes).
 var (
 	Overlays = []string{"overlays/dev", "overlays/prod", "overlays/multicell"}
-	Examples = []string{"examples/cert-manager", "examples/servicemonitor", "examples/vitess-operator"}
+	Examples = []string{"examples/cert-manager", "examples/servicemonitor", "examples/prometheusrule", "examples/vitess-operator"}
 )
 
 // userSecrets reads the Secrets deploy/README.md documents as the user's

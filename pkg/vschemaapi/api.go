@@ -30,6 +30,7 @@ type apiServer struct {
 	audit   *auditLog
 	maxBody int64
 	log     *slog.Logger
+	metrics *metrics // made by handler when nil
 }
 
 // handler returns the routes:
@@ -50,6 +51,9 @@ type apiServer struct {
 //	POST   /api/v1/cells/{cell}/srvvschema/rebuild         rewrite the cell's SrvVSchema whole
 //	GET    /api/v1/audit                                   the audit log (?keyspace=, ?action=, ?limit=)
 func (s *apiServer) handler() http.Handler {
+	if s.metrics == nil {
+		s.metrics = newMetrics()
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	handle := func(pattern string, h func(w http.ResponseWriter, r *http.Request, p *principal) error) {
@@ -73,6 +77,7 @@ func (s *apiServer) handler() http.Handler {
 	handle("GET /api/v1/audit", s.getAudit)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path, nil)
+		s.metrics.observe(r, http.StatusNotFound, 0)
 	})
 	return mux
 }
@@ -98,6 +103,7 @@ func (s *apiServer) wrap(h func(w http.ResponseWriter, r *http.Request, p *princ
 		if s.guard != nil {
 			if he := s.guard.check(r); he != nil {
 				writeError(w, he.status, he.msg, nil)
+				s.metrics.observe(r, he.status, time.Since(start))
 				s.log.Warn("refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "host", r.Host,
 					"origin", r.Header.Get("Origin"), "status", he.status, "err", he.msg)
 				return
@@ -109,6 +115,7 @@ func (s *apiServer) wrap(h func(w http.ResponseWriter, r *http.Request, p *princ
 			if p, err = s.auth.authenticate(r); err != nil {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="vschemad"`)
 				writeError(w, http.StatusUnauthorized, err.Error(), nil)
+				s.metrics.observe(r, http.StatusUnauthorized, time.Since(start))
 				s.log.Info("refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "status", http.StatusUnauthorized, "err", err)
 				return
 			}
@@ -129,6 +136,7 @@ func (s *apiServer) wrap(h func(w http.ResponseWriter, r *http.Request, p *princ
 			status = he.status
 			writeError(w, he.status, he.msg, he.body)
 		}
+		s.metrics.observe(r, status, time.Since(start))
 		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "user", p.name, "remote", r.RemoteAddr,
 			"status", status, "duration", time.Since(start).Round(time.Microsecond), "err", errString(err))
 	}
@@ -468,6 +476,7 @@ func (s *apiServer) begin(intents []AuditEntry) error {
 	}
 	if err := s.audit.begin(intents); err != nil {
 		s.log.Error("audit log: cannot record a write's intent: the write is refused", "err", err)
+		s.metrics.auditErrors.Inc()
 		return errorf(http.StatusInternalServerError, "nothing was written: the write could not be recorded in the audit log before being made: %v", err)
 	}
 	return nil
@@ -480,6 +489,7 @@ func (s *apiServer) finish(outcomes []AuditEntry) error {
 	}
 	if err := s.audit.append(outcomes...); err != nil {
 		s.log.Error("audit log: cannot record a write's outcome", "err", err, "entries", len(outcomes))
+		s.metrics.auditErrors.Inc()
 		return err
 	}
 	return nil

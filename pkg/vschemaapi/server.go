@@ -62,6 +62,9 @@ type Config struct {
 	// --idle-timeout: how long a keep-alive connection waits for its next
 	// request (http.Server.IdleTimeout).
 	IdleTimeout time.Duration
+	// --metrics-listen: address of a plain HTTP server for /metrics
+	// (Prometheus); "" for none.
+	MetricsListen string
 }
 
 // Timeout defaults of `vschemad serve`: long enough for a 64 MiB import
@@ -178,7 +181,17 @@ func Serve(ctx context.Context, cfg *Config, ready chan<- string) error {
 	}
 	defer audit.Close()
 
-	api := &apiServer{store: store, auth: auth, guard: guard, audit: audit, maxBody: cfg.MaxBodyBytes, log: log}
+	api := &apiServer{store: store, auth: auth, guard: guard, audit: audit, maxBody: cfg.MaxBodyBytes, log: log, metrics: newMetrics()}
+	if cfg.MetricsListen != "" {
+		mlis, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen %s: %w", cfg.MetricsListen, err)
+		}
+		ms := &http.Server{Handler: api.metrics.handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = ms.Serve(mlis) }()
+		defer ms.Close()
+		log.Info("metrics serving", "url", "http://"+mlis.Addr().String()+"/metrics")
+	}
 	srv := &http.Server{
 		Handler:           api.handler(),
 		ReadHeaderTimeout: min(30*time.Second, cfg.ReadTimeout),
