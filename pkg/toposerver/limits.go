@@ -36,7 +36,31 @@ const (
 	// key each, its value shared with the mirror) and answers waiting to
 	// be sent. A stream over it asking for more is ended.
 	DefaultMaxStreamBacklog = 100_000
+
+	// DefaultMaxListPageBytes bounds the paths and contents of one page of
+	// a paged List (a page holds at least one file, however large).
+	DefaultMaxListPageBytes = 4 << 20
+	// DefaultMaxSendMsgBytes bounds every message topod sends, on both
+	// APIs: the largest blob (GetBlob, GetBlobs: MaxBlobBytes) with room
+	// for framing, a List page many times over, and, on the etcd API
+	// (which answers a range in one message, as etcd does), JD's whole
+	// SrvVSchema (13.5 MiB in the JD profile, 17.6 MiB in JD's own) read by
+	// a stock etcd2 vtgate more than three times over.
+	DefaultMaxSendMsgBytes = 64 << 20
+	// MinMaxSendMsgBytes is the least MaxSendMsgBytes --max-send-msg-bytes
+	// takes: the largest blob must fit a GetBlob answer.
+	MinMaxSendMsgBytes = MaxBlobBytes + 1<<20
 )
+
+// messageLimits sets the message limits left 0 to their defaults.
+func (o *Options) messageLimits() {
+	if o.MaxListPageBytes <= 0 {
+		o.MaxListPageBytes = DefaultMaxListPageBytes
+	}
+	if o.MaxSendMsgBytes <= 0 {
+		o.MaxSendMsgBytes = DefaultMaxSendMsgBytes
+	}
+}
 
 // watchQuota counts the watches open on a server, over both APIs, against
 // its limit.

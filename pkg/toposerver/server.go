@@ -135,6 +135,10 @@ type Options struct {
 	MaxWatches           int
 	MaxLockTTL           time.Duration
 	MaxConcurrentStreams int
+	// MaxListPageBytes bounds a page of a paged List, MaxSendMsgBytes any
+	// message topod sends (limits.go). 0 means the Default* of each.
+	MaxListPageBytes int
+	MaxSendMsgBytes  int
 	// Name and Address describe this topod in the etcd endpoint's member
 	// list and status.
 	Name, Address string
@@ -213,6 +217,7 @@ func New(backend kv.Backend, opts Options) *Server {
 	if opts.MaxConcurrentStreams <= 0 {
 		opts.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
+	opts.messageLimits()
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -321,7 +326,7 @@ func (s *Server) Register(g *grpc.Server) {
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxBlobBytes + 1<<20),
-		grpc.MaxSendMsgSize(1 << 30),
+		grpc.MaxSendMsgSize(s.opts.MaxSendMsgBytes),
 		grpc.MaxConcurrentStreams(uint32(s.opts.MaxConcurrentStreams)),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
