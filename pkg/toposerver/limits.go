@@ -50,9 +50,23 @@ const (
 	// MinMaxSendMsgBytes is the least MaxSendMsgBytes --max-send-msg-bytes
 	// takes: the largest blob must fit a GetBlob answer.
 	MinMaxSendMsgBytes = MaxBlobBytes + 1<<20
+	// DefaultMaxPutBlobs bounds the blobs of one PutBlobs: each costs a
+	// blob store request or two (an S3 HEAD to refresh, a PUT), and
+	// gRPC's receive limit (MaxBlobBytes + 1 MiB) bounds only their bytes:
+	// empty blobs by the million would fit it. The plugin sends batches of
+	// at most 512.
+	DefaultMaxPutBlobs = 4_096
+	// DefaultMaxGetBlobs bounds the hashes of one GetBlobs (the plugin
+	// asks in batches of 4,096).
+	DefaultMaxGetBlobs = 1 << 16
+	// DefaultMaxMissingBlobs bounds the hashes of one MissingBlobs: each
+	// may be a blob store request (an S3 HEAD), and keeps the blobs found
+	// from collection. The plugin asks in batches of 4,096.
+	DefaultMaxMissingBlobs = 1 << 14
 )
 
-// messageLimits sets the message limits left 0 to their defaults.
+// messageLimits sets the message and blob request limits left 0 to their
+// defaults.
 func (o *Options) messageLimits() {
 	if o.MaxListPageBytes <= 0 {
 		o.MaxListPageBytes = DefaultMaxListPageBytes
@@ -60,6 +74,26 @@ func (o *Options) messageLimits() {
 	if o.MaxSendMsgBytes <= 0 {
 		o.MaxSendMsgBytes = DefaultMaxSendMsgBytes
 	}
+	if o.MaxPutBlobs <= 0 {
+		o.MaxPutBlobs = DefaultMaxPutBlobs
+	}
+	if o.MaxGetBlobs <= 0 {
+		o.MaxGetBlobs = DefaultMaxGetBlobs
+	}
+	if o.MaxMissingBlobs <= 0 {
+		o.MaxMissingBlobs = DefaultMaxMissingBlobs
+	}
+}
+
+// refuseCount refuses a request carrying n items (blobs, hashes) of a kind
+// over max, with InvalidArgument naming the limit and its flag, counted
+// under limit.
+func (s *Server) refuseCount(op string, n, max int, what, limit, flag string) error {
+	if n <= max {
+		return nil
+	}
+	s.metrics.refused.WithLabelValues(limit).Inc()
+	return invalid(fmt.Errorf("%s: %d %s, over the %d limit (%s); send them in several requests", op, n, what, max, flag))
 }
 
 // watchQuota counts the watches open on a server, over both APIs, against

@@ -77,7 +77,7 @@ func newMetrics() *metrics {
 			Name: "topod_backend_requests_total", Help: "Requests topod made to its backend, by type.",
 		}, []string{"type"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "topod_limit_refusals_total", Help: "Requests refused for going over a resource limit, by limit (watches_per_stream, watches, stream_backlog, lock_ttl, after_revision, list_bytes).",
+			Name: "topod_limit_refusals_total", Help: "Requests refused for going over a resource limit, by limit (watches_per_stream, watches, stream_backlog, lock_ttl, after_revision, list_bytes, put_blobs, blob_bytes, get_blobs, missing_blobs).",
 		}, []string{"limit"}),
 		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
 			grpcprom.WithHistogramBuckets(prometheus.ExponentialBuckets(0.0001, 4, 10)))),

@@ -136,9 +136,14 @@ type Options struct {
 	MaxLockTTL           time.Duration
 	MaxConcurrentStreams int
 	// MaxListPageBytes bounds a page of a paged List, MaxSendMsgBytes any
-	// message topod sends (limits.go). 0 means the Default* of each.
+	// message topod sends; MaxPutBlobs the blobs of a PutBlobs,
+	// MaxGetBlobs and MaxMissingBlobs the hashes of a GetBlobs and a
+	// MissingBlobs (limits.go). 0 means the Default* of each.
 	MaxListPageBytes int
 	MaxSendMsgBytes  int
+	MaxPutBlobs      int
+	MaxGetBlobs      int
+	MaxMissingBlobs  int
 	// Name and Address describe this topod in the etcd endpoint's member
 	// list and status.
 	Name, Address string
