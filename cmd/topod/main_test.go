@@ -97,6 +97,12 @@ func TestStartErrors(t *testing.T) {
 		{[]string{"--max-watches-per-stream", "0"}, "--max-watches-per-stream 0"},
 		{[]string{"--gc-grace", "1s"}, "a grace of at least 10m0s"},
 		{[]string{"--max-lock-ttl", "10ms"}, "a TTL of 1s or more"},
+		{[]string{"--max-send-msg-bytes", "1048576"}, "--max-send-msg-bytes 1048576"},
+		{[]string{"--max-list-page-bytes", "0"}, "--max-list-page-bytes 0"},
+		{[]string{"--max-list-page-bytes", "67108864"}, "pages of 1 byte to 1 MiB less than a message"},
+		{[]string{"--max-put-blobs", "100"}, "--max-put-blobs 100"},
+		{[]string{"--max-get-blobs", "0"}, "the plugin's batches"},
+		{[]string{"--max-missing-blobs", "4095"}, "--max-missing-blobs 4095"},
 		{[]string{"--advertise-address", "topod"}, "--advertise-address \"topod\": want host:port"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

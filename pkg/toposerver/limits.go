@@ -63,6 +63,12 @@ const (
 	// may be a blob store request (an S3 HEAD), and keeps the blobs found
 	// from collection. The plugin asks in batches of 4,096.
 	DefaultMaxMissingBlobs = 1 << 14
+	// MinMaxPutBlobs, MinMaxGetBlobs and MinMaxMissingBlobs are the least
+	// values their flags take: the plugin's batches, which smaller limits
+	// would refuse.
+	MinMaxPutBlobs     = 512
+	MinMaxGetBlobs     = 4_096
+	MinMaxMissingBlobs = 4_096
 )
 
 // messageLimits sets the message and blob request limits left 0 to their
