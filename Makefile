@@ -146,16 +146,19 @@ proto: tools-proto
 # Then, without the race detector (bench/cmd/topobench/jdscaled_test.go
 # says why), the JD fleet benchmark's whole pipeline at --scale 0.02, on
 # its own servers and on servers it did not start (--etcd-endpoints,
-# --topod-addr).
+# --topod-addr); and the JD-scale checks the race detector makes too slow
+# to run under it: the import of all 1,911 JD vschemas through vschemad,
+# and the generator's full-JD determinism and 10x scale.
 test: fmt-check vet bin/minio bin/etcdctl build mysql-client mariadb
 	DEPLOY_BIN_DIR=$(CURDIR)/bin go test -race -count=1 -timeout 30m ./...
 	go test -count=1 -timeout 10m -run '^(TestJDScaled|TestJDExternal)$$' ./bench/cmd/topobench/
+	go test -count=1 -timeout 10m -run '^(TestImportJD|TestDeterminism|TestScale10)$$' ./pkg/vschemaclient/ ./internal/jd/
 
 # test-faults runs the fault suite (faults/, RELIABILITY.md): the workload
 # against a real cluster (three etcd members, three topod replicas, MinIO)
 # under each fault, every history checked, one line of figures per fault;
 # then every fuzz target for FUZZTIME. FAULTS_LONG=1 is the long mode:
-# longer phases, the soak, and FUZZTIME=5m.
+# longer phases, a 30-minute soak instead of 5, and FUZZTIME=5m.
 FAULTS_LONG ?=
 test-faults: bin/minio
 	set -o pipefail; go test -count=1 -timeout 60m -v -run 'TestModel|TestCheck|TestFaults|TestSoak' ./faults/ \

@@ -34,13 +34,7 @@ type target struct {
 func backends(t *testing.T, opts toposerver.Options, fn func(t *testing.T, tg *target)) {
 	for _, name := range []string{"bolt", "etcd"} {
 		t.Run(name, func(t *testing.T) {
-			var b kv.Backend
-			if name == "bolt" {
-				b = topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db"))
-			} else {
-				b = topodtest.OpenEtcd(t, etcdtest.Start(t, 1).Endpoints())
-			}
-			srv := topodtest.Start(t, b, opts)
+			srv := topodtest.Start(t, openBackend(t, name), opts)
 			// Fixed 64 KiB windows: a client that does not read its stream
 			// holds no more than that of what topod sends (gRPC's dynamic
 			// windows would let it buffer far more, sparing topod).
@@ -53,6 +47,14 @@ func backends(t *testing.T, opts toposerver.Options, fn func(t *testing.T, tg *t
 			fn(t, &target{name: name, srv: srv, client: topodv1.NewTopoClient(cc), etcd: name == "etcd"})
 		})
 	}
+}
+
+// openBackend opens a bolt file, or a one-member embedded etcd.
+func openBackend(t *testing.T, name string) kv.Backend {
+	if name == "bolt" {
+		return topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db"))
+	}
+	return topodtest.OpenEtcd(t, etcdtest.Start(t, 1).Endpoints())
 }
 
 // populate writes n files under /attack/, as many keyspaces' records.

@@ -68,12 +68,12 @@ func TestMigrateEtcd2ToTopod(t *testing.T) {
 		t.Fatal(err)
 	}
 	topodAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcdtest.Start(t, 1), work)
+	startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcdtest.Start(t, 1), work, nil)
 	cellAddrs := map[string]string{}
 	for i := range p.Cells {
 		cell := p.CellName(i)
 		cellAddrs[cell] = "127.0.0.1:" + strconv.Itoa(ports[3+i])
-		startTopodOnEtcd(t, ctx, bin["topod"], "topod-"+cell, cellAddrs[cell], etcdtest.Start(t, 1), work)
+		startTopodOnEtcd(t, ctx, bin["topod"], "topod-"+cell, cellAddrs[cell], etcdtest.Start(t, 1), work, nil)
 	}
 	dst, err := topo.OpenServer("topod", topodAddr, globalRoot)
 	if err != nil {

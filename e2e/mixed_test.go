@@ -79,7 +79,7 @@ func TestMixedFleetOnTopod(t *testing.T) {
 	port := func() int { p := ports[0]; ports = ports[1:]; return p }
 	topodAddr := "127.0.0.1:" + strconv.Itoa(port())
 	etcd := etcdtest.Start(t, 1)
-	topod := startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work)
+	topod := startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work, nil)
 
 	// The test's own topo.Servers, one per implementation, on topod.
 	topos, servers := map[string]vtlocal.Topo{}, map[string]*topo.Server{}

@@ -64,7 +64,7 @@ func TestMultiCellOnTopod(t *testing.T) {
 	stores := map[string]*store{}
 	for _, name := range append([]string{"global"}, cells...) {
 		s := &store{name: "topod-" + name, addr: "127.0.0.1:" + strconv.Itoa(port()), etcd: etcdtest.Start(t, 1)}
-		s.proc = startTopodOnEtcd(t, ctx, bin["topod"], s.name, s.addr, s.etcd, work)
+		s.proc = startTopodOnEtcd(t, ctx, bin["topod"], s.name, s.addr, s.etcd, work, nil)
 		stores[name] = s
 	}
 	tp := vtlocal.Topo{Implementation: "topod", Address: stores["global"].addr, Root: globalRoot}
@@ -214,7 +214,7 @@ func TestMultiCellOnTopod(t *testing.T) {
 	t.Logf("%s serves the change; %s's vtgate keeps serving what it had", cells[0], down)
 
 	// zone2's topod back: a rebuild brings its vtgate up to date.
-	stores[down].proc = startTopodOnEtcd(t, ctx, bin["topod"], stores[down].name, stores[down].addr, stores[down].etcd, work)
+	stores[down].proc = startTopodOnEtcd(t, ctx, bin["topod"], stores[down].name, stores[down].addr, stores[down].etcd, work, nil)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, vschemadURL+"/api/v1/cells/"+down+"/srvvschema/rebuild", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -68,9 +68,14 @@ func TestTabletsOnTopod(t *testing.T) {
 	}
 	topodAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	etcd := etcdtest.Start(t, 1)
-	startTopod := func() *vtlocal.Process { return startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work) }
+	// As in deploy/'s prod overlay: each component its own client
+	// certificate, topod enforcing the shipped authorization policy.
+	guard := newGuard(t, id, work)
+	startTopod := func() *vtlocal.Process {
+		return startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work, guard)
+	}
 	topod := startTopod()
-	tp := vtlocal.Topo{Implementation: "topod", Address: topodAddr, Root: globalRoot}
+	tp := vtlocal.Topo{Implementation: "topod", Address: topodAddr, Root: globalRoot, TLS: guard.clients}
 	// vtgate reads its cell's tablets every 2 s instead of every minute,
 	// so that it discovers the tablets as they register.
 	ts, vt := startVitess(ctx, t, bin, work, id, tp, "/vitess/"+cell, "--tablet-refresh-interval", "2s")

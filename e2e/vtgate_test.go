@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"vitess.io/vitess/go/vt/topo"
@@ -79,7 +80,9 @@ func TestVitessOnTopod(t *testing.T) {
 
 	// A real etcd, at its default limits, under topod.
 	etcd := etcdtest.Start(t, 1)
-	startTopod := func() *vtlocal.Process { return startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work) }
+	startTopod := func() *vtlocal.Process {
+		return startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work, nil)
+	}
 	topod := startTopod()
 
 	// vtctld and vtgate, exactly as with etcd2 but for the implementation.
@@ -187,9 +190,29 @@ func TestVitessOnTopod(t *testing.T) {
 
 	// topod crashes and comes back on the same address; vtgate, never
 	// restarted, converges on a change made after that.
+	reconnects := func() (int, error) {
+		vars, err := get(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/vars", vtgateHTTP))
+		if err != nil {
+			return 0, err
+		}
+		var stats struct{ TopodWatchStreamReconnects int }
+		err = json.Unmarshal([]byte(vars), &stats)
+		return stats.TopodWatchStreamReconnects, err
+	}
+	before, err := reconnects()
+	if err != nil {
+		t.Fatal(err)
+	}
 	topod.Kill()
 	t.Log("topod killed (SIGKILL)")
-	time.Sleep(2 * time.Second) // let watchers notice
+	// vtgate's watch stream broke, and its plugin tried to open it again.
+	waitFor(ctx, t, vtgate, time.Minute, "vtgate's plugin to try its watch stream again", func() error {
+		n, err := reconnects()
+		if err == nil && n == before {
+			err = fmt.Errorf("TopodWatchStreamReconnects still %d", n)
+		}
+		return err
+	})
 	restarted := time.Now()
 	topod = startTopod()
 	t.Logf("topod restarted in %v", time.Since(restarted).Round(time.Millisecond))
@@ -241,6 +264,11 @@ func startVitess(ctx context.Context, t *testing.T, bin map[string]string, work 
 	t.Cleanup(ts.Close)
 	if err := ts.CreateCellInfo(ctx, cell, &topodatapb.CellInfo{ServerAddress: tp.Address, Root: cellRoot}); err != nil {
 		t.Fatalf("CreateCellInfo %s: %v", cell, err)
+	}
+	// The cell's (empty) SrvVSchema, which vtgate would build at start if
+	// it were missing, but may not under deploy/'s policy.
+	if err := ts.RebuildSrvVSchema(ctx, []string{cell}); err != nil {
+		t.Fatalf("RebuildSrvVSchema %s: %v", cell, err)
 	}
 	return ts, startVtctldVtgate(ctx, t, bin, work, id, tp, vtgateArgs...)
 }
@@ -352,21 +380,27 @@ func workDir(t *testing.T, id *vtlocal.Identity) string {
 // startTopodOnEtcd runs the topod binary, named name in messages, on etcd
 // at addr, with its blobs and data in work/name and its log in
 // work/logs/name.log, and waits until it serves.
-func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, name, addr string, etcd *etcdtest.Cluster, work string) *vtlocal.Process {
+func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, name, addr string, etcd *etcdtest.Cluster, work string, g *guard) *vtlocal.Process {
 	t.Helper()
+	args := []string{
+		"--listen", addr,
+		"--backend", "etcd://" + strings.Join(trimScheme(etcd.Endpoints()), ","),
+		"--blobs", "file://" + filepath.Join(work, name, "blobs"),
+		"--data-dir", filepath.Join(work, name, "data"),
+	}
+	var health []grpc.DialOption
+	if g != nil {
+		args = append(args, g.serverArgs...)
+		health = append(health, g.health)
+	}
 	p := start(t, vtlocal.Spec{
 		Name:   name,
 		Binary: topodBin,
-		Args: []string{
-			"--listen", addr,
-			"--backend", "etcd://" + strings.Join(trimScheme(etcd.Endpoints()), ","),
-			"--blobs", "file://" + filepath.Join(work, name, "blobs"),
-			"--data-dir", filepath.Join(work, name, "data"),
-		},
-		Log: filepath.Join(work, "logs", name+".log"),
-		Dir: work,
+		Args:   args,
+		Log:    filepath.Join(work, "logs", name+".log"),
+		Dir:    work,
 	})
-	if err := p.WaitGRPCHealth(ctx, addr); err != nil {
+	if err := p.WaitGRPCHealth(ctx, addr, health...); err != nil {
 		t.Fatal(err)
 	}
 	return p

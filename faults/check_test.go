@@ -222,15 +222,17 @@ func (r *report) note(format string, args ...any) {
 
 // checkLocks checks the lock actions: ordered by the register's versions,
 // the successful writes carry tokens that never go down, no token twice,
-// and counts that go up by one (no holder acted on a stale read), or by
-// more only as far as writes whose answer was lost (unanswered) can have
-// been applied unanswered; and counts acquisitions whose holding intervals
-// overlap.
+// and counts that go up by one (no holder acted on a stale read). A count
+// skipped is explained only by a write whose answer was lost (unanswered)
+// that tried exactly that count, with a token between the writes around
+// it: it may have been applied unanswered. Counts acquisitions whose
+// holding intervals overlap.
 func (r *report) checkLocks(l *lockLog) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	r.lockActs = len(l.actions)
 	var writes []lockAction
+	lost := map[int][]int64{} // unanswered writes' tokens, by the count they tried
 	for _, a := range l.actions {
 		if a.wrote {
 			writes = append(writes, a)
@@ -243,24 +245,37 @@ func (r *report) checkLocks(l *lockLog) {
 		}
 		if a.unanswered {
 			r.lockUnanswered++
+			lost[a.count] = append(lost[a.count], a.token)
 		}
 	}
-	unanswered := r.lockUnanswered // not yet used to explain a skipped count
+	// explain uses up an unanswered write that tried count with a token
+	// in [lo, hi] (any token when unfenced).
+	explain := func(count int, lo, hi int64, fenced bool) bool {
+		for i, tok := range lost[count] {
+			if !fenced || (tok >= lo && tok <= hi) {
+				lost[count] = append(lost[count][:i], lost[count][i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
 	r.lockWrites = len(writes)
 	sort.Slice(writes, func(i, j int) bool { return writes[i].regVersion < writes[j].regVersion })
 	for i := 1; i < len(writes); i++ {
 		prev, w := writes[i-1], writes[i]
 		fenced := w.token > 0 // etcd2's locks give no token
-		skipped := w.count - prev.count - 1
-		if skipped > 0 && skipped <= unanswered {
-			unanswered -= skipped // unanswered writes that were applied
-			r.lockApplied += skipped
-			skipped = 0
+		unexplained := 0
+		for c := prev.count + 1; c < w.count; c++ {
+			if explain(c, prev.token, w.token, fenced) {
+				r.lockApplied++
+			} else {
+				unexplained++
+			}
 		}
-		if (fenced && w.token <= prev.token) || skipped != 0 {
+		if (fenced && w.token <= prev.token) || w.count <= prev.count || unexplained != 0 {
 			r.lockUnsafe++
-			r.note("unsafe lock write: client %d wrote token %d count %d at version %d after client %d's token %d count %d at version %d (%d unanswered writes left)",
-				w.client, w.token, w.count, w.regVersion, prev.client, prev.token, prev.count, prev.regVersion, unanswered)
+			r.note("unsafe lock write: client %d wrote token %d count %d at version %d after client %d's token %d count %d at version %d (%d skipped counts no unanswered write tried)",
+				w.client, w.token, w.count, w.regVersion, prev.client, prev.token, prev.count, prev.regVersion, unexplained)
 		}
 	}
 	acts := append([]lockAction(nil), l.actions...)

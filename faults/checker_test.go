@@ -156,7 +156,9 @@ func TestCheckLocks(t *testing.T) {
 	wrote := func(client int, token int64, version int64, count int) lockAction {
 		return lockAction{client: client, token: token, wrote: true, regVersion: version, count: count}
 	}
-	unanswered := lockAction{client: 9, token: 7, unanswered: true}
+	unanswered := func(token int64, count int) lockAction {
+		return lockAction{client: 9, token: token, unanswered: true, count: count}
+	}
 	tests := []struct {
 		name    string
 		actions []lockAction
@@ -168,8 +170,11 @@ func TestCheckLocks(t *testing.T) {
 		{"a token goes down", []lockAction{wrote(0, 2, 10, 1), wrote(1, 1, 11, 2)}, 1},
 		{"a count repeated: a stale read acted on", []lockAction{wrote(0, 1, 10, 1), wrote(1, 2, 11, 1)}, 1},
 		{"a count skipped, no write unanswered", []lockAction{wrote(0, 1, 10, 1), wrote(1, 3, 12, 3)}, 1},
-		{"a count skipped by an unanswered write", []lockAction{wrote(0, 1, 10, 1), unanswered, wrote(1, 3, 12, 3)}, 0},
-		{"two skipped, one unanswered write", []lockAction{wrote(0, 1, 10, 1), unanswered, wrote(1, 3, 13, 4)}, 1},
+		{"a count skipped by an unanswered write of it", []lockAction{wrote(0, 1, 10, 1), unanswered(2, 2), wrote(1, 3, 12, 3)}, 0},
+		{"two skipped, one unanswered write", []lockAction{wrote(0, 1, 10, 1), unanswered(2, 2), wrote(1, 3, 13, 4)}, 1},
+		{"a count skipped, the unanswered write tried another", []lockAction{wrote(0, 1, 10, 1), unanswered(2, 5), wrote(1, 3, 12, 3)}, 1},
+		{"a count skipped, the unanswered write's token is outside", []lockAction{wrote(0, 2, 10, 1), unanswered(9, 2), wrote(1, 3, 12, 3)}, 1},
+		{"an unanswered write explains one skip only", []lockAction{wrote(0, 1, 10, 1), unanswered(2, 2), wrote(1, 3, 12, 3), wrote(0, 4, 13, 2), wrote(1, 5, 14, 4)}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,15 +1,10 @@
 package faults
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +14,9 @@ import (
 
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 
+	"github.com/prometheus/procfs"
+
+	"github.com/topod-io/topod/bench/servers"
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/jdtopo"
 	"github.com/topod-io/topod/pkg/record"
@@ -26,7 +24,7 @@ import (
 )
 
 var (
-	soakFor     = flag.Duration("faults.soak", 30*time.Minute, "how long the soak (long mode) runs")
+	soakFlag    = flag.Duration("faults.soak", 0, "how long the soak runs (default 5m, 30m in the long mode)")
 	soakVTGates = flag.Int("faults.soak-vtgates", 5, "simulated vtgates in the soak, each watching every keyspace of its cell")
 )
 
@@ -46,13 +44,18 @@ type sample struct {
 // three-member etcd; simulated vtgates each watching their cell's
 // SrvVSchema and every keyspace's SrvKeyspace; tablet records updated
 // every 100 ms, a keyspace's SrvKeyspace every second, the SrvVSchema
-// rewritten every 30 s; for -faults.soak. The replicas' RSS, goroutines and
-// open streams are sampled every 30 s and must stay flat (the last
-// quarter's mean within 25% of the second quarter's), with no error.
+// rewritten every 30 s; for -faults.soak (5 minutes, 30 in the long
+// mode). The replicas' RSS, goroutines and open streams are sampled every
+// 30 s and must stay flat (the last quarter's mean within 25% of the
+// second quarter's), with no error.
 func TestSoak(t *testing.T) {
 	needSuite(t)
-	if !*long {
-		t.Skip("the soak runs in the long mode (make test-faults FAULTS_LONG=1)")
+	soakFor := *soakFlag
+	if soakFor == 0 {
+		soakFor = 5 * time.Minute
+		if *long {
+			soakFor = 30 * time.Minute
+		}
 	}
 	c := startCluster(t, clusterOptions{replicas: 3, metrics: true, inlineLimit: record.DefaultInlineLimit})
 	ctx := context.Background()
@@ -79,7 +82,7 @@ func TestSoak(t *testing.T) {
 			t.Errorf("%s: %v", what, err)
 		}
 	}
-	soakCtx, stop := context.WithTimeout(ctx, *soakFor)
+	soakCtx, stop := context.WithTimeout(ctx, soakFor)
 	defer stop()
 	var wg sync.WaitGroup
 	for g := range *soakVTGates {
@@ -170,7 +173,10 @@ func TestSoak(t *testing.T) {
 		select {
 		case <-soakCtx.Done():
 		case <-tick.C:
-			s := c.sample(time.Since(begin))
+			s, err := c.sample(ctx, time.Since(begin))
+			if err != nil {
+				t.Fatalf("soak %v: %v", time.Since(begin).Round(time.Second), err)
+			}
 			samples = append(samples, s)
 			t.Logf("soak %v: RSS %v MiB, goroutines %v, streams %v, watch events %d, errors %d",
 				s.at.Round(time.Second), mib(s.rss), s.goroutines, s.streams, events.Load(), errs.Load())
@@ -199,7 +205,7 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	fmt.Printf("soak: %v, %d simulated vtgates (%d watches), %d watch events, %d errors\n",
-		*soakFor, *soakVTGates, *soakVTGates*(p.Keyspaces+1), events.Load(), errs.Load())
+		soakFor, *soakVTGates, *soakVTGates*(p.Keyspaces+1), events.Load(), errs.Load())
 }
 
 func mean(ss []sample, get func(sample) int64) float64 {
@@ -219,60 +225,31 @@ func mib(b []int64) []int64 {
 }
 
 // sample reads each replica's RSS from /proc and its goroutines and open
-// streams from its /metrics.
-func (c *cluster) sample(at time.Duration) sample {
+// streams from its /metrics. A replica that cannot be read fails the soak:
+// a dead one must not read as flat.
+func (c *cluster) sample(ctx context.Context, at time.Duration) (sample, error) {
 	s := sample{at: at}
-	for _, r := range c.replicas {
-		s.rss = append(s.rss, rssOf(r.proc.Pid()))
-		m := scrape(r.metricsAddr)
-		s.goroutines = append(s.goroutines, int64(m["go_goroutines"]))
-		s.streams = append(s.streams, int64(m["topod_downstream_streams"]))
-	}
-	return s
-}
-
-// rssOf is a process's resident memory, in bytes.
-func rssOf(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10
+	for i, r := range c.replicas {
+		proc, err := procfs.NewProc(r.proc.Pid())
+		if err != nil {
+			return s, fmt.Errorf("topod%d: %w", i, err)
 		}
-	}
-	return 0
-}
-
-// scrape sums each metric family of a Prometheus text endpoint over its
-// labels.
-func scrape(addr string) map[string]float64 {
-	out := map[string]float64{}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return out
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
+		stat, err := proc.Stat()
+		if err != nil {
+			return s, fmt.Errorf("topod%d: %w", i, err)
 		}
-		name, value, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
+		m, err := servers.Scrape(ctx, "http://"+r.metricsAddr+"/metrics")
+		if err != nil {
+			return s, fmt.Errorf("topod%d: %w", i, err)
 		}
-		name, _, _ = strings.Cut(name, "{")
-		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-		if err == nil {
-			out[name] += v
+		for _, name := range []string{"go_goroutines", "topod_downstream_streams"} {
+			if m[name] == nil {
+				return s, fmt.Errorf("topod%d exports no %s", i, name)
+			}
 		}
+		s.rss = append(s.rss, int64(stat.ResidentMemory()))
+		s.goroutines = append(s.goroutines, int64(m.Sum("go_goroutines")))
+		s.streams = append(s.streams, int64(m.Sum("topod_downstream_streams")))
 	}
-	return out
+	return s, nil
 }

@@ -285,7 +285,8 @@ type lockAction struct {
 	token            int64 // the lock's revision
 	acquired, unlock int64 // times
 	// wrote: the holder's write of the register succeeded, at version
-	// regVersion, with count.
+	// regVersion, with count. An unanswered write's count is the one it
+	// tried.
 	wrote      bool
 	regVersion int64
 	count      int
@@ -345,7 +346,7 @@ func lockClient(ctx context.Context, r *recorder, l *lockLog, id int, conn topo.
 				case topo.IsErrType(werr, topo.BadVersion):
 					a.casFailed = true
 				default:
-					a.unanswered = true
+					a.unanswered, a.count = true, count+1
 				}
 			}
 		}

@@ -2,17 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/topod-io/topod/pkg/blobgc"
 	"github.com/topod-io/topod/pkg/blobstore"
@@ -29,6 +32,9 @@ type commonFlags struct {
 	credentialsFile string
 	dataDir         string
 	logLevel        string
+	// readOnly opens the backend for reading only (topod inspect): bolt's
+	// file read-only; etcd is simply not written.
+	readOnly bool
 }
 
 func (f *commonFlags) register(fs *pflag.FlagSet) {
@@ -51,18 +57,73 @@ func (f *commonFlags) logger() (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
 }
 
-// registerGCGrace adds --gc-grace, which serving and collecting share:
-// every topod of a deployment, and `topod gc`, must use the same value.
-func registerGCGrace(fs *pflag.FlagSet, grace *time.Duration) {
-	fs.DurationVar(grace, "gc-grace", blobgc.DefaultGrace, "blob garbage collection keeps unreferenced blobs this long after they were stored or last asked about; the same on every topod of a deployment and for topod gc")
+// registerGCGrace adds --gc-grace and --blob-owner-takeover, which serving
+// and collecting share: every topod of a deployment, and `topod gc`, must
+// use the same grace, and the blob store's owner record says which.
+func registerGCGrace(fs *pflag.FlagSet, grace *time.Duration, takeover *string) {
+	fs.DurationVar(grace, "gc-grace", blobgc.DefaultGrace, "blob garbage collection keeps unreferenced blobs this long after they were stored or last asked about; the same on every topod of a deployment and for topod gc: the blob store records it on first use, and a topod or topod gc with another grace refuses to run")
+	fs.StringVar(takeover, "blob-owner-takeover", "", "replace the blob store's owner record, if it names `OWNER` (as a refusal printed it), with this backend and --gc-grace. The record (_topod/owner.json in the store, written on first use) says which backend, root and grace may collect the store; topod refuses to start, and topod gc to run, on a store whose record says otherwise. Use it once, when this backend replaces a retired one on the same blobs, or to change the deployment's --gc-grace; a record naming another owner is still refused")
+}
+
+// claimBlobs checks that the blob store belongs to this backend under root
+// with grace, as its owner record says, writing the record on first use
+// (blobgc.Claim), and logs what it found. readOnly (a dry run) writes
+// nothing.
+func claimBlobs(ctx context.Context, backend kv.Backend, blobs blobstore.Store, f commonFlags, root string, grace time.Duration, takeover string, readOnly bool, log *slog.Logger) error {
+	c, err := blobgc.Claim(ctx, backend, blobs, blobgc.ClaimOptions{
+		Root:     root,
+		Grace:    grace,
+		Backend:  describeBackend(ctx, f, backend),
+		Takeover: takeover,
+		ReadOnly: readOnly,
+	})
+	if err != nil {
+		return fmt.Errorf("blob store %s: %w", blobsURL(f), err)
+	}
+	switch {
+	case c.Absent:
+		log.Info("blob store has no owner record yet (a dry run writes none)", "blobs", blobsURL(f))
+	case c.Created:
+		log.Info("blob store claimed: owner record written", "blobs", blobsURL(f), "owner", c.Record.Owner, "grace", c.Record.Grace)
+	case c.TakenOver:
+		log.Warn("blob store taken over (--blob-owner-takeover): owner record replaced; remove the flag", "blobs", blobsURL(f), "owner", c.Record.Owner, "grace", c.Record.Grace, "previous", c.Previous.String())
+	default:
+		log.Debug("blob store owner record checked", "blobs", blobsURL(f), "owner", c.Record.Owner, "grace", c.Record.Grace)
+	}
+	if c.TakeoverUnneeded {
+		log.Warn("--blob-owner-takeover is set but the blob store's owner record already names this backend and grace: remove the flag", "blobs", blobsURL(f), "owner", c.Record.Owner)
+	}
+	return nil
+}
+
+// describeBackend names the backend for the blob store's owner record: its
+// URL and, on etcd, the cluster id etcd reports.
+func describeBackend(ctx context.Context, f commonFlags, backend kv.Backend) string {
+	desc := f.backend
+	if desc == "" {
+		db := filepath.Join(f.dataDir, "topo.db")
+		if abs, err := filepath.Abs(db); err == nil {
+			db = abs
+		}
+		desc = "bolt://" + db
+	}
+	if e, ok := backend.(interface{ Client() *clientv3.Client }); ok {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if resp, err := e.Client().MemberList(ctx); err == nil && resp.Header != nil {
+			desc += fmt.Sprintf(" (etcd cluster id %x)", resp.Header.ClusterId)
+		}
+	}
+	return desc
 }
 
 // gcFlags are the flags of `topod gc`.
 type gcFlags struct {
 	commonFlags
-	dryRun bool
-	grace  time.Duration
-	prefix string
+	dryRun   bool
+	grace    time.Duration
+	takeover string
+	prefix   string
 }
 
 func newGCCommand() *cobra.Command {
@@ -76,6 +137,12 @@ the unmarked blobs stored (or last asked about) more than --gc-grace ago.
 It prints a line per blob deleted (with --dry-run: that it would delete),
 then a summary. Only one collection runs at a time across topod replicas
 (a lock in the backend); a dry run needs no lock.
+
+The blob store records which backend (and --prefix) may collect it and
+with what --gc-grace, on first use (_topod/owner.json in the store): gc
+refuses to run on a store whose record names another backend, prefix or
+grace, saying which (see --blob-owner-takeover). A dry run writes no
+record.
 
 On the bolt backend, topod holds the file while it serves: run gc with
 topod stopped, or let the server collect (--gc-interval).`,
@@ -91,8 +158,8 @@ topod stopped, or let the server collect (--gc-interval).`,
 	fs := cmd.Flags()
 	f.commonFlags.register(fs)
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be deleted, delete nothing")
-	registerGCGrace(fs, &f.grace)
-	fs.StringVar(&f.prefix, "prefix", "/", "key prefix of the records to mark from (every record refers to blobs of the same store: keep /)")
+	registerGCGrace(fs, &f.grace, &f.takeover)
+	fs.StringVar(&f.prefix, "prefix", "/", "key prefix of the records to mark from (every record refers to blobs of the same store: keep /; the blob store's owner record names the prefix, and gc refuses another)")
 	return cmd
 }
 
@@ -116,9 +183,23 @@ func runGC(ctx context.Context, out io.Writer, f gcFlags) error {
 			log.Error("close backend", "err", err)
 		}
 	}()
-	r, err := blobgc.Collect(ctx, backend, blobs, blobgc.Options{Grace: f.grace, DryRun: f.dryRun, Prefix: f.prefix, Logger: log})
+	// Collect claims the store itself; this is for the log, and for a
+	// takeover.
+	if err := claimBlobs(ctx, backend, blobs, f.commonFlags, f.prefix, f.grace, f.takeover, f.dryRun, log); err != nil {
+		return err
+	}
+	r, err := blobgc.Collect(ctx, backend, blobs, blobgc.Options{Grace: f.grace, DryRun: f.dryRun, Prefix: f.prefix, Logger: log, Backend: describeBackend(ctx, f.commonFlags, backend)})
 	printReport(out, r)
+	if err != nil && isOwnerRefusal(err) {
+		return fmt.Errorf("blob store %s: %w", blobsURL(f.commonFlags), err)
+	}
 	return err
+}
+
+// isOwnerRefusal says whether err is a refusal by the blob store's owner
+// record.
+func isOwnerRefusal(err error) bool {
+	return errors.Is(err, blobgc.ErrOwnerMismatch) || errors.Is(err, blobgc.ErrGraceMismatch) || errors.Is(err, blobgc.ErrBadOwnerRecord)
 }
 
 // printReport writes a line per blob deleted (or to delete), one per
@@ -143,7 +224,7 @@ func printReport(w io.Writer, r *blobgc.Report) {
 // startPeriodicGC runs a collection every interval until ctx ends, logging
 // each one's summary. It returns a function that stops it and waits for a
 // collection in progress to end.
-func startPeriodicGC(ctx context.Context, backend kv.Backend, blobs blobstore.Store, interval, grace time.Duration, log *slog.Logger) (stop func()) {
+func startPeriodicGC(ctx context.Context, backend kv.Backend, blobs blobstore.Store, interval, grace time.Duration, describe string, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -155,10 +236,14 @@ func startPeriodicGC(ctx context.Context, backend kv.Backend, blobs blobstore.St
 				return
 			case <-t.C:
 			}
-			r, err := blobgc.Collect(ctx, backend, blobs, blobgc.Options{Grace: grace, Logger: log})
+			r, err := blobgc.Collect(ctx, backend, blobs, blobgc.Options{Grace: grace, Logger: log, Backend: describe})
 			switch {
 			case ctx.Err() != nil:
 				return
+			case err != nil && isOwnerRefusal(err):
+				// The store's owner record changed since this topod
+				// started (a takeover): collect no more, say so each time.
+				log.Error("blob gc refused by the blob store's owner record; restart this topod with the store's grace, or point it at its own store", "err", err)
 			case err != nil:
 				log.Error("blob gc failed", "err", err)
 			case len(r.Dangling) > 0:

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/topod-io/topod/pkg/blobgc"
 	"github.com/topod-io/topod/pkg/blobstore/blobtest"
 	"github.com/topod-io/topod/pkg/blobstore/fileblob"
 	"github.com/topod-io/topod/pkg/content"
@@ -167,5 +169,112 @@ func TestServeCollects(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("topod did not shut down")
+	}
+}
+
+// TestBlobStoreOwner: two backends (two bolt files) pointed at one blob
+// store, and topods with another grace. The first `topod gc` claims the
+// store; serving or collecting it from the other backend, or with another
+// --gc-grace, is refused with both sides named, and changes nothing; a
+// takeover naming the owner moves the store, after which the first
+// backend is refused.
+func TestBlobStoreOwner(t *testing.T) {
+	dirA, dirB := t.TempDir(), t.TempDir()
+	seedDataDir(t, dirA)
+	blobs := "file://" + filepath.Join(dirA, "blobs")
+	onA := []string{"--data-dir", dirA}
+	onB := []string{"--data-dir", dirB, "--blobs", blobs}
+	ownerOf := func(dataDir string) string {
+		t.Helper()
+		b, err := boltkv.Open(filepath.Join(dataDir, "topo.db"), boltkv.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		id, err := blobgc.BackendID(t.Context(), b, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id + "/"
+	}
+	serve := func(args ...string) []string {
+		return append([]string{"--listen", "127.0.0.1:0", "--log-level", "warn"}, args...)
+	}
+	gc := func(args ...string) []string { return append([]string{"gc", "--log-level", "warn"}, args...) }
+	steps := []struct {
+		name string
+		args []string
+		// want: "" succeeds; otherwise the error says each of want, where
+		// OWNER-A and OWNER-B stand for the backends' owners.
+		want []string
+	}{
+		{"a dry run on A writes no record", gc(append(onA, "--dry-run")...), nil},
+		{"gc on A claims the store", gc(onA...), nil},
+		{"gc on A again", gc(onA...), nil},
+		{"serving B is refused", serve(onB...), []string{"blob store " + blobs, "owned by another backend", "OWNER-A", "OWNER-B", "bolt://" + filepath.Join(dirB, "topo.db"), "--blob-owner-takeover=OWNER-A"}},
+		{"gc on B is refused", gc(onB...), []string{"owned by another backend", "OWNER-A", "OWNER-B"}},
+		{"a dry run on B is refused", gc(append(onB, "--dry-run")...), []string{"owned by another backend", "OWNER-A"}},
+		{"gc on A with another grace is refused", gc(append(onA, "--gc-grace", "2h")...), []string{"another gc grace", "grace 1h0m0s", "--gc-grace is 2h0m0s"}},
+		{"serving A with another grace is refused", serve(append(onA, "--gc-grace", "30m")...), []string{"another gc grace", "grace 1h0m0s", "--gc-grace is 30m0s"}},
+		{"gc on A with another prefix is refused", gc(append(onA, "--prefix", "/vitess/")...), []string{"root is \"/vitess/\"", "OWNER-A"}},
+		{"a takeover naming another owner is refused", gc(append(onB, "--blob-owner-takeover", "0123456789abcdef0123456789abcdef/")...), []string{"owned by another backend", "OWNER-A"}},
+		{"a takeover by B naming A", gc(append(onB, "--blob-owner-takeover", "OWNER-A")...), nil},
+		{"gc on A is now refused", gc(onA...), []string{"owned by another backend", "OWNER-B", "OWNER-A"}},
+		{"gc on B, with the flag left in", gc(append(onB, "--blob-owner-takeover", "OWNER-A")...), nil},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			replace := func(s string) string {
+				if strings.Contains(s, "OWNER-A") {
+					s = strings.ReplaceAll(s, "OWNER-A", ownerOf(dirA))
+				}
+				if strings.Contains(s, "OWNER-B") {
+					s = strings.ReplaceAll(s, "OWNER-B", ownerOf(dirB))
+				}
+				return s
+			}
+			args := make([]string, len(st.args))
+			for i, a := range st.args {
+				args[i] = replace(a)
+			}
+			var out bytes.Buffer
+			cmd := newRootCommand()
+			cmd.SetOut(&out)
+			cmd.SetArgs(args)
+			// A refused topod returns at once; one that was not refused
+			// would serve until this bound ends it (and then fails below).
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			err := cmd.ExecuteContext(ctx)
+			if st.want == nil {
+				if err != nil {
+					t.Fatalf("topod %v: %v\n%s", args, err, out.String())
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("topod %v succeeded, want it refused", args)
+			}
+			for _, w := range st.want {
+				if w = replace(w); !strings.Contains(err.Error(), w) {
+					t.Errorf("topod %v: error %q does not say %q", args, err, w)
+				}
+			}
+			if out.Len() != 0 {
+				t.Errorf("a refused topod %v printed %q", args, out.String())
+			}
+		})
+	}
+	// The record's grace and backend, as written by the takeover.
+	data, err := os.ReadFile(filepath.Join(dirA, "blobs", "_topod", "owner.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec blobgc.Owner
+	if err := json.Unmarshal(data, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Owner != ownerOf(dirB) || rec.Grace != "1h0m0s" || rec.Backend != "bolt://"+filepath.Join(dirB, "topo.db") || !strings.Contains(rec.Previous, ownerOf(dirA)) {
+		t.Errorf("owner record %+v: want B's, naming A's as the previous one", rec)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/topod-io/topod/pkg/authz"
 	"github.com/topod-io/topod/pkg/blobgc"
 	"github.com/topod-io/topod/pkg/blobstore"
 	_ "github.com/topod-io/topod/pkg/blobstore/fileblob"
@@ -50,6 +51,7 @@ type serveFlags struct {
 	commonFlags
 	listen         string
 	tls            tlsconfig.Files
+	authzPolicy    string
 	inlineLimit    int
 	blobCacheBytes int64
 	metricsListen  string
@@ -60,6 +62,7 @@ type serveFlags struct {
 	shutdownGrace  time.Duration
 	gcInterval     time.Duration
 	gcGrace        time.Duration
+	blobTakeover   string
 	etcdAPI        bool
 	etcdWindow     int
 	etcdWindowSize int64
@@ -97,12 +100,13 @@ func newRootCommand() *cobra.Command {
 			return serve(ctx, f)
 		},
 	}
-	cmd.AddCommand(newGCCommand(), newMigrateCommand(), newHealthCommand())
+	cmd.AddCommand(newGCCommand(), newMigrateCommand(), newHealthCommand(), newInspectCommand())
 	fs := cmd.Flags()
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:15999", "address of the gRPC server")
 	fs.StringVar(&f.tls.Cert, "tls-cert", "", "TLS certificate (PEM) of the gRPC server; with --tls-key, topod speaks TLS only (the plugin's --topod-tls-* flags)")
 	fs.StringVar(&f.tls.Key, "tls-key", "", "private key (PEM) of --tls-cert")
 	fs.StringVar(&f.tls.CA, "tls-client-ca", "", "CA certificates (PEM) client certificates must be signed by: with it, only clients presenting one get in (mutual TLS); needs --tls-cert")
+	fs.StringVar(&f.authzPolicy, "authz-policy", "", "authorization policy (YAML, see SECURITY.md): which client certificate identities may read, write or administer which paths, on both topod.v1 and the etcd API; reread on change (an invalid change is logged and the previous policy stays); needs --tls-client-ca. Empty: every client past TLS may do anything")
 	f.commonFlags.register(fs)
 	fs.IntVar(&f.inlineLimit, "inline-limit", record.DefaultInlineLimit, "files up to this many bytes are stored in their record; larger ones as blobs (at most 63 KiB: no backend value exceeds 64 KiB)")
 	fs.Int64Var(&f.blobCacheBytes, "blob-cache-bytes", toposerver.DefaultBlobCacheBytes, "memory bound of topod's blob cache, in bytes")
@@ -120,7 +124,7 @@ func newRootCommand() *cobra.Command {
 	fs.DurationVar(&f.lockTTL, "lock-ttl", toposerver.DefaultLockTTL, "lease TTL of locks and elections whose client asked for none")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long a shutdown waits for requests in flight")
 	fs.DurationVar(&f.gcInterval, "gc-interval", 0, "run blob garbage collection this often (e.g. 1h; one replica at a time, by a lock in the backend); 0: never (see topod gc)")
-	registerGCGrace(fs, &f.gcGrace)
+	registerGCGrace(fs, &f.gcGrace, &f.blobTakeover)
 	fs.BoolVar(&f.etcdAPI, "etcd-api", true, "also serve etcd's v3 gRPC API on --listen, behind the same TLS: stock etcd2 Vitess binaries (--topo-implementation etcd2), etcdctl and any etcd v3 client use topod as they would etcd, reading and writing the same data as the plugin; needs the mirror (--mirror-prefixes)")
 	fs.IntVar(&f.etcdWindow, "etcd-watch-window-events", toposerver.DefaultEtcdWatchWindowEvents, "etcd API: how many recent events topod keeps, per mirrored prefix, for watches from a past revision; a watch from before them is answered as compacted and its client re-reads")
 	fs.Int64Var(&f.etcdWindowSize, "etcd-watch-window-bytes", toposerver.DefaultEtcdWatchWindowBytes, "etcd API: memory bound, in bytes, of the recent events kept per mirrored prefix (see --etcd-watch-window-events)")
@@ -175,6 +179,16 @@ func serve(ctx context.Context, f serveFlags) error {
 	case f.tls.CA != "":
 		return errors.New("--tls-client-ca needs --tls-cert and --tls-key")
 	}
+	var policy *authz.Source
+	if f.authzPolicy != "" {
+		if f.tls.CA == "" {
+			return errors.New("--authz-policy needs --tls-client-ca: the policy grants by client certificate, and without mutual TLS no client has one")
+		}
+		if policy, err = authz.Open(f.authzPolicy, log); err != nil {
+			return fmt.Errorf("--authz-policy: %w", err)
+		}
+		go policy.Run(ctx, authz.DefaultReloadInterval)
+	}
 	backend, blobs, err := open(ctx, f.commonFlags)
 	if err != nil {
 		return err
@@ -187,6 +201,15 @@ func serve(ctx context.Context, f serveFlags) error {
 			log.Error("close backend", "err", err)
 		}
 	}()
+	// The blob store must be this backend's, kept with this grace: a
+	// topod writing into another backend's store loses its blobs to that
+	// backend's collections, and one with another grace breaks theirs.
+	claimCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = claimBlobs(claimCtx, backend, blobs, f.commonFlags, "/", f.gcGrace, f.blobTakeover, false, log)
+	cancel()
+	if err != nil {
+		return err
+	}
 
 	lis, err := net.Listen("tcp", f.listen)
 	if err != nil {
@@ -216,6 +239,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		MirrorMaxStaleness:         mirrorMaxStaleness(f.mirrorStale),
 		GCGrace:                    f.gcGrace,
 		TLS:                        serverTLS,
+		Authz:                      policy,
 		DisableEtcdAPI:             !f.etcdAPI,
 		EtcdWatchWindowEvents:      f.etcdWindow,
 		EtcdWatchWindowBytes:       f.etcdWindowSize,
@@ -253,9 +277,11 @@ func serve(ctx context.Context, f serveFlags) error {
 	log.Info("topod serving", "listen", lis.Addr().String(), "tls", describeTLS(f.tls), "etcd_api", srv.EtcdAPI(), "backend", describe(f.commonFlags), "blobs", blobsURL(f.commonFlags))
 	if serverTLS == nil && !isLoopback(lis.Addr()) {
 		log.Warn("serving without TLS on a non-loopback address: anyone who reaches it can read and change the topology; see --tls-cert, --tls-key and --tls-client-ca", "listen", lis.Addr().String())
+	} else if policy == nil && !isLoopback(lis.Addr()) {
+		log.Warn("serving without an authorization policy on a non-loopback address: every client past TLS may create, change and delete anything, and take any lock; see --authz-policy", "listen", lis.Addr().String())
 	}
 	if f.gcInterval > 0 {
-		stopGC := startPeriodicGC(ctx, backend, blobs, f.gcInterval, f.gcGrace, log)
+		stopGC := startPeriodicGC(ctx, backend, blobs, f.gcInterval, f.gcGrace, describeBackend(ctx, f.commonFlags, backend), log)
 		defer stopGC() // before the backend and the store close
 	}
 
@@ -299,7 +325,7 @@ func open(ctx context.Context, f commonFlags) (kv.Backend, blobstore.Store, erro
 	if backendURL == "" {
 		backendURL = "bolt://" + filepath.Join(f.dataDir, "topo.db")
 	}
-	backend, err := kv.Open(openCtx, backendURL, kv.OpenOptions{TLS: etcdTLS})
+	backend, err := kv.Open(openCtx, backendURL, kv.OpenOptions{TLS: etcdTLS, ReadOnly: f.readOnly})
 	if err != nil {
 		return nil, nil, err
 	}

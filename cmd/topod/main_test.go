@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -80,6 +81,12 @@ func TestServeAndShutdown(t *testing.T) {
 // TestStartErrors: bad flags and an unreachable etcd fail at once with a
 // message saying what is wrong.
 func TestStartErrors(t *testing.T) {
+	ca := certtest.New(t, "topod test CA")
+	mtls := []string{"--tls-cert", ca.ServerCert, "--tls-key", ca.ServerKey, "--tls-client-ca", ca.CAFile}
+	badPolicy := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(badPolicy, []byte("principals:\n- {name: vtgate, identities: [vtgate]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -104,6 +111,9 @@ func TestStartErrors(t *testing.T) {
 		{[]string{"--max-get-blobs", "0"}, "the plugin's batches"},
 		{[]string{"--max-missing-blobs", "4095"}, "--max-missing-blobs 4095"},
 		{[]string{"--advertise-address", "topod"}, "--advertise-address \"topod\": want host:port"},
+		{[]string{"--authz-policy", badPolicy}, "--authz-policy needs --tls-client-ca"},
+		{append([]string{"--authz-policy", "/nonexistent/policy.yaml"}, mtls...), "/nonexistent/policy.yaml"},
+		{append([]string{"--authz-policy", badPolicy}, mtls...), `identity "vtgate"`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			cmd := newRootCommand()

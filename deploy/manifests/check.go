@@ -35,6 +35,7 @@ func Check(objs []Object, userSecrets []string) error {
 		CheckServiceAddresses(objs, cs),
 		CheckTabletAntiAffinity(objs, cs),
 		CheckTopoFlags(objs, cs),
+		CheckOwnClientCertificates(cs),
 	)
 }
 

@@ -62,18 +62,7 @@ func (c Container) Where() string {
 // Flag returns the value of --name (as --name=value or --name value) in
 // the expanded command line, and whether it is there.
 func (c Container) Flag(name string) (string, bool) {
-	for i, a := range c.Argv {
-		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
-			return v, true
-		}
-		if a == "--"+name {
-			if i+1 < len(c.Argv) && !strings.HasPrefix(c.Argv[i+1], "-") {
-				return c.Argv[i+1], true
-			}
-			return "", true
-		}
-	}
-	return "", false
+	return argFlag(c.Argv, name)
 }
 
 // Containers returns every container and init container of every workload

@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -74,6 +75,11 @@ func TestOverlaysRenderAndHold(t *testing.T) {
 			}
 			if err := Check(objs, secrets); err != nil {
 				t.Fatal(err)
+			}
+			if slices.Contains(Hardened, dir) {
+				if err := CheckHardened(objs); err != nil {
+					t.Fatal(err)
+				}
 			}
 		})
 	}

@@ -11,9 +11,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -32,6 +34,11 @@ type CA struct {
 	ClientCert, ClientKey string
 	ClientName            string
 	Client                tls.Certificate
+
+	dir    string
+	cert   *x509.Certificate
+	key    *ecdsa.PrivateKey
+	serial int64 // of the last certificate issued
 }
 
 // New makes a CA named name and its two certificates, valid for an hour.
@@ -55,41 +62,68 @@ func New(t testing.TB, name string) *CA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca := &CA{Pool: x509.NewCertPool(), CAFile: filepath.Join(dir, "ca.pem"), ClientName: "ci-robot"}
+	ca := &CA{Pool: x509.NewCertPool(), CAFile: filepath.Join(dir, "ca.pem"), ClientName: "ci-robot", serial: 1}
 	ca.Pool.AddCert(caCert)
 	WritePEM(t, ca.CAFile, "CERTIFICATE", caDER)
-	issue := func(cn string, serial int64, usage x509.ExtKeyUsage) (string, string, tls.Certificate) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-			KeyUsage: x509.KeyUsageDigitalSignature,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		certFile, keyFile := filepath.Join(dir, cn+".pem"), filepath.Join(dir, cn+"-key.pem")
-		WritePEM(t, certFile, "CERTIFICATE", der)
-		WritePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
-		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return certFile, keyFile, pair
-	}
-	ca.ServerCert, ca.ServerKey, _ = issue("server", 2, x509.ExtKeyUsageServerAuth)
-	ca.ClientCert, ca.ClientKey, ca.Client = issue(ca.ClientName, 3, x509.ExtKeyUsageClientAuth)
+	ca.dir, ca.cert, ca.key = dir, caCert, caKey
+	server := ca.issue(t, "server", x509.ExtKeyUsageServerAuth, nil)
+	ca.ServerCert, ca.ServerKey = server.CertFile, server.KeyFile
+	client := ca.Issue(t, ca.ClientName)
+	ca.ClientCert, ca.ClientKey, ca.Client = client.CertFile, client.KeyFile, client.Pair
 	return ca
+}
+
+// Cert is a certificate the CA issued: its PEM files and the loaded pair.
+type Cert struct {
+	CertFile, KeyFile string
+	Pair              tls.Certificate
+}
+
+// Issue makes a client certificate with common name cn and the URI SANs
+// uris (e.g. SPIFFE ids), besides localhost and 127.0.0.1.
+func (ca *CA) Issue(t testing.TB, cn string, uris ...string) Cert {
+	t.Helper()
+	var us []*url.URL
+	for _, u := range uris {
+		parsed, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		us = append(us, parsed)
+	}
+	return ca.issue(t, cn, x509.ExtKeyUsageClientAuth, us)
+}
+
+func (ca *CA) issue(t testing.TB, cn string, usage x509.ExtKeyUsage, uris []*url.URL) Cert {
+	t.Helper()
+	ca.serial++
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(ca.serial), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{usage},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}, URIs: uris,
+		KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("%s-%d", cn, ca.serial)
+	c := Cert{CertFile: filepath.Join(ca.dir, name+".pem"), KeyFile: filepath.Join(ca.dir, name+"-key.pem")}
+	WritePEM(t, c.CertFile, "CERTIFICATE", der)
+	WritePEM(t, c.KeyFile, "EC PRIVATE KEY", keyDER)
+	if c.Pair, err = tls.LoadX509KeyPair(c.CertFile, c.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // WritePEM writes der as one PEM block of type typ to file.

@@ -1,6 +1,10 @@
 package vtlocal
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/topod-io/topod/pkg/tlsconfig"
+)
 
 // Topo is where the Vitess processes find the global topology.
 type Topo struct {
@@ -10,6 +14,11 @@ type Topo struct {
 	Address string
 	// Root is the --topo-global-root, e.g. "/vitess/global".
 	Root string
+	// TLS names, by component ("vtctld", "vtgate", "vttablet",
+	// "vschemad"), the files of the client certificate the component
+	// presents to topod (the plugin's --topod-tls-* flags). A component
+	// not named speaks plaintext.
+	TLS map[string]tlsconfig.Files
 }
 
 // Flags returns the topology flags every Vitess binary takes.
@@ -21,11 +30,27 @@ func (t Topo) Flags() []string {
 	}
 }
 
+// FlagsOf returns the topology flags of component: Flags, and the
+// --topod-tls-* flags of its certificate in t.TLS.
+func (t Topo) FlagsOf(component string) []string {
+	flags := t.Flags()
+	f, ok := t.TLS[component]
+	if !ok {
+		return flags
+	}
+	for _, kv := range [][2]string{{"--topod-tls-ca", f.CA}, {"--topod-tls-cert", f.Cert}, {"--topod-tls-key", f.Key}, {"--topod-tls-server-name", f.ServerName}} {
+		if kv[1] != "" {
+			flags = append(flags, kv[0], kv[1])
+		}
+	}
+	return flags
+}
+
 // VtctldArgs returns the arguments of a vtctld serving HTTP on port and the
 // vtctld gRPC API (what vtctldclient talks to) on grpcPort, both on
 // 127.0.0.1.
 func VtctldArgs(t Topo, port, grpcPort int) []string {
-	return append(t.Flags(),
+	return append(t.FlagsOf("vtctld"),
 		"--port", strconv.Itoa(port),
 		"--bind-address", "127.0.0.1",
 		"--grpc-port", strconv.Itoa(grpcPort),
@@ -40,7 +65,7 @@ func VtctldArgs(t Topo, port, grpcPort int) []string {
 // it answers SHOW VITESS_KEYSPACES and /debug/vschema from the cell's
 // SrvVSchema alone.
 func VtgateArgs(t Topo, cell string, port, mysqlPort int) []string {
-	return append(t.Flags(),
+	return append(t.FlagsOf("vtgate"),
 		"--cell", cell,
 		"--cells-to-watch", cell,
 		"--port", strconv.Itoa(port),

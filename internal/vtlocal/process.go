@@ -199,12 +199,14 @@ func (p *Process) WaitHTTP(ctx context.Context, url string) error {
 }
 
 // WaitGRPCHealth polls the standard gRPC health service at addr until it
-// reports SERVING, the process exits or ctx ends.
-func (p *Process) WaitGRPCHealth(ctx context.Context, addr string) error {
+// reports SERVING, the process exits or ctx ends. It dials in plaintext
+// unless opts say otherwise (grpc.WithTransportCredentials).
+func (p *Process) WaitGRPCHealth(ctx context.Context, addr string, opts ...grpc.DialOption) error {
 	// Retry a refused connection every 100 ms, not after gRPC's default
 	// one-second backoff: the server is expected up any moment.
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1, MaxDelay: 100 * time.Millisecond}}))
+	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1, MaxDelay: 100 * time.Millisecond}})}, opts...)
+	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", p.Spec.Name, err)
 	}

@@ -123,7 +123,7 @@ func MysqlctlArgs(t Tablet, action, initSQL string) []string {
 // mysqld at it, fails on MySQL's server_uuid ("invalid MySQL 5.6 SID") and
 // exits; Tablets.Replicate sets replication up instead.
 func VttabletArgs(tp Topo, t Tablet, m MySQL) []string {
-	return append(tp.Flags(),
+	return append(tp.FlagsOf("vttablet"),
 		"--tablet-path", t.Name(),
 		"--tablet-hostname", "127.0.0.1",
 		"--init-keyspace", t.Keyspace,

@@ -18,7 +18,7 @@ import (
 // on 127.0.0.1:port without authentication (vschemad serves
 // unauthenticated only on loopback), appending every write to auditLog.
 func VschemadArgs(t Topo, port int, auditLog string) []string {
-	return append([]string{"serve", "--listen", "127.0.0.1:" + strconv.Itoa(port), "--audit-log", auditLog}, t.Flags()...)
+	return append([]string{"serve", "--listen", "127.0.0.1:" + strconv.Itoa(port), "--audit-log", auditLog}, t.FlagsOf("vschemad")...)
 }
 
 // Tables the tour adds.

@@ -66,12 +66,28 @@
 // to a deleted blob. The next collection reports such a record among its
 // Dangling references; rewriting the file uploads the blob again.
 //
+// # One backend and one grace per blob store
+//
+// A collection deletes what its backend's records do not refer to, so a
+// blob store shared by two backends (two etcd clusters, a bolt file and an
+// etcd) loses each backend's blobs to the other's collections, and a
+// collection with a shorter grace than a writer's deletes blobs the writer
+// is about to name. The store therefore keeps an owner record
+// (blobstore.MetaDir/OwnerName: the backend's id, IDKey, followed by the
+// root collections mark from, and the grace), written on first use. Claim
+// checks it: Collect claims before anything else (a dry run only reads)
+// and checks again before its first delete; topod claims when it starts
+// serving. A different owner, root or grace is refused with an error
+// naming both; ClaimOptions.Takeover replaces the record explicitly
+// (owner.go).
+//
 // # Assumptions
 //
 //   - Every topod that serves writers refreshes with a Grace/2 no smaller
 //     than half the Grace of any collection: run every replica, and
 //     `topod gc`, with the same --gc-grace (or the collector with a longer
-//     one).
+//     one). The owner record enforces the same grace for every topod that
+//     starts, and every collection.
 //   - Clocks: the file store's times are topod's clock, S3's are the S3
 //     server's; clock skew between the collector and the store eats into
 //     the grace period, which must be much longer than the skew.
@@ -143,6 +159,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; default time.Now. For tests.
 	Now func() time.Time
+	// Backend describes the backend in the blob store's owner record, if
+	// this collection is the first to claim the store (see Claim).
+	Backend string
 }
 
 func (o Options) withDefaults() Options {
@@ -242,6 +261,19 @@ func Collect(ctx context.Context, backend kv.Backend, store blobstore.Store, opt
 	r := &Report{Start: opts.Now(), DryRun: opts.DryRun, Grace: opts.Grace}
 	defer func() { r.Duration = opts.Now().Sub(r.Start) }()
 
+	// The store must be this backend's, under this prefix, with this
+	// grace (its owner record: see Claim), before anything else; and still
+	// be right before the sweep deletes (a takeover meanwhile).
+	claim := ClaimOptions{Root: opts.Prefix, Grace: opts.Grace, Backend: opts.Backend, ReadOnly: opts.DryRun, Now: opts.Now}
+	if _, err := Claim(ctx, backend, store, claim); err != nil {
+		return r, fmt.Errorf("blob gc: %w", err)
+	}
+	claim.ReadOnly = true
+	verify := func() error {
+		_, err := Claim(ctx, backend, store, claim)
+		return err
+	}
+
 	if !opts.DryRun {
 		lockCtx, unlock, holder, err := lock(ctx, backend)
 		if err != nil {
@@ -260,7 +292,7 @@ func Collect(ctx context.Context, backend kv.Backend, store blobstore.Store, opt
 	if err := m.markAll(ctx, backend, opts.Prefix, r); err != nil {
 		return r, fmt.Errorf("blob gc: mark: %w", withCause(ctx, err))
 	}
-	if err := sweep(ctx, store, m, cutoff, opts, r); err != nil {
+	if err := sweep(ctx, store, m, cutoff, opts, r, verify); err != nil {
 		return r, fmt.Errorf("blob gc: sweep: %w", withCause(ctx, err))
 	}
 	return r, nil
@@ -316,8 +348,9 @@ func lock(ctx context.Context, backend kv.Backend) (context.Context, func(), str
 }
 
 // sweep walks the store, deletes the unmarked blobs stored before cutoff
-// and fills in r.
-func sweep(ctx context.Context, store blobstore.Store, m *marker, cutoff time.Time, opts Options, r *Report) error {
+// and fills in r. verify, called before the first delete, checks that the
+// store is still the collection's to delete from.
+func sweep(ctx context.Context, store blobstore.Store, m *marker, cutoff time.Time, opts Options, r *Report, verify func() error) error {
 	seen := make(map[content.Hash]bool, len(m.marked))
 	err := store.Walk(ctx, func(h content.Hash, size int64, modTime time.Time) error {
 		r.Stored++
@@ -346,8 +379,11 @@ func sweep(ctx context.Context, store blobstore.Store, m *marker, cutoff time.Ti
 	slices.SortFunc(r.Dangling, func(a, b Dangling) int {
 		return cmp.Or(cmp.Compare(a.Key, b.Key), cmp.Compare(a.ModRevision, b.ModRevision), bytes.Compare(a.Hash[:], b.Hash[:]))
 	})
-	if opts.DryRun {
+	if opts.DryRun || len(r.Candidates) == 0 {
 		return nil
+	}
+	if err := verify(); err != nil {
+		return err
 	}
 	for _, b := range r.Candidates {
 		deleted, err := store.DeleteIfOlder(ctx, b.Hash, cutoff)

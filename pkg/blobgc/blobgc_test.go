@@ -142,13 +142,7 @@ func TestCollect(t *testing.T) {
 // the options.
 func TestCollectGraceFromOptions(t *testing.T) {
 	ctx := t.Context()
-	b, s := openBolt(t), openStore(t)
-	h, data := blobtest.Blob(1, 10)
-	if err := s.Put(ctx, h, data); err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now()
-	age(t, s, now.Add(-20*time.Minute), h)
 	tests := []struct {
 		name    string
 		opts    blobgc.Options
@@ -160,6 +154,13 @@ func TestCollectGraceFromOptions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// A store each: a store's collections all have its grace.
+			b, s := openBolt(t), openStore(t)
+			h, data := blobtest.Blob(1, 10)
+			if err := s.Put(ctx, h, data); err != nil {
+				t.Fatal(err)
+			}
+			age(t, s, now.Add(-20*time.Minute), h)
 			r, err := blobgc.Collect(ctx, b, s, tt.opts)
 			if err != nil {
 				t.Fatal(err)

@@ -164,6 +164,7 @@ func (v *verdicts) failures() []string {
 type raceStats struct {
 	writes, reverts, deletes, conflicts, rerefreshed, late atomic.Int64
 	collections, deleted, kept                             atomic.Int64
+	overtaken                                              atomic.Int64 // collections whose mark a compaction overtook
 	checks, checkedValues                                  atomic.Int64
 	maxCommit                                              atomic.Int64 // longest refresh-to-commit, ns
 }
@@ -189,6 +190,14 @@ func runRace(t *testing.T, b kv.Backend, s *fileblob.Store, base []byte, compact
 	wg.Go(func() {
 		for ctx.Err() == nil {
 			r, err := blobgc.Collect(ctx, b, s, blobgc.Options{Grace: raceGrace})
+			if errors.Is(err, kv.ErrCompacted) && len(r.Deleted) == 0 {
+				// The mark's replay of etcd's history was overtaken by
+				// compaction (every 300 ms here) too often, as happens on
+				// a loaded machine: it ends deleting nothing, and the next
+				// collection starts over.
+				st.overtaken.Add(1)
+				continue
+			}
 			if err != nil {
 				if ctx.Err() == nil {
 					fail(fmt.Errorf("collect: %w", err))
@@ -285,9 +294,9 @@ func runRace(t *testing.T, b kv.Backend, s *fileblob.Store, base []byte, compact
 		t.Errorf("referenced blob deleted: %s", f)
 	}
 	t.Logf("%d writes (%d reverts, %d deletes, %d CAS conflicts, %d refreshed again after a slow upload, %d late), longest refresh-to-commit %v; "+
-		"%d collections deleted %d blobs, kept %d refreshed candidates; %d checks of %d values; store holds %d blobs",
+		"%d collections deleted %d blobs, kept %d refreshed candidates (%d more overtaken by compaction); %d checks of %d values; store holds %d blobs",
 		st.writes.Load(), st.reverts.Load(), st.deletes.Load(), st.conflicts.Load(), st.rerefreshed.Load(), st.late.Load(),
-		time.Duration(st.maxCommit.Load()), st.collections.Load(), st.deleted.Load(), st.kept.Load(),
+		time.Duration(st.maxCommit.Load()), st.collections.Load(), st.deleted.Load(), st.kept.Load(), st.overtaken.Load(),
 		st.checks.Load(), st.checkedValues.Load(), r.Stored)
 	if st.deleted.Load() == 0 {
 		t.Fatal("no collection deleted anything: the test is vacuous")

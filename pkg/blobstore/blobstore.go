@@ -48,7 +48,31 @@ var (
 	// ErrHashMismatch: Put was given data that does not hash to the given
 	// name. Nothing was stored.
 	ErrHashMismatch = errors.New("data does not match the blob hash")
+	// ErrMetaConflict: PutMeta found the meta object in another state than
+	// the one it was conditioned on (present when it was to be created,
+	// changed or gone when it was to be replaced). Nothing was written.
+	ErrMetaConflict = errors.New("meta object already exists or changed")
 )
+
+// MetaDir is where a store keeps its meta objects, beside its blobs:
+// DIR/_topod/NAME in a file store, PREFIX/_topod/NAME in a bucket. It is
+// not a blob's fan-out directory (two hex digits), so Walk never reports
+// what is in it, and garbage collection never deletes it.
+const MetaDir = "_topod"
+
+// CheckMetaName says whether name can name a meta object: 1 to 64 of
+// a-z, 0-9, '.', '_' and '-', not starting with a dot.
+func CheckMetaName(name string) error {
+	if name == "" || len(name) > 64 || name[0] == '.' {
+		return fmt.Errorf("meta object name %q: want 1 to 64 characters of a-z, 0-9, '.', '_', '-', not starting with '.'", name)
+	}
+	for _, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("meta object name %q: want 1 to 64 characters of a-z, 0-9, '.', '_', '-', not starting with '.'", name)
+		}
+	}
+	return nil
+}
 
 // Store is a store of immutable blobs named by their content hash. All
 // methods are safe for concurrent use, also by several processes sharing
@@ -97,6 +121,22 @@ type Store interface {
 	// exclude a concurrent Refresh depends on the store: see each
 	// implementation.
 	DeleteIfOlder(ctx context.Context, h content.Hash, before time.Time) (deleted bool, err error)
+
+	// GetMeta returns the contents of the meta object name and its
+	// version, an opaque token for PutMeta; ErrNotFound if there is none.
+	// Meta objects are small records about the store itself (which backend
+	// owns it, package blobgc), kept in MetaDir: no other method sees them.
+	// name must pass CheckMetaName.
+	GetMeta(ctx context.Context, name string) (data []byte, version string, err error)
+
+	// PutMeta writes the meta object name, whole or not at all, on a
+	// condition: with version "", only if there is none; otherwise only if
+	// it is at version (as GetMeta returned it). Otherwise it fails with
+	// ErrMetaConflict and writes nothing. Of concurrent PutMetas on the
+	// same condition, at most one succeeds: a meta object is never
+	// overwritten blindly (see each implementation for the guarantees of
+	// the storage underneath).
+	PutMeta(ctx context.Context, name string, data []byte, version string) error
 
 	// Close releases the store's resources. The store must not be used
 	// afterwards.

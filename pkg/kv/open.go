@@ -15,6 +15,11 @@ type OpenOptions struct {
 	// TLS, if set, secures the connection to a remote backend (etcd); an
 	// embedded one (bolt) ignores it.
 	TLS *tls.Config
+	// ReadOnly opens an embedded backend's existing file for reading only
+	// (boltkv.Options.ReadOnly): for a caller that only reads (topod
+	// inspect). A remote backend (etcd) ignores it: the caller must not
+	// write.
+	ReadOnly bool
 }
 
 // An Opener opens the backend rawURL names; rest is what follows

@@ -442,6 +442,9 @@ type Stats struct {
 	// Serving: reads are served from memory (ready, and confirmed current
 	// within Options.MaxStaleness where that applies).
 	Serving bool
+	// Confirmed is when the backend last confirmed the mirror current
+	// (an event, a progress notification or a listing).
+	Confirmed time.Time
 }
 
 // Stats returns the mirror's size and state.
@@ -451,7 +454,7 @@ func (m *Mirror) Stats() Stats {
 	return Stats{
 		Prefix: m.prefix, Ready: m.ready, Stopped: m.stopped != nil, Keys: m.tree.Len(),
 		Bytes: m.bytes, MaxBytes: m.opts.MaxBytes, EvictedValues: m.evicted,
-		Revision: m.rev, Subscriptions: m.watchers.n, Serving: m.servesLocked(0),
+		Revision: m.rev, Subscriptions: m.watchers.n, Serving: m.servesLocked(0), Confirmed: m.confirmed,
 	}
 }
 

@@ -56,11 +56,16 @@ func TestStaleMirrorStopsServing(t *testing.T) {
 	if err := m.WaitRev(ctx, rev); err != nil {
 		t.Fatal(err)
 	}
-	// Idle, the mirror keeps serving: progress notifications confirm it.
-	time.Sleep(3 * bound)
-	if e, found, ok, err := m.Get(ctx, "/k", 0); err != nil || !ok || !found || string(e.Value) != "v1" {
-		t.Fatalf("idle mirror: %q found %v ok %v err %v", e.Value, found, ok, err)
-	}
+	// Idle, the mirror keeps being confirmed current (by progress
+	// notifications: nothing is written) and serves.
+	idleSince := m.Stats().Confirmed
+	waitFor(t, "a confirmation three bounds into the idle time", func() bool {
+		return m.Stats().Confirmed.After(idleSince.Add(3 * bound))
+	})
+	waitFor(t, "the idle mirror to serve v1", func() bool {
+		e, found, ok, err := m.Get(ctx, "/k", 0)
+		return err == nil && ok && found && string(e.Value) == "v1"
+	})
 
 	p.PauseTx()
 	p.PauseRx()
@@ -74,14 +79,22 @@ func TestStaleMirrorStopsServing(t *testing.T) {
 
 	p.UnpauseTx()
 	p.UnpauseRx()
-	waitServing(t, m, true)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	waitFor(t, "the mirror to serve v2 after the cut", func() bool {
 		e, _, ok, err := m.Get(ctx, "/k", 0)
-		if err == nil && ok && string(e.Value) == "v2" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the cut: %q ok %v err %v", e.Value, ok, err)
+		return err == nil && ok && string(e.Value) == "v2"
+	})
+}
+
+// waitFor polls cond until it holds, failing after a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
@@ -89,13 +102,5 @@ func TestStaleMirrorStopsServing(t *testing.T) {
 // waitServing waits until the mirror's Serving is want.
 func waitServing(t *testing.T, m *kvmirror.Mirror, want bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	for m.Stats().Serving != want {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("mirror serving %v after 60s, want %v", !want, want)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	waitFor(t, fmt.Sprintf("the mirror's serving to be %v", want), func() bool { return m.Stats().Serving == want })
 }

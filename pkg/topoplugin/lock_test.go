@@ -60,7 +60,19 @@ func TestLockRevisionIsAFencingToken(t *testing.T) {
 		}
 		got <- ld
 	}()
-	time.Sleep(100 * time.Millisecond) // let the waiter queue (the test holds either way)
+	// The waiter's lock file is queued behind the holder's.
+	for ctx, cancel := context.WithTimeout(ctx, time.Minute); ; {
+		entries, err := ca.ListDir(ctx, "ks/locks", false)
+		if err == nil && len(entries) == 2 {
+			cancel()
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the waiter did not queue: %v, %v", entries, err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	if err := held.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}

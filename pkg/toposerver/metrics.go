@@ -7,6 +7,7 @@ import (
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/topod-io/topod/pkg/authz"
 	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kvmirror"
@@ -29,6 +30,7 @@ type metrics struct {
 	cache           *prometheus.CounterVec
 	backend         *prometheus.CounterVec
 	refused         *prometheus.CounterVec
+	denied          *prometheus.CounterVec
 	// grpc counts every RPC, unary and streaming, by method and status
 	// code, with handling-time histograms (go-grpc-middleware).
 	grpc *grpcprom.ServerMetrics
@@ -79,13 +81,48 @@ func newMetrics() *metrics {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "topod_limit_refusals_total", Help: "Requests refused for going over a resource limit, by limit (watches_per_stream, watches, stream_backlog, lock_ttl, after_revision, list_bytes, put_blobs, blob_bytes, get_blobs, missing_blobs).",
 		}, []string{"limit"}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "topod_authz_denied_total", Help: "Requests the authorization policy (--authz-policy) refused, by gRPC method and the principals the client matched (none: no principal).",
+		}, []string{"method", "principal"}),
 		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
 			grpcprom.WithHistogramBuckets(prometheus.ExponentialBuckets(0.0001, 4, 10)))),
 	}
+	// Every known label value starts at 0, so that each series exists (and
+	// rate() sees its first increment) before it is first counted.
+	for _, t := range []string{"get", "get_revision", "list", "create", "update", "delete", "txn", "watch", "current_revision",
+		"grant", "renew", "revoke", "lease_time_to_live", "list_leases"} {
+		m.backend.WithLabelValues(t)
+	}
+	for _, kind := range []string{"watch", "watch_recursive", "watch_stream", "lock", "campaign", "watch_leader"} {
+		m.streams.WithLabelValues(kind)
+	}
+	for _, start := range []string{"full", "resume"} {
+		m.watchOpens.WithLabelValues(start)
+	}
+	for _, op := range []string{"get", "list", "list_dir"} {
+		m.cache.WithLabelValues(op, "hit")
+		m.cache.WithLabelValues(op, "miss")
+	}
+	for _, limit := range []string{"watches_per_stream", "watches", "stream_backlog", "lock_ttl", "after_revision"} {
+		m.refused.WithLabelValues(limit)
+	}
 	m.registry.MustRegister(m.upstreamWatches, m.streams, m.watches, m.writeLag, m.eventsIn, m.eventsOut, m.bytesOut,
-		m.coalesced, m.relists, m.watchOpens, m.resumeUnchanged, m.cache, m.backend, m.refused, m.grpc,
+		m.coalesced, m.relists, m.watchOpens, m.resumeUnchanged, m.cache, m.backend, m.refused, m.denied, m.grpc,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
+}
+
+// observePolicy exports how often the authorization policy was applied and
+// refused on reload, read when scraped.
+func (m *metrics) observePolicy(src *authz.Source) {
+	m.registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "topod_authz_policy_loads_total", Help: "Authorization policies applied: at start and on each change of the --authz-policy file that parsed.",
+		}, func() float64 { return float64(src.Loads.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "topod_authz_policy_reload_errors_total", Help: "Rereads of the --authz-policy file that were refused (unreadable or invalid): the previous policy stays in force.",
+		}, func() float64 { return float64(src.Errors.Load()) }),
+	)
 }
 
 // observeMirrors exports the mirrors' sizes, read when scraped.

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/topod-io/topod/pkg/authz"
 	"github.com/topod-io/topod/pkg/blobgc"
 	"github.com/topod-io/topod/pkg/blobstore"
 	"github.com/topod-io/topod/pkg/cache"
@@ -144,6 +145,10 @@ type Options struct {
 	MaxPutBlobs      int
 	MaxGetBlobs      int
 	MaxMissingBlobs  int
+	// Authz, if set, is the authorization policy every request of both
+	// APIs is checked against (package authz); it needs TLS with client
+	// certificates. Nil: every client past TLS may do anything.
+	Authz *authz.Source
 	// Name and Address describe this topod in the etcd endpoint's member
 	// list and status.
 	Name, Address string
@@ -242,6 +247,9 @@ func New(backend kv.Backend, opts Options) *Server {
 		cancel:  cancel,
 	}
 	met.observeBlobCache(s.cache)
+	if opts.Authz != nil {
+		met.observePolicy(opts.Authz)
+	}
 	s.health.SetServingStatus(topodv1.Topo_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	if opts.EtcdWatchWindowEvents <= 0 {
 		opts.EtcdWatchWindowEvents = DefaultEtcdWatchWindowEvents
@@ -329,14 +337,23 @@ func (s *Server) Register(g *grpc.Server) {
 // dead clients quickly (so their locks are released well within the lock
 // TTL) while accepting the plugin's pings.
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
+	unary := []grpc.UnaryServerInterceptor{s.metrics.grpc.UnaryServerInterceptor()}
+	streams := []grpc.StreamServerInterceptor{s.metrics.grpc.StreamServerInterceptor()}
+	if s.opts.Authz != nil {
+		a := &authorizer{policy: s.opts.Authz, denied: func(method, principal string) {
+			s.metrics.denied.WithLabelValues(method, principal).Inc()
+		}, leaseKeys: s.leaseKeys}
+		unary = append(unary, a.unary)
+		streams = append(streams, a.stream)
+	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxBlobBytes + 1<<20),
 		grpc.MaxSendMsgSize(s.opts.MaxSendMsgBytes),
 		grpc.MaxConcurrentStreams(uint32(s.opts.MaxConcurrentStreams)),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(s.metrics.grpc.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(s.metrics.grpc.StreamServerInterceptor()),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(streams...),
 	}
 	if s.opts.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.opts.TLS)))

@@ -64,6 +64,8 @@ func Run(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		{"ConcurrentPut", testConcurrentPut},
 		{"CanceledContext", testCanceledContext},
 		{"RefreshAndDeleteIfOlder", testRefreshAndDeleteIfOlder},
+		{"Meta", testMeta},
+		{"MetaConcurrent", testMetaConcurrent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -595,4 +597,123 @@ func testRefreshAndDeleteIfOlder(t *testing.T, f Fixture) {
 		}
 		mustGet(t, f.Store, d, dd)
 	})
+}
+
+// testMeta checks meta objects: absent until created, created once,
+// replaced only from the version read, never seen by Walk.
+func testMeta(t *testing.T, f Fixture) {
+	ctx := ctxFor(t)
+	s := f.Store
+	const name = "owner.json"
+	mustMeta := func(want []byte) string {
+		t.Helper()
+		got, v, err := s.GetMeta(ctx, name)
+		if err != nil || !bytes.Equal(got, want) || v == "" {
+			t.Fatalf("GetMeta = %q, version %q, %v; want %q and a version", got, v, err, want)
+		}
+		return v
+	}
+	if _, _, err := s.GetMeta(ctx, name); !errors.Is(err, blobstore.ErrNotFound) || !strings.Contains(err.Error(), name) {
+		t.Fatalf("GetMeta of a meta object never written: %v, want ErrNotFound naming it", err)
+	}
+	if err := s.PutMeta(ctx, name, []byte(`{"v":1}`), "no-such-version"); !errors.Is(err, blobstore.ErrMetaConflict) {
+		t.Fatalf("PutMeta replacing a meta object never written: %v, want ErrMetaConflict", err)
+	}
+	if err := s.PutMeta(ctx, name, []byte(`{"v":1}`), ""); err != nil {
+		t.Fatalf("PutMeta create: %v", err)
+	}
+	v1 := mustMeta([]byte(`{"v":1}`))
+	err := s.PutMeta(ctx, name, []byte(`{"v":2}`), "")
+	if !errors.Is(err, blobstore.ErrMetaConflict) || !strings.Contains(err.Error(), name) {
+		t.Fatalf("PutMeta create over an existing one: %v, want ErrMetaConflict naming it", err)
+	}
+	mustMeta([]byte(`{"v":1}`))
+	if err := s.PutMeta(ctx, name, []byte(`{"v":2}`), v1+"x"); !errors.Is(err, blobstore.ErrMetaConflict) {
+		t.Fatalf("PutMeta replace from a wrong version: %v, want ErrMetaConflict", err)
+	}
+	if err := s.PutMeta(ctx, name, []byte(`{"v":2}`), v1); err != nil {
+		t.Fatalf("PutMeta replace from the current version: %v", err)
+	}
+	if v2 := mustMeta([]byte(`{"v":2}`)); v2 == v1 {
+		t.Fatalf("version %q unchanged by a replace", v2)
+	}
+	if err := s.PutMeta(ctx, name, []byte(`{"v":3}`), v1); !errors.Is(err, blobstore.ErrMetaConflict) {
+		t.Fatalf("PutMeta replace from a superseded version: %v, want ErrMetaConflict", err)
+	}
+	mustMeta([]byte(`{"v":2}`))
+
+	// Meta objects are not blobs.
+	if got := walkAll(t, s); len(got) != 0 {
+		t.Fatalf("Walk of a store holding only a meta object sees %d blobs", len(got))
+	}
+	h, data := Blob(1, 100)
+	mustPut(t, s, h, data)
+	if got := walkAll(t, s); len(got) != 1 {
+		t.Fatalf("Walk sees %d blobs, want 1", len(got))
+	}
+	mustMeta([]byte(`{"v":2}`))
+
+	for _, bad := range []string{"", "../x", "a/b", ".lock", "Owner.json", strings.Repeat("a", 65)} {
+		if err := s.PutMeta(ctx, bad, []byte("x"), ""); err == nil {
+			t.Errorf("PutMeta(%q) succeeded, want the name refused", bad)
+		}
+		if _, _, err := s.GetMeta(ctx, bad); err == nil || errors.Is(err, blobstore.ErrNotFound) {
+			t.Errorf("GetMeta(%q) = %v, want the name refused", bad, err)
+		}
+	}
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.PutMeta(canceled, "other.json", []byte("x"), ""); err == nil {
+		t.Error("PutMeta with a canceled context succeeded")
+	}
+	if _, _, err := s.GetMeta(canceled, name); err == nil {
+		t.Error("GetMeta with a canceled context succeeded")
+	}
+}
+
+// testMetaConcurrent: of concurrent creates, and of concurrent replaces of
+// one version, exactly one succeeds, and the object holds its contents.
+func testMetaConcurrent(t *testing.T, f Fixture) {
+	ctx := ctxFor(t)
+	s := f.Store
+	const name, n = "race.json", 8
+	race := func(version string) []byte {
+		t.Helper()
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			winners [][]byte
+			start   = make(chan struct{})
+		)
+		for i := range n {
+			data := []byte(fmt.Sprintf(`{"writer":%d,"from":%q}`, i, version))
+			wg.Go(func() {
+				<-start
+				err := s.PutMeta(ctx, name, data, version)
+				switch {
+				case err == nil:
+					mu.Lock()
+					winners = append(winners, data)
+					mu.Unlock()
+				case !errors.Is(err, blobstore.ErrMetaConflict):
+					t.Errorf("PutMeta: %v, want success or ErrMetaConflict", err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if len(winners) != 1 {
+			t.Fatalf("%d of %d concurrent PutMetas from version %q succeeded, want exactly 1", len(winners), n, version)
+		}
+		return winners[0]
+	}
+	won := race("")
+	got, v, err := s.GetMeta(ctx, name)
+	if err != nil || !bytes.Equal(got, won) {
+		t.Fatalf("after concurrent creates, GetMeta = %q, %v; want the winner's %q", got, err, won)
+	}
+	won = race(v)
+	if got, _, err := s.GetMeta(ctx, name); err != nil || !bytes.Equal(got, won) {
+		t.Fatalf("after concurrent replaces, GetMeta = %q, %v; want the winner's %q", got, err, won)
+	}
 }

@@ -4,6 +4,7 @@
 //	DIR/ab/abcdef0123...   (the full 64-digit hash)
 //	DIR/tmp/               (uploads in progress)
 //	DIR/gc/                (blobs garbage collection is deleting)
+//	DIR/_topod/            (meta objects: see GetMeta and PutMeta)
 //
 // Put writes a temporary file in DIR/tmp, fsyncs it, renames it into place
 // and fsyncs the fan-out directory, so a blob is either wholly present or
@@ -325,10 +326,29 @@ func (s *Store) Put(ctx context.Context, h content.Hash, data []byte) error {
 
 // write stores data at path atomically and durably: temp file, fsync,
 // rename, fsync of the directory.
-func (s *Store) write(path string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Join(s.dir, tmpDir), filepath.Base(path)+".*")
+func (s *Store) write(path string, data []byte) error {
+	tmp, err := s.writeTemp(filepath.Base(path), data)
 	if err != nil {
 		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.Mkdir(dir, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
+}
+
+// writeTemp writes data to a new read-only file in DIR/tmp, named after
+// base, fsynced, and returns its path.
+func (s *Store) writeTemp(base string, data []byte) (_ string, err error) {
+	f, err := os.CreateTemp(filepath.Join(s.dir, tmpDir), base+".*")
+	if err != nil {
+		return "", err
 	}
 	tmp := f.Name()
 	defer func() {
@@ -338,25 +358,18 @@ func (s *Store) write(path string, data []byte) (err error) {
 		}
 	}()
 	if _, err := f.Write(data); err != nil {
-		return err
+		return "", err
 	}
 	if err := f.Chmod(blobMode); err != nil {
-		return err
+		return "", err
 	}
 	if err := f.Sync(); err != nil {
-		return err
+		return "", err
 	}
 	if err := f.Close(); err != nil {
-		return err
+		return "", err
 	}
-	dir := filepath.Dir(path)
-	if err := os.Mkdir(dir, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return tmp, nil
 }
 
 func syncDir(dir string) error {

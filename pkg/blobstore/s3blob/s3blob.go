@@ -5,6 +5,7 @@
 // the hash's first two hex digits:
 //
 //	PREFIX/ab/abcdef0123...   (the full 64-digit hash)
+//	PREFIX/_topod/NAME        (meta objects: see GetMeta and PutMeta)
 //
 // A single PutObject stores it, which S3 makes atomic: the object appears
 // whole or not at all. The upload carries the blob's SHA-256 as its

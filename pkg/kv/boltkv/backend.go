@@ -63,6 +63,12 @@ type Options struct {
 	// OpenTimeout is how long Open waits for the file lock another process
 	// holds. Default 5 s.
 	OpenTimeout time.Duration
+	// ReadOnly opens an existing file for reading only (topod inspect):
+	// Open writes nothing (not the new lease epoch, nor the deletion of the
+	// keys of the previous process's leases that a normal Open makes), and
+	// every write fails. Other processes may read the file meanwhile; one
+	// that writes it (topod) cannot open it.
+	ReadOnly bool
 }
 
 func (o Options) withDefaults() Options {
@@ -118,17 +124,24 @@ func Open(path string, opts Options) (*Backend, error) {
 		NoSync:         opts.NoSync,
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
+		ReadOnly:       opts.ReadOnly,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	b := &Backend{db: db, opts: opts}
 	var epoch int64
-	if err := db.Update(func(tx *bolt.Tx) error {
+	prepare := func(tx *bolt.Tx) error {
 		var err error
 		epoch, err = b.prepare(tx)
 		return err
-	}); err != nil {
+	}
+	if opts.ReadOnly {
+		err = db.View(b.load)
+	} else {
+		err = db.Update(prepare)
+	}
+	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -176,6 +189,18 @@ func (b *Backend) prepare(tx *bolt.Tx) (int64, error) {
 		b.rev = w.rev
 	}
 	return epoch, nil
+}
+
+// load readies a file opened read-only: it checks that it is one a Backend
+// wrote and loads the revision.
+func (b *Backend) load(tx *bolt.Tx) error {
+	for _, name := range allBuckets {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("not a topod bolt file: no %s bucket", name)
+		}
+	}
+	b.rev = max(metaOf(tx).get(metaRev), 1)
+	return nil
 }
 
 // Close revokes the leases granted through b (deleting their keys), ends

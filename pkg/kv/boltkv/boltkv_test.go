@@ -1,9 +1,11 @@
 package boltkv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -330,5 +332,77 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 			t.Fatalf("%d goroutines after Close, %d before Open", runtime.NumGoroutine(), before)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestReadOnly: a file opened read-only reads as it is, leased keys of the
+// process that wrote it included, and is left byte for byte as it was;
+// writes fail; a missing file is not created; a file in use is refused.
+func TestReadOnly(t *testing.T) {
+	ctx := t.Context()
+	b, _ := openTest(t, Options{})
+	l, err := b.Grant(ctx, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Create(ctx, "/leased", []byte("l"), l.ID()); err != nil {
+		t.Fatal(err)
+	}
+	v1, err := b.Create(ctx, "/plain", []byte("p1"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := b.Update(ctx, "/plain", []byte("p2"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := crashCopy(t, b)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ro := openAt(t, path, Options{ReadOnly: true})
+	if e, err := ro.Get(ctx, "/leased"); err != nil || string(e.Value) != "l" {
+		t.Errorf("Get(/leased) = %q, %v", e.Value, err)
+	}
+	if old, err := ro.GetRevision(ctx, "/plain", v1); err != nil || string(old) != "p1" {
+		t.Errorf("GetRevision(/plain, %d) = %q, %v", v1, old, err)
+	}
+	if kvs, rev, err := ro.List(ctx, "/", false); err != nil || len(kvs) != 2 || rev != last {
+		t.Errorf("List = %d keys at revision %d, %v; want 2 at %d", len(kvs), rev, err, last)
+	}
+	if _, err := ro.Update(ctx, "/plain", []byte("p3"), 0); !errors.Is(err, bolt.ErrDatabaseReadOnly) {
+		t.Errorf("Update of a read-only file: %v, want ErrDatabaseReadOnly", err)
+	}
+	// Another reader may open it meanwhile.
+	ro2 := openAt(t, path, Options{ReadOnly: true, OpenTimeout: time.Second})
+	if _, err := ro2.Get(ctx, "/plain"); err != nil {
+		t.Error(err)
+	}
+	if err := ro.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ro2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Errorf("the file changed under a read-only open")
+	}
+
+	missing := filepath.Join(t.TempDir(), "missing.db")
+	if _, err := Open(missing, Options{ReadOnly: true}); err == nil {
+		t.Errorf("read-only Open of a missing file succeeded")
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("read-only Open created %s: %v", missing, err)
+	}
+	_, inUse := openTest(t, Options{})
+	if _, err := Open(inUse, Options{ReadOnly: true, OpenTimeout: 100 * time.Millisecond}); !errors.Is(err, bolt.ErrTimeout) {
+		t.Errorf("read-only Open of a file in use: %v, want a timeout", err)
 	}
 }

@@ -14,7 +14,7 @@ func init() {
 }
 
 // openURL opens bolt:///absolute/path.db or bolt://relative/path.db.
-func openURL(_ context.Context, rawURL, _ string, _ kv.OpenOptions) (kv.Backend, error) {
+func openURL(_ context.Context, rawURL, _ string, opts kv.OpenOptions) (kv.Backend, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: %w", rawURL, err)
@@ -26,5 +26,5 @@ func openURL(_ context.Context, rawURL, _ string, _ kv.OpenOptions) (kv.Backend,
 	if p == "" {
 		return nil, fmt.Errorf("backend %q: no bolt file path", rawURL)
 	}
-	return Open(p, Options{})
+	return Open(p, Options{ReadOnly: opts.ReadOnly})
 }
