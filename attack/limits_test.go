@@ -1,8 +1,11 @@
 package attack
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -10,9 +13,11 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/topod-io/topod/pkg/blobstore/blobtest"
 	"github.com/topod-io/topod/pkg/toposerver"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
@@ -301,17 +306,144 @@ func TestLockTTL(t *testing.T) {
 	})
 }
 
-// TestMissingBlobsBound: a MissingBlobs of more hashes than one request
-// may carry (each may cost a blob store request) is refused.
-func TestMissingBlobsBound(t *testing.T) {
+// TestBlobRequestBounds: at the default limits, a PutBlobs of 4,097 blobs
+// (empty ones by the million fit gRPC's 49 MiB request limit, each a blob
+// store request or two), a GetBlobs of 65,537 hashes and a MissingBlobs of
+// 16,385 (each may be a blob store request) are refused with
+// InvalidArgument naming the limit and its flag, store nothing, and are
+// counted; one fewer is served.
+func TestBlobRequestBounds(t *testing.T) {
 	backends(t, toposerver.Options{}, func(t *testing.T, tg *target) {
-		hashes := make([][]byte, 1<<14+1)
-		for i := range hashes {
-			hashes[i] = make([]byte, 32)
+		blobs := make([]*topodv1.Blob, toposerver.DefaultMaxPutBlobs+1)
+		for i := range blobs {
+			h, data := blobtest.Blob(uint64(i), 16)
+			blobs[i] = &topodv1.Blob{Hash: h[:], Data: data}
 		}
-		_, err := tg.client.MissingBlobs(t.Context(), &topodv1.MissingBlobsRequest{Hashes: hashes})
-		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "over the 16384 limit") {
-			t.Errorf("MissingBlobs of %d hashes: %v; want InvalidArgument naming the limit", len(hashes), err)
+		// hashes are those of the first n blobs, over again past the
+		// first DefaultMaxPutBlobs (which the test stores).
+		hashes := func(n int) [][]byte {
+			out := make([][]byte, n)
+			for i := range out {
+				out[i] = blobs[i%toposerver.DefaultMaxPutBlobs].Hash
+			}
+			return out
+		}
+		getBlobs := func(hashes [][]byte) error {
+			stream, err := tg.client.GetBlobs(t.Context(), &topodv1.GetBlobsRequest{Hashes: hashes})
+			if err != nil {
+				return err
+			}
+			for {
+				if _, err := stream.Recv(); err != nil {
+					if errors.Is(err, io.EOF) {
+						return nil
+					}
+					return err
+				}
+			}
+		}
+		stored := func() int {
+			t.Helper()
+			resp, err := tg.client.MissingBlobs(t.Context(), &topodv1.MissingBlobsRequest{Hashes: hashes(toposerver.DefaultMaxPutBlobs)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return toposerver.DefaultMaxPutBlobs - len(resp.Missing)
+		}
+		for _, tc := range []struct {
+			name, limit, flag string
+			max               int
+			call              func(n int) error
+		}{
+			{"PutBlobs", "put_blobs", "--max-put-blobs", toposerver.DefaultMaxPutBlobs, func(n int) error {
+				_, err := tg.client.PutBlobs(t.Context(), &topodv1.PutBlobsRequest{Blobs: blobs[:n]})
+				return err
+			}},
+			{"GetBlobs", "get_blobs", "--max-get-blobs", toposerver.DefaultMaxGetBlobs, func(n int) error { return getBlobs(hashes(n)) }},
+			{"MissingBlobs", "missing_blobs", "--max-missing-blobs", toposerver.DefaultMaxMissingBlobs, func(n int) error {
+				_, err := tg.client.MissingBlobs(t.Context(), &topodv1.MissingBlobsRequest{Hashes: hashes(n)})
+				return err
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				err := tc.call(tc.max + 1)
+				if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), fmt.Sprintf("over the %d limit (%s)", tc.max, tc.flag)) {
+					t.Errorf("%s of %d: %v; want InvalidArgument naming the limit and %s", tc.name, tc.max+1, err, tc.flag)
+				}
+				if got := tg.metric(t, "topod_limit_refusals_total", "limit", tc.limit); got != 1 {
+					t.Errorf("%s refusals counted: %v, want 1", tc.limit, got)
+				}
+				if tc.name == "PutBlobs" {
+					if n := stored(); n != 0 {
+						t.Fatalf("a refused PutBlobs stored %d blobs", n)
+					}
+				}
+				if err := tc.call(tc.max); err != nil {
+					t.Errorf("%s of %d: %v", tc.name, tc.max, err)
+				}
+			})
+		}
+	})
+}
+
+// TestWholeStoreList: a store of 64.5 MiB (1,100 files of 60 KiB) listed
+// whole by a client that does not page (a plugin of an earlier release)
+// is refused with ResourceExhausted naming --max-send-msg-bytes, and
+// counted, rather than sent as one message (up to 1 GiB before); listed
+// in pages, at the default limits, it comes in pages of at most 4 MiB and
+// one file, every file once, at one revision.
+func TestWholeStoreList(t *testing.T) {
+	backends(t, toposerver.Options{}, func(t *testing.T, tg *target) {
+		const files, size = 1_100, 60 << 10
+		g, ctx := errgroup.WithContext(t.Context())
+		g.SetLimit(8)
+		for i := range files {
+			g.Go(func() error {
+				_, err := tg.client.Create(ctx, &topodv1.CreateRequest{Path: fmt.Sprintf("/attack/f%05d", i), Contents: bytes.Repeat([]byte{'a' + byte(i%26)}, size)})
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := tg.client.List(t.Context(), &topodv1.ListRequest{Prefix: "/"})
+		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "--max-send-msg-bytes") {
+			t.Errorf("an unpaged List of %d MiB: %v; want ResourceExhausted naming --max-send-msg-bytes", files*size>>20, err)
+		}
+		if got := tg.metric(t, "topod_limit_refusals_total", "limit", "list_bytes"); got != 1 {
+			t.Errorf("list_bytes refusals counted: %v, want 1", got)
+		}
+		req := &topodv1.ListRequest{Prefix: "/", Paged: true}
+		seen := map[string]bool{}
+		var rev int64
+		pages := 0
+		for {
+			pages++
+			resp, err := tg.client.List(t.Context(), req)
+			if err != nil {
+				t.Fatalf("page %d: %v", pages, err)
+			}
+			if rev == 0 {
+				rev = resp.Revision
+			}
+			bytes := 0
+			for _, e := range resp.Kvs {
+				if seen[e.Path] {
+					t.Fatalf("%s listed twice", e.Path)
+				}
+				seen[e.Path] = true
+				bytes += len(e.Path) + len(e.Contents)
+			}
+			if resp.Revision != rev || bytes > toposerver.DefaultMaxListPageBytes+size+64 {
+				t.Fatalf("page %d: %d bytes at revision %d; want at most a page and a file, at %d", pages, bytes, resp.Revision, rev)
+			}
+			if len(resp.NextPageToken) == 0 {
+				break
+			}
+			req.PageToken = resp.NextPageToken
+		}
+		if len(seen) != files || pages < files*size/toposerver.DefaultMaxListPageBytes {
+			t.Errorf("%d files in %d pages, want %d in %d or more", len(seen), pages, files, files*size/toposerver.DefaultMaxListPageBytes)
 		}
 	})
 }

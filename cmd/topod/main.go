@@ -79,6 +79,11 @@ type limitFlags struct {
 	watches          int
 	lockTTL          time.Duration
 	streams          int
+	listPageBytes    int
+	sendMsgBytes     int
+	putBlobs         int
+	getBlobs         int
+	missingBlobs     int
 }
 
 func newRootCommand() *cobra.Command {
@@ -129,6 +134,11 @@ func newRootCommand() *cobra.Command {
 	fs.IntVar(&f.limits.watches, "max-watches", toposerver.DefaultMaxWatches, "the most watches this topod holds, over both APIs (about 1 KiB each); more are refused with ResourceExhausted")
 	fs.DurationVar(&f.limits.lockTTL, "max-lock-ttl", toposerver.DefaultMaxLockTTL, "the longest lease TTL a client may ask for a lock (named locks keep Vitess's 24 h); longer is refused with InvalidArgument")
 	fs.IntVar(&f.limits.streams, "max-concurrent-streams", toposerver.DefaultMaxConcurrentStreams, "the most concurrent RPCs of one client connection (its watch stream, one stream per lock or election it holds, its calls); more wait for a free one")
+	fs.IntVar(&f.limits.listPageBytes, "max-list-page-bytes", toposerver.DefaultMaxListPageBytes, "the most bytes of paths and contents in one page of a List (the plugin follows the pages, all read at the first page's revision); a page holds at least one file")
+	fs.IntVar(&f.limits.sendMsgBytes, "max-send-msg-bytes", toposerver.DefaultMaxSendMsgBytes, fmt.Sprintf("the largest message topod sends, on both APIs (at least %d MiB: the largest blob; and at least --max-list-page-bytes + 1 MiB); an unpaged List (a plugin of an earlier release) or an etcd API answer over it is refused with ResourceExhausted", toposerver.MinMaxSendMsgBytes>>20))
+	fs.IntVar(&f.limits.putBlobs, "max-put-blobs", toposerver.DefaultMaxPutBlobs, fmt.Sprintf("the most blobs one PutBlobs may carry (each a blob store request or two; at least %d, the plugin's batch); more are refused with InvalidArgument", toposerver.MinMaxPutBlobs))
+	fs.IntVar(&f.limits.getBlobs, "max-get-blobs", toposerver.DefaultMaxGetBlobs, fmt.Sprintf("the most hashes one GetBlobs may ask for (at least %d, the plugin's batch); more are refused with InvalidArgument", toposerver.MinMaxGetBlobs))
+	fs.IntVar(&f.limits.missingBlobs, "max-missing-blobs", toposerver.DefaultMaxMissingBlobs, fmt.Sprintf("the most hashes one MissingBlobs may ask about (each may be a blob store request; at least %d, the plugin's batch); more are refused with InvalidArgument", toposerver.MinMaxMissingBlobs))
 	fs.StringVar(&f.name, "name", "", "this topod's name in the etcd API's member list and status (default: the host name)")
 	fs.StringVar(&f.advertise, "advertise-address", "", "host:port clients reach this topod at, listed as its client URL in the etcd API's member list (clientv3 endpoint sync dials it); default: --listen, with the host name for an unspecified host")
 	return cmd
@@ -148,6 +158,14 @@ func serve(ctx context.Context, f serveFlags) error {
 	if l := f.limits; l.watchesPerStream <= 0 || l.backlog <= 0 || l.watches <= 0 || l.lockTTL < time.Second || l.streams <= 0 {
 		return fmt.Errorf("--max-watches-per-stream %d, --max-stream-backlog %d, --max-watches %d, --max-lock-ttl %v, --max-concurrent-streams %d: want positive counts and a TTL of 1s or more",
 			l.watchesPerStream, l.backlog, l.watches, l.lockTTL, l.streams)
+	}
+	if l := f.limits; l.sendMsgBytes < toposerver.MinMaxSendMsgBytes || l.listPageBytes <= 0 || l.listPageBytes > l.sendMsgBytes-1<<20 {
+		return fmt.Errorf("--max-send-msg-bytes %d, --max-list-page-bytes %d: want messages of at least %d bytes (the largest blob, and framing) and pages of 1 byte to 1 MiB less than a message (a page may hold one file more)",
+			l.sendMsgBytes, l.listPageBytes, toposerver.MinMaxSendMsgBytes)
+	}
+	if l := f.limits; l.putBlobs < toposerver.MinMaxPutBlobs || l.getBlobs < toposerver.MinMaxGetBlobs || l.missingBlobs < toposerver.MinMaxMissingBlobs {
+		return fmt.Errorf("--max-put-blobs %d, --max-get-blobs %d, --max-missing-blobs %d: want at least %d, %d and %d (the plugin's batches)",
+			l.putBlobs, l.getBlobs, l.missingBlobs, toposerver.MinMaxPutBlobs, toposerver.MinMaxGetBlobs, toposerver.MinMaxMissingBlobs)
 	}
 	if f.etcdWindow <= 0 || f.etcdWindowSize <= 0 || f.etcdProgress <= 0 {
 		return fmt.Errorf("--etcd-watch-window-events %d, --etcd-watch-window-bytes %d, --etcd-progress-notify-interval %v: want positive values", f.etcdWindow, f.etcdWindowSize, f.etcdProgress)
@@ -231,6 +249,11 @@ func serve(ctx context.Context, f serveFlags) error {
 		MaxWatches:                 f.limits.watches,
 		MaxLockTTL:                 f.limits.lockTTL,
 		MaxConcurrentStreams:       f.limits.streams,
+		MaxListPageBytes:           f.limits.listPageBytes,
+		MaxSendMsgBytes:            f.limits.sendMsgBytes,
+		MaxPutBlobs:                f.limits.putBlobs,
+		MaxGetBlobs:                f.limits.getBlobs,
+		MaxMissingBlobs:            f.limits.missingBlobs,
 		Name:                       name,
 		Address:                    advertise,
 		Logger:                     log,

@@ -2,6 +2,10 @@ package topoplugin
 
 import (
 	"context"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"vitess.io/vitess/go/vt/topo"
 
@@ -94,28 +98,63 @@ func (c *Conn) GetVersion(ctx context.Context, filePath string, version int64) (
 	return c.decode(ctx, p, resp.Contents)
 }
 
-// List is part of topo.Conn.
+// listRestarts is how many times List starts over from the first page
+// when topod no longer holds the revision of the listing (OutOfRange: etcd
+// compacted it between two pages) before it gives up.
+const listRestarts = 3
+
+// List is part of topo.Conn. It asks for pages and follows them to the
+// last: the pages of one listing are read at one revision, so the answer
+// is one snapshot, as an unpaged List's (topod of earlier releases
+// answers whole, in one message).
 func (c *Conn) List(ctx context.Context, filePathPrefix string) ([]topo.KVInfo, error) {
 	p, err := c.fullPath(filePathPrefix)
 	if err != nil {
 		return nil, err
 	}
+	for restarts := 0; ; restarts++ {
+		out, again, err := c.list(ctx, p)
+		switch {
+		case err == nil:
+			return out, nil
+		case !again:
+			return []topo.KVInfo{}, err
+		case restarts == listRestarts:
+			return []topo.KVInfo{}, fmt.Errorf("%w (listed from the first page %d times)", err, restarts+1)
+		}
+	}
+}
+
+// list reads every page of the listing of prefix p. again says that a
+// later page's revision was gone: the listing may start over.
+func (c *Conn) list(ctx context.Context, p string) (out []topo.KVInfo, again bool, err error) {
+	req := &topodv1.ListRequest{Prefix: p, MinRevision: c.seen.Load(), Linearizable: vschema.FreshReads(ctx), Paged: true}
+	for {
+		resp, err := c.listPage(ctx, req)
+		if err != nil {
+			return nil, req.PageToken != nil && status.Code(err) == codes.OutOfRange, convertError(err, p)
+		}
+		for _, e := range resp.Kvs {
+			contents, err := c.decode(ctx, e.Path, e.Contents)
+			if err != nil {
+				return nil, false, err
+			}
+			out = append(out, topo.KVInfo{Key: []byte(e.Path), Value: contents, Version: Version(e.Version)})
+			c.observe(e.Version)
+		}
+		if len(resp.NextPageToken) == 0 {
+			return out, false, nil
+		}
+		req = &topodv1.ListRequest{Prefix: p, Paged: true, PageToken: resp.NextPageToken}
+	}
+}
+
+// listPage asks for one page, within its own deadline when the caller set
+// none.
+func (c *Conn) listPage(ctx context.Context, req *topodv1.ListRequest) (*topodv1.ListResponse, error) {
 	ctx, cancel, wait := c.unary(ctx)
 	defer cancel()
-	resp, err := c.client.List(ctx, &topodv1.ListRequest{Prefix: p, MinRevision: c.seen.Load(), Linearizable: vschema.FreshReads(ctx)}, wait)
-	if err != nil {
-		return []topo.KVInfo{}, convertError(err, p)
-	}
-	out := make([]topo.KVInfo, len(resp.Kvs))
-	for i, e := range resp.Kvs {
-		contents, err := c.decode(ctx, e.Path, e.Contents)
-		if err != nil {
-			return []topo.KVInfo{}, err
-		}
-		out[i] = topo.KVInfo{Key: []byte(e.Path), Value: contents, Version: Version(e.Version)}
-		c.observe(e.Version)
-	}
-	return out, nil
+	return c.client.List(ctx, req, wait)
 }
 
 // Delete is part of topo.Conn.

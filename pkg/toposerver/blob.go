@@ -21,12 +21,6 @@ import (
 const (
 	// MaxBlobBytes is the largest blob PutBlobs accepts.
 	MaxBlobBytes = 48 << 20
-	// maxHashesPerRequest bounds MissingBlobs: each hash may be a blob store
-	// request (an S3 HEAD), and keeps the blobs found from collection. The
-	// plugin asks in batches of 4,096.
-	maxHashesPerRequest = 1 << 14
-	// maxGetBlobsHashes bounds GetBlobs.
-	maxGetBlobsHashes = 1 << 16
 	// getBlobsMessageBytes is about the most blob bytes in one GetBlobs
 	// message.
 	getBlobsMessageBytes = 1 << 20
@@ -52,8 +46,8 @@ func (s *Server) ServerInfo(context.Context, *topodv1.ServerInfoRequest) (*topod
 
 // MissingBlobs is part of topodv1.TopoServer.
 func (s *Server) MissingBlobs(ctx context.Context, req *topodv1.MissingBlobsRequest) (*topodv1.MissingBlobsResponse, error) {
-	if len(req.Hashes) > maxHashesPerRequest {
-		return nil, toStatus(invalid(fmt.Errorf("missing blobs: %d hashes, over the %d limit", len(req.Hashes), maxHashesPerRequest)))
+	if err := s.refuseCount("missing blobs", len(req.Hashes), s.opts.MaxMissingBlobs, "hashes", "missing_blobs", "--max-missing-blobs"); err != nil {
+		return nil, toStatus(err)
 	}
 	hashes := make([]content.Hash, len(req.Hashes))
 	for i, b := range req.Hashes {
@@ -88,6 +82,11 @@ func (s *Server) refreshBefore() time.Time {
 // refreshed as MissingBlobs does, for a client that uploads without asking
 // first.
 func (s *Server) PutBlobs(ctx context.Context, req *topodv1.PutBlobsRequest) (*topodv1.PutBlobsResponse, error) {
+	// Their bytes are bounded by gRPC's receive limit (MaxBlobBytes + 1
+	// MiB), their number here.
+	if err := s.refuseCount("put blobs", len(req.Blobs), s.opts.MaxPutBlobs, "blobs", "put_blobs", "--max-put-blobs"); err != nil {
+		return nil, toStatus(err)
+	}
 	hashes := make([]content.Hash, len(req.Blobs))
 	for i, b := range req.Blobs {
 		h, err := hashOf(b.Hash)
@@ -95,6 +94,7 @@ func (s *Server) PutBlobs(ctx context.Context, req *topodv1.PutBlobsRequest) (*t
 			return nil, toStatus(err)
 		}
 		if len(b.Data) > MaxBlobBytes {
+			s.metrics.refused.WithLabelValues("blob_bytes").Inc()
 			return nil, toStatus(invalid(fmt.Errorf("put blob %s: %d bytes, over the %d-byte limit", h, len(b.Data), MaxBlobBytes)))
 		}
 		hashes[i] = h
@@ -134,8 +134,8 @@ func (s *Server) GetBlob(ctx context.Context, req *topodv1.GetBlobRequest) (*top
 // in messages of about getBlobsMessageBytes, reading cache misses from the
 // store getBlobsLoads at a time.
 func (s *Server) GetBlobs(req *topodv1.GetBlobsRequest, stream grpc.ServerStreamingServer[topodv1.GetBlobsResponse]) error {
-	if len(req.Hashes) > maxGetBlobsHashes {
-		return toStatus(invalid(fmt.Errorf("get blobs: %d hashes, over the %d limit", len(req.Hashes), maxGetBlobsHashes)))
+	if err := s.refuseCount("get blobs", len(req.Hashes), s.opts.MaxGetBlobs, "hashes", "get_blobs", "--max-get-blobs"); err != nil {
+		return toStatus(err)
 	}
 	hashes := make([]content.Hash, len(req.Hashes))
 	for i, b := range req.Hashes {

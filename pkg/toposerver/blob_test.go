@@ -173,3 +173,74 @@ func TestGetBlobs(t *testing.T) {
 		})
 	}
 }
+
+// TestBlobRequestLimits: a PutBlobs of more blobs, a GetBlobs or a
+// MissingBlobs of more hashes than its configured limit is refused with
+// InvalidArgument naming the limit and its flag, stores nothing, and is
+// counted; at the limit each is served.
+func TestBlobRequestLimits(t *testing.T) {
+	ctx := t.Context()
+	b := topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db"))
+	store, err := fileblob.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := topodtest.Start(t, b, toposerver.Options{Blobs: store, MaxPutBlobs: 2, MaxGetBlobs: 2, MaxMissingBlobs: 2})
+	cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	client := topodv1.NewTopoClient(cc)
+	var blobs []*topodv1.Blob
+	var hashes [][]byte
+	for i := range 3 {
+		h, data := blobtest.Blob(uint64(i), 100)
+		blobs = append(blobs, &topodv1.Blob{Hash: h[:], Data: data})
+		hashes = append(hashes, h[:])
+	}
+	getBlobs := func(hashes [][]byte) error {
+		stream, err := client.GetBlobs(ctx, &topodv1.GetBlobsRequest{Hashes: hashes})
+		if err != nil {
+			return err
+		}
+		for {
+			if _, err := stream.Recv(); err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return err
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name, limit, flag string
+		call              func(n int) error
+	}{
+		{"put blobs", "put_blobs", "--max-put-blobs", func(n int) error {
+			_, err := client.PutBlobs(ctx, &topodv1.PutBlobsRequest{Blobs: blobs[:n]})
+			return err
+		}},
+		{"get blobs", "get_blobs", "--max-get-blobs", func(n int) error { return getBlobs(hashes[:n]) }},
+		{"missing blobs", "missing_blobs", "--max-missing-blobs", func(n int) error {
+			_, err := client.MissingBlobs(ctx, &topodv1.MissingBlobsRequest{Hashes: hashes[:n]})
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call(3)
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "3 ") || !strings.Contains(err.Error(), "over the 2 limit ("+tc.flag+")") {
+				t.Errorf("3 at a limit of 2: %v; want InvalidArgument naming %s", err, tc.flag)
+			}
+			if got := metricValue(t, srv, `topod_limit_refusals_total{limit="`+tc.limit+`"}`); got != "1" {
+				t.Errorf("%s refusals counted: %s, want 1", tc.limit, got)
+			}
+			if missing, err := store.Missing(ctx, []content.Hash{content.Hash(hashes[2])}); err != nil || len(missing) != 1 {
+				t.Errorf("after a refusal, the third blob: missing %d, %v; want not stored", len(missing), err)
+			}
+			if err := tc.call(2); err != nil {
+				t.Errorf("2 at a limit of 2: %v", err)
+			}
+		})
+	}
+}

@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"math"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kvmirror"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
@@ -83,27 +87,41 @@ func (s *Server) GetVersion(ctx context.Context, req *topodv1.GetVersionRequest)
 }
 
 // List is part of topodv1.TopoServer. Like etcd2topo it matches the raw
-// prefix and answers NotFound when nothing matches.
+// prefix and answers NotFound when nothing matches. A paged request is
+// answered a page at a time (listPage); one that is not (plugins of
+// earlier releases) whole, up to the largest message topod sends.
 func (s *Server) List(ctx context.Context, req *topodv1.ListRequest) (*topodv1.ListResponse, error) {
 	if err := checkPath(req.Prefix, true); err != nil {
 		return nil, toStatus(err)
+	}
+	if req.Paged || req.Limit != 0 || len(req.PageToken) > 0 {
+		return s.listPaged(ctx, req)
 	}
 	minRev := req.MinRevision
 	if req.Linearizable {
 		minRev = -1
 	}
-	kvs, err := s.list(ctx, "list", req.Prefix, false, minRev)
+	kvs, rev, err := s.listAt(ctx, "list", req.Prefix, false, minRev)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	if len(kvs) == 0 {
 		return nil, toStatus(fmt.Errorf("list %s: %w", req.Prefix, kv.ErrNotFound))
 	}
-	resp := &topodv1.ListResponse{Kvs: make([]*topodv1.KeyValue, len(kvs))}
+	resp := listResponse(kvs, rev)
+	if size := proto.Size(resp); size > s.opts.MaxSendMsgBytes {
+		s.metrics.refused.WithLabelValues("list_bytes").Inc()
+		return nil, status.Errorf(codes.ResourceExhausted, "list %s: %d files, %d bytes, over the %d-byte message limit (--max-send-msg-bytes); a topod plugin of this release or later lists it in pages", req.Prefix, len(kvs), size, s.opts.MaxSendMsgBytes)
+	}
+	return resp, nil
+}
+
+func listResponse(kvs []kv.KV, rev int64) *topodv1.ListResponse {
+	resp := &topodv1.ListResponse{Kvs: make([]*topodv1.KeyValue, len(kvs)), Revision: rev}
 	for i, e := range kvs {
 		resp.Kvs[i] = &topodv1.KeyValue{Path: e.Key, Contents: e.Value, Version: e.ModRevision}
 	}
-	return resp, nil
+	return resp
 }
 
 // Delete is part of topodv1.TopoServer.
@@ -129,18 +147,27 @@ func (s *Server) Delete(ctx context.Context, req *topodv1.DeleteRequest) (*topod
 // has reached the backend's current revision and minRev, else (and always
 // for minRev -1) from the backend.
 func (s *Server) list(ctx context.Context, op, prefix string, keysOnly bool, minRev int64) ([]kv.KV, error) {
+	kvs, _, err := s.listAt(ctx, op, prefix, keysOnly, minRev)
+	return kvs, err
+}
+
+// listAt is list, with the revision the keys reflect.
+func (s *Server) listAt(ctx context.Context, op, prefix string, keysOnly bool, minRev int64) ([]kv.KV, int64, error) {
 	if m := s.mirrorFor(prefix); m != nil && minRev >= 0 {
-		kvs, ok, err := m.List(ctx, prefix, keysOnly, s.consistentRev(ctx, m, minRev))
+		end := kvmirror.PrefixEnd(prefix)
+		if end == "" {
+			end = "\x00" // every key
+		}
+		kvs, rev, ok, err := m.Range(ctx, prefix, end, keysOnly, s.consistentRev(ctx, m, minRev))
 		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", op, prefix, err)
+			return nil, 0, fmt.Errorf("%s %s: %w", op, prefix, err)
 		}
 		s.metrics.cacheRead(op, ok)
 		if ok {
-			return kvs, nil
+			return kvs, rev, nil
 		}
 	}
-	kvs, _, err := s.backend.List(ctx, prefix, keysOnly)
-	return kvs, err
+	return s.backend.List(ctx, prefix, keysOnly)
 }
 
 // consistentRev is the revision a read from m must reflect to be

@@ -36,7 +36,74 @@ const (
 	// key each, its value shared with the mirror) and answers waiting to
 	// be sent. A stream over it asking for more is ended.
 	DefaultMaxStreamBacklog = 100_000
+
+	// DefaultMaxListPageBytes bounds the paths and contents of one page of
+	// a paged List (a page holds at least one file, however large).
+	// List("/") of the whole JD topology (46,398 files, 13.6 MiB as one
+	// message) is 4 pages (BenchmarkListJDStore); a cell's 1,425 tablets
+	// are one.
+	DefaultMaxListPageBytes = 4 << 20
+	// DefaultMaxSendMsgBytes bounds every message topod sends, on both
+	// APIs: the largest blob (GetBlob, GetBlobs: MaxBlobBytes) with room
+	// for framing, a List page many times over, and, on the etcd API
+	// (which answers a range in one message, as etcd does), JD's whole
+	// SrvVSchema (13.5 MiB in the JD profile, 17.6 MiB in JD's own) read by
+	// a stock etcd2 vtgate more than three times over.
+	DefaultMaxSendMsgBytes = 64 << 20
+	// MinMaxSendMsgBytes is the least MaxSendMsgBytes --max-send-msg-bytes
+	// takes: the largest blob must fit a GetBlob answer.
+	MinMaxSendMsgBytes = MaxBlobBytes + 1<<20
+	// DefaultMaxPutBlobs bounds the blobs of one PutBlobs: each costs a
+	// blob store request or two (an S3 HEAD to refresh, a PUT), and
+	// gRPC's receive limit (MaxBlobBytes + 1 MiB) bounds only their bytes:
+	// empty blobs by the million would fit it. The plugin sends batches of
+	// at most 512.
+	DefaultMaxPutBlobs = 4_096
+	// DefaultMaxGetBlobs bounds the hashes of one GetBlobs (the plugin
+	// asks in batches of 4,096).
+	DefaultMaxGetBlobs = 1 << 16
+	// DefaultMaxMissingBlobs bounds the hashes of one MissingBlobs: each
+	// may be a blob store request (an S3 HEAD), and keeps the blobs found
+	// from collection. The plugin asks in batches of 4,096.
+	DefaultMaxMissingBlobs = 1 << 14
+	// MinMaxPutBlobs, MinMaxGetBlobs and MinMaxMissingBlobs are the least
+	// values their flags take: the plugin's batches, which smaller limits
+	// would refuse.
+	MinMaxPutBlobs     = 512
+	MinMaxGetBlobs     = 4_096
+	MinMaxMissingBlobs = 4_096
 )
+
+// messageLimits sets the message and blob request limits left 0 to their
+// defaults.
+func (o *Options) messageLimits() {
+	if o.MaxListPageBytes <= 0 {
+		o.MaxListPageBytes = DefaultMaxListPageBytes
+	}
+	if o.MaxSendMsgBytes <= 0 {
+		o.MaxSendMsgBytes = DefaultMaxSendMsgBytes
+	}
+	if o.MaxPutBlobs <= 0 {
+		o.MaxPutBlobs = DefaultMaxPutBlobs
+	}
+	if o.MaxGetBlobs <= 0 {
+		o.MaxGetBlobs = DefaultMaxGetBlobs
+	}
+	if o.MaxMissingBlobs <= 0 {
+		o.MaxMissingBlobs = DefaultMaxMissingBlobs
+	}
+}
+
+// refuseCount refuses a request carrying n items (blobs, hashes) of a kind
+// over max, with InvalidArgument naming the limit and its flag, counted
+// under limit.
+func (s *Server) refuseCount(op string, n, max int, what, limit, flag string) error {
+	if n <= max {
+		return nil
+	}
+	s.metrics.refused.WithLabelValues(limit).Inc()
+	return invalid(fmt.Errorf("%s: %d %s, over the %d limit (%s); send them in several requests", op, n, what, max, flag))
+}
 
 // watchQuota counts the watches open on a server, over both APIs, against
 // its limit.

@@ -79,7 +79,7 @@ func newMetrics() *metrics {
 			Name: "topod_backend_requests_total", Help: "Requests topod made to its backend, by type.",
 		}, []string{"type"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "topod_limit_refusals_total", Help: "Requests refused for going over a resource limit, by limit (watches_per_stream, watches, stream_backlog, lock_ttl, after_revision).",
+			Name: "topod_limit_refusals_total", Help: "Requests refused for going over a resource limit, by limit (watches_per_stream, watches, stream_backlog, lock_ttl, after_revision, list_bytes, put_blobs, blob_bytes, get_blobs, missing_blobs).",
 		}, []string{"limit"}),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "topod_authz_denied_total", Help: "Requests the authorization policy (--authz-policy) refused, by gRPC method and the principals the client matched (none: no principal).",

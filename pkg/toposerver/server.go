@@ -136,6 +136,15 @@ type Options struct {
 	MaxWatches           int
 	MaxLockTTL           time.Duration
 	MaxConcurrentStreams int
+	// MaxListPageBytes bounds a page of a paged List, MaxSendMsgBytes any
+	// message topod sends; MaxPutBlobs the blobs of a PutBlobs,
+	// MaxGetBlobs and MaxMissingBlobs the hashes of a GetBlobs and a
+	// MissingBlobs (limits.go). 0 means the Default* of each.
+	MaxListPageBytes int
+	MaxSendMsgBytes  int
+	MaxPutBlobs      int
+	MaxGetBlobs      int
+	MaxMissingBlobs  int
 	// Authz, if set, is the authorization policy every request of both
 	// APIs is checked against (package authz); it needs TLS with client
 	// certificates. Nil: every client past TLS may do anything.
@@ -218,6 +227,7 @@ func New(backend kv.Backend, opts Options) *Server {
 	if opts.MaxConcurrentStreams <= 0 {
 		opts.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
+	opts.messageLimits()
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -338,7 +348,7 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxBlobBytes + 1<<20),
-		grpc.MaxSendMsgSize(1 << 30),
+		grpc.MaxSendMsgSize(s.opts.MaxSendMsgBytes),
 		grpc.MaxConcurrentStreams(uint32(s.opts.MaxConcurrentStreams)),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),

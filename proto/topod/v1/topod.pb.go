@@ -794,7 +794,23 @@ type ListRequest struct {
 	MinRevision int64 `protobuf:"varint,2,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
 	// linearizable: the answer must reflect every write completed before the
 	// request, by any client: topod reads its backend, not its mirror.
-	Linearizable  bool `protobuf:"varint,3,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
+	Linearizable bool `protobuf:"varint,3,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
+	// paged: the client follows next_page_token. topod then answers in
+	// pages of at most --max-list-page-bytes of paths and contents (a page
+	// holds at least one file, however large) and, with limit, at most limit
+	// files. Without it (plugins of earlier releases) the whole listing is
+	// one message, refused with RESOURCE_EXHAUSTED past --max-send-msg-bytes.
+	Paged bool `protobuf:"varint,4,opt,name=paged,proto3" json:"paged,omitempty"`
+	// limit: at most this many files per page (paged implied); 0: as many
+	// as fit --max-list-page-bytes.
+	Limit int64 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	// page_token: the previous page's next_page_token, unchanged. The page
+	// holds the files after the previous page's last, as they were at the
+	// first page's revision: the pages of a listing together are one
+	// snapshot, whatever is written meanwhile (min_revision and linearizable
+	// apply to the first page). OUT_OF_RANGE when the backend no longer holds
+	// that revision (compacted): list again from the first page.
+	PageToken     []byte `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -850,6 +866,92 @@ func (x *ListRequest) GetLinearizable() bool {
 	return false
 }
 
+func (x *ListRequest) GetPaged() bool {
+	if x != nil {
+		return x.Paged
+	}
+	return false
+}
+
+func (x *ListRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListRequest) GetPageToken() []byte {
+	if x != nil {
+		return x.PageToken
+	}
+	return nil
+}
+
+// ListPageToken is what ListResponse.next_page_token carries. Clients
+// pass it back unchanged; its content may change between releases.
+type ListPageToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// prefix of the listing.
+	Prefix string `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// after: the last path of the previous page.
+	After string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	// revision the listing reads at: the first page's.
+	Revision      int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPageToken) Reset() {
+	*x = ListPageToken{}
+	mi := &file_topod_v1_topod_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPageToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPageToken) ProtoMessage() {}
+
+func (x *ListPageToken) ProtoReflect() protoreflect.Message {
+	mi := &file_topod_v1_topod_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPageToken.ProtoReflect.Descriptor instead.
+func (*ListPageToken) Descriptor() ([]byte, []int) {
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListPageToken) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *ListPageToken) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *ListPageToken) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 type KeyValue struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -861,7 +963,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_topod_v1_topod_proto_msgTypes[12]
+	mi := &file_topod_v1_topod_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +975,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[12]
+	mi := &file_topod_v1_topod_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +988,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{12}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *KeyValue) GetPath() string {
@@ -911,15 +1013,21 @@ func (x *KeyValue) GetVersion() int64 {
 }
 
 type ListResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kvs           []*KeyValue            `protobuf:"bytes,1,rep,name=kvs,proto3" json:"kvs,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kvs   []*KeyValue            `protobuf:"bytes,1,rep,name=kvs,proto3" json:"kvs,omitempty"`
+	// next_page_token: set when files remain after this page; pass it as
+	// page_token (with the same prefix) for the next page. Empty on the last
+	// page, and on an answer to a request that is not paged.
+	NextPageToken []byte `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// revision the listing reflects: the same on every page of a listing.
+	Revision      int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[13]
+	mi := &file_topod_v1_topod_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1039,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[13]
+	mi := &file_topod_v1_topod_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1052,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{13}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListResponse) GetKvs() []*KeyValue {
@@ -952,6 +1060,20 @@ func (x *ListResponse) GetKvs() []*KeyValue {
 		return x.Kvs
 	}
 	return nil
+}
+
+func (x *ListResponse) GetNextPageToken() []byte {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return nil
+}
+
+func (x *ListResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
 }
 
 type DeleteRequest struct {
@@ -965,7 +1087,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[14]
+	mi := &file_topod_v1_topod_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1099,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[14]
+	mi := &file_topod_v1_topod_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1112,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{14}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteRequest) GetPath() string {
@@ -1018,7 +1140,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[15]
+	mi := &file_topod_v1_topod_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1152,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[15]
+	mi := &file_topod_v1_topod_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1165,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{15}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteResponse) GetRevision() int64 {
@@ -1070,7 +1192,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[16]
+	mi := &file_topod_v1_topod_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1204,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[16]
+	mi := &file_topod_v1_topod_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1217,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{16}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchRequest) GetPath() string {
@@ -1125,7 +1247,7 @@ type FileEvent struct {
 
 func (x *FileEvent) Reset() {
 	*x = FileEvent{}
-	mi := &file_topod_v1_topod_proto_msgTypes[17]
+	mi := &file_topod_v1_topod_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1259,7 @@ func (x *FileEvent) String() string {
 func (*FileEvent) ProtoMessage() {}
 
 func (x *FileEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[17]
+	mi := &file_topod_v1_topod_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1272,7 @@ func (x *FileEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileEvent.ProtoReflect.Descriptor instead.
 func (*FileEvent) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{17}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FileEvent) GetPath() string {
@@ -1206,7 +1328,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[18]
+	mi := &file_topod_v1_topod_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1340,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[18]
+	mi := &file_topod_v1_topod_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1353,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{18}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchResponse) GetEvents() []*FileEvent {
@@ -1282,7 +1404,7 @@ type WatchStreamRequest struct {
 
 func (x *WatchStreamRequest) Reset() {
 	*x = WatchStreamRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[19]
+	mi := &file_topod_v1_topod_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1416,7 @@ func (x *WatchStreamRequest) String() string {
 func (*WatchStreamRequest) ProtoMessage() {}
 
 func (x *WatchStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[19]
+	mi := &file_topod_v1_topod_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1429,7 @@ func (x *WatchStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchStreamRequest.ProtoReflect.Descriptor instead.
 func (*WatchStreamRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{19}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchStreamRequest) GetRequest() isWatchStreamRequest_Request {
@@ -1368,7 +1490,7 @@ type WatchCreate struct {
 
 func (x *WatchCreate) Reset() {
 	*x = WatchCreate{}
-	mi := &file_topod_v1_topod_proto_msgTypes[20]
+	mi := &file_topod_v1_topod_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1502,7 @@ func (x *WatchCreate) String() string {
 func (*WatchCreate) ProtoMessage() {}
 
 func (x *WatchCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[20]
+	mi := &file_topod_v1_topod_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1515,7 @@ func (x *WatchCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCreate.ProtoReflect.Descriptor instead.
 func (*WatchCreate) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{20}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchCreate) GetWatchId() int64 {
@@ -1434,7 +1556,7 @@ type WatchCancel struct {
 
 func (x *WatchCancel) Reset() {
 	*x = WatchCancel{}
-	mi := &file_topod_v1_topod_proto_msgTypes[21]
+	mi := &file_topod_v1_topod_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1568,7 @@ func (x *WatchCancel) String() string {
 func (*WatchCancel) ProtoMessage() {}
 
 func (x *WatchCancel) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[21]
+	mi := &file_topod_v1_topod_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1581,7 @@ func (x *WatchCancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCancel.ProtoReflect.Descriptor instead.
 func (*WatchCancel) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{21}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WatchCancel) GetWatchId() int64 {
@@ -1478,7 +1600,7 @@ type WatchStreamResponse struct {
 
 func (x *WatchStreamResponse) Reset() {
 	*x = WatchStreamResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[22]
+	mi := &file_topod_v1_topod_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1612,7 @@ func (x *WatchStreamResponse) String() string {
 func (*WatchStreamResponse) ProtoMessage() {}
 
 func (x *WatchStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[22]
+	mi := &file_topod_v1_topod_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1625,7 @@ func (x *WatchStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchStreamResponse.ProtoReflect.Descriptor instead.
 func (*WatchStreamResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{22}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchStreamResponse) GetUpdates() []*WatchUpdate {
@@ -1535,7 +1657,7 @@ type WatchUpdate struct {
 
 func (x *WatchUpdate) Reset() {
 	*x = WatchUpdate{}
-	mi := &file_topod_v1_topod_proto_msgTypes[23]
+	mi := &file_topod_v1_topod_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1547,7 +1669,7 @@ func (x *WatchUpdate) String() string {
 func (*WatchUpdate) ProtoMessage() {}
 
 func (x *WatchUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[23]
+	mi := &file_topod_v1_topod_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1560,7 +1682,7 @@ func (x *WatchUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchUpdate.ProtoReflect.Descriptor instead.
 func (*WatchUpdate) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{23}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WatchUpdate) GetWatchId() int64 {
@@ -1612,7 +1734,7 @@ type LockRequest struct {
 
 func (x *LockRequest) Reset() {
 	*x = LockRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[24]
+	mi := &file_topod_v1_topod_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1746,7 @@ func (x *LockRequest) String() string {
 func (*LockRequest) ProtoMessage() {}
 
 func (x *LockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[24]
+	mi := &file_topod_v1_topod_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1759,7 @@ func (x *LockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRequest.ProtoReflect.Descriptor instead.
 func (*LockRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{24}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LockRequest) GetRequest() isLockRequest_Request {
@@ -1710,7 +1832,7 @@ type LockAcquire struct {
 
 func (x *LockAcquire) Reset() {
 	*x = LockAcquire{}
-	mi := &file_topod_v1_topod_proto_msgTypes[25]
+	mi := &file_topod_v1_topod_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1844,7 @@ func (x *LockAcquire) String() string {
 func (*LockAcquire) ProtoMessage() {}
 
 func (x *LockAcquire) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[25]
+	mi := &file_topod_v1_topod_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1857,7 @@ func (x *LockAcquire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockAcquire.ProtoReflect.Descriptor instead.
 func (*LockAcquire) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{25}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LockAcquire) GetPath() string {
@@ -1774,7 +1896,7 @@ type LockCheck struct {
 
 func (x *LockCheck) Reset() {
 	*x = LockCheck{}
-	mi := &file_topod_v1_topod_proto_msgTypes[26]
+	mi := &file_topod_v1_topod_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +1908,7 @@ func (x *LockCheck) String() string {
 func (*LockCheck) ProtoMessage() {}
 
 func (x *LockCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[26]
+	mi := &file_topod_v1_topod_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1799,7 +1921,7 @@ func (x *LockCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockCheck.ProtoReflect.Descriptor instead.
 func (*LockCheck) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{26}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{27}
 }
 
 type LockUnlock struct {
@@ -1810,7 +1932,7 @@ type LockUnlock struct {
 
 func (x *LockUnlock) Reset() {
 	*x = LockUnlock{}
-	mi := &file_topod_v1_topod_proto_msgTypes[27]
+	mi := &file_topod_v1_topod_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +1944,7 @@ func (x *LockUnlock) String() string {
 func (*LockUnlock) ProtoMessage() {}
 
 func (x *LockUnlock) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[27]
+	mi := &file_topod_v1_topod_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +1957,7 @@ func (x *LockUnlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockUnlock.ProtoReflect.Descriptor instead.
 func (*LockUnlock) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{27}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{28}
 }
 
 type LockResponse struct {
@@ -1852,7 +1974,7 @@ type LockResponse struct {
 
 func (x *LockResponse) Reset() {
 	*x = LockResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[28]
+	mi := &file_topod_v1_topod_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +1986,7 @@ func (x *LockResponse) String() string {
 func (*LockResponse) ProtoMessage() {}
 
 func (x *LockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[28]
+	mi := &file_topod_v1_topod_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +1999,7 @@ func (x *LockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockResponse.ProtoReflect.Descriptor instead.
 func (*LockResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{28}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LockResponse) GetResponse() isLockResponse_Response {
@@ -1951,7 +2073,7 @@ type LockAcquired struct {
 
 func (x *LockAcquired) Reset() {
 	*x = LockAcquired{}
-	mi := &file_topod_v1_topod_proto_msgTypes[29]
+	mi := &file_topod_v1_topod_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2085,7 @@ func (x *LockAcquired) String() string {
 func (*LockAcquired) ProtoMessage() {}
 
 func (x *LockAcquired) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[29]
+	mi := &file_topod_v1_topod_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2098,7 @@ func (x *LockAcquired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockAcquired.ProtoReflect.Descriptor instead.
 func (*LockAcquired) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{29}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LockAcquired) GetLockPath() string {
@@ -2001,7 +2123,7 @@ type LockChecked struct {
 
 func (x *LockChecked) Reset() {
 	*x = LockChecked{}
-	mi := &file_topod_v1_topod_proto_msgTypes[30]
+	mi := &file_topod_v1_topod_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2013,7 +2135,7 @@ func (x *LockChecked) String() string {
 func (*LockChecked) ProtoMessage() {}
 
 func (x *LockChecked) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[30]
+	mi := &file_topod_v1_topod_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2026,7 +2148,7 @@ func (x *LockChecked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockChecked.ProtoReflect.Descriptor instead.
 func (*LockChecked) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{30}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{31}
 }
 
 type LockUnlocked struct {
@@ -2037,7 +2159,7 @@ type LockUnlocked struct {
 
 func (x *LockUnlocked) Reset() {
 	*x = LockUnlocked{}
-	mi := &file_topod_v1_topod_proto_msgTypes[31]
+	mi := &file_topod_v1_topod_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2171,7 @@ func (x *LockUnlocked) String() string {
 func (*LockUnlocked) ProtoMessage() {}
 
 func (x *LockUnlocked) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[31]
+	mi := &file_topod_v1_topod_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2184,7 @@ func (x *LockUnlocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockUnlocked.ProtoReflect.Descriptor instead.
 func (*LockUnlocked) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{31}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{32}
 }
 
 type CampaignRequest struct {
@@ -2078,7 +2200,7 @@ type CampaignRequest struct {
 
 func (x *CampaignRequest) Reset() {
 	*x = CampaignRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[32]
+	mi := &file_topod_v1_topod_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +2212,7 @@ func (x *CampaignRequest) String() string {
 func (*CampaignRequest) ProtoMessage() {}
 
 func (x *CampaignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[32]
+	mi := &file_topod_v1_topod_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +2225,7 @@ func (x *CampaignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignRequest.ProtoReflect.Descriptor instead.
 func (*CampaignRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{32}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CampaignRequest) GetRequest() isCampaignRequest_Request {
@@ -2159,7 +2281,7 @@ type CampaignStart struct {
 
 func (x *CampaignStart) Reset() {
 	*x = CampaignStart{}
-	mi := &file_topod_v1_topod_proto_msgTypes[33]
+	mi := &file_topod_v1_topod_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2171,7 +2293,7 @@ func (x *CampaignStart) String() string {
 func (*CampaignStart) ProtoMessage() {}
 
 func (x *CampaignStart) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[33]
+	mi := &file_topod_v1_topod_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2184,7 +2306,7 @@ func (x *CampaignStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignStart.ProtoReflect.Descriptor instead.
 func (*CampaignStart) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{33}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CampaignStart) GetPath() string {
@@ -2209,7 +2331,7 @@ type CampaignResign struct {
 
 func (x *CampaignResign) Reset() {
 	*x = CampaignResign{}
-	mi := &file_topod_v1_topod_proto_msgTypes[34]
+	mi := &file_topod_v1_topod_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2221,7 +2343,7 @@ func (x *CampaignResign) String() string {
 func (*CampaignResign) ProtoMessage() {}
 
 func (x *CampaignResign) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[34]
+	mi := &file_topod_v1_topod_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2234,7 +2356,7 @@ func (x *CampaignResign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignResign.ProtoReflect.Descriptor instead.
 func (*CampaignResign) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{34}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{35}
 }
 
 type CampaignResponse struct {
@@ -2250,7 +2372,7 @@ type CampaignResponse struct {
 
 func (x *CampaignResponse) Reset() {
 	*x = CampaignResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[35]
+	mi := &file_topod_v1_topod_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2384,7 @@ func (x *CampaignResponse) String() string {
 func (*CampaignResponse) ProtoMessage() {}
 
 func (x *CampaignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[35]
+	mi := &file_topod_v1_topod_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2397,7 @@ func (x *CampaignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignResponse.ProtoReflect.Descriptor instead.
 func (*CampaignResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{35}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CampaignResponse) GetResponse() isCampaignResponse_Response {
@@ -2327,7 +2449,7 @@ type CampaignElected struct {
 
 func (x *CampaignElected) Reset() {
 	*x = CampaignElected{}
-	mi := &file_topod_v1_topod_proto_msgTypes[36]
+	mi := &file_topod_v1_topod_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2339,7 +2461,7 @@ func (x *CampaignElected) String() string {
 func (*CampaignElected) ProtoMessage() {}
 
 func (x *CampaignElected) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[36]
+	mi := &file_topod_v1_topod_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2352,7 +2474,7 @@ func (x *CampaignElected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignElected.ProtoReflect.Descriptor instead.
 func (*CampaignElected) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{36}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{37}
 }
 
 type CampaignResigned struct {
@@ -2363,7 +2485,7 @@ type CampaignResigned struct {
 
 func (x *CampaignResigned) Reset() {
 	*x = CampaignResigned{}
-	mi := &file_topod_v1_topod_proto_msgTypes[37]
+	mi := &file_topod_v1_topod_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2375,7 +2497,7 @@ func (x *CampaignResigned) String() string {
 func (*CampaignResigned) ProtoMessage() {}
 
 func (x *CampaignResigned) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[37]
+	mi := &file_topod_v1_topod_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2388,7 +2510,7 @@ func (x *CampaignResigned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignResigned.ProtoReflect.Descriptor instead.
 func (*CampaignResigned) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{37}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{38}
 }
 
 type GetLeaderRequest struct {
@@ -2400,7 +2522,7 @@ type GetLeaderRequest struct {
 
 func (x *GetLeaderRequest) Reset() {
 	*x = GetLeaderRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[38]
+	mi := &file_topod_v1_topod_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2412,7 +2534,7 @@ func (x *GetLeaderRequest) String() string {
 func (*GetLeaderRequest) ProtoMessage() {}
 
 func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[38]
+	mi := &file_topod_v1_topod_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2425,7 +2547,7 @@ func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLeaderRequest.ProtoReflect.Descriptor instead.
 func (*GetLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{38}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetLeaderRequest) GetPath() string {
@@ -2444,7 +2566,7 @@ type GetLeaderResponse struct {
 
 func (x *GetLeaderResponse) Reset() {
 	*x = GetLeaderResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[39]
+	mi := &file_topod_v1_topod_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2578,7 @@ func (x *GetLeaderResponse) String() string {
 func (*GetLeaderResponse) ProtoMessage() {}
 
 func (x *GetLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[39]
+	mi := &file_topod_v1_topod_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2591,7 @@ func (x *GetLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLeaderResponse.ProtoReflect.Descriptor instead.
 func (*GetLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{39}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetLeaderResponse) GetId() string {
@@ -2488,7 +2610,7 @@ type WatchLeaderRequest struct {
 
 func (x *WatchLeaderRequest) Reset() {
 	*x = WatchLeaderRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[40]
+	mi := &file_topod_v1_topod_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2500,7 +2622,7 @@ func (x *WatchLeaderRequest) String() string {
 func (*WatchLeaderRequest) ProtoMessage() {}
 
 func (x *WatchLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[40]
+	mi := &file_topod_v1_topod_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2513,7 +2635,7 @@ func (x *WatchLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchLeaderRequest.ProtoReflect.Descriptor instead.
 func (*WatchLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{40}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *WatchLeaderRequest) GetPath() string {
@@ -2532,7 +2654,7 @@ type WatchLeaderResponse struct {
 
 func (x *WatchLeaderResponse) Reset() {
 	*x = WatchLeaderResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[41]
+	mi := &file_topod_v1_topod_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2544,7 +2666,7 @@ func (x *WatchLeaderResponse) String() string {
 func (*WatchLeaderResponse) ProtoMessage() {}
 
 func (x *WatchLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[41]
+	mi := &file_topod_v1_topod_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2557,7 +2679,7 @@ func (x *WatchLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchLeaderResponse.ProtoReflect.Descriptor instead.
 func (*WatchLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{41}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WatchLeaderResponse) GetId() string {
@@ -2575,7 +2697,7 @@ type ServerInfoRequest struct {
 
 func (x *ServerInfoRequest) Reset() {
 	*x = ServerInfoRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[42]
+	mi := &file_topod_v1_topod_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2587,7 +2709,7 @@ func (x *ServerInfoRequest) String() string {
 func (*ServerInfoRequest) ProtoMessage() {}
 
 func (x *ServerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[42]
+	mi := &file_topod_v1_topod_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2600,7 +2722,7 @@ func (x *ServerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfoRequest.ProtoReflect.Descriptor instead.
 func (*ServerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{42}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{43}
 }
 
 type ServerInfoResponse struct {
@@ -2618,7 +2740,7 @@ type ServerInfoResponse struct {
 
 func (x *ServerInfoResponse) Reset() {
 	*x = ServerInfoResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[43]
+	mi := &file_topod_v1_topod_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2630,7 +2752,7 @@ func (x *ServerInfoResponse) String() string {
 func (*ServerInfoResponse) ProtoMessage() {}
 
 func (x *ServerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[43]
+	mi := &file_topod_v1_topod_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2643,7 +2765,7 @@ func (x *ServerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfoResponse.ProtoReflect.Descriptor instead.
 func (*ServerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{43}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ServerInfoResponse) GetInlineLimit() int64 {
@@ -2677,7 +2799,7 @@ type MissingBlobsRequest struct {
 
 func (x *MissingBlobsRequest) Reset() {
 	*x = MissingBlobsRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[44]
+	mi := &file_topod_v1_topod_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +2811,7 @@ func (x *MissingBlobsRequest) String() string {
 func (*MissingBlobsRequest) ProtoMessage() {}
 
 func (x *MissingBlobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[44]
+	mi := &file_topod_v1_topod_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +2824,7 @@ func (x *MissingBlobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MissingBlobsRequest.ProtoReflect.Descriptor instead.
 func (*MissingBlobsRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{44}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MissingBlobsRequest) GetHashes() [][]byte {
@@ -2721,7 +2843,7 @@ type MissingBlobsResponse struct {
 
 func (x *MissingBlobsResponse) Reset() {
 	*x = MissingBlobsResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[45]
+	mi := &file_topod_v1_topod_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2733,7 +2855,7 @@ func (x *MissingBlobsResponse) String() string {
 func (*MissingBlobsResponse) ProtoMessage() {}
 
 func (x *MissingBlobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[45]
+	mi := &file_topod_v1_topod_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2746,7 +2868,7 @@ func (x *MissingBlobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MissingBlobsResponse.ProtoReflect.Descriptor instead.
 func (*MissingBlobsResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{45}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MissingBlobsResponse) GetMissing() [][]byte {
@@ -2766,7 +2888,7 @@ type Blob struct {
 
 func (x *Blob) Reset() {
 	*x = Blob{}
-	mi := &file_topod_v1_topod_proto_msgTypes[46]
+	mi := &file_topod_v1_topod_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2778,7 +2900,7 @@ func (x *Blob) String() string {
 func (*Blob) ProtoMessage() {}
 
 func (x *Blob) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[46]
+	mi := &file_topod_v1_topod_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2791,7 +2913,7 @@ func (x *Blob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Blob.ProtoReflect.Descriptor instead.
 func (*Blob) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{46}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Blob) GetHash() []byte {
@@ -2817,7 +2939,7 @@ type PutBlobsRequest struct {
 
 func (x *PutBlobsRequest) Reset() {
 	*x = PutBlobsRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[47]
+	mi := &file_topod_v1_topod_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2829,7 +2951,7 @@ func (x *PutBlobsRequest) String() string {
 func (*PutBlobsRequest) ProtoMessage() {}
 
 func (x *PutBlobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[47]
+	mi := &file_topod_v1_topod_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2842,7 +2964,7 @@ func (x *PutBlobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutBlobsRequest.ProtoReflect.Descriptor instead.
 func (*PutBlobsRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{47}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PutBlobsRequest) GetBlobs() []*Blob {
@@ -2860,7 +2982,7 @@ type PutBlobsResponse struct {
 
 func (x *PutBlobsResponse) Reset() {
 	*x = PutBlobsResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[48]
+	mi := &file_topod_v1_topod_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2872,7 +2994,7 @@ func (x *PutBlobsResponse) String() string {
 func (*PutBlobsResponse) ProtoMessage() {}
 
 func (x *PutBlobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[48]
+	mi := &file_topod_v1_topod_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2885,7 +3007,7 @@ func (x *PutBlobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutBlobsResponse.ProtoReflect.Descriptor instead.
 func (*PutBlobsResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{48}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{49}
 }
 
 type GetBlobRequest struct {
@@ -2897,7 +3019,7 @@ type GetBlobRequest struct {
 
 func (x *GetBlobRequest) Reset() {
 	*x = GetBlobRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[49]
+	mi := &file_topod_v1_topod_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2909,7 +3031,7 @@ func (x *GetBlobRequest) String() string {
 func (*GetBlobRequest) ProtoMessage() {}
 
 func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[49]
+	mi := &file_topod_v1_topod_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2922,7 +3044,7 @@ func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobRequest.ProtoReflect.Descriptor instead.
 func (*GetBlobRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{49}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetBlobRequest) GetHash() []byte {
@@ -2941,7 +3063,7 @@ type GetBlobResponse struct {
 
 func (x *GetBlobResponse) Reset() {
 	*x = GetBlobResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[50]
+	mi := &file_topod_v1_topod_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2953,7 +3075,7 @@ func (x *GetBlobResponse) String() string {
 func (*GetBlobResponse) ProtoMessage() {}
 
 func (x *GetBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[50]
+	mi := &file_topod_v1_topod_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2966,7 +3088,7 @@ func (x *GetBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobResponse.ProtoReflect.Descriptor instead.
 func (*GetBlobResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{50}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetBlobResponse) GetData() []byte {
@@ -2986,7 +3108,7 @@ type GetBlobsRequest struct {
 
 func (x *GetBlobsRequest) Reset() {
 	*x = GetBlobsRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[51]
+	mi := &file_topod_v1_topod_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2998,7 +3120,7 @@ func (x *GetBlobsRequest) String() string {
 func (*GetBlobsRequest) ProtoMessage() {}
 
 func (x *GetBlobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[51]
+	mi := &file_topod_v1_topod_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3011,7 +3133,7 @@ func (x *GetBlobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobsRequest.ProtoReflect.Descriptor instead.
 func (*GetBlobsRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{51}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetBlobsRequest) GetHashes() [][]byte {
@@ -3031,7 +3153,7 @@ type GetBlobsResponse struct {
 
 func (x *GetBlobsResponse) Reset() {
 	*x = GetBlobsResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[52]
+	mi := &file_topod_v1_topod_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3043,7 +3165,7 @@ func (x *GetBlobsResponse) String() string {
 func (*GetBlobsResponse) ProtoMessage() {}
 
 func (x *GetBlobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[52]
+	mi := &file_topod_v1_topod_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3056,7 +3178,7 @@ func (x *GetBlobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobsResponse.ProtoReflect.Descriptor instead.
 func (*GetBlobsResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{52}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetBlobsResponse) GetBlobs() []*Blob {
@@ -3084,7 +3206,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_topod_v1_topod_proto_msgTypes[53]
+	mi := &file_topod_v1_topod_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3096,7 +3218,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[53]
+	mi := &file_topod_v1_topod_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3109,7 +3231,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{53}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Record) GetBody() isRecord_Body {
@@ -3168,7 +3290,7 @@ type BlobRef struct {
 
 func (x *BlobRef) Reset() {
 	*x = BlobRef{}
-	mi := &file_topod_v1_topod_proto_msgTypes[54]
+	mi := &file_topod_v1_topod_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3180,7 +3302,7 @@ func (x *BlobRef) String() string {
 func (*BlobRef) ProtoMessage() {}
 
 func (x *BlobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[54]
+	mi := &file_topod_v1_topod_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3193,7 +3315,7 @@ func (x *BlobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobRef.ProtoReflect.Descriptor instead.
 func (*BlobRef) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{54}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *BlobRef) GetCodec() Codec {
@@ -3256,17 +3378,27 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\"0\n" +
 	"\x12GetVersionResponse\x12\x1a\n" +
-	"\bcontents\x18\x01 \x01(\fR\bcontents\"l\n" +
+	"\bcontents\x18\x01 \x01(\fR\bcontents\"\xb7\x01\n" +
 	"\vListRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12!\n" +
 	"\fmin_revision\x18\x02 \x01(\x03R\vminRevision\x12\"\n" +
-	"\flinearizable\x18\x03 \x01(\bR\flinearizable\"T\n" +
+	"\flinearizable\x18\x03 \x01(\bR\flinearizable\x12\x14\n" +
+	"\x05paged\x18\x04 \x01(\bR\x05paged\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\x03R\x05limit\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\fR\tpageToken\"Y\n" +
+	"\rListPageToken\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"T\n" +
 	"\bKeyValue\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1a\n" +
 	"\bcontents\x18\x02 \x01(\fR\bcontents\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\x03R\aversion\"4\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\"x\n" +
 	"\fListResponse\x12$\n" +
-	"\x03kvs\x18\x01 \x03(\v2\x12.topod.v1.KeyValueR\x03kvs\"=\n" +
+	"\x03kvs\x18\x01 \x03(\v2\x12.topod.v1.KeyValueR\x03kvs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\fR\rnextPageToken\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"=\n" +
 	"\rDeleteRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\",\n" +
@@ -3432,7 +3564,7 @@ func file_topod_v1_topod_proto_rawDescGZIP() []byte {
 }
 
 var file_topod_v1_topod_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_topod_v1_topod_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_topod_v1_topod_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_topod_v1_topod_proto_goTypes = []any{
 	(DirEntryType)(0),            // 0: topod.v1.DirEntryType
 	(LockKind)(0),                // 1: topod.v1.LockKind
@@ -3449,73 +3581,74 @@ var file_topod_v1_topod_proto_goTypes = []any{
 	(*GetVersionRequest)(nil),    // 12: topod.v1.GetVersionRequest
 	(*GetVersionResponse)(nil),   // 13: topod.v1.GetVersionResponse
 	(*ListRequest)(nil),          // 14: topod.v1.ListRequest
-	(*KeyValue)(nil),             // 15: topod.v1.KeyValue
-	(*ListResponse)(nil),         // 16: topod.v1.ListResponse
-	(*DeleteRequest)(nil),        // 17: topod.v1.DeleteRequest
-	(*DeleteResponse)(nil),       // 18: topod.v1.DeleteResponse
-	(*WatchRequest)(nil),         // 19: topod.v1.WatchRequest
-	(*FileEvent)(nil),            // 20: topod.v1.FileEvent
-	(*WatchResponse)(nil),        // 21: topod.v1.WatchResponse
-	(*WatchStreamRequest)(nil),   // 22: topod.v1.WatchStreamRequest
-	(*WatchCreate)(nil),          // 23: topod.v1.WatchCreate
-	(*WatchCancel)(nil),          // 24: topod.v1.WatchCancel
-	(*WatchStreamResponse)(nil),  // 25: topod.v1.WatchStreamResponse
-	(*WatchUpdate)(nil),          // 26: topod.v1.WatchUpdate
-	(*LockRequest)(nil),          // 27: topod.v1.LockRequest
-	(*LockAcquire)(nil),          // 28: topod.v1.LockAcquire
-	(*LockCheck)(nil),            // 29: topod.v1.LockCheck
-	(*LockUnlock)(nil),           // 30: topod.v1.LockUnlock
-	(*LockResponse)(nil),         // 31: topod.v1.LockResponse
-	(*LockAcquired)(nil),         // 32: topod.v1.LockAcquired
-	(*LockChecked)(nil),          // 33: topod.v1.LockChecked
-	(*LockUnlocked)(nil),         // 34: topod.v1.LockUnlocked
-	(*CampaignRequest)(nil),      // 35: topod.v1.CampaignRequest
-	(*CampaignStart)(nil),        // 36: topod.v1.CampaignStart
-	(*CampaignResign)(nil),       // 37: topod.v1.CampaignResign
-	(*CampaignResponse)(nil),     // 38: topod.v1.CampaignResponse
-	(*CampaignElected)(nil),      // 39: topod.v1.CampaignElected
-	(*CampaignResigned)(nil),     // 40: topod.v1.CampaignResigned
-	(*GetLeaderRequest)(nil),     // 41: topod.v1.GetLeaderRequest
-	(*GetLeaderResponse)(nil),    // 42: topod.v1.GetLeaderResponse
-	(*WatchLeaderRequest)(nil),   // 43: topod.v1.WatchLeaderRequest
-	(*WatchLeaderResponse)(nil),  // 44: topod.v1.WatchLeaderResponse
-	(*ServerInfoRequest)(nil),    // 45: topod.v1.ServerInfoRequest
-	(*ServerInfoResponse)(nil),   // 46: topod.v1.ServerInfoResponse
-	(*MissingBlobsRequest)(nil),  // 47: topod.v1.MissingBlobsRequest
-	(*MissingBlobsResponse)(nil), // 48: topod.v1.MissingBlobsResponse
-	(*Blob)(nil),                 // 49: topod.v1.Blob
-	(*PutBlobsRequest)(nil),      // 50: topod.v1.PutBlobsRequest
-	(*PutBlobsResponse)(nil),     // 51: topod.v1.PutBlobsResponse
-	(*GetBlobRequest)(nil),       // 52: topod.v1.GetBlobRequest
-	(*GetBlobResponse)(nil),      // 53: topod.v1.GetBlobResponse
-	(*GetBlobsRequest)(nil),      // 54: topod.v1.GetBlobsRequest
-	(*GetBlobsResponse)(nil),     // 55: topod.v1.GetBlobsResponse
-	(*Record)(nil),               // 56: topod.v1.Record
-	(*BlobRef)(nil),              // 57: topod.v1.BlobRef
+	(*ListPageToken)(nil),        // 15: topod.v1.ListPageToken
+	(*KeyValue)(nil),             // 16: topod.v1.KeyValue
+	(*ListResponse)(nil),         // 17: topod.v1.ListResponse
+	(*DeleteRequest)(nil),        // 18: topod.v1.DeleteRequest
+	(*DeleteResponse)(nil),       // 19: topod.v1.DeleteResponse
+	(*WatchRequest)(nil),         // 20: topod.v1.WatchRequest
+	(*FileEvent)(nil),            // 21: topod.v1.FileEvent
+	(*WatchResponse)(nil),        // 22: topod.v1.WatchResponse
+	(*WatchStreamRequest)(nil),   // 23: topod.v1.WatchStreamRequest
+	(*WatchCreate)(nil),          // 24: topod.v1.WatchCreate
+	(*WatchCancel)(nil),          // 25: topod.v1.WatchCancel
+	(*WatchStreamResponse)(nil),  // 26: topod.v1.WatchStreamResponse
+	(*WatchUpdate)(nil),          // 27: topod.v1.WatchUpdate
+	(*LockRequest)(nil),          // 28: topod.v1.LockRequest
+	(*LockAcquire)(nil),          // 29: topod.v1.LockAcquire
+	(*LockCheck)(nil),            // 30: topod.v1.LockCheck
+	(*LockUnlock)(nil),           // 31: topod.v1.LockUnlock
+	(*LockResponse)(nil),         // 32: topod.v1.LockResponse
+	(*LockAcquired)(nil),         // 33: topod.v1.LockAcquired
+	(*LockChecked)(nil),          // 34: topod.v1.LockChecked
+	(*LockUnlocked)(nil),         // 35: topod.v1.LockUnlocked
+	(*CampaignRequest)(nil),      // 36: topod.v1.CampaignRequest
+	(*CampaignStart)(nil),        // 37: topod.v1.CampaignStart
+	(*CampaignResign)(nil),       // 38: topod.v1.CampaignResign
+	(*CampaignResponse)(nil),     // 39: topod.v1.CampaignResponse
+	(*CampaignElected)(nil),      // 40: topod.v1.CampaignElected
+	(*CampaignResigned)(nil),     // 41: topod.v1.CampaignResigned
+	(*GetLeaderRequest)(nil),     // 42: topod.v1.GetLeaderRequest
+	(*GetLeaderResponse)(nil),    // 43: topod.v1.GetLeaderResponse
+	(*WatchLeaderRequest)(nil),   // 44: topod.v1.WatchLeaderRequest
+	(*WatchLeaderResponse)(nil),  // 45: topod.v1.WatchLeaderResponse
+	(*ServerInfoRequest)(nil),    // 46: topod.v1.ServerInfoRequest
+	(*ServerInfoResponse)(nil),   // 47: topod.v1.ServerInfoResponse
+	(*MissingBlobsRequest)(nil),  // 48: topod.v1.MissingBlobsRequest
+	(*MissingBlobsResponse)(nil), // 49: topod.v1.MissingBlobsResponse
+	(*Blob)(nil),                 // 50: topod.v1.Blob
+	(*PutBlobsRequest)(nil),      // 51: topod.v1.PutBlobsRequest
+	(*PutBlobsResponse)(nil),     // 52: topod.v1.PutBlobsResponse
+	(*GetBlobRequest)(nil),       // 53: topod.v1.GetBlobRequest
+	(*GetBlobResponse)(nil),      // 54: topod.v1.GetBlobResponse
+	(*GetBlobsRequest)(nil),      // 55: topod.v1.GetBlobsRequest
+	(*GetBlobsResponse)(nil),     // 56: topod.v1.GetBlobsResponse
+	(*Record)(nil),               // 57: topod.v1.Record
+	(*BlobRef)(nil),              // 58: topod.v1.BlobRef
 }
 var file_topod_v1_topod_proto_depIdxs = []int32{
 	0,  // 0: topod.v1.DirEntry.type:type_name -> topod.v1.DirEntryType
 	3,  // 1: topod.v1.ListDirResponse.entries:type_name -> topod.v1.DirEntry
-	15, // 2: topod.v1.ListResponse.kvs:type_name -> topod.v1.KeyValue
-	20, // 3: topod.v1.WatchResponse.events:type_name -> topod.v1.FileEvent
-	23, // 4: topod.v1.WatchStreamRequest.create:type_name -> topod.v1.WatchCreate
-	24, // 5: topod.v1.WatchStreamRequest.cancel:type_name -> topod.v1.WatchCancel
-	26, // 6: topod.v1.WatchStreamResponse.updates:type_name -> topod.v1.WatchUpdate
-	21, // 7: topod.v1.WatchUpdate.response:type_name -> topod.v1.WatchResponse
-	28, // 8: topod.v1.LockRequest.acquire:type_name -> topod.v1.LockAcquire
-	29, // 9: topod.v1.LockRequest.check:type_name -> topod.v1.LockCheck
-	30, // 10: topod.v1.LockRequest.unlock:type_name -> topod.v1.LockUnlock
+	16, // 2: topod.v1.ListResponse.kvs:type_name -> topod.v1.KeyValue
+	21, // 3: topod.v1.WatchResponse.events:type_name -> topod.v1.FileEvent
+	24, // 4: topod.v1.WatchStreamRequest.create:type_name -> topod.v1.WatchCreate
+	25, // 5: topod.v1.WatchStreamRequest.cancel:type_name -> topod.v1.WatchCancel
+	27, // 6: topod.v1.WatchStreamResponse.updates:type_name -> topod.v1.WatchUpdate
+	22, // 7: topod.v1.WatchUpdate.response:type_name -> topod.v1.WatchResponse
+	29, // 8: topod.v1.LockRequest.acquire:type_name -> topod.v1.LockAcquire
+	30, // 9: topod.v1.LockRequest.check:type_name -> topod.v1.LockCheck
+	31, // 10: topod.v1.LockRequest.unlock:type_name -> topod.v1.LockUnlock
 	1,  // 11: topod.v1.LockAcquire.kind:type_name -> topod.v1.LockKind
-	32, // 12: topod.v1.LockResponse.acquired:type_name -> topod.v1.LockAcquired
-	33, // 13: topod.v1.LockResponse.checked:type_name -> topod.v1.LockChecked
-	34, // 14: topod.v1.LockResponse.unlocked:type_name -> topod.v1.LockUnlocked
-	36, // 15: topod.v1.CampaignRequest.start:type_name -> topod.v1.CampaignStart
-	37, // 16: topod.v1.CampaignRequest.resign:type_name -> topod.v1.CampaignResign
-	39, // 17: topod.v1.CampaignResponse.elected:type_name -> topod.v1.CampaignElected
-	40, // 18: topod.v1.CampaignResponse.resigned:type_name -> topod.v1.CampaignResigned
-	49, // 19: topod.v1.PutBlobsRequest.blobs:type_name -> topod.v1.Blob
-	49, // 20: topod.v1.GetBlobsResponse.blobs:type_name -> topod.v1.Blob
-	57, // 21: topod.v1.Record.ref:type_name -> topod.v1.BlobRef
+	33, // 12: topod.v1.LockResponse.acquired:type_name -> topod.v1.LockAcquired
+	34, // 13: topod.v1.LockResponse.checked:type_name -> topod.v1.LockChecked
+	35, // 14: topod.v1.LockResponse.unlocked:type_name -> topod.v1.LockUnlocked
+	37, // 15: topod.v1.CampaignRequest.start:type_name -> topod.v1.CampaignStart
+	38, // 16: topod.v1.CampaignRequest.resign:type_name -> topod.v1.CampaignResign
+	40, // 17: topod.v1.CampaignResponse.elected:type_name -> topod.v1.CampaignElected
+	41, // 18: topod.v1.CampaignResponse.resigned:type_name -> topod.v1.CampaignResigned
+	50, // 19: topod.v1.PutBlobsRequest.blobs:type_name -> topod.v1.Blob
+	50, // 20: topod.v1.GetBlobsResponse.blobs:type_name -> topod.v1.Blob
+	58, // 21: topod.v1.Record.ref:type_name -> topod.v1.BlobRef
 	2,  // 22: topod.v1.BlobRef.codec:type_name -> topod.v1.Codec
 	4,  // 23: topod.v1.Topo.ListDir:input_type -> topod.v1.ListDirRequest
 	6,  // 24: topod.v1.Topo.Create:input_type -> topod.v1.CreateRequest
@@ -3523,38 +3656,38 @@ var file_topod_v1_topod_proto_depIdxs = []int32{
 	10, // 26: topod.v1.Topo.Get:input_type -> topod.v1.GetRequest
 	12, // 27: topod.v1.Topo.GetVersion:input_type -> topod.v1.GetVersionRequest
 	14, // 28: topod.v1.Topo.List:input_type -> topod.v1.ListRequest
-	17, // 29: topod.v1.Topo.Delete:input_type -> topod.v1.DeleteRequest
-	19, // 30: topod.v1.Topo.Watch:input_type -> topod.v1.WatchRequest
-	19, // 31: topod.v1.Topo.WatchRecursive:input_type -> topod.v1.WatchRequest
-	22, // 32: topod.v1.Topo.WatchStream:input_type -> topod.v1.WatchStreamRequest
-	27, // 33: topod.v1.Topo.Lock:input_type -> topod.v1.LockRequest
-	35, // 34: topod.v1.Topo.Campaign:input_type -> topod.v1.CampaignRequest
-	41, // 35: topod.v1.Topo.GetLeader:input_type -> topod.v1.GetLeaderRequest
-	43, // 36: topod.v1.Topo.WatchLeader:input_type -> topod.v1.WatchLeaderRequest
-	45, // 37: topod.v1.Topo.ServerInfo:input_type -> topod.v1.ServerInfoRequest
-	47, // 38: topod.v1.Topo.MissingBlobs:input_type -> topod.v1.MissingBlobsRequest
-	50, // 39: topod.v1.Topo.PutBlobs:input_type -> topod.v1.PutBlobsRequest
-	52, // 40: topod.v1.Topo.GetBlob:input_type -> topod.v1.GetBlobRequest
-	54, // 41: topod.v1.Topo.GetBlobs:input_type -> topod.v1.GetBlobsRequest
+	18, // 29: topod.v1.Topo.Delete:input_type -> topod.v1.DeleteRequest
+	20, // 30: topod.v1.Topo.Watch:input_type -> topod.v1.WatchRequest
+	20, // 31: topod.v1.Topo.WatchRecursive:input_type -> topod.v1.WatchRequest
+	23, // 32: topod.v1.Topo.WatchStream:input_type -> topod.v1.WatchStreamRequest
+	28, // 33: topod.v1.Topo.Lock:input_type -> topod.v1.LockRequest
+	36, // 34: topod.v1.Topo.Campaign:input_type -> topod.v1.CampaignRequest
+	42, // 35: topod.v1.Topo.GetLeader:input_type -> topod.v1.GetLeaderRequest
+	44, // 36: topod.v1.Topo.WatchLeader:input_type -> topod.v1.WatchLeaderRequest
+	46, // 37: topod.v1.Topo.ServerInfo:input_type -> topod.v1.ServerInfoRequest
+	48, // 38: topod.v1.Topo.MissingBlobs:input_type -> topod.v1.MissingBlobsRequest
+	51, // 39: topod.v1.Topo.PutBlobs:input_type -> topod.v1.PutBlobsRequest
+	53, // 40: topod.v1.Topo.GetBlob:input_type -> topod.v1.GetBlobRequest
+	55, // 41: topod.v1.Topo.GetBlobs:input_type -> topod.v1.GetBlobsRequest
 	5,  // 42: topod.v1.Topo.ListDir:output_type -> topod.v1.ListDirResponse
 	7,  // 43: topod.v1.Topo.Create:output_type -> topod.v1.CreateResponse
 	9,  // 44: topod.v1.Topo.Update:output_type -> topod.v1.UpdateResponse
 	11, // 45: topod.v1.Topo.Get:output_type -> topod.v1.GetResponse
 	13, // 46: topod.v1.Topo.GetVersion:output_type -> topod.v1.GetVersionResponse
-	16, // 47: topod.v1.Topo.List:output_type -> topod.v1.ListResponse
-	18, // 48: topod.v1.Topo.Delete:output_type -> topod.v1.DeleteResponse
-	21, // 49: topod.v1.Topo.Watch:output_type -> topod.v1.WatchResponse
-	21, // 50: topod.v1.Topo.WatchRecursive:output_type -> topod.v1.WatchResponse
-	25, // 51: topod.v1.Topo.WatchStream:output_type -> topod.v1.WatchStreamResponse
-	31, // 52: topod.v1.Topo.Lock:output_type -> topod.v1.LockResponse
-	38, // 53: topod.v1.Topo.Campaign:output_type -> topod.v1.CampaignResponse
-	42, // 54: topod.v1.Topo.GetLeader:output_type -> topod.v1.GetLeaderResponse
-	44, // 55: topod.v1.Topo.WatchLeader:output_type -> topod.v1.WatchLeaderResponse
-	46, // 56: topod.v1.Topo.ServerInfo:output_type -> topod.v1.ServerInfoResponse
-	48, // 57: topod.v1.Topo.MissingBlobs:output_type -> topod.v1.MissingBlobsResponse
-	51, // 58: topod.v1.Topo.PutBlobs:output_type -> topod.v1.PutBlobsResponse
-	53, // 59: topod.v1.Topo.GetBlob:output_type -> topod.v1.GetBlobResponse
-	55, // 60: topod.v1.Topo.GetBlobs:output_type -> topod.v1.GetBlobsResponse
+	17, // 47: topod.v1.Topo.List:output_type -> topod.v1.ListResponse
+	19, // 48: topod.v1.Topo.Delete:output_type -> topod.v1.DeleteResponse
+	22, // 49: topod.v1.Topo.Watch:output_type -> topod.v1.WatchResponse
+	22, // 50: topod.v1.Topo.WatchRecursive:output_type -> topod.v1.WatchResponse
+	26, // 51: topod.v1.Topo.WatchStream:output_type -> topod.v1.WatchStreamResponse
+	32, // 52: topod.v1.Topo.Lock:output_type -> topod.v1.LockResponse
+	39, // 53: topod.v1.Topo.Campaign:output_type -> topod.v1.CampaignResponse
+	43, // 54: topod.v1.Topo.GetLeader:output_type -> topod.v1.GetLeaderResponse
+	45, // 55: topod.v1.Topo.WatchLeader:output_type -> topod.v1.WatchLeaderResponse
+	47, // 56: topod.v1.Topo.ServerInfo:output_type -> topod.v1.ServerInfoResponse
+	49, // 57: topod.v1.Topo.MissingBlobs:output_type -> topod.v1.MissingBlobsResponse
+	52, // 58: topod.v1.Topo.PutBlobs:output_type -> topod.v1.PutBlobsResponse
+	54, // 59: topod.v1.Topo.GetBlob:output_type -> topod.v1.GetBlobResponse
+	56, // 60: topod.v1.Topo.GetBlobs:output_type -> topod.v1.GetBlobsResponse
 	42, // [42:61] is the sub-list for method output_type
 	23, // [23:42] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
@@ -3567,29 +3700,29 @@ func file_topod_v1_topod_proto_init() {
 	if File_topod_v1_topod_proto != nil {
 		return
 	}
-	file_topod_v1_topod_proto_msgTypes[19].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[20].OneofWrappers = []any{
 		(*WatchStreamRequest_Create)(nil),
 		(*WatchStreamRequest_Cancel)(nil),
 	}
-	file_topod_v1_topod_proto_msgTypes[24].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[25].OneofWrappers = []any{
 		(*LockRequest_Acquire)(nil),
 		(*LockRequest_Check)(nil),
 		(*LockRequest_Unlock)(nil),
 	}
-	file_topod_v1_topod_proto_msgTypes[28].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[29].OneofWrappers = []any{
 		(*LockResponse_Acquired)(nil),
 		(*LockResponse_Checked)(nil),
 		(*LockResponse_Unlocked)(nil),
 	}
-	file_topod_v1_topod_proto_msgTypes[32].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[33].OneofWrappers = []any{
 		(*CampaignRequest_Start)(nil),
 		(*CampaignRequest_Resign)(nil),
 	}
-	file_topod_v1_topod_proto_msgTypes[35].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[36].OneofWrappers = []any{
 		(*CampaignResponse_Elected)(nil),
 		(*CampaignResponse_Resigned)(nil),
 	}
-	file_topod_v1_topod_proto_msgTypes[53].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[54].OneofWrappers = []any{
 		(*Record_Inline)(nil),
 		(*Record_Ref)(nil),
 	}
@@ -3599,7 +3732,7 @@ func file_topod_v1_topod_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_topod_v1_topod_proto_rawDesc), len(file_topod_v1_topod_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   55,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
