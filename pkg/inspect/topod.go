@@ -81,22 +81,29 @@ func (t *Topod) GetVersion(ctx context.Context, key string, version int64) (Valu
 	return Value{Key: key, Raw: resp.Contents, Version: version}, nil
 }
 
-// List is part of Source.
+// List is part of Source. It reads every page of the listing, all at the
+// first page's revision (topod's List in pages).
 func (t *Topod) List(ctx context.Context, prefix string) ([]Value, error) {
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
-	resp, err := t.client.List(ctx, &topodv1.ListRequest{Prefix: prefix, Linearizable: true})
-	if status.Code(err) == codes.NotFound {
-		return nil, nil
+	var out []Value
+	req := &topodv1.ListRequest{Prefix: prefix, Linearizable: true, Paged: true}
+	for {
+		resp, err := t.client.List(ctx, req)
+		if status.Code(err) == codes.NotFound {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, t.wrap(prefix, err)
+		}
+		for _, e := range resp.Kvs {
+			out = append(out, Value{Key: e.Path, Raw: e.Contents, Version: e.Version})
+		}
+		if len(resp.NextPageToken) == 0 {
+			return out, nil
+		}
+		req = &topodv1.ListRequest{Prefix: prefix, Paged: true, PageToken: resp.NextPageToken}
 	}
-	if err != nil {
-		return nil, t.wrap(prefix, err)
-	}
-	out := make([]Value, len(resp.Kvs))
-	for i, e := range resp.Kvs {
-		out[i] = Value{Key: e.Path, Raw: e.Contents, Version: e.Version}
-	}
-	return out, nil
 }
 
 // Blob is part of Source.

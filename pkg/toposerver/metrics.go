@@ -103,7 +103,8 @@ func newMetrics() *metrics {
 		m.cache.WithLabelValues(op, "hit")
 		m.cache.WithLabelValues(op, "miss")
 	}
-	for _, limit := range []string{"watches_per_stream", "watches", "stream_backlog", "lock_ttl", "after_revision"} {
+	for _, limit := range []string{"watches_per_stream", "watches", "stream_backlog", "lock_ttl", "after_revision",
+		"put_blobs", "get_blobs", "missing_blobs", "blob_bytes", "list_bytes"} {
 		m.refused.WithLabelValues(limit)
 	}
 	m.registry.MustRegister(m.upstreamWatches, m.streams, m.watches, m.writeLag, m.eventsIn, m.eventsOut, m.bytesOut,
