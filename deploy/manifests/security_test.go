@@ -12,6 +12,8 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/topod-io/topod/pkg/authz"
 )
 
 // Hardened are the overlays that must keep the topology from everyone but
@@ -277,18 +279,6 @@ type certificate struct {
 	}
 }
 
-// policyFile is the YAML form of topod's authorization policy (pkg/authz).
-type policyFile struct {
-	Principals []struct {
-		Name       string   `json:"name"`
-		Identities []string `json:"identities"`
-		Grants     []struct {
-			Role  string   `json:"role"`
-			Paths []string `json:"paths"`
-		} `json:"grants"`
-	} `json:"principals"`
-}
-
 // TestCertManagerIssuesProdCertificates checks examples/cert-manager
 // against what the prod overlay mounts: every certificate and key a prod
 // container reads comes from a Certificate of the example; each client
@@ -398,28 +388,20 @@ func TestCertManagerIssuesProdCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p policyFile
-	if err := yaml.UnmarshalStrict(b, &p); err != nil {
+	p, err := authz.Parse(b)
+	if err != nil {
 		t.Fatalf("topod-authz-policy.yaml: %v", err)
 	}
 	for id, secret := range clients {
 		if id == "topod-health" {
 			continue
 		}
+		// Each of the certificate's names alone is the component's
+		// principal.
 		c := certs[secret]
-		want := []string{c.Spec.URIs[0], "cn:" + c.Spec.CommonName}
-		found := false
-		for _, pr := range p.Principals {
-			found = found || (slices.Contains(pr.Identities, want[0]) && slices.Contains(pr.Identities, want[1]))
-		}
-		if !found {
-			t.Errorf("topod-authz-policy.yaml: no principal with the identities %q of %s's certificate (Secret %s)", want, id, secret)
-		}
-	}
-	for _, pr := range p.Principals {
-		for _, g := range pr.Grants {
-			if !slices.Contains([]string{"read", "write", "admin"}, g.Role) {
-				t.Errorf("topod-authz-policy.yaml: principal %s: role %q", pr.Name, g.Role)
+		for _, name := range []string{c.Spec.URIs[0], "cn:" + c.Spec.CommonName} {
+			if _, principals := p.Allows([]string{name}, authz.Access{Role: authz.Read, Anywhere: true}); !slices.Equal(principals, []string{id}) {
+				t.Errorf("topod-authz-policy.yaml: %s's certificate (Secret %s) name %s matches principals %q, want %s", id, secret, name, principals, id)
 			}
 		}
 	}
