@@ -153,7 +153,19 @@ func (mp *participation) WaitForNewLeader(ctx context.Context) (<-chan string, e
 		cancel()
 		return nil, convertError(err, mp.path)
 	}
+	// The first answer is the leader when the watch started ("" for
+	// none): taken before returning, as etcd2topo reads it, so a leader
+	// that resigns right after this call is still reported.
+	first, err := stream.Recv()
+	if err != nil {
+		stopOnClose()
+		cancel()
+		return nil, convertError(err, mp.path)
+	}
 	leaders := make(chan string, 8)
+	if first.Id != "" {
+		leaders <- first.Id
+	}
 	go func() {
 		defer close(leaders)
 		defer stopOnClose()
@@ -169,6 +181,9 @@ func (mp *participation) WaitForNewLeader(ctx context.Context) (<-chan string, e
 			resp, err := stream.Recv()
 			if err != nil {
 				return
+			}
+			if resp.Id == "" {
+				continue
 			}
 			select {
 			case leaders <- resp.Id:

@@ -107,14 +107,17 @@ func (s *Server) WatchLeader(req *topodv1.WatchLeaderRequest, stream grpc.Server
 	return s.streamEnd(s.watchLeader(ctx, stream, req.Path))
 }
 
+// watchLeader sends the current leader first, "" if there is none (so
+// the client knows the state its watch starts from), then each new one.
 func (s *Server) watchLeader(ctx context.Context, stream grpc.ServerStreamingServer[topodv1.WatchLeaderResponse], p string) error {
-	last := ""
+	last, first := "", true
 	for {
 		id, rev, err := s.leader(ctx, p)
 		if err != nil {
 			return err
 		}
-		if id != "" && id != last {
+		if first || (id != "" && id != last) {
+			first = false
 			if err := stream.Send(&topodv1.WatchLeaderResponse{Id: id}); err != nil {
 				return err
 			}

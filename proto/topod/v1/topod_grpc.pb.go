@@ -100,7 +100,8 @@ type TopoClient interface {
 	Campaign(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CampaignRequest, CampaignResponse], error)
 	// GetLeader returns the id of the current leader of an election, "" if none.
 	GetLeader(ctx context.Context, in *GetLeaderRequest, opts ...grpc.CallOption) (*GetLeaderResponse, error)
-	// WatchLeader streams the current leader id, then each new leader's id.
+	// WatchLeader streams the current leader id first ("" when there is none),
+	// then each new leader's id.
 	WatchLeader(ctx context.Context, in *WatchLeaderRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchLeaderResponse], error)
 	// ServerInfo returns the limits clients split their writes by.
 	ServerInfo(ctx context.Context, in *ServerInfoRequest, opts ...grpc.CallOption) (*ServerInfoResponse, error)
@@ -407,7 +408,8 @@ type TopoServer interface {
 	Campaign(grpc.BidiStreamingServer[CampaignRequest, CampaignResponse]) error
 	// GetLeader returns the id of the current leader of an election, "" if none.
 	GetLeader(context.Context, *GetLeaderRequest) (*GetLeaderResponse, error)
-	// WatchLeader streams the current leader id, then each new leader's id.
+	// WatchLeader streams the current leader id first ("" when there is none),
+	// then each new leader's id.
 	WatchLeader(*WatchLeaderRequest, grpc.ServerStreamingServer[WatchLeaderResponse]) error
 	// ServerInfo returns the limits clients split their writes by.
 	ServerInfo(context.Context, *ServerInfoRequest) (*ServerInfoResponse, error)
