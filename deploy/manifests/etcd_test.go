@@ -171,15 +171,14 @@ func TestProdEtcdAdmitsOnlyTopod(t *testing.T) {
 				}
 				err = fmt.Errorf("%s", resp.Status)
 			}
-			select {
-			case <-exited:
-				t.Fatalf("etcd exited")
-			default:
-			}
 			if time.Now().After(deadline) {
 				t.Fatalf("etcd's %s%s: %v", metricsURL, probe, err)
 			}
-			time.Sleep(200 * time.Millisecond)
+			select {
+			case <-exited:
+				t.Fatalf("etcd exited")
+			case <-time.After(200 * time.Millisecond): // poll again
+			}
 		}
 	}
 	t.Logf("%s/readyz, /livez and /metrics answer over plain HTTP", metricsURL)

@@ -133,18 +133,18 @@ func TestSourceReload(t *testing.T) {
 	if allowed() {
 		t.Fatal("vtgate may write under the first policy")
 	}
-	if err := src.reload(); err != nil || src.Loads.Load() != 1 {
+	if _, err := src.reload(); err != nil || src.Loads.Load() != 1 {
 		t.Fatalf("an unchanged file: err %v, loads %d, want 1", err, src.Loads.Load())
 	}
 	write(strings.Replace(testPolicy, "{role: read, paths: [\"/\"]}", "{role: write, paths: [\"/\"]}", 1))
-	if err := src.reload(); err != nil {
+	if _, err := src.reload(); err != nil {
 		t.Fatal(err)
 	}
 	if !allowed() {
 		t.Error("the changed policy was not applied")
 	}
 	write("principals: [")
-	if err := src.reload(); err == nil {
+	if _, err := src.reload(); err == nil {
 		t.Error("a broken policy was accepted")
 	}
 	if !allowed() || src.Loads.Load() != 2 {

@@ -32,7 +32,7 @@ type Source struct {
 // not start.
 func Open(path string, log *slog.Logger) (*Source, error) {
 	s := &Source{path: path, log: log}
-	if err := s.reload(); err != nil {
+	if _, err := s.reload(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -44,23 +44,24 @@ func (s *Source) Path() string { return s.path }
 // Policy is the policy in force.
 func (s *Source) Policy() *Policy { return s.policy.Load() }
 
-// reload rereads the file and applies it if it changed and parses.
-func (s *Source) reload() error {
+// reload rereads the file and applies it if it changed and parses; it
+// returns the contents read, for Run to report a refused change once.
+func (s *Source) reload() ([]byte, error) {
 	data, err := os.ReadFile(s.path)
 	if err != nil {
-		return fmt.Errorf("read authorization policy: %w", err)
+		return nil, fmt.Errorf("read authorization policy: %w", err)
 	}
 	if s.policy.Load() != nil && bytes.Equal(data, s.data) {
-		return nil
+		return data, nil
 	}
 	p, err := Parse(data)
 	if err != nil {
-		return fmt.Errorf("authorization policy %s: %w", s.path, err)
+		return data, fmt.Errorf("authorization policy %s: %w", s.path, err)
 	}
 	s.data, s.bad = data, nil
 	s.policy.Store(p)
 	s.Loads.Add(1)
-	return nil
+	return data, nil
 }
 
 // Run rereads the file every interval until ctx ends.
@@ -74,8 +75,7 @@ func (s *Source) Run(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 		loads := s.Loads.Load()
-		if err := s.reload(); err != nil {
-			data, _ := os.ReadFile(s.path)
+		if data, err := s.reload(); err != nil {
 			if s.Errors.Load() == 0 || !bytes.Equal(data, s.bad) {
 				s.log.Error("authorization policy not reloaded: the previous one stays in force", "err", err)
 			}
