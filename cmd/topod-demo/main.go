@@ -5,11 +5,13 @@
 // keyspace commerce on real tablets (MariaDB started by mysqlctl; shards -80
 // and 80-, a primary and a replica each), beside 2,000 vschema-only
 // keyspaces of realistic vschemas: a SrvVSchema many times over the 1.5 MiB
-// etcd accepts in one request, which stock etcd2 cannot store; and vschemad,
+// etcd accepts in one request, which stock etcd2 cannot store; vschemad,
 // the vschema upload API, on loopback without authentication, its audit log
-// in DATA/vschemad.
+// in DATA/vschemad; and VTAdmin: stock vtadmin-api (bin/vtadmin) set up as
+// Vitess's local example sets it up (DATA/vtadmin), and vtadmin-web's
+// build (`make vtadmin-web`, --vtadmin-web) served by this program.
 //
-//	topod-demo start [--data-dir demo-data] [--keyspaces 2000]
+//	topod-demo start [--data-dir demo-data] [--keyspaces 2000] [--vtadmin-web DIR]
 //	topod-demo stop  [--data-dir demo-data]
 //
 // start starts what is not running yet, loads the keyspaces that are not
@@ -73,9 +75,15 @@ type config struct {
 	vtctldPort     int
 	vtctldGRPCPort int
 	vtgatePort     int
+	vtgateGRPCPort int
 	mysqlPort      int
 	tabletPorts    int
 	vschemadPort   int
+	vtadminPort    int
+	vtadminWebPort int
+	// vtadminWeb is vtadmin-web's build (index.html and its assets); empty:
+	// no VTAdmin web UI, vtadmin-api only.
+	vtadminWeb string
 }
 
 func (c config) path(elem ...string) string {
@@ -89,6 +97,10 @@ func (c config) pidFile(name string) string { return c.path("run", name+".pid") 
 func (c config) topodAddr() string { return fmt.Sprintf("127.0.0.1:%d", c.topodPort) }
 
 func (c config) vschemadURL() string { return fmt.Sprintf("http://127.0.0.1:%d", c.vschemadPort) }
+
+func (c config) vtadminURL() string { return fmt.Sprintf("http://127.0.0.1:%d", c.vtadminPort) }
+
+func (c config) vtadminWebURL() string { return fmt.Sprintf("http://127.0.0.1:%d", c.vtadminWebPort) }
 
 // tour is the vschemad walk-through the demo prints, its binary and files
 // named by rel.
@@ -104,8 +116,8 @@ func (c config) tour(rel func(string) string) vtlocal.VschemadTour {
 func defaultConfig() config {
 	return config{
 		dataDir: "demo-data", user: vtlocal.DefaultUser, keyspaces: 2000, cell: "zone1",
-		topodPort: 15999, vtctldPort: 15000, vtctldGRPCPort: 15990, vtgatePort: 15001, mysqlPort: 15306,
-		tabletPorts: 15000, vschemadPort: 15980,
+		topodPort: 15999, vtctldPort: 15000, vtctldGRPCPort: 15990, vtgatePort: 15001, vtgateGRPCPort: 15991, mysqlPort: 15306,
+		tabletPorts: 15000, vschemadPort: 15980, vtadminPort: 14200, vtadminWebPort: 14201,
 	}
 }
 
@@ -113,13 +125,13 @@ func newRootCommand() *cobra.Command {
 	c := defaultConfig()
 	root := &cobra.Command{
 		Use:           "topod-demo",
-		Short:         "Run topod, vtctld, vtgate, tablets and vschemad locally with 2,000 keyspaces",
+		Short:         "Run topod, vtctld, vtgate, tablets, vschemad and VTAdmin locally with 2,000 keyspaces",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.dataDir, "data-dir", c.dataDir, "directory of the demo's data, logs and pid files")
-	pf.StringVar(&c.binDir, "bin", "", "directory of the topod, vtctld, vtgate, vttablet, mysqlctl and vschemad binaries (default: this program's)")
+	pf.StringVar(&c.binDir, "bin", "", "directory of the topod, vtctld, vtgate, vttablet, mysqlctl, vschemad and vtadmin binaries (default: this program's)")
 	pf.StringVar(&c.user, "user", c.user, "unprivileged user the processes run as when this program runs as root (created if absent)")
 	start := &cobra.Command{
 		Use:   "start",
@@ -145,9 +157,13 @@ func newRootCommand() *cobra.Command {
 	f.IntVar(&c.vtctldPort, "vtctld-port", c.vtctldPort, "vtctld's HTTP port")
 	f.IntVar(&c.vtctldGRPCPort, "vtctld-grpc-port", c.vtctldGRPCPort, "vtctld's gRPC port (vtctldclient --server)")
 	f.IntVar(&c.vtgatePort, "vtgate-port", c.vtgatePort, "vtgate's HTTP port (/debug/vschema)")
+	f.IntVar(&c.vtgateGRPCPort, "vtgate-grpc-port", c.vtgateGRPCPort, "vtgate's gRPC port (VTAdmin's queries)")
 	f.IntVar(&c.mysqlPort, "mysql-port", c.mysqlPort, "vtgate's MySQL port")
 	f.IntVar(&c.tabletPorts, "tablet-ports", c.tabletPorts, "tablet uid N (100, 101, 200, 201) serves HTTP on this+N, gRPC on this+1000+N, its mysqld on this+2000+N")
 	f.IntVar(&c.vschemadPort, "vschemad-port", c.vschemadPort, "vschemad's HTTP port (the vschema upload API)")
+	f.IntVar(&c.vtadminPort, "vtadmin-port", c.vtadminPort, "vtadmin-api's port (HTTP and gRPC)")
+	f.IntVar(&c.vtadminWebPort, "vtadmin-web-port", c.vtadminWebPort, "vtadmin-web's HTTP port")
+	f.StringVar(&c.vtadminWeb, "vtadmin-web", c.vtadminWeb, "vtadmin-web's build directory (`make vtadmin-web`); empty: vtadmin-api only")
 	stopCmd := &cobra.Command{
 		Use:   "stop",
 		Short: "Stop the demo's processes",
@@ -159,7 +175,7 @@ func newRootCommand() *cobra.Command {
 			return runStop(c)
 		},
 	}
-	root.AddCommand(start, stopCmd)
+	root.AddCommand(start, stopCmd, newWebCommand())
 	return root
 }
 
@@ -176,12 +192,19 @@ func (c *config) resolve() error {
 		}
 		c.binDir = filepath.Dir(exe)
 	}
-	c.binDir, err = filepath.Abs(c.binDir)
-	return err
+	if c.binDir, err = filepath.Abs(c.binDir); err != nil {
+		return err
+	}
+	if c.vtadminWeb != "" {
+		if c.vtadminWeb, err = filepath.Abs(c.vtadminWeb); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // binaries are the programs the demo runs.
-var binaries = []string{"topod", "vtctld", "vtgate", "vttablet", "mysqlctl", "vschemad"}
+var binaries = []string{"topod", "vtctld", "vtgate", "vttablet", "mysqlctl", "vschemad", "vtadmin"}
 
 // runStart starts what is not running, loads what is missing, writes the
 // vschemad tour's files and prints what to try. It returns the vschemad
@@ -200,7 +223,7 @@ func runStart(ctx context.Context, c config) ([]vtlocal.TryCommand, error) {
 	if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{c.dataDir, c.path("topod"), c.path("logs"), c.path("vschemad")} {
+	for _, d := range []string{c.dataDir, c.path("topod"), c.path("logs"), c.path("vschemad"), c.path("vtadmin")} {
 		if err := id.MkdirAll(d); err != nil {
 			return nil, err
 		}
@@ -258,8 +281,9 @@ func runStart(ctx context.Context, c config) ([]vtlocal.TryCommand, error) {
 	err = startProcess(ctx, c, id, process{
 		// ALTER VSCHEMA through vtgate, for anyone: it is a demo on loopback.
 		spec: vtlocal.Spec{Name: "vtgate", Binary: c.bin("vtgate"),
-			Args: append(vtlocal.VtgateArgs(tp, c.cell, c.vtgatePort, c.mysqlPort), "--vschema-ddl-authorized-users", "%")},
-		ports: []int{c.vtgatePort, c.mysqlPort},
+			Args: append(append(vtlocal.VtgateArgs(tp, c.cell, c.vtgatePort, c.mysqlPort), vtlocal.VtgateGRPCArgs(c.vtgateGRPCPort)...),
+				"--vschema-ddl-authorized-users", "%")},
+		ports: []int{c.vtgatePort, c.vtgateGRPCPort, c.mysqlPort},
 		wait:  waitStatus(c.vtgatePort),
 	})
 	if err != nil {
@@ -276,6 +300,10 @@ func runStart(ctx context.Context, c config) ([]vtlocal.TryCommand, error) {
 		},
 	})
 	if err != nil {
+		return nil, err
+	}
+
+	if err := startVTAdmin(ctx, c, id); err != nil {
 		return nil, err
 	}
 
@@ -392,8 +420,11 @@ func runStop(c config) error {
 			fmt.Printf("  %-25s was not running\n", name)
 		}
 	}
-	// vschemad and vtgate, then the tablets while topod still runs (a vttablet's
-	// shutdown waits for the topology), their mysqld, vtctld and topod.
+	// VTAdmin, vschemad and vtgate, then the tablets while topod still runs
+	// (a vttablet's shutdown waits for the topology), their mysqld, vtctld
+	// and topod.
+	stop("vtadmin-web", c.bin("topod-demo"))
+	stop("vtadmin", c.bin("vtadmin"))
 	stop("vschemad", c.bin("vschemad"))
 	stop("vtgate", c.bin("vtgate"))
 	for _, t := range commerceTablets(c) {
