@@ -6,7 +6,7 @@ export GOBIN := $(CURDIR)/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 
-.PHONY: all build images test-deploy test test-faults bench bench-jd bench-jd-full fuzz proto tools-proto vet fmt fmt-check clean demo demo-stop mysql-client mariadb vtadmin-web
+.PHONY: all build images test-deploy test test-faults bench bench-jd bench-jd-full fuzz proto tools-proto vet fmt fmt-check clean demo demo-stop mysql-client mariadb vtadmin-web test-browser chromium
 
 all: build
 
@@ -128,6 +128,27 @@ $(VTADMIN_WEB)/build/index.html: | $(NODE_DIR)/bin/node $(NPM_DIR)/bin/npm-cli.j
 	echo "vtadmin-web: npm ci $$((t1-t0)) s, build $$((t2-t1)) s"; \
 	rm -rf node_modules
 	rm -rf $(VTADMIN_WEB) && mv $(VTADMIN_WEB).tmp $(VTADMIN_WEB)
+
+# test-browser checks VTAdmin's web UI in a real browser (Debian's
+# chromium, headless, driven by e2e/vtadminweb with chromedp) against the
+# demo at 2,001 keyspaces: the keyspaces page lists them all (and how long
+# it takes is printed), commerce's shards and its four SERVING tablets, the
+# vindex of its table customer, and the topology browser on commerce's
+# Keyspace record and the cell's SrvVSchema. It starts the demo with the
+# binaries `build` makes (whatever of it is not running yet, on
+# $(DEMO_DATA), as `make demo` does) and leaves it running: `make
+# demo-stop` stops it. VTADMIN_SCREENSHOTS=DIR writes a PNG of each page
+# there (docs/vtadmin has the README's).
+VTADMIN_SCREENSHOTS ?=
+test-browser: build mariadb mysql-client chromium vtadmin-web
+	bin/topod-demo start --data-dir $(DEMO_DATA) --vtadmin-web $(VTADMIN_WEB)/build
+	VTADMIN_WEB_URL=http://127.0.0.1:14201 $(if $(VTADMIN_SCREENSHOTS),VTADMIN_SCREENSHOTS=$(abspath $(VTADMIN_SCREENSHOTS))) \
+		go test -count=1 -v -timeout 10m -run '^TestVTAdminWeb$$' ./e2e/vtadminweb
+
+# chromium installs Debian's chromium when there is none: test-browser
+# drives it headless.
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # mysql-client installs Debian's mariadb-client when there is no `mysql`:
 # the end-to-end test queries vtgate with it.
