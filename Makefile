@@ -14,14 +14,14 @@ all: build
 # topology with the topod plugin linked in (vtgate, vtctld, vttablet, vtorc,
 # vtbackup), mysqlctl and mysqlctld (no topology; same Vitess version),
 # topod-demo and the rest, plus stock vtctldclient and etcd (the module
-# graph's 3.6.10) for the deploy tests, and stock vtadmin (vtadmin-api: it
-# opens no topology, it asks vtctld and vtgate; a `tool` of go.mod). Static (CGO_ENABLED=0) and
+# graph's 3.6.10) for the deploy tests, and vtadmin (vtadmin-api, from
+# Vitess's vtadmin packages: cmd/vtadmin says why). Static (CGO_ENABLED=0) and
 # reproducible (-trimpath, no build id or VCS stamp): `make images` packs
 # these same binaries.
 # The first build of the Vitess binaries takes several minutes.
 BUILD_FLAGS := -trimpath -ldflags=-buildid= -buildvcs=false
 build:
-	CGO_ENABLED=0 go build $(BUILD_FLAGS) -o bin/ ./cmd/... vitess.io/vitess/go/cmd/vtctldclient vitess.io/vitess/go/cmd/vtadmin
+	CGO_ENABLED=0 go build $(BUILD_FLAGS) -o bin/ ./cmd/... vitess.io/vitess/go/cmd/vtctldclient
 	CGO_ENABLED=0 go build $(BUILD_FLAGS) -o bin/etcd go.etcd.io/etcd/server/v3
 
 # images writes the OCI images of the commands (deploy/image: static
@@ -59,7 +59,7 @@ test-deploy: build $(KUBE_APISERVER)
 # with --topo-implementation topod, loads 2,000 keyspaces of realistic
 # vschemas (a SrvVSchema far over etcd's 1.5 MiB request limit), starts
 # vschemad (the vschema upload API, unauthenticated on loopback, its audit
-# log under demo-data/vschemad), VTAdmin (stock vtadmin-api, and
+# log under demo-data/vschemad), VTAdmin (vtadmin-api, cmd/vtadmin, and
 # vtadmin-web's build, `make vtadmin-web`, served by topod-demo) and prints
 # what to try, vschemad's commands
 # on example vschemas in demo-data/vschemas among it (the demo's test,
@@ -67,7 +67,7 @@ test-deploy: build $(KUBE_APISERVER)
 # a second `make demo` reuses the data. Run as root, the processes run as
 # the unprivileged user topod-demo (Vitess refuses root).
 DEMO_DATA := demo-data
-DEMO_BINS := ./cmd/topod ./cmd/vtctld ./cmd/vtgate ./cmd/vttablet ./cmd/mysqlctl ./cmd/vschemad ./cmd/topod-demo vitess.io/vitess/go/cmd/vtadmin
+DEMO_BINS := ./cmd/topod ./cmd/vtctld ./cmd/vtgate ./cmd/vttablet ./cmd/mysqlctl ./cmd/vschemad ./cmd/topod-demo ./cmd/vtadmin
 demo: mariadb vtadmin-web
 	@command -v mysql >/dev/null || $(MAKE) --no-print-directory mysql-client || \
 		echo "note: no mysql client; install one (e.g. mariadb-client) to try the commands below"

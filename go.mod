@@ -315,7 +315,4 @@ require (
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 )
 
-tool (
-	go.etcd.io/etcd/server/v3
-	vitess.io/vitess/go/cmd/vtadmin
-)
+tool go.etcd.io/etcd/server/v3

@@ -46,11 +46,18 @@ func (t Topo) FlagsOf(component string) []string {
 	return flags
 }
 
+// GRPCMaxMessageSize is the largest gRPC message vtctld and vtadmin-api
+// send and take (--grpc-max-message-size; Vitess's default is 16 MiB): a
+// cell's SrvVSchema as vtctld's GetTopologyPath returns it, decoded to
+// text, is 32.6 MB at the demo's 2,001 keyspaces.
+const GRPCMaxMessageSize = 64 << 20
+
 // VtctldArgs returns the arguments of a vtctld serving HTTP on port and the
 // vtctld gRPC API (what vtctldclient talks to) on grpcPort, both on
-// 127.0.0.1.
+// 127.0.0.1, with messages up to GRPCMaxMessageSize.
 func VtctldArgs(t Topo, port, grpcPort int) []string {
 	return append(t.FlagsOf("vtctld"),
+		"--grpc-max-message-size", strconv.Itoa(GRPCMaxMessageSize),
 		"--port", strconv.Itoa(port),
 		"--bind-address", "127.0.0.1",
 		"--grpc-port", strconv.Itoa(grpcPort),

@@ -22,7 +22,7 @@ func VtgateGRPCArgs(port int) []string {
 	}
 }
 
-// VTAdmin is a vtadmin-api (bin/vtadmin, stock Vitess) for one cluster,
+// VTAdmin is a vtadmin-api (bin/vtadmin, cmd/vtadmin) for one cluster,
 // set up as Vitess's local example sets it up
 // (examples/common/scripts/vtadmin-up.sh): static file discovery of one
 // vtctld and one vtgate, RBAC on with a config that allows everything, no
@@ -121,6 +121,7 @@ func (v VTAdmin) WriteConfig(dir string) ([]string, error) {
 		"--rbac-config", rbac,
 		"--cluster", cluster,
 		"--log-format", "text",
+		"--grpc-max-message-size", strconv.Itoa(GRPCMaxMessageSize),
 	}, nil
 }
 
