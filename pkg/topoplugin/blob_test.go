@@ -2,6 +2,8 @@ package topoplugin_test
 
 import (
 	"context"
+	"expvar"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"google.golang.org/protobuf/proto"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 	"vitess.io/vitess/go/vt/topo"
@@ -62,6 +65,8 @@ type damagedChange struct {
 	v2      *vschemapb.SrvVSchema
 	piece   content.Hash // v2's damaged piece
 	good    []byte       // its good bytes
+	// unreadable is TopodWatchUnreadableChanges before v2 was written.
+	unreadable int64
 }
 
 func writeDamagedChange(t *testing.T) *damagedChange {
@@ -96,10 +101,44 @@ func writeDamagedChange(t *testing.T) *damagedChange {
 	piece, _ := enc.Manifest.Keyspace(name)
 	d.piece, d.good = piece.Hash, enc.Blobs[piece.Hash]
 	writeBlobFile(t, blobs.Path(d.piece), append([]byte("X"), d.good[1:]...))
+	d.unreadable = stat(t, "TopodWatchUnreadableChanges")
 	if _, err := d.writer.Update(ctx, "SrvVSchema", marshal(t, d.v2), nil); err != nil {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// refusedTwice waits until the watcher has tried twice to deliver the
+// damaged change (TopodWatchUnreadableChanges), and fails if it delivered
+// anything: the change was seen and kept back, not merely not reached yet.
+func (d *damagedChange) refusedTwice(t *testing.T) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(t.Context(), 10*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		select {
+		case wd := <-d.changes:
+			return false, fmt.Errorf("watcher got a change from a damaged version: %v", wd.Err)
+		default:
+		}
+		return stat(t, "TopodWatchUnreadableChanges")-d.unreadable >= 2, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stat is the process's Vitess stats variable name (what a vtgate shows
+// in /debug/vars), which must exist and be a number.
+func stat(t *testing.T, name string) int64 {
+	t.Helper()
+	v := expvar.Get(name)
+	if v == nil {
+		t.Fatalf("no stats variable %s", name)
+	}
+	n, err := strconv.ParseInt(v.String(), 10, 64)
+	if err != nil {
+		t.Fatalf("%s = %s: %v", name, v, err)
+	}
+	return n
 }
 
 // TestCorruptOrMissingBlob: a blob whose bytes do not match its hash, or that
@@ -119,11 +158,7 @@ func TestCorruptOrMissingBlob(t *testing.T) {
 		t.Fatalf("Get of a SrvVSchema with a corrupt piece = %v, want an error naming %s", err, piece)
 	}
 	t.Logf("corrupt piece: %v", err)
-	select {
-	case wd := <-changes:
-		t.Fatalf("watcher got a change from a corrupt version: %v", wd.Err)
-	case <-time.After(2 * time.Second):
-	}
+	d.refusedTwice(t)
 
 	// A missing blob, the same.
 	if err := os.Remove(blobs.Path(piece)); err != nil {
@@ -155,11 +190,7 @@ func TestCorruptOrMissingBlob(t *testing.T) {
 func TestUnreadableChangeDeliveredOnceReadable(t *testing.T) {
 	d := writeDamagedChange(t)
 	changes := d.changes
-	select {
-	case wd := <-changes:
-		t.Fatalf("watcher got a change from a damaged version: %v", wd.Err)
-	case <-time.After(2 * time.Second):
-	}
+	d.refusedTwice(t)
 	writeBlobFile(t, d.blobs.Path(d.piece), d.good)
 	select {
 	case wd := <-changes:

@@ -15,6 +15,7 @@ var (
 	statBlobUploads       = stats.NewCounter("TopodBlobUploads", "Blobs the topod plugin uploaded to topod.")
 	statBlobUploadedBytes = stats.NewCounter("TopodBlobUploadedBytes", "Bytes of the blobs the topod plugin uploaded to topod.")
 	statStreamReconnects  = stats.NewCounter("TopodWatchStreamReconnects", "Times the topod plugin opened a watch stream again after one broke (or could not be opened), its watches resumed.")
+	statUnreadable        = stats.NewCounter("TopodWatchUnreadableChanges", "Attempts to deliver a watched change whose contents could not be read (a blob missing, damaged or not fetched): the watcher keeps its last value and the change is tried again.")
 	// watchesOpen counts the watches on the process's watch streams.
 	watchesOpen atomic.Int64
 )

@@ -253,6 +253,7 @@ func (f *follower) run(emit func(*topodv1.FileEvent) emitResult) error {
 		}
 		// The watcher keeps its last good value; the change (or a newer
 		// one of the same file) is tried again.
+		statUnreadable.Add(int64(len(failed)))
 		f.box.requeue(failed)
 		if wait.Wait(f.ctx) != nil {
 			return f.interrupted()
