@@ -98,7 +98,7 @@ func Open(ctx context.Context, endpoints []string, opts Options) (*Backend, erro
 	}
 	if err := probe(ctx, cli, opts.DialTimeout); err != nil {
 		cli.Close()
-		return nil, fmt.Errorf("etcd at %s unreachable: %w", addrs, err)
+		return nil, fmt.Errorf("etcd at %s unreachable (no answer within %v): %w", addrs, opts.DialTimeout, err)
 	}
 	return &Backend{cli: cli, endpoints: addrs, done: make(chan struct{})}, nil
 }
