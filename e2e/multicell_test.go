@@ -24,8 +24,7 @@ import (
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/internal/vtlocal"
-	"github.com/topod-io/topod/pkg/vschemaapi"
-	"github.com/topod-io/topod/pkg/vschemastore"
+	"github.com/topod-io/topod/pkg/vschemaapi/wire"
 )
 
 // store is one topod on an etcd of its own.
@@ -147,7 +146,7 @@ func TestMultiCellOnTopod(t *testing.T) {
 		t.Fatal(err)
 	}
 	ks, vs := profile.Keyspace(3)
-	change := func(table string) (int, vschemaapi.ErrorResponse, vschemaapi.ApplyResponse) {
+	change := func(table string) (int, wire.ErrorResponse, wire.ApplyResponse) {
 		t.Helper()
 		vs.Tables[table] = newTable(vs)
 		return putVSchema(ctx, t, vschemadURL, ks, vschematest.VSchemaJSON(t, vs))
@@ -169,9 +168,6 @@ func TestMultiCellOnTopod(t *testing.T) {
 		before[cell] = countFiles(t, filepath.Join(work, stores[cell].name, "blobs"))
 	}
 	status, eresp, resp := change("multicell_one")
-	if resp.ApplyResult == nil {
-		resp.ApplyResult = &vschemastore.ApplyResult{}
-	}
 	if status != http.StatusOK {
 		t.Fatalf("vschemad PUT %s: %d %s", ks, status, eresp.Message)
 	}
@@ -193,7 +189,7 @@ func TestMultiCellOnTopod(t *testing.T) {
 	if status != http.StatusBadGateway {
 		t.Fatalf("vschemad PUT %s with %s's topod down: %d %s, want 502", ks, down, status, eresp.Message)
 	}
-	var result vschemaapi.ApplyResponse
+	var result wire.ApplyResponse
 	if err := json.Unmarshal(eresp.Result, &result); err != nil {
 		t.Fatalf("vschemad's 502 result: %v", err)
 	}
@@ -251,7 +247,7 @@ func srvVSchemaIn(ctx context.Context, addr, root string) (bool, error) {
 }
 
 // putVSchema PUTs a keyspace's vschema to vschemad and decodes its answer.
-func putVSchema(ctx context.Context, t *testing.T, url, ks string, body []byte) (int, vschemaapi.ErrorResponse, vschemaapi.ApplyResponse) {
+func putVSchema(ctx context.Context, t *testing.T, url, ks string, body []byte) (int, wire.ErrorResponse, wire.ApplyResponse) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url+"/api/v1/keyspaces/"+ks+"/vschema", bytes.NewReader(body))
 	if err != nil {
@@ -259,8 +255,8 @@ func putVSchema(ctx context.Context, t *testing.T, url, ks string, body []byte) 
 	}
 	req.Header.Set("Content-Type", "application/json") // vschemad without tokens refuses a write without it
 	status, b := do(t, req)
-	var eresp vschemaapi.ErrorResponse
-	var resp vschemaapi.ApplyResponse
+	var eresp wire.ErrorResponse
+	var resp wire.ApplyResponse
 	if status == http.StatusOK {
 		err = json.Unmarshal(b, &resp)
 	} else {
@@ -303,7 +299,7 @@ func countFiles(t *testing.T, dir string) int {
 }
 
 // cellResult returns vschemad's result for cell, nil if there is none.
-func cellResult(results []vschemastore.CellResult, cell string) *vschemastore.CellResult {
+func cellResult(results []wire.CellResult, cell string) *wire.CellResult {
 	for i := range results {
 		if results[i].Cell == cell {
 			return &results[i]

@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	berrors "go.etcd.io/bbolt/errors"
 
-	"github.com/topod-io/topod/internal/progress"
+	"github.com/topod-io/topod/cmd/internal/termbar"
 	"github.com/topod-io/topod/pkg/inspect"
 	"github.com/topod-io/topod/pkg/tlsconfig"
 )
@@ -65,7 +65,7 @@ Tables by default, --json for machines.
 	pf.StringVar(&f.tls.ServerName, "topod-tls-server-name", "", "the name topod's certificate must carry (default the host of --address)")
 	pf.StringVar(&f.root, "root", "/vitess/global", "the root relative paths are under")
 	pf.BoolVar(&f.json, "json", false, "print JSON instead of tables")
-	pf.StringVar(&f.progress, "progress", progress.Auto, "progress on stderr while fetching blobs or walking the store: auto (a bar on a terminal, lines otherwise), bar, lines or none")
+	pf.StringVar(&f.progress, "progress", termbar.Auto, "progress on stderr while fetching blobs or walking the store: auto (a bar on a terminal, lines otherwise), bar, lines or none")
 	cmd.AddCommand(
 		newInspectLsCommand(f),
 		newInspectGetCommand(f),
@@ -242,9 +242,30 @@ func newInspectBlobsCommand(f *inspectFlags) *cobra.Command {
 	return cmd
 }
 
-// options are the package's options from the flags.
+// options are the package's options from the flags: progress on stderr,
+// a bar (termbar) per count of blobs, a line per note.
 func (f *inspectFlags) options(cmd *cobra.Command) inspect.Options {
-	return inspect.Options{Progress: cmd.ErrOrStderr(), ProgressMode: f.progress}
+	if f.progress == termbar.None {
+		return inspect.Options{}
+	}
+	w := cmd.ErrOrStderr()
+	var bar *termbar.Progress
+	return inspect.Options{Progress: func(p inspect.Progress) {
+		if p.Note != "" {
+			fmt.Fprintln(w, p.Note)
+		}
+		if p.What == "" {
+			return
+		}
+		if bar == nil {
+			bar = termbar.New(w, f.progress, p.What, p.Total)
+		}
+		bar.Set(p.Done, p.Failed)
+		if p.Final {
+			bar.Finish()
+			bar = nil
+		}
+	}}
 }
 
 // direct says whether the flags name the store itself rather than a topod.
@@ -256,10 +277,8 @@ func (f *inspectFlags) direct(cmd *cobra.Command) bool {
 // open opens the Source the flags name: the topod at --address, or the
 // backend and blob store themselves.
 func (f *inspectFlags) open(ctx context.Context, cmd *cobra.Command) (inspect.Source, func(), error) {
-	switch f.progress {
-	case progress.Auto, progress.Bar, progress.Lines, progress.None:
-	default:
-		return nil, nil, fmt.Errorf("--progress %q: want auto, bar, lines or none", f.progress)
+	if err := termbar.CheckMode("--progress", f.progress); err != nil {
+		return nil, nil, err
 	}
 	if !f.direct(cmd) {
 		var tlsConfig *tls.Config

@@ -17,7 +17,7 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 	_ "vitess.io/vitess/go/vt/topo/etcd2topo" // the etcd2 implementation
 
-	"github.com/topod-io/topod/internal/progress"
+	"github.com/topod-io/topod/cmd/internal/termbar"
 	"github.com/topod-io/topod/pkg/migrate"
 	"github.com/topod-io/topod/pkg/topoplugin" // the topod implementation
 )
@@ -90,7 +90,7 @@ error, and the rest copied.
 	fs.StringVar(&f.cellRootPrefix, "to-cell-root-prefix", "", "cell C's destination root is this/C (default the parent of --to-root: /vitess/global gives /vitess/C)")
 	fs.BoolVar(&f.verifyOnly, "verify-only", false, "copy nothing: only compare the source with the destination and print the differences")
 	fs.IntVar(&f.concurrency, "concurrency", migrate.DefaultConcurrency, "files copied or compared at once")
-	fs.StringVar(&f.progress, "progress", progress.Auto, "auto (a bar on a terminal, lines otherwise), bar, lines or none")
+	fs.StringVar(&f.progress, "progress", termbar.Auto, "auto (a bar on a terminal, lines otherwise), bar, lines or none")
 	topoplugin.RegisterFlags(fs) // --topod-tls-* and the others, for a topod side
 	return cmd
 }
@@ -102,10 +102,8 @@ func runMigrate(ctx context.Context, stdout, stderr io.Writer, f migrateFlags) e
 	if f.concurrency < 1 {
 		return fmt.Errorf("--concurrency %d: want at least 1", f.concurrency)
 	}
-	switch f.progress {
-	case progress.Auto, progress.Bar, progress.Lines, progress.None:
-	default:
-		return fmt.Errorf("--progress %q: want auto, bar, lines or none", f.progress)
+	if err := termbar.CheckMode("--progress", f.progress); err != nil {
+		return err
 	}
 	// Vitess's own logging (connections, retries) only when it matters.
 	vtlog.SwapLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
@@ -115,9 +113,9 @@ func runMigrate(ctx context.Context, stdout, stderr io.Writer, f migrateFlags) e
 		CellAddresses:  f.cellAddrs,
 		CellRootPrefix: f.cellRootPrefix,
 		Concurrency:    f.concurrency,
-		Progress:       stderr,
-		ProgressMode:   f.progress,
 	}
+	bar := &migrateBar{w: stderr, mode: f.progress}
+	opts.Progress = bar.report
 	if opts.CellAddress == "" {
 		opts.CellAddress = f.toAddr
 	}
@@ -141,6 +139,7 @@ func runMigrate(ctx context.Context, stdout, stderr io.Writer, f migrateFlags) e
 	if !f.verifyOnly {
 		start := time.Now()
 		r, err := migrate.Copy(ctx, from, to, opts)
+		bar.finish()
 		if r == nil {
 			return err
 		}
@@ -155,6 +154,7 @@ func runMigrate(ctx context.Context, stdout, stderr io.Writer, f migrateFlags) e
 	}
 	start := time.Now()
 	diffs, err := migrate.Verify(ctx, from, to, opts)
+	bar.finish()
 	if err != nil {
 		return errors.Join(copyErr, err)
 	}
@@ -166,4 +166,33 @@ func runMigrate(ctx context.Context, stdout, stderr io.Writer, f migrateFlags) e
 		return errors.Join(copyErr, fmt.Errorf("%d differences between the source and the destination", len(diffs)))
 	}
 	return copyErr
+}
+
+// migrateBar draws a Copy's or a Verify's progress on w in mode
+// (termbar), a bar per step, and each file that failed to copy.
+type migrateBar struct {
+	w    io.Writer
+	mode string
+	bar  *termbar.Progress
+	step string
+}
+
+func (m *migrateBar) report(p migrate.Progress) {
+	if p.Step != m.step {
+		m.finish()
+		m.step = p.Step
+		m.bar = termbar.New(m.w, m.mode, map[string]string{"copy": "files", "verify": "files verified"}[p.Step], p.Total)
+	}
+	if p.Failure != nil {
+		m.bar.Note(fmt.Sprintf("failed: %s: %v", p.Failure.File, p.Failure.Err))
+	}
+	m.bar.Set(p.Done, p.Failed)
+}
+
+// finish ends the step's bar, if any.
+func (m *migrateBar) finish() {
+	if m.bar != nil {
+		m.bar.Finish()
+	}
+	m.bar, m.step = nil, ""
 }

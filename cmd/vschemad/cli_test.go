@@ -13,7 +13,7 @@ import (
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
 	"github.com/topod-io/topod/internal/vschematest"
-	"github.com/topod-io/topod/pkg/vschemaapi"
+	"github.com/topod-io/topod/pkg/vschemaapi/wire"
 )
 
 // TestCLI runs the client subcommands against a server: apply, dry run,
@@ -115,7 +115,7 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("audit: %d %q", code, out)
 	}
 	code, out, _ = cli("history", "-k", "customer", "-o", "json")
-	if code != 0 || vschematest.Decode[vschemaapi.HistoryResponse](t, []byte(out)).Keyspace != "customer" {
+	if code != 0 || vschematest.Decode[wire.HistoryResponse](t, []byte(out)).Keyspace != "customer" {
 		t.Fatalf("history -o json: %d %q", code, out)
 	}
 

@@ -6,19 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/topod-io/topod/pkg/vschemaapi"
+	"github.com/topod-io/topod/pkg/vschemaapi/wire"
 	"github.com/topod-io/topod/pkg/vschemaclient"
-	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
 // clientFlags are the flags every client subcommand shares.
@@ -96,14 +92,14 @@ func readInput(cmd *cobra.Command, file string) ([]byte, error) {
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("-f: %w", err)
 	}
 	return b, nil
 }
 
 func newApplyCmd(cf *clientFlags) *cobra.Command {
-	var ks, file, ifMatch string
-	var dryRun, strict bool
+	var ks, file string
+	var opts vschemaclient.WriteOptions
 	cmd := &cobra.Command{
 		Use:   "apply -k KEYSPACE -f vschema.json",
 		Short: "Validate and apply a keyspace's vschema",
@@ -120,40 +116,30 @@ the validation result without writing.`,
 			if err != nil {
 				return err
 			}
-			q := url.Values{}
-			if dryRun {
-				q.Set("dry_run", "true")
-			}
-			if strict {
-				q.Set("strict", "true")
-			}
-			h := http.Header{}
-			if ifMatch != "" {
-				h.Set("If-Match", strconv.Quote(ifMatch))
-			}
-			out, _, err := c.Do(cmd.Context(), http.MethodPut, vschemaclient.KeyspacePath(ks), q, body, h)
-			return reportApply(cmd, cf, out, err)
+			res, err := c.ApplyVSchema(cmd.Context(), ks, body, opts)
+			return reportApply(cmd, cf, res, err)
 		},
 	}
 	keyspaceFlag(cmd, &ks)
 	cmd.Flags().StringVarP(&file, "file", "f", "", "the vschema JSON (\"-\" for stdin)")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate and diff only")
-	cmd.Flags().BoolVar(&strict, "strict", false, "refuse unknown vindex parameters")
-	cmd.Flags().StringVar(&ifMatch, "if-match", "", "apply only if the current version is this one")
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "validate and diff only")
+	cmd.Flags().BoolVar(&opts.Strict, "strict", false, "refuse unknown vindex parameters")
+	cmd.Flags().StringVar(&opts.IfMatch, "if-match", "", "apply only if the current version is this one")
 	return cmd
 }
 
 // reportApply prints the outcome of a write.
-func reportApply(cmd *cobra.Command, cf *clientFlags, out []byte, err error) error {
+func reportApply(cmd *cobra.Command, cf *clientFlags, res *wire.ApplyResponse, err error) error {
 	w := cmd.OutOrStdout()
 	var ae *vschemaclient.APIError
 	if errors.As(err, &ae) {
 		if cf.output == "json" {
-			b, _ := json.MarshalIndent(ae, "", "  ")
-			fmt.Fprintln(w, string(b))
+			if err := printJSON(w, ae); err != nil {
+				return err
+			}
 		}
 		if ae.Validation != nil { // the errors are in err
-			printValidation(cmd.ErrOrStderr(), &vschemastore.Validation{Warnings: ae.Validation.Warnings})
+			printValidation(cmd.ErrOrStderr(), &wire.Validation{Warnings: ae.Validation.Warnings})
 		}
 		return err
 	}
@@ -161,12 +147,7 @@ func reportApply(cmd *cobra.Command, cf *clientFlags, out []byte, err error) err
 		return err
 	}
 	if cf.output == "json" {
-		_, err := w.Write(out)
-		return err
-	}
-	var res vschemaapi.ApplyResponse
-	if err := json.Unmarshal(out, &res); err != nil {
-		return fmt.Errorf("bad response: %w", err)
+		return printJSON(w, res)
 	}
 	printValidation(cmd.ErrOrStderr(), res.Validation)
 	for _, k := range res.Keyspaces {
@@ -184,13 +165,19 @@ func reportApply(cmd *cobra.Command, cf *clientFlags, out []byte, err error) err
 		fmt.Fprintf(w, "  cell %s: %s, version %s\n", c.Cell, c.Mode, c.Version)
 	}
 	if res.NoCells {
-		note := res.CellsNote
-		if note == "" {
-			note = vschemastore.NoCellsNote
-		}
-		fmt.Fprintf(w, "  %s\n", note)
+		fmt.Fprintf(w, "  %s\n", res.CellsNote)
 	}
 	return nil
+}
+
+// printJSON prints v as the server does: indented JSON.
+func printJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("print JSON: %w", err)
+	}
+	_, err = fmt.Fprintln(w, string(b))
+	return err
 }
 
 func orNone(v string) string {
@@ -200,7 +187,7 @@ func orNone(v string) string {
 	return v
 }
 
-func printValidation(w io.Writer, v *vschemastore.Validation) {
+func printValidation(w io.Writer, v *wire.Validation) {
 	if v == nil {
 		return
 	}
@@ -214,15 +201,15 @@ func printValidation(w io.Writer, v *vschemastore.Validation) {
 
 // printChanges prints a diff's changes, one per path, with the old and new
 // JSON of changed entries.
-func printChanges(w io.Writer, d *vschemastore.KeyspaceDiff) {
+func printChanges(w io.Writer, d *wire.KeyspaceDiff) {
 	if d == nil {
 		return
 	}
 	for _, c := range d.Changes {
 		switch c.Op {
-		case vschemastore.OpAdd:
+		case wire.OpAdd:
 			fmt.Fprintf(w, "+ %s: %s\n", c.Path, compact(c.New))
-		case vschemastore.OpRemove:
+		case wire.OpRemove:
 			fmt.Fprintf(w, "- %s: %s\n", c.Path, compact(c.Old))
 		default:
 			fmt.Fprintf(w, "~ %s\n  - %s\n  + %s\n", c.Path, compact(c.Old), compact(c.New))
@@ -249,20 +236,21 @@ func newGetCmd(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p := vschemaclient.KeyspacePath(ks)
+			var d *vschemaclient.Document
 			if version != "" {
-				p += "/versions/" + url.PathEscape(version)
+				d, err = c.GetVSchemaAt(cmd.Context(), ks, version)
+			} else {
+				d, err = c.GetVSchema(cmd.Context(), ks)
 			}
-			out, h, err := c.Do(cmd.Context(), http.MethodGet, p, nil, nil, nil)
 			if err != nil {
 				return err
 			}
 			var b bytes.Buffer
-			if err := json.Indent(&b, out, "", "  "); err != nil {
-				return fmt.Errorf("bad response: %w", err)
+			if err := json.Indent(&b, d.Data, "", "  "); err != nil {
+				return fmt.Errorf("keyspace %s: bad vschema JSON from the server: %w", ks, err)
 			}
-			if v, err := strconv.Unquote(h.Get("ETag")); err == nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "# keyspace %s, version %s\n", ks, v)
+			if d.Version != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "# keyspace %s, version %s\n", ks, d.Version)
 			}
 			_, err = cmd.OutOrStdout().Write(b.Bytes())
 			return err
@@ -288,8 +276,8 @@ func newDiffCmd(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out, _, err := c.Do(cmd.Context(), http.MethodPut, vschemaclient.KeyspacePath(ks), url.Values{"dry_run": {"true"}}, body, nil)
-			return reportApply(cmd, cf, out, err)
+			res, err := c.ApplyVSchema(cmd.Context(), ks, body, vschemaclient.WriteOptions{DryRun: true})
+			return reportApply(cmd, cf, res, err)
 		},
 	}
 	keyspaceFlag(cmd, &ks)
@@ -298,7 +286,8 @@ func newDiffCmd(cf *clientFlags) *cobra.Command {
 }
 
 func newDeleteCmd(cf *clientFlags) *cobra.Command {
-	var ks, ifMatch string
+	var ks string
+	var opts vschemaclient.WriteOptions
 	cmd := &cobra.Command{
 		Use:   "delete -k KEYSPACE",
 		Short: "Delete a keyspace's vschema",
@@ -308,22 +297,19 @@ func newDeleteCmd(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			h := http.Header{}
-			if ifMatch != "" {
-				h.Set("If-Match", strconv.Quote(ifMatch))
-			}
-			out, _, err := c.Do(cmd.Context(), http.MethodDelete, vschemaclient.KeyspacePath(ks), nil, nil, h)
-			return reportApply(cmd, cf, out, err)
+			res, err := c.DeleteVSchema(cmd.Context(), ks, opts)
+			return reportApply(cmd, cf, res, err)
 		},
 	}
 	keyspaceFlag(cmd, &ks)
-	cmd.Flags().StringVar(&ifMatch, "if-match", "", "delete only if the current version is this one")
+	cmd.Flags().StringVar(&opts.IfMatch, "if-match", "", "delete only if the current version is this one")
 	return cmd
 }
 
 func newRollbackCmd(cf *clientFlags) *cobra.Command {
-	var ks, to, ifMatch string
-	var dryRun, previous bool
+	var ks, to string
+	var previous bool
+	var opts vschemaclient.WriteOptions
 	cmd := &cobra.Command{
 		Use:   "rollback -k KEYSPACE --to-version V | --to-previous",
 		Short: "Apply a past version of a keyspace's vschema again",
@@ -348,24 +334,15 @@ since).`,
 			case to == "":
 				return usageError{errors.New("--to-version or --to-previous is required (see vschemad history)")}
 			}
-			body, _ := json.Marshal(vschemaapi.RollbackRequest{Version: to})
-			q := url.Values{}
-			if dryRun {
-				q.Set("dry_run", "true")
-			}
-			h := http.Header{}
-			if ifMatch != "" {
-				h.Set("If-Match", strconv.Quote(ifMatch))
-			}
-			out, _, err := c.Do(cmd.Context(), http.MethodPost, vschemaclient.KeyspacePath(ks)+"/rollback", q, body, h)
-			return reportApply(cmd, cf, out, err)
+			res, err := c.Rollback(cmd.Context(), ks, to, opts)
+			return reportApply(cmd, cf, res, err)
 		},
 	}
 	keyspaceFlag(cmd, &ks)
 	cmd.Flags().StringVar(&to, "to-version", "", "the version to go back to")
 	cmd.Flags().BoolVar(&previous, "to-previous", false, "go back to the version before vschemad's last write of the keyspace")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate and diff only")
-	cmd.Flags().StringVar(&ifMatch, "if-match", "", "roll back only if the current version is this one")
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "validate and diff only")
+	cmd.Flags().StringVar(&opts.IfMatch, "if-match", "", "roll back only if the current version is this one")
 	return cmd
 }
 
@@ -381,17 +358,12 @@ func newHistoryCmd(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out, _, err := c.Do(cmd.Context(), http.MethodGet, vschemaclient.KeyspacePath(ks)+"/history", url.Values{"limit": {strconv.Itoa(limit)}}, nil, nil)
+			h, err := c.History(cmd.Context(), ks, limit)
 			if err != nil {
 				return err
 			}
 			if cf.output == "json" {
-				_, err := cmd.OutOrStdout().Write(out)
-				return err
-			}
-			var h vschemaapi.HistoryResponse
-			if err := json.Unmarshal(out, &h); err != nil {
-				return fmt.Errorf("bad response: %w", err)
+				return printJSON(cmd.OutOrStdout(), h)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "keyspace %s, current version %s\n", h.Keyspace, orNone(h.CurrentVersion))
 			printEntries(cmd.OutOrStdout(), h.Entries)
@@ -403,7 +375,7 @@ func newHistoryCmd(cf *clientFlags) *cobra.Command {
 	return cmd
 }
 
-func printEntries(w io.Writer, entries []vschemaapi.AuditEntry) {
+func printEntries(w io.Writer, entries []wire.AuditEntry) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VERSION\tPREVIOUS\tTIME\tUSER\tACTION\tKEYSPACE\tSUMMARY")
 	for _, e := range entries {
@@ -415,9 +387,9 @@ func printEntries(w io.Writer, entries []vschemaapi.AuditEntry) {
 		}
 		summary := e.Summary
 		switch {
-		case e.Result != "ok" && e.Error != "":
+		case e.Result != wire.ResultOK && e.Error != "":
 			summary += " [" + e.Result + ": " + e.Error + "]"
-		case e.Result != "ok":
+		case e.Result != wire.ResultOK:
 			summary += " [" + e.Result + "]"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orNone(e.NewVersion), orNone(e.OldVersion),
@@ -427,8 +399,7 @@ func printEntries(w io.Writer, entries []vschemaapi.AuditEntry) {
 }
 
 func newAuditCmd(cf *clientFlags) *cobra.Command {
-	var ks, action, user string
-	var limit int
+	var q vschemaclient.AuditQuery
 	cmd := &cobra.Command{
 		Use:   "audit",
 		Short: "Print the audit log, newest first",
@@ -438,33 +409,20 @@ func newAuditCmd(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q := url.Values{"limit": {strconv.Itoa(limit)}}
-			for k, v := range map[string]string{"keyspace": ks, "action": action, "user": user} {
-				if v != "" {
-					q.Set(k, v)
-				}
-			}
-			out, _, err := c.Do(cmd.Context(), http.MethodGet, "/api/v1/audit", q, nil, nil)
+			entries, err := c.Audit(cmd.Context(), q)
 			if err != nil {
 				return err
 			}
 			if cf.output == "json" {
-				_, err := cmd.OutOrStdout().Write(out)
-				return err
+				return printJSON(cmd.OutOrStdout(), wire.AuditResponse{Entries: entries})
 			}
-			var a struct {
-				Entries []vschemaapi.AuditEntry `json:"entries"`
-			}
-			if err := json.Unmarshal(out, &a); err != nil {
-				return fmt.Errorf("bad response: %w", err)
-			}
-			printEntries(cmd.OutOrStdout(), a.Entries)
+			printEntries(cmd.OutOrStdout(), entries)
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&ks, "keyspace", "k", "", "only this keyspace")
-	cmd.Flags().StringVar(&action, "action", "", "only this action (apply, delete, rollback, import, rules, rebuild)")
-	cmd.Flags().StringVar(&user, "user", "", "only this user")
-	cmd.Flags().IntVar(&limit, "limit", 100, "how many entries")
+	cmd.Flags().StringVarP(&q.Keyspace, "keyspace", "k", "", "only this keyspace")
+	cmd.Flags().StringVar(&q.Action, "action", "", "only this action (apply, delete, rollback, import, rules, rebuild)")
+	cmd.Flags().StringVar(&q.User, "user", "", "only this user")
+	cmd.Flags().IntVar(&q.Limit, "limit", 100, "how many entries")
 	return cmd
 }

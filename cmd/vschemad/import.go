@@ -2,15 +2,20 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/topod-io/topod/cmd/internal/termbar"
 	"github.com/topod-io/topod/pkg/vschemaclient"
 )
 
 func newImportCmd(cf *clientFlags) *cobra.Command {
-	opts := vschemaclient.ImportOptions{}
-	def := vschemaclient.DefaultImportOptions
+	opts := vschemaclient.DefaultImportOptions
+	progress := termbar.Auto
 	cmd := &cobra.Command{
 		Use:   "import DIR|FILE.tar",
 		Short: "Apply many keyspaces' vschemas at once",
@@ -31,18 +36,57 @@ A keyspace the server refuses is reported and the rest go on.`,
 			if opts.BatchSize < 1 || opts.Concurrency < 1 || opts.BatchBytes < 1 {
 				return usageError{errors.New("--batch-size, --batch-bytes and --concurrency must be positive")}
 			}
-			return vschemaclient.Import(cmd.Context(), c, args[0], opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if err := termbar.CheckMode("--progress", progress); err != nil {
+				return usageError{err}
+			}
+			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			var bar *termbar.Progress
+			opts.Progress = func(p vschemaclient.ImportProgress) {
+				if bar == nil {
+					bar = termbar.New(stderr, progress, "keyspaces", p.Total)
+				}
+				if p.Retry != "" {
+					bar.Note(p.Retry)
+				}
+				bar.Set(p.Done, p.Failed)
+			}
+			res, err := vschemaclient.Import(cmd.Context(), c, args[0], opts)
+			if bar != nil {
+				bar.Finish()
+			}
+			if err != nil {
+				return err
+			}
+			verb := "imported"
+			if res.DryRun {
+				verb = "validated (dry run)"
+			}
+			fmt.Fprintf(stdout, "%s %d keyspaces from %s in %v: %d written, %d unchanged, %d skipped (in the journal), %d failed\n",
+				verb, res.Keyspaces, res.Source, res.Took.Round(time.Millisecond), res.Written, res.Unchanged, res.Skipped, len(res.Failed))
+			if res.CellsNote != "" {
+				fmt.Fprintln(stdout, res.CellsNote)
+			}
+			for _, w := range res.Warnings {
+				fmt.Fprintf(stderr, "warning: %s\n", w)
+			}
+			for _, name := range slices.Sorted(maps.Keys(res.Failed)) {
+				fmt.Fprintf(stderr, "failed: %s: %s\n", name, res.Failed[name])
+			}
+			if len(res.Failed) > 0 {
+				return fmt.Errorf("%d of %d keyspaces failed (run the same import again to retry them)", len(res.Failed), res.Keyspaces)
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&opts.BatchSize, "batch-size", def.BatchSize, "keyspaces per request")
-	f.IntVar(&opts.BatchBytes, "batch-bytes", def.BatchBytes, "largest request body (bytes of JSON); a batch is cut before it")
-	f.IntVar(&opts.Concurrency, "concurrency", def.Concurrency, "requests in flight")
+	f.IntVar(&opts.BatchSize, "batch-size", opts.BatchSize, "keyspaces per request")
+	f.IntVar(&opts.BatchBytes, "batch-bytes", opts.BatchBytes, "largest request body (bytes of JSON); a batch is cut before it")
+	f.IntVar(&opts.Concurrency, "concurrency", opts.Concurrency, "requests in flight")
 	f.StringVar(&opts.Journal, "journal", "", "journal of applied keyspaces, to resume (default INPUT.vschemad-journal)")
 	f.BoolVar(&opts.Restart, "restart", false, "ignore the journal: apply every keyspace again")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "validate only")
 	f.BoolVar(&opts.Strict, "strict", false, "refuse unknown vindex parameters")
-	f.StringVar(&opts.Progress, "progress", def.Progress, "auto (a bar on a terminal, lines otherwise), bar, lines or none")
-	f.IntVar(&opts.Retries, "retries", def.Retries, "retries of a batch after a server or network error")
+	f.StringVar(&progress, "progress", progress, "auto (a bar on a terminal, lines otherwise), bar, lines or none")
+	f.IntVar(&opts.Retries, "retries", opts.Retries, "retries of a batch after a server or network error")
 	return cmd
 }

@@ -27,12 +27,10 @@ import (
 
 	"github.com/topod-io/topod/bench/servers"
 	"github.com/topod-io/topod/internal/certtest"
-	"github.com/topod-io/topod/internal/freeport"
 	"github.com/topod-io/topod/internal/topodtest"
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/pkg/authz"
 	"github.com/topod-io/topod/pkg/toposerver"
-	"github.com/topod-io/topod/pkg/vschemaapi"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -102,7 +100,7 @@ func (e exposed) names() []string {
 
 // scrapeRealServers starts a real topod (in-process, on bolt, as
 // `topod serve` runs it: toposerver with its gRPC server) and a real
-// vschemad (vschemaapi.Serve, with --metrics-listen) on it, makes each
+// vschemad (its API, vschemaapi.NewHandler, with its metrics) on it, makes each
 // metric the rules and the dashboard read appear (metrics with labels
 // show no series until used), and returns what their /metrics expose:
 //
@@ -129,17 +127,11 @@ func scrapeRealServers(t *testing.T) exposed {
 	tp := vschematest.StartTopodBolt(t, vschematest.Options{})
 	topodMetrics := httptest.NewServer(tp.Topod.Topo.DebugHandler())
 	t.Cleanup(topodMetrics.Close)
-	metricsAddr, err := freeport.Addr()
-	if err != nil {
-		t.Fatal(err)
-	}
 	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
 	if err := os.WriteFile(tokens, []byte("tokens:\n  - {name: ops, token: s3cret, keyspaces: ['*'], verbs: [admin]}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	vs := vschematest.StartVSchemad(t, tp, func(c *vschemaapi.Config) {
-		c.MetricsListen, c.TokensFile, c.LogLevel = metricsAddr, tokens, "error"
-	})
+	vs := vschematest.StartVSchemad(t, tp, &vschematest.VSchemadOptions{Tokens: tokens})
 
 	// Vitess through the plugin.
 	tp.CreateKeyspaces(t, "commerce", "customer")
@@ -257,7 +249,7 @@ func scrapeRealServers(t *testing.T) exposed {
 	}
 
 	e := exposed{}
-	for _, u := range []string{topodMetrics.URL + "/metrics", "http://" + metricsAddr + "/metrics"} {
+	for _, u := range []string{topodMetrics.URL + "/metrics", vs.MetricsURL} {
 		m, err := servers.Scrape(ctx, u)
 		if err != nil {
 			t.Fatal(err)

@@ -2,15 +2,16 @@ package vschematest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -23,51 +24,80 @@ import (
 	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
-// VSchemad is a vschemad server (pkg/vschemaapi) serving in-process on a
-// loopback port.
+// VSchemad is vschemad's API (vschemaapi.NewHandler) served in-process
+// on a loopback port (httptest), over a store of its own on a topology,
+// with an audit log in a temporary file: what `vschemad serve` wires,
+// without its flags.
 type VSchemad struct {
 	URL   string
 	Audit string // the audit log file
 	TP    *Topology
 	// RecordAccess: the cells are updated through topod's record level.
 	RecordAccess bool
+	// MetricsURL serves the handler's /metrics.
+	MetricsURL string
 }
 
-// StartVSchemad serves vschemad on t until the test ends; mod adjusts the
-// configuration.
-func StartVSchemad(tb testing.TB, t *Topology, mod func(*vschemaapi.Config)) *VSchemad {
+// VSchemadOptions adjust StartVSchemad's server; nil is the defaults.
+type VSchemadOptions struct {
+	// Tokens is a tokens file (vschemaapi.LoadTokens); "" serves without
+	// authentication, guarded as on loopback (vschemaapi.GuardLoopback).
+	Tokens string
+	// ClientCerts, without Tokens, guards as a server authenticating by
+	// client certificates alone (vschemaapi.GuardBrowser); the test server
+	// itself is plain HTTP.
+	ClientCerts bool
+	// MaxBodyBytes is the body limit; 0 for vschemad's default, 64 MiB.
+	MaxBodyBytes int64
+	// Portable updates the cells through topo.Conn alone, not topod's
+	// record level (vschemad serve --topod-record-access=false).
+	Portable bool
+}
+
+// StartVSchemad serves vschemad's API on t until the test ends.
+func StartVSchemad(tb testing.TB, t *Topology, opts *VSchemadOptions) *VSchemad {
 	tb.Helper()
-	cfg := &vschemaapi.Config{
-		Listen: "127.0.0.1:0", TopoImplementation: t.Impl, TopoAddress: t.Addr, TopoRoot: t.Root,
-		AuditLog: filepath.Join(tb.TempDir(), "audit.log"), MaxBodyBytes: 64 << 20,
-		LogLevel: "warn", ShutdownGrace: 5 * time.Second, RecordAccess: true,
+	if opts == nil {
+		opts = &VSchemadOptions{}
 	}
-	if mod != nil {
-		mod(cfg)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() { errc <- vschemaapi.Serve(ctx, cfg, ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-errc:
-		cancel()
-		tb.Fatalf("vschemad: %v", err)
-	}
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-errc; err != nil {
-			tb.Errorf("vschemad: %v", err)
+	ts := t.Open(tb) // a client of its own, as a vschemad process has
+	sopts := vschemastore.StoreOptions{}
+	recordAccess := t.Impl == topoplugin.Name && !opts.Portable
+	if recordAccess {
+		conns := topoplugin.NewCellConns(ts, nil)
+		tb.Cleanup(conns.Close)
+		sopts.RecordConn = func(ctx context.Context, cell string) (vschemastore.RecordConn, error) {
+			c, err := conns.Get(ctx, cell)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
 		}
-	})
-	scheme := "http"
-	if cfg.TLSCert != "" {
-		scheme = "https"
 	}
-	return &VSchemad{URL: scheme + "://" + addr, Audit: cfg.AuditLog, TP: t,
-		RecordAccess: cfg.RecordAccess && t.Impl == topoplugin.Name}
+	store, err := vschemastore.NewStore(ts, sopts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	auth := vschemaapi.Anyone
+	if opts.Tokens != "" {
+		tokens, err := vschemaapi.LoadTokens(opts.Tokens)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		auth = tokens
+	}
+	auditPath := filepath.Join(tb.TempDir(), "audit.log")
+	audit, err := vschemaapi.OpenAudit(auditPath, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { audit.Close() })
+	hopts := vschemaapi.Options{MaxBodyBytes: cmp.Or(opts.MaxBodyBytes, 64<<20), Guard: vschemaapi.GuardFor(opts.Tokens != "", opts.ClientCerts), Metrics: vschemaapi.NewMetrics()}
+	srv := httptest.NewServer(vschemaapi.NewHandler(store, auth, audit, hopts))
+	tb.Cleanup(srv.Close)
+	metrics := httptest.NewServer(hopts.Metrics.Handler())
+	tb.Cleanup(metrics.Close)
+	return &VSchemad{URL: srv.URL, Audit: auditPath, TP: t, RecordAccess: recordAccess, MetricsURL: metrics.URL + "/metrics"}
 }
 
 // Call makes one request and returns the status, body and headers; hc nil

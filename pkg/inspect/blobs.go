@@ -10,7 +10,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/topod-io/topod/internal/progress"
 	"github.com/topod-io/topod/pkg/blobgc"
 	"github.com/topod-io/topod/pkg/blobstore"
 	"github.com/topod-io/topod/pkg/content"
@@ -125,9 +124,9 @@ func Blobs(ctx context.Context, backend kv.Backend, store blobstore.Store, name 
 	// its ages moved back.
 	shift := collectGrace + futureSlack
 	ro := &readOnlyStore{Store: store}
-	if opts.Progress != nil && opts.ProgressMode != progress.None {
+	if opts.Progress != nil {
 		ro.progress = opts.Progress
-		fmt.Fprintf(opts.Progress, "marking the blobs of every record under %s (current and past versions), then walking %s\n", cmp.Or(opts.Prefix, "/"), name)
+		opts.Progress(Progress{Note: fmt.Sprintf("marking the blobs of every record under %s (current and past versions), then walking %s", cmp.Or(opts.Prefix, "/"), name)})
 	}
 	start := time.Now()
 	r, err := blobgc.Collect(ctx, backend, ro, blobgc.Options{
@@ -203,7 +202,7 @@ func readOwner(ctx context.Context, store blobstore.Store) (*blobgc.Owner, time.
 // reporting) the blobs walked.
 type readOnlyStore struct {
 	blobstore.Store
-	progress io.Writer
+	progress func(Progress)
 	walked   int
 	bytes    int64
 }
@@ -236,12 +235,12 @@ func (s *readOnlyStore) Walk(ctx context.Context, fn func(h content.Hash, size i
 		s.walked++
 		s.bytes += size
 		if s.progress != nil && s.walked%walkReport == 0 {
-			fmt.Fprintf(s.progress, "walked %d blobs (%s)\n", s.walked, bytesString(s.bytes))
+			s.progress(Progress{Note: fmt.Sprintf("walked %d blobs (%s)", s.walked, bytesString(s.bytes))})
 		}
 		return fn(h, size, modTime)
 	})
 	if s.progress != nil && err == nil {
-		fmt.Fprintf(s.progress, "walked %d blobs (%s)\n", s.walked, bytesString(s.bytes))
+		s.progress(Progress{Note: fmt.Sprintf("walked %d blobs (%s)", s.walked, bytesString(s.bytes))})
 	}
 	return err
 }

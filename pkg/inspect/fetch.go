@@ -2,20 +2,32 @@ package inspect
 
 import (
 	"context"
-	"io"
 	"sync"
 
-	"github.com/topod-io/topod/internal/progress"
 	"github.com/topod-io/topod/pkg/content"
 	"github.com/topod-io/topod/pkg/record"
 )
 
 // Options are what every operation shares.
 type Options struct {
-	// Progress receives progress (blobs fetched, the store walked) in
-	// ProgressMode (internal/progress: auto, bar, lines, none). Nil: none.
-	Progress     io.Writer
-	ProgressMode string
+	// Progress, if set, is told how far an operation got: the blobs
+	// fetched of a known total (when there are many, a twentieth of the way
+	// at a time), or what a walk of the store did. Its calls do not
+	// overlap.
+	Progress func(Progress)
+}
+
+// Progress is how far an operation got.
+type Progress struct {
+	What   string // what is counted: "blobs", "manifest blobs"; "" for a Note alone
+	Total  int    // of What to fetch
+	Done   int    // fetched, failed included
+	Failed int
+	// Final is the last report of What.
+	Final bool
+	// Note, when set, says what the operation does or did (a walk of the
+	// store: what it marks, how many blobs it walked).
+	Note string
 }
 
 // fetcher fetches the blobs of one operation from a Source: it remembers
@@ -29,9 +41,9 @@ type fetcher struct {
 	sizes map[content.Hash]int
 	kept  map[content.Hash][]byte
 	keep  bool
-	bar   *progress.Progress
-	step  int // blobs counted on the bar at a time
-	owed  int // fetched, not yet counted on the bar
+	prog  *Progress // nil when not reporting
+	step  int       // blobs counted at a time
+	owed  int       // fetched, not yet counted
 }
 
 // progressMinBlobs is the fewest blobs to fetch that get a progress bar
@@ -59,28 +71,29 @@ func (f *fetcher) keeping() (done func()) {
 	}
 }
 
-// start shows progress over total blobs to fetch, of which kept ones are
-// already there.
+// start reports progress over total blobs to fetch, of which kept ones
+// are already there.
 func (f *fetcher) start(unit string, total int) {
-	if f.opts.Progress == nil || f.opts.ProgressMode == progress.None || total < progressMinBlobs {
+	if f.opts.Progress == nil || total < progressMinBlobs {
 		return
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.step = max(1, total/progressSteps)
-	f.bar = progress.New(f.opts.Progress, f.opts.ProgressMode, unit, total, len(f.kept))
+	f.prog = &Progress{What: unit, Total: total, Done: len(f.kept)}
+	f.opts.Progress(*f.prog)
 }
 
-// finish ends the progress bar, if any.
+// finish makes the last report, if reporting.
 func (f *fetcher) finish() {
 	f.mu.Lock()
-	bar, owed := f.bar, f.owed
-	f.bar, f.owed = nil, 0
-	f.mu.Unlock()
-	if bar != nil {
-		bar.Add(owed, 0)
-		bar.Finish()
+	defer f.mu.Unlock()
+	if f.prog != nil {
+		f.prog.Done += f.owed
+		f.prog.Final = true
+		f.opts.Progress(*f.prog)
 	}
+	f.prog, f.owed = nil, 0
 }
 
 // get is a record.Getter (and vschema's, chunk's).
@@ -95,15 +108,18 @@ func (f *fetcher) get(ctx context.Context, h content.Hash) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err != nil {
-		if f.bar != nil {
-			f.bar.Add(0, 1)
+		if f.prog != nil {
+			f.prog.Done++
+			f.prog.Failed++
+			f.opts.Progress(*f.prog)
 		}
 		return nil, err
 	}
-	if f.bar != nil {
+	if f.prog != nil {
 		if f.owed++; f.owed >= f.step {
-			f.bar.Add(f.owed, 0)
+			f.prog.Done += f.owed
 			f.owed = 0
+			f.opts.Progress(*f.prog)
 		}
 	}
 	f.sizes[h] = len(b)

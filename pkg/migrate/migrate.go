@@ -46,7 +46,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"path"
 	"slices"
 	"sort"
@@ -62,7 +61,6 @@ import (
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
-	"github.com/topod-io/topod/internal/progress"
 	"github.com/topod-io/topod/pkg/vschema"
 )
 
@@ -85,11 +83,50 @@ type Options struct {
 	// Concurrency is how many files are copied or compared at once
 	// (DefaultConcurrency if 0).
 	Concurrency int
-	// Progress, if set, receives the progress (a bar or lines, by
-	// ProgressMode: progress.Auto, Bar, Lines or None) and a line per
-	// failure.
-	Progress     io.Writer
-	ProgressMode string
+	// Progress, if set, is told how far a Copy or a Verify got: once at
+	// the start, after each file, and with each file that failed. Its
+	// calls do not overlap.
+	Progress func(Progress)
+}
+
+// Progress is how far a Copy or a Verify got.
+type Progress struct {
+	Step   string // "copy" or "verify"
+	Total  int    // files of the source
+	Done   int    // of them, copied (or compared), failed included
+	Failed int    // failed to copy, or found different
+	// Failure, when set, is the file that just failed to copy, and why.
+	Failure *Failure
+}
+
+// progress reports to Options.Progress; a nil *progress reports nothing.
+type progress struct {
+	mu     sync.Mutex
+	report func(Progress)
+	p      Progress
+}
+
+func newProgress(f func(Progress), step string, total int) *progress {
+	if f == nil {
+		return nil
+	}
+	r := &progress{report: f, p: Progress{Step: step, Total: total}}
+	f(r.p)
+	return r
+}
+
+// add counts done files, failed of them failed, failure the one that did.
+func (r *progress) add(done, failed int, failure *Failure) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.p.Done += done
+	r.p.Failed += failed
+	p := r.p
+	p.Failure = failure
+	r.report(p)
 }
 
 // DefaultCellRootPrefix returns the parent of the global root globalRoot:
@@ -164,11 +201,7 @@ func Copy(ctx context.Context, from, to *topo.Server, opts Options) (*Report, er
 			return nil, fmt.Errorf("migrate: cell %q has a destination address of its own but is not a cell of the source (cells: %s)", cell, strings.Join(cells, ", "))
 		}
 	}
-	c := &copier{opts: opts, report: &Report{Files: total}}
-	if opts.Progress != nil {
-		c.prog = progress.New(opts.Progress, opts.ProgressMode, "files", total, 0)
-		defer c.prog.Finish()
-	}
+	c := &copier{opts: opts, report: &Report{Files: total}, prog: newProgress(opts.Progress, "copy", total)}
 	// The global files, CellInfos included, before the cells: a cell's
 	// destination connection comes from its destination CellInfo.
 	if err := c.copyAll(ctx, srcGlobal, dstGlobal, topo.GlobalCell, global); err != nil {
@@ -246,7 +279,7 @@ func walkSource(ctx context.Context, from, to *topo.Server) (*sourceFiles, error
 // copier copies files and keeps the report.
 type copier struct {
 	opts   Options
-	prog   *progress.Progress
+	prog   *progress
 	mu     sync.Mutex
 	report *Report
 }
@@ -259,13 +292,11 @@ func (c *copier) failed(f File) bool {
 
 // fail records a failure standing for n files.
 func (c *copier) fail(f File, err error, n int) {
+	fl := Failure{File: f, Err: err}
 	c.mu.Lock()
-	c.report.Failed = append(c.report.Failed, Failure{File: f, Err: err})
+	c.report.Failed = append(c.report.Failed, fl)
 	c.mu.Unlock()
-	if c.prog != nil {
-		c.prog.Note(fmt.Sprintf("failed: %s: %v", f, err))
-		c.prog.Add(0, n)
-	}
+	c.prog.add(n, n, &fl)
 }
 
 func (c *copier) copyAll(ctx context.Context, src, dst topo.Conn, cell string, files []string) error {
@@ -294,9 +325,7 @@ func (c *copier) copyAll(ctx context.Context, src, dst topo.Conn, cell string, f
 				c.report.Vanished++
 			}
 			c.mu.Unlock()
-			if c.prog != nil {
-				c.prog.Add(1, 0)
-			}
+			c.prog.add(1, 0, nil)
 			return nil
 		})
 	}
@@ -416,11 +445,7 @@ func Verify(ctx context.Context, from, to *topo.Server, opts Options) ([]Differe
 	if err != nil {
 		return nil, fmt.Errorf("migrate: walk the destination global topology: %w", err)
 	}
-	v := &verifier{opts: opts}
-	if opts.Progress != nil {
-		v.prog = progress.New(opts.Progress, opts.ProgressMode, "files verified", total, 0)
-		defer v.prog.Finish()
-	}
+	v := &verifier{opts: opts, prog: newProgress(opts.Progress, "verify", total)}
 	if err := v.compareAll(ctx, srcGlobal, dstGlobal, topo.GlobalCell, global, dstFiles); err != nil {
 		return nil, err
 	}
@@ -455,7 +480,7 @@ func Verify(ctx context.Context, from, to *topo.Server, opts Options) ([]Differe
 
 type verifier struct {
 	opts  Options
-	prog  *progress.Progress
+	prog  *progress
 	mu    sync.Mutex
 	diffs []Difference
 }
@@ -466,8 +491,8 @@ func (v *verifier) add(f File, what string) {
 	v.mu.Lock()
 	v.diffs = append(v.diffs, Difference{File: f, What: what})
 	v.mu.Unlock()
-	if v.prog != nil && what != onlyInDestination {
-		v.prog.Add(0, 1)
+	if what != onlyInDestination {
+		v.prog.add(1, 1, nil)
 	}
 }
 
@@ -495,8 +520,8 @@ func (v *verifier) compareAll(ctx context.Context, src, dst topo.Conn, cell stri
 			}
 			if what != "" {
 				v.add(f, what)
-			} else if v.prog != nil {
-				v.prog.Add(1, 0)
+			} else {
+				v.prog.add(1, 0, nil)
 			}
 			return nil
 		})

@@ -1,12 +1,10 @@
 package migrate_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,7 +18,6 @@ import (
 	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/jdtopo"
-	"github.com/topod-io/topod/internal/progress"
 	"github.com/topod-io/topod/internal/topodtest"
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/pkg/kv/boltkv"
@@ -46,19 +43,13 @@ func open(t *testing.T, impl, addr, root string) *topo.Server {
 	return ts
 }
 
-// cancelAfter is a progress writer (lines mode) that cancels a context
-// after n lines.
-type cancelAfter struct {
-	n      int64
-	lines  atomic.Int64
-	cancel context.CancelFunc
-}
-
-func (c *cancelAfter) Write(p []byte) (int, error) {
-	if c.lines.Add(int64(bytes.Count(p, []byte("\n")))) >= c.n {
-		c.cancel()
+// cancelAfter returns a progress callback that cancels after n files.
+func cancelAfter(n int, cancel context.CancelFunc) func(migrate.Progress) {
+	return func(p migrate.Progress) {
+		if p.Done >= n {
+			cancel()
+		}
 	}
-	return len(p), nil
 }
 
 // TestMigrate builds a topology through stock etcd2, migrates it into topod
@@ -96,7 +87,7 @@ func TestMigrate(t *testing.T) {
 	// Interrupted a third of the way, then resumed.
 	icx, icancel := context.WithCancel(ctx)
 	interrupted := opts
-	interrupted.Progress, interrupted.ProgressMode = &cancelAfter{n: 150, cancel: icancel}, progress.Lines
+	interrupted.Progress = cancelAfter(150, icancel)
 	r, err := migrate.Copy(icx, src, dst, interrupted)
 	icancel()
 	if !errors.Is(err, context.Canceled) {

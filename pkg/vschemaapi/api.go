@@ -19,18 +19,19 @@ import (
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 	"vitess.io/vitess/go/vt/topo"
 
+	"github.com/topod-io/topod/pkg/vschemaapi/wire"
 	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
-// apiServer serves the HTTP/JSON API under /api/v1.
+// apiServer serves the HTTP/JSON API under /api/v1 (NewHandler).
 type apiServer struct {
-	store   *vschemastore.Store
-	auth    *authenticator // nil: every request may do everything
-	guard   *browserGuard  // without bearer tokens: what a browser may not send
-	audit   *auditLog
+	store   Store
+	auth    Authorizer
+	guard   Guard
+	audit   AuditLog
 	maxBody int64
 	log     *slog.Logger
-	metrics *metrics // made by handler when nil
+	metrics *Metrics
 }
 
 // handler returns the routes:
@@ -51,12 +52,9 @@ type apiServer struct {
 //	POST   /api/v1/cells/{cell}/srvvschema/rebuild         rewrite the cell's SrvVSchema whole
 //	GET    /api/v1/audit                                   the audit log (?keyspace=, ?action=, ?limit=)
 func (s *apiServer) handler() http.Handler {
-	if s.metrics == nil {
-		s.metrics = newMetrics()
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	handle := func(pattern string, h func(w http.ResponseWriter, r *http.Request, p *principal) error) {
+	handle := func(pattern string, h func(w http.ResponseWriter, r *http.Request, p *Principal) error) {
 		mux.HandleFunc(pattern, s.wrap(h))
 	}
 	handle("GET /api/v1/keyspaces/{ks}/vschema", s.getVSchema)
@@ -67,8 +65,8 @@ func (s *apiServer) handler() http.Handler {
 	handle("POST /api/v1/keyspaces/{ks}/vschema/rollback", s.rollback)
 	handle("POST /api/v1/vschemas", s.putVSchemas)
 	for _, k := range vschemastore.AllRules {
-		handle("GET /api/v1/"+string(k), func(w http.ResponseWriter, r *http.Request, p *principal) error { return s.getRules(w, r, p, k) })
-		handle("PUT /api/v1/"+string(k), func(w http.ResponseWriter, r *http.Request, p *principal) error { return s.putRules(w, r, p, k) })
+		handle("GET /api/v1/"+string(k), func(w http.ResponseWriter, r *http.Request, p *Principal) error { return s.getRules(w, r, p, k) })
+		handle("PUT /api/v1/"+string(k), func(w http.ResponseWriter, r *http.Request, p *Principal) error { return s.putRules(w, r, p, k) })
 	}
 	handle("GET /api/v1/cells", s.cells)
 	handle("GET /api/v1/cells/{cell}/srvvschema", s.cellSrvVSchema)
@@ -97,36 +95,31 @@ func errorf(status int, format string, args ...any) error {
 
 // wrap authenticates a request, runs h, and turns its error into a JSON
 // error response.
-func (s *apiServer) wrap(h func(w http.ResponseWriter, r *http.Request, p *principal) error) http.HandlerFunc {
+func (s *apiServer) wrap(h func(w http.ResponseWriter, r *http.Request, p *Principal) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		if s.guard != nil {
-			if he := s.guard.check(r); he != nil {
-				writeError(w, he.status, he.msg, nil)
-				s.metrics.observe(r, he.status, time.Since(start))
-				s.log.Warn("refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "host", r.Host,
-					"origin", r.Header.Get("Origin"), "status", he.status, "err", he.msg)
-				return
-			}
+		if he := s.guard.check(r); he != nil {
+			writeError(w, he.status, he.msg, nil)
+			s.metrics.observe(r, he.status, time.Since(start))
+			s.log.Warn("refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "host", r.Host,
+				"origin", r.Header.Get("Origin"), "status", he.status, "err", he.msg)
+			return
 		}
-		p := &principal{name: "anonymous", all: true}
-		if s.auth != nil {
-			var err error
-			if p, err = s.auth.authenticate(r); err != nil {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="vschemad"`)
-				writeError(w, http.StatusUnauthorized, err.Error(), nil)
-				s.metrics.observe(r, http.StatusUnauthorized, time.Since(start))
-				s.log.Info("refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "status", http.StatusUnauthorized, "err", err)
-				return
-			}
+		p, err := s.auth.Authorize(r)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="vschemad"`)
+			writeError(w, http.StatusUnauthorized, err.Error(), nil)
+			s.metrics.observe(r, http.StatusUnauthorized, time.Since(start))
+			s.log.Info("refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "status", http.StatusUnauthorized, "err", err)
+			return
 		}
 		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-			p.name += " (cert " + r.TLS.PeerCertificates[0].Subject.CommonName + ")"
+			p.Name += " (cert " + r.TLS.PeerCertificates[0].Subject.CommonName + ")"
 		}
 		if s.maxBody > 0 && r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
 		}
-		err := h(w, r, p)
+		err = h(w, r, &p)
 		status := http.StatusOK
 		if err != nil {
 			var he *httpError
@@ -137,7 +130,7 @@ func (s *apiServer) wrap(h func(w http.ResponseWriter, r *http.Request, p *princ
 			writeError(w, he.status, he.msg, he.body)
 		}
 		s.metrics.observe(r, status, time.Since(start))
-		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "user", p.name, "remote", r.RemoteAddr,
+		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "user", p.Name, "remote", r.RemoteAddr,
 			"status", status, "duration", time.Since(start).Round(time.Microsecond), "err", errString(err))
 	}
 }
@@ -158,7 +151,7 @@ func (s *apiServer) mapError(err error) *httpError {
 		if he.body == nil {
 			he.body = map[string]any{}
 		}
-		he.body["written"] = perr.Writes
+		he.body["written"] = writesOf(perr.Writes)
 	}
 	return he
 }
@@ -170,9 +163,9 @@ func (s *apiServer) statusOf(err error) *httpError {
 	var cerr *vschemastore.CellError
 	switch {
 	case errors.As(err, &verr) && errors.Is(err, vschemastore.ErrNoKeyspace):
-		return &httpError{status: http.StatusNotFound, msg: err.Error(), body: map[string]any{"validation": verr.Validation}}
+		return &httpError{status: http.StatusNotFound, msg: err.Error(), body: map[string]any{"validation": validationOf(verr.Validation)}}
 	case errors.As(err, &verr):
-		return &httpError{status: http.StatusBadRequest, msg: err.Error(), body: map[string]any{"validation": verr.Validation}}
+		return &httpError{status: http.StatusBadRequest, msg: err.Error(), body: map[string]any{"validation": validationOf(verr.Validation)}}
 	case errors.Is(err, vschemastore.ErrBadRequest):
 		return &httpError{status: http.StatusBadRequest, msg: err.Error()}
 	case errors.Is(err, vschemastore.ErrNotFound), errors.Is(err, vschemastore.ErrNoKeyspace):
@@ -258,17 +251,17 @@ func boolParam(r *http.Request, name string) (bool, error) {
 }
 
 // forbid returns the 403 of a principal lacking v on what.
-func forbid(p *principal, v verb, what string) error {
-	return errorf(http.StatusForbidden, "%s may not %s %s", p.name, v, what)
+func forbid(p *Principal, v Verb, what string) error {
+	return errorf(http.StatusForbidden, "%s may not %s %s", p.Name, v, what)
 }
 
-func (s *apiServer) getVSchema(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *apiServer) getVSchema(w http.ResponseWriter, r *http.Request, p *Principal) error {
 	ks, err := keyspaceParam(r)
 	if err != nil {
 		return err
 	}
-	if !p.can(verbRead, ks) {
-		return forbid(p, verbRead, "keyspace "+ks)
+	if !p.can(VerbRead, ks) {
+		return forbid(p, VerbRead, "keyspace "+ks)
 	}
 	vs, ver, err := s.store.GetKeyspace(r.Context(), ks)
 	if err != nil {
@@ -281,7 +274,7 @@ func (s *apiServer) getVSchema(w http.ResponseWriter, r *http.Request, p *princi
 // keyspaceChange reads what every request changing one keyspace starts
 // with: the keyspace, ?dry_run, and whether p may do it (a dry run needs
 // read, a write write).
-func keyspaceChange(r *http.Request, p *principal) (ks string, dryRun bool, err error) {
+func keyspaceChange(r *http.Request, p *Principal) (ks string, dryRun bool, err error) {
 	if ks, err = keyspaceParam(r); err != nil {
 		return "", false, err
 	}
@@ -295,15 +288,15 @@ func keyspaceChange(r *http.Request, p *principal) (ks string, dryRun bool, err 
 }
 
 // changeVerb is the verb a change needs: read for a dry run, else write.
-func changeVerb(dryRun bool) verb {
+func changeVerb(dryRun bool) Verb {
 	if dryRun {
-		return verbRead
+		return VerbRead
 	}
-	return verbWrite
+	return VerbWrite
 }
 
 // putVSchema applies one keyspace's vschema.
-func (s *apiServer) putVSchema(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *apiServer) putVSchema(w http.ResponseWriter, r *http.Request, p *Principal) error {
 	ks, dryRun, err := keyspaceChange(r, p)
 	if err != nil {
 		return err
@@ -327,7 +320,7 @@ func (s *apiServer) putVSchema(w http.ResponseWriter, r *http.Request, p *princi
 		vschemastore.ApplyOptions{DryRun: dryRun, Strict: strict}, parsed, true)
 }
 
-func (s *apiServer) deleteVSchema(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *apiServer) deleteVSchema(w http.ResponseWriter, r *http.Request, p *Principal) error {
 	ks, dryRun, err := keyspaceChange(r, p)
 	if err != nil {
 		return err
@@ -336,7 +329,7 @@ func (s *apiServer) deleteVSchema(w http.ResponseWriter, r *http.Request, p *pri
 		vschemastore.ApplyOptions{DryRun: dryRun}, nil, true)
 }
 
-func (s *apiServer) rollback(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *apiServer) rollback(w http.ResponseWriter, r *http.Request, p *Principal) error {
 	ks, dryRun, err := keyspaceChange(r, p)
 	if err != nil {
 		return err
@@ -345,7 +338,7 @@ func (s *apiServer) rollback(w http.ResponseWriter, r *http.Request, p *principa
 	if err != nil {
 		return err
 	}
-	var req RollbackRequest
+	var req wire.RollbackRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		return errorf(http.StatusBadRequest, "malformed rollback request (want {\"version\": \"...\"}): %v", err)
 	}
@@ -365,7 +358,7 @@ func (s *apiServer) rollback(w http.ResponseWriter, r *http.Request, p *principa
 }
 
 // putVSchemas applies many keyspaces at once (the import).
-func (s *apiServer) putVSchemas(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *apiServer) putVSchemas(w http.ResponseWriter, r *http.Request, p *Principal) error {
 	dryRun, err := boolParam(r, "dry_run")
 	if err != nil {
 		return err
@@ -382,7 +375,7 @@ func (s *apiServer) putVSchemas(w http.ResponseWriter, r *http.Request, p *princ
 	if err != nil {
 		return err
 	}
-	var req BatchRequest
+	var req wire.BatchRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		return errorf(http.StatusBadRequest, "malformed request (want {\"keyspaces\": {\"name\": vschema, ...}}): %v", err)
 	}
@@ -394,7 +387,10 @@ func (s *apiServer) putVSchemas(w http.ResponseWriter, r *http.Request, p *princ
 	var changes []vschemastore.Change
 	for _, ks := range slices.Sorted(maps.Keys(req.Keyspaces)) {
 		if err := vschemastore.ValidateKeyspaceName(ks); err != nil {
-			return errorf(http.StatusBadRequest, "%v", err)
+			// A problem of that keyspace, so that a client sending many
+			// (an import) can tell it from the others and send them again.
+			parsed.Errors = append(parsed.Errors, vschemastore.Problem{Keyspace: ks, Code: vschemastore.CodeBadName, Message: err.Error()})
+			continue
 		}
 		if !p.can(need, ks) {
 			return forbid(p, need, "keyspace "+ks)
@@ -421,12 +417,12 @@ func (s *apiServer) putVSchemas(w http.ResponseWriter, r *http.Request, p *princ
 }
 
 // apply runs a write, audits it and writes the response.
-func (s *apiServer) apply(w http.ResponseWriter, r *http.Request, p *principal, action string, changes []vschemastore.Change,
+func (s *apiServer) apply(w http.ResponseWriter, r *http.Request, p *Principal, action string, changes []vschemastore.Change,
 	opts vschemastore.ApplyOptions, parsed *vschemastore.Validation, fullDiff bool) error {
-	var intents []AuditEntry
+	var intents []wire.AuditEntry
 	if !opts.DryRun {
 		for _, c := range changes {
-			intents = append(intents, AuditEntry{User: p.name, Remote: r.RemoteAddr, Action: action, Keyspace: c.Keyspace})
+			intents = append(intents, wire.AuditEntry{User: p.Name, Remote: r.RemoteAddr, Action: action, Keyspace: c.Keyspace})
 		}
 		if err := s.begin(intents); err != nil {
 			return err
@@ -445,7 +441,7 @@ func (s *apiServer) apply(w http.ResponseWriter, r *http.Request, p *principal, 
 		}
 	}
 	if writes := res.Writes(); auditErr != nil && len(writes) > 0 {
-		return unaudited(auditErr, err, writes, res)
+		return unaudited(auditErr, err, writes, applyResponse(res))
 	}
 	if err != nil {
 		he := s.mapError(err)
@@ -453,9 +449,9 @@ func (s *apiServer) apply(w http.ResponseWriter, r *http.Request, p *principal, 
 			if he.body == nil {
 				he.body = map[string]any{}
 			}
-			he.body["result"] = res
+			he.body["result"] = applyResponse(res)
 			if he.status == http.StatusBadRequest || he.status == http.StatusNotFound {
-				he.body["validation"] = res.Validation
+				he.body["validation"] = validationOf(res.Validation)
 			}
 		}
 		return he
@@ -463,18 +459,20 @@ func (s *apiServer) apply(w http.ResponseWriter, r *http.Request, p *principal, 
 	if len(res.Keyspaces) == 1 && res.Keyspaces[0].NewVersion != "" {
 		w.Header().Set("ETag", strconv.Quote(res.Keyspaces[0].NewVersion))
 	}
-	writeJSON(w, http.StatusOK, ApplyResponse{ApplyResult: res, CellsNote: cellsNote(res.NoCells)})
+	resp := applyResponse(res)
+	resp.CellsNote = cellsNote(res.NoCells)
+	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 
 // begin records the intents of a write before it is made (AuditEntry):
 // if they cannot be, the write is not made, and the answer (500) says so.
-func (s *apiServer) begin(intents []AuditEntry) error {
+func (s *apiServer) begin(intents []wire.AuditEntry) error {
 	now := time.Now().UTC()
 	for i := range intents {
 		intents[i].Time = now
 	}
-	if err := s.audit.begin(intents); err != nil {
+	if err := s.audit.Begin(intents); err != nil {
 		s.log.Error("audit log: cannot record a write's intent: the write is refused", "err", err)
 		s.metrics.auditErrors.Inc()
 		return errorf(http.StatusInternalServerError, "nothing was written: the write could not be recorded in the audit log before being made: %v", err)
@@ -483,11 +481,11 @@ func (s *apiServer) begin(intents []AuditEntry) error {
 }
 
 // finish appends the outcome lines of a write's intents.
-func (s *apiServer) finish(outcomes []AuditEntry) error {
+func (s *apiServer) finish(outcomes []wire.AuditEntry) error {
 	if len(outcomes) == 0 {
 		return nil
 	}
-	if err := s.audit.append(outcomes...); err != nil {
+	if err := s.audit.Append(outcomes...); err != nil {
 		s.log.Error("audit log: cannot record a write's outcome", "err", err, "entries", len(outcomes))
 		s.metrics.auditErrors.Inc()
 		return err
@@ -497,15 +495,15 @@ func (s *apiServer) finish(outcomes []AuditEntry) error {
 
 // outcome is the outcome line of intent: its result ok, or error if opErr
 // is set, when written; not_written (with opErr) when not.
-func outcome(intent AuditEntry, written bool, opErr error) AuditEntry {
+func outcome(intent wire.AuditEntry, written bool, opErr error) wire.AuditEntry {
 	e := intent
 	e.Seq, e.Intent, e.Time = 0, intent.Seq, time.Now().UTC()
-	e.Result, e.Error = auditOK, errString(opErr)
+	e.Result, e.Error = wire.ResultOK, errString(opErr)
 	switch {
 	case !written:
-		e.Result = auditNotWritten
+		e.Result = wire.ResultNotWritten
 	case opErr != nil:
-		e.Result = auditError
+		e.Result = wire.ResultError
 	}
 	return e
 }
@@ -520,7 +518,7 @@ func unaudited(auditErr, opErr error, writes []vschemastore.Write, result any) e
 		msg += "; the write reported: " + opErr.Error()
 	}
 	msg = (&vschemastore.PartialError{Writes: writes, Err: errors.New(msg)}).Error()
-	return &httpError{status: http.StatusInternalServerError, msg: msg, body: map[string]any{"written": writes, "result": result}}
+	return &httpError{status: http.StatusInternalServerError, msg: msg, body: map[string]any{"written": writesOf(writes), "result": result}}
 }
 
 // cellsNote is the cells_note of a write's response: NoCellsNote when the
@@ -534,14 +532,14 @@ func cellsNote(noCells bool) string {
 
 // auditApply appends the outcome of each intent: a keyspace's old and new
 // version and diff summary when written.
-func (s *apiServer) auditApply(intents []AuditEntry, res *vschemastore.ApplyResult, applyErr error) error {
+func (s *apiServer) auditApply(intents []wire.AuditEntry, res *vschemastore.ApplyResult, applyErr error) error {
 	byKeyspace := map[string]*vschemastore.KeyspaceResult{}
 	if res != nil {
 		for i := range res.Keyspaces {
 			byKeyspace[res.Keyspaces[i].Keyspace] = &res.Keyspaces[i]
 		}
 	}
-	var outcomes []AuditEntry
+	var outcomes []wire.AuditEntry
 	for _, in := range intents {
 		k := byKeyspace[in.Keyspace]
 		e := outcome(in, k != nil && k.Written, applyErr)
@@ -562,13 +560,13 @@ func (s *apiServer) auditApply(intents []AuditEntry, res *vschemastore.ApplyResu
 	return s.finish(outcomes)
 }
 
-func (s *apiServer) history(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *apiServer) history(w http.ResponseWriter, r *http.Request, p *Principal) error {
 	ks, err := keyspaceParam(r)
 	if err != nil {
 		return err
 	}
-	if !p.can(verbRead, ks) {
-		return forbid(p, verbRead, "keyspace "+ks)
+	if !p.can(VerbRead, ks) {
+		return forbid(p, VerbRead, "keyspace "+ks)
 	}
 	limit, err := limitParam(r)
 	if err != nil {
@@ -580,11 +578,11 @@ func (s *apiServer) history(w http.ResponseWriter, r *http.Request, p *principal
 	}
 	// The keyspace's writes: attempts that wrote nothing are in the audit
 	// log (GET /api/v1/audit), not in its history.
-	entries, err := s.audit.read(func(e *AuditEntry) bool { return e.Keyspace == ks && e.Result != auditNotWritten }, limit)
+	entries, err := s.audit.Read(func(e *wire.AuditEntry) bool { return e.Keyspace == ks && e.Result != wire.ResultNotWritten }, limit)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, HistoryResponse{Keyspace: ks, CurrentVersion: cur, Entries: entries})
+	writeJSON(w, http.StatusOK, wire.HistoryResponse{Keyspace: ks, CurrentVersion: cur, Entries: entries})
 	return nil
 }
 
@@ -600,13 +598,13 @@ func limitParam(r *http.Request) (int, error) {
 	return n, nil
 }
 
-func (s *apiServer) getVersion(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *apiServer) getVersion(w http.ResponseWriter, r *http.Request, p *Principal) error {
 	ks, err := keyspaceParam(r)
 	if err != nil {
 		return err
 	}
-	if !p.can(verbRead, ks) {
-		return forbid(p, verbRead, "keyspace "+ks)
+	if !p.can(VerbRead, ks) {
+		return forbid(p, VerbRead, "keyspace "+ks)
 	}
 	vs, err := s.store.GetKeyspaceAt(r.Context(), ks, r.PathValue("v"))
 	if err != nil {
@@ -616,9 +614,9 @@ func (s *apiServer) getVersion(w http.ResponseWriter, r *http.Request, p *princi
 	return writeProto(w, r, vs)
 }
 
-func (s *apiServer) getRules(w http.ResponseWriter, r *http.Request, p *principal, k vschemastore.RulesKind) error {
-	if !p.canAll(verbRead) {
-		return forbid(p, verbRead, string(k)+" (they span keyspaces: the token needs keyspaces [\"*\"])")
+func (s *apiServer) getRules(w http.ResponseWriter, r *http.Request, p *Principal, k vschemastore.RulesKind) error {
+	if !p.canAll(VerbRead) {
+		return forbid(p, VerbRead, string(k)+" (they span keyspaces: the token needs keyspaces [\"*\"])")
 	}
 	m, ver, err := s.store.GetRules(r.Context(), k)
 	if err != nil {
@@ -628,13 +626,13 @@ func (s *apiServer) getRules(w http.ResponseWriter, r *http.Request, p *principa
 	return writeProto(w, r, m)
 }
 
-func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *principal, k vschemastore.RulesKind) error {
+func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *Principal, k vschemastore.RulesKind) error {
 	dryRun, err := boolParam(r, "dry_run")
 	if err != nil {
 		return err
 	}
-	if !p.canAll(verbAdmin) {
-		return forbid(p, verbAdmin, string(k)+" (the token needs admin on keyspaces [\"*\"])")
+	if !p.canAll(VerbAdmin) {
+		return forbid(p, VerbAdmin, string(k)+" (the token needs admin on keyspaces [\"*\"])")
 	}
 	body, err := readBody(r)
 	if err != nil {
@@ -644,9 +642,9 @@ func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *principa
 	if err != nil {
 		return err
 	}
-	var intents []AuditEntry
+	var intents []wire.AuditEntry
 	if !dryRun {
-		intents = []AuditEntry{{User: p.name, Remote: r.RemoteAddr, Action: "rules", Rules: string(k)}}
+		intents = []wire.AuditEntry{{User: p.Name, Remote: r.RemoteAddr, Action: "rules", Rules: string(k)}}
 		if err := s.begin(intents); err != nil {
 			return err
 		}
@@ -655,7 +653,7 @@ func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *principa
 	if res != nil && res.Validation != nil {
 		res.Validation.Warnings = append(parsed.Warnings, res.Validation.Warnings...)
 	}
-	var outcomes []AuditEntry
+	var outcomes []wire.AuditEntry
 	for _, in := range intents {
 		e := outcome(in, res.Written, err)
 		e.OldVersion = res.OldVersion
@@ -668,7 +666,7 @@ func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *principa
 		outcomes = append(outcomes, e)
 	}
 	if auditErr := s.finish(outcomes); auditErr != nil && res.Written {
-		return unaudited(auditErr, err, res.Writes(), res)
+		return unaudited(auditErr, err, res.Writes(), rulesResponse(res))
 	}
 	if err != nil {
 		he := s.mapError(err)
@@ -676,9 +674,9 @@ func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *principa
 			if he.body == nil {
 				he.body = map[string]any{}
 			}
-			he.body["result"] = res
+			he.body["result"] = rulesResponse(res)
 			if res.Validation != nil {
-				he.body["validation"] = res.Validation
+				he.body["validation"] = validationOf(res.Validation)
 			}
 		}
 		return he
@@ -686,22 +684,24 @@ func (s *apiServer) putRules(w http.ResponseWriter, r *http.Request, p *principa
 	if res.NewVersion != "" {
 		w.Header().Set("ETag", strconv.Quote(res.NewVersion))
 	}
-	writeJSON(w, http.StatusOK, RulesResponse{RulesResult: res, CellsNote: cellsNote(res.NoCells)})
+	resp := rulesResponse(res)
+	resp.CellsNote = cellsNote(res.NoCells)
+	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 
-func (s *apiServer) cells(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *apiServer) cells(w http.ResponseWriter, r *http.Request, p *Principal) error {
 	cells, err := s.store.Cells(r.Context())
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"cells": cells})
+	writeJSON(w, http.StatusOK, wire.CellsResponse{Cells: cells})
 	return nil
 }
 
-func (s *apiServer) cellSrvVSchema(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if !p.canAll(verbRead) {
-		return forbid(p, verbRead, "whole SrvVSchemas (the token needs keyspaces [\"*\"]; per keyspace: .../srvvschema/keyspaces/{ks})")
+func (s *apiServer) cellSrvVSchema(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	if !p.canAll(VerbRead) {
+		return forbid(p, VerbRead, "whole SrvVSchemas (the token needs keyspaces [\"*\"]; per keyspace: .../srvvschema/keyspaces/{ks})")
 	}
 	cell := r.PathValue("cell")
 	data, ver, err := s.store.GetCellSrvVSchemaBytes(r.Context(), cell)
@@ -721,13 +721,13 @@ func (s *apiServer) cellSrvVSchema(w http.ResponseWriter, r *http.Request, p *pr
 	return writeProto(w, r, srv)
 }
 
-func (s *apiServer) cellKeyspace(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *apiServer) cellKeyspace(w http.ResponseWriter, r *http.Request, p *Principal) error {
 	ks, err := keyspaceParam(r)
 	if err != nil {
 		return err
 	}
-	if !p.can(verbRead, ks) {
-		return forbid(p, verbRead, "keyspace "+ks)
+	if !p.can(VerbRead, ks) {
+		return forbid(p, VerbRead, "keyspace "+ks)
 	}
 	vs, err := s.store.GetCellKeyspace(r.Context(), r.PathValue("cell"), ks)
 	if err != nil {
@@ -736,9 +736,9 @@ func (s *apiServer) cellKeyspace(w http.ResponseWriter, r *http.Request, p *prin
 	return writeProto(w, r, vs)
 }
 
-func (s *apiServer) rebuildCell(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if !p.canAll(verbAdmin) {
-		return forbid(p, verbAdmin, "cells (the token needs admin on keyspaces [\"*\"])")
+func (s *apiServer) rebuildCell(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	if !p.canAll(VerbAdmin) {
+		return forbid(p, VerbAdmin, "cells (the token needs admin on keyspaces [\"*\"])")
 	}
 	cell := r.PathValue("cell")
 	cells, err := s.store.Cells(r.Context())
@@ -751,7 +751,7 @@ func (s *apiServer) rebuildCell(w http.ResponseWriter, r *http.Request, p *princ
 	case !slices.Contains(cells, cell):
 		return errorf(http.StatusNotFound, "no cell %q (cells: %s)", cell, strings.Join(cells, ", "))
 	}
-	intent := []AuditEntry{{User: p.name, Remote: r.RemoteAddr, Action: "rebuild", Cell: cell}}
+	intent := []wire.AuditEntry{{User: p.Name, Remote: r.RemoteAddr, Action: "rebuild", Cell: cell}}
 	if err := s.begin(intent); err != nil {
 		return err
 	}
@@ -763,23 +763,23 @@ func (s *apiServer) rebuildCell(w http.ResponseWriter, r *http.Request, p *princ
 	written := err == nil || res.Version != ""
 	e := outcome(intent[0], written, err)
 	e.NewVersion, e.Summary = res.Version, "SrvVSchema rebuilt from the global topology"
-	if auditErr := s.finish([]AuditEntry{e}); auditErr != nil && written {
+	if auditErr := s.finish([]wire.AuditEntry{e}); auditErr != nil && written {
 		msg := fmt.Sprintf("cell %s's SrvVSchema was rebuilt (version %s), but the rebuild could not be recorded in the audit log (%v)", cell, res.Version, auditErr)
 		if err != nil {
 			msg += "; the rebuild reported: " + err.Error()
 		}
-		return &httpError{status: http.StatusInternalServerError, msg: msg, body: map[string]any{"cell": res}}
+		return &httpError{status: http.StatusInternalServerError, msg: msg, body: map[string]any{"cell": cellOf(res)}}
 	}
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"cell": res})
+	writeJSON(w, http.StatusOK, wire.RebuildResponse{Cell: cellOf(res)})
 	return nil
 }
 
-func (s *apiServer) getAudit(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if !p.canAll(verbAdmin) {
-		return forbid(p, verbAdmin, "the audit log (the token needs admin on keyspaces [\"*\"]; per keyspace: .../vschema/history)")
+func (s *apiServer) getAudit(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	if !p.canAll(VerbAdmin) {
+		return forbid(p, VerbAdmin, "the audit log (the token needs admin on keyspaces [\"*\"]; per keyspace: .../vschema/history)")
 	}
 	limit, err := limitParam(r)
 	if err != nil {
@@ -787,12 +787,12 @@ func (s *apiServer) getAudit(w http.ResponseWriter, r *http.Request, p *principa
 	}
 	q := r.URL.Query()
 	ks, action, user := q.Get("keyspace"), q.Get("action"), q.Get("user")
-	entries, err := s.audit.read(func(e *AuditEntry) bool {
+	entries, err := s.audit.Read(func(e *wire.AuditEntry) bool {
 		return (ks == "" || e.Keyspace == ks) && (action == "" || strings.HasPrefix(e.Action, action)) && (user == "" || e.User == user)
 	}, limit)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, AuditResponse{Entries: entries})
+	writeJSON(w, http.StatusOK, wire.AuditResponse{Entries: entries})
 	return nil
 }

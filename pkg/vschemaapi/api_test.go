@@ -18,6 +18,7 @@ import (
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/pkg/vschemaapi"
+	"github.com/topod-io/topod/pkg/vschemaapi/wire"
 )
 
 // TestAPI walks the API on each topology: apply, get, dry run, If-Match,
@@ -40,7 +41,7 @@ func TestAPI(t *testing.T) {
 					if code != http.StatusOK {
 						t.Fatalf("PUT %s: %d %s", name, code, body)
 					}
-					res := vschematest.Decode[vschemaapi.ApplyResponse](t, body)
+					res := vschematest.Decode[wire.ApplyResponse](t, body)
 					if !res.Keyspaces[0].Written || h.Get("ETag") != strconv.Quote(res.Keyspaces[0].NewVersion) {
 						t.Fatalf("PUT %s: %s (ETag %s)", name, body, h.Get("ETag"))
 					}
@@ -67,7 +68,7 @@ func TestAPI(t *testing.T) {
 			}
 			before := tp.Snapshot(t)
 			code, body, _ = vschematest.Call(t, nil, "PUT", api+"/keyspaces/"+name+"/vschema?dry_run=true", vschematest.VSchemaJSON(t, changed))
-			res := vschematest.Decode[vschemaapi.ApplyResponse](t, body)
+			res := vschematest.Decode[wire.ApplyResponse](t, body)
 			if code != http.StatusOK || !res.DryRun || res.Keyspaces[0].Diff.TablesAdded != 1 || !res.Validation.OK() ||
 				!vschematest.ContainsAll(string(body), `"path": "tables.added"`, `"op": "add"`) {
 				t.Fatalf("dry run: %d %s", code, body)
@@ -95,7 +96,7 @@ func TestAPI(t *testing.T) {
 
 			// History and versions.
 			code, body, _ = vschematest.Call(t, nil, "GET", api+"/keyspaces/"+name+"/vschema/history", nil)
-			hist := vschematest.Decode[vschemaapi.HistoryResponse](t, body)
+			hist := vschematest.Decode[wire.HistoryResponse](t, body)
 			if code != http.StatusOK || hist.CurrentVersion != v2 || len(hist.Entries) != 2 ||
 				hist.Entries[0].NewVersion != v2 || hist.Entries[0].OldVersion != v1 || hist.Entries[1].NewVersion != v1 ||
 				hist.Entries[0].Summary != "1 table added" || hist.Entries[0].User != "anonymous" {
@@ -108,7 +109,7 @@ func TestAPI(t *testing.T) {
 
 			// Roll back to v1.
 			code, body, _ = vschematest.Call(t, nil, "POST", api+"/keyspaces/"+name+"/vschema/rollback", []byte(`{"version": "`+v1+`"}`))
-			res = vschematest.Decode[vschemaapi.ApplyResponse](t, body)
+			res = vschematest.Decode[wire.ApplyResponse](t, body)
 			if code != http.StatusOK || res.Keyspaces[0].Diff.TablesRemoved != 1 {
 				t.Fatalf("rollback: %d %s", code, body)
 			}
@@ -153,7 +154,7 @@ func TestAPI(t *testing.T) {
 
 			// Delete.
 			code, body, _ = vschematest.Call(t, nil, "DELETE", api+"/keyspaces/"+name+"/vschema", nil)
-			if code != http.StatusOK || !vschematest.Decode[vschemaapi.ApplyResponse](t, body).Keyspaces[0].Diff.Deleted {
+			if code != http.StatusOK || !vschematest.Decode[wire.ApplyResponse](t, body).Keyspaces[0].Diff.Deleted {
 				t.Fatalf("DELETE: %d %s", code, body)
 			}
 			if code, body, _ := vschematest.Call(t, nil, "GET", api+"/keyspaces/"+name+"/vschema", nil); code != http.StatusNotFound {
@@ -170,7 +171,7 @@ func TestAPI(t *testing.T) {
 				wantAudit["rules ok"], wantAudit["rules not_written"] = 2, 0
 			}
 			code, body, _ = vschematest.Call(t, nil, "GET", api+"/audit?limit=1000", nil)
-			audit := vschematest.Decode[vschemaapi.AuditResponse](t, body)
+			audit := vschematest.Decode[wire.AuditResponse](t, body)
 			actions := map[string]int{}
 			for _, e := range audit.Entries {
 				actions[strings.Fields(e.Action)[0]+" "+e.Result]++
@@ -213,7 +214,7 @@ tokens:
 	for _, kind := range vschematest.Kinds {
 		t.Run(kind.Name, func(t *testing.T) {
 			tp := kind.Start(t, vschematest.Options{})
-			srv := vschematest.StartVSchemad(t, tp, func(c *vschemaapi.Config) { c.TokensFile = tokens; c.MaxBodyBytes = 256 << 10 })
+			srv := vschematest.StartVSchemad(t, tp, &vschematest.VSchemadOptions{Tokens: tokens, MaxBodyBytes: 256 << 10})
 			p := jd.JD().Sized(12)
 			tp.CreateProfileKeyspaces(t, p)
 			api := srv.URL + "/api/v1"
@@ -293,7 +294,7 @@ tokens:
 					if code != c.status {
 						t.Fatalf("status %d, want %d: %s", code, c.status, body)
 					}
-					e := vschematest.Decode[vschemaapi.ErrorResponse](t, body)
+					e := vschematest.Decode[wire.ErrorResponse](t, body)
 					msg := e.Message
 					if e.Validation != nil {
 						for _, p := range e.Validation.Errors {

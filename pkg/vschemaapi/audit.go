@@ -13,56 +13,16 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/topod-io/topod/pkg/vschemaapi/wire"
 )
 
-// AuditEntry is one line of the audit log: a write, who made it, when, and
-// what it changed.
-//
-// Every write is recorded twice: an intent line (Result "intent") is
-// appended and synced before anything is written to the topology, and an
-// outcome line (Intent naming the intent's Seq) after, before the request
-// is answered. A write whose intent cannot be recorded is not made; one
-// whose outcome cannot be recorded is answered 500, naming what was
-// written. So the log never lacks a write that was made: at worst it has
-// an intent without an outcome (vschemad stopped, or the outcome could not
-// be written), which the next start resolves with an outcome "unknown".
-// The readers (history, GET /api/v1/audit) show outcomes and the intents
-// still without one (a write in flight), not the intents resolved.
-type AuditEntry struct {
-	Seq        int64     `json:"seq"`
-	Time       time.Time `json:"time"`
-	User       string    `json:"user"`
-	Remote     string    `json:"remote,omitempty"`
-	Action     string    `json:"action"` // apply, delete, rollback, import, rules, rebuild
-	Keyspace   string    `json:"keyspace,omitempty"`
-	Rules      string    `json:"rules,omitempty"` // the rules kind, for action rules
-	Cell       string    `json:"cell,omitempty"`  // for action rebuild
-	OldVersion string    `json:"old_version,omitempty"`
-	NewVersion string    `json:"new_version,omitempty"`
-	Summary    string    `json:"summary"`
-	// Result is the outcome: ok (written), error (written, but not every
-	// cell updated: Error says what failed), not_written (nothing written:
-	// Error says why, or the vschema was unchanged), intent (about to write:
-	// the outcome follows on a later line) or unknown (the intent's outcome
-	// was never recorded: read the topology).
-	Result string `json:"result"`
-	Error  string `json:"error,omitempty"`
-	// Intent is, on an outcome line, the Seq of its intent line.
-	Intent int64 `json:"intent,omitempty"`
-}
-
-// The Results of AuditEntry.
-const (
-	auditOK         = "ok"
-	auditError      = "error"
-	auditNotWritten = "not_written"
-	auditIntent     = "intent"
-	auditUnknown    = "unknown"
-)
-
-// auditLog is an append-only file of JSON lines, each append synced to
-// disk before the write it records goes on.
-type auditLog struct {
+// AuditFile is vschemad's AuditLog: an append-only file of JSON lines
+// (wire.AuditEntry), each append synced to disk before the write it
+// records goes on. A write whose outcome line cannot be appended leaves its
+// intent line without one; the next OpenAudit records that outcome as
+// unknown. Its methods are safe for concurrent use.
+type AuditFile struct {
 	path string
 
 	mu      sync.Mutex
@@ -73,25 +33,28 @@ type auditLog struct {
 	broken  error              // a failed append that could not be undone: no more appends
 }
 
-// openAudit opens (creating) the audit log at path, recovers a torn last
+// OpenAudit opens (creating) the audit log at path, recovers a torn last
 // line (recoverTail), finds its last sequence number, and resolves the
 // intents left without an outcome by a previous run with an outcome
 // "unknown" (logged).
-func openAudit(path string, log *slog.Logger) (*auditLog, error) {
+func OpenAudit(path string, log *slog.Logger) (*AuditFile, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
-	a := &auditLog{path: path, f: f, pending: map[int64]struct{}{}}
+	a := &AuditFile{path: path, f: f, pending: map[int64]struct{}{}}
 	if err := a.recoverTail(log); err != nil {
 		f.Close()
 		return nil, err
 	}
-	intents := map[int64]AuditEntry{}
-	err = a.scan(func(e *AuditEntry) {
+	intents := map[int64]wire.AuditEntry{}
+	err = a.scan(func(e *wire.AuditEntry) {
 		a.seq = max(a.seq, e.Seq)
 		switch {
-		case e.Result == auditIntent:
+		case e.Result == wire.ResultIntent:
 			intents[e.Seq] = *e
 		case e.Intent != 0:
 			delete(intents, e.Intent)
@@ -105,18 +68,18 @@ func openAudit(path string, log *slog.Logger) (*auditLog, error) {
 		f.Close()
 		return nil, fmt.Errorf("audit log %s: %w", path, err)
 	}
-	var unknown []AuditEntry
+	var unknown []wire.AuditEntry
 	for _, seq := range slices.Sorted(maps.Keys(intents)) {
 		e := intents[seq]
 		log.Warn("audit log: a write was begun but its outcome was never recorded: recorded as unknown",
 			"intent_seq", seq, "action", e.Action, "keyspace", e.Keyspace, "rules", e.Rules, "cell", e.Cell, "user", e.User, "time", e.Time)
 		e.Intent, e.Seq, e.Time = seq, 0, time.Now().UTC()
-		e.Result = auditUnknown
+		e.Result = wire.ResultUnknown
 		e.Error = "vschemad stopped, or could not write to the audit log, between this write's intent and its outcome: whether it was made is not recorded; read the topology"
 		unknown = append(unknown, e)
 	}
 	if len(unknown) > 0 {
-		if err := a.append(unknown...); err != nil {
+		if err := a.Append(unknown...); err != nil {
 			f.Close()
 			return nil, err
 		}
@@ -132,7 +95,7 @@ func openAudit(path string, log *slog.Logger) (*auditLog, error) {
 // warning naming both: nothing is dropped silently, and the entry it may
 // hold is kept for a reader. An invalid line before the last is not a
 // tear: scan refuses it.
-func (a *auditLog) recoverTail(log *slog.Logger) error {
+func (a *AuditFile) recoverTail(log *slog.Logger) error {
 	st, err := a.f.Stat()
 	if err != nil {
 		return fmt.Errorf("audit log %s: %w", a.path, err)
@@ -167,7 +130,7 @@ func (a *auditLog) recoverTail(log *slog.Logger) error {
 	if _, err := a.f.ReadAt(line, start); err != nil {
 		return fmt.Errorf("audit log %s: %w", a.path, err)
 	}
-	var e AuditEntry
+	var e wire.AuditEntry
 	whole := len(bytes.TrimSpace(line)) == 0 || json.Unmarshal(line, &e) == nil
 	switch {
 	case whole && terminated:
@@ -214,11 +177,11 @@ func writeSynced(path string, data []byte) error {
 	return errors.Join(err, f.Close())
 }
 
-// append writes entries (numbering them: their Seq is set) and syncs the
+// Append writes entries (numbering them: their Seq is set) and syncs the
 // file. On a failure it truncates the file back to where it was, so that a
 // torn line is not followed by the next; if that fails too, every later
 // append fails (writes stop) until a restart recovers the tail.
-func (a *auditLog) append(entries ...AuditEntry) error {
+func (a *AuditFile) Append(entries ...wire.AuditEntry) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.broken != nil {
@@ -249,7 +212,7 @@ func (a *auditLog) append(entries ...AuditEntry) error {
 	a.seq, a.size = seq, a.size+int64(len(buf))
 	for _, e := range entries {
 		switch {
-		case e.Result == auditIntent:
+		case e.Result == wire.ResultIntent:
 			a.pending[e.Seq] = struct{}{}
 		case e.Intent != 0:
 			delete(a.pending, e.Intent)
@@ -258,17 +221,17 @@ func (a *auditLog) append(entries ...AuditEntry) error {
 	return nil
 }
 
-// begin appends the intent lines of a write about to be made, one per
+// Begin appends the intent lines of a write about to be made, one per
 // entry (Result set to intent), and sets their Seq.
-func (a *auditLog) begin(intents []AuditEntry) error {
+func (a *AuditFile) Begin(intents []wire.AuditEntry) error {
 	for i := range intents {
-		intents[i].Result = auditIntent
+		intents[i].Result = wire.ResultIntent
 	}
-	return a.append(intents...)
+	return a.Append(intents...)
 }
 
 // scan calls use with each entry, oldest first.
-func (a *auditLog) scan(use func(*AuditEntry)) error {
+func (a *AuditFile) scan(use func(*wire.AuditEntry)) error {
 	f, err := os.Open(a.path)
 	if err != nil {
 		return fmt.Errorf("audit log: %w", err)
@@ -284,7 +247,7 @@ func (a *auditLog) scan(use func(*AuditEntry)) error {
 		if len(b) == 0 {
 			continue
 		}
-		var e AuditEntry
+		var e wire.AuditEntry
 		if err := json.Unmarshal(b, &e); err != nil {
 			return fmt.Errorf("audit log %s: line %d (byte offset %d): %w", a.path, line, start, err)
 		}
@@ -296,20 +259,20 @@ func (a *auditLog) scan(use func(*AuditEntry)) error {
 	return nil
 }
 
-// read returns the last limit entries that keep accepts, newest first;
+// Read returns the last limit entries that keep accepts, newest first;
 // intents that have an outcome are left out (the outcome has all they
 // had).
-func (a *auditLog) read(keep func(*AuditEntry) bool, limit int) ([]AuditEntry, error) {
+func (a *AuditFile) Read(keep func(*wire.AuditEntry) bool, limit int) ([]wire.AuditEntry, error) {
 	a.mu.Lock()
 	pending := make(map[int64]struct{}, len(a.pending))
 	for seq := range a.pending {
 		pending[seq] = struct{}{}
 	}
 	a.mu.Unlock()
-	ring := make([]AuditEntry, 0, min(limit, 1024))
+	ring := make([]wire.AuditEntry, 0, min(limit, 1024))
 	next := 0
-	err := a.scan(func(e *AuditEntry) {
-		if e.Result == auditIntent {
+	err := a.scan(func(e *wire.AuditEntry) {
+		if e.Result == wire.ResultIntent {
 			if _, ok := pending[e.Seq]; !ok {
 				return
 			}
@@ -327,11 +290,12 @@ func (a *auditLog) read(keep func(*AuditEntry) bool, limit int) ([]AuditEntry, e
 	if err != nil {
 		return nil, err
 	}
-	out := make([]AuditEntry, 0, len(ring))
+	out := make([]wire.AuditEntry, 0, len(ring))
 	for i := range ring {
 		out = append(out, ring[(next+len(ring)-1-i)%len(ring)])
 	}
 	return out, nil
 }
 
-func (a *auditLog) Close() error { return a.f.Close() }
+// Close closes the file.
+func (a *AuditFile) Close() error { return a.f.Close() }

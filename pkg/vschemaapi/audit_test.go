@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/topod-io/topod/pkg/vschemaapi/wire"
 )
 
 // TestAuditTornTail: opening the audit log recovers a torn last line: a
@@ -19,7 +21,7 @@ import (
 // naming its line and offset.
 func TestAuditTornTail(t *testing.T) {
 	line := func(seq int64) string {
-		b, _ := json.Marshal(AuditEntry{Seq: seq, User: "ops", Action: "apply", Keyspace: "commerce", Result: "ok"})
+		b, _ := json.Marshal(wire.AuditEntry{Seq: seq, User: "ops", Action: "apply", Keyspace: "commerce", Result: "ok"})
 		return string(b) + "\n"
 	}
 	two := line(1) + line(2)
@@ -51,7 +53,7 @@ func TestAuditTornTail(t *testing.T) {
 				t.Fatal(err)
 			}
 			var logs bytes.Buffer
-			a, err := openAudit(path, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{
+			a, err := OpenAudit(path, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{
 				ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 					if a.Key == slog.TimeKey {
 						return slog.Attr{}
@@ -84,11 +86,11 @@ func TestAuditTornTail(t *testing.T) {
 				t.Errorf("log output %q, want %q", logs.String(), warn)
 			}
 			// The next append is a whole line after the last whole entry.
-			if err := a.append(AuditEntry{User: "ops", Action: "apply", Result: "ok"}); err != nil {
+			if err := a.Append(wire.AuditEntry{User: "ops", Action: "apply", Result: "ok"}); err != nil {
 				t.Fatal(err)
 			}
 			var seqs []int64
-			if err := a.scan(func(e *AuditEntry) { seqs = append(seqs, e.Seq) }); err != nil {
+			if err := a.scan(func(e *wire.AuditEntry) { seqs = append(seqs, e.Seq) }); err != nil {
 				t.Fatalf("scan after the append: %v", err)
 			}
 			if len(seqs) == 0 || seqs[len(seqs)-1] != c.seq {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/pkg/vschemaapi"
+	"github.com/topod-io/topod/pkg/vschemaapi/wire"
 )
 
 // TestAuditWriteFailure: a write whose outcome cannot be appended to the
@@ -73,7 +74,7 @@ func TestAuditWriteFailure(t *testing.T) {
 			if code != http.StatusInternalServerError {
 				t.Fatalf("status %d, want 500: %s", code, out)
 			}
-			e := vschematest.Decode[vschemaapi.ErrorResponse](t, out)
+			e := vschematest.Decode[wire.ErrorResponse](t, out)
 			if !vschematest.ContainsAll(e.Message, c.message...) {
 				t.Errorf("error %q does not say %q", e.Message, c.message)
 			}
@@ -93,7 +94,7 @@ func TestAuditWriteFailure(t *testing.T) {
 			hs2 := httptest.NewServer(h2)
 			defer hs2.Close()
 			code, out, _ = vschematest.Call(t, nil, "GET", hs2.URL+"/api/v1/audit", nil)
-			audit := vschematest.Decode[vschemaapi.AuditResponse](t, out)
+			audit := vschematest.Decode[wire.AuditResponse](t, out)
 			var got []string
 			for _, e := range audit.Entries {
 				got = append(got, strings.TrimSpace(e.Action+" "+e.Keyspace+e.Rules+e.Cell+" "+e.Result))

@@ -18,29 +18,30 @@ import (
 	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
-// verb is what a request does; each verb includes those below it.
-type verb int
+// Verb is what a request does; each verb includes those below it.
+type Verb int
 
+// The verbs, each including those before it.
 const (
-	verbRead  verb = 1 // read vschemas, history, cells
-	verbWrite verb = 2 // apply, delete, roll back
-	verbAdmin verb = 3 // rules, the audit log, rebuilding a cell
+	VerbRead  Verb = 1 // read vschemas, history, cells
+	VerbWrite Verb = 2 // apply, delete, roll back
+	VerbAdmin Verb = 3 // rules, the audit log, rebuilding a cell
 )
 
-func (v verb) String() string {
+func (v Verb) String() string {
 	switch v {
-	case verbRead:
+	case VerbRead:
 		return "read"
-	case verbWrite:
+	case VerbWrite:
 		return "write"
-	case verbAdmin:
+	case VerbAdmin:
 		return "admin"
 	}
 	return fmt.Sprintf("verb(%d)", int(v))
 }
 
-func parseVerb(s string) (verb, error) {
-	for _, v := range []verb{verbRead, verbWrite, verbAdmin} {
+func parseVerb(s string) (Verb, error) {
+	for _, v := range []Verb{VerbRead, VerbWrite, VerbAdmin} {
 		if strings.EqualFold(s, v.String()) {
 			return v, nil
 		}
@@ -48,13 +49,7 @@ func parseVerb(s string) (verb, error) {
 	return 0, fmt.Errorf("unknown verb %q (want read, write or admin)", s)
 }
 
-// tokensFile is the format of --tokens-file (YAML or JSON):
-//
-//	tokens:
-//	  - name: deployer          # who, in the audit log
-//	    sha256: 9f86d08...      # hex SHA-256 of the token (or token: the token itself)
-//	    keyspaces: ["commerce", "customer*"]   # globs (path.Match); "*" is every keyspace
-//	    verbs: [write]          # read, write (implies read) or admin (implies both)
+// tokensFile is the format of a tokens file (LoadTokens).
 type tokensFile struct {
 	Tokens []tokenConfig `json:"tokens"`
 }
@@ -72,16 +67,23 @@ type token struct {
 	name      string
 	digest    [sha256.Size]byte
 	keyspaces []string
-	level     verb
+	level     Verb
 }
 
-// authenticator checks bearer tokens against --tokens-file.
-type authenticator struct {
+// Tokens is the Authorizer of a tokens file: a request's bearer token
+// names who sent it, and grants verbs on keyspaces.
+type Tokens struct {
 	tokens []token
 }
 
-// loadTokens reads a tokens file.
-func loadTokens(file string) (*authenticator, error) {
+// LoadTokens reads a tokens file (YAML or JSON):
+//
+//	tokens:
+//	  - name: deployer          # who, in the audit log
+//	    sha256: 9f86d08...      # hex SHA-256 of the token (or token: the token itself)
+//	    keyspaces: ["commerce", "customer*"]   # globs (path.Match); "*" is every keyspace
+//	    verbs: [write]          # read, write (implies read) or admin (implies both)
+func LoadTokens(file string) (*Tokens, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("read tokens file: %w", err)
@@ -93,7 +95,7 @@ func loadTokens(file string) (*authenticator, error) {
 	if len(cfg.Tokens) == 0 {
 		return nil, fmt.Errorf("tokens file %s has no tokens", file)
 	}
-	a := &authenticator{}
+	a := &Tokens{}
 	names := map[string]bool{}
 	for i, tc := range cfg.Tokens {
 		where := fmt.Sprintf("tokens file %s, token %d (%s)", file, i, tc.Name)
@@ -143,23 +145,24 @@ func loadTokens(file string) (*authenticator, error) {
 	return a, nil
 }
 
-// principal is who a request comes from, and what it may do.
-type principal struct {
-	name      string
-	keyspaces []string // globs; nil with all
-	level     verb
-	all       bool // unauthenticated loopback or mutual TLS without tokens
+// Principal is who a request comes from, and what it may do.
+type Principal struct {
+	// Name is who, in the log and the audit log.
+	Name string
+	// Keyspaces are globs (path.Match) of the keyspaces it may act on;
+	// "*" is every keyspace, which what spans keyspaces (rules, whole
+	// SrvVSchemas, the audit log) requires.
+	Keyspaces []string
+	// Verb is the most it may do there.
+	Verb Verb
 }
 
 // can reports whether p may do v on keyspace ks.
-func (p *principal) can(v verb, ks string) bool {
-	if p.all {
-		return true
-	}
-	if p.level < v {
+func (p *Principal) can(v Verb, ks string) bool {
+	if p.Verb < v {
 		return false
 	}
-	return slices.ContainsFunc(p.keyspaces, func(g string) bool {
+	return slices.ContainsFunc(p.Keyspaces, func(g string) bool {
 		ok, _ := path.Match(g, ks)
 		return ok
 	})
@@ -168,8 +171,19 @@ func (p *principal) can(v verb, ks string) bool {
 // canAll reports whether p may do v on every keyspace (a "*" glob): what
 // operations spanning keyspaces need (rules, whole SrvVSchemas, the audit
 // log).
-func (p *principal) canAll(v verb) bool {
-	return p.all || (p.level >= v && slices.Contains(p.keyspaces, "*"))
+func (p *Principal) canAll(v Verb) bool {
+	return p.Verb >= v && slices.Contains(p.Keyspaces, "*")
+}
+
+// Anyone is the Authorizer of a server without tokens (unauthenticated on
+// loopback, or mutual TLS alone): every request may do everything, as
+// "anonymous".
+var Anyone Authorizer = anyone{}
+
+type anyone struct{}
+
+func (anyone) Authorize(*http.Request) (Principal, error) {
+	return Principal{Name: "anonymous", Keyspaces: []string{"*"}, Verb: VerbAdmin}, nil
 }
 
 // mayReference returns the 403 of a vschema of keyspace ks that names a
@@ -182,7 +196,7 @@ func (p *principal) canAll(v verb) bool {
 // not a table of ks's own vschema) is refused too, asking for ks.table.
 // Routing rules, which redirect tables between keyspaces, need v on "*"
 // already (canAll in their handlers), as do keyspace routing rules.
-func mayReference(p *principal, v verb, ks string, vs *vschemapb.Keyspace) error {
+func mayReference(p *Principal, v Verb, ks string, vs *vschemapb.Keyspace) error {
 	if p.canAll(v) {
 		return nil
 	}
@@ -194,10 +208,10 @@ func mayReference(p *principal, v verb, ks string, vs *vschemapb.Keyspace) error
 		switch {
 		case r.Keyspace == "":
 			return errorf(http.StatusForbidden, "%s may not name a table of a keyspace it may not %s: keyspace %s's %s %q (%s) names no keyspace and is not a table of %s's vschema, so vtgate may resolve it in any keyspace: qualify it as keyspace.table",
-				p.name, v, ks, r.What, r.Value, r.Field, ks)
+				p.Name, v, ks, r.What, r.Value, r.Field, ks)
 		case !p.can(v, r.Keyspace):
 			return errorf(http.StatusForbidden, "%s may not %s keyspace %s, which keyspace %s's %s %q (%s) refers to",
-				p.name, v, r.Keyspace, ks, r.What, r.Value, r.Field)
+				p.Name, v, r.Keyspace, ks, r.What, r.Value, r.Field)
 		}
 	}
 	return nil
@@ -208,12 +222,12 @@ var (
 	errBadToken = errors.New("unknown bearer token")
 )
 
-// authenticate returns the principal of a request's bearer token.
-func (a *authenticator) authenticate(r *http.Request) (*principal, error) {
+// Authorize returns the principal of a request's bearer token.
+func (a *Tokens) Authorize(r *http.Request) (Principal, error) {
 	h := r.Header.Get("Authorization")
 	scheme, tok, ok := strings.Cut(h, " ")
 	if h == "" || !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-		return nil, errNoToken
+		return Principal{}, errNoToken
 	}
 	d := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 	var found *token
@@ -224,20 +238,25 @@ func (a *authenticator) authenticate(r *http.Request) (*principal, error) {
 		}
 	}
 	if found == nil {
-		return nil, errBadToken
+		return Principal{}, errBadToken
 	}
-	return &principal{name: found.name, keyspaces: found.keyspaces, level: found.level}, nil
+	return Principal{Name: found.name, Keyspaces: found.keyspaces, Verb: found.level}, nil
 }
 
-// keyspaceGlobsValid reports a glob that can match no valid keyspace name
+// Warnings names the tokens whose scope can match no valid keyspace name
 // (a typo such as "commerce/"), for the startup log.
-func keyspaceGlobsValid(globs []string) error {
-	for _, g := range globs {
-		if !strings.ContainsAny(g, "*?[") {
+func (a *Tokens) Warnings() []string {
+	var out []string
+	for _, t := range a.tokens {
+		for _, g := range t.keyspaces {
+			if strings.ContainsAny(g, "*?[") {
+				continue
+			}
 			if err := vschemastore.ValidateKeyspaceName(g); err != nil {
-				return err
+				out = append(out, fmt.Sprintf("token %s: its scope names no valid keyspace: %v", t.name, err))
+				break
 			}
 		}
 	}
-	return nil
+	return out
 }

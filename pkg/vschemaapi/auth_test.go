@@ -22,7 +22,7 @@ func writeTokens(t testing.TB, yaml string) string {
 // and the configuration errors.
 func TestTokens(t *testing.T) {
 	digest := sha256.Sum256([]byte("hashed-secret"))
-	a, err := loadTokens(writeTokens(t, `
+	a, err := LoadTokens(writeTokens(t, `
 tokens:
   - name: ops
     sha256: `+hex.EncodeToString(digest[:])+`
@@ -50,31 +50,31 @@ tokens:
 	cases := []struct {
 		header   string
 		who      string // "" for refused
-		verb     verb
+		verb     Verb
 		keyspace string
 		allowed  bool
 		all      bool // canAll(verb)
 	}{
-		{header: "Bearer hashed-secret", who: "ops", verb: verbAdmin, keyspace: "anything", allowed: true, all: true},
-		{header: "bearer team-secret", who: "team", verb: verbWrite, keyspace: "customer_eu", allowed: true},
-		{header: "Bearer team-secret", who: "team", verb: verbRead, keyspace: "commerce", allowed: true},
-		{header: "Bearer team-secret", who: "team", verb: verbWrite, keyspace: "inventory", allowed: false},
-		{header: "Bearer team-secret", who: "team", verb: verbAdmin, keyspace: "commerce", allowed: false},
-		{header: "Bearer viewer-secret", who: "viewer", verb: verbWrite, keyspace: "commerce", allowed: false},
-		{header: "Bearer viewer-secret", who: "viewer", verb: verbRead, keyspace: "commerce", allowed: true},
+		{header: "Bearer hashed-secret", who: "ops", verb: VerbAdmin, keyspace: "anything", allowed: true, all: true},
+		{header: "bearer team-secret", who: "team", verb: VerbWrite, keyspace: "customer_eu", allowed: true},
+		{header: "Bearer team-secret", who: "team", verb: VerbRead, keyspace: "commerce", allowed: true},
+		{header: "Bearer team-secret", who: "team", verb: VerbWrite, keyspace: "inventory", allowed: false},
+		{header: "Bearer team-secret", who: "team", verb: VerbAdmin, keyspace: "commerce", allowed: false},
+		{header: "Bearer viewer-secret", who: "viewer", verb: VerbWrite, keyspace: "commerce", allowed: false},
+		{header: "Bearer viewer-secret", who: "viewer", verb: VerbRead, keyspace: "commerce", allowed: true},
 		{header: "Bearer wrong"},
 		{header: "Basic dGVhbTp4"},
 		{header: ""},
 	}
 	for _, c := range cases {
-		p, err := a.authenticate(req(c.header))
+		p, err := a.Authorize(req(c.header))
 		if c.who == "" {
 			if err == nil {
-				t.Errorf("%q accepted as %s", c.header, p.name)
+				t.Errorf("%q accepted as %s", c.header, p.Name)
 			}
 			continue
 		}
-		if err != nil || p.name != c.who {
+		if err != nil || p.Name != c.who {
 			t.Errorf("%q: %v, %v", c.header, p, err)
 			continue
 		}
@@ -99,7 +99,7 @@ tokens:
 		"unknown field":   "tokens:\n  - {name: a, token: x, keyspaces: ['*'], verbs: [read], colour: red}",
 		"not YAML at all": "{{{",
 	} {
-		if _, err := loadTokens(writeTokens(t, cfg)); err == nil {
+		if _, err := LoadTokens(writeTokens(t, cfg)); err == nil {
 			t.Errorf("%s: accepted", name)
 		} else {
 			t.Logf("%s: %v", name, err)

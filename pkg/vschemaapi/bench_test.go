@@ -22,7 +22,7 @@ import (
 
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vschematest"
-	"github.com/topod-io/topod/pkg/vschemaapi"
+	"github.com/topod-io/topod/pkg/vschemaapi/wire"
 )
 
 // BenchmarkApplyOneKeyspace measures one keyspace's vschema change, in one
@@ -110,7 +110,7 @@ func benchApply(b *testing.B, tp *vschematest.Topology, p jd.Profile) {
 	server := vschematest.StartVSchemad(b, tp, nil)
 	portable := (*vschematest.VSchemad)(nil)
 	if tp.Impl == "topod" {
-		portable = vschematest.StartVSchemad(b, tp, func(c *vschemaapi.Config) { c.RecordAccess = false })
+		portable = vschematest.StartVSchemad(b, tp, &vschematest.VSchemadOptions{Portable: true})
 	}
 	ways := []struct {
 		name  string
@@ -192,7 +192,7 @@ func put(b *testing.B, s *vschematest.VSchemad, name string, ks *vschemapb.Keysp
 	if code != http.StatusOK {
 		return fmt.Errorf("PUT %s: %d %s", name, code, body)
 	}
-	res := vschematest.Decode[vschemaapi.ApplyResponse](b, body)
+	res := vschematest.Decode[wire.ApplyResponse](b, body)
 	if !res.Keyspaces[0].Written {
 		return fmt.Errorf("PUT %s: nothing written: %s", name, body)
 	}

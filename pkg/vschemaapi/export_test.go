@@ -1,13 +1,10 @@
 package vschemaapi
 
 import (
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/topod-io/topod/pkg/vschemastore"
 )
 
 // WriteTokens writes a tokens file for the external tests.
@@ -16,7 +13,7 @@ var WriteTokens = writeTokens
 // NewTestHandler returns the API over store, unauthenticated, with an audit
 // log in a temporary file: for the external tests that give the API a
 // Store of their own (on a topology whose operations fail on purpose).
-func NewTestHandler(tb testing.TB, store *vschemastore.Store) http.Handler {
+func NewTestHandler(tb testing.TB, store Store) http.Handler {
 	tb.Helper()
 	h, _ := NewTestHandlerAt(tb, store, filepath.Join(tb.TempDir(), "audit.log"))
 	return h
@@ -27,9 +24,9 @@ func NewTestHandler(tb testing.TB, store *vschemastore.Store) http.Handler {
 // makes every later append to it fail for real: the log's file is swapped
 // for a read-only descriptor of the same file, so the kernel refuses the
 // write and the truncate back (EBADF), as a full or failed disk would.
-func NewTestHandlerAt(tb testing.TB, store *vschemastore.Store, auditPath string) (http.Handler, func()) {
+func NewTestHandlerAt(tb testing.TB, store Store, auditPath string) (http.Handler, func()) {
 	tb.Helper()
-	audit, err := openAudit(auditPath, slog.New(slog.DiscardHandler))
+	audit, err := OpenAudit(auditPath, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -45,5 +42,5 @@ func NewTestHandlerAt(tb testing.TB, store *vschemastore.Store, auditPath string
 		audit.f.Close()
 		audit.f = ro
 	}
-	return (&apiServer{store: store, audit: audit, maxBody: 64 << 20, log: slog.New(slog.DiscardHandler)}).handler(), breakAudit
+	return NewHandler(store, Anyone, audit, Options{MaxBodyBytes: 64 << 20}), breakAudit
 }

@@ -9,31 +9,55 @@ import (
 	"strings"
 )
 
-// browserGuard holds off what a web browser can be made to send to a
-// server that trusts whoever reaches it (no bearer token: unauthenticated
-// on loopback, or mutual TLS alone, whose certificate a browser presents
-// by itself). A bearer token is not ambient: a page cannot make a browser
-// send it, so token-authenticated servers do not need these checks and do
-// not make them.
-type browserGuard struct {
-	// loopbackHost: the request's Host must be localhost or a loopback IP
-	// literal (any port). A page on a DNS-rebound name reaches a loopback
-	// server with its own name in Host; this refuses it before the page can
-	// read the answer.
-	loopbackHost bool
+// Guard is what a handler refuses of the requests a web browser can be
+// made to send to a server that trusts whoever reaches it (no bearer
+// token: unauthenticated on loopback, or mutual TLS alone, whose
+// certificate a browser presents by itself). A bearer token is not
+// ambient: a page cannot make a browser send it, so a token-authenticated
+// server needs none of these checks and makes none.
+type Guard int
+
+const (
+	// GuardNone checks nothing: for bearer tokens.
+	GuardNone Guard = iota
+	// GuardBrowser refuses cross-origin requests and writes that are not
+	// application/json: for mutual TLS without tokens.
+	GuardBrowser
+	// GuardLoopback is GuardBrowser and also requires the request's Host
+	// to be localhost or a loopback IP literal (any port): for a server
+	// without authentication, on loopback. A page on a DNS-rebound name
+	// reaches a loopback server with its own name in Host; this refuses it
+	// before the page can read the answer.
+	GuardLoopback
+)
+
+// GuardFor is the guard of a server authenticating with bearer tokens
+// (none), with client certificates alone (GuardBrowser), or not at all
+// (GuardLoopback; such a server must listen on loopback only).
+func GuardFor(tokens, clientCerts bool) Guard {
+	switch {
+	case tokens:
+		return GuardNone
+	case clientCerts:
+		return GuardBrowser
+	}
+	return GuardLoopback
 }
 
 // check returns the error response of a request the guard refuses, or nil.
 //
-//   - Host (with loopbackHost): 421 unless localhost, 127.0.0.0/8 or [::1].
+//   - Host (GuardLoopback): 421 unless localhost, 127.0.0.0/8 or [::1].
 //   - Origin and Sec-Fetch-Site: 403 for a request a browser marks as
 //     coming from another origin, on any method (what
 //     http.CrossOriginProtection checks, there for unsafe methods only).
 //   - Content-Type: 415 for a method other than GET, HEAD and OPTIONS
 //     unless application/json; a page can POST text/plain, form data or no
 //     body at all without a CORS preflight, never application/json.
-func (g browserGuard) check(r *http.Request) *httpError {
-	if g.loopbackHost && !isLoopbackHost(r.Host) {
+func (g Guard) check(r *http.Request) *httpError {
+	if g == GuardNone {
+		return nil
+	}
+	if g == GuardLoopback && !isLoopbackHost(r.Host) {
 		return &httpError{status: http.StatusMisdirectedRequest,
 			msg: "Host " + quoteOrEmpty(r.Host) + " is not a loopback name: this vschemad serves without authentication, to localhost, 127.0.0.1 or [::1] only"}
 	}

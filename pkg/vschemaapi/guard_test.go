@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/topod-io/topod/internal/certtest"
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/pkg/vschemaapi"
+	"github.com/topod-io/topod/pkg/vschemaapi/wire"
 )
 
 // TestBrowserGuard: a vschemad without bearer tokens refuses what a web
@@ -25,12 +25,11 @@ func TestBrowserGuard(t *testing.T) {
 	tp.CreateKeyspaces(t, "commerce")
 	open := vschematest.StartVSchemad(t, tp, nil)
 	tokens := vschemaapi.WriteTokens(t, "tokens:\n  - {name: ops, token: s3cret, keyspaces: ['*'], verbs: [admin]}\n")
-	withTokens := vschematest.StartVSchemad(t, tp, func(c *vschemaapi.Config) { c.TokensFile = tokens })
-	ca := certtest.New(t, "vschemad test CA")
-	mtls := vschematest.StartVSchemad(t, tp, func(c *vschemaapi.Config) {
-		c.TLSCert, c.TLSKey, c.TLSClientCA = ca.ServerCert, ca.ServerKey, ca.CAFile
-	})
-	hc := map[*vschematest.VSchemad]*http.Client{mtls: ca.HTTPClient(&ca.Client)}
+	withTokens := vschematest.StartVSchemad(t, tp, &vschematest.VSchemadOptions{Tokens: tokens})
+	// The guard of client certificates alone (--tls-client-ca without
+	// tokens); the TLS itself is cmd/vschemad's, tested there.
+	mtls := vschematest.StartVSchemad(t, tp, &vschematest.VSchemadOptions{ClientCerts: true})
+	hc := map[*vschematest.VSchemad]*http.Client{}
 	if code, body, _ := vschematest.Call(t, nil, "PUT", open.URL+"/api/v1/keyspaces/commerce/vschema", []byte(`{"tables": {"t": {}}}`)); code != http.StatusOK {
 		t.Fatalf("PUT: %d %s", code, body)
 	}
@@ -104,7 +103,7 @@ func TestBrowserGuard(t *testing.T) {
 			if c.status == http.StatusOK {
 				return
 			}
-			if e := vschematest.Decode[vschemaapi.ErrorResponse](t, out); e.Status != c.status || !strings.Contains(e.Message, c.want) {
+			if e := vschematest.Decode[wire.ErrorResponse](t, out); e.Status != c.status || !strings.Contains(e.Message, c.want) {
 				t.Fatalf("error %+v does not say %q", e, c.want)
 			}
 			if !before.Equal(tp.Snapshot(t)) {

@@ -10,10 +10,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// metrics are vschemad's Prometheus metrics, on a registry of the server's
-// own, served on --metrics-listen (deploy/monitoring has the dashboard and
-// the alerts that read them).
-type metrics struct {
+// Metrics are vschemad's Prometheus metrics, on a registry of their own
+// (with the Go runtime's and the process's), served by Handler
+// (deploy/monitoring has the dashboard and the alerts that read them).
+type Metrics struct {
 	registry    *prometheus.Registry
 	requests    *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
@@ -21,8 +21,9 @@ type metrics struct {
 	auditErrors prometheus.Counter
 }
 
-func newMetrics() *metrics {
-	m := &metrics{
+// NewMetrics returns the metrics of one handler.
+func NewMetrics() *Metrics {
+	m := &Metrics{
 		registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vschemad_http_requests_total",
@@ -47,15 +48,15 @@ func newMetrics() *metrics {
 	return m
 }
 
-// handler serves /metrics.
-func (m *metrics) handler() http.Handler {
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	return mux
 }
 
 // observe counts a request of the API answered with status.
-func (m *metrics) observe(r *http.Request, status int, took time.Duration) {
+func (m *Metrics) observe(r *http.Request, status int, took time.Duration) {
 	method, route := r.Method, r.Pattern
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodOptions:

@@ -5,12 +5,11 @@ import (
 	"testing"
 
 	"github.com/topod-io/topod/bench/servers"
-	"github.com/topod-io/topod/internal/freeport"
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/pkg/vschemaapi"
 )
 
-// TestMetrics: --metrics-listen serves /metrics, where an apply, a dry run,
+// TestMetrics: the handler's metrics, on /metrics, count an apply, a dry run,
 // a refused apply (an unknown vindex type), an unauthenticated write, a
 // read and a request of an unknown method (counted as "other") are counted
 // by route, code and write result.
@@ -18,11 +17,7 @@ func TestMetrics(t *testing.T) {
 	tp := vschematest.StartTopodBolt(t, vschematest.Options{})
 	tp.CreateKeyspaces(t, "commerce")
 	tokens := vschemaapi.WriteTokens(t, "tokens:\n  - {name: ops, token: s3cret, keyspaces: ['*'], verbs: [admin]}\n")
-	metricsAddr, err := freeport.Addr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := vschematest.StartVSchemad(t, tp, func(c *vschemaapi.Config) { c.MetricsListen, c.TokensFile = metricsAddr, tokens })
+	srv := vschematest.StartVSchemad(t, tp, &vschematest.VSchemadOptions{Tokens: tokens})
 	url := srv.URL + "/api/v1/keyspaces/commerce/vschema"
 	auth := []string{"Authorization", "Bearer s3cret"}
 	calls := []struct {
@@ -46,7 +41,7 @@ func TestMetrics(t *testing.T) {
 			t.Fatalf("%s %s: %d %s, want %d", c.method, c.url, code, out, c.want)
 		}
 	}
-	m, err := servers.Scrape(t.Context(), "http://"+metricsAddr+"/metrics")
+	m, err := servers.Scrape(t.Context(), srv.MetricsURL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/pkg/vschemaapi"
+	"github.com/topod-io/topod/pkg/vschemaapi/wire"
 )
 
 // errInjected is the error of the faults the tests inject.
@@ -78,7 +79,7 @@ func TestPartialWrites(t *testing.T) {
 					if code != c.status {
 						t.Fatalf("status %d, want %d: %s", code, c.status, out)
 					}
-					e := vschematest.Decode[vschemaapi.ErrorResponse](t, out)
+					e := vschematest.Decode[wire.ErrorResponse](t, out)
 					if !vschematest.ContainsAll(e.Message, c.message...) {
 						t.Errorf("error %q does not say %q", e.Message, c.message)
 					}
@@ -104,7 +105,7 @@ func TestPartialWrites(t *testing.T) {
 			// The audit log has the keyspaces written, as errors naming what
 			// was written, and the others, not written, with their error.
 			code, out, _ := vschematest.Call(t, nil, "GET", api+"/audit", nil)
-			audit := vschematest.Decode[vschemaapi.AuditResponse](t, out)
+			audit := vschematest.Decode[wire.AuditResponse](t, out)
 			var got []string
 			for _, e := range slices.Backward(audit.Entries) {
 				switch {

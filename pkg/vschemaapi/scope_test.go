@@ -8,6 +8,7 @@ import (
 
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/pkg/vschemaapi"
+	"github.com/topod-io/topod/pkg/vschemaapi/wire"
 )
 
 // TestReferenceScope: a token scoped to some keyspaces may not make their
@@ -23,7 +24,7 @@ tokens:
 `)
 	tp := vschematest.StartTopodBolt(t, vschematest.Options{})
 	tp.CreateKeyspaces(t, "commerce", "customer", "payroll")
-	srv := vschematest.StartVSchemad(t, tp, func(c *vschemaapi.Config) { c.TokensFile = tokens })
+	srv := vschematest.StartVSchemad(t, tp, &vschematest.VSchemadOptions{Tokens: tokens})
 	api := srv.URL + "/api/v1"
 	auth := func(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
 
@@ -98,7 +99,7 @@ tokens:
 			if c.status == http.StatusOK {
 				return
 			}
-			if e := vschematest.Decode[vschemaapi.ErrorResponse](t, out); !strings.Contains(e.Message, c.want) {
+			if e := vschematest.Decode[wire.ErrorResponse](t, out); !strings.Contains(e.Message, c.want) {
 				t.Fatalf("error %q does not say %q", e.Message, c.want)
 			}
 			if !before.Equal(tp.Snapshot(t)) {

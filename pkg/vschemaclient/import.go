@@ -14,7 +14,6 @@ import (
 	"io/fs"
 	"maps"
 	"net/http"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -23,9 +22,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/topod-io/topod/internal/progress"
-	"github.com/topod-io/topod/pkg/vschemaapi"
-	"github.com/topod-io/topod/pkg/vschemastore"
+	"google.golang.org/protobuf/encoding/protojson"
+	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
+
+	"github.com/topod-io/topod/pkg/vschemaapi/wire"
 )
 
 // ImportOptions say how Import sends the keyspaces.
@@ -37,8 +37,20 @@ type ImportOptions struct {
 	Restart     bool   // ignore the journal: apply every keyspace again
 	DryRun      bool   // validate only
 	Strict      bool   // refuse unknown vindex parameters
-	Progress    string // auto, bar, lines or none (internal/progress)
 	Retries     int    // retries of a batch after a server or network error
+	// Progress, if set, is told how far the import got: once at the
+	// start and after each batch. Its calls do not overlap.
+	Progress func(ImportProgress)
+}
+
+// ImportProgress is how far an import got.
+type ImportProgress struct {
+	Total  int // keyspaces in the source
+	Done   int // of them, applied, found unchanged, skipped (in the journal) or failed
+	Failed int
+	// Retry, when set, says why a batch is about to be sent again (a
+	// server or network error); the counts are as before.
+	Retry string
 }
 
 // DefaultImportOptions are `vschemad import`'s defaults.
@@ -46,8 +58,23 @@ var DefaultImportOptions = ImportOptions{
 	BatchSize:   100,
 	BatchBytes:  8 << 20,
 	Concurrency: 4,
-	Progress:    "auto",
 	Retries:     3,
+}
+
+// ImportResult is what an import did.
+type ImportResult struct {
+	Source    string
+	DryRun    bool
+	Keyspaces int // in the source
+	Written   int // changed (would have been, in a dry run)
+	Unchanged int
+	Skipped   int               // in the journal with the same content
+	Failed    map[string]string // keyspace -> why
+	Warnings  []string          // the server's, about the keyspaces it accepted
+	// CellsNote is the server's note when the topology has no cell: no
+	// SrvVSchema was updated.
+	CellsNote string
+	Took      time.Duration
 }
 
 // JournalFile is the default journal of an import of src: beside it.
@@ -224,14 +251,11 @@ type importer struct {
 	c    *Client
 	opts ImportOptions
 	j    *journal
-	prog *progress.Progress
 
-	mu                 sync.Mutex
-	written, unchanged int
-	noCells            string            // a response's cells_note: the topology has no cell
-	failed             map[string]string // name -> why
-	warnings           []string
-	fatal              error
+	mu    sync.Mutex
+	res   *ImportResult
+	done  int // keyspaces done, for the progress
+	fatal error
 }
 
 // Import applies the vschemas of many keyspaces: a directory, or a tar file
@@ -241,13 +265,14 @@ type importer struct {
 // others' sequences and reference tables first. What was applied is recorded
 // in a journal: importing the same source again resumes, skipping the
 // keyspaces already applied with the same content. A keyspace the server
-// refuses is reported on stderr and the rest go on; the summary goes to
-// stdout (with the server's note when the topology has no cell, so that no
-// SrvVSchema was updated), progress to stderr. The error says how many
-// keyspaces failed.
-func Import(ctx context.Context, c *Client, src string, opts ImportOptions, stdout, stderr io.Writer) error {
+// refuses is counted in the result's Failed, with why, and the rest go on;
+// the server validates, the client only reads the files (and so reports a
+// file that is not JSON itself). The error is one that stopped the import
+// (the source unreadable, the token refused); the result says how far it
+// got.
+func Import(ctx context.Context, c *Client, src string, opts ImportOptions) (*ImportResult, error) {
 	if opts.BatchSize < 1 || opts.Concurrency < 1 || opts.BatchBytes < 1 {
-		return errors.New("import: batch size, batch bytes and concurrency must be positive")
+		return nil, errors.New("import: batch size, batch bytes and concurrency must be positive")
 	}
 	if opts.Journal == "" {
 		opts.Journal = JournalFile(src)
@@ -255,71 +280,91 @@ func Import(ctx context.Context, c *Client, src string, opts ImportOptions, stdo
 	start := time.Now()
 	items, err := readImportSource(src)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(items) == 0 {
-		return fmt.Errorf("%s holds no KEYSPACE.json or KEYSPACE/vschema.json", src)
+		return nil, fmt.Errorf("import %s: it holds no KEYSPACE.json or KEYSPACE/vschema.json", src)
 	}
-	im := &importer{c: c, opts: opts, failed: map[string]string{}}
+	res := &ImportResult{Source: src, DryRun: opts.DryRun, Keyspaces: len(items), Failed: map[string]string{}}
+	im := &importer{c: c, opts: opts, res: res}
 	if !opts.DryRun {
 		if im.j, err = openJournal(opts.Journal, opts.Restart); err != nil {
-			return err
+			return nil, err
 		}
 		defer im.j.f.Close()
 	}
 
 	// Skip what the journal has, parse the rest, order by references.
 	var todo []*importItem
-	skipped := 0
 	byName := map[string]*importItem{}
 	for _, it := range items {
 		if im.j != nil && im.j.done[it.name] == it.hash {
-			skipped++
+			res.Skipped++
 			continue
 		}
-		if err := vschemastore.ValidateKeyspaceName(it.name); err != nil {
-			im.failed[it.name] = fmt.Sprintf("%s: %v", it.file, err)
+		ks := &vschemapb.Keyspace{}
+		if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(it.data, ks); err != nil {
+			res.Failed[it.name] = fmt.Sprintf("%s: malformed vschema JSON: %v", it.file, err)
 			continue
 		}
-		ks, _, err := vschemastore.ParseKeyspaceJSON(it.name, it.data)
-		if err != nil {
-			im.failed[it.name] = fmt.Sprintf("%s: %v", it.file, err)
-			continue
-		}
-		it.deps = vschemastore.References(it.name, ks)
+		it.deps = references(it.name, ks)
 		todo = append(todo, it)
 		byName[it.name] = it
 	}
 	levels := levelize(todo, byName)
 
-	im.prog = progress.New(stderr, opts.Progress, "keyspaces", len(items), skipped+len(im.failed))
+	im.done = res.Skipped + len(res.Failed)
+	im.report("")
 	for _, level := range levels {
 		if err := im.runLevel(ctx, level); err != nil {
-			im.prog.Finish()
-			return err
+			res.Took = time.Since(start)
+			return res, err
 		}
 	}
-	im.prog.Finish()
+	res.Took = time.Since(start)
+	return res, nil
+}
 
-	verb := "imported"
-	if opts.DryRun {
-		verb = "validated (dry run)"
+// report tells opts.Progress how far the import got; im.mu is held, or
+// there is one goroutine.
+func (im *importer) report(retry string) {
+	if im.opts.Progress != nil {
+		im.opts.Progress(ImportProgress{Total: im.res.Keyspaces, Done: im.done, Failed: len(im.res.Failed), Retry: retry})
 	}
-	fmt.Fprintf(stdout, "%s %d keyspaces from %s in %v: %d written, %d unchanged, %d skipped (in the journal), %d failed\n",
-		verb, len(items), src, time.Since(start).Round(time.Millisecond), im.written, im.unchanged, skipped, len(im.failed))
-	if im.noCells != "" {
-		fmt.Fprintln(stdout, im.noCells)
+}
+
+// references returns the keyspaces that ks (the vschema of keyspace name)
+// refers to through auto-increment sequences and reference tables'
+// sources, which must be applied first for ks to validate: the names
+// qualified with another keyspace (keyspace.table, either part quoted in
+// backticks). It only orders the import; the server checks the references
+// itself, and a keyspace sent too early is refused, to be sent again.
+func references(name string, ks *vschemapb.Keyspace) []string {
+	seen := map[string]bool{}
+	for _, t := range ks.GetTables() {
+		for _, ref := range []string{t.GetAutoIncrement().GetSequence(), t.GetSource()} {
+			if q := qualifier(ref); q != "" && q != name {
+				seen[q] = true
+			}
+		}
 	}
-	for _, w := range im.warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
+	return slices.Sorted(maps.Keys(seen))
+}
+
+// qualifier returns the keyspace of a qualified table name, or "".
+func qualifier(table string) string {
+	if rest, ok := strings.CutPrefix(table, "`"); ok {
+		q, after, ok := strings.Cut(rest, "`")
+		if !ok || !strings.HasPrefix(after, ".") {
+			return ""
+		}
+		return q
 	}
-	for _, name := range slices.Sorted(maps.Keys(im.failed)) {
-		fmt.Fprintf(stderr, "failed: %s: %s\n", name, im.failed[name])
+	q, _, ok := strings.Cut(table, ".")
+	if !ok {
+		return ""
 	}
-	if len(im.failed) > 0 {
-		return fmt.Errorf("%d of %d keyspaces failed (run the same import again to retry them)", len(im.failed), len(items))
-	}
-	return nil
+	return q
 }
 
 // levelize orders items so that each comes in a level after the keyspaces
@@ -360,7 +405,7 @@ func (im *importer) runLevel(ctx context.Context, items []*importItem) error {
 	var live []*importItem
 	for _, it := range items {
 		// A keyspace whose dependency failed would fail too.
-		if dep := slices.IndexFunc(it.deps, func(d string) bool { _, f := im.failed[d]; return f }); dep >= 0 {
+		if dep := slices.IndexFunc(it.deps, func(d string) bool { _, f := im.res.Failed[d]; return f }); dep >= 0 {
 			im.fail([]*importItem{it}, fmt.Sprintf("keyspace %s, which it refers to, failed", it.deps[dep]))
 			continue
 		}
@@ -416,44 +461,28 @@ func (im *importer) fatalErr() error {
 
 func (im *importer) fail(items []*importItem, why string) {
 	im.mu.Lock()
+	defer im.mu.Unlock()
 	for _, it := range items {
-		im.failed[it.name] = why
+		im.res.Failed[it.name] = why
 	}
-	im.mu.Unlock()
-	im.prog.Add(0, len(items))
+	im.done += len(items)
+	im.report("")
 }
 
 // send applies a batch: keyspaces the server refuses are dropped (and
 // reported) and the rest sent again; a batch too large is split; server and
 // network errors are retried.
 func (im *importer) send(ctx context.Context, items []*importItem) {
-	q := url.Values{}
-	if im.opts.DryRun {
-		q.Set("dry_run", "true")
-	}
-	if im.opts.Strict {
-		q.Set("strict", "true")
-	}
+	opts := WriteOptions{DryRun: im.opts.DryRun, Strict: im.opts.Strict}
 	retries := 0
 	for len(items) > 0 {
-		req := vschemaapi.BatchRequest{Keyspaces: map[string]json.RawMessage{}}
+		batch := map[string]json.RawMessage{}
 		for _, it := range items {
-			req.Keyspaces[it.name] = it.data
+			batch[it.name] = it.data
 		}
-		body, err := json.Marshal(req)
-		if err != nil {
-			// Not valid JSON after all: find which, one by one.
-			for _, it := range items {
-				if !json.Valid(it.data) {
-					im.fail([]*importItem{it}, it.file+": malformed JSON")
-				}
-			}
-			items = slices.DeleteFunc(items, func(it *importItem) bool { return !json.Valid(it.data) })
-			continue
-		}
-		out, _, err := im.c.Do(ctx, http.MethodPost, "/api/v1/vschemas", q, body, nil)
+		res, err := im.c.ApplyVSchemas(ctx, batch, opts)
 		if err == nil {
-			im.done(items, out)
+			im.applied(items, res)
 			return
 		}
 		var ae *APIError
@@ -499,7 +528,9 @@ func (im *importer) send(ctx context.Context, items []*importItem) {
 			return
 		}
 		retries++
-		im.prog.Note(fmt.Sprintf("retrying a batch of %d after: %v", len(items), err))
+		im.mu.Lock()
+		im.report(fmt.Sprintf("retrying a batch of %d after: %v", len(items), err))
+		im.mu.Unlock()
 		select {
 		case <-time.After(time.Duration(retries) * time.Second):
 		case <-ctx.Done():
@@ -507,18 +538,13 @@ func (im *importer) send(ctx context.Context, items []*importItem) {
 	}
 }
 
-// done records an applied batch.
-func (im *importer) done(items []*importItem, out []byte) {
-	var res vschemaapi.ApplyResponse
-	if err := json.Unmarshal(out, &res); err != nil {
-		im.fail(items, "bad response: "+err.Error())
-		return
-	}
+// applied records an applied batch.
+func (im *importer) applied(items []*importItem, res *wire.ApplyResponse) {
 	versions := map[string]string{}
 	written := 0
 	for _, k := range res.Keyspaces {
 		versions[k.Keyspace] = k.NewVersion
-		if k.Written {
+		if k.Written || (res.DryRun && k.Changed) {
 			written++
 		}
 	}
@@ -532,19 +558,17 @@ func (im *importer) done(items []*importItem, out []byte) {
 		}
 	}
 	im.mu.Lock()
-	im.written += written
-	im.unchanged += len(items) - written
+	defer im.mu.Unlock()
+	im.res.Written += written
+	im.res.Unchanged += len(items) - written
 	if res.NoCells {
-		im.noCells = res.CellsNote
-		if im.noCells == "" {
-			im.noCells = vschemastore.NoCellsNote
-		}
+		im.res.CellsNote = res.CellsNote
 	}
 	if res.Validation != nil {
 		for _, w := range res.Validation.Warnings {
-			im.warnings = append(im.warnings, w.String())
+			im.res.Warnings = append(im.res.Warnings, w.String())
 		}
 	}
-	im.mu.Unlock()
-	im.prog.Add(len(items), 0)
+	im.done += len(items)
+	im.report("")
 }

@@ -5,12 +5,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,9 +23,8 @@ import (
 )
 
 // importAt imports src through srv with the command's default options,
-// adjusted by mod, and returns 0 or 1 (the command's exit status), and what
-// it wrote to stdout and stderr.
-func importAt(t testing.TB, srv *vschematest.VSchemad, src string, mod func(*vschemaclient.ImportOptions)) (code int, stdout, stderr string) {
+// adjusted by mod, and returns the result and the progress reported.
+func importAt(t testing.TB, srv *vschematest.VSchemad, src string, mod func(*vschemaclient.ImportOptions)) (*vschemaclient.ImportResult, []vschemaclient.ImportProgress) {
 	t.Helper()
 	u, err := vschemaclient.ParseServer(srv.URL)
 	if err != nil {
@@ -36,29 +35,23 @@ func importAt(t testing.TB, srv *vschematest.VSchemad, src string, mod func(*vsc
 		t.Fatal(err)
 	}
 	opts := vschemaclient.DefaultImportOptions
-	opts.Progress = "lines"
+	var progress []vschemaclient.ImportProgress
+	opts.Progress = func(p vschemaclient.ImportProgress) { progress = append(progress, p) }
 	if mod != nil {
 		mod(&opts)
 	}
-	var out, errb bytes.Buffer
-	if err := vschemaclient.Import(context.Background(), c, src, opts, &out, &errb); err != nil {
-		fmt.Fprintf(&errb, "vschemad: %v\n", err)
-		code = 1
+	res, err := vschemaclient.Import(context.Background(), c, src, opts)
+	if err != nil {
+		t.Fatalf("import %s: %v", src, err)
 	}
-	return code, out.String(), errb.String()
+	return res, progress
 }
 
-var summaryRE = regexp.MustCompile(`(\d+) written, (\d+) unchanged, (\d+) skipped \(in the journal\), (\d+) failed`)
+// counts are an import's counts, to compare.
+type counts struct{ written, unchanged, skipped, failed int }
 
-// importCounts parses the summary line of an import.
-func importCounts(t testing.TB, out string) (written, unchanged, skipped, failed int) {
-	t.Helper()
-	m := summaryRE.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no summary in %q", out)
-	}
-	n := func(s string) int { v, _ := strconv.Atoi(s); return v }
-	return n(m[1]), n(m[2]), n(m[3]), n(m[4])
+func countsOf(r *vschemaclient.ImportResult) counts {
+	return counts{r.Written, r.Unchanged, r.Skipped, len(r.Failed)}
 }
 
 // assertImported checks every keyspace of p against the global topology.
@@ -90,36 +83,44 @@ func TestImport(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			code, out, errOut := importAt(t, srv, dir, func(o *vschemaclient.ImportOptions) { o.BatchSize, o.Concurrency = 7, 3 })
-			if code != 1 || !strings.Contains(errOut, "failed: broken: broken.json") || !strings.Contains(errOut, "malformed vschema JSON") {
-				t.Fatalf("import: %d %q %q", code, out, errOut)
+			res, progress := importAt(t, srv, dir, func(o *vschemaclient.ImportOptions) { o.BatchSize, o.Concurrency = 7, 3 })
+			if why := res.Failed["broken"]; !strings.HasPrefix(why, "broken.json: ") || !strings.Contains(why, "malformed vschema JSON") {
+				t.Fatalf("import: broken failed with %q", why)
 			}
-			if w, u, s, f := importCounts(t, out); w != p.Keyspaces || u != 0 || s != 0 || f != 1 {
-				t.Fatalf("import: %d written, %d unchanged, %d skipped, %d failed: %s", w, u, s, f, out)
+			if got, want := countsOf(res), (counts{written: p.Keyspaces, failed: 1}); got != want {
+				t.Fatalf("import: %+v, want %+v", got, want)
 			}
-			if !strings.Contains(errOut, "/61 keyspaces (") {
-				t.Fatalf("no progress lines: %q", errOut)
+			// Progress from the start (the broken file failed already) to
+			// every keyspace done, a batch (at most 7) at a time.
+			first, last := progress[0], progress[len(progress)-1]
+			if first != (vschemaclient.ImportProgress{Total: 61, Done: 1, Failed: 1}) || last != (vschemaclient.ImportProgress{Total: 61, Done: 61, Failed: 1}) {
+				t.Fatalf("progress: %+v", progress)
+			}
+			for i := 1; i < len(progress); i++ {
+				if step := progress[i].Done - progress[i-1].Done; step < 1 || step > 7 {
+					t.Fatalf("progress: a step of %d: %+v", step, progress)
+				}
 			}
 			assertImported(t, tp, p)
 			vschematest.AssertCellsAsRebuilt(t, context.Background(), tp)
 
 			// Again: everything in the journal is skipped.
-			code, out, _ = importAt(t, srv, dir, nil)
-			if w, u, s, f := importCounts(t, out); code != 1 || w != 0 || u != 0 || s != p.Keyspaces || f != 1 {
-				t.Fatalf("resume: %d %s", code, out)
+			res, _ = importAt(t, srv, dir, nil)
+			if got, want := countsOf(res), (counts{skipped: p.Keyspaces, failed: 1}); got != want {
+				t.Fatalf("resume: %+v, want %+v", got, want)
 			}
 			// Fixed, then only it is sent.
 			if err := os.WriteFile(broken, []byte(`{"tables": {"t": {}}}`), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			code, out, errOut = importAt(t, srv, dir, nil)
-			if w, u, s, f := importCounts(t, out); code != 0 || w != 1 || u != 0 || s != p.Keyspaces || f != 0 {
-				t.Fatalf("after the fix: %d %s %s", code, out, errOut)
+			res, _ = importAt(t, srv, dir, nil)
+			if got, want := countsOf(res), (counts{written: 1, skipped: p.Keyspaces}); got != want {
+				t.Fatalf("after the fix: %+v, want %+v", got, want)
 			}
 			// Without the journal, everything is sent again and is unchanged.
-			code, out, _ = importAt(t, srv, dir, func(o *vschemaclient.ImportOptions) { o.Restart = true })
-			if w, u, s, f := importCounts(t, out); code != 0 || w != 0 || u != p.Keyspaces+1 || s != 0 || f != 0 {
-				t.Fatalf("--restart: %d %s", code, out)
+			res, _ = importAt(t, srv, dir, func(o *vschemaclient.ImportOptions) { o.Restart = true })
+			if got, want := countsOf(res), (counts{unchanged: p.Keyspaces + 1}); got != want {
+				t.Fatalf("--restart: %+v, want %+v", got, want)
 			}
 			vschematest.AssertCellsAsRebuilt(t, context.Background(), tp)
 		})
@@ -137,16 +138,16 @@ func TestImportTar(t *testing.T) {
 	writeTarGz(t, dir, tarFile)
 
 	before := tp.Snapshot(t)
-	code, out, errOut := importAt(t, srv, tarFile, func(o *vschemaclient.ImportOptions) { o.DryRun = true })
-	if code != 0 || !strings.Contains(out, "validated (dry run) 30 keyspaces") {
-		t.Fatalf("dry run: %d %q %q", code, out, errOut)
+	res, _ := importAt(t, srv, tarFile, func(o *vschemaclient.ImportOptions) { o.DryRun = true })
+	if got, want := countsOf(res), (counts{written: 30}); !res.DryRun || res.Keyspaces != 30 || got != want {
+		t.Fatalf("dry run: %+v", res)
 	}
 	if !before.Equal(tp.Snapshot(t)) {
 		t.Fatal("a dry-run import wrote to the topology")
 	}
-	code, out, errOut = importAt(t, srv, tarFile, func(o *vschemaclient.ImportOptions) { o.BatchSize = 4 })
-	if w, _, _, f := importCounts(t, out); code != 0 || w != 30 || f != 0 {
-		t.Fatalf("import: %d %q %q", code, out, errOut)
+	res, _ = importAt(t, srv, tarFile, func(o *vschemaclient.ImportOptions) { o.BatchSize = 4 })
+	if got, want := countsOf(res), (counts{written: 30}); got != want {
+		t.Fatalf("import: %+v, want %+v", got, want)
 	}
 	if _, err := os.Stat(tarFile + ".vschemad-journal"); err != nil {
 		t.Fatal(err)
@@ -208,11 +209,11 @@ func TestImportJD(t *testing.T) {
 			srv := vschematest.StartVSchemad(t, tp, nil)
 			tp.CreateProfileKeyspaces(t, p)
 			start := time.Now()
-			code, out, errOut := importAt(t, srv, dir, func(o *vschemaclient.ImportOptions) {
+			res, _ := importAt(t, srv, dir, func(o *vschemaclient.ImportOptions) {
 				o.Journal, o.BatchSize, o.Concurrency = filepath.Join(t.TempDir(), "journal"), 200, 4
 			})
-			if w, _, _, f := importCounts(t, out); code != 0 || w != p.Keyspaces || f != 0 {
-				t.Fatalf("import: %d %q %q", code, out, lastLines(errOut, 5))
+			if got, want := countsOf(res), (counts{written: p.Keyspaces}); got != want {
+				t.Fatalf("import: %+v, want %+v: %v", got, want, firstFailures(res, 5))
 			}
 			t.Logf("imported %d keyspaces, %d cells, in %v", p.Keyspaces, len(tp.Cells), time.Since(start).Round(time.Millisecond))
 			assertImported(t, tp, p)
@@ -224,18 +225,28 @@ func TestImportJD(t *testing.T) {
 		tp := vschematest.StartEtcd2(t, vschematest.Options{})
 		srv := vschematest.StartVSchemad(t, tp, nil)
 		tp.CreateProfileKeyspaces(t, p)
-		code, out, errOut := importAt(t, srv, dir, func(o *vschemaclient.ImportOptions) {
+		res, _ := importAt(t, srv, dir, func(o *vschemaclient.ImportOptions) {
 			o.Journal, o.BatchSize, o.Retries = filepath.Join(t.TempDir(), "journal"), 200, 0
 		})
-		cause := regexp.MustCompile(`SrvVSchema of cell zone\d: write SrvVSchema: [^\n]*(larger than max|too large|resource exhausted)[^\n]*`).FindString(errOut)
-		if code != 1 || cause == "" {
-			t.Fatalf("import on etcd2: %d %q %q", code, out, regexp.MustCompile(`(?m)^failed: .*$`).FindAllString(errOut, 8))
+		causeRE := regexp.MustCompile(`SrvVSchema of cell zone\d: write SrvVSchema: .*(larger than max|too large|resource exhausted)`)
+		cause := ""
+		for _, why := range res.Failed {
+			if cause = causeRE.FindString(why); cause != "" {
+				break
+			}
 		}
-		t.Logf("etcd2: %s; %s", strings.TrimSpace(out), cause)
+		if len(res.Failed) == 0 || cause == "" {
+			t.Fatalf("import on etcd2: %+v %v", countsOf(res), firstFailures(res, 8))
+		}
+		t.Logf("etcd2: %+v; %s", countsOf(res), cause)
 	})
 }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+// firstFailures returns n of an import's failures, by keyspace.
+func firstFailures(r *vschemaclient.ImportResult, n int) []string {
+	var out []string
+	for _, ks := range slices.Sorted(maps.Keys(r.Failed))[:min(n, len(r.Failed))] {
+		out = append(out, ks+": "+r.Failed[ks])
+	}
+	return out
 }

@@ -1,4 +1,4 @@
-package vschemaapi_test
+package main
 
 import (
 	"bufio"
@@ -6,12 +6,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/topod-io/topod/internal/vschematest"
-	"github.com/topod-io/topod/pkg/vschemaapi"
 )
 
 // TestTimeouts: a client that stalls in the middle of its request (the
@@ -24,11 +22,11 @@ func TestTimeouts(t *testing.T) {
 	// Each server has one short timeout, the other long (an unset idle
 	// timeout would be the read timeout).
 	short, long := 300*time.Millisecond, time.Hour
-	reading := vschematest.StartVSchemad(t, tp, func(c *vschemaapi.Config) { c.ReadTimeout, c.IdleTimeout = short, long })
-	idle := vschematest.StartVSchemad(t, tp, func(c *vschemaapi.Config) { c.ReadTimeout, c.IdleTimeout = long, short })
+	reading := startServe(t, tp, "--read-timeout", short.String(), "--idle-timeout", long.String())
+	idle := startServe(t, tp, "--read-timeout", long.String(), "--idle-timeout", short.String())
 	cases := []struct {
 		name string
-		srv  *vschematest.VSchemad
+		addr string
 		send string // then the client stalls
 		want int    // the status answered before the close, 0 for none
 	}{
@@ -38,7 +36,7 @@ func TestTimeouts(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", strings.TrimPrefix(c.srv.URL, "http://"))
+			conn, err := net.Dial("tcp", c.addr)
 			if err != nil {
 				t.Fatal(err)
 			}
