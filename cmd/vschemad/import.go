@@ -69,6 +69,9 @@ A keyspace the server refuses is reported and the rest go on.`,
 			for _, w := range res.Warnings {
 				fmt.Fprintf(stderr, "warning: %s\n", w)
 			}
+			for _, why := range res.Retried {
+				fmt.Fprintf(stderr, "retried: %s\n", why)
+			}
 			for _, name := range slices.Sorted(maps.Keys(res.Failed)) {
 				fmt.Fprintf(stderr, "failed: %s: %s\n", name, res.Failed[name])
 			}

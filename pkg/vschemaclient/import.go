@@ -71,6 +71,12 @@ type ImportResult struct {
 	Skipped   int               // in the journal with the same content
 	Failed    map[string]string // keyspace -> why
 	Warnings  []string          // the server's, about the keyspaces it accepted
+	// Retried says why each batch sent again was (a server or network
+	// error), and RetriedKeyspaces how many keyspaces those batches held.
+	// A batch whose first try was applied although its answer was lost
+	// counts its keyspaces as unchanged on the retry.
+	Retried          []string
+	RetriedKeyspaces int
 	// CellsNote is the server's note when the topology has no cell: no
 	// SrvVSchema was updated.
 	CellsNote string
@@ -528,8 +534,11 @@ func (im *importer) send(ctx context.Context, items []*importItem) {
 			return
 		}
 		retries++
+		why := fmt.Sprintf("a batch of %d after: %v", len(items), err)
 		im.mu.Lock()
-		im.report(fmt.Sprintf("retrying a batch of %d after: %v", len(items), err))
+		im.res.Retried = append(im.res.Retried, why)
+		im.res.RetriedKeyspaces += len(items)
+		im.report("retrying " + why)
 		im.mu.Unlock()
 		select {
 		case <-time.After(time.Duration(retries) * time.Second):
