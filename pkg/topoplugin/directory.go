@@ -5,6 +5,7 @@ import (
 
 	"vitess.io/vitess/go/vt/topo"
 
+	"github.com/topod-io/topod/pkg/topoerr"
 	"github.com/topod-io/topod/pkg/vschema"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
@@ -19,7 +20,7 @@ func (c *Conn) ListDir(ctx context.Context, dirPath string, full bool) ([]topo.D
 	defer cancel()
 	resp, err := c.client.ListDir(ctx, &topodv1.ListDirRequest{Path: p, Full: full, MinRevision: c.seen.Load(), Linearizable: vschema.FreshReads(ctx)}, wait)
 	if err != nil {
-		return nil, convertError(err, p)
+		return nil, topoerr.FromError(err, p)
 	}
 	out := make([]topo.DirEntry, len(resp.Entries))
 	for i, e := range resp.Entries {

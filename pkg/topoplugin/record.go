@@ -7,6 +7,7 @@ import (
 
 	"github.com/topod-io/topod/pkg/content"
 	"github.com/topod-io/topod/pkg/record"
+	"github.com/topod-io/topod/pkg/topoerr"
 	"github.com/topod-io/topod/pkg/vschema"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
@@ -27,7 +28,7 @@ func (c *Conn) SrvVSchemaRoot(ctx context.Context, filePath string) (content.Has
 	defer cancel()
 	resp, err := c.client.Get(ctx, &topodv1.GetRequest{Path: p, MinRevision: c.seen.Load()}, wait)
 	if err != nil {
-		return content.Hash{}, false, nil, convertError(err, p)
+		return content.Hash{}, false, nil, topoerr.FromError(err, p)
 	}
 	c.observe(resp.Version)
 	ref, err := record.Parse(resp.Contents)

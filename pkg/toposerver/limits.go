@@ -6,10 +6,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/topod-io/topod/pkg/kvmirror"
-
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"vitess.io/vitess/go/vt/topo"
+
+	"github.com/topod-io/topod/pkg/kvmirror"
+	"github.com/topod-io/topod/pkg/topoerr"
 )
 
 // Default resource limits. They hold JD's fleet with room to spare: a
@@ -130,11 +133,11 @@ func (q *watchQuota) Give() { q.n.Add(-1) }
 func (s *Server) takeWatch(path string, onStream int) error {
 	if onStream >= s.opts.MaxWatchesPerStream {
 		s.metrics.refused.WithLabelValues("watches_per_stream").Inc()
-		return status.Errorf(codes.ResourceExhausted, "watch %s: the stream holds %d watches, the most one stream may (--max-watches-per-stream); open another stream", path, onStream)
+		return topoerr.Errorf(topo.ResourceExhausted, "watch %s: the stream holds %d watches, the most one stream may (--max-watches-per-stream); open another stream", path, onStream)
 	}
 	if !s.watches.Take() {
 		s.metrics.refused.WithLabelValues("watches").Inc()
-		return status.Errorf(codes.ResourceExhausted, "watch %s: topod holds %d watches, its limit (--max-watches)", path, s.opts.MaxWatches)
+		return topoerr.Errorf(topo.ResourceExhausted, "watch %s: topod holds %d watches, its limit (--max-watches)", path, s.opts.MaxWatches)
 	}
 	return nil
 }

@@ -13,8 +13,11 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"vitess.io/vitess/go/vt/topo"
+
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kvmirror"
+	"github.com/topod-io/topod/pkg/topoerr"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -169,7 +172,7 @@ func (sess *watchSession) create(c *topodv1.WatchCreate) {
 	if n := sess.backlog + len(sess.ends); n >= s.opts.MaxStreamBacklog {
 		sess.mu.Unlock()
 		s.metrics.refused.WithLabelValues("stream_backlog").Inc()
-		sess.cancel(status.Errorf(codes.ResourceExhausted, "watch stream: %d initial entries and answers wait to be sent, the most one stream may (--max-stream-backlog): the client is not reading its stream", n))
+		sess.cancel(topoerr.Errorf(topo.ResourceExhausted, "watch stream: %d initial entries and answers wait to be sent, the most one stream may (--max-stream-backlog): the client is not reading its stream", n))
 		return
 	}
 	if err := s.takeWatch(c.Path, len(sess.watches)); err != nil {
