@@ -128,7 +128,7 @@ func (q *watchQuota) Take() bool {
 func (q *watchQuota) Give() { q.n.Add(-1) }
 
 // takeWatch counts a new watch of path on a stream holding onStream
-// watches already (-1 for a Watch stream of its own), or answers
+// watches already, or answers
 // ResourceExhausted, naming the limit and its flag.
 func (s *Server) takeWatch(path string, onStream int) error {
 	if onStream >= s.opts.MaxWatchesPerStream {

@@ -31,7 +31,7 @@ import (
 // the watchers of its key, a stalled client holds at most one pending key
 // per watched key (and blocks only its own sender), and the mirror never
 // waits for a client. A watch no mirror covers has a backend watch and a
-// goroutine of its own, as on a Watch stream.
+// goroutine of its own.
 func (s *Server) WatchStream(stream grpc.BidiStreamingServer[topodv1.WatchStreamRequest, topodv1.WatchStreamResponse]) error {
 	ctx, done := s.stream(stream.Context(), "watch_stream")
 	defer done()
