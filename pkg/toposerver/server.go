@@ -43,7 +43,8 @@ const (
 	DefaultLockTTL = 30 * time.Second
 	// DefaultBlobCacheBytes bounds topod's cache of blobs.
 	DefaultBlobCacheBytes = 256 << 20
-	// DefaultMirrorMaxStaleness: a mirror whose backend (etcd) has not
+	// DefaultMirrorMaxStaleness is the default of cmd/topod's
+	// --mirror-max-staleness: a mirror whose backend (etcd) has not
 	// confirmed it current for this long stops serving reads.
 	DefaultMirrorMaxStaleness = time.Second
 	// DefaultMirrorMaxBytes bounds each in-memory mirror of the backend.
@@ -87,11 +88,14 @@ type Options struct {
 	// with a certificate get in.
 	TLS *tls.Config
 	// MirrorPrefixes are the key prefixes topod mirrors in memory, each
-	// followed by one backend watch: every Watch and WatchRecursive under
-	// them is served from that watch, and Get, List and ListDir from
-	// memory. Default: "/", everything. DisableMirror turns mirroring off.
+	// followed by one backend watch: every watch under them is served from
+	// that watch, and Get, List and ListDir from memory. Empty (nil or
+	// not): "/", everything.
 	MirrorPrefixes []string
-	DisableMirror  bool
+	// DisableMirror turns mirroring off, the only way to: every read and
+	// watch goes to the backend, and the etcd API is off (it needs the
+	// mirror). cmd/topod sets it for an empty --mirror-prefixes.
+	DisableMirror bool
 	// MirrorMaxBytes bounds the memory of each mirror; past it a mirror
 	// keeps every key but not the values that do not fit, which are read
 	// from the backend when asked for. Default DefaultMirrorMaxBytes.
@@ -101,8 +105,9 @@ type Options struct {
 	// within this bound; past it (topod cut off from etcd, or the member
 	// it watches through without a leader) reads go to etcd, which answers
 	// or fails, instead of the mirror answering stale. The bolt backend,
-	// in-process, needs no bound. Default DefaultMirrorMaxStaleness;
-	// negative: no bound.
+	// in-process, needs no bound. 0 (or negative): no bound, as in
+	// kvmirror.Options.MaxStaleness and cmd/topod's --mirror-max-staleness,
+	// whose default is DefaultMirrorMaxStaleness.
 	MirrorMaxStaleness time.Duration
 	// GCGrace is the grace period of blob garbage collection (package
 	// blobgc). MissingBlobs and PutBlobs refresh the blobs they find stored
@@ -191,14 +196,11 @@ func New(backend kv.Backend, opts Options) *Server {
 	if opts.BlobCacheBytes <= 0 {
 		opts.BlobCacheBytes = DefaultBlobCacheBytes
 	}
-	if opts.MirrorPrefixes == nil {
+	if len(opts.MirrorPrefixes) == 0 {
 		opts.MirrorPrefixes = []string{"/"}
 	}
 	if opts.MirrorMaxBytes <= 0 {
 		opts.MirrorMaxBytes = DefaultMirrorMaxBytes
-	}
-	if opts.MirrorMaxStaleness == 0 {
-		opts.MirrorMaxStaleness = DefaultMirrorMaxStaleness
 	}
 	// Only a backend whose watches confirm their progress can bound a
 	// mirror's staleness; countingBackend below forwards it.
