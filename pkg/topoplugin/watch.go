@@ -125,7 +125,7 @@ const (
 	stop
 )
 
-// follower is one topo watch: the connection's watch stream (watchstream.go)
+// follower is one topo watch: the connection's watch stream (watchStream)
 // puts what topod sends for it in its mailbox, and its goroutine (run)
 // turns that into the changes the watcher has not seen, so it converges on
 // the latest value without duplicates or gaps, across reconnections and

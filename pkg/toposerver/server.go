@@ -3,11 +3,17 @@
 // versions and compare-and-set, directories derived from key prefixes, watches,
 // locks and leader elections held by streams and backed by leases.
 //
-// One file per concern, as in Vitess's etcd2topo: file.go (Create, Update, Get,
-// GetVersion, List, Delete), directory.go (ListDir), watch.go (a watch, and
-// the single-watch RPCs), watchstream.go (many watches on one stream),
-// lock.go, election.go, path.go (request validation), error.go (kv errors to
-// gRPC statuses). The command opens the backend (kv.Open).
+// A file is one backend key holding a record (package record): its contents
+// inline, or a reference to content-addressed blobs the client uploaded
+// first (MissingBlobs, PutBlobs); a record whose blobs are not stored is
+// refused. Reads and watches under the mirrored prefixes are served from
+// memory (package kvmirror): one backend watch per prefix, fanned out to
+// every watch of every client's WatchStream. A lock or an election lives
+// as long as the client's stream and the backend lease behind it. Errors
+// are gRPC statuses, with the codes package topoerr gives Vitess's topo
+// errors. The same gRPC server also serves etcd's v3 API (package etcdapi,
+// unless DisableEtcdAPI) over the same data. cmd/topod opens the backend
+// (kv.Open) and the blob store and passes them to New.
 package toposerver
 
 import (
