@@ -16,8 +16,8 @@ import (
 	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/content"
 	"github.com/topod-io/topod/pkg/record"
+	"github.com/topod-io/topod/pkg/srvvschema"
 	"github.com/topod-io/topod/pkg/topoerr"
-	"github.com/topod-io/topod/pkg/vschema"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -190,7 +190,7 @@ func (c *Conn) prefetch(ctx context.Context, ref *topodv1.BlobRef) {
 		if err != nil {
 			return
 		}
-		leaves, err := vschema.LeafHashes(root)
+		leaves, err := srvvschema.LeafHashes(root)
 		if err != nil || c.fetchMissing(ctx, leaves) != nil {
 			return
 		}

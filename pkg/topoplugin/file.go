@@ -9,8 +9,8 @@ import (
 
 	"vitess.io/vitess/go/vt/topo"
 
+	"github.com/topod-io/topod/pkg/srvvschema"
 	"github.com/topod-io/topod/pkg/topoerr"
-	"github.com/topod-io/topod/pkg/vschema"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -72,7 +72,7 @@ func (c *Conn) Get(ctx context.Context, filePath string) ([]byte, topo.Version, 
 	}
 	ctx, cancel, wait := c.unary(ctx)
 	defer cancel()
-	resp, err := c.client.Get(ctx, &topodv1.GetRequest{Path: p, MinRevision: c.seen.Load(), Linearizable: vschema.FreshReads(ctx)}, wait)
+	resp, err := c.client.Get(ctx, &topodv1.GetRequest{Path: p, MinRevision: c.seen.Load(), Linearizable: srvvschema.FreshReads(ctx)}, wait)
 	if err != nil {
 		return nil, nil, topoerr.FromError(err, p)
 	}
@@ -129,7 +129,7 @@ func (c *Conn) List(ctx context.Context, filePathPrefix string) ([]topo.KVInfo, 
 // list reads every page of the listing of prefix p. again says that a
 // later page's revision was gone: the listing may start over.
 func (c *Conn) list(ctx context.Context, p string) (out []topo.KVInfo, again bool, err error) {
-	req := &topodv1.ListRequest{Prefix: p, MinRevision: c.seen.Load(), Linearizable: vschema.FreshReads(ctx), Paged: true}
+	req := &topodv1.ListRequest{Prefix: p, MinRevision: c.seen.Load(), Linearizable: srvvschema.FreshReads(ctx), Paged: true}
 	for {
 		resp, err := c.listPage(ctx, req)
 		if err != nil {

@@ -16,7 +16,7 @@
 //
 // Contents over the inline limit topod reports (ServerInfo) are written as
 // blobs uploaded before the record that refers to them: SrvVSchema split
-// per keyspace (package vschema), so that a change uploads and a watcher
+// per keyspace (package srvvschema), so that a change uploads and a watcher
 // fetches only the keyspaces that changed, any other large file in chunks.
 // Blobs are read through a process-wide cache (--topod-blob-cache-bytes).
 // Errors reach Vitess as package topoerr makes them: the topo error of

@@ -23,7 +23,7 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 
 	"github.com/topod-io/topod/pkg/retry"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/srvvschema"
 )
 
 // Errors of Store operations, wrapped with the operation and the path.
@@ -97,7 +97,7 @@ type Store struct {
 	cellsMu sync.Mutex
 	cells   map[string]*cellSyncer
 
-	manifests sync.Map // cell -> *vschema.Manifest last written or read (fast path)
+	manifests sync.Map // cell -> *srvvschema.Manifest last written or read (fast path)
 }
 
 // NewStore returns a Store on ts.
@@ -736,7 +736,7 @@ func (s *Store) GetCellKeyspace(ctx context.Context, cell, name string) (*vschem
 	if err != nil {
 		return nil, err
 	}
-	ks, ok, err := vschema.FindKeyspace(data, name)
+	ks, ok, err := srvvschema.FindKeyspace(data, name)
 	if err != nil {
 		return nil, fmt.Errorf("vschema: cell %s: %w", cell, err)
 	}

@@ -154,7 +154,7 @@ const (
 	Codec_CODEC_UNSPECIFIED Codec = 0
 	// pkg/chunk: content-defined chunks under a manifest tree.
 	Codec_CODEC_CHUNKS Codec = 1
-	// pkg/vschema: a SrvVSchema split per keyspace under a two-level manifest.
+	// pkg/srvvschema: a SrvVSchema split per keyspace under a two-level manifest.
 	Codec_CODEC_SRVVSCHEMA Codec = 2
 )
 
