@@ -24,6 +24,7 @@ require (
 	go.etcd.io/etcd/client/v3 v3.6.10
 	go.etcd.io/etcd/pkg/v3 v3.6.10
 	go.etcd.io/etcd/server/v3 v3.6.10
+	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.27.1
 	golang.org/x/sync v0.23.0
 	golang.org/x/sys v0.48.0
