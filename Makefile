@@ -313,8 +313,8 @@ FUZZ_TARGETS := \
 	pkg/record:FuzzDecode \
 	pkg/chunk:FuzzParseManifest \
 	pkg/chunk:FuzzDecode \
-	pkg/vschema:FuzzParseManifest \
-	pkg/vschema:FuzzDecode \
+	pkg/srvvschema:FuzzParseManifest \
+	pkg/srvvschema:FuzzDecode \
 	pkg/toposerver:FuzzCheckPath \
 	pkg/vschemastore:FuzzParseKeyspaceJSON \
 	pkg/vschemastore:FuzzParseRulesJSON \

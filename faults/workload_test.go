@@ -15,7 +15,7 @@ import (
 
 	"vitess.io/vitess/go/vt/topo"
 
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/srvvschema"
 )
 
 // The workload's files, under the connections' root.
@@ -221,7 +221,7 @@ func kvClient(ctx context.Context, r *recorder, id int, conn topo.Conn, version 
 		case p < 20:
 			// A linearizable read (what vschemad's cell updates use).
 			in = kvInput{Kind: opGet, Key: key, Via: "plugin fresh"}
-			contents, v, err := conn.Get(vschema.WithFreshReads(opCtx), key)
+			contents, v, err := conn.Get(srvvschema.WithFreshReads(opCtx), key)
 			out = kvOutput{Outcome: outcomeOf(err)}
 			if err == nil {
 				out.Value, out.Version = valueOf(contents), versionNumber(v)

@@ -111,7 +111,7 @@ func newRootCommand() *cobra.Command {
 	fs.IntVar(&f.inlineLimit, "inline-limit", record.DefaultInlineLimit, "files up to this many bytes are stored in their record; larger ones as blobs (at most 63 KiB: no backend value exceeds 64 KiB)")
 	fs.Int64Var(&f.blobCacheBytes, "blob-cache-bytes", toposerver.DefaultBlobCacheBytes, "memory bound of topod's blob cache, in bytes")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "address of the HTTP server for /metrics (Prometheus) and /debug/status; empty: none")
-	fs.StringSliceVar(&f.mirrorPrefixes, "mirror-prefixes", []string{"/"}, "key prefixes topod mirrors in memory, each with one backend watch serving every client watch and read under it; empty: none")
+	fs.StringSliceVar(&f.mirrorPrefixes, "mirror-prefixes", []string{"/"}, "key prefixes topod mirrors in memory, each with one backend watch serving every client watch and read under it; empty (--mirror-prefixes=): no mirror, every read and watch goes to the backend and the etcd API is off")
 	fs.DurationVar(&f.mirrorStale, "mirror-max-staleness", toposerver.DefaultMirrorMaxStaleness, "on etcd, a mirror serves reads only while etcd confirmed it current this recently (its watch's events, or progress notifications asked for every quarter of it); past it, cut off from etcd, reads go to etcd instead of answering stale; 0: no bound")
 	fs.Int64Var(&f.mirrorMaxBytes, "mirror-max-bytes", toposerver.DefaultMirrorMaxBytes, "memory bound of each mirrored prefix; past it the mirror keeps every key but reads the values that do not fit from the backend (topod_mirror_evicted_values)")
 	// The names of earlier releases, which called the mirror a cache (as
@@ -236,7 +236,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		MirrorPrefixes:             mirrorPrefixes(f.mirrorPrefixes),
 		DisableMirror:              len(mirrorPrefixes(f.mirrorPrefixes)) == 0,
 		MirrorMaxBytes:             f.mirrorMaxBytes,
-		MirrorMaxStaleness:         mirrorMaxStaleness(f.mirrorStale),
+		MirrorMaxStaleness:         f.mirrorStale,
 		GCGrace:                    f.gcGrace,
 		TLS:                        serverTLS,
 		Authz:                      policy,
@@ -399,13 +399,4 @@ func advertiseAddress(flag string, lis net.Addr, host string) (string, error) {
 func isLoopback(a net.Addr) bool {
 	tcp, ok := a.(*net.TCPAddr)
 	return ok && tcp.IP.IsLoopback()
-}
-
-// mirrorMaxStaleness is toposerver's MirrorMaxStaleness of the flag's
-// value: 0 (no bound) is negative there.
-func mirrorMaxStaleness(flag time.Duration) time.Duration {
-	if flag <= 0 {
-		return -1
-	}
-	return flag
 }

@@ -99,7 +99,7 @@ var rows = []row{
 	}},
 	{"Watches and streams", []panel{
 		{title: "Open watches", unit: "short",
-			description: "topod.v1 watches (Watch, WatchRecursive, WatchStream), etcd-endpoint watches, and the watches served from the mirrors (alert: TopodWatchesNearLimit).",
+			description: "topod.v1 watches (WatchStream), etcd-endpoint watches, and the watches served from the mirrors (alert: TopodWatchesNearLimit).",
 			targets: []target{
 				q(`sum (topod_watches{`+topod+`})`, "topod.v1"),
 				q(`sum (topod_etcd_watches{`+topod+`})`, "etcd endpoint"),

@@ -195,13 +195,6 @@ func scrapeRealServers(t *testing.T) exposed {
 	if _, err := client.List(ctx, &topodv1.ListRequest{Prefix: "/monitoring"}); err != nil {
 		t.Fatal(err)
 	}
-	watch, err := client.Watch(wctx, &topodv1.WatchRequest{Path: "/monitoring/big"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := watch.Recv(); err != nil {
-		t.Fatal(err)
-	}
 	ws, err := client.WatchStream(wctx)
 	if err != nil {
 		t.Fatal(err)

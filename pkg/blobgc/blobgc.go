@@ -78,8 +78,7 @@
 // checks it: Collect claims before anything else (a dry run only reads)
 // and checks again before its first delete; topod claims when it starts
 // serving. A different owner, root or grace is refused with an error
-// naming both; ClaimOptions.Takeover replaces the record explicitly
-// (owner.go).
+// naming both; ClaimOptions.Takeover replaces the record explicitly.
 //
 // # Assumptions
 //

@@ -3,14 +3,11 @@
 // etcd2topo, etcdctl, clientv3, any etcd v3 driver) work on topod's
 // address unmodified, beside the topod.v1 API the plugin speaks.
 //
-// One file per service, as etcd's own v3rpc: kv.go (Range, Put,
-// DeleteRange, Txn), watch.go (Watch streams) over journal.go (the window
-// of recent events they are served from), lease.go, maintenance.go
-// (Maintenance and Cluster: what etcdctl's endpoint commands and clientv3's
-// endpoint sync need, describing topod itself), compare.go (a Txn's value
-// compares on values kept as blobs), error.go (etcd's errors). Values over
-// the inline limit are kept as blobs, as the plugin keeps them, through
-// Values (toposerver's records).
+// It serves etcd's KV, Watch and Lease services, and of Maintenance and
+// Cluster what etcdctl's endpoint commands and clientv3's endpoint sync
+// need, describing topod itself; errors are etcd's own. Values over the
+// inline limit are kept as blobs, as the plugin keeps them, through Values
+// (toposerver's records), and a Txn's value compares read their contents.
 //
 // Consistency is etcd's: a default Range is linearizable (answered from
 // topod's mirror once it has reached the backend's current revision, one

@@ -9,7 +9,7 @@ import (
 	"github.com/topod-io/topod/pkg/chunk"
 	"github.com/topod-io/topod/pkg/content"
 	"github.com/topod-io/topod/pkg/record"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/srvvschema"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -63,7 +63,7 @@ func contents(ctx context.Context, src Source, v Value, st Stored, f *fetcher) (
 	var total int
 	switch st.ref.Codec {
 	case topodv1.Codec_CODEC_SRVVSCHEMA:
-		m, err := vschema.LoadManifest(ctx, root, f.get)
+		m, err := srvvschema.LoadManifest(ctx, root, f.get)
 		if err != nil {
 			done()
 			return nil, fmt.Errorf("%s (version %d) in %s: %w", v.Key, v.Version, src, err)

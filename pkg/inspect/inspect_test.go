@@ -34,9 +34,9 @@ import (
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kv/boltkv"
 	"github.com/topod-io/topod/pkg/kv/etcdkv"
+	"github.com/topod-io/topod/pkg/srvvschema"
 	_ "github.com/topod-io/topod/pkg/topoplugin" // the topod implementation
 	"github.com/topod-io/topod/pkg/toposerver"
-	"github.com/topod-io/topod/pkg/vschema"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -259,9 +259,9 @@ func (fx *fixture) sources(t *testing.T) []source {
 	}
 }
 
-func encode(t *testing.T, srv *vschemapb.SrvVSchema) *vschema.Encoded {
+func encode(t *testing.T, srv *vschemapb.SrvVSchema) *srvvschema.Encoded {
 	t.Helper()
-	enc, err := vschema.Encode(srv)
+	enc, err := srvvschema.Encode(srv)
 	if err != nil {
 		t.Fatal(err)
 	}

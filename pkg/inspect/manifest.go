@@ -11,7 +11,7 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 
 	"github.com/topod-io/topod/pkg/content"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/srvvschema"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -23,7 +23,7 @@ type Piece struct {
 	Size int64  `json:"size"`
 }
 
-// Manifest is the manifest of a SrvVSchema (pkg/vschema): the keyspaces
+// Manifest is the manifest of a SrvVSchema (pkg/srvvschema): the keyspaces
 // and the piece holding each, the parts, and the blobs they make.
 type Manifest struct {
 	Path    string `json:"path"`
@@ -49,7 +49,7 @@ type Manifest struct {
 	Blobs      int   `json:"blobs"`
 	BlobBytes  int64 `json:"blob_bytes"`
 
-	m *vschema.Manifest
+	m *srvvschema.Manifest
 }
 
 // ReadManifest reads the SrvVSchema at key as it is (version 0) or was at
@@ -77,7 +77,7 @@ func ReadManifest(ctx context.Context, src Source, key string, version int64, op
 		if err != nil {
 			return nil, err
 		}
-		enc, err := vschema.EncodeBytes(data)
+		enc, err := srvvschema.EncodeBytes(data)
 		if err != nil {
 			return nil, fmt.Errorf("%s (version %d): %w", key, v.Version, err)
 		}
@@ -85,7 +85,7 @@ func ReadManifest(ctx context.Context, src Source, key string, version int64, op
 		for h, b := range enc.Blobs {
 			sizes[h] = len(b)
 		}
-		if leaves, err = vschema.LeafHashes(enc.Blobs[enc.Root]); err != nil {
+		if leaves, err = srvvschema.LeafHashes(enc.Blobs[enc.Root]); err != nil {
 			return nil, err
 		}
 	case st.ref.Codec == topodv1.Codec_CODEC_SRVVSCHEMA:
@@ -96,11 +96,11 @@ func ReadManifest(ctx context.Context, src Source, key string, version int64, op
 		if err != nil {
 			return nil, fmt.Errorf("%s (version %d): root: %w", key, v.Version, err)
 		}
-		if leaves, err = vschema.LeafHashes(rootBlob); err != nil {
+		if leaves, err = srvvschema.LeafHashes(rootBlob); err != nil {
 			return nil, fmt.Errorf("%s (version %d): %w", key, v.Version, err)
 		}
 		f.start("manifest blobs", 1+len(leaves))
-		out.m, err = vschema.LoadManifest(ctx, root, f.get)
+		out.m, err = srvvschema.LoadManifest(ctx, root, f.get)
 		f.finish()
 		if err != nil {
 			return nil, fmt.Errorf("%s (version %d) in %s: %w", key, v.Version, src, err)
@@ -142,7 +142,7 @@ func ReadManifest(ctx context.Context, src Source, key string, version int64, op
 
 // partName names a SrvVSchema part by its field ("routing_rules").
 func partName(field protowire.Number) string {
-	if field == vschema.UnknownFields {
+	if field == srvvschema.UnknownFields {
 		return "(fields unknown to this build)"
 	}
 	fd := (&vschemapb.SrvVSchema{}).ProtoReflect().Descriptor().Fields().ByNumber(field)

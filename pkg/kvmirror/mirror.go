@@ -6,8 +6,7 @@
 // The data flows one way: Run lists the prefix, then applies the upstream
 // watch's events to the replica (a B-tree ordered by key). Applying an event
 // marks it on the subscriptions of its key only, found through an index
-// (watchers.go: exact keys in a map, directory prefixes by the key's
-// ancestors), and calls their notify function: the cost of a change is the
+// (exact keys in a map, directory prefixes by the key's ancestors), and calls their notify function: the cost of a change is the
 // number of its watchers, and applying never waits for a subscriber. A
 // Subscription holds at most one pending mark per key and its consumer reads
 // the key's state when it takes the change, so a slow consumer costs memory
@@ -21,7 +20,7 @@
 // Reads are consistent with the revision the replica has reached (Rev). A
 // reader that must see a given revision (its own write) asks for it; when
 // the replica is not there yet, the caller reads the backend instead. A
-// linearizable read (Sync, consistent.go) first asks the backend for its
+// linearizable read (Sync) first asks the backend for its
 // current revision, one request shared by every read waiting at the time,
 // and is answered from memory once the replica has reached it.
 //

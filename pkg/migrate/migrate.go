@@ -61,7 +61,7 @@ import (
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/srvvschema"
 )
 
 // DefaultConcurrency is how many files are copied or compared at once.
@@ -190,7 +190,7 @@ func Copy(ctx context.Context, from, to *topo.Server, opts Options) (*Report, er
 	if opts.CellAddress == "" || opts.CellRootPrefix == "" {
 		return nil, errors.New("migrate: the destination cell address and cell root prefix are required")
 	}
-	ctx = vschema.WithFreshReads(ctx)
+	ctx = srvvschema.WithFreshReads(ctx)
 	w, err := walkSource(ctx, from, to)
 	if err != nil {
 		return nil, err
@@ -435,7 +435,7 @@ func (d Difference) String() string { return d.File.String() + ": " + d.What }
 // opts, and returns every difference, sorted by file. The error is for
 // what could not be read.
 func Verify(ctx context.Context, from, to *topo.Server, opts Options) ([]Difference, error) {
-	ctx = vschema.WithFreshReads(ctx)
+	ctx = srvvschema.WithFreshReads(ctx)
 	w, err := walkSource(ctx, from, to)
 	if err != nil {
 		return nil, err

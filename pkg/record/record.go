@@ -1,6 +1,6 @@
 // Package record is the envelope of a topo file in topod's backend. Small
 // contents are stored as they are; large ones become immutable,
-// content-addressed blobs (pkg/vschema for a SrvVSchema, pkg/chunk for any
+// content-addressed blobs (pkg/srvvschema for a SrvVSchema, pkg/chunk for any
 // other file) and the backend holds a small reference to them:
 //
 //	"\x00TPR" | topodv1.Record{ref: {codec, root hash, size}}
@@ -25,7 +25,7 @@ import (
 
 	"github.com/topod-io/topod/pkg/chunk"
 	"github.com/topod-io/topod/pkg/content"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/srvvschema"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -76,7 +76,7 @@ func Encode(filePath string, contents []byte, inlineLimit int) (*Encoded, error)
 	if path.Base(filePath) == srvVSchemaFile {
 		// Decode checks the size the reference gives: the split must
 		// reassemble to as many bytes as the contents have.
-		if enc, err := vschema.EncodeBytes(contents); err == nil && enc.Size == int64(len(contents)) {
+		if enc, err := srvvschema.EncodeBytes(contents); err == nil && enc.Size == int64(len(contents)) {
 			ref.Codec, ref.Root, blobs = topodv1.Codec_CODEC_SRVVSCHEMA, enc.Root[:], enc.Blobs
 		}
 	}
@@ -126,7 +126,7 @@ func Decode(ctx context.Context, value []byte, get Getter) ([]byte, error) {
 // DecodeChecked is Decode for a Getter that returns only blobs already
 // checked against their hashes (a cache that admits nothing else, as
 // pkg/cache does): the bulk of the file, a SrvVSchema's pieces or a file's
-// chunks, is not hashed again (vschema.DecodeBytesChecked,
+// chunks, is not hashed again (srvvschema.DecodeBytesChecked,
 // chunk.DecodeChecked).
 func DecodeChecked(ctx context.Context, value []byte, get Getter) ([]byte, error) {
 	return decode(ctx, value, get, false)
@@ -149,13 +149,13 @@ func decode(ctx context.Context, value []byte, get Getter, hash bool) ([]byte, e
 	}
 	root := content.Hash(ref.Root)
 	var data []byte
-	vschemaDecode, chunkDecode := vschema.DecodeBytes, chunk.Decode
+	vschemaDecode, chunkDecode := srvvschema.DecodeBytes, chunk.Decode
 	if !hash {
-		vschemaDecode, chunkDecode = vschema.DecodeBytesChecked, chunk.DecodeChecked
+		vschemaDecode, chunkDecode = srvvschema.DecodeBytesChecked, chunk.DecodeChecked
 	}
 	switch ref.Codec {
 	case topodv1.Codec_CODEC_SRVVSCHEMA:
-		data, err = vschemaDecode(ctx, root, vschema.Getter(get))
+		data, err = vschemaDecode(ctx, root, srvvschema.Getter(get))
 	case topodv1.Codec_CODEC_CHUNKS:
 		data, err = chunkDecode(ctx, root, chunk.Getter(get))
 	default:
@@ -175,7 +175,7 @@ func Blobs(ctx context.Context, ref *topodv1.BlobRef, get Getter) ([]content.Has
 	root := content.Hash(ref.Root)
 	switch ref.Codec {
 	case topodv1.Codec_CODEC_SRVVSCHEMA:
-		m, err := vschema.LoadManifest(ctx, root, vschema.Getter(get))
+		m, err := srvvschema.LoadManifest(ctx, root, srvvschema.Getter(get))
 		if err != nil {
 			return nil, err
 		}
@@ -197,7 +197,7 @@ func marshal(rec *topodv1.Record) ([]byte, error) {
 
 // RefValue returns the backend value of a file stored as the blobs under
 // root, encoded with codec, of size bytes assembled: what a writer that
-// encoded the file itself (e.g. vschema.EncodeIncremental) commits after
+// encoded the file itself (e.g. srvvschema.EncodeIncremental) commits after
 // uploading the blobs.
 func RefValue(codec topodv1.Codec, root content.Hash, size int64) ([]byte, error) {
 	return marshal(&topodv1.Record{Body: &topodv1.Record_Ref{Ref: &topodv1.BlobRef{Codec: codec, Root: root[:], Size: size}}})

@@ -1,9 +1,8 @@
-// Package retry is the one backoff every retrying or reconnecting loop of
-// topod uses (the mirror's upstream watch, etcd watches, the plugin's watch
-// stream and blob retries, vschema compare-and-set): exponential, capped,
-// with ±50% jitter so that clients that failed together (a replica died
-// under thousands of watches) do not come back in the same instant, and
-// reset once the loop makes progress. It wraps cenkalti/backoff.
+// Package retry is the backoff of loops that retry or reconnect:
+// exponential, capped, with ±50% jitter so that clients that failed
+// together (a replica died under thousands of watches) do not come back in
+// the same instant, and reset once the loop makes progress. Each loop holds
+// its own Backoff. It wraps cenkalti/backoff.
 package retry
 
 import (

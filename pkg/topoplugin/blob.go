@@ -16,7 +16,8 @@ import (
 	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/content"
 	"github.com/topod-io/topod/pkg/record"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/srvvschema"
+	"github.com/topod-io/topod/pkg/topoerr"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -96,7 +97,7 @@ func (c *Conn) serverInfo(ctx context.Context) (*topodv1.ServerInfoResponse, err
 func (c *Conn) encode(ctx context.Context, p string, contents []byte) ([]byte, error) {
 	info, err := c.serverInfo(ctx)
 	if err != nil {
-		return nil, convertError(err, p)
+		return nil, topoerr.FromError(err, p)
 	}
 	enc, err := record.Encode(p, contents, int(info.InlineLimit))
 	if err != nil {
@@ -126,7 +127,7 @@ func (c *Conn) upload(ctx context.Context, blobs map[content.Hash][]byte) error 
 		resp, err := c.client.MissingBlobs(rctx, &topodv1.MissingBlobsRequest{Hashes: hashes[start:min(start+maxMissingBatchCount, len(hashes))]}, wait)
 		cancel()
 		if err != nil {
-			return convertError(err, "blobs")
+			return topoerr.FromError(err, "blobs")
 		}
 		missing = append(missing, resp.Missing...)
 	}
@@ -139,7 +140,7 @@ func (c *Conn) upload(ctx context.Context, blobs map[content.Hash][]byte) error 
 		_, err := c.client.PutBlobs(rctx, batch, wait)
 		cancel()
 		if err != nil {
-			return convertError(err, "blobs")
+			return topoerr.FromError(err, "blobs")
 		}
 		c.counters.uploads.Add(int64(len(batch.Blobs)))
 		c.counters.uploadedBytes.Add(int64(size))
@@ -189,7 +190,7 @@ func (c *Conn) prefetch(ctx context.Context, ref *topodv1.BlobRef) {
 		if err != nil {
 			return
 		}
-		leaves, err := vschema.LeafHashes(root)
+		leaves, err := srvvschema.LeafHashes(root)
 		if err != nil || c.fetchMissing(ctx, leaves) != nil {
 			return
 		}
@@ -264,7 +265,7 @@ func (c *Conn) getBlob(ctx context.Context, h content.Hash) ([]byte, error) {
 		defer cancel()
 		resp, err := c.client.GetBlob(ctx, &topodv1.GetBlobRequest{Hash: h[:]}, wait)
 		if err != nil {
-			return nil, convertError(err, "blob "+h.String())
+			return nil, topoerr.FromError(err, "blob "+h.String())
 		}
 		c.countFetch(len(resp.Data))
 		return resp.Data, nil

@@ -26,9 +26,9 @@ import (
 	"github.com/topod-io/topod/pkg/blobstore/s3blob"
 	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/content"
+	"github.com/topod-io/topod/pkg/srvvschema"
 	"github.com/topod-io/topod/pkg/topoplugin"
 	"github.com/topod-io/topod/pkg/toposerver"
-	"github.com/topod-io/topod/pkg/vschema"
 )
 
 // smallSrvVSchema is a SrvVSchema well over the inline limit, so it is
@@ -94,7 +94,7 @@ func writeDamagedChange(t *testing.T) *damagedChange {
 	}
 	var name string
 	d.v2, name = d.edit(3, "damaged")
-	enc, err := vschema.Encode(d.v2)
+	enc, err := srvvschema.Encode(d.v2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +268,7 @@ func TestColdReadBatchesBlobs(t *testing.T) {
 	if _, err := writer.Update(ctx, "SrvVSchema", data, nil); err != nil {
 		t.Fatal(err)
 	}
-	enc, err := vschema.Encode(srvVSchema)
+	enc, err := srvvschema.Encode(srvVSchema)
 	if err != nil {
 		t.Fatal(err)
 	}

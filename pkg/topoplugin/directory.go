@@ -5,7 +5,8 @@ import (
 
 	"vitess.io/vitess/go/vt/topo"
 
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/srvvschema"
+	"github.com/topod-io/topod/pkg/topoerr"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -17,9 +18,9 @@ func (c *Conn) ListDir(ctx context.Context, dirPath string, full bool) ([]topo.D
 	}
 	ctx, cancel, wait := c.unary(ctx)
 	defer cancel()
-	resp, err := c.client.ListDir(ctx, &topodv1.ListDirRequest{Path: p, Full: full, MinRevision: c.seen.Load(), Linearizable: vschema.FreshReads(ctx)}, wait)
+	resp, err := c.client.ListDir(ctx, &topodv1.ListDirRequest{Path: p, Full: full, MinRevision: c.seen.Load(), Linearizable: srvvschema.FreshReads(ctx)}, wait)
 	if err != nil {
-		return nil, convertError(err, p)
+		return nil, topoerr.FromError(err, p)
 	}
 	out := make([]topo.DirEntry, len(resp.Entries))
 	for i, e := range resp.Entries {

@@ -10,6 +10,7 @@ import (
 
 	"vitess.io/vitess/go/vt/topo"
 
+	"github.com/topod-io/topod/pkg/topoerr"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -59,7 +60,7 @@ func (mp *participation) WaitForLeadership() (context.Context, error) {
 	stream, err := mp.c.client.Campaign(streamCtx, grpc.WaitForReady(true))
 	if err != nil {
 		cancel()
-		return nil, convertError(err, mp.path)
+		return nil, topoerr.FromError(err, mp.path)
 	}
 	ended := make(chan struct{})
 	mp.mu.Lock()
@@ -70,7 +71,7 @@ func (mp *participation) WaitForLeadership() (context.Context, error) {
 		_, err = stream.Recv()
 		cancel()
 		close(ended)
-		return nil, convertError(err, mp.path)
+		return nil, topoerr.FromError(err, mp.path)
 	}
 
 	// The goroutine below owns Recv; Stop sends the resignation.
@@ -100,7 +101,7 @@ func (mp *participation) WaitForLeadership() (context.Context, error) {
 				return nil, topo.NewError(topo.Interrupted, "Leadership")
 			default:
 			}
-			return nil, convertError(err, mp.path)
+			return nil, topoerr.FromError(err, mp.path)
 		}
 		return leaderCtx, nil
 	case <-mp.stop:
@@ -137,7 +138,7 @@ func (mp *participation) GetCurrentLeaderID(ctx context.Context) (string, error)
 	defer cancel()
 	resp, err := mp.c.client.GetLeader(ctx, &topodv1.GetLeaderRequest{Path: mp.path}, wait)
 	if err != nil {
-		return "", convertError(err, mp.path)
+		return "", topoerr.FromError(err, mp.path)
 	}
 	return resp.Id, nil
 }
@@ -151,7 +152,7 @@ func (mp *participation) WaitForNewLeader(ctx context.Context) (<-chan string, e
 	if err != nil {
 		stopOnClose()
 		cancel()
-		return nil, convertError(err, mp.path)
+		return nil, topoerr.FromError(err, mp.path)
 	}
 	// The first answer is the leader when the watch started ("" for
 	// none): taken before returning, as etcd2topo reads it, so a leader
@@ -160,7 +161,7 @@ func (mp *participation) WaitForNewLeader(ctx context.Context) (<-chan string, e
 	if err != nil {
 		stopOnClose()
 		cancel()
-		return nil, convertError(err, mp.path)
+		return nil, topoerr.FromError(err, mp.path)
 	}
 	leaders := make(chan string, 8)
 	if first.Id != "" {

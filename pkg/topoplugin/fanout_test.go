@@ -125,11 +125,14 @@ func TestStalledWatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cc.Close()
-	stalled, err := topodv1.NewTopoClient(cc).Watch(ctx, &topodv1.WatchRequest{Path: "/vitess/cell1/SrvKeyspace"})
+	stalled, err := topodv1.NewTopoClient(cc).WatchStream(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = stalled
+	create := &topodv1.WatchCreate{WatchId: 1, Path: "/vitess/cell1/SrvKeyspace"}
+	if err := stalled.Send(&topodv1.WatchStreamRequest{Request: &topodv1.WatchStreamRequest_Create{Create: create}}); err != nil {
+		t.Fatal(err)
+	}
 	for i := 1; i <= 1000; i++ {
 		copy(value, strconv.Itoa(i)+";")
 		if _, err := writer.Update(ctx, "SrvKeyspace", value, nil); err != nil {

@@ -9,7 +9,8 @@ import (
 
 	"vitess.io/vitess/go/vt/topo"
 
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/srvvschema"
+	"github.com/topod-io/topod/pkg/topoerr"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -27,7 +28,7 @@ func (c *Conn) Create(ctx context.Context, filePath string, contents []byte) (to
 	defer cancel()
 	resp, err := c.client.Create(ctx, &topodv1.CreateRequest{Path: p, Contents: value}, wait)
 	if err != nil {
-		return nil, convertError(err, p)
+		return nil, topoerr.FromError(err, p)
 	}
 	c.observe(resp.Version)
 	return Version(resp.Version), nil
@@ -57,7 +58,7 @@ func (c *Conn) update(ctx context.Context, p string, value []byte, v int64) (top
 	defer cancel()
 	resp, err := c.client.Update(ctx, &topodv1.UpdateRequest{Path: p, Contents: value, Version: v}, wait)
 	if err != nil {
-		return nil, convertError(err, p)
+		return nil, topoerr.FromError(err, p)
 	}
 	c.observe(resp.Version)
 	return Version(resp.Version), nil
@@ -71,9 +72,9 @@ func (c *Conn) Get(ctx context.Context, filePath string) ([]byte, topo.Version, 
 	}
 	ctx, cancel, wait := c.unary(ctx)
 	defer cancel()
-	resp, err := c.client.Get(ctx, &topodv1.GetRequest{Path: p, MinRevision: c.seen.Load(), Linearizable: vschema.FreshReads(ctx)}, wait)
+	resp, err := c.client.Get(ctx, &topodv1.GetRequest{Path: p, MinRevision: c.seen.Load(), Linearizable: srvvschema.FreshReads(ctx)}, wait)
 	if err != nil {
-		return nil, nil, convertError(err, p)
+		return nil, nil, topoerr.FromError(err, p)
 	}
 	c.observe(resp.Version)
 	contents, err := c.decode(ctx, p, resp.Contents)
@@ -93,7 +94,7 @@ func (c *Conn) GetVersion(ctx context.Context, filePath string, version int64) (
 	defer cancel()
 	resp, err := c.client.GetVersion(ctx, &topodv1.GetVersionRequest{Path: p, Version: version}, wait)
 	if err != nil {
-		return nil, convertError(err, p)
+		return nil, topoerr.FromError(err, p)
 	}
 	return c.decode(ctx, p, resp.Contents)
 }
@@ -128,11 +129,11 @@ func (c *Conn) List(ctx context.Context, filePathPrefix string) ([]topo.KVInfo, 
 // list reads every page of the listing of prefix p. again says that a
 // later page's revision was gone: the listing may start over.
 func (c *Conn) list(ctx context.Context, p string) (out []topo.KVInfo, again bool, err error) {
-	req := &topodv1.ListRequest{Prefix: p, MinRevision: c.seen.Load(), Linearizable: vschema.FreshReads(ctx), Paged: true}
+	req := &topodv1.ListRequest{Prefix: p, MinRevision: c.seen.Load(), Linearizable: srvvschema.FreshReads(ctx), Paged: true}
 	for {
 		resp, err := c.listPage(ctx, req)
 		if err != nil {
-			return nil, req.PageToken != nil && status.Code(err) == codes.OutOfRange, convertError(err, p)
+			return nil, req.PageToken != nil && status.Code(err) == codes.OutOfRange, topoerr.FromError(err, p)
 		}
 		for _, e := range resp.Kvs {
 			contents, err := c.decode(ctx, e.Path, e.Contents)
@@ -171,7 +172,7 @@ func (c *Conn) Delete(ctx context.Context, filePath string, version topo.Version
 	defer cancel()
 	resp, err := c.client.Delete(ctx, &topodv1.DeleteRequest{Path: p, Version: v}, wait)
 	if err != nil {
-		return convertError(err, p)
+		return topoerr.FromError(err, p)
 	}
 	// Reads ask for at least the delete's revision: the connection never
 	// reads back what it deleted, whichever replica answers.

@@ -24,9 +24,9 @@ import (
 	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/content"
 	"github.com/topod-io/topod/pkg/record"
+	"github.com/topod-io/topod/pkg/srvvschema"
 	"github.com/topod-io/topod/pkg/topoplugin"
 	"github.com/topod-io/topod/pkg/toposerver"
-	"github.com/topod-io/topod/pkg/vschema"
 )
 
 // blobStores are the blob stores the storage tests run against: the file
@@ -136,8 +136,8 @@ func TestJDProfileOnEtcd(t *testing.T) {
 				t.Fatal("watcher saw no change")
 			}
 			fetched := watcher.BlobStats()
-			oldEnc, _ := vschema.Encode(want)
-			newEnc, _ := vschema.Encode(changed)
+			oldEnc, _ := srvvschema.Encode(want)
+			newEnc, _ := srvvschema.Encode(changed)
 			var expected int64
 			for h, b := range newEnc.Blobs {
 				if _, ok := oldEnc.Blobs[h]; !ok {

@@ -11,6 +11,7 @@ import (
 
 	"vitess.io/vitess/go/vt/topo"
 
+	"github.com/topod-io/topod/pkg/topoerr"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -47,7 +48,7 @@ func (c *Conn) lock(ctx context.Context, dirPath, contents string, kind topodv1.
 	stream, err := c.client.Lock(streamCtx, grpc.WaitForReady(true))
 	if err != nil {
 		cancel()
-		return nil, convertError(err, p)
+		return nil, topoerr.FromError(err, p)
 	}
 	ld := &lockDescriptor{path: p, stream: stream, cancel: cancel}
 	resp, err := ld.roundTrip(ctx, &topodv1.LockRequest{Request: &topodv1.LockRequest_Acquire{Acquire: &topodv1.LockAcquire{
@@ -105,12 +106,12 @@ func (ld *lockDescriptor) roundTrip(ctx context.Context, req *topodv1.LockReques
 	case a := <-result:
 		if a.err != nil {
 			ld.cancel()
-			return nil, convertError(a.err, ld.path)
+			return nil, topoerr.FromError(a.err, ld.path)
 		}
 		return a.resp, nil
 	case <-ctx.Done():
 		ld.cancel()
-		return nil, convertError(ctx.Err(), ld.path)
+		return nil, topoerr.FromError(ctx.Err(), ld.path)
 	}
 }
 

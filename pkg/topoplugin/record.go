@@ -7,7 +7,8 @@ import (
 
 	"github.com/topod-io/topod/pkg/content"
 	"github.com/topod-io/topod/pkg/record"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/srvvschema"
+	"github.com/topod-io/topod/pkg/topoerr"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -27,7 +28,7 @@ func (c *Conn) SrvVSchemaRoot(ctx context.Context, filePath string) (content.Has
 	defer cancel()
 	resp, err := c.client.Get(ctx, &topodv1.GetRequest{Path: p, MinRevision: c.seen.Load()}, wait)
 	if err != nil {
-		return content.Hash{}, false, nil, convertError(err, p)
+		return content.Hash{}, false, nil, topoerr.FromError(err, p)
 	}
 	c.observe(resp.Version)
 	ref, err := record.Parse(resp.Contents)
@@ -43,7 +44,7 @@ func (c *Conn) SrvVSchemaRoot(ctx context.Context, filePath string) (content.Has
 // SetSrvVSchemaRoot uploads the blobs of enc topod lacks, then sets the
 // file at filePath to the encoding named enc.Root if it is still at
 // version (nil: unconditionally).
-func (c *Conn) SetSrvVSchemaRoot(ctx context.Context, filePath string, enc *vschema.Encoded, version topo.Version) (topo.Version, error) {
+func (c *Conn) SetSrvVSchemaRoot(ctx context.Context, filePath string, enc *srvvschema.Encoded, version topo.Version) (topo.Version, error) {
 	p, err := c.fullPath(filePath)
 	if err != nil {
 		return nil, err

@@ -10,12 +10,17 @@
 // connection fails over between them, unary calls wait for a replica to be
 // ready (bounded by --topod-request-timeout when the caller set no deadline),
 // and watches resume on another replica, converging to the latest value.
-// A connection carries all its watches on one stream (watchstream.go).
+// A connection carries all its watches on one WatchStream; when the stream
+// breaks it opens another (on any replica) and each watch resumes from the
+// revision it had reached.
 //
-// One file per concern, as in Vitess's etcd2topo: server.go (factory,
-// connection), file.go, directory.go, watch.go (a watch and its follower),
-// watchstream.go (the stream carrying a connection's watches), lock.go,
-// election.go, version.go, error.go.
+// Contents over the inline limit topod reports (ServerInfo) are written as
+// blobs uploaded before the record that refers to them: SrvVSchema split
+// per keyspace (package srvvschema), so that a change uploads and a watcher
+// fetches only the keyspaces that changed, any other large file in chunks.
+// Blobs are read through a process-wide cache (--topod-blob-cache-bytes).
+// Errors reach Vitess as package topoerr makes them: the topo error of
+// their kind, keeping topod's gRPC status.
 package topoplugin
 
 import (

@@ -10,6 +10,7 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 
 	"github.com/topod-io/topod/pkg/retry"
+	"github.com/topod-io/topod/pkg/topoerr"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -124,7 +125,7 @@ const (
 	stop
 )
 
-// follower is one topo watch: the connection's watch stream (watchstream.go)
+// follower is one topo watch: the connection's watch stream (watchStream)
 // puts what topod sends for it in its mailbox, and its goroutine (run)
 // turns that into the changes the watcher has not seen, so it converges on
 // the latest value without duplicates or gaps, across reconnections and
@@ -204,10 +205,10 @@ func (c *Conn) follow(ctx context.Context, p string, recursive bool) (*follower,
 	switch {
 	case openErr != nil:
 		f.stop()
-		return nil, nil, convertError(openErr, p)
+		return nil, nil, topoerr.FromError(openErr, p)
 	case !isOpen && ctx.Err() != nil:
 		f.stop()
-		return nil, nil, convertError(context.Cause(ctx), p)
+		return nil, nil, topoerr.FromError(context.Cause(ctx), p)
 	case !isOpen:
 		f.stop()
 		return nil, nil, topo.NewError(topo.Timeout, p)
@@ -268,7 +269,7 @@ func (f *follower) interrupted() error {
 	if f.c.ctx.Err() != nil {
 		return nil
 	}
-	return convertError(context.Cause(f.ctx), f.path)
+	return topoerr.FromError(context.Cause(f.ctx), f.path)
 }
 
 // applyAll delivers changes in order; it returns those that could not be

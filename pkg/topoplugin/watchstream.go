@@ -14,6 +14,7 @@ import (
 	"vitess.io/vitess/go/vt/log"
 
 	"github.com/topod-io/topod/pkg/retry"
+	"github.com/topod-io/topod/pkg/topoerr"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -238,7 +239,7 @@ func (ws *watchStream) dispatch(stream grpc.BidiStreamingClient[topodv1.WatchStr
 	case codes.OK:
 		f.box.pushEnd(nil)
 	case codes.NotFound, codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented, codes.AlreadyExists:
-		f.box.pushEnd(convertError(err, f.path))
+		f.box.pushEnd(topoerr.FromError(err, f.path))
 	default:
 		// topod could not go on with this watch (a value it could not
 		// read, its backend unreachable): create it again, under a new
@@ -285,7 +286,7 @@ func (ws *watchStream) failAll(err error) {
 			continue
 		}
 		if err != nil {
-			f.box.pushEnd(convertError(err, f.path))
+			f.box.pushEnd(topoerr.FromError(err, f.path))
 		}
 	}
 }

@@ -39,11 +39,6 @@ func accesses(req any) ([]authz.Access, bool) {
 		return readDir(r.Path), true
 	case *topodv1.ListRequest:
 		return []authz.Access{{Role: authz.Read, Key: r.Prefix, Prefix: true}}, true
-	case *topodv1.WatchRequest:
-		// Watch and WatchRecursive share the request; a recursive
-		// watch of a file's path covers what is under it, so both need
-		// read over the directory.
-		return readDir(r.Path), true
 	case *topodv1.WatchStreamRequest:
 		if c := r.GetCreate(); c != nil {
 			if c.Recursive {

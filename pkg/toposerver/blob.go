@@ -11,9 +11,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"vitess.io/vitess/go/vt/topo"
+
 	"github.com/topod-io/topod/pkg/blobstore"
 	"github.com/topod-io/topod/pkg/content"
 	"github.com/topod-io/topod/pkg/record"
+	"github.com/topod-io/topod/pkg/topoerr"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -208,7 +211,7 @@ func (s *Server) checkRecord(ctx context.Context, p string, value []byte) error 
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	if len(missing) > 0 {
-		return status.Errorf(codes.FailedPrecondition, "write %s: refers to blob %s, which is not stored: upload blobs before the record", p, root)
+		return topoerr.BlobNotStored("write %s: refers to blob %s, which is not stored: upload blobs before the record", p, root)
 	}
 	// Its manifests must parse under its codec: the blob collector's mark
 	// phase reads them, and stops at one it cannot.
@@ -241,7 +244,7 @@ func hashOf(b []byte) (content.Hash, error) {
 func blobStatus(err error) error {
 	switch {
 	case errors.Is(err, blobstore.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
+		return topoerr.Status(topo.NoNode, err)
 	case errors.Is(err, blobstore.ErrCorrupt):
 		return status.Error(codes.DataLoss, err.Error())
 	case errors.Is(err, blobstore.ErrHashMismatch):

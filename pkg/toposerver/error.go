@@ -7,7 +7,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"vitess.io/vitess/go/vt/topo"
+
 	"github.com/topod-io/topod/pkg/kv"
+	"github.com/topod-io/topod/pkg/topoerr"
 )
 
 // invalidArgument marks request validation errors.
@@ -18,10 +21,13 @@ func (e invalidArgument) Unwrap() error { return e.err }
 
 func invalid(err error) error { return invalidArgument{err} }
 
-// toStatus maps an error to the gRPC status the plugin turns back into a
-// Vitess topo error: NotFound is topo.NoNode, AlreadyExists topo.NodeExists,
-// Aborted topo.BadVersion, Canceled topo.Interrupted, DeadlineExceeded
-// topo.Timeout. The message keeps the operation and path.
+// toStatus maps an error to the status topod answers. Backend errors that
+// are Vitess topo errors travel as the code package topoerr gives their
+// kind (kv.ErrNotFound is topo.NoNode, kv.ErrExists topo.NodeExists,
+// kv.ErrBadVersion and kv.ErrLeaseNotFound topo.BadVersion, context errors
+// topo.Interrupted and topo.Timeout); the others as InvalidArgument
+// (request validation), OutOfRange (a compacted revision), Unavailable (a
+// closed backend) or Unknown. The message keeps the operation and path.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
@@ -31,25 +37,24 @@ func toStatus(err error) error {
 		// Unavailable when etcd is unreachable): keep its code.
 		return err
 	}
-	code := codes.Unknown
 	var inv invalidArgument
 	switch {
 	case errors.As(err, &inv):
-		code = codes.InvalidArgument
+		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, kv.ErrNotFound):
-		code = codes.NotFound
+		return topoerr.Status(topo.NoNode, err)
 	case errors.Is(err, kv.ErrExists):
-		code = codes.AlreadyExists
+		return topoerr.Status(topo.NodeExists, err)
 	case errors.Is(err, kv.ErrBadVersion), errors.Is(err, kv.ErrLeaseNotFound):
-		code = codes.Aborted
-	case errors.Is(err, kv.ErrCompacted):
-		code = codes.OutOfRange
-	case errors.Is(err, kv.ErrClosed):
-		code = codes.Unavailable
+		return topoerr.Status(topo.BadVersion, err)
 	case errors.Is(err, context.Canceled):
-		code = codes.Canceled
+		return topoerr.Status(topo.Interrupted, err)
 	case errors.Is(err, context.DeadlineExceeded):
-		code = codes.DeadlineExceeded
+		return topoerr.Status(topo.Timeout, err)
+	case errors.Is(err, kv.ErrCompacted):
+		return status.Error(codes.OutOfRange, err.Error())
+	case errors.Is(err, kv.ErrClosed):
+		return status.Error(codes.Unavailable, err.Error())
 	}
-	return status.Error(code, err.Error())
+	return status.Error(codes.Unknown, err.Error())
 }

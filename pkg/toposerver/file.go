@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"math"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"vitess.io/vitess/go/vt/topo"
 
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kvmirror"
+	"github.com/topod-io/topod/pkg/topoerr"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -111,7 +112,7 @@ func (s *Server) List(ctx context.Context, req *topodv1.ListRequest) (*topodv1.L
 	resp := listResponse(kvs, rev)
 	if size := proto.Size(resp); size > s.opts.MaxSendMsgBytes {
 		s.metrics.refused.WithLabelValues("list_bytes").Inc()
-		return nil, status.Errorf(codes.ResourceExhausted, "list %s: %d files, %d bytes, over the %d-byte message limit (--max-send-msg-bytes); a topod plugin of this release or later lists it in pages", req.Prefix, len(kvs), size, s.opts.MaxSendMsgBytes)
+		return nil, topoerr.Errorf(topo.ResourceExhausted, "list %s: %d files, %d bytes, over the %d-byte message limit (--max-send-msg-bytes); a topod plugin of this release or later lists it in pages", req.Prefix, len(kvs), size, s.opts.MaxSendMsgBytes)
 	}
 	return resp, nil
 }

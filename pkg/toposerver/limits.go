@@ -6,10 +6,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/topod-io/topod/pkg/kvmirror"
-
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"vitess.io/vitess/go/vt/topo"
+
+	"github.com/topod-io/topod/pkg/kvmirror"
+	"github.com/topod-io/topod/pkg/topoerr"
 )
 
 // Default resource limits. They hold JD's fleet with room to spare: a
@@ -125,16 +128,16 @@ func (q *watchQuota) Take() bool {
 func (q *watchQuota) Give() { q.n.Add(-1) }
 
 // takeWatch counts a new watch of path on a stream holding onStream
-// watches already (-1 for a Watch stream of its own), or answers
+// watches already, or answers
 // ResourceExhausted, naming the limit and its flag.
 func (s *Server) takeWatch(path string, onStream int) error {
 	if onStream >= s.opts.MaxWatchesPerStream {
 		s.metrics.refused.WithLabelValues("watches_per_stream").Inc()
-		return status.Errorf(codes.ResourceExhausted, "watch %s: the stream holds %d watches, the most one stream may (--max-watches-per-stream); open another stream", path, onStream)
+		return topoerr.Errorf(topo.ResourceExhausted, "watch %s: the stream holds %d watches, the most one stream may (--max-watches-per-stream); open another stream", path, onStream)
 	}
 	if !s.watches.Take() {
 		s.metrics.refused.WithLabelValues("watches").Inc()
-		return status.Errorf(codes.ResourceExhausted, "watch %s: topod holds %d watches, its limit (--max-watches)", path, s.opts.MaxWatches)
+		return topoerr.Errorf(topo.ResourceExhausted, "watch %s: topod holds %d watches, its limit (--max-watches)", path, s.opts.MaxWatches)
 	}
 	return nil
 }

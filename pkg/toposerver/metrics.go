@@ -46,7 +46,7 @@ func newMetrics() *metrics {
 			Name: "topod_downstream_streams", Help: "Open client streams, by kind.",
 		}, []string{"kind"}),
 		watches: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "topod_watches", Help: "Open client watches, on Watch, WatchRecursive and WatchStream streams.",
+			Name: "topod_watches", Help: "Open client watches, on WatchStream streams.",
 		}),
 		writeLag: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "topod_write_mirror_lag_total", Help: "Writes that returned before topod's mirror reflected them (it lagged by more than the write's wait): the writer's next read goes to the backend.",
@@ -67,7 +67,7 @@ func newMetrics() *metrics {
 			Name: "topod_mirror_relists_total", Help: "Full re-lists of a mirrored prefix after its upstream watch broke.",
 		}),
 		watchOpens: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "topod_watch_opens_total", Help: "Watch streams opened, by start: full (the whole state sent) or resume (a reconnecting client sent the revision it had reached).",
+			Name: "topod_watch_opens_total", Help: "Watches opened, by start: full (the whole state sent) or resume (a reconnecting client sent the revision it had reached).",
 		}, []string{"start"}),
 		resumeUnchanged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "topod_watch_resume_unchanged_files_total", Help: "Files not sent again to resuming watchers because they had not changed since the revision the watcher had reached.",
@@ -93,7 +93,7 @@ func newMetrics() *metrics {
 		"grant", "renew", "revoke", "lease_time_to_live", "list_leases"} {
 		m.backend.WithLabelValues(t)
 	}
-	for _, kind := range []string{"watch", "watch_recursive", "watch_stream", "lock", "campaign", "watch_leader"} {
+	for _, kind := range []string{"watch_stream", "lock", "campaign", "watch_leader"} {
 		m.streams.WithLabelValues(kind)
 	}
 	for _, start := range []string{"full", "resume"} {

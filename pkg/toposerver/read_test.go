@@ -84,3 +84,43 @@ func metricValue(t *testing.T, srv *topodtest.Server, series string) string {
 	}
 	return string(m[1])
 }
+
+// TestMirrorOff: DisableMirror is the one way to turn the mirror off; empty
+// MirrorPrefixes, nil or not, mirror everything ("/").
+func TestMirrorOff(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		opts     toposerver.Options
+		mirrored bool
+	}{
+		{"zero options", toposerver.Options{}, true},
+		{"nil prefixes", toposerver.Options{MirrorPrefixes: nil}, true},
+		{"empty prefixes", toposerver.Options{MirrorPrefixes: []string{}}, true},
+		{"prefix /v/", toposerver.Options{MirrorPrefixes: []string{"/v/"}}, true},
+		{"other prefix", toposerver.Options{MirrorPrefixes: []string{"/other/"}}, false},
+		{"disabled", toposerver.Options{DisableMirror: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), tc.opts)
+			cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			client := topodv1.NewTopoClient(cc)
+			resp, err := client.Create(ctx, &topodv1.CreateRequest{Path: "/v/a", Contents: []byte("x")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			series := `topod_backend_requests_total{type="get"}`
+			before := metricValue(t, srv, series)
+			if _, err := client.Get(ctx, &topodv1.GetRequest{Path: "/v/a", MinRevision: resp.Version}); err != nil {
+				t.Fatal(err)
+			}
+			if fromMemory := metricValue(t, srv, series) == before; fromMemory != tc.mirrored {
+				t.Errorf("Get served from a mirror: %v, want %v", fromMemory, tc.mirrored)
+			}
+		})
+	}
+}

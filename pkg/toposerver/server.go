@@ -3,11 +3,17 @@
 // versions and compare-and-set, directories derived from key prefixes, watches,
 // locks and leader elections held by streams and backed by leases.
 //
-// One file per concern, as in Vitess's etcd2topo: file.go (Create, Update, Get,
-// GetVersion, List, Delete), directory.go (ListDir), watch.go (a watch, and
-// the single-watch RPCs), watchstream.go (many watches on one stream),
-// lock.go, election.go, path.go (request validation), error.go (kv errors to
-// gRPC statuses). The command opens the backend (kv.Open).
+// A file is one backend key holding a record (package record): its contents
+// inline, or a reference to content-addressed blobs the client uploaded
+// first (MissingBlobs, PutBlobs); a record whose blobs are not stored is
+// refused. Reads and watches under the mirrored prefixes are served from
+// memory (package kvmirror): one backend watch per prefix, fanned out to
+// every watch of every client's WatchStream. A lock or an election lives
+// as long as the client's stream and the backend lease behind it. Errors
+// are gRPC statuses, with the codes package topoerr gives Vitess's topo
+// errors. The same gRPC server also serves etcd's v3 API (package etcdapi,
+// unless DisableEtcdAPI) over the same data. cmd/topod opens the backend
+// (kv.Open) and the blob store and passes them to New.
 package toposerver
 
 import (
@@ -43,7 +49,8 @@ const (
 	DefaultLockTTL = 30 * time.Second
 	// DefaultBlobCacheBytes bounds topod's cache of blobs.
 	DefaultBlobCacheBytes = 256 << 20
-	// DefaultMirrorMaxStaleness: a mirror whose backend (etcd) has not
+	// DefaultMirrorMaxStaleness is the default of cmd/topod's
+	// --mirror-max-staleness: a mirror whose backend (etcd) has not
 	// confirmed it current for this long stops serving reads.
 	DefaultMirrorMaxStaleness = time.Second
 	// DefaultMirrorMaxBytes bounds each in-memory mirror of the backend.
@@ -87,11 +94,14 @@ type Options struct {
 	// with a certificate get in.
 	TLS *tls.Config
 	// MirrorPrefixes are the key prefixes topod mirrors in memory, each
-	// followed by one backend watch: every Watch and WatchRecursive under
-	// them is served from that watch, and Get, List and ListDir from
-	// memory. Default: "/", everything. DisableMirror turns mirroring off.
+	// followed by one backend watch: every watch under them is served from
+	// that watch, and Get, List and ListDir from memory. Empty (nil or
+	// not): "/", everything.
 	MirrorPrefixes []string
-	DisableMirror  bool
+	// DisableMirror turns mirroring off, the only way to: every read and
+	// watch goes to the backend, and the etcd API is off (it needs the
+	// mirror). cmd/topod sets it for an empty --mirror-prefixes.
+	DisableMirror bool
 	// MirrorMaxBytes bounds the memory of each mirror; past it a mirror
 	// keeps every key but not the values that do not fit, which are read
 	// from the backend when asked for. Default DefaultMirrorMaxBytes.
@@ -101,8 +111,9 @@ type Options struct {
 	// within this bound; past it (topod cut off from etcd, or the member
 	// it watches through without a leader) reads go to etcd, which answers
 	// or fails, instead of the mirror answering stale. The bolt backend,
-	// in-process, needs no bound. Default DefaultMirrorMaxStaleness;
-	// negative: no bound.
+	// in-process, needs no bound. 0 (or negative): no bound, as in
+	// kvmirror.Options.MaxStaleness and cmd/topod's --mirror-max-staleness,
+	// whose default is DefaultMirrorMaxStaleness.
 	MirrorMaxStaleness time.Duration
 	// GCGrace is the grace period of blob garbage collection (package
 	// blobgc). MissingBlobs and PutBlobs refresh the blobs they find stored
@@ -191,14 +202,11 @@ func New(backend kv.Backend, opts Options) *Server {
 	if opts.BlobCacheBytes <= 0 {
 		opts.BlobCacheBytes = DefaultBlobCacheBytes
 	}
-	if opts.MirrorPrefixes == nil {
+	if len(opts.MirrorPrefixes) == 0 {
 		opts.MirrorPrefixes = []string{"/"}
 	}
 	if opts.MirrorMaxBytes <= 0 {
 		opts.MirrorMaxBytes = DefaultMirrorMaxBytes
-	}
-	if opts.MirrorMaxStaleness == 0 {
-		opts.MirrorMaxStaleness = DefaultMirrorMaxStaleness
 	}
 	// Only a backend whose watches confirm their progress can bound a
 	// mirror's staleness; countingBackend below forwards it.

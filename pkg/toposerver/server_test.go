@@ -120,11 +120,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 			return err
 		}, `".."`},
 		{"watch of a relative path", func() error {
-			stream, err := client.Watch(ctx, &topodv1.WatchRequest{Path: "x"})
+			recv, err := watchOne(ctx, client, "x", false, 0)
 			if err != nil {
 				return err
 			}
-			_, err = stream.Recv()
+			_, err = recv()
 			return err
 		}, "relative"},
 	} {

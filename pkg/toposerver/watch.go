@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kvmirror"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
@@ -23,8 +21,8 @@ const maxWatchMessageBytes = 1 << 20
 // say), before it is served from a backend watch of its own.
 const resumeWait = 5 * time.Second
 
-// sendFunc sends one message of one watch: on a Watch stream, or tagged
-// with the watch's id on a WatchStream.
+// sendFunc sends one message of one watch, tagged with the watch's id on
+// its WatchStream.
 type sendFunc func(*topodv1.WatchResponse) error
 
 // watchSpec is one watch as a client asked for it.
@@ -44,42 +42,6 @@ func newWatchSpec(p string, recursive bool, after int64) (watchSpec, error) {
 		w.key = dirPrefix(p)
 	}
 	return w, nil
-}
-
-// Watch is part of topodv1.TopoServer: one watch on a stream of its own,
-// kept for plugins of earlier releases (the plugin now multiplexes its
-// watches on WatchStream).
-func (s *Server) Watch(req *topodv1.WatchRequest, stream grpc.ServerStreamingServer[topodv1.WatchResponse]) error {
-	return s.watchOne(req, stream, false)
-}
-
-// WatchRecursive is part of topodv1.TopoServer, as Watch.
-func (s *Server) WatchRecursive(req *topodv1.WatchRequest, stream grpc.ServerStreamingServer[topodv1.WatchResponse]) error {
-	return s.watchOne(req, stream, true)
-}
-
-func (s *Server) watchOne(req *topodv1.WatchRequest, stream grpc.ServerStreamingServer[topodv1.WatchResponse], recursive bool) error {
-	w, err := newWatchSpec(req.Path, recursive, req.AfterRevision)
-	if err != nil {
-		return toStatus(err)
-	}
-	kind := "watch"
-	if recursive {
-		kind = "watch_recursive"
-	}
-	if err := s.takeWatch(req.Path, -1); err != nil {
-		return err
-	}
-	defer s.watches.Give()
-	if err := s.checkAfter(stream.Context(), w, s.mirrorFor(w.key)); err != nil {
-		return err
-	}
-	ctx, done := s.stream(stream.Context(), kind)
-	defer done()
-	s.metrics.watchOpened(w.after > 0)
-	s.metrics.watches.Inc()
-	defer s.metrics.watches.Dec()
-	return s.streamEnd(s.watch(ctx, stream.Send, w))
 }
 
 // watch sends the current state of the watched path (one file, or every

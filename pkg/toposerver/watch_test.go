@@ -120,17 +120,16 @@ func TestWatchResume(t *testing.T) {
 				// watches from the start rather than keep files whose
 				// versions the store no longer has.
 				for _, recursive := range []bool{false, true} {
-					req := &topodv1.WatchRequest{Path: "/v/c", AfterRevision: last + 1000}
-					watch := client.WatchRecursive
+					p := "/v/c"
 					if !recursive {
-						req.Path, watch = "/v/f", client.Watch
+						p = "/v/f"
 					}
-					stream, err := watch(ctx, req)
+					recv, err := watchOne(ctx, client, p, recursive, last+1000)
 					if err == nil {
-						_, err = stream.Recv()
+						_, err = recv()
 					}
 					if status.Code(err) != codes.OutOfRange {
-						t.Errorf("watch %s from the future: %v; want OutOfRange", req.Path, err)
+						t.Errorf("watch %s from the future: %v; want OutOfRange", p, err)
 					}
 				}
 				if got := metricValue(t, srv, `topod_watch_opens_total{start="resume"}`); got == resumes {
@@ -147,20 +146,13 @@ func initialState(t *testing.T, client topodv1.TopoClient, p string, after int64
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	req := &topodv1.WatchRequest{Path: p, AfterRevision: after}
-	var stream grpc.ServerStreamingClient[topodv1.WatchResponse]
-	var err error
-	if recursive {
-		stream, err = client.WatchRecursive(ctx, req)
-	} else {
-		stream, err = client.Watch(ctx, req)
-	}
+	recv, err := watchOne(ctx, client, p, recursive, after)
 	if err != nil {
 		t.Fatal(err)
 	}
 	all := &topodv1.WatchResponse{}
 	for {
-		msg, err := stream.Recv()
+		msg, err := recv()
 		if err != nil {
 			t.Fatalf("watch %s: %v", p, err)
 		}

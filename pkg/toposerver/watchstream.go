@@ -13,8 +13,11 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"vitess.io/vitess/go/vt/topo"
+
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kvmirror"
+	"github.com/topod-io/topod/pkg/topoerr"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
 )
 
@@ -28,7 +31,7 @@ import (
 // the watchers of its key, a stalled client holds at most one pending key
 // per watched key (and blocks only its own sender), and the mirror never
 // waits for a client. A watch no mirror covers has a backend watch and a
-// goroutine of its own, as on a Watch stream.
+// goroutine of its own.
 func (s *Server) WatchStream(stream grpc.BidiStreamingServer[topodv1.WatchStreamRequest, topodv1.WatchStreamResponse]) error {
 	ctx, done := s.stream(stream.Context(), "watch_stream")
 	defer done()
@@ -169,7 +172,7 @@ func (sess *watchSession) create(c *topodv1.WatchCreate) {
 	if n := sess.backlog + len(sess.ends); n >= s.opts.MaxStreamBacklog {
 		sess.mu.Unlock()
 		s.metrics.refused.WithLabelValues("stream_backlog").Inc()
-		sess.cancel(status.Errorf(codes.ResourceExhausted, "watch stream: %d initial entries and answers wait to be sent, the most one stream may (--max-stream-backlog): the client is not reading its stream", n))
+		sess.cancel(topoerr.Errorf(topo.ResourceExhausted, "watch stream: %d initial entries and answers wait to be sent, the most one stream may (--max-stream-backlog): the client is not reading its stream", n))
 		return
 	}
 	if err := s.takeWatch(c.Path, len(sess.watches)); err != nil {

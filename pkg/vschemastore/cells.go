@@ -29,7 +29,7 @@ import (
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 	"vitess.io/vitess/go/vt/topo"
 
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/srvvschema"
 )
 
 // Cell update modes, in CellResult.Mode.
@@ -179,7 +179,7 @@ func (s *Store) updateCellPortable(ctx context.Context, conn topo.Conn, keys syn
 	if missing || keys.rebuild {
 		// A cell without a SrvVSchema gets it whole, as RebuildSrvVSchema
 		// would write it: one full read of the global topology.
-		srv, err := s.BuildSrvVSchema(vschema.WithFreshReads(ctx))
+		srv, err := s.BuildSrvVSchema(srvvschema.WithFreshReads(ctx))
 		if err != nil {
 			return err
 		}
@@ -209,7 +209,7 @@ func (s *Store) updateCellPortable(ctx context.Context, conn topo.Conn, keys syn
 	if err != nil {
 		return err
 	}
-	out, changed, err := vschema.Splice(data, edit)
+	out, changed, err := srvvschema.Splice(data, edit)
 	if err != nil {
 		return err
 	}
@@ -231,9 +231,9 @@ func (s *Store) updateCellPortable(ctx context.Context, conn topo.Conn, keys syn
 // readEdit reads, from the global topology, the serving values of keys: what
 // RebuildSrvVSchema would put in a SrvVSchema for them. The reads are
 // marked fresh (WithFreshReads): they must not lag other writers.
-func (s *Store) readEdit(ctx context.Context, keys syncKeys) (vschema.Edit, error) {
-	ctx = vschema.WithFreshReads(ctx)
-	e := vschema.Edit{Keyspaces: make(map[string]*vschemapb.Keyspace, len(keys.keyspaces))}
+func (s *Store) readEdit(ctx context.Context, keys syncKeys) (srvvschema.Edit, error) {
+	ctx = srvvschema.WithFreshReads(ctx)
+	e := srvvschema.Edit{Keyspaces: make(map[string]*vschemapb.Keyspace, len(keys.keyspaces))}
 	values := make([]*vschemapb.Keyspace, len(keys.keyspaces))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
@@ -245,7 +245,7 @@ func (s *Store) readEdit(ctx context.Context, keys syncKeys) (vschema.Edit, erro
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return vschema.Edit{}, err
+		return srvvschema.Edit{}, err
 	}
 	for i, name := range keys.keyspaces {
 		e.Keyspaces[name] = values[i]
@@ -253,7 +253,7 @@ func (s *Store) readEdit(ctx context.Context, keys syncKeys) (vschema.Edit, erro
 	if keys.rules {
 		rules, err := s.readRules(ctx)
 		if err != nil {
-			return vschema.Edit{}, err
+			return srvvschema.Edit{}, err
 		}
 		e.Rules = rules
 	}

@@ -17,7 +17,7 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 
 	"github.com/topod-io/topod/pkg/content"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/srvvschema"
 )
 
 // RecordConn is record-level access to a cell's topology, for the fast
@@ -34,7 +34,7 @@ type RecordConn interface {
 	// sets the file to the encoding named enc.Root (enc.Size bytes
 	// assembled) if its version is still version; it returns the new
 	// version.
-	SetSrvVSchemaRoot(ctx context.Context, filePath string, enc *vschema.Encoded, version topo.Version) (topo.Version, error)
+	SetSrvVSchemaRoot(ctx context.Context, filePath string, enc *srvvschema.Encoded, version topo.Version) (topo.Version, error)
 	// GetBlob returns the blob named h (the caller verifies it).
 	GetBlob(ctx context.Context, h content.Hash) ([]byte, error)
 }
@@ -53,11 +53,11 @@ func (s *Store) recordConn(ctx context.Context, cell string) (RecordConn, error)
 
 // manifest returns the manifest named root, from the cache of the cell's
 // last one or loaded through rc.
-func (s *Store) manifest(ctx context.Context, cell string, root content.Hash, rc RecordConn) (*vschema.Manifest, error) {
-	if m, ok := s.manifests.Load(cell); ok && m.(*vschema.Manifest).Root() == root {
-		return m.(*vschema.Manifest), nil
+func (s *Store) manifest(ctx context.Context, cell string, root content.Hash, rc RecordConn) (*srvvschema.Manifest, error) {
+	if m, ok := s.manifests.Load(cell); ok && m.(*srvvschema.Manifest).Root() == root {
+		return m.(*srvvschema.Manifest), nil
 	}
-	m, err := vschema.LoadManifest(ctx, root, vschema.Getter(rc.GetBlob))
+	m, err := srvvschema.LoadManifest(ctx, root, srvvschema.Getter(rc.GetBlob))
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +90,7 @@ func (s *Store) updateCellFast(ctx context.Context, cell string, keys syncKeys, 
 	if err != nil {
 		return err
 	}
-	enc, err := vschema.EncodeEdit(m, edit)
+	enc, err := srvvschema.EncodeEdit(m, edit)
 	if err != nil {
 		return err
 	}
@@ -126,5 +126,5 @@ func (s *Store) cellKeyspaceFast(ctx context.Context, cell, name string) (*vsche
 	if err != nil {
 		return nil, false, err
 	}
-	return vschema.FetchKeyspace(ctx, vschema.Getter(rc.GetBlob), m, name)
+	return srvvschema.FetchKeyspace(ctx, srvvschema.Getter(rc.GetBlob), m, name)
 }

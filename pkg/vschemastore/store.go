@@ -23,7 +23,7 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 
 	"github.com/topod-io/topod/pkg/retry"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/srvvschema"
 )
 
 // Errors of Store operations, wrapped with the operation and the path.
@@ -97,7 +97,7 @@ type Store struct {
 	cellsMu sync.Mutex
 	cells   map[string]*cellSyncer
 
-	manifests sync.Map // cell -> *vschema.Manifest last written or read (fast path)
+	manifests sync.Map // cell -> *srvvschema.Manifest last written or read (fast path)
 }
 
 // NewStore returns a Store on ts.
@@ -186,7 +186,7 @@ func matches(ifMatch string, current topo.Version) bool {
 // GetKeyspace returns the vschema of keyspace name and its version.
 func (s *Store) GetKeyspace(ctx context.Context, name string) (*vschemapb.Keyspace, string, error) {
 	if err := ValidateKeyspaceName(name); err != nil {
-		return nil, "", fmt.Errorf("vschema: get %s: %w: %v", name, ErrBadRequest, err)
+		return nil, "", fmt.Errorf("vschema: get %s: %w: %w", name, ErrBadRequest, err)
 	}
 	ks, v, err := s.readKeyspace(ctx, name)
 	if err != nil {
@@ -223,7 +223,7 @@ func (s *Store) readKeyspace(ctx context.Context, name string) (*vschemapb.Keysp
 // topology's GetVersion: topod and etcd keep old versions until compacted).
 func (s *Store) GetKeyspaceAt(ctx context.Context, name, version string) (*vschemapb.Keyspace, error) {
 	if err := ValidateKeyspaceName(name); err != nil {
-		return nil, fmt.Errorf("vschema: get %s at %s: %w: %v", name, version, ErrBadRequest, err)
+		return nil, fmt.Errorf("vschema: get %s at %s: %w: %w", name, version, ErrBadRequest, err)
 	}
 	v, err := ParseVersion(version)
 	if err != nil {
@@ -727,7 +727,7 @@ func (s *Store) GetCellSrvVSchemaBytes(ctx context.Context, cell string) ([]byte
 // what vtgates of that cell serve for it.
 func (s *Store) GetCellKeyspace(ctx context.Context, cell, name string) (*vschemapb.Keyspace, error) {
 	if err := ValidateKeyspaceName(name); err != nil {
-		return nil, fmt.Errorf("vschema: cell %s keyspace %s: %w: %v", cell, name, ErrBadRequest, err)
+		return nil, fmt.Errorf("vschema: cell %s keyspace %s: %w: %w", cell, name, ErrBadRequest, err)
 	}
 	if ks, ok, err := s.cellKeyspaceFast(ctx, cell, name); err == nil && ok {
 		return ks, nil
@@ -736,7 +736,7 @@ func (s *Store) GetCellKeyspace(ctx context.Context, cell, name string) (*vschem
 	if err != nil {
 		return nil, err
 	}
-	ks, ok, err := vschema.FindKeyspace(data, name)
+	ks, ok, err := srvvschema.FindKeyspace(data, name)
 	if err != nil {
 		return nil, fmt.Errorf("vschema: cell %s: %w", cell, err)
 	}

@@ -3,6 +3,7 @@ package vschemastore_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -269,6 +270,37 @@ func TestValidateKeyspaceName(t *testing.T) {
 	} {
 		if err := vschemastore.ValidateKeyspaceName(name); (err == nil) != ok {
 			t.Errorf("ValidateKeyspaceName(%q) = %v", name, err)
+		}
+	}
+}
+
+// TestBadKeyspaceNameKeepsItsCause: a read refused for its keyspace name is
+// ErrBadRequest and still wraps the validation error that refused it.
+func TestBadKeyspaceNameKeepsItsCause(t *testing.T) {
+	s, err := vschemastore.NewStore(nil, vschemastore.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bad = "bad/name"
+	cause := vschemastore.ValidateKeyspaceName(bad)
+	if cause == nil {
+		t.Fatalf("ValidateKeyspaceName(%q) accepted it", bad)
+	}
+	for _, tc := range []struct {
+		op   string
+		read func() error
+	}{
+		{"GetKeyspace", func() error { _, _, err := s.GetKeyspace(t.Context(), bad); return err }},
+		{"GetKeyspaceAt", func() error { _, err := s.GetKeyspaceAt(t.Context(), bad, "1"); return err }},
+		{"GetCellKeyspace", func() error { _, err := s.GetCellKeyspace(t.Context(), "cell1", bad); return err }},
+	} {
+		err := tc.read()
+		if !errors.Is(err, vschemastore.ErrBadRequest) {
+			t.Errorf("%s(%q) = %v, want ErrBadRequest", tc.op, bad, err)
+		}
+		multi, ok := err.(interface{ Unwrap() []error })
+		if !ok || !slices.ContainsFunc(multi.Unwrap(), func(e error) bool { return e.Error() == cause.Error() }) {
+			t.Errorf("%s(%q) = %v: does not wrap its cause %q", tc.op, bad, err, cause)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"path"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"vitess.io/vitess/go/vt/topo"
@@ -139,7 +140,8 @@ func (s *topodSide) dialWith(root string, c *cache.Cache) (topo.Conn, error) {
 }
 
 // topodStreamSide watches through bare topod watch streams instead of the
-// plugin: each watcher is its own gRPC connection and Watch stream, and
+// plugin: each watcher is its own gRPC connection and WatchStream (carrying
+// its one watch), and
 // counts as having seen a change when the record's new version arrives,
 // without fetching its blobs or reassembling the file. It measures topod's
 // fan-out alone; the writer is a plugin connection.
@@ -176,13 +178,39 @@ func (c *streamConn) Close() { c.cc.Close() }
 // Watch is part of topo.Conn: WatchData carry the version only.
 func (c *streamConn) Watch(ctx context.Context, filePath string) (*topo.WatchData, <-chan *topo.WatchData, error) {
 	p := path.Join(c.root, filePath)
-	stream, err := c.client.Watch(ctx, &topodv1.WatchRequest{Path: p}, grpc.WaitForReady(true))
+	stream, err := c.client.WatchStream(ctx, grpc.WaitForReady(true))
 	if err != nil {
 		return nil, nil, fmt.Errorf("watch %s: %w", p, err)
 	}
+	create := &topodv1.WatchCreate{WatchId: 1, Path: p}
+	if err := stream.Send(&topodv1.WatchStreamRequest{Request: &topodv1.WatchStreamRequest_Create{Create: create}}); err != nil {
+		return nil, nil, fmt.Errorf("watch %s: %w", p, err)
+	}
+	// recv returns the next message of the watch (the stream carries no
+	// other), or why it ended.
+	var pending []*topodv1.WatchUpdate
+	recv := func() (*topodv1.WatchResponse, error) {
+		for {
+			for len(pending) == 0 {
+				msg, err := stream.Recv()
+				if err != nil {
+					return nil, err
+				}
+				pending = msg.Updates
+			}
+			u := pending[0]
+			pending = pending[1:]
+			if u.Response != nil {
+				return u.Response, nil
+			}
+			if u.Ended {
+				return nil, fmt.Errorf("watch ended: %v: %s", codes.Code(u.Code), u.Error)
+			}
+		}
+	}
 	var version int64 = -1
 	for {
-		msg, err := stream.Recv()
+		msg, err := recv()
 		if err != nil {
 			return nil, nil, fmt.Errorf("watch %s: initial state: %w", p, err)
 		}
@@ -202,7 +230,7 @@ func (c *streamConn) Watch(ctx context.Context, filePath string) (*topo.WatchDat
 	go func() {
 		defer close(changes)
 		for {
-			msg, err := stream.Recv()
+			msg, err := recv()
 			if err != nil {
 				changes <- &topo.WatchData{Err: err}
 				return

@@ -20,9 +20,8 @@
 // revision order is commit order; after each commit the write's events go
 // to an in-process notifier (a replay ring plus one buffered queue per
 // watcher). Leases live in an in-process table with an expiry loop.
-// etcd's transactions (kv.Backend.Txn, txn.go) run in one write transaction
-// at one revision, and the table serves etcd's lease API (kv.Leases,
-// leases.go).
+// etcd's transactions (kv.Backend.Txn) run in one write transaction
+// at one revision, and the table serves etcd's lease API (kv.Leases).
 package boltkv
 
 import (

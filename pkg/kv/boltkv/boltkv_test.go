@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"go.uber.org/goleak"
 
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kv/kvtest"
@@ -307,7 +307,7 @@ func TestEmptyKey(t *testing.T) {
 // goroutine, even those whose consumer stopped reading.
 func TestCloseLeavesNoGoroutines(t *testing.T) {
 	ctx := t.Context()
-	before := runtime.NumGoroutine()
+	before := goleak.IgnoreCurrent()
 	b, err := Open(filepath.Join(t.TempDir(), "topod.db"), Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -326,13 +326,9 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines after Close, %d before Open", runtime.NumGoroutine(), before)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// goleak retries until the goroutines started since before have ended,
+	// and names those that do not.
+	goleak.VerifyNone(t, before)
 }
 
 // TestReadOnly: a file opened read-only reads as it is, leased keys of the

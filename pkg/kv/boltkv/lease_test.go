@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/topod-io/topod/pkg/kv"
 )
 
@@ -35,7 +37,7 @@ func TestLeaseGraceAfterContextEnd(t *testing.T) {
 	ctx := t.Context()
 	b, _ := openTest(t, Options{NoSync: true})
 	gctx, cancel := context.WithCancel(ctx)
-	l, err := b.Grant(gctx, 10*time.Second)
+	l, err := b.Grant(gctx, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +45,12 @@ func TestLeaseGraceAfterContextEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	time.Sleep(50 * time.Millisecond)
+	// The backend has seen the context end once the lease has a deadline.
+	if err := wait.PollUntilContextTimeout(ctx, time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		return b.leases.deadline(l.ID()) != (time.Time{}), nil
+	}); err != nil {
+		t.Fatalf("the lease got no deadline after its context ended: %v", err)
+	}
 	if err := l.Alive(ctx); err != nil {
 		t.Fatalf("Alive right after the context ended: %v", err)
 	}
@@ -100,4 +107,15 @@ func TestLeasesExpireIndependently(t *testing.T) {
 	if _, err := b.Get(ctx, "/kept"); err != nil {
 		t.Fatalf("kept-alive lease's key: %v", err)
 	}
+}
+
+// deadline is lease id's deadline: zero while its Grant context lives (or
+// when the table does not hold it).
+func (t *leaseTable) deadline(id kv.LeaseID) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.leases[id]; ok {
+		return e.deadline
+	}
+	return time.Time{}
 }

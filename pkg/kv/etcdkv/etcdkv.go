@@ -1,8 +1,6 @@
 // Package etcdkv is the distributed kv.Backend: topod's store on an etcd v3
-// cluster, through go.etcd.io/etcd/client/v3. It mirrors Vitess's etcd2topo,
-// one file per concern: this file opens and closes the backend, file.go
-// reads and writes keys, watch.go watches them, lease.go keeps leases alive
-// and error.go maps etcd's errors onto package kv's.
+// cluster, through go.etcd.io/etcd/client/v3, as Vitess's etcd2topo uses
+// etcd. etcd's errors are returned as package kv's.
 //
 // The kv model maps onto etcd directly: a key's version is its etcd
 // ModRevision, a revision is etcd's store revision, and a kv.Lease is an etcd

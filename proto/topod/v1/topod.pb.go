@@ -5,11 +5,20 @@
 // Versions are backend revisions (etcd ModRevision, bolt's revision counter):
 // a file's version is the revision of its last write.
 //
-// Errors are gRPC statuses: NOT_FOUND (topo.NoNode), ALREADY_EXISTS
-// (topo.NodeExists), ABORTED (topo.BadVersion), DEADLINE_EXCEEDED
-// (topo.Timeout), CANCELLED (topo.Interrupted), UNIMPLEMENTED
-// (topo.NoImplementation), RESOURCE_EXHAUSTED, INVALID_ARGUMENT (bad path, value
-// over the size limit, malformed request) and UNAVAILABLE (backend unreachable).
+// Errors are gRPC statuses. The codes that carry Vitess topo errors, and the
+// kind the plugin makes of each, are one table in package
+// github.com/topod-io/topod/pkg/topoerr: NOT_FOUND (topo.NoNode),
+// ALREADY_EXISTS (topo.NodeExists), ABORTED (topo.BadVersion),
+// FAILED_PRECONDITION (topo.NodeNotEmpty; with an ErrorInfo of reason
+// BLOB_NOT_STORED, a record that refers to a blob not stored, no topo
+// error), DEADLINE_EXCEEDED (topo.Timeout), CANCELLED (topo.Interrupted),
+// UNIMPLEMENTED (topo.NoImplementation), RESOURCE_EXHAUSTED
+// (topo.ResourceExhausted). Other codes are no topo error: INVALID_ARGUMENT
+// (bad path, value over the size limit, malformed request),
+// PERMISSION_DENIED, OUT_OF_RANGE (a revision the backend no longer
+// holds), DATA_LOSS (a corrupt blob), UNAVAILABLE (backend unreachable, or
+// topod shutting down; the plugin reports it as topo.Timeout, as
+// etcd2topo does for an unreachable etcd).
 //
 // Regenerate with `make proto`.
 
@@ -145,7 +154,7 @@ const (
 	Codec_CODEC_UNSPECIFIED Codec = 0
 	// pkg/chunk: content-defined chunks under a manifest tree.
 	Codec_CODEC_CHUNKS Codec = 1
-	// pkg/vschema: a SrvVSchema split per keyspace under a two-level manifest.
+	// pkg/srvvschema: a SrvVSchema split per keyspace under a two-level manifest.
 	Codec_CODEC_SRVVSCHEMA Codec = 2
 )
 
@@ -1175,65 +1184,6 @@ func (x *DeleteResponse) GetRevision() int64 {
 	return 0
 }
 
-type WatchRequest struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	// after_revision, when set, is the revision a reconnecting watcher had
-	// reached (the revision of the last message it processed). The initial
-	// state then carries the contents of only the files changed after it and
-	// lists the other files present in unchanged: the watcher resumes where
-	// it was without receiving again what it has, whichever replica answers
-	// and however far the backend has compacted since. 0 asks for the full
-	// state.
-	AfterRevision int64 `protobuf:"varint,2,opt,name=after_revision,json=afterRevision,proto3" json:"after_revision,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *WatchRequest) Reset() {
-	*x = WatchRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[17]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *WatchRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*WatchRequest) ProtoMessage() {}
-
-func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[17]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
-func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{17}
-}
-
-func (x *WatchRequest) GetPath() string {
-	if x != nil {
-		return x.Path
-	}
-	return ""
-}
-
-func (x *WatchRequest) GetAfterRevision() int64 {
-	if x != nil {
-		return x.AfterRevision
-	}
-	return 0
-}
-
 // FileEvent is one file's state: its contents and version, or its deletion.
 type FileEvent struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1247,7 +1197,7 @@ type FileEvent struct {
 
 func (x *FileEvent) Reset() {
 	*x = FileEvent{}
-	mi := &file_topod_v1_topod_proto_msgTypes[18]
+	mi := &file_topod_v1_topod_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1209,7 @@ func (x *FileEvent) String() string {
 func (*FileEvent) ProtoMessage() {}
 
 func (x *FileEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[18]
+	mi := &file_topod_v1_topod_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1222,7 @@ func (x *FileEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileEvent.ProtoReflect.Descriptor instead.
 func (*FileEvent) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{18}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FileEvent) GetPath() string {
@@ -1328,7 +1278,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[19]
+	mi := &file_topod_v1_topod_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1290,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[19]
+	mi := &file_topod_v1_topod_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1303,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{19}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchResponse) GetEvents() []*FileEvent {
@@ -1404,7 +1354,7 @@ type WatchStreamRequest struct {
 
 func (x *WatchStreamRequest) Reset() {
 	*x = WatchStreamRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[20]
+	mi := &file_topod_v1_topod_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1366,7 @@ func (x *WatchStreamRequest) String() string {
 func (*WatchStreamRequest) ProtoMessage() {}
 
 func (x *WatchStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[20]
+	mi := &file_topod_v1_topod_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1379,7 @@ func (x *WatchStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchStreamRequest.ProtoReflect.Descriptor instead.
 func (*WatchStreamRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{20}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchStreamRequest) GetRequest() isWatchStreamRequest_Request {
@@ -1482,7 +1432,13 @@ type WatchCreate struct {
 	// path of the file, or of the directory when recursive.
 	Path      string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	Recursive bool   `protobuf:"varint,3,opt,name=recursive,proto3" json:"recursive,omitempty"`
-	// after_revision: as in WatchRequest.
+	// after_revision, when set, is the revision a reconnecting watcher had
+	// reached (the revision of the last message it processed). The initial
+	// state then carries the contents of only the files changed after it and
+	// lists the other files present in unchanged: the watcher resumes where
+	// it was without receiving again what it has, whichever replica answers
+	// and however far the backend has compacted since. 0 asks for the full
+	// state.
 	AfterRevision int64 `protobuf:"varint,4,opt,name=after_revision,json=afterRevision,proto3" json:"after_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1490,7 +1446,7 @@ type WatchCreate struct {
 
 func (x *WatchCreate) Reset() {
 	*x = WatchCreate{}
-	mi := &file_topod_v1_topod_proto_msgTypes[21]
+	mi := &file_topod_v1_topod_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1458,7 @@ func (x *WatchCreate) String() string {
 func (*WatchCreate) ProtoMessage() {}
 
 func (x *WatchCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[21]
+	mi := &file_topod_v1_topod_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1471,7 @@ func (x *WatchCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCreate.ProtoReflect.Descriptor instead.
 func (*WatchCreate) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{21}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchCreate) GetWatchId() int64 {
@@ -1556,7 +1512,7 @@ type WatchCancel struct {
 
 func (x *WatchCancel) Reset() {
 	*x = WatchCancel{}
-	mi := &file_topod_v1_topod_proto_msgTypes[22]
+	mi := &file_topod_v1_topod_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1524,7 @@ func (x *WatchCancel) String() string {
 func (*WatchCancel) ProtoMessage() {}
 
 func (x *WatchCancel) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[22]
+	mi := &file_topod_v1_topod_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1537,7 @@ func (x *WatchCancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCancel.ProtoReflect.Descriptor instead.
 func (*WatchCancel) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{22}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchCancel) GetWatchId() int64 {
@@ -1600,7 +1556,7 @@ type WatchStreamResponse struct {
 
 func (x *WatchStreamResponse) Reset() {
 	*x = WatchStreamResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[23]
+	mi := &file_topod_v1_topod_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1568,7 @@ func (x *WatchStreamResponse) String() string {
 func (*WatchStreamResponse) ProtoMessage() {}
 
 func (x *WatchStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[23]
+	mi := &file_topod_v1_topod_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1581,7 @@ func (x *WatchStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchStreamResponse.ProtoReflect.Descriptor instead.
 func (*WatchStreamResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{23}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WatchStreamResponse) GetUpdates() []*WatchUpdate {
@@ -1639,9 +1595,8 @@ func (x *WatchStreamResponse) GetUpdates() []*WatchUpdate {
 type WatchUpdate struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	WatchId int64                  `protobuf:"varint,1,opt,name=watch_id,json=watchId,proto3" json:"watch_id,omitempty"`
-	// response is the watch's next message, exactly as a Watch stream would
-	// send it (initial state, or changes); unset on an update that only ends
-	// the watch.
+	// response is the watch's next message (initial state, or changes);
+	// unset on an update that only ends the watch.
 	Response *WatchResponse `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
 	// ended: this is the watch's last update. code (a gRPC status code) and
 	// error say why: OK when the client canceled it or its file was deleted,
@@ -1657,7 +1612,7 @@ type WatchUpdate struct {
 
 func (x *WatchUpdate) Reset() {
 	*x = WatchUpdate{}
-	mi := &file_topod_v1_topod_proto_msgTypes[24]
+	mi := &file_topod_v1_topod_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +1624,7 @@ func (x *WatchUpdate) String() string {
 func (*WatchUpdate) ProtoMessage() {}
 
 func (x *WatchUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[24]
+	mi := &file_topod_v1_topod_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +1637,7 @@ func (x *WatchUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchUpdate.ProtoReflect.Descriptor instead.
 func (*WatchUpdate) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{24}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchUpdate) GetWatchId() int64 {
@@ -1734,7 +1689,7 @@ type LockRequest struct {
 
 func (x *LockRequest) Reset() {
 	*x = LockRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[25]
+	mi := &file_topod_v1_topod_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1746,7 +1701,7 @@ func (x *LockRequest) String() string {
 func (*LockRequest) ProtoMessage() {}
 
 func (x *LockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[25]
+	mi := &file_topod_v1_topod_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1759,7 +1714,7 @@ func (x *LockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRequest.ProtoReflect.Descriptor instead.
 func (*LockRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{25}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LockRequest) GetRequest() isLockRequest_Request {
@@ -1832,7 +1787,7 @@ type LockAcquire struct {
 
 func (x *LockAcquire) Reset() {
 	*x = LockAcquire{}
-	mi := &file_topod_v1_topod_proto_msgTypes[26]
+	mi := &file_topod_v1_topod_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1844,7 +1799,7 @@ func (x *LockAcquire) String() string {
 func (*LockAcquire) ProtoMessage() {}
 
 func (x *LockAcquire) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[26]
+	mi := &file_topod_v1_topod_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1857,7 +1812,7 @@ func (x *LockAcquire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockAcquire.ProtoReflect.Descriptor instead.
 func (*LockAcquire) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{26}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LockAcquire) GetPath() string {
@@ -1896,7 +1851,7 @@ type LockCheck struct {
 
 func (x *LockCheck) Reset() {
 	*x = LockCheck{}
-	mi := &file_topod_v1_topod_proto_msgTypes[27]
+	mi := &file_topod_v1_topod_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1908,7 +1863,7 @@ func (x *LockCheck) String() string {
 func (*LockCheck) ProtoMessage() {}
 
 func (x *LockCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[27]
+	mi := &file_topod_v1_topod_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1921,7 +1876,7 @@ func (x *LockCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockCheck.ProtoReflect.Descriptor instead.
 func (*LockCheck) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{27}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{26}
 }
 
 type LockUnlock struct {
@@ -1932,7 +1887,7 @@ type LockUnlock struct {
 
 func (x *LockUnlock) Reset() {
 	*x = LockUnlock{}
-	mi := &file_topod_v1_topod_proto_msgTypes[28]
+	mi := &file_topod_v1_topod_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +1899,7 @@ func (x *LockUnlock) String() string {
 func (*LockUnlock) ProtoMessage() {}
 
 func (x *LockUnlock) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[28]
+	mi := &file_topod_v1_topod_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +1912,7 @@ func (x *LockUnlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockUnlock.ProtoReflect.Descriptor instead.
 func (*LockUnlock) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{28}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{27}
 }
 
 type LockResponse struct {
@@ -1974,7 +1929,7 @@ type LockResponse struct {
 
 func (x *LockResponse) Reset() {
 	*x = LockResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[29]
+	mi := &file_topod_v1_topod_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1986,7 +1941,7 @@ func (x *LockResponse) String() string {
 func (*LockResponse) ProtoMessage() {}
 
 func (x *LockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[29]
+	mi := &file_topod_v1_topod_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1999,7 +1954,7 @@ func (x *LockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockResponse.ProtoReflect.Descriptor instead.
 func (*LockResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{29}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LockResponse) GetResponse() isLockResponse_Response {
@@ -2073,7 +2028,7 @@ type LockAcquired struct {
 
 func (x *LockAcquired) Reset() {
 	*x = LockAcquired{}
-	mi := &file_topod_v1_topod_proto_msgTypes[30]
+	mi := &file_topod_v1_topod_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2085,7 +2040,7 @@ func (x *LockAcquired) String() string {
 func (*LockAcquired) ProtoMessage() {}
 
 func (x *LockAcquired) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[30]
+	mi := &file_topod_v1_topod_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2098,7 +2053,7 @@ func (x *LockAcquired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockAcquired.ProtoReflect.Descriptor instead.
 func (*LockAcquired) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{30}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LockAcquired) GetLockPath() string {
@@ -2123,7 +2078,7 @@ type LockChecked struct {
 
 func (x *LockChecked) Reset() {
 	*x = LockChecked{}
-	mi := &file_topod_v1_topod_proto_msgTypes[31]
+	mi := &file_topod_v1_topod_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2135,7 +2090,7 @@ func (x *LockChecked) String() string {
 func (*LockChecked) ProtoMessage() {}
 
 func (x *LockChecked) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[31]
+	mi := &file_topod_v1_topod_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2148,7 +2103,7 @@ func (x *LockChecked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockChecked.ProtoReflect.Descriptor instead.
 func (*LockChecked) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{31}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{30}
 }
 
 type LockUnlocked struct {
@@ -2159,7 +2114,7 @@ type LockUnlocked struct {
 
 func (x *LockUnlocked) Reset() {
 	*x = LockUnlocked{}
-	mi := &file_topod_v1_topod_proto_msgTypes[32]
+	mi := &file_topod_v1_topod_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2171,7 +2126,7 @@ func (x *LockUnlocked) String() string {
 func (*LockUnlocked) ProtoMessage() {}
 
 func (x *LockUnlocked) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[32]
+	mi := &file_topod_v1_topod_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2184,7 +2139,7 @@ func (x *LockUnlocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockUnlocked.ProtoReflect.Descriptor instead.
 func (*LockUnlocked) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{32}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{31}
 }
 
 type CampaignRequest struct {
@@ -2200,7 +2155,7 @@ type CampaignRequest struct {
 
 func (x *CampaignRequest) Reset() {
 	*x = CampaignRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[33]
+	mi := &file_topod_v1_topod_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2212,7 +2167,7 @@ func (x *CampaignRequest) String() string {
 func (*CampaignRequest) ProtoMessage() {}
 
 func (x *CampaignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[33]
+	mi := &file_topod_v1_topod_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2225,7 +2180,7 @@ func (x *CampaignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignRequest.ProtoReflect.Descriptor instead.
 func (*CampaignRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{33}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CampaignRequest) GetRequest() isCampaignRequest_Request {
@@ -2281,7 +2236,7 @@ type CampaignStart struct {
 
 func (x *CampaignStart) Reset() {
 	*x = CampaignStart{}
-	mi := &file_topod_v1_topod_proto_msgTypes[34]
+	mi := &file_topod_v1_topod_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2248,7 @@ func (x *CampaignStart) String() string {
 func (*CampaignStart) ProtoMessage() {}
 
 func (x *CampaignStart) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[34]
+	mi := &file_topod_v1_topod_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2261,7 @@ func (x *CampaignStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignStart.ProtoReflect.Descriptor instead.
 func (*CampaignStart) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{34}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CampaignStart) GetPath() string {
@@ -2331,7 +2286,7 @@ type CampaignResign struct {
 
 func (x *CampaignResign) Reset() {
 	*x = CampaignResign{}
-	mi := &file_topod_v1_topod_proto_msgTypes[35]
+	mi := &file_topod_v1_topod_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2343,7 +2298,7 @@ func (x *CampaignResign) String() string {
 func (*CampaignResign) ProtoMessage() {}
 
 func (x *CampaignResign) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[35]
+	mi := &file_topod_v1_topod_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2356,7 +2311,7 @@ func (x *CampaignResign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignResign.ProtoReflect.Descriptor instead.
 func (*CampaignResign) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{35}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{34}
 }
 
 type CampaignResponse struct {
@@ -2372,7 +2327,7 @@ type CampaignResponse struct {
 
 func (x *CampaignResponse) Reset() {
 	*x = CampaignResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[36]
+	mi := &file_topod_v1_topod_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2384,7 +2339,7 @@ func (x *CampaignResponse) String() string {
 func (*CampaignResponse) ProtoMessage() {}
 
 func (x *CampaignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[36]
+	mi := &file_topod_v1_topod_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2397,7 +2352,7 @@ func (x *CampaignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignResponse.ProtoReflect.Descriptor instead.
 func (*CampaignResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{36}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CampaignResponse) GetResponse() isCampaignResponse_Response {
@@ -2449,7 +2404,7 @@ type CampaignElected struct {
 
 func (x *CampaignElected) Reset() {
 	*x = CampaignElected{}
-	mi := &file_topod_v1_topod_proto_msgTypes[37]
+	mi := &file_topod_v1_topod_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2461,7 +2416,7 @@ func (x *CampaignElected) String() string {
 func (*CampaignElected) ProtoMessage() {}
 
 func (x *CampaignElected) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[37]
+	mi := &file_topod_v1_topod_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2474,7 +2429,7 @@ func (x *CampaignElected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignElected.ProtoReflect.Descriptor instead.
 func (*CampaignElected) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{37}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{36}
 }
 
 type CampaignResigned struct {
@@ -2485,7 +2440,7 @@ type CampaignResigned struct {
 
 func (x *CampaignResigned) Reset() {
 	*x = CampaignResigned{}
-	mi := &file_topod_v1_topod_proto_msgTypes[38]
+	mi := &file_topod_v1_topod_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2497,7 +2452,7 @@ func (x *CampaignResigned) String() string {
 func (*CampaignResigned) ProtoMessage() {}
 
 func (x *CampaignResigned) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[38]
+	mi := &file_topod_v1_topod_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2510,7 +2465,7 @@ func (x *CampaignResigned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignResigned.ProtoReflect.Descriptor instead.
 func (*CampaignResigned) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{38}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{37}
 }
 
 type GetLeaderRequest struct {
@@ -2522,7 +2477,7 @@ type GetLeaderRequest struct {
 
 func (x *GetLeaderRequest) Reset() {
 	*x = GetLeaderRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[39]
+	mi := &file_topod_v1_topod_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2534,7 +2489,7 @@ func (x *GetLeaderRequest) String() string {
 func (*GetLeaderRequest) ProtoMessage() {}
 
 func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[39]
+	mi := &file_topod_v1_topod_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2547,7 +2502,7 @@ func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLeaderRequest.ProtoReflect.Descriptor instead.
 func (*GetLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{39}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetLeaderRequest) GetPath() string {
@@ -2566,7 +2521,7 @@ type GetLeaderResponse struct {
 
 func (x *GetLeaderResponse) Reset() {
 	*x = GetLeaderResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[40]
+	mi := &file_topod_v1_topod_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2578,7 +2533,7 @@ func (x *GetLeaderResponse) String() string {
 func (*GetLeaderResponse) ProtoMessage() {}
 
 func (x *GetLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[40]
+	mi := &file_topod_v1_topod_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2591,7 +2546,7 @@ func (x *GetLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLeaderResponse.ProtoReflect.Descriptor instead.
 func (*GetLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{40}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetLeaderResponse) GetId() string {
@@ -2610,7 +2565,7 @@ type WatchLeaderRequest struct {
 
 func (x *WatchLeaderRequest) Reset() {
 	*x = WatchLeaderRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[41]
+	mi := &file_topod_v1_topod_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2622,7 +2577,7 @@ func (x *WatchLeaderRequest) String() string {
 func (*WatchLeaderRequest) ProtoMessage() {}
 
 func (x *WatchLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[41]
+	mi := &file_topod_v1_topod_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2635,7 +2590,7 @@ func (x *WatchLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchLeaderRequest.ProtoReflect.Descriptor instead.
 func (*WatchLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{41}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *WatchLeaderRequest) GetPath() string {
@@ -2654,7 +2609,7 @@ type WatchLeaderResponse struct {
 
 func (x *WatchLeaderResponse) Reset() {
 	*x = WatchLeaderResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[42]
+	mi := &file_topod_v1_topod_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2666,7 +2621,7 @@ func (x *WatchLeaderResponse) String() string {
 func (*WatchLeaderResponse) ProtoMessage() {}
 
 func (x *WatchLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[42]
+	mi := &file_topod_v1_topod_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2679,7 +2634,7 @@ func (x *WatchLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchLeaderResponse.ProtoReflect.Descriptor instead.
 func (*WatchLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{42}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *WatchLeaderResponse) GetId() string {
@@ -2697,7 +2652,7 @@ type ServerInfoRequest struct {
 
 func (x *ServerInfoRequest) Reset() {
 	*x = ServerInfoRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[43]
+	mi := &file_topod_v1_topod_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2709,7 +2664,7 @@ func (x *ServerInfoRequest) String() string {
 func (*ServerInfoRequest) ProtoMessage() {}
 
 func (x *ServerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[43]
+	mi := &file_topod_v1_topod_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2722,7 +2677,7 @@ func (x *ServerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfoRequest.ProtoReflect.Descriptor instead.
 func (*ServerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{43}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{42}
 }
 
 type ServerInfoResponse struct {
@@ -2740,7 +2695,7 @@ type ServerInfoResponse struct {
 
 func (x *ServerInfoResponse) Reset() {
 	*x = ServerInfoResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[44]
+	mi := &file_topod_v1_topod_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2752,7 +2707,7 @@ func (x *ServerInfoResponse) String() string {
 func (*ServerInfoResponse) ProtoMessage() {}
 
 func (x *ServerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[44]
+	mi := &file_topod_v1_topod_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2765,7 +2720,7 @@ func (x *ServerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfoResponse.ProtoReflect.Descriptor instead.
 func (*ServerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{44}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ServerInfoResponse) GetInlineLimit() int64 {
@@ -2799,7 +2754,7 @@ type MissingBlobsRequest struct {
 
 func (x *MissingBlobsRequest) Reset() {
 	*x = MissingBlobsRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[45]
+	mi := &file_topod_v1_topod_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2811,7 +2766,7 @@ func (x *MissingBlobsRequest) String() string {
 func (*MissingBlobsRequest) ProtoMessage() {}
 
 func (x *MissingBlobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[45]
+	mi := &file_topod_v1_topod_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2824,7 +2779,7 @@ func (x *MissingBlobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MissingBlobsRequest.ProtoReflect.Descriptor instead.
 func (*MissingBlobsRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{45}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MissingBlobsRequest) GetHashes() [][]byte {
@@ -2843,7 +2798,7 @@ type MissingBlobsResponse struct {
 
 func (x *MissingBlobsResponse) Reset() {
 	*x = MissingBlobsResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[46]
+	mi := &file_topod_v1_topod_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2855,7 +2810,7 @@ func (x *MissingBlobsResponse) String() string {
 func (*MissingBlobsResponse) ProtoMessage() {}
 
 func (x *MissingBlobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[46]
+	mi := &file_topod_v1_topod_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2868,7 +2823,7 @@ func (x *MissingBlobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MissingBlobsResponse.ProtoReflect.Descriptor instead.
 func (*MissingBlobsResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{46}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MissingBlobsResponse) GetMissing() [][]byte {
@@ -2888,7 +2843,7 @@ type Blob struct {
 
 func (x *Blob) Reset() {
 	*x = Blob{}
-	mi := &file_topod_v1_topod_proto_msgTypes[47]
+	mi := &file_topod_v1_topod_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2900,7 +2855,7 @@ func (x *Blob) String() string {
 func (*Blob) ProtoMessage() {}
 
 func (x *Blob) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[47]
+	mi := &file_topod_v1_topod_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2913,7 +2868,7 @@ func (x *Blob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Blob.ProtoReflect.Descriptor instead.
 func (*Blob) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{47}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Blob) GetHash() []byte {
@@ -2939,7 +2894,7 @@ type PutBlobsRequest struct {
 
 func (x *PutBlobsRequest) Reset() {
 	*x = PutBlobsRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[48]
+	mi := &file_topod_v1_topod_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2951,7 +2906,7 @@ func (x *PutBlobsRequest) String() string {
 func (*PutBlobsRequest) ProtoMessage() {}
 
 func (x *PutBlobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[48]
+	mi := &file_topod_v1_topod_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2964,7 +2919,7 @@ func (x *PutBlobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutBlobsRequest.ProtoReflect.Descriptor instead.
 func (*PutBlobsRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{48}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PutBlobsRequest) GetBlobs() []*Blob {
@@ -2982,7 +2937,7 @@ type PutBlobsResponse struct {
 
 func (x *PutBlobsResponse) Reset() {
 	*x = PutBlobsResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[49]
+	mi := &file_topod_v1_topod_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2994,7 +2949,7 @@ func (x *PutBlobsResponse) String() string {
 func (*PutBlobsResponse) ProtoMessage() {}
 
 func (x *PutBlobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[49]
+	mi := &file_topod_v1_topod_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3007,7 +2962,7 @@ func (x *PutBlobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutBlobsResponse.ProtoReflect.Descriptor instead.
 func (*PutBlobsResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{49}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{48}
 }
 
 type GetBlobRequest struct {
@@ -3019,7 +2974,7 @@ type GetBlobRequest struct {
 
 func (x *GetBlobRequest) Reset() {
 	*x = GetBlobRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[50]
+	mi := &file_topod_v1_topod_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3031,7 +2986,7 @@ func (x *GetBlobRequest) String() string {
 func (*GetBlobRequest) ProtoMessage() {}
 
 func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[50]
+	mi := &file_topod_v1_topod_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3044,7 +2999,7 @@ func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobRequest.ProtoReflect.Descriptor instead.
 func (*GetBlobRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{50}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetBlobRequest) GetHash() []byte {
@@ -3063,7 +3018,7 @@ type GetBlobResponse struct {
 
 func (x *GetBlobResponse) Reset() {
 	*x = GetBlobResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[51]
+	mi := &file_topod_v1_topod_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3075,7 +3030,7 @@ func (x *GetBlobResponse) String() string {
 func (*GetBlobResponse) ProtoMessage() {}
 
 func (x *GetBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[51]
+	mi := &file_topod_v1_topod_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3088,7 +3043,7 @@ func (x *GetBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobResponse.ProtoReflect.Descriptor instead.
 func (*GetBlobResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{51}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetBlobResponse) GetData() []byte {
@@ -3108,7 +3063,7 @@ type GetBlobsRequest struct {
 
 func (x *GetBlobsRequest) Reset() {
 	*x = GetBlobsRequest{}
-	mi := &file_topod_v1_topod_proto_msgTypes[52]
+	mi := &file_topod_v1_topod_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3120,7 +3075,7 @@ func (x *GetBlobsRequest) String() string {
 func (*GetBlobsRequest) ProtoMessage() {}
 
 func (x *GetBlobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[52]
+	mi := &file_topod_v1_topod_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3133,7 +3088,7 @@ func (x *GetBlobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobsRequest.ProtoReflect.Descriptor instead.
 func (*GetBlobsRequest) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{52}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetBlobsRequest) GetHashes() [][]byte {
@@ -3153,7 +3108,7 @@ type GetBlobsResponse struct {
 
 func (x *GetBlobsResponse) Reset() {
 	*x = GetBlobsResponse{}
-	mi := &file_topod_v1_topod_proto_msgTypes[53]
+	mi := &file_topod_v1_topod_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3165,7 +3120,7 @@ func (x *GetBlobsResponse) String() string {
 func (*GetBlobsResponse) ProtoMessage() {}
 
 func (x *GetBlobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[53]
+	mi := &file_topod_v1_topod_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3178,7 +3133,7 @@ func (x *GetBlobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobsResponse.ProtoReflect.Descriptor instead.
 func (*GetBlobsResponse) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{53}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetBlobsResponse) GetBlobs() []*Blob {
@@ -3206,7 +3161,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_topod_v1_topod_proto_msgTypes[54]
+	mi := &file_topod_v1_topod_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3218,7 +3173,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[54]
+	mi := &file_topod_v1_topod_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3231,7 +3186,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{54}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Record) GetBody() isRecord_Body {
@@ -3290,7 +3245,7 @@ type BlobRef struct {
 
 func (x *BlobRef) Reset() {
 	*x = BlobRef{}
-	mi := &file_topod_v1_topod_proto_msgTypes[55]
+	mi := &file_topod_v1_topod_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3302,7 +3257,7 @@ func (x *BlobRef) String() string {
 func (*BlobRef) ProtoMessage() {}
 
 func (x *BlobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_topod_v1_topod_proto_msgTypes[55]
+	mi := &file_topod_v1_topod_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3315,7 +3270,7 @@ func (x *BlobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobRef.ProtoReflect.Descriptor instead.
 func (*BlobRef) Descriptor() ([]byte, []int) {
-	return file_topod_v1_topod_proto_rawDescGZIP(), []int{55}
+	return file_topod_v1_topod_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *BlobRef) GetCodec() Codec {
@@ -3403,10 +3358,7 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\",\n" +
 	"\x0eDeleteResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"I\n" +
-	"\fWatchRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12%\n" +
-	"\x0eafter_revision\x18\x02 \x01(\x03R\rafterRevision\"o\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"o\n" +
 	"\tFileEvent\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1a\n" +
 	"\bcontents\x18\x02 \x01(\fR\bcontents\x12\x18\n" +
@@ -3527,7 +3479,7 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\x05Codec\x12\x15\n" +
 	"\x11CODEC_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fCODEC_CHUNKS\x10\x01\x12\x14\n" +
-	"\x10CODEC_SRVVSCHEMA\x10\x022\xf8\t\n" +
+	"\x10CODEC_SRVVSCHEMA\x10\x022\xf7\b\n" +
 	"\x04Topo\x12>\n" +
 	"\aListDir\x12\x18.topod.v1.ListDirRequest\x1a\x19.topod.v1.ListDirResponse\x12;\n" +
 	"\x06Create\x12\x17.topod.v1.CreateRequest\x1a\x18.topod.v1.CreateResponse\x12;\n" +
@@ -3536,9 +3488,7 @@ const file_topod_v1_topod_proto_rawDesc = "" +
 	"\n" +
 	"GetVersion\x12\x1b.topod.v1.GetVersionRequest\x1a\x1c.topod.v1.GetVersionResponse\x125\n" +
 	"\x04List\x12\x15.topod.v1.ListRequest\x1a\x16.topod.v1.ListResponse\x12;\n" +
-	"\x06Delete\x12\x17.topod.v1.DeleteRequest\x1a\x18.topod.v1.DeleteResponse\x12:\n" +
-	"\x05Watch\x12\x16.topod.v1.WatchRequest\x1a\x17.topod.v1.WatchResponse0\x01\x12C\n" +
-	"\x0eWatchRecursive\x12\x16.topod.v1.WatchRequest\x1a\x17.topod.v1.WatchResponse0\x01\x12N\n" +
+	"\x06Delete\x12\x17.topod.v1.DeleteRequest\x1a\x18.topod.v1.DeleteResponse\x12N\n" +
 	"\vWatchStream\x12\x1c.topod.v1.WatchStreamRequest\x1a\x1d.topod.v1.WatchStreamResponse(\x010\x01\x129\n" +
 	"\x04Lock\x12\x15.topod.v1.LockRequest\x1a\x16.topod.v1.LockResponse(\x010\x01\x12E\n" +
 	"\bCampaign\x12\x19.topod.v1.CampaignRequest\x1a\x1a.topod.v1.CampaignResponse(\x010\x01\x12D\n" +
@@ -3564,7 +3514,7 @@ func file_topod_v1_topod_proto_rawDescGZIP() []byte {
 }
 
 var file_topod_v1_topod_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_topod_v1_topod_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_topod_v1_topod_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_topod_v1_topod_proto_goTypes = []any{
 	(DirEntryType)(0),            // 0: topod.v1.DirEntryType
 	(LockKind)(0),                // 1: topod.v1.LockKind
@@ -3586,69 +3536,68 @@ var file_topod_v1_topod_proto_goTypes = []any{
 	(*ListResponse)(nil),         // 17: topod.v1.ListResponse
 	(*DeleteRequest)(nil),        // 18: topod.v1.DeleteRequest
 	(*DeleteResponse)(nil),       // 19: topod.v1.DeleteResponse
-	(*WatchRequest)(nil),         // 20: topod.v1.WatchRequest
-	(*FileEvent)(nil),            // 21: topod.v1.FileEvent
-	(*WatchResponse)(nil),        // 22: topod.v1.WatchResponse
-	(*WatchStreamRequest)(nil),   // 23: topod.v1.WatchStreamRequest
-	(*WatchCreate)(nil),          // 24: topod.v1.WatchCreate
-	(*WatchCancel)(nil),          // 25: topod.v1.WatchCancel
-	(*WatchStreamResponse)(nil),  // 26: topod.v1.WatchStreamResponse
-	(*WatchUpdate)(nil),          // 27: topod.v1.WatchUpdate
-	(*LockRequest)(nil),          // 28: topod.v1.LockRequest
-	(*LockAcquire)(nil),          // 29: topod.v1.LockAcquire
-	(*LockCheck)(nil),            // 30: topod.v1.LockCheck
-	(*LockUnlock)(nil),           // 31: topod.v1.LockUnlock
-	(*LockResponse)(nil),         // 32: topod.v1.LockResponse
-	(*LockAcquired)(nil),         // 33: topod.v1.LockAcquired
-	(*LockChecked)(nil),          // 34: topod.v1.LockChecked
-	(*LockUnlocked)(nil),         // 35: topod.v1.LockUnlocked
-	(*CampaignRequest)(nil),      // 36: topod.v1.CampaignRequest
-	(*CampaignStart)(nil),        // 37: topod.v1.CampaignStart
-	(*CampaignResign)(nil),       // 38: topod.v1.CampaignResign
-	(*CampaignResponse)(nil),     // 39: topod.v1.CampaignResponse
-	(*CampaignElected)(nil),      // 40: topod.v1.CampaignElected
-	(*CampaignResigned)(nil),     // 41: topod.v1.CampaignResigned
-	(*GetLeaderRequest)(nil),     // 42: topod.v1.GetLeaderRequest
-	(*GetLeaderResponse)(nil),    // 43: topod.v1.GetLeaderResponse
-	(*WatchLeaderRequest)(nil),   // 44: topod.v1.WatchLeaderRequest
-	(*WatchLeaderResponse)(nil),  // 45: topod.v1.WatchLeaderResponse
-	(*ServerInfoRequest)(nil),    // 46: topod.v1.ServerInfoRequest
-	(*ServerInfoResponse)(nil),   // 47: topod.v1.ServerInfoResponse
-	(*MissingBlobsRequest)(nil),  // 48: topod.v1.MissingBlobsRequest
-	(*MissingBlobsResponse)(nil), // 49: topod.v1.MissingBlobsResponse
-	(*Blob)(nil),                 // 50: topod.v1.Blob
-	(*PutBlobsRequest)(nil),      // 51: topod.v1.PutBlobsRequest
-	(*PutBlobsResponse)(nil),     // 52: topod.v1.PutBlobsResponse
-	(*GetBlobRequest)(nil),       // 53: topod.v1.GetBlobRequest
-	(*GetBlobResponse)(nil),      // 54: topod.v1.GetBlobResponse
-	(*GetBlobsRequest)(nil),      // 55: topod.v1.GetBlobsRequest
-	(*GetBlobsResponse)(nil),     // 56: topod.v1.GetBlobsResponse
-	(*Record)(nil),               // 57: topod.v1.Record
-	(*BlobRef)(nil),              // 58: topod.v1.BlobRef
+	(*FileEvent)(nil),            // 20: topod.v1.FileEvent
+	(*WatchResponse)(nil),        // 21: topod.v1.WatchResponse
+	(*WatchStreamRequest)(nil),   // 22: topod.v1.WatchStreamRequest
+	(*WatchCreate)(nil),          // 23: topod.v1.WatchCreate
+	(*WatchCancel)(nil),          // 24: topod.v1.WatchCancel
+	(*WatchStreamResponse)(nil),  // 25: topod.v1.WatchStreamResponse
+	(*WatchUpdate)(nil),          // 26: topod.v1.WatchUpdate
+	(*LockRequest)(nil),          // 27: topod.v1.LockRequest
+	(*LockAcquire)(nil),          // 28: topod.v1.LockAcquire
+	(*LockCheck)(nil),            // 29: topod.v1.LockCheck
+	(*LockUnlock)(nil),           // 30: topod.v1.LockUnlock
+	(*LockResponse)(nil),         // 31: topod.v1.LockResponse
+	(*LockAcquired)(nil),         // 32: topod.v1.LockAcquired
+	(*LockChecked)(nil),          // 33: topod.v1.LockChecked
+	(*LockUnlocked)(nil),         // 34: topod.v1.LockUnlocked
+	(*CampaignRequest)(nil),      // 35: topod.v1.CampaignRequest
+	(*CampaignStart)(nil),        // 36: topod.v1.CampaignStart
+	(*CampaignResign)(nil),       // 37: topod.v1.CampaignResign
+	(*CampaignResponse)(nil),     // 38: topod.v1.CampaignResponse
+	(*CampaignElected)(nil),      // 39: topod.v1.CampaignElected
+	(*CampaignResigned)(nil),     // 40: topod.v1.CampaignResigned
+	(*GetLeaderRequest)(nil),     // 41: topod.v1.GetLeaderRequest
+	(*GetLeaderResponse)(nil),    // 42: topod.v1.GetLeaderResponse
+	(*WatchLeaderRequest)(nil),   // 43: topod.v1.WatchLeaderRequest
+	(*WatchLeaderResponse)(nil),  // 44: topod.v1.WatchLeaderResponse
+	(*ServerInfoRequest)(nil),    // 45: topod.v1.ServerInfoRequest
+	(*ServerInfoResponse)(nil),   // 46: topod.v1.ServerInfoResponse
+	(*MissingBlobsRequest)(nil),  // 47: topod.v1.MissingBlobsRequest
+	(*MissingBlobsResponse)(nil), // 48: topod.v1.MissingBlobsResponse
+	(*Blob)(nil),                 // 49: topod.v1.Blob
+	(*PutBlobsRequest)(nil),      // 50: topod.v1.PutBlobsRequest
+	(*PutBlobsResponse)(nil),     // 51: topod.v1.PutBlobsResponse
+	(*GetBlobRequest)(nil),       // 52: topod.v1.GetBlobRequest
+	(*GetBlobResponse)(nil),      // 53: topod.v1.GetBlobResponse
+	(*GetBlobsRequest)(nil),      // 54: topod.v1.GetBlobsRequest
+	(*GetBlobsResponse)(nil),     // 55: topod.v1.GetBlobsResponse
+	(*Record)(nil),               // 56: topod.v1.Record
+	(*BlobRef)(nil),              // 57: topod.v1.BlobRef
 }
 var file_topod_v1_topod_proto_depIdxs = []int32{
 	0,  // 0: topod.v1.DirEntry.type:type_name -> topod.v1.DirEntryType
 	3,  // 1: topod.v1.ListDirResponse.entries:type_name -> topod.v1.DirEntry
 	16, // 2: topod.v1.ListResponse.kvs:type_name -> topod.v1.KeyValue
-	21, // 3: topod.v1.WatchResponse.events:type_name -> topod.v1.FileEvent
-	24, // 4: topod.v1.WatchStreamRequest.create:type_name -> topod.v1.WatchCreate
-	25, // 5: topod.v1.WatchStreamRequest.cancel:type_name -> topod.v1.WatchCancel
-	27, // 6: topod.v1.WatchStreamResponse.updates:type_name -> topod.v1.WatchUpdate
-	22, // 7: topod.v1.WatchUpdate.response:type_name -> topod.v1.WatchResponse
-	29, // 8: topod.v1.LockRequest.acquire:type_name -> topod.v1.LockAcquire
-	30, // 9: topod.v1.LockRequest.check:type_name -> topod.v1.LockCheck
-	31, // 10: topod.v1.LockRequest.unlock:type_name -> topod.v1.LockUnlock
+	20, // 3: topod.v1.WatchResponse.events:type_name -> topod.v1.FileEvent
+	23, // 4: topod.v1.WatchStreamRequest.create:type_name -> topod.v1.WatchCreate
+	24, // 5: topod.v1.WatchStreamRequest.cancel:type_name -> topod.v1.WatchCancel
+	26, // 6: topod.v1.WatchStreamResponse.updates:type_name -> topod.v1.WatchUpdate
+	21, // 7: topod.v1.WatchUpdate.response:type_name -> topod.v1.WatchResponse
+	28, // 8: topod.v1.LockRequest.acquire:type_name -> topod.v1.LockAcquire
+	29, // 9: topod.v1.LockRequest.check:type_name -> topod.v1.LockCheck
+	30, // 10: topod.v1.LockRequest.unlock:type_name -> topod.v1.LockUnlock
 	1,  // 11: topod.v1.LockAcquire.kind:type_name -> topod.v1.LockKind
-	33, // 12: topod.v1.LockResponse.acquired:type_name -> topod.v1.LockAcquired
-	34, // 13: topod.v1.LockResponse.checked:type_name -> topod.v1.LockChecked
-	35, // 14: topod.v1.LockResponse.unlocked:type_name -> topod.v1.LockUnlocked
-	37, // 15: topod.v1.CampaignRequest.start:type_name -> topod.v1.CampaignStart
-	38, // 16: topod.v1.CampaignRequest.resign:type_name -> topod.v1.CampaignResign
-	40, // 17: topod.v1.CampaignResponse.elected:type_name -> topod.v1.CampaignElected
-	41, // 18: topod.v1.CampaignResponse.resigned:type_name -> topod.v1.CampaignResigned
-	50, // 19: topod.v1.PutBlobsRequest.blobs:type_name -> topod.v1.Blob
-	50, // 20: topod.v1.GetBlobsResponse.blobs:type_name -> topod.v1.Blob
-	58, // 21: topod.v1.Record.ref:type_name -> topod.v1.BlobRef
+	32, // 12: topod.v1.LockResponse.acquired:type_name -> topod.v1.LockAcquired
+	33, // 13: topod.v1.LockResponse.checked:type_name -> topod.v1.LockChecked
+	34, // 14: topod.v1.LockResponse.unlocked:type_name -> topod.v1.LockUnlocked
+	36, // 15: topod.v1.CampaignRequest.start:type_name -> topod.v1.CampaignStart
+	37, // 16: topod.v1.CampaignRequest.resign:type_name -> topod.v1.CampaignResign
+	39, // 17: topod.v1.CampaignResponse.elected:type_name -> topod.v1.CampaignElected
+	40, // 18: topod.v1.CampaignResponse.resigned:type_name -> topod.v1.CampaignResigned
+	49, // 19: topod.v1.PutBlobsRequest.blobs:type_name -> topod.v1.Blob
+	49, // 20: topod.v1.GetBlobsResponse.blobs:type_name -> topod.v1.Blob
+	57, // 21: topod.v1.Record.ref:type_name -> topod.v1.BlobRef
 	2,  // 22: topod.v1.BlobRef.codec:type_name -> topod.v1.Codec
 	4,  // 23: topod.v1.Topo.ListDir:input_type -> topod.v1.ListDirRequest
 	6,  // 24: topod.v1.Topo.Create:input_type -> topod.v1.CreateRequest
@@ -3657,39 +3606,35 @@ var file_topod_v1_topod_proto_depIdxs = []int32{
 	12, // 27: topod.v1.Topo.GetVersion:input_type -> topod.v1.GetVersionRequest
 	14, // 28: topod.v1.Topo.List:input_type -> topod.v1.ListRequest
 	18, // 29: topod.v1.Topo.Delete:input_type -> topod.v1.DeleteRequest
-	20, // 30: topod.v1.Topo.Watch:input_type -> topod.v1.WatchRequest
-	20, // 31: topod.v1.Topo.WatchRecursive:input_type -> topod.v1.WatchRequest
-	23, // 32: topod.v1.Topo.WatchStream:input_type -> topod.v1.WatchStreamRequest
-	28, // 33: topod.v1.Topo.Lock:input_type -> topod.v1.LockRequest
-	36, // 34: topod.v1.Topo.Campaign:input_type -> topod.v1.CampaignRequest
-	42, // 35: topod.v1.Topo.GetLeader:input_type -> topod.v1.GetLeaderRequest
-	44, // 36: topod.v1.Topo.WatchLeader:input_type -> topod.v1.WatchLeaderRequest
-	46, // 37: topod.v1.Topo.ServerInfo:input_type -> topod.v1.ServerInfoRequest
-	48, // 38: topod.v1.Topo.MissingBlobs:input_type -> topod.v1.MissingBlobsRequest
-	51, // 39: topod.v1.Topo.PutBlobs:input_type -> topod.v1.PutBlobsRequest
-	53, // 40: topod.v1.Topo.GetBlob:input_type -> topod.v1.GetBlobRequest
-	55, // 41: topod.v1.Topo.GetBlobs:input_type -> topod.v1.GetBlobsRequest
-	5,  // 42: topod.v1.Topo.ListDir:output_type -> topod.v1.ListDirResponse
-	7,  // 43: topod.v1.Topo.Create:output_type -> topod.v1.CreateResponse
-	9,  // 44: topod.v1.Topo.Update:output_type -> topod.v1.UpdateResponse
-	11, // 45: topod.v1.Topo.Get:output_type -> topod.v1.GetResponse
-	13, // 46: topod.v1.Topo.GetVersion:output_type -> topod.v1.GetVersionResponse
-	17, // 47: topod.v1.Topo.List:output_type -> topod.v1.ListResponse
-	19, // 48: topod.v1.Topo.Delete:output_type -> topod.v1.DeleteResponse
-	22, // 49: topod.v1.Topo.Watch:output_type -> topod.v1.WatchResponse
-	22, // 50: topod.v1.Topo.WatchRecursive:output_type -> topod.v1.WatchResponse
-	26, // 51: topod.v1.Topo.WatchStream:output_type -> topod.v1.WatchStreamResponse
-	32, // 52: topod.v1.Topo.Lock:output_type -> topod.v1.LockResponse
-	39, // 53: topod.v1.Topo.Campaign:output_type -> topod.v1.CampaignResponse
-	43, // 54: topod.v1.Topo.GetLeader:output_type -> topod.v1.GetLeaderResponse
-	45, // 55: topod.v1.Topo.WatchLeader:output_type -> topod.v1.WatchLeaderResponse
-	47, // 56: topod.v1.Topo.ServerInfo:output_type -> topod.v1.ServerInfoResponse
-	49, // 57: topod.v1.Topo.MissingBlobs:output_type -> topod.v1.MissingBlobsResponse
-	52, // 58: topod.v1.Topo.PutBlobs:output_type -> topod.v1.PutBlobsResponse
-	54, // 59: topod.v1.Topo.GetBlob:output_type -> topod.v1.GetBlobResponse
-	56, // 60: topod.v1.Topo.GetBlobs:output_type -> topod.v1.GetBlobsResponse
-	42, // [42:61] is the sub-list for method output_type
-	23, // [23:42] is the sub-list for method input_type
+	22, // 30: topod.v1.Topo.WatchStream:input_type -> topod.v1.WatchStreamRequest
+	27, // 31: topod.v1.Topo.Lock:input_type -> topod.v1.LockRequest
+	35, // 32: topod.v1.Topo.Campaign:input_type -> topod.v1.CampaignRequest
+	41, // 33: topod.v1.Topo.GetLeader:input_type -> topod.v1.GetLeaderRequest
+	43, // 34: topod.v1.Topo.WatchLeader:input_type -> topod.v1.WatchLeaderRequest
+	45, // 35: topod.v1.Topo.ServerInfo:input_type -> topod.v1.ServerInfoRequest
+	47, // 36: topod.v1.Topo.MissingBlobs:input_type -> topod.v1.MissingBlobsRequest
+	50, // 37: topod.v1.Topo.PutBlobs:input_type -> topod.v1.PutBlobsRequest
+	52, // 38: topod.v1.Topo.GetBlob:input_type -> topod.v1.GetBlobRequest
+	54, // 39: topod.v1.Topo.GetBlobs:input_type -> topod.v1.GetBlobsRequest
+	5,  // 40: topod.v1.Topo.ListDir:output_type -> topod.v1.ListDirResponse
+	7,  // 41: topod.v1.Topo.Create:output_type -> topod.v1.CreateResponse
+	9,  // 42: topod.v1.Topo.Update:output_type -> topod.v1.UpdateResponse
+	11, // 43: topod.v1.Topo.Get:output_type -> topod.v1.GetResponse
+	13, // 44: topod.v1.Topo.GetVersion:output_type -> topod.v1.GetVersionResponse
+	17, // 45: topod.v1.Topo.List:output_type -> topod.v1.ListResponse
+	19, // 46: topod.v1.Topo.Delete:output_type -> topod.v1.DeleteResponse
+	25, // 47: topod.v1.Topo.WatchStream:output_type -> topod.v1.WatchStreamResponse
+	31, // 48: topod.v1.Topo.Lock:output_type -> topod.v1.LockResponse
+	38, // 49: topod.v1.Topo.Campaign:output_type -> topod.v1.CampaignResponse
+	42, // 50: topod.v1.Topo.GetLeader:output_type -> topod.v1.GetLeaderResponse
+	44, // 51: topod.v1.Topo.WatchLeader:output_type -> topod.v1.WatchLeaderResponse
+	46, // 52: topod.v1.Topo.ServerInfo:output_type -> topod.v1.ServerInfoResponse
+	48, // 53: topod.v1.Topo.MissingBlobs:output_type -> topod.v1.MissingBlobsResponse
+	51, // 54: topod.v1.Topo.PutBlobs:output_type -> topod.v1.PutBlobsResponse
+	53, // 55: topod.v1.Topo.GetBlob:output_type -> topod.v1.GetBlobResponse
+	55, // 56: topod.v1.Topo.GetBlobs:output_type -> topod.v1.GetBlobsResponse
+	40, // [40:57] is the sub-list for method output_type
+	23, // [23:40] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name
@@ -3700,29 +3645,29 @@ func file_topod_v1_topod_proto_init() {
 	if File_topod_v1_topod_proto != nil {
 		return
 	}
-	file_topod_v1_topod_proto_msgTypes[20].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[19].OneofWrappers = []any{
 		(*WatchStreamRequest_Create)(nil),
 		(*WatchStreamRequest_Cancel)(nil),
 	}
-	file_topod_v1_topod_proto_msgTypes[25].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[24].OneofWrappers = []any{
 		(*LockRequest_Acquire)(nil),
 		(*LockRequest_Check)(nil),
 		(*LockRequest_Unlock)(nil),
 	}
-	file_topod_v1_topod_proto_msgTypes[29].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[28].OneofWrappers = []any{
 		(*LockResponse_Acquired)(nil),
 		(*LockResponse_Checked)(nil),
 		(*LockResponse_Unlocked)(nil),
 	}
-	file_topod_v1_topod_proto_msgTypes[33].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[32].OneofWrappers = []any{
 		(*CampaignRequest_Start)(nil),
 		(*CampaignRequest_Resign)(nil),
 	}
-	file_topod_v1_topod_proto_msgTypes[36].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[35].OneofWrappers = []any{
 		(*CampaignResponse_Elected)(nil),
 		(*CampaignResponse_Resigned)(nil),
 	}
-	file_topod_v1_topod_proto_msgTypes[54].OneofWrappers = []any{
+	file_topod_v1_topod_proto_msgTypes[53].OneofWrappers = []any{
 		(*Record_Inline)(nil),
 		(*Record_Ref)(nil),
 	}
@@ -3732,7 +3677,7 @@ func file_topod_v1_topod_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_topod_v1_topod_proto_rawDesc), len(file_topod_v1_topod_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   56,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

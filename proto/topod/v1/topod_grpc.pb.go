@@ -5,11 +5,20 @@
 // Versions are backend revisions (etcd ModRevision, bolt's revision counter):
 // a file's version is the revision of its last write.
 //
-// Errors are gRPC statuses: NOT_FOUND (topo.NoNode), ALREADY_EXISTS
-// (topo.NodeExists), ABORTED (topo.BadVersion), DEADLINE_EXCEEDED
-// (topo.Timeout), CANCELLED (topo.Interrupted), UNIMPLEMENTED
-// (topo.NoImplementation), RESOURCE_EXHAUSTED, INVALID_ARGUMENT (bad path, value
-// over the size limit, malformed request) and UNAVAILABLE (backend unreachable).
+// Errors are gRPC statuses. The codes that carry Vitess topo errors, and the
+// kind the plugin makes of each, are one table in package
+// github.com/topod-io/topod/pkg/topoerr: NOT_FOUND (topo.NoNode),
+// ALREADY_EXISTS (topo.NodeExists), ABORTED (topo.BadVersion),
+// FAILED_PRECONDITION (topo.NodeNotEmpty; with an ErrorInfo of reason
+// BLOB_NOT_STORED, a record that refers to a blob not stored, no topo
+// error), DEADLINE_EXCEEDED (topo.Timeout), CANCELLED (topo.Interrupted),
+// UNIMPLEMENTED (topo.NoImplementation), RESOURCE_EXHAUSTED
+// (topo.ResourceExhausted). Other codes are no topo error: INVALID_ARGUMENT
+// (bad path, value over the size limit, malformed request),
+// PERMISSION_DENIED, OUT_OF_RANGE (a revision the backend no longer
+// holds), DATA_LOSS (a corrupt blob), UNAVAILABLE (backend unreachable, or
+// topod shutting down; the plugin reports it as topo.Timeout, as
+// etcd2topo does for an unreachable etcd).
 //
 // Regenerate with `make proto`.
 
@@ -34,25 +43,23 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Topo_ListDir_FullMethodName        = "/topod.v1.Topo/ListDir"
-	Topo_Create_FullMethodName         = "/topod.v1.Topo/Create"
-	Topo_Update_FullMethodName         = "/topod.v1.Topo/Update"
-	Topo_Get_FullMethodName            = "/topod.v1.Topo/Get"
-	Topo_GetVersion_FullMethodName     = "/topod.v1.Topo/GetVersion"
-	Topo_List_FullMethodName           = "/topod.v1.Topo/List"
-	Topo_Delete_FullMethodName         = "/topod.v1.Topo/Delete"
-	Topo_Watch_FullMethodName          = "/topod.v1.Topo/Watch"
-	Topo_WatchRecursive_FullMethodName = "/topod.v1.Topo/WatchRecursive"
-	Topo_WatchStream_FullMethodName    = "/topod.v1.Topo/WatchStream"
-	Topo_Lock_FullMethodName           = "/topod.v1.Topo/Lock"
-	Topo_Campaign_FullMethodName       = "/topod.v1.Topo/Campaign"
-	Topo_GetLeader_FullMethodName      = "/topod.v1.Topo/GetLeader"
-	Topo_WatchLeader_FullMethodName    = "/topod.v1.Topo/WatchLeader"
-	Topo_ServerInfo_FullMethodName     = "/topod.v1.Topo/ServerInfo"
-	Topo_MissingBlobs_FullMethodName   = "/topod.v1.Topo/MissingBlobs"
-	Topo_PutBlobs_FullMethodName       = "/topod.v1.Topo/PutBlobs"
-	Topo_GetBlob_FullMethodName        = "/topod.v1.Topo/GetBlob"
-	Topo_GetBlobs_FullMethodName       = "/topod.v1.Topo/GetBlobs"
+	Topo_ListDir_FullMethodName      = "/topod.v1.Topo/ListDir"
+	Topo_Create_FullMethodName       = "/topod.v1.Topo/Create"
+	Topo_Update_FullMethodName       = "/topod.v1.Topo/Update"
+	Topo_Get_FullMethodName          = "/topod.v1.Topo/Get"
+	Topo_GetVersion_FullMethodName   = "/topod.v1.Topo/GetVersion"
+	Topo_List_FullMethodName         = "/topod.v1.Topo/List"
+	Topo_Delete_FullMethodName       = "/topod.v1.Topo/Delete"
+	Topo_WatchStream_FullMethodName  = "/topod.v1.Topo/WatchStream"
+	Topo_Lock_FullMethodName         = "/topod.v1.Topo/Lock"
+	Topo_Campaign_FullMethodName     = "/topod.v1.Topo/Campaign"
+	Topo_GetLeader_FullMethodName    = "/topod.v1.Topo/GetLeader"
+	Topo_WatchLeader_FullMethodName  = "/topod.v1.Topo/WatchLeader"
+	Topo_ServerInfo_FullMethodName   = "/topod.v1.Topo/ServerInfo"
+	Topo_MissingBlobs_FullMethodName = "/topod.v1.Topo/MissingBlobs"
+	Topo_PutBlobs_FullMethodName     = "/topod.v1.Topo/PutBlobs"
+	Topo_GetBlob_FullMethodName      = "/topod.v1.Topo/GetBlob"
+	Topo_GetBlobs_FullMethodName     = "/topod.v1.Topo/GetBlobs"
 )
 
 // TopoClient is the client API for Topo service.
@@ -74,20 +81,13 @@ type TopoClient interface {
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// Delete removes a file; with a version, only if the file is at that version.
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
-	// Watch streams the current state of one file, then its changes. The stream
-	// ends with NOT_FOUND if the file does not exist, and after an event with
-	// deleted=true when it is deleted.
-	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
-	// WatchRecursive streams the current state of every file under a directory,
-	// then their changes, until the client cancels.
-	WatchRecursive(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 	// WatchStream carries many watches on one stream, as etcd's Watch API
 	// does: the client creates and cancels watches by an id of its choosing,
-	// and every update is tagged with the id of its watch. Each watch behaves
-	// as one Watch (or WatchRecursive) stream would: an initial state, then
-	// changes, resumable from after_revision. An error ends only its own
-	// watch (WatchUpdate.ended with a code), never the stream or the others.
-	// Watch and WatchRecursive stay for plugins of earlier releases.
+	// and every update is tagged with the id of its watch. Each watch sends an
+	// initial state (of one file, or of every file under a directory when
+	// recursive), then its changes, resumable from after_revision. An error
+	// ends only its own watch (WatchUpdate.ended with a code), never the
+	// stream or the others.
 	WatchStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WatchStreamRequest, WatchStreamResponse], error)
 	// Lock takes a lock on a directory and holds it while the stream stays open.
 	// The first request is an acquire; the server answers acquired once the lock
@@ -198,47 +198,9 @@ func (c *topoClient) Delete(ctx context.Context, in *DeleteRequest, opts ...grpc
 	return out, nil
 }
 
-func (c *topoClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[0], Topo_Watch_FullMethodName, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	x := &grpc.GenericClientStream[WatchRequest, WatchResponse]{ClientStream: stream}
-	if err := x.ClientStream.SendMsg(in); err != nil {
-		return nil, err
-	}
-	if err := x.ClientStream.CloseSend(); err != nil {
-		return nil, err
-	}
-	return x, nil
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Topo_WatchClient = grpc.ServerStreamingClient[WatchResponse]
-
-func (c *topoClient) WatchRecursive(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[1], Topo_WatchRecursive_FullMethodName, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	x := &grpc.GenericClientStream[WatchRequest, WatchResponse]{ClientStream: stream}
-	if err := x.ClientStream.SendMsg(in); err != nil {
-		return nil, err
-	}
-	if err := x.ClientStream.CloseSend(); err != nil {
-		return nil, err
-	}
-	return x, nil
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Topo_WatchRecursiveClient = grpc.ServerStreamingClient[WatchResponse]
-
 func (c *topoClient) WatchStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WatchStreamRequest, WatchStreamResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[2], Topo_WatchStream_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[0], Topo_WatchStream_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +213,7 @@ type Topo_WatchStreamClient = grpc.BidiStreamingClient[WatchStreamRequest, Watch
 
 func (c *topoClient) Lock(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[LockRequest, LockResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[3], Topo_Lock_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[1], Topo_Lock_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +226,7 @@ type Topo_LockClient = grpc.BidiStreamingClient[LockRequest, LockResponse]
 
 func (c *topoClient) Campaign(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CampaignRequest, CampaignResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[4], Topo_Campaign_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[2], Topo_Campaign_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +249,7 @@ func (c *topoClient) GetLeader(ctx context.Context, in *GetLeaderRequest, opts .
 
 func (c *topoClient) WatchLeader(ctx context.Context, in *WatchLeaderRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchLeaderResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[5], Topo_WatchLeader_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[3], Topo_WatchLeader_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -346,7 +308,7 @@ func (c *topoClient) GetBlob(ctx context.Context, in *GetBlobRequest, opts ...gr
 
 func (c *topoClient) GetBlobs(ctx context.Context, in *GetBlobsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetBlobsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[6], Topo_GetBlobs_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Topo_ServiceDesc.Streams[4], Topo_GetBlobs_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -382,20 +344,13 @@ type TopoServer interface {
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	// Delete removes a file; with a version, only if the file is at that version.
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
-	// Watch streams the current state of one file, then its changes. The stream
-	// ends with NOT_FOUND if the file does not exist, and after an event with
-	// deleted=true when it is deleted.
-	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
-	// WatchRecursive streams the current state of every file under a directory,
-	// then their changes, until the client cancels.
-	WatchRecursive(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	// WatchStream carries many watches on one stream, as etcd's Watch API
 	// does: the client creates and cancels watches by an id of its choosing,
-	// and every update is tagged with the id of its watch. Each watch behaves
-	// as one Watch (or WatchRecursive) stream would: an initial state, then
-	// changes, resumable from after_revision. An error ends only its own
-	// watch (WatchUpdate.ended with a code), never the stream or the others.
-	// Watch and WatchRecursive stay for plugins of earlier releases.
+	// and every update is tagged with the id of its watch. Each watch sends an
+	// initial state (of one file, or of every file under a directory when
+	// recursive), then its changes, resumable from after_revision. An error
+	// ends only its own watch (WatchUpdate.ended with a code), never the
+	// stream or the others.
 	WatchStream(grpc.BidiStreamingServer[WatchStreamRequest, WatchStreamResponse]) error
 	// Lock takes a lock on a directory and holds it while the stream stays open.
 	// The first request is an acquire; the server answers acquired once the lock
@@ -456,12 +411,6 @@ func (UnimplementedTopoServer) List(context.Context, *ListRequest) (*ListRespons
 }
 func (UnimplementedTopoServer) Delete(context.Context, *DeleteRequest) (*DeleteResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Delete not implemented")
-}
-func (UnimplementedTopoServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
-	return status.Errorf(codes.Unimplemented, "method Watch not implemented")
-}
-func (UnimplementedTopoServer) WatchRecursive(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
-	return status.Errorf(codes.Unimplemented, "method WatchRecursive not implemented")
 }
 func (UnimplementedTopoServer) WatchStream(grpc.BidiStreamingServer[WatchStreamRequest, WatchStreamResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method WatchStream not implemented")
@@ -639,28 +588,6 @@ func _Topo_Delete_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	}
 	return interceptor(ctx, in, info, handler)
 }
-
-func _Topo_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(WatchRequest)
-	if err := stream.RecvMsg(m); err != nil {
-		return err
-	}
-	return srv.(TopoServer).Watch(m, &grpc.GenericServerStream[WatchRequest, WatchResponse]{ServerStream: stream})
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Topo_WatchServer = grpc.ServerStreamingServer[WatchResponse]
-
-func _Topo_WatchRecursive_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(WatchRequest)
-	if err := stream.RecvMsg(m); err != nil {
-		return err
-	}
-	return srv.(TopoServer).WatchRecursive(m, &grpc.GenericServerStream[WatchRequest, WatchResponse]{ServerStream: stream})
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Topo_WatchRecursiveServer = grpc.ServerStreamingServer[WatchResponse]
 
 func _Topo_WatchStream_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(TopoServer).WatchStream(&grpc.GenericServerStream[WatchStreamRequest, WatchStreamResponse]{ServerStream: stream})
@@ -852,16 +779,6 @@ var Topo_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
-		{
-			StreamName:    "Watch",
-			Handler:       _Topo_Watch_Handler,
-			ServerStreams: true,
-		},
-		{
-			StreamName:    "WatchRecursive",
-			Handler:       _Topo_WatchRecursive_Handler,
-			ServerStreams: true,
-		},
 		{
 			StreamName:    "WatchStream",
 			Handler:       _Topo_WatchStream_Handler,

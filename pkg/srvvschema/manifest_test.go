@@ -1,4 +1,4 @@
-package vschema
+package srvvschema
 
 import (
 	"bytes"

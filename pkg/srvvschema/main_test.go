@@ -1,4 +1,4 @@
-package vschema_test
+package srvvschema_test
 
 import (
 	"os"

@@ -1,4 +1,4 @@
-package vschema_test
+package srvvschema_test
 
 import (
 	"testing"
@@ -8,7 +8,7 @@ import (
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
 	"github.com/topod-io/topod/internal/jd"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/srvvschema"
 )
 
 // TestSplice: splicing the marshalled SrvVSchema gives what unmarshalling,
@@ -32,22 +32,22 @@ func TestSplice(t *testing.T) {
 
 	cases := []struct {
 		name    string
-		edit    vschema.Edit
+		edit    srvvschema.Edit
 		changed bool
 	}{
-		{"replace", vschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{name0: changed}}, true},
-		{"same value", vschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{name0: ks0}}, false},
-		{"add", vschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{"new": {Sharded: true}}}, true},
-		{"add empty", vschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{"new": {}}}, true},
-		{"delete", vschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{name0: nil}}, true},
-		{"delete absent", vschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{"absent": nil}}, false},
-		{"rules", vschema.Edit{Rules: rules}, true},
-		{"same rules", vschema.Edit{Rules: sameRules}, false},
-		{"several", vschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{name0: changed, "new": {}, p.KeyspaceName(5): nil}, Rules: rules}, true},
+		{"replace", srvvschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{name0: changed}}, true},
+		{"same value", srvvschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{name0: ks0}}, false},
+		{"add", srvvschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{"new": {Sharded: true}}}, true},
+		{"add empty", srvvschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{"new": {}}}, true},
+		{"delete", srvvschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{name0: nil}}, true},
+		{"delete absent", srvvschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{"absent": nil}}, false},
+		{"rules", srvvschema.Edit{Rules: rules}, true},
+		{"same rules", srvvschema.Edit{Rules: sameRules}, false},
+		{"several", srvvschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{name0: changed, "new": {}, p.KeyspaceName(5): nil}, Rules: rules}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			out, ch, err := vschema.Splice(data, c.edit)
+			out, ch, err := srvvschema.Splice(data, c.edit)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,7 +74,7 @@ func TestSplice(t *testing.T) {
 				t.Fatal("spliced SrvVSchema differs from the edited one")
 			}
 			for name, ks := range c.edit.Keyspaces {
-				found, ok, err := vschema.FindKeyspace(out, name)
+				found, ok, err := srvvschema.FindKeyspace(out, name)
 				if err != nil || ok != (ks != nil) || (ks != nil && !proto.Equal(found, ks)) {
 					t.Fatalf("FindKeyspace(%s) = %v, %v, %v", name, found, ok, err)
 				}
@@ -86,10 +86,10 @@ func TestSplice(t *testing.T) {
 	dup := append([]byte{}, data...)
 	extra, _ := (&vschemapb.SrvVSchema{Keyspaces: map[string]*vschemapb.Keyspace{name0: {Sharded: true}}}).MarshalVT()
 	dup = append(dup, extra...)
-	if ks, _, _ := vschema.FindKeyspace(dup, name0); !ks.Sharded {
+	if ks, _, _ := srvvschema.FindKeyspace(dup, name0); !ks.Sharded {
 		t.Fatal("FindKeyspace did not take the last entry")
 	}
-	out, _, err := vschema.Splice(dup, vschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{name0: changed}})
+	out, _, err := srvvschema.Splice(dup, srvvschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{name0: changed}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestSplice(t *testing.T) {
 	}
 
 	// Garbage is an error, not a panic.
-	if _, _, err := vschema.Splice([]byte{0x0a, 0xff}, vschema.Edit{}); err == nil {
+	if _, _, err := srvvschema.Splice([]byte{0x0a, 0xff}, srvvschema.Edit{}); err == nil {
 		t.Fatal("Splice of garbage succeeded")
 	}
 }
@@ -115,7 +115,7 @@ func BenchmarkSplice(b *testing.B) {
 	ks.RequireExplicitRouting = true
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		if _, _, err := vschema.Splice(data, vschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{name: ks}}); err != nil {
+		if _, _, err := srvvschema.Splice(data, srvvschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{name: ks}}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -123,7 +123,7 @@ func BenchmarkSplice(b *testing.B) {
 
 func TestFreshReads(t *testing.T) {
 	ctx := t.Context()
-	if vschema.FreshReads(ctx) || !vschema.FreshReads(vschema.WithFreshReads(ctx)) {
+	if srvvschema.FreshReads(ctx) || !srvvschema.FreshReads(srvvschema.WithFreshReads(ctx)) {
 		t.Fatal("FreshReads does not see the mark of WithFreshReads")
 	}
 }

@@ -1,4 +1,4 @@
-package vschema_test
+package srvvschema_test
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
 	"github.com/topod-io/topod/pkg/content"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/srvvschema"
 )
 
 // store is an in-memory blob store that records fetches.
@@ -117,9 +117,9 @@ func withUnknown[M proto.Message](m M) M {
 	return withRaw(m, protowire.AppendString(b, "from a newer Vitess"))
 }
 
-func mustEncode(t testing.TB, srv *vschemapb.SrvVSchema) *vschema.Encoded {
+func mustEncode(t testing.TB, srv *vschemapb.SrvVSchema) *srvvschema.Encoded {
 	t.Helper()
-	enc, err := vschema.Encode(srv)
+	enc, err := srvvschema.Encode(srv)
 	if err != nil {
 		t.Fatalf("Encode: %v", err)
 	}
@@ -171,7 +171,7 @@ func TestRoundTrip(t *testing.T) {
 				}
 			}
 			s := newStore(enc.Blobs)
-			got, err := vschema.Decode(context.Background(), enc.Root, s.get)
+			got, err := srvvschema.Decode(context.Background(), enc.Root, s.get)
 			if err != nil {
 				t.Fatalf("Decode: %v", err)
 			}
@@ -181,14 +181,14 @@ func TestRoundTrip(t *testing.T) {
 			if len(s.fetched) != len(enc.Blobs) {
 				t.Errorf("Decode fetched %d blobs, the encoding has %d distinct ones", len(s.fetched), len(enc.Blobs))
 			}
-			raw, err := vschema.DecodeBytes(context.Background(), enc.Root, s.get)
+			raw, err := srvvschema.DecodeBytes(context.Background(), enc.Root, s.get)
 			if err != nil {
 				t.Fatalf("DecodeBytes: %v", err)
 			}
 			if !bytes.Equal(raw, deterministic(t, tt.srv)) {
 				t.Errorf("DecodeBytes is not the deterministic marshalling (%d bytes vs %d)", len(raw), proto.Size(tt.srv))
 			}
-			fromBytes, err := vschema.EncodeBytes(raw)
+			fromBytes, err := srvvschema.EncodeBytes(raw)
 			if err != nil {
 				t.Fatalf("EncodeBytes: %v", err)
 			}
@@ -265,7 +265,7 @@ func TestEncodeIncremental(t *testing.T) {
 				next.Keyspaces[tt.keyspace] = tt.value
 			}
 			full := mustEncode(t, next)
-			inc, err := vschema.EncodeIncremental(prev.Manifest, tt.keyspace, tt.value)
+			inc, err := srvvschema.EncodeIncremental(prev.Manifest, tt.keyspace, tt.value)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -292,7 +292,7 @@ func TestEncodeIncremental(t *testing.T) {
 			if _, ok := diff[inc.Root]; !ok && tt.wantBlobs > 0 {
 				t.Error("the root did not change")
 			}
-			got, err := vschema.Decode(context.Background(), inc.Root, newStore(prev.Blobs, inc.Blobs).get)
+			got, err := srvvschema.Decode(context.Background(), inc.Root, newStore(prev.Blobs, inc.Blobs).get)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -301,7 +301,7 @@ func TestEncodeIncremental(t *testing.T) {
 			}
 		})
 	}
-	if _, err := vschema.EncodeIncremental(nil, "ks", nil); err == nil {
+	if _, err := srvvschema.EncodeIncremental(nil, "ks", nil); err == nil {
 		t.Error("EncodeIncremental with no previous manifest succeeded")
 	}
 }
@@ -316,14 +316,14 @@ func TestEncodeEdit(t *testing.T) {
 	noMirror.MirrorRules = nil
 	tests := []struct {
 		name      string
-		edit      vschema.Edit
+		edit      srvvschema.Edit
 		wantBlobs int
 	}{
-		{"routing rules", vschema.Edit{Rules: newRules}, 2}, // part + root
-		{"drop mirror rules", vschema.Edit{Rules: noMirror}, 1},
-		{"unknown fields", vschema.Edit{Rules: withUnknown(withRules(&vschemapb.SrvVSchema{}))}, 2},
-		{"same rules", vschema.Edit{Rules: withRules(&vschemapb.SrvVSchema{})}, 0},
-		{"two keyspaces and rules", vschema.Edit{
+		{"routing rules", srvvschema.Edit{Rules: newRules}, 2}, // part + root
+		{"drop mirror rules", srvvschema.Edit{Rules: noMirror}, 1},
+		{"unknown fields", srvvschema.Edit{Rules: withUnknown(withRules(&vschemapb.SrvVSchema{}))}, 2},
+		{"same rules", srvvschema.Edit{Rules: withRules(&vschemapb.SrvVSchema{})}, 0},
+		{"two keyspaces and rules", srvvschema.Edit{
 			Keyspaces: map[string]*vschemapb.Keyspace{"ks0001": keyspace(1, false), "ks0150": nil},
 			Rules:     newRules,
 		}, -1},
@@ -343,7 +343,7 @@ func TestEncodeEdit(t *testing.T) {
 				next = proto.Clone(r).(*vschemapb.SrvVSchema)
 				next.Keyspaces = ks
 			}
-			inc, err := vschema.EncodeEdit(prev.Manifest, tt.edit)
+			inc, err := srvvschema.EncodeEdit(prev.Manifest, tt.edit)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -354,7 +354,7 @@ func TestEncodeEdit(t *testing.T) {
 			if tt.wantBlobs >= 0 && len(inc.Blobs) != tt.wantBlobs {
 				t.Errorf("%d new blobs, want %d", len(inc.Blobs), tt.wantBlobs)
 			}
-			got, err := vschema.Decode(context.Background(), inc.Root, newStore(prev.Blobs, inc.Blobs).get)
+			got, err := srvvschema.Decode(context.Background(), inc.Root, newStore(prev.Blobs, inc.Blobs).get)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -373,34 +373,34 @@ func TestDecodeDelta(t *testing.T) {
 	newRules.ShardRoutingRules = nil
 	tests := []struct {
 		name        string
-		edit        vschema.Edit
+		edit        srvvschema.Edit
 		wantFetches int
-		want        vschema.Diff
+		want        srvvschema.Diff
 	}{
-		{"change one keyspace", vschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{"ks0100": changed}}, 3,
-			vschema.Diff{Upserted: []string{"ks0100"}}},
-		{"add one keyspace", vschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{"added": changed}}, 3,
-			vschema.Diff{Upserted: []string{"added"}}},
-		{"delete one keyspace", vschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{"ks0100": nil}}, 2,
-			vschema.Diff{Deleted: []string{"ks0100"}}},
-		{"change rules", vschema.Edit{Rules: newRules}, 1 + 3, // root + the 3 remaining parts
-			vschema.Diff{RulesChanged: true}},
-		{"no change", vschema.Edit{}, 1, vschema.Diff{}},
+		{"change one keyspace", srvvschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{"ks0100": changed}}, 3,
+			srvvschema.Diff{Upserted: []string{"ks0100"}}},
+		{"add one keyspace", srvvschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{"added": changed}}, 3,
+			srvvschema.Diff{Upserted: []string{"added"}}},
+		{"delete one keyspace", srvvschema.Edit{Keyspaces: map[string]*vschemapb.Keyspace{"ks0100": nil}}, 2,
+			srvvschema.Diff{Deleted: []string{"ks0100"}}},
+		{"change rules", srvvschema.Edit{Rules: newRules}, 1 + 3, // root + the 3 remaining parts
+			srvvschema.Diff{RulesChanged: true}},
+		{"no change", srvvschema.Edit{}, 1, srvvschema.Diff{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			inc, err := vschema.EncodeEdit(prev.Manifest, tt.edit)
+			inc, err := srvvschema.EncodeEdit(prev.Manifest, tt.edit)
 			if err != nil {
 				t.Fatal(err)
 			}
 			s := newStore(prev.Blobs, inc.Blobs)
-			want, err := vschema.Decode(context.Background(), inc.Root, s.get)
+			want, err := srvvschema.Decode(context.Background(), inc.Root, s.get)
 			if err != nil {
 				t.Fatal(err)
 			}
 			s.resetCounts()
 
-			d, err := vschema.DecodeDelta(context.Background(), prev.Manifest, inc.Root, s.get)
+			d, err := srvvschema.DecodeDelta(context.Background(), prev.Manifest, inc.Root, s.get)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -419,7 +419,7 @@ func TestDecodeDelta(t *testing.T) {
 			if got := d.Apply(base); !proto.Equal(got, want) {
 				t.Error("Apply(old) differs from the decoded new SrvVSchema")
 			}
-			if c := vschema.Compare(prev.Manifest, inc.Manifest); !slices.Equal(c.Upserted, d.Upserted) || !slices.Equal(c.Deleted, d.Deleted) {
+			if c := srvvschema.Compare(prev.Manifest, inc.Manifest); !slices.Equal(c.Upserted, d.Upserted) || !slices.Equal(c.Deleted, d.Deleted) {
 				t.Errorf("Compare %v, DecodeDelta %v", c, d.Diff)
 			}
 		})
@@ -430,7 +430,7 @@ func TestLoadManifest(t *testing.T) {
 	srv := withRules(srvVSchema(40)) // fewer keyspaces than buckets: many empty leaves
 	enc := mustEncode(t, srv)
 	s := newStore(enc.Blobs)
-	m, err := vschema.LoadManifest(context.Background(), enc.Root, s.get)
+	m, err := srvvschema.LoadManifest(context.Background(), enc.Root, s.get)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,7 +458,7 @@ func TestLoadManifest(t *testing.T) {
 	if _, ok := m.Keyspace("absent"); ok {
 		t.Error("Keyspace(absent) found")
 	}
-	if _, err := vschema.LoadManifest(context.Background(), content.Sum([]byte("nothing")), s.get); err == nil {
+	if _, err := srvvschema.LoadManifest(context.Background(), content.Sum([]byte("nothing")), s.get); err == nil {
 		t.Error("LoadManifest of a missing root succeeded")
 	}
 }
@@ -466,7 +466,7 @@ func TestLoadManifest(t *testing.T) {
 func TestDecodeDeltaFromNothing(t *testing.T) {
 	srv := withUnknown(withRules(srvVSchema(50)))
 	enc := mustEncode(t, srv)
-	d, err := vschema.DecodeDelta(context.Background(), nil, enc.Root, newStore(enc.Blobs).get)
+	d, err := srvvschema.DecodeDelta(context.Background(), nil, enc.Root, newStore(enc.Blobs).get)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,7 +476,7 @@ func TestDecodeDeltaFromNothing(t *testing.T) {
 	if got := d.Apply(nil); !proto.Equal(got, srv) {
 		t.Error("Apply(nil) of a delta from nothing differs from the SrvVSchema")
 	}
-	if c := vschema.Compare(enc.Manifest, nil); len(c.Deleted) != 50 || !c.RulesChanged {
+	if c := srvvschema.Compare(enc.Manifest, nil); len(c.Deleted) != 50 || !c.RulesChanged {
 		t.Errorf("Compare to nothing: %v", c)
 	}
 }
@@ -518,11 +518,11 @@ func TestCorruptBlobs(t *testing.T) {
 			}
 			decoders := map[string]func() error{
 				"Decode": func() error {
-					_, err := vschema.Decode(context.Background(), enc.Root, newStore(blobs).get)
+					_, err := srvvschema.Decode(context.Background(), enc.Root, newStore(blobs).get)
 					return err
 				},
 				"DecodeBytes": func() error {
-					_, err := vschema.DecodeBytes(context.Background(), enc.Root, newStore(blobs).get)
+					_, err := srvvschema.DecodeBytes(context.Background(), enc.Root, newStore(blobs).get)
 					return err
 				},
 			}
@@ -531,7 +531,7 @@ func TestCorruptBlobs(t *testing.T) {
 				if err == nil {
 					t.Fatalf("%s succeeded", name)
 				}
-				if errors.Is(err, vschema.ErrCorrupt) != tt.corrupt {
+				if errors.Is(err, srvvschema.ErrCorrupt) != tt.corrupt {
 					t.Errorf("%s: errors.Is(%v, ErrCorrupt) = %v, want %v", name, err, !tt.corrupt, tt.corrupt)
 				}
 				if !strings.Contains(err.Error(), tt.victim.String()) {
@@ -551,7 +551,7 @@ func TestDecodeConcurrency(t *testing.T) {
 	enc := mustEncode(t, srvVSchema(300))
 	s := newStore(enc.Blobs)
 	s.delay = 200 * time.Microsecond
-	if _, err := vschema.Decode(context.Background(), enc.Root, s.get); err != nil {
+	if _, err := srvvschema.Decode(context.Background(), enc.Root, s.get); err != nil {
 		t.Fatal(err)
 	}
 	if n := s.maxIn.Load(); n > 16 || n < 2 {
@@ -560,7 +560,7 @@ func TestDecodeConcurrency(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := vschema.Decode(ctx, enc.Root, s.get); !errors.Is(err, context.Canceled) {
+	if _, err := srvvschema.Decode(ctx, enc.Root, s.get); !errors.Is(err, context.Canceled) {
 		t.Errorf("Decode with a cancelled context: %v", err)
 	}
 }
@@ -591,17 +591,17 @@ func TestDecodeRefusesWhatParsersReadDifferently(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			enc := mustEncode(t, tt.srv)
 			get := newStore(enc.Blobs).get
-			raw, err := vschema.DecodeBytes(t.Context(), enc.Root, get)
+			raw, err := srvvschema.DecodeBytes(t.Context(), enc.Root, get)
 			if err != nil {
 				t.Fatalf("DecodeBytes: %v", err)
 			}
 			if !bytes.Equal(raw, deterministic(t, tt.srv)) {
 				t.Error("DecodeBytes is not what was written")
 			}
-			if _, err := vschema.Decode(t.Context(), enc.Root, get); !errors.Is(err, vschema.ErrCorrupt) {
+			if _, err := srvvschema.Decode(t.Context(), enc.Root, get); !errors.Is(err, srvvschema.ErrCorrupt) {
 				t.Errorf("Decode: %v, want ErrCorrupt", err)
 			}
-			if _, found, err := vschema.FetchKeyspace(t.Context(), get, enc.Manifest, "ks"); tt.srv.Keyspaces != nil && !errors.Is(err, vschema.ErrCorrupt) {
+			if _, found, err := srvvschema.FetchKeyspace(t.Context(), get, enc.Manifest, "ks"); tt.srv.Keyspaces != nil && !errors.Is(err, srvvschema.ErrCorrupt) {
 				t.Errorf("FetchKeyspace: found %v, %v, want ErrCorrupt", found, err)
 			}
 		})
@@ -617,11 +617,11 @@ func withRaw[M proto.Message](m M, b []byte) M {
 
 func TestEncodeRejectsInvalidUTF8(t *testing.T) {
 	srv := &vschemapb.SrvVSchema{Keyspaces: map[string]*vschemapb.Keyspace{"bad\xff": {}}}
-	if _, err := vschema.Encode(srv); err == nil {
+	if _, err := srvvschema.Encode(srv); err == nil {
 		t.Error("Encode of a keyspace name that is not UTF-8 succeeded")
 	}
 	prev := mustEncode(t, &vschemapb.SrvVSchema{})
-	if _, err := vschema.EncodeIncremental(prev.Manifest, "bad\xff", &vschemapb.Keyspace{}); err == nil {
+	if _, err := srvvschema.EncodeIncremental(prev.Manifest, "bad\xff", &vschemapb.Keyspace{}); err == nil {
 		t.Error("EncodeIncremental of a keyspace name that is not UTF-8 succeeded")
 	}
 }
@@ -635,7 +635,7 @@ func TestDecodeBytesChecked(t *testing.T) {
 	srv := withRules(srvVSchema(100))
 	enc := mustEncode(t, srv)
 	piece, _ := enc.Manifest.Keyspace("ks0050")
-	want, err := vschema.DecodeBytes(context.Background(), enc.Root, newStore(enc.Blobs).get)
+	want, err := srvvschema.DecodeBytes(context.Background(), enc.Root, newStore(enc.Blobs).get)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -660,7 +660,7 @@ func TestDecodeBytesChecked(t *testing.T) {
 			case !tt.victim.IsZero():
 				blobs[tt.victim] = tt.mutate(bytes.Clone(blobs[tt.victim]))
 			}
-			got, err := vschema.DecodeBytesChecked(context.Background(), enc.Root, newStore(blobs).get)
+			got, err := srvvschema.DecodeBytesChecked(context.Background(), enc.Root, newStore(blobs).get)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("DecodeBytesChecked: %v, want an error: %v", err, tt.wantErr)
 			}

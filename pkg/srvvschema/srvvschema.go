@@ -1,4 +1,4 @@
-// Package vschema is the SrvVSchema codec: split per keyspace, two-level
+// Package srvvschema is the SrvVSchema codec: split per keyspace, two-level
 // manifest, assemble, incremental encode, delta decode. Validation and the
 // vschema service live in package vschemastore, so that the topology
 // server links the codec without Vitess's query planner.
@@ -68,7 +68,7 @@
 // SrvVSchema is at most MaxSize (1 GiB) marshalled: the encoders refuse a
 // larger one and the decoders an encoding that claims more (equal
 // keyspaces share a piece, so a small manifest can claim any size).
-package vschema
+package srvvschema
 
 import (
 	"context"

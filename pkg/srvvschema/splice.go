@@ -1,4 +1,4 @@
-package vschema
+package srvvschema
 
 // This file edits a marshalled SrvVSchema in place: the portable path of an
 // incremental update, for topologies that hold the SrvVSchema as one value

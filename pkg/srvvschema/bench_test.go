@@ -1,4 +1,4 @@
-package vschema_test
+package srvvschema_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/pkg/content"
-	"github.com/topod-io/topod/pkg/vschema"
+	"github.com/topod-io/topod/pkg/srvvschema"
 )
 
 // BenchmarkJD encodes and decodes the JD profile's SrvVSchema (1,911
@@ -20,7 +20,7 @@ import (
 // piece (one leaf and the root, which must stay within 16 KiB) and what a
 // watcher fetches. Run it with:
 //
-//	go test -run '^$' -bench JD -benchtime 3x ./pkg/vschema/
+//	go test -run '^$' -bench JD -benchtime 3x ./pkg/srvvschema/
 func BenchmarkJD(b *testing.B) {
 	for _, p := range []jd.Profile{jd.JD(), jd.JD().Scale(10)} {
 		b.Run(fmt.Sprintf("keyspaces=%d", p.Keyspaces), func(b *testing.B) {
@@ -31,7 +31,7 @@ func BenchmarkJD(b *testing.B) {
 
 func benchmarkProfile(b *testing.B, p jd.Profile) {
 	srv := p.SrvVSchema()
-	enc, err := vschema.Encode(srv)
+	enc, err := srvvschema.Encode(srv)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func benchmarkProfile(b *testing.B, p jd.Profile) {
 	b.Run("encode", func(b *testing.B) {
 		b.SetBytes(enc.Size)
 		for b.Loop() {
-			if _, err := vschema.Encode(srv); err != nil {
+			if _, err := srvvschema.Encode(srv); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -56,7 +56,7 @@ func benchmarkProfile(b *testing.B, p jd.Profile) {
 	b.Run("decode", func(b *testing.B) {
 		b.SetBytes(enc.Size)
 		for b.Loop() {
-			if _, err := vschema.Decode(context.Background(), enc.Root, get); err != nil {
+			if _, err := srvvschema.Decode(context.Background(), enc.Root, get); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -64,7 +64,7 @@ func benchmarkProfile(b *testing.B, p jd.Profile) {
 	b.Run("decode-bytes", func(b *testing.B) {
 		b.SetBytes(enc.Size)
 		for b.Loop() {
-			if _, err := vschema.DecodeBytes(context.Background(), enc.Root, get); err != nil {
+			if _, err := srvvschema.DecodeBytes(context.Background(), enc.Root, get); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -74,10 +74,10 @@ func benchmarkProfile(b *testing.B, p jd.Profile) {
 	name, ks := p.Keyspace(p.Keyspaces / 2)
 	ks = proto.Clone(ks).(*vschemapb.Keyspace)
 	ks.Tables["benchmark_added_table"] = &vschemapb.Table{}
-	var inc *vschema.Encoded
+	var inc *srvvschema.Encoded
 	b.Run("change", func(b *testing.B) {
 		for b.Loop() {
-			if inc, err = vschema.EncodeIncremental(enc.Manifest, name, ks); err != nil {
+			if inc, err = srvvschema.EncodeIncremental(enc.Manifest, name, ks); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -123,7 +123,7 @@ func benchmarkProfile(b *testing.B, p jd.Profile) {
 		for b.Loop() {
 			fetches.Store(0)
 			fetched.Store(0)
-			d, err := vschema.DecodeDelta(context.Background(), enc.Manifest, inc.Root, counting)
+			d, err := srvvschema.DecodeDelta(context.Background(), enc.Manifest, inc.Root, counting)
 			if err != nil {
 				b.Fatal(err)
 			}
