@@ -21,8 +21,8 @@ import (
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 	vtctldatapb "vitess.io/vitess/go/vt/proto/vtctldata"
 
-	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/internal/vtlocal"
@@ -78,7 +78,7 @@ func TestMixedFleetOnTopod(t *testing.T) {
 	}
 	port := func() int { p := ports[0]; ports = ports[1:]; return p }
 	topodAddr := "127.0.0.1:" + strconv.Itoa(port())
-	etcd := etcdtest.Start(t, 1)
+	etcd := harness.StartEtcd(t, 1)
 	topod := startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work, nil)
 
 	// The test's own topo.Servers, one per implementation, on topod.

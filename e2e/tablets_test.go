@@ -18,8 +18,8 @@ import (
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 	vtctldatapb "vitess.io/vitess/go/vt/proto/vtctldata"
 
-	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/vtlocal"
 )
 
@@ -67,7 +67,7 @@ func TestTabletsOnTopod(t *testing.T) {
 		t.Fatal(err)
 	}
 	topodAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	etcd := etcdtest.Start(t, 1)
+	etcd := harness.StartEtcd(t, 1)
 	// As in deploy/'s prod overlay: each component its own client
 	// certificate, topod enforcing the shipped authorization policy.
 	guard := newGuard(t, id, work)

@@ -37,8 +37,8 @@ import (
 
 	_ "vitess.io/vitess/go/vt/vtctl/grpcvtctldclient"
 
-	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vtlocal"
 	_ "github.com/topod-io/topod/pkg/topoplugin"
@@ -79,7 +79,7 @@ func TestVitessOnTopod(t *testing.T) {
 	topodAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
 
 	// A real etcd, at its default limits, under topod.
-	etcd := etcdtest.Start(t, 1)
+	etcd := harness.StartEtcd(t, 1)
 	startTopod := func() *vtlocal.Process {
 		return startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work, nil)
 	}
@@ -380,7 +380,7 @@ func workDir(t *testing.T, id *vtlocal.Identity) string {
 // startTopodOnEtcd runs the topod binary, named name in messages, on etcd
 // at addr, with its blobs and data in work/name and its log in
 // work/logs/name.log, and waits until it serves.
-func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, name, addr string, etcd *etcdtest.Cluster, work string, g *guard) *vtlocal.Process {
+func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, name, addr string, etcd *harness.Etcd, work string, g *guard) *vtlocal.Process {
 	t.Helper()
 	args := []string{
 		"--listen", addr,
