@@ -138,6 +138,25 @@ func startEtcdProcsOnce(ctx context.Context, cfg EtcdProcsConfig, attempt int) (
 	return c, nil
 }
 
+// StartProxy starts a TCP proxy from a free loopback port to target
+// (host:port), for a test to Partition what goes through it. Its address is
+// strings.TrimPrefix(p.From(), "tcp://").
+func StartProxy(target string) (proxy.Server, error) {
+	ports, err := freeport.Pick(1)
+	if err != nil {
+		return nil, fmt.Errorf("proxy to %s: %w", target, err)
+	}
+	host, port, err := net.SplitHostPort(target)
+	if err != nil || host != "127.0.0.1" {
+		return nil, fmt.Errorf("proxy to %s: want a loopback 127.0.0.1:port (%v)", target, err)
+	}
+	var to int
+	if _, err := fmt.Sscan(port, &to); err != nil {
+		return nil, fmt.Errorf("proxy to %s: %w", target, err)
+	}
+	return startProxy(ports[0], to)
+}
+
 // startProxy starts a TCP proxy from port from to port to, on loopback.
 func startProxy(from, to int) (proxy.Server, error) {
 	p := proxy.NewServer(proxy.ServerConfig{
