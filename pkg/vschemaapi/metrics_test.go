@@ -4,8 +4,8 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/topod-io/topod/bench/servers"
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/pkg/vschemaapi"
 )
@@ -46,7 +46,7 @@ func TestMetrics(t *testing.T) {
 			t.Fatalf("%s %s: %d %s, want %d", c.method, c.url, code, out, c.want)
 		}
 	}
-	m, err := servers.Scrape(t.Context(), "http://"+metricsAddr+"/metrics")
+	m, err := harness.Scrape(t.Context(), "http://"+metricsAddr+"/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
