@@ -543,7 +543,10 @@ func TestMixedFleetOnTopod(t *testing.T) {
 	t.Logf("%v: etcd, read directly, holds %d keys, %d bytes of values; the largest, %s, is %d bytes (cap %d); the SrvVSchema's record is %d bytes",
 		since(), len(resp.Kvs), total, largestKey, largest, etcdValueCap, srvRecord)
 
-	procs := map[string]*vtlocal.Process{"topod": topod, "vschemad": vschemad}
+	if err := topod.Process().ExitError(); err != nil {
+		t.Fatal(err)
+	}
+	procs := map[string]*vtlocal.Process{"vschemad": vschemad}
 	for _, impl := range mixedImpls {
 		procs[impl+" vtctld"], procs[impl+" vtgate"], procs[impl+" vttablet"] = vts[impl].vtctld, vts[impl].vtgate, vttablets[impl]
 	}

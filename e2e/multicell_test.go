@@ -32,7 +32,7 @@ import (
 type store struct {
 	name, addr string
 	etcd       *harness.Etcd
-	proc       *vtlocal.Process
+	proc       *harness.TopodProc
 }
 
 // TestMultiCellOnTopod runs the layout of one lockserver cluster per cell:

@@ -71,7 +71,7 @@ func TestTabletsOnTopod(t *testing.T) {
 	// As in deploy/'s prod overlay: each component its own client
 	// certificate, topod enforcing the shipped authorization policy.
 	guard := newGuard(t, id, work)
-	startTopod := func() *vtlocal.Process {
+	startTopod := func() *harness.TopodProc {
 		return startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work, guard)
 	}
 	topod := startTopod()
@@ -414,10 +414,11 @@ func TestTabletsOnTopod(t *testing.T) {
 	}
 	recovered("etcd's restart", "customer_after_etcd")
 
-	for name, p := range map[string]*vtlocal.Process{"vtgate": vt.vtgate, "topod": topod} {
-		if exited, err := p.Exited(); exited {
-			t.Fatalf("%s exited: %v", name, err)
-		}
+	if exited, err := vt.vtgate.Exited(); exited {
+		t.Fatalf("vtgate exited: %v", err)
+	}
+	if err := topod.Process().ExitError(); err != nil {
+		t.Fatal(err)
 	}
 }
 
