@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -198,7 +197,7 @@ func (c *EtcdProcs) launch(i int) error {
 		"--log-level", "error",
 		fmt.Sprintf("--unsafe-no-fsync=%v", c.cfg.NoFsync),
 	}
-	p, err := startProcess("etcd "+m.name, c.cfg.Binary, args, nil, filepath.Join(m.dir, "etcd.log"))
+	p, err := StartProcess("etcd "+m.name, c.cfg.Binary, args, nil, filepath.Join(m.dir, "etcd.log"))
 	if err != nil {
 		return err
 	}
@@ -214,22 +213,7 @@ func (c *EtcdProcs) waitReady(ctx context.Context, i int) error {
 	p := m.proc
 	c.mu.Unlock()
 	health := fmt.Sprintf("http://127.0.0.1:%d/health", m.metrics)
-	client := &http.Client{Timeout: 2 * time.Second}
-	return p.waitReady(ctx, "GET "+health, EtcdProcsStartTimeout, func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, health, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %s", resp.Status)
-		}
-		return nil
-	})
+	return p.WaitReady(ctx, "GET "+health, EtcdProcsStartTimeout, HTTPOK(health))
 }
 
 // ExternalEtcd returns a handle on a cluster this process did not start:

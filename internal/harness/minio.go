@@ -116,7 +116,7 @@ func (s *MinIO) logPath() string { return filepath.Join(s.root, "minio.log") }
 
 // launch starts the server process and waits until it is live.
 func (s *MinIO) launch(ctx context.Context) error {
-	p, err := startProcess("minio", s.bin, []string{"server",
+	p, err := StartProcess("minio", s.bin, []string{"server",
 		"--address", s.Endpoint,
 		"--certs-dir", filepath.Join(s.root, "certs"),
 		"--quiet",
@@ -149,7 +149,7 @@ func (s *MinIO) launch(ctx context.Context) error {
 func waitMinIOLive(ctx context.Context, p *Process, endpoint string) error {
 	client := &http.Client{Timeout: time.Second}
 	liveURL := "http://" + endpoint + "/minio/health/live"
-	return p.waitReady(ctx, "GET "+liveURL, MinIOStartTimeout, func(ctx context.Context) error {
+	return p.WaitReady(ctx, "GET "+liveURL, MinIOStartTimeout, func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, liveURL, nil)
 		if err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -31,10 +32,10 @@ type Process struct {
 	err    error // how it exited; set before exited is closed
 }
 
-// startProcess starts bin with args and env added to this process's
+// StartProcess starts bin with args and env added to this process's
 // environment, its output appended to logPath. The kernel kills it if this
 // process dies.
-func startProcess(name, bin string, args, env []string, logPath string) (*Process, error) {
+func StartProcess(name, bin string, args, env []string, logPath string) (*Process, error) {
 	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: log: %w", name, err)
@@ -134,10 +135,10 @@ func (p *Process) LogTail() string {
 // picking it and binding it: the caller picks other ports and tries again.
 var errAddrInUse = errors.New("address already in use")
 
-// waitReady polls check until it returns nil, the process exits or timeout
+// WaitReady polls check until it returns nil, the process exits or timeout
 // passes. The error names what was waited for and ends with the log's tail;
 // it wraps errAddrInUse if the log says a port was taken.
-func (p *Process) waitReady(ctx context.Context, what string, timeout time.Duration, check func(context.Context) error) error {
+func (p *Process) WaitReady(ctx context.Context, what string, timeout time.Duration, check func(context.Context) error) error {
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, pollInterval, timeout, true, func(ctx context.Context) (bool, error) {
 		if last = check(ctx); last == nil {
@@ -160,4 +161,24 @@ func (p *Process) waitReady(ctx context.Context, what string, timeout time.Durat
 		return fmt.Errorf("wait for %s: %w", what, exit)
 	}
 	return fmt.Errorf("wait for %s of %s: %w (last answer: %v); log %s ends:\n%s", what, p.Name, err, last, p.Log, p.LogTail())
+}
+
+// HTTPOK is a WaitReady check: a GET of url answers 200 OK.
+func HTTPOK(url string) func(context.Context) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", url, resp.Status)
+		}
+		return nil
+	}
 }

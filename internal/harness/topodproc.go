@@ -85,7 +85,7 @@ func (p *TopodProc) Restart(ctx context.Context) error {
 	if p.MetricsAddr != "" {
 		args = append(args, "--metrics-listen", p.MetricsAddr)
 	}
-	proc, err := startProcess(p.cfg.Name, p.cfg.Binary, args, nil, filepath.Join(p.cfg.Dir, p.cfg.Name+".log"))
+	proc, err := StartProcess(p.cfg.Name, p.cfg.Binary, args, nil, filepath.Join(p.cfg.Dir, p.cfg.Name+".log"))
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func waitGRPCHealth(ctx context.Context, p *Process, addr string, opts []grpc.Di
 	}
 	defer cc.Close()
 	health := healthpb.NewHealthClient(cc)
-	return p.waitReady(ctx, "gRPC health of "+addr, TopodStartTimeout, func(ctx context.Context) error {
+	return p.WaitReady(ctx, "gRPC health of "+addr, TopodStartTimeout, func(ctx context.Context) error {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		resp, err := health.Check(cctx, &healthpb.HealthCheckRequest{})
