@@ -978,7 +978,7 @@ func runKeyspaces(ctx context.Context, env *env, sc ksScenario) (*ksResult, erro
 func keyspacesNotes(rep *report) []string {
 	out := slices.Clone(rep.KeyspacesNotes)
 	out = append(out,
-		"keyspaces: every scenario runs on a fresh one-member etcd in a process of its own (this binary re-executed, same configuration as the embedded one), "+
+		"keyspaces: every scenario runs on a fresh one-member etcd in a process of its own (the etcd binary at the embedded one's version, default limits), "+
 			"so the etcd rows are etcd's alone; topod runs beside it; the clients and the writer are in the driver",
 		"keyspaces delivery: per (watcher, update), from the start of the update's UpdateSrvKeyspace until the watcher's topo.Server channel returned that "+
 			"generation (the keyspace's throttler threshold, set by each update) or a later one; p50/p99/max over every such pair (the one change: "+

@@ -11,8 +11,8 @@
 //
 // In the watch and storm phases etcd is embedded in the driver process
 // (go.etcd.io/etcd/server/v3/embed); in the keyspaces phase it runs in a
-// process of its own (the driver's binary re-executed with a hidden
-// subcommand, same configuration), fresh for every scenario, so that its
+// process of its own (the etcd binary, built at the version go.mod pins,
+// internal/harness), fresh for every scenario, so that its
 // CPU and RSS are its own. Either way it is one member at etcd's default
 // limits, read through its Prometheus metrics endpoint: every number about
 // etcd is a difference of two scrapes around a phase, or a gauge read
