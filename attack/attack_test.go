@@ -12,9 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/topod-io/topod/bench/servers"
-	"github.com/topod-io/topod/internal/etcdtest"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/toposerver"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
@@ -24,7 +22,7 @@ import (
 // the etcd cluster behind it.
 type target struct {
 	name   string
-	srv    *topodtest.Server
+	srv    *harness.Topod
 	client topodv1.TopoClient
 	etcd   bool
 }
@@ -34,7 +32,7 @@ type target struct {
 func backends(t *testing.T, opts toposerver.Options, fn func(t *testing.T, tg *target)) {
 	for _, name := range []string{"bolt", "etcd"} {
 		t.Run(name, func(t *testing.T) {
-			srv := topodtest.Start(t, openBackend(t, name), opts)
+			srv := harness.StartTopod(t, openBackend(t, name), opts)
 			// Fixed 64 KiB windows: a client that does not read its stream
 			// holds no more than that of what topod sends (gRPC's dynamic
 			// windows would let it buffer far more, sparing topod).
@@ -52,9 +50,9 @@ func backends(t *testing.T, opts toposerver.Options, fn func(t *testing.T, tg *t
 // openBackend opens a bolt file, or a one-member embedded etcd.
 func openBackend(t *testing.T, name string) kv.Backend {
 	if name == "bolt" {
-		return topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db"))
+		return harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db"))
 	}
-	return topodtest.OpenEtcd(t, etcdtest.Start(t, 1).Endpoints())
+	return harness.OpenEtcd(t, harness.StartEtcd(t, 1).Endpoints())
 }
 
 // populate writes n files under /attack/, as many keyspaces' records.
@@ -73,7 +71,7 @@ func (tg *target) metric(t *testing.T, name string, match ...string) float64 {
 	t.Helper()
 	web := httptest.NewServer(tg.srv.Topo.DebugHandler())
 	defer web.Close()
-	m, err := servers.Scrape(t.Context(), web.URL+"/metrics")
+	m, err := harness.Scrape(t.Context(), web.URL+"/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +86,7 @@ func etcdWatchers(t *testing.T) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := servers.Metrics{}
+	m := harness.Metrics{}
 	for _, mf := range mfs {
 		m[mf.GetName()] = mf
 	}

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/topod-io/topod/internal/certtest"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/authz"
 	"github.com/topod-io/topod/pkg/content"
 	"github.com/topod-io/topod/pkg/toposerver"
@@ -49,7 +49,7 @@ func withPolicy(t *testing.T, policy string, fn func(t *testing.T, g *guarded)) 
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv := topodtest.Start(t, openBackend(t, name), toposerver.Options{
+			srv := harness.StartTopod(t, openBackend(t, name), toposerver.Options{
 				TLS:   &tls.Config{Certificates: []tls.Certificate{server}, ClientCAs: ca.Pool, ClientAuth: tls.RequireAndVerifyClientCert},
 				Authz: src,
 			})

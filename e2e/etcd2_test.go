@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vtlocal"
 )
@@ -27,7 +27,7 @@ func TestVitessOnEtcd2HitsTheLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	work := workDir(t, id)
-	etcd := etcdtest.Start(t, 1)
+	etcd := harness.StartEtcd(t, 1)
 	addr := strings.Join(trimScheme(etcd.Endpoints()), ",")
 	_, vt := startVitess(ctx, t, bin, work, id, vtlocal.Topo{Implementation: "etcd2", Address: addr, Root: "/vitess/global"}, "/vitess/"+cell)
 

@@ -15,8 +15,8 @@ import (
 	vtlog "vitess.io/vitess/go/vt/log"
 	"vitess.io/vitess/go/vt/topo"
 
-	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/jdtopo"
 	"github.com/topod-io/topod/internal/vtlocal"
@@ -44,7 +44,7 @@ func TestMigrateEtcd2ToTopod(t *testing.T) {
 	// The source: stock etcd2 on its own etcd.
 	p := jd.JD().Sized(20)
 	p.Cells = 2
-	srcEtcd := etcdtest.Start(t, 1)
+	srcEtcd := harness.StartEtcd(t, 1)
 	srcAddr := strings.Join(trimScheme(srcEtcd.Endpoints()), ",")
 	src, err := topo.OpenServer("etcd2", srcAddr, "/vitess/global")
 	if err != nil {
@@ -68,12 +68,12 @@ func TestMigrateEtcd2ToTopod(t *testing.T) {
 		t.Fatal(err)
 	}
 	topodAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcdtest.Start(t, 1), work, nil)
+	startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, harness.StartEtcd(t, 1), work, nil)
 	cellAddrs := map[string]string{}
 	for i := range p.Cells {
 		cell := p.CellName(i)
 		cellAddrs[cell] = "127.0.0.1:" + strconv.Itoa(ports[3+i])
-		startTopodOnEtcd(t, ctx, bin["topod"], "topod-"+cell, cellAddrs[cell], etcdtest.Start(t, 1), work, nil)
+		startTopodOnEtcd(t, ctx, bin["topod"], "topod-"+cell, cellAddrs[cell], harness.StartEtcd(t, 1), work, nil)
 	}
 	dst, err := topo.OpenServer("topod", topodAddr, globalRoot)
 	if err != nil {

@@ -21,8 +21,8 @@ import (
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 	vtctldatapb "vitess.io/vitess/go/vt/proto/vtctldata"
 
-	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/internal/vtlocal"
@@ -78,7 +78,7 @@ func TestMixedFleetOnTopod(t *testing.T) {
 	}
 	port := func() int { p := ports[0]; ports = ports[1:]; return p }
 	topodAddr := "127.0.0.1:" + strconv.Itoa(port())
-	etcd := etcdtest.Start(t, 1)
+	etcd := harness.StartEtcd(t, 1)
 	topod := startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work, nil)
 
 	// The test's own topo.Servers, one per implementation, on topod.
@@ -543,7 +543,10 @@ func TestMixedFleetOnTopod(t *testing.T) {
 	t.Logf("%v: etcd, read directly, holds %d keys, %d bytes of values; the largest, %s, is %d bytes (cap %d); the SrvVSchema's record is %d bytes",
 		since(), len(resp.Kvs), total, largestKey, largest, etcdValueCap, srvRecord)
 
-	procs := map[string]*vtlocal.Process{"topod": topod, "vschemad": vschemad}
+	if err := topod.Process().ExitError(); err != nil {
+		t.Fatal(err)
+	}
+	procs := map[string]*vtlocal.Process{"vschemad": vschemad}
 	for _, impl := range mixedImpls {
 		procs[impl+" vtctld"], procs[impl+" vtgate"], procs[impl+" vttablet"] = vts[impl].vtctld, vts[impl].vtgate, vttablets[impl]
 	}

@@ -19,8 +19,8 @@ import (
 
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 
-	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/internal/vtlocal"
@@ -30,8 +30,8 @@ import (
 // store is one topod on an etcd of its own.
 type store struct {
 	name, addr string
-	etcd       *etcdtest.Cluster
-	proc       *vtlocal.Process
+	etcd       *harness.Etcd
+	proc       *harness.TopodProc
 }
 
 // TestMultiCellOnTopod runs the layout of one lockserver cluster per cell:
@@ -62,7 +62,7 @@ func TestMultiCellOnTopod(t *testing.T) {
 	// A topod on an etcd of its own for the global topology and each cell.
 	stores := map[string]*store{}
 	for _, name := range append([]string{"global"}, cells...) {
-		s := &store{name: "topod-" + name, addr: "127.0.0.1:" + strconv.Itoa(port()), etcd: etcdtest.Start(t, 1)}
+		s := &store{name: "topod-" + name, addr: "127.0.0.1:" + strconv.Itoa(port()), etcd: harness.StartEtcd(t, 1)}
 		s.proc = startTopodOnEtcd(t, ctx, bin["topod"], s.name, s.addr, s.etcd, work, nil)
 		stores[name] = s
 	}

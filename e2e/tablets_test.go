@@ -18,8 +18,8 @@ import (
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 	vtctldatapb "vitess.io/vitess/go/vt/proto/vtctldata"
 
-	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/vtlocal"
 )
 
@@ -67,11 +67,11 @@ func TestTabletsOnTopod(t *testing.T) {
 		t.Fatal(err)
 	}
 	topodAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	etcd := etcdtest.Start(t, 1)
+	etcd := harness.StartEtcd(t, 1)
 	// As in deploy/'s prod overlay: each component its own client
 	// certificate, topod enforcing the shipped authorization policy.
 	guard := newGuard(t, id, work)
-	startTopod := func() *vtlocal.Process {
+	startTopod := func() *harness.TopodProc {
 		return startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work, guard)
 	}
 	topod := startTopod()
@@ -414,10 +414,11 @@ func TestTabletsOnTopod(t *testing.T) {
 	}
 	recovered("etcd's restart", "customer_after_etcd")
 
-	for name, p := range map[string]*vtlocal.Process{"vtgate": vt.vtgate, "topod": topod} {
-		if exited, err := p.Exited(); exited {
-			t.Fatalf("%s exited: %v", name, err)
-		}
+	if exited, err := vt.vtgate.Exited(); exited {
+		t.Fatalf("vtgate exited: %v", err)
+	}
+	if err := topod.Process().ExitError(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -37,8 +37,8 @@ import (
 
 	_ "vitess.io/vitess/go/vt/vtctl/grpcvtctldclient"
 
-	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/vtlocal"
 	_ "github.com/topod-io/topod/pkg/topoplugin"
@@ -79,8 +79,8 @@ func TestVitessOnTopod(t *testing.T) {
 	topodAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
 
 	// A real etcd, at its default limits, under topod.
-	etcd := etcdtest.Start(t, 1)
-	startTopod := func() *vtlocal.Process {
+	etcd := harness.StartEtcd(t, 1)
+	startTopod := func() *harness.TopodProc {
 		return startTopodOnEtcd(t, ctx, bin["topod"], "topod", topodAddr, etcd, work, nil)
 	}
 	topod := startTopod()
@@ -379,11 +379,11 @@ func workDir(t *testing.T, id *vtlocal.Identity) string {
 
 // startTopodOnEtcd runs the topod binary, named name in messages, on etcd
 // at addr, with its blobs and data in work/name and its log in
-// work/logs/name.log, and waits until it serves.
-func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, name, addr string, etcd *etcdtest.Cluster, work string, g *guard) *vtlocal.Process {
+// work/logs/name.log, and waits until it serves. It is stopped when the
+// test ends, and its log's tail printed if the test failed.
+func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, name, addr string, etcd *harness.Etcd, work string, g *guard) *harness.TopodProc {
 	t.Helper()
 	args := []string{
-		"--listen", addr,
 		"--backend", "etcd://" + strings.Join(trimScheme(etcd.Endpoints()), ","),
 		"--blobs", "file://" + filepath.Join(work, name, "blobs"),
 		"--data-dir", filepath.Join(work, name, "data"),
@@ -393,16 +393,19 @@ func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, name, addr st
 		args = append(args, g.serverArgs...)
 		health = append(health, g.health)
 	}
-	p := start(t, vtlocal.Spec{
-		Name:   name,
-		Binary: topodBin,
-		Args:   args,
-		Log:    filepath.Join(work, "logs", name+".log"),
-		Dir:    work,
+	p, err := harness.StartTopodProc(ctx, harness.TopodProcConfig{
+		Name: name, Binary: topodBin, Dir: filepath.Join(work, "logs"), Args: args, Addr: addr, Health: health,
 	})
-	if err := p.WaitGRPCHealth(ctx, addr, health...); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
+	proc := p.Process()
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("last lines of %s:\n%s", proc.Log, proc.LogTail())
+		}
+	})
 	return p
 }
 

@@ -13,7 +13,7 @@ import (
 
 	"vitess.io/vitess/go/vt/topo"
 
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kv/boltkv"
 	"github.com/topod-io/topod/pkg/topoplugin"
@@ -249,7 +249,7 @@ func TestCheckerFlagsStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { inner.Close() })
-	srv := topodtest.Start(t, &staleBackend{Backend: inner, refresh: 300 * time.Millisecond, snaps: map[string]snapshot{}},
+	srv := harness.StartTopod(t, &staleBackend{Backend: inner, refresh: 300 * time.Millisecond, snaps: map[string]snapshot{}},
 		toposerver.Options{DisableMirror: true})
 
 	rec := newRecorder()

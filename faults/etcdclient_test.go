@@ -60,7 +60,7 @@ func (c *cluster) etcdEndpoints() []string {
 	}
 	var eps []string
 	for _, r := range c.replicas {
-		eps = append(eps, r.addr)
+		eps = append(eps, r.Addr)
 	}
 	return eps
 }

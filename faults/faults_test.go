@@ -57,20 +57,28 @@ var faultCases = []fault{
 		return fmt.Sprintf("SIGSTOP of topod0 past the lock TTL (%v), then SIGCONT", lockTTL)
 	}},
 	{name: "etcd-leader-kill", etcd2: true, inject: func(t *testing.T, c *cluster, phase time.Duration) string {
-		i := c.etcd.Leader(context.Background())
-		if i < 0 {
-			t.Fatal("no etcd leader")
+		i, err := c.etcd.Leader(context.Background())
+		if err != nil {
+			t.Fatal(err)
 		}
 		c.etcd.Kill(i)
 		time.Sleep(phase)
-		c.etcd.Restart(i)
+		if err := c.etcd.Restart(context.Background(), i); err != nil {
+			t.Error(err)
+		}
 		return fmt.Sprintf("SIGKILL of the etcd leader (m%d), restarted a phase later", i)
 	}},
 	{name: "etcd-follower-kill", etcd2: true, inject: func(t *testing.T, c *cluster, phase time.Duration) string {
-		i := (c.etcd.Leader(context.Background()) + 1) % 3
+		leader, err := c.etcd.Leader(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := (leader + 1) % 3
 		c.etcd.Kill(i)
 		time.Sleep(phase)
-		c.etcd.Restart(i)
+		if err := c.etcd.Restart(context.Background(), i); err != nil {
+			t.Error(err)
+		}
 		return fmt.Sprintf("SIGKILL of an etcd follower (m%d), restarted a phase later", i)
 	}},
 	{name: "topod-etcd-partition", inject: func(t *testing.T, c *cluster, phase time.Duration) string {
@@ -80,25 +88,24 @@ var faultCases = []fault{
 		return "topod0 cut from every etcd member (both ways, etcd's proxy holding the data), past the lock TTL"
 	}},
 	{name: "etcd-member-partition", etcd2: true, inject: func(t *testing.T, c *cluster, phase time.Duration) string {
-		i := c.etcd.Leader(context.Background())
-		if i < 0 {
-			t.Fatal("no etcd leader")
-		}
-		partition(c.etcd.members[i].peerProxy, true)
-		time.Sleep(phase)
-		partition(c.etcd.members[i].peerProxy, false)
-		return fmt.Sprintf("the etcd leader m%d's peer listener cut (its peers cannot reach it; its clients can)", i)
-	}},
-	{name: "compaction", etcd2: true, compacts: true, inject: func(t *testing.T, c *cluster, phase time.Duration) string {
-		cli, err := c.etcd.client()
+		i, err := c.etcd.Leader(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer cli.Close()
+		if err := c.etcd.PartitionPeer(i, true); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(phase)
+		if err := c.etcd.PartitionPeer(i, false); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("the etcd leader m%d's peer listener cut (its peers cannot reach it; its clients can)", i)
+	}},
+	{name: "compaction", etcd2: true, compacts: true, inject: func(t *testing.T, c *cluster, phase time.Duration) string {
 		n := 0
 		for end := time.Now().Add(phase); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			if err := c.etcd.Compact(ctx, cli); err == nil {
+			if _, err := c.etcd.Compact(ctx); err == nil {
 				n++
 			}
 			cancel()

@@ -1,14 +1,15 @@
 package faults
 
 import (
+	"context"
 	"flag"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/topod-io/topod/internal/harness"
 )
 
 var (
@@ -31,9 +32,6 @@ func phaseLength() time.Duration {
 }
 
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == etcdChildCommand {
-		os.Exit(etcdChildMain(os.Args[2:]))
-	}
 	flag.Parse()
 	code := m.Run()
 	if topodBin != "" {
@@ -49,12 +47,8 @@ var buildTopod = sync.OnceValue(func() error {
 	if err != nil {
 		return err
 	}
-	topodBin = filepath.Join(dir, "topod")
-	out, err := exec.Command("go", "build", "-o", topodBin, "../cmd/topod").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("build topod: %v\n%s", err, out)
-	}
-	return nil
+	topodBin, err = harness.BuildTopod(context.Background(), dir)
+	return err
 })
 
 // needSuite skips t unless -faults is given, and builds topod.

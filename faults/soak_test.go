@@ -14,9 +14,7 @@ import (
 
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 
-	"github.com/prometheus/procfs"
-
-	"github.com/topod-io/topod/bench/servers"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/jdtopo"
 	"github.com/topod-io/topod/pkg/record"
@@ -230,26 +228,22 @@ func mib(b []int64) []int64 {
 func (c *cluster) sample(ctx context.Context, at time.Duration) (sample, error) {
 	s := sample{at: at}
 	for i, r := range c.replicas {
-		proc, err := procfs.NewProc(r.proc.Pid())
+		stat, err := r.Stats()
 		if err != nil {
 			return s, fmt.Errorf("topod%d: %w", i, err)
 		}
-		stat, err := proc.Stat()
+		m, err := harness.Scrape(ctx, r.MetricsURL())
 		if err != nil {
 			return s, fmt.Errorf("topod%d: %w", i, err)
 		}
-		m, err := servers.Scrape(ctx, "http://"+r.metricsAddr+"/metrics")
-		if err != nil {
-			return s, fmt.Errorf("topod%d: %w", i, err)
+		goroutines, ok1 := m.Lookup("go_goroutines")
+		streams, ok2 := m.Lookup("topod_downstream_streams")
+		if !ok1 || !ok2 {
+			return s, fmt.Errorf("topod%d exports no go_goroutines or no topod_downstream_streams", i)
 		}
-		for _, name := range []string{"go_goroutines", "topod_downstream_streams"} {
-			if m[name] == nil {
-				return s, fmt.Errorf("topod%d exports no %s", i, name)
-			}
-		}
-		s.rss = append(s.rss, int64(stat.ResidentMemory()))
-		s.goroutines = append(s.goroutines, int64(m.Sum("go_goroutines")))
-		s.streams = append(s.streams, int64(m.Sum("topod_downstream_streams")))
+		s.rss = append(s.rss, stat.RSS)
+		s.goroutines = append(s.goroutines, int64(goroutines))
+		s.streams = append(s.streams, int64(streams))
 	}
 	return s, nil
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -18,7 +19,7 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 
 	"github.com/topod-io/topod/bench/report"
-	"github.com/topod-io/topod/bench/servers"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/topoplugin"
 )
 
@@ -85,7 +86,8 @@ type Config struct {
 	// EtcdUnsafeNoFsync runs the members without fsync (etcd's
 	// --unsafe-no-fsync): for tests of the pipeline, never for figures.
 	EtcdUnsafeNoFsync bool
-	CellEtcdMembers   int // of each cell's etcd cluster (topod-cells)
+	CellEtcdMembers   int    // of each cell's etcd cluster (topod-cells)
+	EtcdBin           string // the etcd binary; default harness.EtcdBinary
 	TopodBin          string
 	TopodFlags        []string
 	EtcdEndpoints     []string // external etcd instead of the embedded one
@@ -118,10 +120,16 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	limit, _ := servers.RaiseFileLimit()
+	if cfg.EtcdBin == "" && !cfg.external() {
+		bin, err := harness.EtcdBinary(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cfg.EtcdBin = bin
+	}
 	run := &report.Run{
 		Started: time.Now().UTC(),
-		Machine: report.Machine{CPUs: runtime.NumCPU(), GoMaxProcs: runtime.GOMAXPROCS(0), LoadBefore: servers.LoadAvg(), FileLimit: limit},
+		Machine: report.Machine{CPUs: runtime.NumCPU(), GoMaxProcs: runtime.GOMAXPROCS(0), LoadBefore: harness.LoadAvg(), FileLimit: fileLimit()},
 		Profile: report.Profile{Name: p.Name, Keyspaces: p.Topo.Keyspaces, Shards: p.Topo.Shards, Tablets: p.Topo.Tablets, Tables: p.Topo.Tables,
 			Cells: p.Topo.Cells, VtgatesPerCell: p.VtgatesPerCell, Vtgates: p.Vtgates(), VTOrcs: p.VTOrcs},
 		Sources: Sources(),
@@ -158,8 +166,8 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 	}
 	run.Finished = time.Now().UTC()
 	run.Seconds = run.Finished.Sub(run.Started).Seconds()
-	run.Machine.LoadAfter = servers.LoadAvg()
-	if s, err := servers.ReadProcStats(osGetpid()); err == nil {
+	run.Machine.LoadAfter = harness.LoadAvg()
+	if s, err := harness.ReadProcStats(osGetpid()); err == nil {
 		run.Machine.DriverPeak = s.PeakRSS
 	}
 	run.Checks = Checks(run)
@@ -268,9 +276,9 @@ func (r *topoRun) startServers(ctx context.Context) (func(), error) {
 	if cfg.external() {
 		root = fmt.Sprintf("%s/%s-%d", root, r.name, time.Now().Unix())
 	}
-	etcd := func(name string, members int) (*servers.Etcd, error) {
+	etcd := func(name string, members int) (*harness.EtcdProcs, error) {
 		if cfg.external() {
-			e, err := servers.ExternalEtcd(name, cfg.EtcdEndpoints, cfg.EtcdMetricsURLs)
+			e, err := harness.ExternalEtcd(name, cfg.EtcdEndpoints, cfg.EtcdMetricsURLs)
 			if err != nil {
 				return nil, err
 			}
@@ -283,16 +291,16 @@ func (r *topoRun) startServers(ctx context.Context) (func(), error) {
 			})
 			return e, nil
 		}
-		e, err := servers.StartEtcd(ctx, name, dir, members, cfg.Log, cfg.EtcdUnsafeNoFsync)
+		e, err := harness.StartEtcdProcs(ctx, harness.EtcdProcsConfig{Name: name, Binary: cfg.EtcdBin, Dir: dir, Members: members, NoFsync: cfg.EtcdUnsafeNoFsync})
 		if err != nil {
 			return nil, err
 		}
 		addStop(e.Close)
 		return e, nil
 	}
-	topod := func(e *servers.Etcd, replicas int, sub string) (*servers.Topod, error) {
+	topod := func(e *harness.EtcdProcs, replicas int, sub string) (*harness.TopodProcs, error) {
 		if len(cfg.TopodAddrs) > 0 {
-			t := servers.ExternalTopod(cfg.TopodAddrs, cfg.TopodMetricsURLs)
+			t := harness.ExternalTopod(cfg.TopodAddrs, cfg.TopodMetricsURLs)
 			addStop(func() {
 				// The benchmark's files only: under its own root, through
 				// topod (its records are not under root in etcd).
@@ -304,7 +312,7 @@ func (r *topoRun) startServers(ctx context.Context) (func(), error) {
 			})
 			return t, nil
 		}
-		t, err := servers.StartTopod(ctx, cfg.TopodBin, e.Endpoints(), filepath.Join(dir, sub), replicas, cfg.TopodFlags)
+		t, err := harness.StartTopodProcs(ctx, cfg.TopodBin, e.Endpoints(), filepath.Join(dir, sub), replicas, cfg.TopodFlags)
 		if err != nil {
 			return nil, err
 		}
@@ -364,8 +372,8 @@ func (r *topoRun) startServers(ctx context.Context) (func(), error) {
 		r.topo.GlobalAddr = t.Addrs()
 		// Each cell's etcd cluster and topod, started side by side.
 		cells := p.Topo.CellNames()
-		es := make([]*servers.Etcd, len(cells))
-		cts := make([]*servers.Topod, len(cells))
+		es := make([]*harness.EtcdProcs, len(cells))
+		cts := make([]*harness.TopodProcs, len(cells))
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(4)
 		for i, c := range cells {
@@ -541,4 +549,14 @@ func deleteTree(ctx context.Context, addr, root string) error {
 		return nil
 	}
 	return walk("/")
+}
+
+// fileLimit is this process's RLIMIT_NOFILE soft limit, for the report (Go
+// raises it to the hard limit at start).
+func fileLimit() uint64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	return lim.Cur
 }

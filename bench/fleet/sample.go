@@ -8,16 +8,16 @@ import (
 	"time"
 
 	"github.com/topod-io/topod/bench/report"
-	"github.com/topod-io/topod/bench/servers"
+	"github.com/topod-io/topod/internal/harness"
 )
 
 // Servers are the servers of one topology, read together.
 type Servers struct {
-	Etcd  []*servers.Etcd
-	Topod []*servers.Topod
+	Etcd  []*harness.EtcdProcs
+	Topod []*harness.TopodProcs
 
 	mu   sync.Mutex
-	last map[string]servers.Metrics // each endpoint's last answer
+	last map[string]harness.Metrics // each endpoint's last answer
 }
 
 // scrape reads endpoint u. One that does not answer (a member killed,
@@ -25,7 +25,7 @@ type Servers struct {
 // counters over members never go back; fresh is false then, and its gauges
 // (watchers, RSS, ...) are not to be counted: it holds nothing now. ok is
 // false if it never answered.
-func (s *Servers) scrape(ctx context.Context, u string) (m servers.Metrics, fresh, ok bool) {
+func (s *Servers) scrape(ctx context.Context, u string) (m harness.Metrics, fresh, ok bool) {
 	m, err := scrape(ctx, u)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -34,7 +34,7 @@ func (s *Servers) scrape(ctx context.Context, u string) (m servers.Metrics, fres
 		return m, false, ok
 	}
 	if s.last == nil {
-		s.last = map[string]servers.Metrics{}
+		s.last = map[string]harness.Metrics{}
 	}
 	s.last[u] = m
 	return m, true, true
@@ -133,12 +133,12 @@ func (s *Servers) read(ctx context.Context) snap {
 
 // scrape reads one endpoint, trying three times (a busy machine can
 // keep a member from answering within the timeout).
-func scrape(ctx context.Context, url string) (servers.Metrics, error) {
+func scrape(ctx context.Context, url string) (harness.Metrics, error) {
 	var err error
 	for range 3 {
-		var m servers.Metrics
+		var m harness.Metrics
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		m, err = servers.Scrape(sctx, url)
+		m, err = harness.Scrape(sctx, url)
 		cancel()
 		if err == nil || ctx.Err() != nil {
 			return m, err

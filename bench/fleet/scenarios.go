@@ -20,8 +20,10 @@ import (
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 	"vitess.io/vitess/go/vt/proto/vttime"
 
+	"gonum.org/v1/gonum/stat"
+
 	"github.com/topod-io/topod/bench/report"
-	"github.com/topod-io/topod/bench/servers"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/topoplugin"
 	"github.com/topod-io/topod/pkg/vschemastore"
 )
@@ -257,16 +259,13 @@ func secs(ds []time.Duration) []float64 {
 	return out
 }
 
-// quantiles returns p50, p99 and max of sorted s.
+// quantiles returns p50, p99 and max of sorted s (gonum's empirical
+// quantile: the smallest sample at or above the fraction).
 func quantiles(s []float64) (p50, p99, mx float64) {
 	if len(s) == 0 {
 		return 0, 0, 0
 	}
-	q := func(f float64) float64 {
-		i := int(f*float64(len(s))+0.5) - 1
-		return s[min(max(i, 0), len(s)-1)]
-	}
-	return q(0.50), q(0.99), s[len(s)-1]
+	return stat.Quantile(0.50, stat.Empirical, s, nil), stat.Quantile(0.99, stat.Empirical, s, nil), s[len(s)-1]
 }
 
 func vtgateDist(gs []*vtgate) *report.Dist {
@@ -522,7 +521,7 @@ func (r *topoRun) reparentStorm(ctx context.Context, w *topo.Server, sc *report.
 // leaderEvent does act to the (global) etcd cluster a third into the
 // window (unless it is the user's, which is left alone), then changes a
 // throttler threshold and waits for every vtgate and tablet to see it.
-func (r *topoRun) leaderEvent(ctx context.Context, w *topo.Server, sc *report.Scenario, act func(e *servers.Etcd) (note string, err error)) error {
+func (r *topoRun) leaderEvent(ctx context.Context, w *topo.Server, sc *report.Scenario, act func(e *harness.EtcdProcs) (note string, err error)) error {
 	e := r.srv.Etcd[0]
 	return r.window(ctx, r.cfg.LeaderWindow, func() error {
 		if e.External() {
@@ -540,21 +539,21 @@ func (r *topoRun) leaderEvent(ctx context.Context, w *topo.Server, sc *report.Sc
 
 // moveLeader hands the leadership to another member (MoveLeader): no
 // connection breaks.
-func moveLeader(ctx context.Context) func(e *servers.Etcd) (string, error) {
-	return func(e *servers.Etcd) (string, error) {
+func moveLeader(ctx context.Context) func(e *harness.EtcdProcs) (string, error) {
+	return func(e *harness.EtcdProcs) (string, error) {
 		to, err := e.MoveLeader(ctx)
-		return fmt.Sprintf("leader of %s moved to member %d", e.Name, to), err
+		return fmt.Sprintf("leader of %s moved to member %d", e.Name(), to), err
 	}
 }
 
-// killLeader kills the leader (servers.Etcd.KillLeader, SIGKILL): every
+// killLeader kills the leader (harness.EtcdProcs.KillLeader, SIGKILL): every
 // client connection to it breaks, and each watch on it resumes on another
 // member, the resync storm, while the others elect a new leader. The
 // member stays down.
-func killLeader(ctx context.Context) func(e *servers.Etcd) (string, error) {
-	return func(e *servers.Etcd) (string, error) {
+func killLeader(ctx context.Context) func(e *harness.EtcdProcs) (string, error) {
+	return func(e *harness.EtcdProcs) (string, error) {
 		i, err := e.KillLeader(ctx)
-		return fmt.Sprintf("leader of %s (member %d) killed with SIGKILL, left down", e.Name, i), err
+		return fmt.Sprintf("leader of %s (member %d) killed with SIGKILL, left down", e.Name(), i), err
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
-	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/pkg/blobstore/blobtest"
 	"github.com/topod-io/topod/pkg/inspect"
@@ -260,7 +260,7 @@ func TestInspectCommandBolt(t *testing.T) {
 // TestInspectCommandEtcd: `topod inspect` on topod over a real etcd,
 // through topod and directly on etcd and the blob store beside it.
 func TestInspectCommandEtcd(t *testing.T) {
-	cluster := etcdtest.Start(t, 1)
+	cluster := harness.StartEtcd(t, 1)
 	blobs := "file://" + filepath.Join(t.TempDir(), "blobs")
 	backend := "etcd://" + strings.Join(cluster.Endpoints(), ",")
 	addr := freeAddr(t)

@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/topod-io/topod/internal/certtest"
-	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/tlsconfig"
 	"github.com/topod-io/topod/pkg/topoplugin"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
@@ -136,7 +136,7 @@ func TestStartErrors(t *testing.T) {
 // refused.
 func TestServeTLS(t *testing.T) {
 	ca := certtest.New(t, "topod test CA")
-	cluster := etcdtest.Start(t, 1, etcdtest.WithTLS(ca))
+	cluster := harness.StartEtcd(t, 1, harness.WithTLS(ca))
 	etcdAddr := strings.TrimPrefix(cluster.Endpoint(0), "https://")
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(t.Context())

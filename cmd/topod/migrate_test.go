@@ -12,10 +12,9 @@ import (
 	vtlog "vitess.io/vitess/go/vt/log"
 	"vitess.io/vitess/go/vt/topo"
 
-	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/jdtopo"
-	"github.com/topod-io/topod/internal/topodtest"
 	"github.com/topod-io/topod/pkg/kv/boltkv"
 	"github.com/topod-io/topod/pkg/toposerver"
 )
@@ -30,7 +29,7 @@ func TestMigrateCommand(t *testing.T) {
 	vtlog.SwapLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	p := jd.JD().Sized(4)
 	p.Cells = 2
-	etcd := etcdtest.Start(t, 1)
+	etcd := harness.StartEtcd(t, 1)
 	etcdAddr := strings.TrimPrefix(etcd.Endpoint(0), "http://")
 	src, err := topo.OpenServer("etcd2", etcdAddr, "/etcd2/global")
 	if err != nil {
@@ -48,7 +47,7 @@ func TestMigrateCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer backend.Close()
-	topod := topodtest.Start(t, backend, toposerver.Options{})
+	topod := harness.StartTopod(t, backend, toposerver.Options{})
 
 	run := func(extra ...string) string {
 		t.Helper()

@@ -29,8 +29,8 @@ import (
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
-	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/harness"
 )
 
 // The CRDs of the custom resources in deploy/examples: cert-manager's and
@@ -67,7 +67,7 @@ func kubeAPIServer(t *testing.T) string {
 // system:masters).
 func startAPIServer(t *testing.T) *rest.Config {
 	bin := kubeAPIServer(t)
-	etcd := etcdtest.Start(t, 1)
+	etcd := harness.StartEtcd(t, 1)
 	dir := t.TempDir()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {

@@ -3,13 +3,9 @@ package manifests
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +17,7 @@ import (
 
 	"github.com/topod-io/topod/internal/certtest"
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/tlsconfig"
 )
 
@@ -136,49 +133,24 @@ func TestProdEtcdAdmitsOnlyTopod(t *testing.T) {
 			args = append(args, "--"+f+"="+v)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, etcdBin, args...)
-	cmd.Env = []string{"HOME=" + dir, "ETCD_INITIAL_CLUSTER=" + name + "=" + peerURL, "ETCD_INITIAL_CLUSTER_STATE=new", "ETCD_INITIAL_CLUSTER_TOKEN=deploy-test"}
-	logFile, err := os.Create(filepath.Join(dir, "etcd.log"))
+	ctx := t.Context()
+	// HOME in the test's directory; the initial cluster from the
+	// environment, as the StatefulSet gives it.
+	p, err := harness.StartProcess("etcd", etcdBin, args, []string{"HOME=" + dir, "ETCD_INITIAL_CLUSTER=" + name + "=" + peerURL, "ETCD_INITIAL_CLUSTER_STATE=new", "ETCD_INITIAL_CLUSTER_TOKEN=deploy-test"}, filepath.Join(dir, "etcd.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		cancel()
-		<-exited
+		p.Stop()
 		if t.Failed() {
-			b, _ := os.ReadFile(logFile.Name())
-			t.Logf("etcd %q\nlog (tail):\n%s", args, tail(string(b), 6000))
+			t.Logf("etcd %q\nlog (tail):\n%s", args, p.LogTail())
 		}
 	})
 
 	// The probes: /readyz and /livez over plain HTTP on the metrics URL.
-	deadline := time.Now().Add(time.Minute)
 	for _, probe := range []string{"/readyz", "/livez", "/metrics"} {
-		for {
-			resp, err := http.Get(metricsURL + probe)
-			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-				err = fmt.Errorf("%s", resp.Status)
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("etcd's %s%s: %v", metricsURL, probe, err)
-			}
-			select {
-			case <-exited:
-				t.Fatalf("etcd exited")
-			case <-time.After(200 * time.Millisecond): // poll again
-			}
+		if err := p.WaitReady(ctx, probe, time.Minute, harness.HTTPOK(metricsURL+probe)); err != nil {
+			t.Fatal(err)
 		}
 	}
 	t.Logf("%s/readyz, /livez and /metrics answer over plain HTTP", metricsURL)

@@ -25,9 +25,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/topod-io/topod/bench/servers"
 	"github.com/topod-io/topod/internal/certtest"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/pkg/authz"
 	"github.com/topod-io/topod/pkg/toposerver"
@@ -40,7 +39,7 @@ import (
 type exposed map[string]map[string]map[string]bool
 
 // add adds a scrape's families under their series names.
-func (e exposed) add(m servers.Metrics) {
+func (e exposed) add(m harness.Metrics) {
 	for name, mf := range m {
 		for _, x := range mf.GetMetric() {
 			labels := map[string]string{}
@@ -243,7 +242,7 @@ func scrapeRealServers(t *testing.T) exposed {
 
 	e := exposed{}
 	for _, u := range []string{topodMetrics.URL + "/metrics", vs.MetricsURL} {
-		m, err := servers.Scrape(ctx, u)
+		m, err := harness.Scrape(ctx, u)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -255,7 +254,7 @@ func scrapeRealServers(t *testing.T) exposed {
 
 // authzDenial runs a topod with mutual TLS and an authorization policy,
 // has it refuse a write, and returns its scrape.
-func authzDenial(t *testing.T) servers.Metrics {
+func authzDenial(t *testing.T) harness.Metrics {
 	t.Helper()
 	ca := certtest.New(t, "monitoring test CA")
 	policy := filepath.Join(t.TempDir(), "policy.yaml")
@@ -270,7 +269,7 @@ func authzDenial(t *testing.T) servers.Metrics {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{
+	srv := harness.StartTopod(t, harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{
 		TLS:   &tls.Config{Certificates: []tls.Certificate{server}, ClientCAs: ca.Pool, ClientAuth: tls.RequireAndVerifyClientCert},
 		Authz: src,
 	})
@@ -287,7 +286,7 @@ func authzDenial(t *testing.T) servers.Metrics {
 	}
 	web := httptest.NewServer(srv.Topo.DebugHandler())
 	defer web.Close()
-	m, err := servers.Scrape(t.Context(), web.URL+"/metrics")
+	m, err := harness.Scrape(t.Context(), web.URL+"/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,8 +23,7 @@ import (
 
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 
-	"github.com/topod-io/topod/internal/etcdtest"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kv/boltkv"
 	"github.com/topod-io/topod/pkg/kv/etcdkv"
@@ -47,7 +46,7 @@ type Options struct {
 	// every connection (global and cells) goes through it.
 	Proxy bool
 	// Etcd options for the topologies on etcd.
-	Etcd []etcdtest.Option
+	Etcd []harness.EtcdOption
 }
 
 // Topology is a running topology with its cells registered.
@@ -58,9 +57,9 @@ type Topology struct {
 	Impl, Addr, Root string
 	TS               *topo.Server
 	Cells            []string
-	Etcd             *etcdtest.Cluster // nil for bolt
-	Topod            *topodtest.Server // nil for etcd2
-	Proxy            *Proxy            // nil without Options.Proxy
+	Etcd             *harness.Etcd  // nil for bolt
+	Topod            *harness.Topod // nil for etcd2
+	Proxy            *Proxy         // nil without Options.Proxy
 }
 
 // Kind starts a topology of one kind.
@@ -90,7 +89,7 @@ func StartTopodBolt(tb testing.TB, opts Options) *Topology {
 // StartTopodEtcd starts topod on a one-member etcd cluster.
 func StartTopodEtcd(tb testing.TB, opts Options) *Topology {
 	tb.Helper()
-	cluster := etcdtest.Start(tb, 1, opts.Etcd...)
+	cluster := harness.StartEtcd(tb, 1, opts.Etcd...)
 	b, err := etcdkv.Open(context.Background(), cluster.Endpoints(), etcdkv.Options{})
 	if err != nil {
 		tb.Fatalf("vschematest: open etcd backend: %v", err)
@@ -99,9 +98,9 @@ func StartTopodEtcd(tb testing.TB, opts Options) *Topology {
 	return startTopod(tb, "topod-etcd", b, cluster, opts)
 }
 
-func startTopod(tb testing.TB, kind string, backend kv.Backend, cluster *etcdtest.Cluster, opts Options) *Topology {
+func startTopod(tb testing.TB, kind string, backend kv.Backend, cluster *harness.Etcd, opts Options) *Topology {
 	tb.Helper()
-	srv := topodtest.Start(tb, backend, toposerver.Options{})
+	srv := harness.StartTopod(tb, backend, toposerver.Options{})
 	t := &Topology{Kind: kind, Impl: "topod", Addr: srv.Addr, Root: GlobalRoot, Etcd: cluster, Topod: srv}
 	if opts.Proxy {
 		t.Proxy = StartProxy(tb, srv.Addr)
@@ -115,7 +114,7 @@ func startTopod(tb testing.TB, kind string, backend kv.Backend, cluster *etcdtes
 // etcd2 implementation.
 func StartEtcd2(tb testing.TB, opts Options) *Topology {
 	tb.Helper()
-	cluster := etcdtest.Start(tb, 1, opts.Etcd...)
+	cluster := harness.StartEtcd(tb, 1, opts.Etcd...)
 	t := &Topology{Kind: "etcd2", Impl: "etcd2", Root: GlobalRoot, Etcd: cluster}
 	addrs := cluster.Endpoints()
 	if opts.Proxy {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/blobstore"
 	"github.com/topod-io/topod/pkg/blobstore/fileblob"
 	"github.com/topod-io/topod/pkg/content"
@@ -43,7 +43,7 @@ func openBolt(t *testing.T) kv.Backend {
 
 func openEtcd(t *testing.T) kv.Backend {
 	t.Helper()
-	c := etcdtest.Start(t, 1)
+	c := harness.StartEtcd(t, 1)
 	b, err := etcdkv.Open(context.Background(), c.Endpoints(), etcdkv.Options{Logger: c.Logger()})
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"github.com/topod-io/topod/internal/miniotest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/blobgc"
 	"github.com/topod-io/topod/pkg/blobstore/blobtest"
 	"github.com/topod-io/topod/pkg/blobstore/s3blob"
@@ -21,10 +21,10 @@ import (
 // is moved two hours ahead instead; a blob refreshed after that is kept.
 func TestCollectMinIO(t *testing.T) {
 	ctx := t.Context()
-	srv := miniotest.Start(t)
+	srv := harness.StartMinIO(t)
 	s, err := s3blob.Open(ctx, s3blob.Config{
 		Endpoint: srv.Endpoint,
-		Region:   miniotest.Region,
+		Region:   harness.MinIORegion,
 		Bucket:   srv.Bucket,
 		Prefix:   "gc",
 		Creds:    credentials.NewStaticV4(srv.AccessKey, srv.SecretKey, ""),

@@ -16,7 +16,7 @@ import (
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"github.com/topod-io/topod/internal/miniotest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/blobgc"
 	"github.com/topod-io/topod/pkg/blobstore"
 	"github.com/topod-io/topod/pkg/blobstore/blobtest"
@@ -35,7 +35,7 @@ func ownerStores(t *testing.T) []struct {
 	fresh func(t *testing.T) func() blobstore.Store
 } {
 	t.Helper()
-	srv := miniotest.Start(t)
+	srv := harness.StartMinIO(t)
 	var prefixes atomic.Int64
 	return []struct {
 		name  string
@@ -50,7 +50,7 @@ func ownerStores(t *testing.T) []struct {
 			return func() blobstore.Store {
 				s, err := s3blob.Open(t.Context(), s3blob.Config{
 					Endpoint: srv.Endpoint,
-					Region:   miniotest.Region,
+					Region:   harness.MinIORegion,
 					Bucket:   srv.Bucket,
 					Prefix:   prefix,
 					Creds:    credentials.NewStaticV4(srv.AccessKey, srv.SecretKey, ""),

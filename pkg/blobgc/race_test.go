@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
-	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/pkg/blobgc"
 	"github.com/topod-io/topod/pkg/blobstore/fileblob"
@@ -98,7 +98,7 @@ func openBoltShortHistory(t *testing.T) (kv.Backend, func(context.Context) error
 // history, keeping the last 40 revisions: older values become
 // unreturnable, and their blobs collectable.
 func openEtcdCompacting(t *testing.T) (kv.Backend, func(context.Context) error) {
-	c := etcdtest.Start(t, 1)
+	c := harness.StartEtcd(t, 1)
 	b, err := etcdkv.Open(context.Background(), c.Endpoints(), etcdkv.Options{Logger: c.Logger()})
 	if err != nil {
 		t.Fatal(err)

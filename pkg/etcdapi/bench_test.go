@@ -8,8 +8,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/topod-io/topod/internal/etcdtest"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/toposerver"
 )
 
@@ -20,8 +19,8 @@ import (
 // reached etcd per 1,000 reads: topod answers from memory, a linearizable
 // read after one revision request shared by every read waiting at the time.
 func BenchmarkRange(b *testing.B) {
-	cluster := etcdtest.Start(b, 1)
-	srv := topodtest.Start(b, topodtest.OpenEtcd(b, cluster.Endpoints()), toposerver.Options{})
+	cluster := harness.StartEtcd(b, 1)
+	srv := harness.StartTopod(b, harness.OpenEtcd(b, cluster.Endpoints()), toposerver.Options{})
 	ctx := context.Background()
 	const key = "/bench/vitess/global/keyspaces/ks/shards/-80/Shard"
 	for _, target := range []struct {
@@ -47,7 +46,7 @@ func BenchmarkRange(b *testing.B) {
 			{"serializable", []clientv3.OpOption{clientv3.WithSerializable()}},
 		} {
 			b.Run(target.name+"/"+mode.name, func(b *testing.B) {
-				before, err := cluster.MetricValue(ctx, 0, "etcd_mvcc_range_total")
+				before, err := etcdMetric(ctx, cluster, "etcd_mvcc_range_total")
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -60,7 +59,7 @@ func BenchmarkRange(b *testing.B) {
 						}
 					}
 				})
-				after, err := cluster.MetricValue(ctx, 0, "etcd_mvcc_range_total")
+				after, err := etcdMetric(ctx, cluster, "etcd_mvcc_range_total")
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -78,8 +77,8 @@ func BenchmarkRange(b *testing.B) {
 // watchers each on a client of its own (the vtgates of a cell watching one
 // SrvKeyspace).
 func BenchmarkWatchDelivery(b *testing.B) {
-	cluster := etcdtest.Start(b, 1)
-	srv := topodtest.Start(b, topodtest.OpenEtcd(b, cluster.Endpoints()), toposerver.Options{})
+	cluster := harness.StartEtcd(b, 1)
+	srv := harness.StartTopod(b, harness.OpenEtcd(b, cluster.Endpoints()), toposerver.Options{})
 	ctx := context.Background()
 	for _, target := range []struct {
 		name     string
@@ -119,4 +118,17 @@ func BenchmarkWatchDelivery(b *testing.B) {
 			})
 		}
 	}
+}
+
+// etcdMetric reads metric name of member 0 of c.
+func etcdMetric(ctx context.Context, c *harness.Etcd, name string) (float64, error) {
+	m, err := c.Metrics(ctx, 0)
+	if err != nil {
+		return 0, err
+	}
+	v, ok := m.Lookup(name)
+	if !ok {
+		return 0, fmt.Errorf("etcd exports no %s", name)
+	}
+	return v, nil
 }

@@ -18,8 +18,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
-	"github.com/topod-io/topod/internal/etcdtest"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/toposerver"
 )
@@ -88,7 +87,7 @@ type conformanceStore struct {
 // startConformanceStores starts etcd, topod on another etcd and topod on
 // bolt, with their window and progress endpoints.
 func startConformanceStores(t *testing.T) []*conformanceStore {
-	ref := etcdtest.Start(t, 1, etcdtest.WithConfig(func(_ int, cfg *embed.Config) {
+	ref := harness.StartEtcd(t, 1, harness.WithConfig(func(_ int, cfg *embed.Config) {
 		cfg.WatchProgressNotifyInterval = progressInterval
 	}))
 	refCli := newClient(t, ref.Endpoints()...)
@@ -97,15 +96,15 @@ func startConformanceStores(t *testing.T) []*conformanceStore {
 		name string
 		open func() kv.Backend
 	}{
-		{"topod-etcd", func() kv.Backend { return topodtest.OpenEtcd(t, etcdtest.Start(t, 1).Endpoints()) }},
-		{"topod-bolt", func() kv.Backend { return topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")) }},
+		{"topod-etcd", func() kv.Backend { return harness.OpenEtcd(t, harness.StartEtcd(t, 1).Endpoints()) }},
+		{"topod-bolt", func() kv.Backend { return harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")) }},
 	} {
 		backend := b.open()
-		srv := topodtest.Start(t, backend, toposerver.Options{})
-		small := topodtest.Start(t, backend, toposerver.Options{EtcdWatchWindowEvents: watchWindow})
+		srv := harness.StartTopod(t, backend, toposerver.Options{})
+		small := harness.StartTopod(t, backend, toposerver.Options{EtcdWatchWindowEvents: watchWindow})
 		stores = append(stores, &conformanceStore{
 			name: b.name, topod: true, cli: newClient(t, srv.Addr), window: newClient(t, small.Addr),
-			progress: newClient(t, topodtest.Start(t, backend, toposerver.Options{EtcdProgressNotifyInterval: progressInterval}).Addr),
+			progress: newClient(t, harness.StartTopod(t, backend, toposerver.Options{EtcdProgressNotifyInterval: progressInterval}).Addr),
 		})
 	}
 	return stores

@@ -13,8 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/topod-io/topod/internal/etcdtest"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/toposerver"
 )
@@ -31,11 +30,11 @@ func TestEtcdctl(t *testing.T) {
 		name string
 		open func(t *testing.T) kv.Backend
 	}{
-		{"etcd", func(t *testing.T) kv.Backend { return topodtest.OpenEtcd(t, etcdtest.Start(t, 1).Endpoints()) }},
-		{"bolt", func(t *testing.T) kv.Backend { return topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")) }},
+		{"etcd", func(t *testing.T) kv.Backend { return harness.OpenEtcd(t, harness.StartEtcd(t, 1).Endpoints()) }},
+		{"bolt", func(t *testing.T) kv.Backend { return harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")) }},
 	} {
 		t.Run(b.name, func(t *testing.T) {
-			srv := topodtest.Start(t, b.open(t), toposerver.Options{})
+			srv := harness.StartTopod(t, b.open(t), toposerver.Options{})
 			c := &ctl{t: t, bin: bin, addr: srv.Addr, vars: map[string]string{"addr": srv.Addr}, bg: map[string]*ctlProcess{}}
 			for _, step := range etcdctlSteps {
 				c.run(step)

@@ -3,27 +3,21 @@ package etcdapi_test
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/topod-io/topod/internal/etcdtest"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/toposerver"
 )
 
 // TestMetrics: topod's /metrics has the etcd endpoint's figures, and they
 // move with what clients do.
 func TestMetrics(t *testing.T) {
-	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+	srv := harness.StartTopod(t, harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Addr}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -43,9 +37,7 @@ func TestMetrics(t *testing.T) {
 	}
 	<-watch // the put's event: the watch is open
 
-	web := httptest.NewServer(srv.Topo.DebugHandler())
-	defer web.Close()
-	mfs := scrape(t, web.URL)
+	m := metrics(t, srv)
 	for _, tc := range []struct {
 		name   string
 		labels []string
@@ -68,11 +60,12 @@ func TestMetrics(t *testing.T) {
 		{"grpc_server_handled_total", []string{"grpc_service", "etcdserverpb.KV", "grpc_method", "Put", "grpc_code", "OK"}, 1},
 		{"grpc_server_handled_total", []string{"grpc_service", "etcdserverpb.KV", "grpc_method", "Range", "grpc_code", "OK"}, 2},
 	} {
-		if _, ok := mfs[tc.name]; !ok {
-			t.Errorf("%s: not in /metrics", tc.name)
+		got, ok := m.Lookup(tc.name, tc.labels...)
+		if !ok {
+			t.Errorf("%s{%s}: not in /metrics", tc.name, strings.Join(tc.labels, ","))
 			continue
 		}
-		if got := metricValue(mfs, tc.name, tc.labels...); got < tc.min {
+		if got < tc.min {
 			t.Errorf("%s{%s} = %v, want at least %v", tc.name, strings.Join(tc.labels, ","), got, tc.min)
 		}
 	}
@@ -85,11 +78,11 @@ func TestMetrics(t *testing.T) {
 func TestLinearizableReadsAfterWritesOutsideMirrors(t *testing.T) {
 	for _, backend := range []string{"bolt", "etcd"} {
 		t.Run(backend, func(t *testing.T) {
-			var srv *topodtest.Server
+			var srv *harness.Topod
 			if backend == "bolt" {
-				srv = topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+				srv = harness.StartTopod(t, harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
 			} else {
-				srv = topodtest.Start(t, topodtest.OpenEtcd(t, etcdtest.Start(t, 1).Endpoints()), toposerver.Options{})
+				srv = harness.StartTopod(t, harness.OpenEtcd(t, harness.StartEtcd(t, 1).Endpoints()), toposerver.Options{})
 			}
 			cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Addr}, DialTimeout: 5 * time.Second})
 			if err != nil {
@@ -109,48 +102,19 @@ func TestLinearizableReadsAfterWritesOutsideMirrors(t *testing.T) {
 					t.Fatalf("get /in/a: %v %v", resp, err)
 				}
 			}
-			web := httptest.NewServer(srv.Topo.DebugHandler())
-			defer web.Close()
-			if got := metricValue(scrape(t, web.URL), "topod_etcd_range_reads_total", "consistency", "linearizable", "source", "backend"); got != 0 {
+			if got := metrics(t, srv).Sum("topod_etcd_range_reads_total", "consistency", "linearizable", "source", "backend"); got != 0 {
 				t.Errorf("%v linearizable reads went to the backend, want every one from the mirror", got)
 			}
 		})
 	}
 }
 
-// scrape reads a /metrics page.
-func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+// metrics reads an in-process topod's /metrics.
+func metrics(t *testing.T, srv *harness.Topod) harness.Metrics {
 	t.Helper()
-	resp, err := http.Get(url + "/metrics")
+	m, err := srv.Metrics()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return mfs
-}
-
-// metricValue sums the counters and gauges of name whose labels include
-// the given name, value pairs.
-func metricValue(mfs map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	total := 0.0
-	for _, m := range mfs[name].GetMetric() {
-		match := true
-		for i := 0; i+1 < len(labels); i += 2 {
-			found := false
-			for _, l := range m.GetLabel() {
-				found = found || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
-			}
-			match = match && found
-		}
-		if match {
-			// A histogram counts its observations.
-			total += m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return total
+	return m
 }

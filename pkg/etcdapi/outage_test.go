@@ -11,7 +11,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/blobstore"
 	"github.com/topod-io/topod/pkg/blobstore/fileblob"
 	"github.com/topod-io/topod/pkg/content"
@@ -56,16 +56,16 @@ func (u *unreachable) setDown(down bool) {
 // suite's blob store restart). Once the blobs can be read the event comes,
 // whole, and no progress answer claimed the watch had seen past it before.
 func TestWatchWaitsForUnreadableValue(t *testing.T) {
-	backend := topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db"))
+	backend := harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db"))
 	files, err := fileblob.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The writer uploads the blobs; the watched topod, with caches of its
 	// own, must read them from the store.
-	writer := newClient(t, topodtest.Start(t, backend, toposerver.Options{Blobs: files}).Addr)
+	writer := newClient(t, harness.StartTopod(t, backend, toposerver.Options{Blobs: files}).Addr)
 	blobs := &unreachable{Store: files, down: true, failed: make(chan struct{}, 1)}
-	cli := newClient(t, topodtest.Start(t, backend, toposerver.Options{Blobs: blobs}).Addr)
+	cli := newClient(t, harness.StartTopod(t, backend, toposerver.Options{Blobs: blobs}).Addr)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

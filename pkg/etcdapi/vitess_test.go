@@ -6,8 +6,7 @@ import (
 
 	_ "vitess.io/vitess/go/vt/topo/etcd2topo"
 
-	"github.com/topod-io/topod/internal/etcdtest"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/toposerver"
 )
 
@@ -15,14 +14,14 @@ import (
 // suite, every check, through stock etcd2topo (--topo-implementation
 // etcd2) pointed at topod's address, with topod on a real etcd.
 func TestVitessSuiteEtcd2OnTopodEtcd(t *testing.T) {
-	cluster := etcdtest.Start(t, 1)
-	srv := topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
-	topodtest.VitessSuite(t, "etcd2", srv.Addr)
+	cluster := harness.StartEtcd(t, 1)
+	srv := harness.StartTopod(t, harness.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	harness.VitessSuite(t, "etcd2", srv.Addr)
 }
 
 // TestVitessSuiteEtcd2OnTopodBolt runs the same suite with topod on bolt,
 // the embedded default.
 func TestVitessSuiteEtcd2OnTopodBolt(t *testing.T) {
-	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
-	topodtest.VitessSuite(t, "etcd2", srv.Addr)
+	srv := harness.StartTopod(t, harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+	harness.VitessSuite(t, "etcd2", srv.Addr)
 }

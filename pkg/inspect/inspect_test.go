@@ -23,9 +23,8 @@ import (
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
-	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
-	"github.com/topod-io/topod/internal/topodtest"
 	"github.com/topod-io/topod/pkg/blobstore"
 	"github.com/topod-io/topod/pkg/blobstore/blobtest"
 	"github.com/topod-io/topod/pkg/blobstore/fileblob"
@@ -48,8 +47,8 @@ type fixture struct {
 	kind    string
 	backend kv.Backend
 	store   *fileblob.Store
-	srv     *topodtest.Server
-	etcd    *etcdtest.Cluster
+	srv     *harness.Topod
+	etcd    *harness.Etcd
 	ts      *topo.Server
 
 	// zone1's SrvVSchema at version v1, then (one keyspace changed) v2;
@@ -84,7 +83,7 @@ func start(t *testing.T, kind string) *fixture {
 		t.Cleanup(func() { b.Close() })
 		fx.backend = b
 	case "etcd":
-		fx.etcd = etcdtest.Start(t, 1)
+		fx.etcd = harness.StartEtcd(t, 1)
 		b, err := etcdkv.Open(ctx, fx.etcd.Endpoints(), etcdkv.Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -95,7 +94,7 @@ func start(t *testing.T, kind string) *fixture {
 	if fx.store, err = fileblob.Open(t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
-	fx.srv = topodtest.Start(t, fx.backend, toposerver.Options{Blobs: fx.store})
+	fx.srv = harness.StartTopod(t, fx.backend, toposerver.Options{Blobs: fx.store})
 	if fx.ts, err = topo.OpenServer("topod", fx.srv.Addr, globalRoot); err != nil {
 		t.Fatal(err)
 	}

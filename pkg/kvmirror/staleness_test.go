@@ -11,8 +11,8 @@ import (
 	"go.etcd.io/etcd/pkg/v3/proxy"
 	"go.uber.org/zap"
 
-	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/kv/etcdkv"
 	"github.com/topod-io/topod/pkg/kvmirror"
 )
@@ -25,7 +25,7 @@ import (
 // serves again, the newer value, once the connection is back. (The fault
 // suite found a replica cut off from etcd answering 4.8 s stale.)
 func TestStaleMirrorStopsServing(t *testing.T) {
-	c := etcdtest.Start(t, 1)
+	c := harness.StartEtcd(t, 1)
 	ctx := t.Context()
 	direct, err := etcdkv.Open(ctx, c.Endpoints(), etcdkv.Options{Logger: c.Logger()})
 	if err != nil {

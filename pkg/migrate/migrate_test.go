@@ -15,10 +15,9 @@ import (
 
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 
-	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/jdtopo"
-	"github.com/topod-io/topod/internal/topodtest"
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/pkg/kv/boltkv"
 	"github.com/topod-io/topod/pkg/migrate"
@@ -63,7 +62,7 @@ func TestMigrate(t *testing.T) {
 	defer cancel()
 	p := profile()
 
-	etcd := etcdtest.Start(t, 1)
+	etcd := harness.StartEtcd(t, 1)
 	etcdAddr := strings.TrimPrefix(etcd.Endpoint(0), "http://")
 	src := open(t, "etcd2", etcdAddr, "/etcd2/global")
 	if err := jdtopo.CreateCells(ctx, src, p, etcdAddr, "/etcd2"); err != nil {
@@ -80,7 +79,7 @@ func TestMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { backend.Close() })
-	topod := topodtest.Start(t, backend, toposerver.Options{})
+	topod := harness.StartTopod(t, backend, toposerver.Options{})
 	dst := open(t, "topod", topod.Addr, "/vitess/global")
 	opts := migrate.Options{CellAddress: topod.Addr, CellRootPrefix: migrate.DefaultCellRootPrefix("/vitess/global"), Concurrency: 8}
 

@@ -9,8 +9,7 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 	"vitess.io/vitess/go/vt/topo/etcd2topo"
 
-	"github.com/topod-io/topod/internal/etcdtest"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/toposerver"
 )
 
@@ -20,8 +19,8 @@ import (
 //
 //	go test -run '^$' -bench VersusEtcd2 ./pkg/topoplugin/
 func BenchmarkVersusEtcd2(b *testing.B) {
-	cluster := etcdtest.Start(b, 1)
-	srv := topodtest.Start(b, topodtest.OpenEtcd(b, cluster.Endpoints()), toposerver.Options{})
+	cluster := harness.StartEtcd(b, 1)
+	srv := harness.StartTopod(b, harness.OpenEtcd(b, cluster.Endpoints()), toposerver.Options{})
 	etcd2, err := etcd2topo.NewServer(strings.Join(cluster.Endpoints(), ","), "/bench/etcd2")
 	if err != nil {
 		b.Fatal(err)

@@ -4,10 +4,9 @@ import (
 	"context"
 	"expvar"
 	"fmt"
-	"net/http/httptest"
+	"strconv"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,9 +18,8 @@ import (
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 	"vitess.io/vitess/go/vt/topo"
 
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
-	"github.com/topod-io/topod/internal/miniotest"
-	"github.com/topod-io/topod/internal/topodtest"
 	"github.com/topod-io/topod/pkg/blobstore/fileblob"
 	"github.com/topod-io/topod/pkg/blobstore/s3blob"
 	"github.com/topod-io/topod/pkg/cache"
@@ -57,7 +55,7 @@ func smallSrvVSchema(t *testing.T) (*vschemapb.SrvVSchema, func(i int, col strin
 // its own, then changed to a version whose new piece is stored damaged
 // (the writer's MissingBlobs finds it and does not upload it again).
 type damagedChange struct {
-	srv     *topodtest.Server
+	srv     *harness.Topod
 	blobs   *fileblob.Store
 	writer  *topoplugin.Conn
 	changes <-chan *topo.WatchData
@@ -77,7 +75,7 @@ func writeDamagedChange(t *testing.T) *damagedChange {
 		t.Fatal(err)
 	}
 	d := &damagedChange{blobs: blobs}
-	d.srv = topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{Blobs: blobs})
+	d.srv = harness.StartTopod(t, harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{Blobs: blobs})
 	d.writer = newConn(t, d.srv.Addr, "/vitess/cell1")
 	var v1 *vschemapb.SrvVSchema
 	v1, d.edit = smallSrvVSchema(t)
@@ -206,16 +204,16 @@ func TestUnreadableChangeDeliveredOnceReadable(t *testing.T) {
 // with an error saying so and leaves the previous value in place.
 func TestBlobStoreDownOnWrite(t *testing.T) {
 	ctx := t.Context()
-	m := miniotest.Start(t)
+	m := harness.StartMinIO(t)
 	blobs, err := s3blob.Open(ctx, s3blob.Config{
-		Endpoint: m.Endpoint, Bucket: m.Bucket, Region: miniotest.Region, MaxRetries: 1,
+		Endpoint: m.Endpoint, Bucket: m.Bucket, Region: harness.MinIORegion, MaxRetries: 1,
 		Creds: credentials.NewStaticV4(m.AccessKey, m.SecretKey, ""),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer blobs.Close()
-	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{Blobs: blobs})
+	srv := harness.StartTopod(t, harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{Blobs: blobs})
 	c := newConn(t, srv.Addr, "/vitess/cell1")
 	v1, edit := smallSrvVSchema(t)
 	if _, err := c.Update(ctx, "SrvVSchema", marshal(t, v1), nil); err != nil {
@@ -261,7 +259,7 @@ func marshal(t *testing.T, m proto.Message) []byte {
 // batches, not with a request per blob, and reads it back equal.
 func TestColdReadBatchesBlobs(t *testing.T) {
 	ctx := t.Context()
-	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+	srv := harness.StartTopod(t, harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
 	writer := newConn(t, srv.Addr, "/vitess/cell1")
 	srvVSchema := jd.JD().Sized(300).SrvVSchema()
 	data := marshal(t, srvVSchema)
@@ -273,7 +271,7 @@ func TestColdReadBatchesBlobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	unaryGets := func() float64 {
-		return metricSeries(t, srv, `grpc_server_handled_total{grpc_code="OK",grpc_method="GetBlob",grpc_service="topod.v1.Topo",grpc_type="unary"}`)
+		return metric(t, srv, "grpc_server_handled_total", "grpc_code", "OK", "grpc_method", "GetBlob", "grpc_service", "topod.v1.Topo", "grpc_type", "unary")
 	}
 	before := unaryGets()
 	reader, err := topoplugin.NewConnWithCache(srv.Addr, "/vitess/cell1", cache.New(1<<30))
@@ -293,18 +291,4 @@ func TestColdReadBatchesBlobs(t *testing.T) {
 	if unary != 1 {
 		t.Errorf("%.0f GetBlob requests, want 1 (the root)", unary)
 	}
-}
-
-// metricSeries reads one series of an in-process topod's metrics.
-func metricSeries(t *testing.T, srv *topodtest.Server, series string) float64 {
-	t.Helper()
-	rec := httptest.NewRecorder()
-	srv.Topo.DebugHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	for _, line := range strings.Split(rec.Body.String(), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
 }

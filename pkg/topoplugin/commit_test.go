@@ -11,8 +11,8 @@ import (
 
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
-	"github.com/topod-io/topod/internal/topodtest"
 	"github.com/topod-io/topod/pkg/kv/boltkv"
 	"github.com/topod-io/topod/pkg/record"
 	"github.com/topod-io/topod/pkg/toposerver"
@@ -29,7 +29,7 @@ func TestWriterStoppedAfterUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	srv := topodtest.Start(t, b, toposerver.Options{})
+	srv := harness.StartTopod(t, b, toposerver.Options{})
 	c, err := NewConn(srv.Addr, "/vitess/global")
 	if err != nil {
 		t.Fatal(err)

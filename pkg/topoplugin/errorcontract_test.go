@@ -14,7 +14,7 @@ import (
 
 	"vitess.io/vitess/go/vt/topo"
 
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/topoerr"
 	"github.com/topod-io/topod/pkg/toposerver"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
@@ -27,9 +27,9 @@ import (
 // why. Every kind of topoerr.Kinds needs a row, so a kind a Vitess upgrade
 // adds fails here until someone decides how it travels.
 func TestErrorContract(t *testing.T) {
-	b := topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db"))
+	b := harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db"))
 	// MaxWatches 1: a second watch is over topod's limit.
-	srv := topodtest.Start(t, b, toposerver.Options{MaxWatches: 1})
+	srv := harness.StartTopod(t, b, toposerver.Options{MaxWatches: 1})
 	c, err := NewConn(srv.Addr, "/vitess/global")
 	if err != nil {
 		t.Fatal(err)

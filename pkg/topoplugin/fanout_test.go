@@ -3,9 +3,6 @@ package topoplugin_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http/httptest"
-	"regexp"
 	"strconv"
 	"sync"
 	"testing"
@@ -16,8 +13,7 @@ import (
 
 	"vitess.io/vitess/go/vt/topo"
 
-	"github.com/topod-io/topod/internal/etcdtest"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/topoplugin"
 	"github.com/topod-io/topod/pkg/toposerver"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
@@ -88,8 +84,8 @@ func waitAll(t *testing.T, watchers []<-chan *topo.WatchData, want string, timeo
 // for all of them.
 func TestFanOut500Watchers(t *testing.T) {
 	ctx := t.Context()
-	cluster := etcdtest.Start(t, 1)
-	srv := topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	cluster := harness.StartEtcd(t, 1)
+	srv := harness.StartTopod(t, harness.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
 	writer := newConn(t, srv.Addr, "/vitess/cell1")
 	if _, err := writer.Create(ctx, "SrvVSchema", []byte("0")); err != nil {
 		t.Fatal(err)
@@ -112,8 +108,8 @@ func TestFanOut500Watchers(t *testing.T) {
 // queueing every update.
 func TestStalledWatcher(t *testing.T) {
 	ctx := t.Context()
-	cluster := etcdtest.Start(t, 1)
-	srv := topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	cluster := harness.StartEtcd(t, 1)
+	srv := harness.StartTopod(t, harness.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
 	writer := newConn(t, srv.Addr, "/vitess/cell1")
 	value := make([]byte, 16<<10)
 	if _, err := writer.Create(ctx, "SrvKeyspace", value); err != nil {
@@ -186,8 +182,8 @@ func TestReplicaKilledUnder100Watchers(t *testing.T) {
 // once topod is back.
 func TestCompactionWhileDisconnected(t *testing.T) {
 	ctx := t.Context()
-	cluster := etcdtest.Start(t, 1)
-	srv := topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	cluster := harness.StartEtcd(t, 1)
+	srv := harness.StartTopod(t, harness.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
 	c := newConn(t, srv.Addr, "/vitess/cell1")
 	if _, err := c.Create(ctx, "SrvVSchema", []byte("v0")); err != nil {
 		t.Fatal(err)
@@ -195,7 +191,7 @@ func TestCompactionWhileDisconnected(t *testing.T) {
 	watchers := watchAll(t, ctx, srv.Addr, "/vitess/cell1", "SrvVSchema", 10, 2)
 	srv.Kill()
 
-	direct := topodtest.OpenEtcd(t, cluster.Endpoints())
+	direct := harness.OpenEtcd(t, cluster.Endpoints())
 	var rev int64
 	for i := 1; i <= 50; i++ {
 		r, err := direct.Update(ctx, "/vitess/cell1/SrvVSchema", []byte(fmt.Sprintf("v%d", i)), 0)
@@ -207,26 +203,19 @@ func TestCompactionWhileDisconnected(t *testing.T) {
 	if err := cluster.Compact(ctx, rev); err != nil {
 		t.Fatal(err)
 	}
-	topodtest.StartOn(t, srv.Addr, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	harness.StartTopodOn(t, srv.Addr, harness.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
 	waitAll(t, watchers, "v50", time.Minute)
 }
 
-var metricLine = regexp.MustCompile(`(?m)^(\w+)(?:\{[^}]*\})? ([0-9.e+]+)$`)
-
-// metric reads a metric of an in-process topod, summed over its labels.
-func metric(t *testing.T, srv *topodtest.Server, name string) float64 {
+// metric reads metric name of an in-process topod, summed over the label
+// sets with the given labels (0 if it is not exported).
+func metric(t *testing.T, srv *harness.Topod, name string, labels ...string) float64 {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	srv.Topo.DebugHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	body, _ := io.ReadAll(rec.Body)
-	var sum float64
-	for _, m := range metricLine.FindAllStringSubmatch(string(body), -1) {
-		if m[1] == name {
-			v, _ := strconv.ParseFloat(m[2], 64)
-			sum += v
-		}
+	m, err := srv.Metrics()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return sum
+	return m.Sum(name, labels...)
 }
 
 // TestRecursiveWatchersResume: recursive watchers of 50 files on two

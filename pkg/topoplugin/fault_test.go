@@ -13,8 +13,7 @@ import (
 
 	"vitess.io/vitess/go/vt/topo"
 
-	"github.com/topod-io/topod/internal/etcdtest"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kv/boltkv"
 	"github.com/topod-io/topod/pkg/topoplugin"
@@ -32,11 +31,11 @@ func newConn(t testing.TB, addr, root string) *topoplugin.Conn {
 }
 
 // twoReplicas starts two topod replicas on one etcd.
-func twoReplicas(t *testing.T) (a, b *topodtest.Server) {
+func twoReplicas(t *testing.T) (a, b *harness.Topod) {
 	t.Helper()
-	cluster := etcdtest.Start(t, 1)
-	a = topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
-	b = topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	cluster := harness.StartEtcd(t, 1)
+	a = harness.StartTopod(t, harness.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	b = harness.StartTopod(t, harness.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
 	return a, b
 }
 
@@ -49,7 +48,7 @@ func TestBoltSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := topodtest.Start(t, b, toposerver.Options{})
+	srv := harness.StartTopod(t, b, toposerver.Options{})
 	c := newConn(t, srv.Addr, "/vitess/global")
 	v1, err := c.Create(ctx, "keyspaces/ks/Keyspace", []byte("one"))
 	if err != nil {
@@ -60,8 +59,8 @@ func TestBoltSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b2 := topodtest.OpenBolt(t, file)
-	srv2 := topodtest.StartOn(t, srv.Addr, b2, toposerver.Options{})
+	b2 := harness.OpenBolt(t, file)
+	srv2 := harness.StartTopodOn(t, srv.Addr, b2, toposerver.Options{})
 	c2 := newConn(t, srv2.Addr, "/vitess/global")
 	got, v, err := c2.Get(ctx, "keyspaces/ks/Keyspace")
 	if err != nil || string(got) != "one" || v.String() != v1.String() {
@@ -91,7 +90,7 @@ func TestWatchSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := topodtest.Start(t, b, toposerver.Options{})
+	srv := harness.StartTopod(t, b, toposerver.Options{})
 	c := newConn(t, srv.Addr, "/vitess/cell1")
 	if _, err := c.Create(ctx, "SrvVSchema", []byte("v1")); err != nil {
 		t.Fatal(err)
@@ -111,7 +110,7 @@ func TestWatchSurvivesRestart(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	srv2 := topodtest.StartOn(t, srv.Addr, topodtest.OpenBolt(t, file), toposerver.Options{})
+	srv2 := harness.StartTopodOn(t, srv.Addr, harness.OpenBolt(t, file), toposerver.Options{})
 	waitFor(t, changes, "v2")
 
 	c2 := newConn(t, srv2.Addr, "/vitess/cell1")
@@ -129,7 +128,7 @@ func TestWatchSurvivesRestart(t *testing.T) {
 // has.
 func TestWatchAfterStoreRestored(t *testing.T) {
 	ctx := t.Context()
-	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+	srv := harness.StartTopod(t, harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
 	c := newConn(t, srv.Addr, "/vitess/cell1")
 	for i := range 20 {
 		if _, err := c.Update(ctx, "SrvVSchema", fmt.Appendf(nil, "v%d", i), nil); err != nil {
@@ -145,11 +144,11 @@ func TestWatchAfterStoreRestored(t *testing.T) {
 	srv.Stop()
 
 	// The backup: one write, at a revision far below the watcher's.
-	restored := topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "restored.db"))
+	restored := harness.OpenBolt(t, filepath.Join(t.TempDir(), "restored.db"))
 	if _, err := restored.Update(ctx, "/vitess/cell1/SrvVSchema", []byte("restored"), 0); err != nil {
 		t.Fatal(err)
 	}
-	topodtest.StartOn(t, srv.Addr, restored, toposerver.Options{})
+	harness.StartTopodOn(t, srv.Addr, restored, toposerver.Options{})
 	waitFor(t, changes, "restored")
 }
 
@@ -264,12 +263,12 @@ func TestLockReleasedWhenHolderDies(t *testing.T) {
 		name    string
 		backend func(t *testing.T) kv.Backend
 	}{
-		{"bolt", func(t *testing.T) kv.Backend { return topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")) }},
-		{"etcd", func(t *testing.T) kv.Backend { return topodtest.OpenEtcd(t, etcdtest.Start(t, 1).Endpoints()) }},
+		{"bolt", func(t *testing.T) kv.Backend { return harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")) }},
+		{"etcd", func(t *testing.T) kv.Backend { return harness.OpenEtcd(t, harness.StartEtcd(t, 1).Endpoints()) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
-			srv := topodtest.Start(t, tc.backend(t), toposerver.Options{})
+			srv := harness.StartTopod(t, tc.backend(t), toposerver.Options{})
 			c := newConn(t, srv.Addr, "/vitess/global")
 			if _, err := c.Create(ctx, "keyspaces/ks/Keyspace", []byte("x")); err != nil {
 				t.Fatal(err)

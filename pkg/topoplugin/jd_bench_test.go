@@ -13,9 +13,8 @@ import (
 
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
-	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
-	"github.com/topod-io/topod/internal/topodtest"
 	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/content"
 	"github.com/topod-io/topod/pkg/record"
@@ -44,9 +43,9 @@ func BenchmarkOneKeyspaceChange(b *testing.B) {
 
 func benchOneKeyspaceChange(b *testing.B, profile jd.Profile) {
 	ctx := context.Background()
-	cluster := etcdtest.Start(b, 1)
-	srv := topodtest.Start(b, topodtest.OpenEtcd(b, cluster.Endpoints()), toposerver.Options{})
-	ts := topodtest.OpenTopo(b, "topod", srv.Addr, "/vitess")
+	cluster := harness.StartEtcd(b, 1)
+	srv := harness.StartTopod(b, harness.OpenEtcd(b, cluster.Endpoints()), toposerver.Options{})
+	ts := harness.OpenTopo(b, "topod", srv.Addr, "/vitess")
 	cell := "test"
 	full := profile.SrvVSchema()
 	b.Logf("SrvVSchema: %d keyspaces, %d bytes", len(full.Keyspaces), proto.Size(full))

@@ -14,10 +14,8 @@ import (
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
-	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
-	"github.com/topod-io/topod/internal/miniotest"
-	"github.com/topod-io/topod/internal/topodtest"
 	"github.com/topod-io/topod/pkg/blobstore"
 	"github.com/topod-io/topod/pkg/blobstore/fileblob"
 	"github.com/topod-io/topod/pkg/blobstore/s3blob"
@@ -43,9 +41,9 @@ var blobStores = []struct {
 		return s
 	}},
 	{"minio", func(t *testing.T) blobstore.Store {
-		m := miniotest.Start(t)
+		m := harness.StartMinIO(t)
 		s, err := s3blob.Open(t.Context(), s3blob.Config{
-			Endpoint: m.Endpoint, Bucket: m.Bucket, Prefix: "topod", Region: miniotest.Region,
+			Endpoint: m.Endpoint, Bucket: m.Bucket, Prefix: "topod", Region: harness.MinIORegion,
 			Creds: credentials.NewStaticV4(m.AccessKey, m.SecretKey, ""),
 		})
 		if err != nil {
@@ -69,10 +67,10 @@ func TestJDProfileOnEtcd(t *testing.T) {
 	for _, bs := range blobStores {
 		t.Run(bs.name, func(t *testing.T) {
 			ctx := t.Context()
-			cluster := etcdtest.Start(t, 1)
+			cluster := harness.StartEtcd(t, 1)
 			blobs := bs.open(t)
-			srv := topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{Blobs: blobs})
-			ts := topodtest.OpenTopo(t, "topod", srv.Addr, "/vitess")
+			srv := harness.StartTopod(t, harness.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{Blobs: blobs})
+			ts := harness.OpenTopo(t, "topod", srv.Addr, "/vitess")
 			cells := profile.CellNames()
 			for _, cell := range cells {
 				if err := ts.CreateCellInfo(ctx, cell, &topodatapb.CellInfo{ServerAddress: srv.Addr, Root: "/vitess/" + cell}); err != nil {
@@ -188,7 +186,7 @@ func TestJDProfileOnEtcd(t *testing.T) {
 
 // assertEtcdValuesSmall scans every key in etcd: no value is over the
 // 64 KiB cap.
-func assertEtcdValuesSmall(t *testing.T, cluster *etcdtest.Cluster) {
+func assertEtcdValuesSmall(t *testing.T, cluster *harness.Etcd) {
 	t.Helper()
 	cli := cluster.Client(t)
 	resp, err := cli.Get(t.Context(), "\x00", clientv3.WithFromKey())

@@ -12,9 +12,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/jdtopo"
-	"github.com/topod-io/topod/internal/topodtest"
 	"github.com/topod-io/topod/pkg/kv/boltkv"
 	"github.com/topod-io/topod/pkg/topoplugin"
 	"github.com/topod-io/topod/pkg/toposerver"
@@ -46,8 +46,8 @@ func BenchmarkListJDStore(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer store.Close()
-	srv := topodtest.Start(b, store, toposerver.Options{})
-	ts := topodtest.OpenTopo(b, "topod", srv.Addr, "/vitess")
+	srv := harness.StartTopod(b, store, toposerver.Options{})
+	ts := harness.OpenTopo(b, "topod", srv.Addr, "/vitess")
 	if err := jdtopo.CreateCells(ctx, ts, p, srv.Addr, "/vitess"); err != nil {
 		b.Fatal(err)
 	}

@@ -13,9 +13,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/topod-io/topod/internal/etcdtest"
 	"github.com/topod-io/topod/internal/freeport"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/blobstore/fileblob"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/topoplugin"
@@ -60,7 +59,7 @@ func serveHooked(t *testing.T, b kv.Backend, opts toposerver.Options, hook func(
 // the file after a page token's last.
 func pluginBackends(t *testing.T, fn func(t *testing.T, b kv.Backend, forget func(t *testing.T, tok *topodv1.ListPageToken))) {
 	t.Run("bolt", func(t *testing.T) {
-		b := topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db"))
+		b := harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db"))
 		fn(t, b, func(t *testing.T, tok *topodv1.ListPageToken) {
 			// bolt keeps 20 versions of a key: rewrite the next page's
 			// first file 25 times.
@@ -77,8 +76,8 @@ func pluginBackends(t *testing.T, fn func(t *testing.T, b kv.Backend, forget fun
 		})
 	})
 	t.Run("etcd", func(t *testing.T) {
-		cluster := etcdtest.Start(t, 1)
-		b := topodtest.OpenEtcd(t, cluster.Endpoints())
+		cluster := harness.StartEtcd(t, 1)
+		b := harness.OpenEtcd(t, cluster.Endpoints())
 		fn(t, b, func(t *testing.T, tok *topodv1.ListPageToken) {
 			rev, err := b.Update(t.Context(), "/elsewhere", []byte("moves the revision on"), 0)
 			if err == nil {
@@ -210,13 +209,13 @@ func TestListStartsOver(t *testing.T) {
 // TestConformancePagedBolt runs Vitess's topo conformance suite through
 // the plugin against topod on bolt answering Lists a file a page.
 func TestConformancePagedBolt(t *testing.T) {
-	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{MaxListPageBytes: 1})
-	topodtest.VitessSuite(t, "topod", srv.Addr)
+	srv := harness.StartTopod(t, harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{MaxListPageBytes: 1})
+	harness.VitessSuite(t, "topod", srv.Addr)
 }
 
 // TestConformancePagedEtcd: the same against topod on a real etcd.
 func TestConformancePagedEtcd(t *testing.T) {
-	cluster := etcdtest.Start(t, 1)
-	srv := topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{MaxListPageBytes: 1})
-	topodtest.VitessSuite(t, "topod", srv.Addr)
+	cluster := harness.StartEtcd(t, 1)
+	srv := harness.StartTopod(t, harness.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{MaxListPageBytes: 1})
+	harness.VitessSuite(t, "topod", srv.Addr)
 }

@@ -10,7 +10,7 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 
 	"github.com/topod-io/topod/internal/certtest"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/kv/boltkv"
 	"github.com/topod-io/topod/pkg/tlsconfig"
 	"github.com/topod-io/topod/pkg/toposerver"
@@ -34,7 +34,7 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	srv := topodtest.Start(t, b, toposerver.Options{TLS: serverTLS})
+	srv := harness.StartTopod(t, b, toposerver.Options{TLS: serverTLS})
 	t.Cleanup(func() { tlsFiles = tlsconfig.Files{} })
 
 	for _, tc := range []struct {

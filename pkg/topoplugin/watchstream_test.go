@@ -13,8 +13,7 @@ import (
 
 	"vitess.io/vitess/go/vt/topo"
 
-	"github.com/topod-io/topod/internal/etcdtest"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/topoplugin"
 	"github.com/topod-io/topod/pkg/toposerver"
@@ -131,7 +130,7 @@ func TestThousandWatchesResumeOnOtherReplica(t *testing.T) {
 // includes the delete and never returns the deleted file.
 func TestDeleteMovesReadRevision(t *testing.T) {
 	ctx := t.Context()
-	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+	srv := harness.StartTopod(t, harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
 	c := newConn(t, srv.Addr, "/vitess/cell1")
 	v, err := c.Create(ctx, "f", []byte("x"))
 	if err != nil {
@@ -154,8 +153,8 @@ func TestDeleteMovesReadRevision(t *testing.T) {
 // the rest) instead of queueing every update.
 func TestStalledWatchStream(t *testing.T) {
 	ctx := t.Context()
-	cluster := etcdtest.Start(t, 1)
-	srv := topodtest.Start(t, topodtest.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
+	cluster := harness.StartEtcd(t, 1)
+	srv := harness.StartTopod(t, harness.OpenEtcd(t, cluster.Endpoints()), toposerver.Options{})
 	writer := newConn(t, srv.Addr, "/vitess/cell1")
 	const files, rounds = 200, 20
 	file := func(i int) string { return fmt.Sprintf("keyspaces/ks%03d/SrvKeyspace", i) }
@@ -210,7 +209,7 @@ func TestStalledWatchStream(t *testing.T) {
 // metrics count streaming RPCs by method and its blob cache.
 func TestMetricsPublished(t *testing.T) {
 	ctx := t.Context()
-	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
+	srv := harness.StartTopod(t, harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{})
 	writer := newConn(t, srv.Addr, "/vitess/cell1")
 	v1, _ := smallSrvVSchema(t)
 	if _, err := writer.Update(ctx, "SrvVSchema", marshal(t, v1), nil); err != nil {
@@ -233,12 +232,12 @@ func TestMetricsPublished(t *testing.T) {
 	if got := stat(t, "TopodWatches") - watches; got != 1 {
 		t.Errorf("TopodWatches went up by %d for one watch", got)
 	}
-	for _, series := range []string{
-		`grpc_server_started_total{grpc_method="WatchStream",grpc_service="topod.v1.Topo",grpc_type="bidi_stream"}`,
-		`grpc_server_handled_total{grpc_code="OK",grpc_method="Update",grpc_service="topod.v1.Topo",grpc_type="unary"}`,
+	for _, series := range [][]string{
+		{"grpc_server_started_total", "grpc_method", "WatchStream", "grpc_service", "topod.v1.Topo", "grpc_type", "bidi_stream"},
+		{"grpc_server_handled_total", "grpc_code", "OK", "grpc_method", "Update", "grpc_service", "topod.v1.Topo", "grpc_type", "unary"},
 	} {
-		if metricSeries(t, srv, series) < 1 {
-			t.Errorf("topod's %s is not counted", series)
+		if metric(t, srv, series[0], series[1:]...) < 1 {
+			t.Errorf("topod's %q is not counted", series)
 		}
 	}
 	if metric(t, srv, "topod_blob_cache_bytes") == 0 {

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/blobstore/blobtest"
 	"github.com/topod-io/topod/pkg/blobstore/fileblob"
 	"github.com/topod-io/topod/pkg/content"
@@ -37,7 +37,7 @@ func startWithBlobs(t *testing.T, gcGrace time.Duration) (topodv1.TopoClient, *f
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := topodtest.Start(t, b, toposerver.Options{Blobs: store, GCGrace: gcGrace})
+	srv := harness.StartTopod(t, b, toposerver.Options{Blobs: store, GCGrace: gcGrace})
 	cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -180,12 +180,12 @@ func TestGetBlobs(t *testing.T) {
 // counted; at the limit each is served.
 func TestBlobRequestLimits(t *testing.T) {
 	ctx := t.Context()
-	b := topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db"))
+	b := harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db"))
 	store, err := fileblob.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := topodtest.Start(t, b, toposerver.Options{Blobs: store, MaxPutBlobs: 2, MaxGetBlobs: 2, MaxMissingBlobs: 2})
+	srv := harness.StartTopod(t, b, toposerver.Options{Blobs: store, MaxPutBlobs: 2, MaxGetBlobs: 2, MaxMissingBlobs: 2})
 	cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -232,8 +232,8 @@ func TestBlobRequestLimits(t *testing.T) {
 			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "3 ") || !strings.Contains(err.Error(), "over the 2 limit ("+tc.flag+")") {
 				t.Errorf("3 at a limit of 2: %v; want InvalidArgument naming %s", err, tc.flag)
 			}
-			if got := metricValue(t, srv, `topod_limit_refusals_total{limit="`+tc.limit+`"}`); got != "1" {
-				t.Errorf("%s refusals counted: %s, want 1", tc.limit, got)
+			if got := metricValue(t, srv, "topod_limit_refusals_total", "limit", tc.limit); got != 1 {
+				t.Errorf("%v refusals counted: %v, want 1", tc.limit, got)
 			}
 			if missing, err := store.Missing(ctx, []content.Hash{content.Hash(hashes[2])}); err != nil || len(missing) != 1 {
 				t.Errorf("after a refusal, the third blob: missing %d, %v; want not stored", len(missing), err)

@@ -13,8 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/topod-io/topod/internal/etcdtest"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/toposerver"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
@@ -25,14 +24,14 @@ import (
 type listTopod struct {
 	mirror bool
 	client topodv1.TopoClient
-	srv    *topodtest.Server
+	srv    *harness.Topod
 	forget func(t *testing.T, rev int64)
 }
 
 // onBackends runs fn against a topod with opts on bolt and on a real etcd
 // (one cluster for every call of the test), with its mirror and without.
 func onBackends(t *testing.T, opts toposerver.Options, fn func(t *testing.T, td *listTopod)) {
-	cluster := etcdtest.Start(t, 1)
+	cluster := harness.StartEtcd(t, 1)
 	for _, backend := range []string{"bolt", "etcd"} {
 		for _, mirror := range []bool{true, false} {
 			name := backend + "/mirror"
@@ -43,7 +42,7 @@ func onBackends(t *testing.T, opts toposerver.Options, fn func(t *testing.T, td 
 				var b kv.Backend
 				td := &listTopod{mirror: mirror}
 				if backend == "bolt" {
-					b = topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db"))
+					b = harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db"))
 					td.forget = func(t *testing.T, rev int64) {
 						// bolt keeps 20 versions of each key: write the
 						// second file, the first of the second page of a
@@ -56,7 +55,7 @@ func onBackends(t *testing.T, opts toposerver.Options, fn func(t *testing.T, td 
 						}
 					}
 				} else {
-					b = topodtest.OpenEtcd(t, cluster.Endpoints())
+					b = harness.OpenEtcd(t, cluster.Endpoints())
 					td.forget = func(t *testing.T, rev int64) {
 						t.Helper()
 						cur, err := b.Update(t.Context(), "/other", []byte("moves the revision on"), 0)
@@ -74,7 +73,7 @@ func onBackends(t *testing.T, opts toposerver.Options, fn func(t *testing.T, td 
 				}
 				o := opts
 				o.DisableMirror = !mirror
-				td.srv = topodtest.Start(t, b, o)
+				td.srv = harness.StartTopod(t, b, o)
 				cc, err := grpc.NewClient(td.srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 				if err != nil {
 					t.Fatal(err)
@@ -188,14 +187,14 @@ func TestListPages(t *testing.T) {
 	onBackends(t, toposerver.Options{MaxListPageBytes: pageBytes}, func(t *testing.T, td *listTopod) {
 		want := fill(t, td.client, 100, 90)
 		t.Run("quiet", func(t *testing.T) {
-			misses := metricValue(t, td.srv, `topod_mirror_reads_total{op="list",result="miss"}`)
+			misses := metricValue(t, td.srv, "topod_mirror_reads_total", "op", "list", "result", "miss")
 			paths, got, pages, _ := listPages(t, td.client, &topodv1.ListRequest{Prefix: "/v/f"}, pageBytes, nil)
 			checkListing(t, paths, got, want)
 			if pages < 10 {
 				t.Errorf("%d pages of %d bytes at most, want 10 or more", pages, pageBytes)
 			}
-			if after := metricValue(t, td.srv, `topod_mirror_reads_total{op="list",result="miss"}`); after != misses {
-				t.Errorf("a listing with no write between its pages left the mirror: misses %s -> %s", misses, after)
+			if after := metricValue(t, td.srv, "topod_mirror_reads_total", "op", "list", "result", "miss"); after != misses {
+				t.Errorf("a listing with no write between its pages left the mirror: misses %v -> %v", misses, after)
 			}
 		})
 		t.Run("writes between pages", func(t *testing.T) {
@@ -204,7 +203,7 @@ func TestListPages(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			misses := metricValue(t, td.srv, `topod_mirror_reads_total{op="list",result="miss"}`)
+			misses := metricValue(t, td.srv, "topod_mirror_reads_total", "op", "list", "result", "miss")
 			paths, got, pages, _ := listPages(t, td.client, &topodv1.ListRequest{Prefix: "/v/f"}, pageBytes, func(last string) {
 				i, err := strconv.Atoi(strings.TrimPrefix(last, "/v/f"))
 				if err != nil {
@@ -226,7 +225,7 @@ func TestListPages(t *testing.T) {
 			if pages < 10 {
 				t.Errorf("%d pages, want 10 or more", pages)
 			}
-			if after := metricValue(t, td.srv, `topod_mirror_reads_total{op="list",result="miss"}`); td.mirror && after == misses {
+			if after := metricValue(t, td.srv, "topod_mirror_reads_total", "op", "list", "result", "miss"); td.mirror && after == misses {
 				t.Errorf("no page read from the backend's history, though the mirror moved on")
 			}
 		})
@@ -325,7 +324,7 @@ func TestListPageRevisionGone(t *testing.T) {
 // refused with ResourceExhausted naming the flag, and counted; paged, the
 // same listing is answered.
 func TestListOverMessageLimit(t *testing.T) {
-	srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{MaxSendMsgBytes: 8 << 10, MaxListPageBytes: 4 << 10})
+	srv := harness.StartTopod(t, harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), toposerver.Options{MaxSendMsgBytes: 8 << 10, MaxListPageBytes: 4 << 10})
 	cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -337,8 +336,8 @@ func TestListOverMessageLimit(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "--max-send-msg-bytes") {
 		t.Errorf("an unpaged List of 20 KB with 8 KiB messages: %v; want ResourceExhausted naming --max-send-msg-bytes", err)
 	}
-	if got := metricValue(t, srv, `topod_limit_refusals_total{limit="list_bytes"}`); got != "1" {
-		t.Errorf("list_bytes refusals counted: %s, want 1", got)
+	if got := metricValue(t, srv, "topod_limit_refusals_total", "limit", "list_bytes"); got != 1 {
+		t.Errorf("list_bytes refusals counted: %v, want 1", got)
 	}
 	paths, got, _, _ := listPages(t, client, &topodv1.ListRequest{Prefix: "/v/f"}, 4<<10, nil)
 	checkListing(t, paths, got, want)

@@ -1,16 +1,13 @@
 package toposerver_test
 
 import (
-	"io"
-	"net/http/httptest"
 	"path/filepath"
-	"regexp"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/kv/boltkv"
 	"github.com/topod-io/topod/pkg/toposerver"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
@@ -27,7 +24,7 @@ func TestReadsFromMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	srv := topodtest.Start(t, b, toposerver.Options{})
+	srv := harness.StartTopod(t, b, toposerver.Options{})
 	cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +35,7 @@ func TestReadsFromMirror(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	backendGets := func() string { return metricValue(t, srv, `topod_backend_requests_total{type="get"}`) }
+	backendGets := func() float64 { return metricValue(t, srv, "topod_backend_requests_total", "type", "get") }
 
 	for _, tc := range []struct {
 		name        string
@@ -61,28 +58,31 @@ func TestReadsFromMirror(t *testing.T) {
 			}
 		})
 	}
-	before := metricValue(t, srv, `topod_backend_requests_total{type="list"}`)
+	before := metricValue(t, srv, "topod_backend_requests_total", "type", "list")
 	if _, err := client.ListDir(ctx, &topodv1.ListDirRequest{Path: "/v", MinRevision: resp.Version}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := client.List(ctx, &topodv1.ListRequest{Prefix: "/v/a", MinRevision: resp.Version}); err != nil {
 		t.Fatal(err)
 	}
-	if after := metricValue(t, srv, `topod_backend_requests_total{type="list"}`); after != before {
-		t.Errorf("ListDir and List of a mirrored prefix reached the backend (%s -> %s)", before, after)
+	if after := metricValue(t, srv, "topod_backend_requests_total", "type", "list"); after != before {
+		t.Errorf("ListDir and List of a mirrored prefix reached the backend (%v -> %v)", before, after)
 	}
 }
 
-func metricValue(t *testing.T, srv *topodtest.Server, series string) string {
+// metricValue reads metric name of an in-process topod, summed over the
+// label sets with the given labels; a series not exported fails the test.
+func metricValue(t *testing.T, srv *harness.Topod, name string, labels ...string) float64 {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	srv.Topo.DebugHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	body, _ := io.ReadAll(rec.Body)
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(body)
-	if m == nil {
-		t.Fatalf("topod exports no series %s", series)
+	m, err := srv.Metrics()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return string(m[1])
+	v, ok := m.Lookup(name, labels...)
+	if !ok {
+		t.Fatalf("topod exports no series %s%q", name, labels)
+	}
+	return v
 }
 
 // TestMirrorOff: DisableMirror is the one way to turn the mirror off; empty
@@ -102,7 +102,7 @@ func TestMirrorOff(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
-			srv := topodtest.Start(t, topodtest.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), tc.opts)
+			srv := harness.StartTopod(t, harness.OpenBolt(t, filepath.Join(t.TempDir(), "topo.db")), tc.opts)
 			cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 			if err != nil {
 				t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kv/boltkv"
 	"github.com/topod-io/topod/pkg/toposerver"
@@ -26,7 +26,7 @@ func start(t *testing.T) (topodv1.TopoClient, kv.Backend) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	srv := topodtest.Start(t, b, toposerver.Options{MaxValueBytes: 1024})
+	srv := harness.StartTopod(t, b, toposerver.Options{MaxValueBytes: 1024})
 	cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

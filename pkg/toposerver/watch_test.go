@@ -11,8 +11,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/topod-io/topod/internal/etcdtest"
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kv/boltkv"
 	"github.com/topod-io/topod/pkg/kv/etcdkv"
@@ -26,7 +25,7 @@ import (
 // mirror and from a backend watch, on bolt and on an etcd compacted past
 // that revision.
 func TestWatchResume(t *testing.T) {
-	var cluster *etcdtest.Cluster
+	var cluster *harness.Etcd
 	backends := []struct {
 		name    string
 		open    func(t *testing.T) kv.Backend
@@ -41,7 +40,7 @@ func TestWatchResume(t *testing.T) {
 			return b
 		}, nil},
 		{"etcd compacted", func(t *testing.T) kv.Backend {
-			cluster = etcdtest.Start(t, 1)
+			cluster = harness.StartEtcd(t, 1)
 			b, err := etcdkv.Open(t.Context(), cluster.Endpoints(), etcdkv.Options{})
 			if err != nil {
 				t.Fatal(err)
@@ -58,7 +57,7 @@ func TestWatchResume(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				ctx := t.Context()
-				srv := topodtest.Start(t, be.open(t), toposerver.Options{DisableMirror: !cached})
+				srv := harness.StartTopod(t, be.open(t), toposerver.Options{DisableMirror: !cached})
 				cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 				if err != nil {
 					t.Fatal(err)
@@ -87,7 +86,7 @@ func TestWatchResume(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				resumes := metricValue(t, srv, `topod_watch_opens_total{start="resume"}`)
+				resumes := metricValue(t, srv, "topod_watch_opens_total", "start", "resume")
 
 				for _, tc := range []struct {
 					name          string
@@ -132,8 +131,8 @@ func TestWatchResume(t *testing.T) {
 						t.Errorf("watch %s from the future: %v; want OutOfRange", p, err)
 					}
 				}
-				if got := metricValue(t, srv, `topod_watch_opens_total{start="resume"}`); got == resumes {
-					t.Errorf("topod_watch_opens_total{start=\"resume\"} still %s", got)
+				if got := metricValue(t, srv, "topod_watch_opens_total", "start", "resume"); got == resumes {
+					t.Errorf("topod_watch_opens_total{start=\"resume\"} still %v", got)
 				}
 			})
 		}

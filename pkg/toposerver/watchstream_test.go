@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/topod-io/topod/internal/topodtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/kv/boltkv"
 	"github.com/topod-io/topod/pkg/toposerver"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
@@ -33,7 +33,7 @@ func startStreamServer(t *testing.T, cached bool) *watchStreamClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	srv := topodtest.Start(t, b, toposerver.Options{DisableMirror: !cached})
+	srv := harness.StartTopod(t, b, toposerver.Options{DisableMirror: !cached})
 	cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/topod-io/topod/bench/servers"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/pkg/vschemaapi"
 )
@@ -41,7 +41,7 @@ func TestMetrics(t *testing.T) {
 			t.Fatalf("%s %s: %d %s, want %d", c.method, c.url, code, out, c.want)
 		}
 	}
-	m, err := servers.Scrape(t.Context(), srv.MetricsURL)
+	m, err := harness.Scrape(t.Context(), srv.MetricsURL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 
 	"github.com/topod-io/topod/bench/fleet"
 	jdreport "github.com/topod-io/topod/bench/report"
-	"github.com/topod-io/topod/bench/servers"
+	"github.com/topod-io/topod/internal/harness"
 )
 
 // The JD etcd load benchmark (issue 12): --profile selects it.
@@ -216,7 +216,7 @@ func runJDConfig(ctx context.Context, c jdConfig) error {
 	defer vtlog.SwapLogger(prev)
 	if c.TopodBin == "" && len(c.TopodAddrs) == 0 {
 		fmt.Fprintln(stderr, "topobench: building topod")
-		if c.TopodBin, err = servers.BuildTopod(ctx, dir, topodBuildFlags...); err != nil {
+		if c.TopodBin, err = harness.BuildTopod(ctx, dir, topodBuildFlags...); err != nil {
 			return err
 		}
 	}

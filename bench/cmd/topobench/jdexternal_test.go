@@ -3,7 +3,6 @@
 package main
 
 import (
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +15,7 @@ import (
 
 	"github.com/topod-io/topod/bench/fleet"
 	jdreport "github.com/topod-io/topod/bench/report"
-	"github.com/topod-io/topod/bench/servers"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/topoplugin"
 )
 
@@ -37,16 +36,20 @@ func TestJDExternal(t *testing.T) {
 	t.Cleanup(func() { stderr = os.Stderr })
 	ctx := t.Context()
 	dir := t.TempDir()
-	etcd, err := servers.StartEtcd(ctx, "users-etcd", filepath.Join(dir, "etcd"), 1, io.Discard, true)
+	etcdBin, err := harness.EtcdBinary(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcd, err := harness.StartEtcdProcs(ctx, harness.EtcdProcsConfig{Name: "users-etcd", Binary: etcdBin, Dir: filepath.Join(dir, "etcd"), Members: 1, NoFsync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(etcd.Close)
-	bin, err := servers.BuildTopod(ctx, dir)
+	bin, err := harness.BuildTopod(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	td, err := servers.StartTopod(ctx, bin, etcd.Endpoints(), filepath.Join(dir, "topod-data"), 1, nil)
+	td, err := harness.StartTopodProcs(ctx, bin, etcd.Endpoints(), filepath.Join(dir, "topod-data"), 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
 
-	"github.com/topod-io/topod/bench/servers"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
 )
 
@@ -137,12 +137,12 @@ type ksInside struct {
 // endpointSide is a side whose topod replicas' etcd endpoint metrics can
 // be read.
 type endpointSide interface {
-	endpointMetrics(ctx context.Context) ([]servers.Metrics, error)
+	endpointMetrics(ctx context.Context) ([]harness.Metrics, error)
 }
 
 // inside reads topod's etcd endpoint histograms from the side's replicas,
 // summed (nil for a side without them).
-func (r *ksRun) inside(ctx context.Context) (hop, send servers.Histogram, ok bool, err error) {
+func (r *ksRun) inside(ctx context.Context) (hop, send harness.Histogram, ok bool, err error) {
 	es, ok := r.side.(endpointSide)
 	if !ok {
 		return hop, send, false, nil
@@ -773,7 +773,7 @@ func (r *ksRun) bump(ctx context.Context) error {
 
 // ksStats is a reading of every process's CPU and memory.
 type ksStats struct {
-	etcd, topod, driver procStats
+	etcd, topod, driver harness.ProcStats
 }
 
 func (r *ksRun) stats(env *env) (ksStats, error) {
@@ -781,7 +781,7 @@ func (r *ksRun) stats(env *env) (ksStats, error) {
 	var err1, err2, err3 error
 	s.etcd, err1 = r.etcd.stats()
 	s.topod, err2 = r.side.stats()
-	s.driver, err3 = readProcStats(env.pid)
+	s.driver, err3 = harness.ReadProcStats(env.pid)
 	return s, errors.Join(err1, err2, err3)
 }
 
@@ -978,7 +978,7 @@ func runKeyspaces(ctx context.Context, env *env, sc ksScenario) (*ksResult, erro
 func keyspacesNotes(rep *report) []string {
 	out := slices.Clone(rep.KeyspacesNotes)
 	out = append(out,
-		"keyspaces: every scenario runs on a fresh one-member etcd in a process of its own (this binary re-executed, same configuration as the embedded one), "+
+		"keyspaces: every scenario runs on a fresh one-member etcd in a process of its own (the etcd binary at the embedded one's version, default limits), "+
 			"so the etcd rows are etcd's alone; topod runs beside it; the clients and the writer are in the driver",
 		"keyspaces delivery: per (watcher, update), from the start of the update's UpdateSrvKeyspace until the watcher's topo.Server channel returned that "+
 			"generation (the keyspace's throttler threshold, set by each update) or a later one; p50/p99/max over every such pair (the one change: "+

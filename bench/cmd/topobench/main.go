@@ -11,8 +11,8 @@
 //
 // In the watch and storm phases etcd is embedded in the driver process
 // (go.etcd.io/etcd/server/v3/embed); in the keyspaces phase it runs in a
-// process of its own (the driver's binary re-executed with a hidden
-// subcommand, same configuration), fresh for every scenario, so that its
+// process of its own (the etcd binary, built at the version go.mod pins,
+// internal/harness), fresh for every scenario, so that its
 // CPU and RSS are its own. Either way it is one member at etcd's default
 // limits, read through its Prometheus metrics endpoint: every number about
 // etcd is a difference of two scrapes around a phase, or a gauge read
@@ -98,7 +98,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/topod-io/topod/bench/servers"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
 )
 
@@ -263,7 +263,6 @@ func parseFlags(args []string) (config, error) {
 }
 
 func main() {
-	servers.MaybeRunEtcdChild()
 	// The etcd clients of etcd2topo log at info level by default (a refused
 	// oversized write is logged as a warning, then returned as an error,
 	// which the driver reports); keep them to errors unless told otherwise.
@@ -339,7 +338,7 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	e := &env{cfg: cfg, pid: os.Getpid(), dir: dir, topodBin: cfg.TopodBin}
 	if e.topodBin == "" {
 		e.logf("building topod")
-		if e.topodBin, err = buildTopod(ctx, dir); err != nil {
+		if e.topodBin, err = harness.BuildTopod(ctx, dir, topodBuildFlags...); err != nil {
 			return nil, err
 		}
 	}

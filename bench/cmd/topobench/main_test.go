@@ -9,8 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/topod-io/topod/bench/servers"
 )
 
 // logWriter sends the driver's progress lines to the test log, with the
@@ -169,14 +167,6 @@ func TestPercentile(t *testing.T) {
 	if percentile(nil, 0.5) != 0 {
 		t.Error("percentile of nothing is not 0")
 	}
-}
-
-// TestMain lets the test binary be an etcd member (servers.StartEtcd: the
-// keyspaces phase and the jd profile re-execute their own binary to run
-// etcd apart).
-func TestMain(m *testing.M) {
-	servers.MaybeRunEtcdChild()
-	os.Exit(m.Run())
 }
 
 // TestKeyspaces runs the keyspaces phase at a tiny scale — 20 keyspaces,

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/topod-io/topod/internal/harness"
 )
 
 // report is everything one run measured.
@@ -280,8 +282,8 @@ func fmtBytes(b float64) string {
 
 // fmtCPU prints a CPU time, which /proc counts in clock ticks.
 func fmtCPU(d time.Duration) string {
-	if d < clockTick {
-		return "< " + fmtDur(clockTick)
+	if d < harness.ClockTick {
+		return "< " + fmtDur(harness.ClockTick)
 	}
 	return fmtDur(d)
 }

@@ -12,7 +12,7 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 	"vitess.io/vitess/go/vt/topo/etcd2topo"
 
-	"github.com/topod-io/topod/bench/servers"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/cache"
 	"github.com/topod-io/topod/pkg/topoplugin"
 	topodv1 "github.com/topod-io/topod/proto/topod/v1"
@@ -38,7 +38,7 @@ type side interface {
 	contents() bool
 	// stats returns the CPU and memory of the side's own processes (none
 	// for etcd2: etcd runs in the driver).
-	stats() (procStats, error)
+	stats() (harness.ProcStats, error)
 }
 
 // etcd2Side is Vitess's etcd2topo on the embedded etcd: every connection is
@@ -51,7 +51,7 @@ func (s *etcd2Side) name() string                              { return "etcd2" 
 func (s *etcd2Side) root() string                              { return "/etcd2" }
 func (s *etcd2Side) replicas() int                             { return 0 }
 func (s *etcd2Side) prepare(int, int) string                   { return "" }
-func (s *etcd2Side) stats() (procStats, error)                 { return procStats{}, nil }
+func (s *etcd2Side) stats() (harness.ProcStats, error)         { return harness.ProcStats{}, nil }
 func (s *etcd2Side) contents() bool                            { return true }
 func (s *etcd2Side) dialWriter(root string) (topo.Conn, error) { return s.dial(root) }
 
@@ -82,7 +82,7 @@ const pluginCacheBytes = 512 << 20
 // connection, as in separate vtgates, unless that would not fit in memory
 // (cacheMode): then they share one cache, as connections of one process do.
 type topodSide struct {
-	cluster   *topodCluster
+	cluster   *harness.TopodProcs
 	cacheMode string
 	nocache   bool // topod runs with --mirror-prefixes= (no mirror)
 
@@ -98,10 +98,10 @@ func (s *topodSide) name() string {
 }
 func (s *topodSide) root() string { return "/topodplugin" } // not under /topod/, topod's own keys
 func (s *topodSide) replicas() int {
-	return len(s.cluster.procs)
+	return s.cluster.Replicas()
 }
-func (s *topodSide) stats() (procStats, error) { return s.cluster.Stats() }
-func (s *topodSide) contents() bool            { return true }
+func (s *topodSide) stats() (harness.ProcStats, error) { return s.cluster.Stats() }
+func (s *topodSide) contents() bool                    { return true }
 
 func (s *topodSide) prepare(fileSize, conns int) string {
 	s.mode = s.cacheMode
@@ -154,7 +154,7 @@ func (s *topodStreamSide) contents() bool          { return false }
 func (s *topodStreamSide) prepare(int, int) string { return "none (no blobs fetched)" }
 
 func (s *topodStreamSide) dial(root string) (topo.Conn, error) {
-	cc, err := grpc.NewClient(s.cluster.pick(),
+	cc, err := grpc.NewClient(s.cluster.Pick(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)),
 	)
@@ -250,22 +250,22 @@ func (c *streamConn) Watch(ctx context.Context, filePath string) (*topo.WatchDat
 // --topo-implementation etcd2 and topod's address): every connection is
 // its own etcd client, and topod serves them from its mirror.
 type etcd2TopodSide struct {
-	cluster *topodCluster
+	cluster *harness.TopodProcs
 }
 
-func (s *etcd2TopodSide) name() string              { return "etcd2-on-topod" }
-func (s *etcd2TopodSide) root() string              { return "/etcd2topod" }
-func (s *etcd2TopodSide) replicas() int             { return len(s.cluster.procs) }
-func (s *etcd2TopodSide) prepare(int, int) string   { return "" }
-func (s *etcd2TopodSide) stats() (procStats, error) { return s.cluster.Stats() }
-func (s *etcd2TopodSide) contents() bool            { return true }
+func (s *etcd2TopodSide) name() string                      { return "etcd2-on-topod" }
+func (s *etcd2TopodSide) root() string                      { return "/etcd2topod" }
+func (s *etcd2TopodSide) replicas() int                     { return s.cluster.Replicas() }
+func (s *etcd2TopodSide) prepare(int, int) string           { return "" }
+func (s *etcd2TopodSide) stats() (harness.ProcStats, error) { return s.cluster.Stats() }
+func (s *etcd2TopodSide) contents() bool                    { return true }
 
 // endpointMetrics scrapes the replicas' /metrics, for the etcd endpoint's
 // own figures.
-func (s *etcd2TopodSide) endpointMetrics(ctx context.Context) ([]servers.Metrics, error) {
-	var out []servers.Metrics
+func (s *etcd2TopodSide) endpointMetrics(ctx context.Context) ([]harness.Metrics, error) {
+	var out []harness.Metrics
 	for _, u := range s.cluster.MetricsURLs() {
-		m, err := servers.Scrape(ctx, u)
+		m, err := harness.Scrape(ctx, u)
 		if err != nil {
 			return nil, err
 		}

@@ -18,6 +18,10 @@ import (
 	"vitess.io/vitess/go/vt/topo"
 
 	vschemapb "vitess.io/vitess/go/vt/proto/vschema"
+
+	"gonum.org/v1/gonum/stat"
+
+	"github.com/topod-io/topod/internal/harness"
 )
 
 // srvVSchemaFile is the file every watcher watches, relative to the cell's
@@ -249,7 +253,7 @@ func runWatch(ctx context.Context, env *env, sc watchScenario) (*watchResult, er
 	env.logf("  %d watchers open in %v; etcd: %v watchers, %v watch streams", sc.watchers, res.Setup.Round(time.Millisecond), m1.Watchers, m1.WatchStreams)
 
 	// The changes.
-	d0, err := readProcStats(env.pid)
+	d0, err := harness.ReadProcStats(env.pid)
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +312,7 @@ func runWatch(ctx context.Context, env *env, sc watchScenario) (*watchResult, er
 	if err != nil {
 		return nil, err
 	}
-	d1, err := readProcStats(env.pid)
+	d1, err := harness.ReadProcStats(env.pid)
 	if err != nil {
 		return nil, err
 	}
@@ -384,13 +388,17 @@ func marshal(m proto.Message) ([]byte, error) {
 	return b, nil
 }
 
-// percentile returns the p-th quantile (nearest rank) of ds; 0 if empty.
+// percentile returns the p-th quantile of ds (gonum's empirical quantile,
+// as bench/fleet's: the smallest sample at or above the fraction); 0 if
+// empty.
 func percentile(ds []time.Duration, p float64) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}
-	s := slices.Clone(ds)
+	s := make([]float64, len(ds))
+	for i, d := range ds {
+		s[i] = float64(d)
+	}
 	slices.Sort(s)
-	i := int(float64(len(s))*p+0.999999) - 1
-	return s[min(max(i, 0), len(s)-1)]
+	return time.Duration(stat.Quantile(p, stat.Empirical, s, nil))
 }

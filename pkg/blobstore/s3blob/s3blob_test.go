@@ -20,7 +20,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"github.com/topod-io/topod/internal/miniotest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/blobstore"
 	"github.com/topod-io/topod/pkg/blobstore/blobtest"
 	"github.com/topod-io/topod/pkg/content"
@@ -31,11 +31,11 @@ const openTimeLimit = 15 * time.Second
 
 var prefixes atomic.Int64
 
-func config(srv *miniotest.Server, prefix string) Config {
+func config(srv *harness.MinIO, prefix string) Config {
 	return Config{
 		Endpoint: srv.Endpoint,
 		Secure:   false,
-		Region:   miniotest.Region,
+		Region:   harness.MinIORegion,
 		Bucket:   srv.Bucket,
 		Prefix:   prefix,
 		Creds:    credentials.NewStaticV4(srv.AccessKey, srv.SecretKey, ""),
@@ -52,7 +52,7 @@ func mustOpen(t testing.TB, cfg Config) *Store {
 }
 
 func TestConformance(t *testing.T) {
-	srv := miniotest.Start(t)
+	srv := harness.StartMinIO(t)
 	blobtest.Run(t, func(t *testing.T) blobtest.Fixture {
 		// A fresh prefix is a fresh, empty store.
 		s := mustOpen(t, config(srv, fmt.Sprintf("conformance/%d", prefixes.Add(1))))
@@ -68,7 +68,7 @@ func TestConformance(t *testing.T) {
 
 // TestNoChecksum runs the suite with the checksum header left out.
 func TestNoChecksum(t *testing.T) {
-	srv := miniotest.Start(t)
+	srv := harness.StartMinIO(t)
 	blobtest.Run(t, func(t *testing.T) blobtest.Fixture {
 		cfg := config(srv, fmt.Sprintf("nochecksum/%d", prefixes.Add(1)))
 		cfg.NoChecksum = true
@@ -85,7 +85,7 @@ func TestNoChecksum(t *testing.T) {
 
 // TestNoPrefix runs the suite with blobs at the root of their own bucket.
 func TestNoPrefix(t *testing.T) {
-	srv := miniotest.Start(t)
+	srv := harness.StartMinIO(t)
 	blobtest.Run(t, func(t *testing.T) blobtest.Fixture {
 		bucket := fmt.Sprintf("root-%d", prefixes.Add(1))
 		if err := srv.MakeBucket(context.Background(), bucket); err != nil {
@@ -105,7 +105,7 @@ func TestNoPrefix(t *testing.T) {
 }
 
 func TestKeys(t *testing.T) {
-	srv := miniotest.Start(t)
+	srv := harness.StartMinIO(t)
 	s := mustOpen(t, config(srv, "/topod/blobs/"))
 	h, data := blobtest.Blob(1, 10)
 	if err := s.Put(context.Background(), h, data); err != nil {
@@ -120,7 +120,7 @@ func TestKeys(t *testing.T) {
 // TestServerVerifiesChecksum shows that the checksum Put sends is enforced
 // by the server: an upload whose bytes do not match it is refused.
 func TestServerVerifiesChecksum(t *testing.T) {
-	srv := miniotest.Start(t)
+	srv := harness.StartMinIO(t)
 	s := mustOpen(t, config(srv, "checksum"))
 	h, _ := blobtest.Blob(1, 1000)
 	_, other := blobtest.Blob(2, 1000)
@@ -214,7 +214,7 @@ func writeCredsFile(t *testing.T, profiles map[string][2]string) string {
 // work, and every bad one fails at Open, quickly, with a message naming
 // what is wrong and where.
 func TestOpen(t *testing.T) {
-	srv := miniotest.Start(t)
+	srv := harness.StartMinIO(t)
 	credsFile := writeCredsFile(t, map[string][2]string{
 		"default": {srv.AccessKey, srv.SecretKey},
 		"wrong":   {srv.AccessKey, "not-the-secret"},
@@ -368,7 +368,7 @@ func TestOpenUnresponsive(t *testing.T) {
 // TestPutWhenStopped stops MinIO, then Puts: the Put fails with an error
 // naming the endpoint, and once MinIO is back no part of the blob is there.
 func TestPutWhenStopped(t *testing.T) {
-	srv := miniotest.Start(t)
+	srv := harness.StartMinIO(t)
 	s := mustOpen(t, config(srv, "stopped"))
 	defer s.Close()
 	ctx := context.Background()
@@ -450,7 +450,7 @@ func (p *cutProxy) serve() {
 // TestPutConnectionCut cuts the connection in the middle of an upload:
 // the Put fails and no partial object is visible.
 func TestPutConnectionCut(t *testing.T) {
-	srv := miniotest.Start(t)
+	srv := harness.StartMinIO(t)
 	direct := mustOpen(t, config(srv, "cut"))
 	defer direct.Close()
 	p := startCutProxy(t, srv.Endpoint, 256<<10)
@@ -481,7 +481,7 @@ func TestPutConnectionCut(t *testing.T) {
 }
 
 func BenchmarkStore(b *testing.B) {
-	srv := miniotest.Start(b)
+	srv := harness.StartMinIO(b)
 	s := mustOpen(b, config(srv, "bench"))
 	defer s.Close()
 	blobtest.Bench(b, s)

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/harness"
 )
 
 // valueSizes are the record sizes benchmarked: a small topo record, and the
@@ -17,7 +17,7 @@ var valueSizes = []int{256, 32 << 10}
 const parallelism = 8
 
 func BenchmarkGet(b *testing.B) {
-	c := etcdtest.Start(b, 1)
+	c := harness.StartEtcd(b, 1)
 	be := open(b, c)
 	ctx := context.Background()
 	for _, size := range valueSizes {
@@ -49,7 +49,7 @@ func BenchmarkGet(b *testing.B) {
 }
 
 func BenchmarkUpdate(b *testing.B) {
-	c := etcdtest.Start(b, 1)
+	c := harness.StartEtcd(b, 1)
 	be := open(b, c)
 	ctx := context.Background()
 	for _, size := range valueSizes {

@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/kv"
 	"github.com/topod-io/topod/pkg/kv/etcdkv"
 	"github.com/topod-io/topod/pkg/kv/kvtest"
@@ -20,14 +20,14 @@ import (
 
 // TestConformance runs the shared backend suite against a real etcd.
 func TestConformance(t *testing.T) {
-	c := etcdtest.Start(t, 1)
+	c := harness.StartEtcd(t, 1)
 	kvtest.Run(t, func(t *testing.T) kv.Backend {
 		return open(t, c)
 	})
 }
 
 // open opens a backend on c's members, closed when t ends.
-func open(tb testing.TB, c *etcdtest.Cluster) *etcdkv.Backend {
+func open(tb testing.TB, c *harness.Etcd) *etcdkv.Backend {
 	tb.Helper()
 	b, err := etcdkv.Open(context.Background(), c.Endpoints(), etcdkv.Options{Logger: c.Logger()})
 	if err != nil {
@@ -100,7 +100,7 @@ func closedAddr(t *testing.T) string {
 // away at some point: the watch carries on, with no event lost or repeated.
 func TestWatchSurvivesMemberRestart(t *testing.T) {
 	t.Parallel()
-	c := etcdtest.Start(t, 3)
+	c := harness.StartEtcd(t, 3)
 	b := open(t, c)
 	ctx := t.Context()
 
@@ -137,7 +137,7 @@ func TestWatchSurvivesMemberRestart(t *testing.T) {
 // re-establishes it once the cluster is back, with no event lost.
 func TestWatchSurvivesQuorumLoss(t *testing.T) {
 	t.Parallel()
-	c := etcdtest.Start(t, 3)
+	c := harness.StartEtcd(t, 3)
 	b := open(t, c)
 	ctx := t.Context()
 
@@ -201,7 +201,7 @@ func wantRevisions(t *testing.T, ch <-chan kv.WatchResponse, want []int64) {
 // kv.ErrCompacted, for GetRevision and for a watch from an old revision.
 func TestCompacted(t *testing.T) {
 	t.Parallel()
-	c := etcdtest.Start(t, 1)
+	c := harness.StartEtcd(t, 1)
 	b := open(t, c)
 	ctx := t.Context()
 
@@ -263,7 +263,7 @@ func TestCompacted(t *testing.T) {
 // lease ends, however it ends.
 func TestEphemeralKey(t *testing.T) {
 	t.Parallel()
-	c := etcdtest.Start(t, 1)
+	c := harness.StartEtcd(t, 1)
 	reader := open(t, c)
 
 	const ttl = 3 * time.Second
@@ -335,7 +335,7 @@ func TestEphemeralKey(t *testing.T) {
 // plain etcd Put would detach it from its lease).
 func TestUpdateKeepsLease(t *testing.T) {
 	t.Parallel()
-	c := etcdtest.Start(t, 1)
+	c := harness.StartEtcd(t, 1)
 	b := open(t, c)
 	ctx := t.Context()
 	l, err := b.Grant(ctx, 5*time.Second)
@@ -370,7 +370,7 @@ func TestUpdateKeepsLease(t *testing.T) {
 // message and the key.
 func TestRequestTooLarge(t *testing.T) {
 	t.Parallel()
-	c := etcdtest.Start(t, 1)
+	c := harness.StartEtcd(t, 1)
 	b := open(t, c)
 	big := make([]byte, 1600*1024) // over etcd's default 1.5 MiB
 	tests := []struct {
@@ -395,7 +395,7 @@ func TestRequestTooLarge(t *testing.T) {
 // with it.
 func TestClosed(t *testing.T) {
 	t.Parallel()
-	c := etcdtest.Start(t, 1)
+	c := harness.StartEtcd(t, 1)
 	b, err := etcdkv.Open(t.Context(), c.Endpoints(), etcdkv.Options{Logger: c.Logger()})
 	if err != nil {
 		t.Fatal(err)
@@ -453,7 +453,7 @@ func TestClosed(t *testing.T) {
 // TestWatchEverything: a prefix watch on "" sees every key.
 func TestWatchEverything(t *testing.T) {
 	t.Parallel()
-	c := etcdtest.Start(t, 1)
+	c := harness.StartEtcd(t, 1)
 	b := open(t, c)
 	ch, err := b.Watch(t.Context(), "", true, 0)
 	if err != nil {
@@ -473,7 +473,7 @@ func TestWatchEverything(t *testing.T) {
 // TestAuth opens the backend on an etcd with authentication enabled.
 func TestAuth(t *testing.T) {
 	t.Parallel()
-	c := etcdtest.Start(t, 1)
+	c := harness.StartEtcd(t, 1)
 	cli := c.Client(t)
 	ctx := t.Context()
 	for _, step := range []func() error{

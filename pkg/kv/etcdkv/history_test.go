@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/pkg/kv"
 )
 
@@ -16,7 +16,7 @@ import (
 // away nor the current values.
 func TestHistoryCompacted(t *testing.T) {
 	t.Parallel()
-	c := etcdtest.Start(t, 1)
+	c := harness.StartEtcd(t, 1)
 	b := open(t, c)
 	ctx := t.Context()
 

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/topod-io/topod/internal/etcdtest"
+	"github.com/topod-io/topod/internal/harness"
 )
 
 // TestWatchProgress: while nothing changes, WatchProgress delivers
@@ -12,7 +12,7 @@ import (
 // event; and a non-positive interval is refused.
 func TestWatchProgress(t *testing.T) {
 	t.Parallel()
-	c := etcdtest.Start(t, 1)
+	c := harness.StartEtcd(t, 1)
 	b := open(t, c)
 	ctx := t.Context()
 	if _, err := b.WatchProgress(ctx, "/p/", true, 0, 0); err == nil {

@@ -1,13 +1,15 @@
-package etcdtest
+package harness
 
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"go.uber.org/zap"
@@ -17,42 +19,50 @@ import (
 // maxLogBytes caps the log kept for a failing test; older lines are dropped.
 const maxLogBytes = 1 << 20
 
-// logSink is where a cluster's etcd logs go: a bounded buffer printed if the
-// test fails, or stderr when ETCDTEST_LOG_LEVEL is set.
+// logSink is where an embedded cluster's etcd logs go: a bounded buffer
+// printed if the test fails, the writer of WithLog, or stderr when
+// HARNESS_ETCD_LOG_LEVEL is set.
 type logSink struct {
-	level  zapcore.Level
-	logger *zap.Logger
+	level   zapcore.Level
+	logger  *zap.Logger
+	closing atomic.Bool // a member is being stopped: its errors are no news
 
 	mu      sync.Mutex
 	buf     bytes.Buffer
 	dropped bool
 }
 
-func newLogSink() *logSink {
+func newLogSink(w io.Writer) *logSink {
 	s := &logSink{level: zapcore.ErrorLevel}
 	var out zapcore.WriteSyncer = zapcore.AddSync(s)
-	if lvl := os.Getenv("ETCDTEST_LOG_LEVEL"); lvl != "" {
+	switch lvl := os.Getenv("HARNESS_ETCD_LOG_LEVEL"); {
+	case lvl != "":
 		if err := s.level.Set(lvl); err != nil {
 			s.level = zapcore.InfoLevel
 		}
 		out = zapcore.Lock(os.Stderr)
+	case w != nil:
+		out = zapcore.Lock(zapcore.AddSync(w))
 	}
 	enc := zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
-	s.logger = zap.New(shutdownFilter{zapcore.NewCore(enc, out, s.level)})
+	s.logger = zap.New(shutdownFilter{zapcore.NewCore(enc, out, s.level), &s.closing})
 	return s
 }
 
 // shutdownFilter drops the errors etcd logs whenever a member stops ("mux:
 // server closed", "use of closed network connection", "the server has been
 // stopped"): stopping members is what fault tests do.
-type shutdownFilter struct{ zapcore.Core }
+type shutdownFilter struct {
+	zapcore.Core
+	closing *atomic.Bool
+}
 
 func (f shutdownFilter) With(fields []zapcore.Field) zapcore.Core {
-	return shutdownFilter{f.Core.With(fields)}
+	return shutdownFilter{f.Core.With(fields), f.closing}
 }
 
 func (f shutdownFilter) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	if f.Enabled(ent.Level) {
+	if f.Enabled(ent.Level) && !f.closing.Load() {
 		return ce.AddCore(ent, f)
 	}
 	return ce
@@ -81,8 +91,7 @@ func (s *logSink) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.buf.Len()+len(p) > maxLogBytes {
-		keep := s.buf.Bytes()[s.buf.Len()/2:]
-		rest := append([]byte(nil), keep...)
+		rest := append([]byte(nil), s.buf.Bytes()[s.buf.Len()/2:]...)
 		s.buf.Reset()
 		s.buf.Write(rest)
 		s.dropped = true

@@ -1,28 +1,11 @@
-// Package etcdtest starts a real etcd in-process, with
-// go.etcd.io/etcd/server/v3/embed, for tests and benchmarks.
-//
-// A Cluster has one or three members on loopback ports picked free, data in
-// the test's temporary directory and etcd's default limits (notably the
-// 1.5 MiB maximum request size), so a test sees what production etcd would
-// answer. Members can be stopped and restarted on the same ports and data
-// for fault tests, and each member serves its Prometheus metrics on a port of
-// its own. Everything is torn down by tb.Cleanup.
-//
-// etcd's own logging goes, at error level, to a buffer printed only when the
-// test fails; set ETCDTEST_LOG_LEVEL (debug, info, warn, error) to stream it
-// to stderr instead.
-//
-// Prometheus metrics are registered by etcd in the process-wide default
-// registry, so every member of an in-process cluster reports the same,
-// process-wide, counters: a benchmark that reads them should run one cluster
-// at a time and diff readings taken before and after.
-package etcdtest
+package harness
 
 import (
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -33,61 +16,76 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/topod-io/topod/internal/certtest"
 	"github.com/topod-io/topod/internal/freeport"
 )
 
-// StartTimeout bounds how long Start and RestartMember wait for members to be
-// ready.
-const StartTimeout = 30 * time.Second
+// EtcdStartTimeout bounds how long starting or restarting etcd members
+// waits for them to be ready.
+const EtcdStartTimeout = 30 * time.Second
 
-// startAttempts is how many times Start picks fresh ports when another
+// startAttempts is how many times a start picks fresh ports when another
 // process took one of them between picking and binding.
 const startAttempts = 5
 
-// Option adjusts a Cluster before it starts.
-type Option func(*options)
+// EtcdOption adjusts an embedded etcd cluster before it starts.
+type EtcdOption func(*etcdOptions)
 
-type options struct {
+type etcdOptions struct {
 	configure []func(i int, cfg *embed.Config)
 	tls       *certtest.CA
+	log       io.Writer
 }
 
 // WithTLS makes the members serve clients over TLS only, with ca's server
 // certificate, and require client certificates signed by ca (etcd's
 // --client-cert-auth). Endpoints are then https:// URLs, and the cluster's
 // own clients present ca's client certificate.
-func WithTLS(ca *certtest.CA) Option {
-	return func(o *options) { o.tls = ca }
+func WithTLS(ca *certtest.CA) EtcdOption {
+	return func(o *etcdOptions) { o.tls = ca }
 }
 
 // WithConfig lets a test change member i's embed.Config before each start of
 // that member (the first one and every restart). Ports, names, data
 // directories and the initial cluster are already set; keep them.
-func WithConfig(f func(i int, cfg *embed.Config)) Option {
-	return func(o *options) { o.configure = append(o.configure, f) }
+func WithConfig(f func(i int, cfg *embed.Config)) EtcdOption {
+	return func(o *etcdOptions) { o.configure = append(o.configure, f) }
 }
 
-// Cluster is a running in-process etcd cluster.
-type Cluster struct {
+// WithLog sends etcd's error log to w as it is written, instead of keeping
+// it for a failing test.
+func WithLog(w io.Writer) EtcdOption {
+	return func(o *etcdOptions) { o.log = w }
+}
+
+// Etcd is a running etcd cluster embedded in this process.
+//
+// etcd registers its Prometheus metrics in the process-wide default
+// registry, so every member of an embedded cluster reports the same,
+// process-wide, counters: read them from one cluster at a time and diff
+// readings taken before and after.
+type Etcd struct {
 	token   string
 	dataDir string
 	logs    *logSink
-	opts    options
+	opts    etcdOptions
 	client  *clientv3.Client // for helpers such as Compact
 
 	mu      sync.Mutex
-	members []*member
+	members []*embedMember
 }
 
-// member is one etcd member: where it listens and, while it runs, its server.
-type member struct {
+// embedMember is one etcd member: where it listens and, while it runs, its
+// server.
+type embedMember struct {
 	name       string
 	dir        string
 	peerURL    url.URL
@@ -98,58 +96,80 @@ type member struct {
 	etcd *embed.Etcd // nil while stopped
 }
 
-// Start starts a cluster of members members (1 or 3; any positive number
-// works) and waits until every member is ready. It fails tb if the cluster
-// does not come up within StartTimeout. The cluster is stopped, and its data
-// removed, when the test ends.
-func Start(tb testing.TB, members int, opts ...Option) *Cluster {
+// StartEtcd starts an embedded cluster of members members (1 or 3; any
+// positive number works) for a test, with data in its temporary directory
+// and etcd's default limits (notably the 1.5 MiB maximum request size), and
+// waits until every member is ready. It fails tb if the cluster does not
+// come up within EtcdStartTimeout. The cluster is stopped when the test
+// ends; its log (errors only; set HARNESS_ETCD_LOG_LEVEL to debug, info,
+// warn or error to stream it to stderr) is printed if the test failed.
+func StartEtcd(tb testing.TB, members int, opts ...EtcdOption) *Etcd {
 	tb.Helper()
-	if members < 1 {
-		tb.Fatalf("etcdtest: %d members: need at least 1", members)
+	c, err := NewEtcd(tb.Context(), tb.TempDir(), members, opts...)
+	if err != nil {
+		tb.Fatalf("harness: %v", err)
 	}
-	c := &Cluster{
-		token: fmt.Sprintf("etcdtest-%d-%d", os.Getpid(), time.Now().UnixNano()),
-		logs:  newLogSink(),
-	}
-	for _, o := range opts {
-		o(&c.opts)
-	}
-	// Cleanups run last-in first-out: logs are printed after the members
-	// stop, and the data directory is removed after they stop too.
+	// Cleanups run last-in first-out: the log is printed after the members
+	// stop.
 	tb.Cleanup(func() {
 		if tb.Failed() {
 			c.logs.dump(tb)
 		}
 	})
-	c.dataDir = tb.TempDir()
-	tb.Cleanup(c.stopAll)
+	tb.Cleanup(c.Close)
+	return c
+}
 
+// NewEtcd starts an embedded cluster as StartEtcd does, outside a test, with
+// its data under dir. Close stops it.
+func NewEtcd(ctx context.Context, dir string, members int, opts ...EtcdOption) (*Etcd, error) {
+	if members < 1 {
+		return nil, fmt.Errorf("start etcd: %d members: need at least 1", members)
+	}
+	freeGRPCMetricNames()
+	c := &Etcd{token: fmt.Sprintf("harness-%d-%d", os.Getpid(), time.Now().UnixNano()), dataDir: dir}
+	for _, o := range opts {
+		o(&c.opts)
+	}
+	c.logs = newLogSink(c.opts.log)
 	var err error
 	for attempt := 0; attempt < startAttempts; attempt++ {
-		if err = c.start(attempt, members); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+		if err = c.start(ctx, attempt, members); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
 			break
 		}
 	}
 	if err != nil {
-		tb.Fatalf("etcdtest: start %d-member cluster: %v", members, err)
+		c.Close()
+		return nil, fmt.Errorf("start %d-member etcd: %w", members, err)
 	}
-
-	cli, err := c.newClient()
-	if err != nil {
-		tb.Fatalf("etcdtest: client: %v", err)
+	if c.client, err = c.newClient(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("start etcd: client: %w", err)
 	}
-	c.client = cli
-	return c
+	return c, nil
 }
 
+// freeGRPCMetricNames unregisters, from the process-wide Prometheus
+// registry, the gRPC server counters that go-grpc-prometheus (v1, linked in
+// through Vitess) registers in its init but never feeds: etcd registers
+// counters of the same names for its own gRPC server
+// (grpc_server_handled_total{grpc_method="Range"}, ...) and, finding the
+// names taken, would export none. A registry forgets a collector by the
+// names it describes, so look-alikes of the right names do it.
+var freeGRPCMetricNames = sync.OnceFunc(func() {
+	for _, name := range []string{"grpc_server_started_total", "grpc_server_handled_total", "grpc_server_msg_received_total", "grpc_server_msg_sent_total"} {
+		prometheus.Unregister(prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: name}))
+	}
+})
+
 // newClient returns an etcd client on every member.
-func (c *Cluster) newClient() (*clientv3.Client, error) {
+func (c *Etcd) newClient() (*clientv3.Client, error) {
 	cfg := clientv3.Config{
 		Endpoints:   c.Endpoints(),
 		DialTimeout: 5 * time.Second,
 		Logger:      c.logs.logger,
 	}
-	if ca := c.opts.tls; ca != nil {
+	if c.opts.tls != nil {
 		tc, err := c.ClientTLS()
 		if err != nil {
 			return nil, err
@@ -161,55 +181,51 @@ func (c *Cluster) newClient() (*clientv3.Client, error) {
 
 // ClientTLS returns the TLS configuration a client of a WithTLS cluster
 // needs (nil for a plaintext cluster).
-func (c *Cluster) ClientTLS() (*tls.Config, error) {
+func (c *Etcd) ClientTLS() (*tls.Config, error) {
 	ca := c.opts.tls
 	if ca == nil {
 		return nil, nil
 	}
-	return transport.TLSInfo{CertFile: ca.ClientCert, KeyFile: ca.ClientKey, TrustedCAFile: ca.CAFile}.ClientConfig()
+	tc, err := transport.TLSInfo{CertFile: ca.ClientCert, KeyFile: ca.ClientKey, TrustedCAFile: ca.CAFile}.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("etcd client TLS: %w", err)
+	}
+	return tc, nil
 }
 
 // start makes one attempt at starting a fresh cluster on newly picked ports.
-func (c *Cluster) start(attempt, n int) error {
-	c.stopAll()
+func (c *Etcd) start(ctx context.Context, attempt, n int) error {
+	c.stopMembers()
 	ports, err := freeport.Pick(3 * n)
 	if err != nil {
 		return err
 	}
-	ms := make([]*member, n)
-	peers := make([]string, n)
+	ms := make([]*embedMember, n)
 	for i := range ms {
-		m := &member{
+		ms[i] = &embedMember{
 			name:       fmt.Sprintf("m%d", i),
 			dir:        filepath.Join(c.dataDir, fmt.Sprintf("a%d-m%d", attempt, i)),
 			peerURL:    loopbackURL(ports[3*i]),
 			clientURL:  c.clientURL(ports[3*i+1]),
 			metricsURL: loopbackURL(ports[3*i+2]),
 		}
-		ms[i] = m
-		peers[i] = m.name + "=" + m.peerURL.String()
 	}
-	initialCluster := strings.Join(peers, ",")
-
 	c.mu.Lock()
 	c.members = ms
 	c.mu.Unlock()
-
 	idx := make([]int, n)
 	for i := range idx {
 		idx[i] = i
 	}
-	return c.startMembers(idx, initialCluster)
+	return c.startMembers(ctx, idx)
 }
 
 // startMembers starts the given members and waits until all are ready. On
 // failure every member it started is stopped again.
-func (c *Cluster) startMembers(idx []int, initialCluster string) error {
+func (c *Etcd) startMembers(ctx context.Context, idx []int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if initialCluster == "" {
-		initialCluster = c.initialClusterLocked()
-	}
+	initialCluster := c.initialClusterLocked()
 	var errs []error
 	var started []int
 	for _, i := range idx {
@@ -227,7 +243,7 @@ func (c *Cluster) startMembers(idx []int, initialCluster string) error {
 		started = append(started, i)
 	}
 	if len(errs) == 0 {
-		errs = append(errs, c.waitReadyLocked(started)...)
+		errs = append(errs, c.waitReadyLocked(ctx, started)...)
 	}
 	if err := errors.Join(errs...); err != nil {
 		for _, i := range started {
@@ -244,9 +260,9 @@ func (c *Cluster) startMembers(idx []int, initialCluster string) error {
 // waitReadyLocked waits, concurrently, for the given members to be ready: a
 // member of a multi-member cluster is ready only once a quorum has formed, so
 // all of them must be starting at the same time.
-func (c *Cluster) waitReadyLocked(idx []int) []error {
+func (c *Etcd) waitReadyLocked(ctx context.Context, idx []int) []error {
 	errc := make(chan error, len(idx))
-	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	ctx, cancel := context.WithTimeout(ctx, EtcdStartTimeout)
 	defer cancel()
 	for _, i := range idx {
 		m := c.members[i]
@@ -256,11 +272,11 @@ func (c *Cluster) waitReadyLocked(idx []int) []error {
 			case <-e.Server.ReadyNotify():
 				errc <- nil
 			case err := <-e.Err():
-				errc <- fmt.Errorf("member %d (%s) failed while starting: %v", i, m.name, err)
+				errc <- fmt.Errorf("member %d (%s) failed while starting: %w", i, m.name, err)
 			case <-e.Server.StopNotify():
 				errc <- fmt.Errorf("member %d (%s) stopped while starting", i, m.name)
 			case <-ctx.Done():
-				errc <- fmt.Errorf("member %d (%s) not ready after %v (no quorum?)", i, m.name, StartTimeout)
+				errc <- fmt.Errorf("member %d (%s) not ready after %v (no quorum?): %w", i, m.name, EtcdStartTimeout, ctx.Err())
 			}
 		}()
 	}
@@ -275,7 +291,7 @@ func (c *Cluster) waitReadyLocked(idx []int) []error {
 
 // config builds member i's embed.Config. It is rebuilt for every start
 // (embed.Config holds a mutex and must not be copied).
-func (c *Cluster) config(i int, m *member, initialCluster string) *embed.Config {
+func (c *Etcd) config(i int, m *embedMember, initialCluster string) *embed.Config {
 	cfg := embed.NewConfig()
 	cfg.Name = m.name
 	cfg.Dir = m.dir
@@ -298,7 +314,7 @@ func (c *Cluster) config(i int, m *member, initialCluster string) *embed.Config 
 	return cfg
 }
 
-func (c *Cluster) initialClusterLocked() string {
+func (c *Etcd) initialClusterLocked() string {
 	peers := make([]string, len(c.members))
 	for i, m := range c.members {
 		peers[i] = m.name + "=" + m.peerURL.String()
@@ -307,7 +323,7 @@ func (c *Cluster) initialClusterLocked() string {
 }
 
 // Size returns the number of members, running or not.
-func (c *Cluster) Size() int {
+func (c *Etcd) Size() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.members)
@@ -315,7 +331,7 @@ func (c *Cluster) Size() int {
 
 // Endpoints returns every member's client URL (http://127.0.0.1:port), in
 // member order, whether the member is running or not.
-func (c *Cluster) Endpoints() []string {
+func (c *Etcd) Endpoints() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	eps := make([]string, len(c.members))
@@ -326,7 +342,7 @@ func (c *Cluster) Endpoints() []string {
 }
 
 // Endpoint returns member i's client URL.
-func (c *Cluster) Endpoint(i int) string {
+func (c *Etcd) Endpoint(i int) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.members[i].clientURL.String()
@@ -334,37 +350,37 @@ func (c *Cluster) Endpoint(i int) string {
 
 // ClientURLs returns Endpoints joined by commas, the form Vitess's
 // --topo-global-server-address and etcd's --endpoints take.
-func (c *Cluster) ClientURLs() string {
+func (c *Etcd) ClientURLs() string {
 	return strings.Join(c.Endpoints(), ",")
 }
 
 // Client returns a new etcd client on every member, closed when tb ends.
-func (c *Cluster) Client(tb testing.TB) *clientv3.Client {
+func (c *Etcd) Client(tb testing.TB) *clientv3.Client {
 	tb.Helper()
 	cli, err := c.newClient()
 	if err != nil {
-		tb.Fatalf("etcdtest: client: %v", err)
+		tb.Fatalf("harness: etcd client: %v", err)
 	}
 	tb.Cleanup(func() { cli.Close() })
 	return cli
 }
 
 // Logger returns the logger etcd logs to, for clients a test creates itself.
-func (c *Cluster) Logger() *zap.Logger { return c.logs.logger }
+func (c *Etcd) Logger() *zap.Logger { return c.logs.logger }
 
 // Member returns member i's embedded server, or nil while it is stopped.
-func (c *Cluster) Member(i int) *embed.Etcd {
+func (c *Etcd) Member(i int) *embed.Etcd {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.members[i].etcd
 }
 
 // Running reports whether member i is running.
-func (c *Cluster) Running(i int) bool { return c.Member(i) != nil }
+func (c *Etcd) Running(i int) bool { return c.Member(i) != nil }
 
 // Leader returns the index of the member the running members see as leader,
 // or -1 if none does.
-func (c *Cluster) Leader() int {
+func (c *Etcd) Leader() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, m := range c.members {
@@ -383,18 +399,20 @@ func (c *Cluster) Leader() int {
 
 // StopMember stops member i (a no-op if it is stopped). Its data and ports
 // are kept for RestartMember.
-func (c *Cluster) StopMember(i int) {
+func (c *Etcd) StopMember(i int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.stopLocked(i)
 }
 
-func (c *Cluster) stopLocked(i int) {
+func (c *Etcd) stopLocked(i int) {
 	m := c.members[i]
 	if m.etcd == nil {
 		return
 	}
+	c.logs.closing.Store(true) // stopping logs errors that are no news
 	m.etcd.Close()
+	c.logs.closing.Store(false)
 	m.etcd = nil
 }
 
@@ -402,7 +420,7 @@ func (c *Cluster) stopLocked(i int) {
 // ports, and waits until it is ready. A member is ready once it reaches a
 // quorum: after a majority was stopped, restart members together with
 // RestartMembers.
-func (c *Cluster) RestartMember(i int) error {
+func (c *Etcd) RestartMember(i int) error {
 	return c.RestartMembers(i)
 }
 
@@ -413,26 +431,26 @@ func (c *Cluster) RestartMember(i int) error {
 // connection takes them while a member is stopped; a restart that still finds
 // its port in use (a socket of the stopped member lingering) is retried for a
 // few seconds.
-func (c *Cluster) RestartMembers(idx ...int) error {
-	var err error
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		err = c.startMembers(idx, "")
-		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
-			break
+func (c *Etcd) RestartMembers(idx ...int) error {
+	var last error
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+		last = c.startMembers(context.Background(), idx)
+		if last != nil && !errors.Is(last, syscall.EADDRINUSE) {
+			return false, last
 		}
-	}
+		return last == nil, nil
+	})
 	if err != nil {
-		return fmt.Errorf("etcdtest: restart: %w", err)
+		if last != nil {
+			err = last // what kept the members from starting, not the timeout
+		}
+		return fmt.Errorf("restart etcd members %v: %w", idx, err)
 	}
 	return nil
 }
 
-// stopAll stops every member and the helper client.
-func (c *Cluster) stopAll() {
-	if c.client != nil {
-		c.client.Close()
-		c.client = nil
-	}
+// stopMembers stops every member.
+func (c *Etcd) stopMembers() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i := range c.members {
@@ -440,31 +458,64 @@ func (c *Cluster) stopAll() {
 	}
 }
 
+// Close stops every member and the helper client. StartEtcd's clusters
+// are closed when the test ends.
+func (c *Etcd) Close() {
+	if c.client != nil {
+		c.client.Close()
+		c.client = nil
+	}
+	c.stopMembers()
+}
+
 // Compact compacts the cluster's history up to rev (physically: when it
 // returns, no member serves revisions older than rev).
-func (c *Cluster) Compact(ctx context.Context, rev int64) error {
+func (c *Etcd) Compact(ctx context.Context, rev int64) error {
 	_, err := c.client.Compact(ctx, rev, clientv3.WithCompactPhysical())
 	if errors.Is(err, rpctypes.ErrCompacted) {
 		// Already compacted to rev or beyond (by a concurrent call).
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("etcdtest: compact to %d: %w", rev, err)
+		return fmt.Errorf("etcd: compact to %d: %w", rev, err)
 	}
 	return nil
 }
 
 // Revision returns the cluster's current revision.
-func (c *Cluster) Revision(ctx context.Context) (int64, error) {
+func (c *Etcd) Revision(ctx context.Context) (int64, error) {
 	resp, err := c.client.Get(ctx, "\x00", clientv3.WithCountOnly())
 	if err != nil {
-		return 0, fmt.Errorf("etcdtest: revision: %w", err)
+		return 0, fmt.Errorf("etcd: revision: %w", err)
 	}
 	return resp.Header.Revision, nil
 }
 
+// DeletePrefix removes every key under prefix.
+func (c *Etcd) DeletePrefix(ctx context.Context, prefix string) error {
+	if _, err := c.client.Delete(ctx, prefix, clientv3.WithPrefix()); err != nil {
+		return fmt.Errorf("etcd: delete %s*: %w", prefix, err)
+	}
+	return nil
+}
+
+// MetricsURL returns the URL of member i's Prometheus metrics
+// (http://127.0.0.1:port/metrics). The values are process-wide: see Etcd.
+func (c *Etcd) MetricsURL(i int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u := c.members[i].metricsURL
+	u.Path = "/metrics"
+	return u.String()
+}
+
+// Metrics scrapes member i's metrics endpoint.
+func (c *Etcd) Metrics(ctx context.Context, i int) (Metrics, error) {
+	return Scrape(ctx, c.MetricsURL(i))
+}
+
 // clientURL is the client URL of a member on port: https with WithTLS.
-func (c *Cluster) clientURL(port int) url.URL {
+func (c *Etcd) clientURL(port int) url.URL {
 	u := loopbackURL(port)
 	if c.opts.tls != nil {
 		u.Scheme = "https"

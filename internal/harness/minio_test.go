@@ -1,15 +1,17 @@
-package miniotest
+package harness_test
 
 import (
 	"context"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/topod-io/topod/internal/harness"
 )
 
-func TestStart(t *testing.T) {
+func TestStartMinIO(t *testing.T) {
 	start := time.Now()
-	s := Start(t)
+	s := harness.StartMinIO(t)
 	t.Logf("MinIO live with a bucket in %v", time.Since(start))
 	c, err := s.Client()
 	if err != nil {
@@ -35,8 +37,8 @@ func TestStart(t *testing.T) {
 	}
 }
 
-func TestBinary(t *testing.T) {
-	bin, err := Binary()
+func TestMinIOBinary(t *testing.T) {
+	bin, err := harness.MinIOBinary()
 	if err != nil {
 		t.Fatal(err)
 	}

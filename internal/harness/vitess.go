@@ -1,4 +1,4 @@
-package topodtest
+package harness
 
 import (
 	"context"

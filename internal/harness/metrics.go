@@ -1,10 +1,12 @@
-package servers
+package harness
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"time"
 
@@ -18,11 +20,11 @@ type Metrics map[string]*dto.MetricFamily
 
 var scrapeClient = &http.Client{Timeout: 10 * time.Second}
 
-// Scrape reads the Prometheus endpoint at url.
+// Scrape reads the Prometheus endpoint at url (text format).
 func Scrape(ctx context.Context, url string) (Metrics, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
 	}
 	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
 	resp, err := scrapeClient.Do(req)
@@ -33,36 +35,60 @@ func Scrape(ctx context.Context, url string) (Metrics, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("scrape %s: %s", url, resp.Status)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
+	m, err := ParseMetrics(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", url, err)
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	return m, nil
+}
+
+// ScrapeHandler reads the metrics h serves at /metrics, without a network:
+// for a server in the test's process (a toposerver's DebugHandler).
+func ScrapeHandler(h http.Handler) (Metrics, error) {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		return nil, fmt.Errorf("scrape handler: status %d", rec.Code)
+	}
+	m, err := ParseMetrics(rec.Body)
+	if err != nil {
+		return nil, fmt.Errorf("scrape handler: %w", err)
+	}
+	return m, nil
+}
+
+// ParseMetrics parses Prometheus text.
+func ParseMetrics(r io.Reader) (Metrics, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, fmt.Errorf("parse metrics: %w", err)
 	}
 	return Metrics(mfs), nil
 }
 
-// Sum adds up metric name over the label sets that have every label of
-// match (label=value pairs): counters, gauges, untyped values. A metric
-// not exported reads 0.
-func (m Metrics) Sum(name string, match ...string) float64 {
-	mf := m[name]
-	if mf == nil {
-		return 0
-	}
-	var sum float64
-	for _, x := range mf.GetMetric() {
+// Lookup adds up metric name over its label sets that have every label of
+// match (name, value pairs: "grpc_method", "Range"): the values of
+// counters, gauges and untyped metrics, the sample counts of histograms and
+// summaries. ok is false if no label set matches: a metric renamed, or not
+// exported, is not read as 0.
+func (m Metrics) Lookup(name string, match ...string) (sum float64, ok bool) {
+	for _, x := range m[name].GetMetric() {
 		if !hasLabels(x, match) {
 			continue
 		}
-		switch {
-		case x.Counter != nil:
-			sum += x.Counter.GetValue()
-		case x.Gauge != nil:
-			sum += x.Gauge.GetValue()
-		case x.Untyped != nil:
-			sum += x.Untyped.GetValue()
-		}
+		ok = true
+		sum += value(x)
 	}
+	return sum, ok
+}
+
+// Sum is Lookup's sum, 0 for a metric not exported (yet): for figures that
+// start at nothing, such as a counter before its first event.
+func (m Metrics) Sum(name string, match ...string) float64 {
+	sum, _ := m.Lookup(name, match...)
 	return sum
 }
 
@@ -70,11 +96,7 @@ func (m Metrics) Sum(name string, match ...string) float64 {
 // sets that have every label of match.
 func (m Metrics) ByLabel(name, label string, match ...string) map[string]float64 {
 	out := map[string]float64{}
-	mf := m[name]
-	if mf == nil {
-		return out
-	}
-	for _, x := range mf.GetMetric() {
+	for _, x := range m[name].GetMetric() {
 		if !hasLabels(x, match) {
 			continue
 		}
@@ -84,18 +106,27 @@ func (m Metrics) ByLabel(name, label string, match ...string) map[string]float64
 				key = l.GetValue()
 			}
 		}
-		var v float64
-		switch {
-		case x.Counter != nil:
-			v = x.Counter.GetValue()
-		case x.Gauge != nil:
-			v = x.Gauge.GetValue()
-		case x.Untyped != nil:
-			v = x.Untyped.GetValue()
-		}
-		out[key] += v
+		out[key] += value(x)
 	}
 	return out
+}
+
+// value is one series' value: a counter's, gauge's or untyped metric's, a
+// histogram's or summary's sample count.
+func value(x *dto.Metric) float64 {
+	switch {
+	case x.Counter != nil:
+		return x.Counter.GetValue()
+	case x.Gauge != nil:
+		return x.Gauge.GetValue()
+	case x.Untyped != nil:
+		return x.Untyped.GetValue()
+	case x.Histogram != nil:
+		return float64(x.Histogram.GetSampleCount())
+	case x.Summary != nil:
+		return float64(x.Summary.GetSampleCount())
+	}
+	return 0
 }
 
 func hasLabels(m *dto.Metric, match []string) bool {
@@ -125,11 +156,7 @@ type Histogram struct {
 // every label of match (empty if it is not exported).
 func (m Metrics) Histogram(name string, match ...string) Histogram {
 	var h Histogram
-	mf := m[name]
-	if mf == nil {
-		return h
-	}
-	for _, x := range mf.GetMetric() {
+	for _, x := range m[name].GetMetric() {
 		if x.Histogram == nil || !hasLabels(x, match) {
 			continue
 		}
