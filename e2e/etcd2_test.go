@@ -9,6 +9,7 @@ import (
 
 	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
+	"github.com/topod-io/topod/internal/proc"
 	"github.com/topod-io/topod/internal/vtlocal"
 )
 
@@ -22,7 +23,7 @@ func TestVitessOnEtcd2HitsTheLimit(t *testing.T) {
 	bin := binaries(t, "vtctld", "vtgate")
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	id, err := vtlocal.EnsureUser(vtlocal.DefaultUser)
+	id, err := proc.EnsureUser(vtlocal.DefaultUser)
 	if err != nil {
 		t.Fatal(err)
 	}

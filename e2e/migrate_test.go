@@ -19,6 +19,7 @@ import (
 	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
 	"github.com/topod-io/topod/internal/jdtopo"
+	"github.com/topod-io/topod/internal/proc"
 	"github.com/topod-io/topod/internal/vtlocal"
 	"github.com/topod-io/topod/pkg/migrate"
 )
@@ -107,7 +108,7 @@ func TestMigrateEtcd2ToTopod(t *testing.T) {
 	// vtgate on the migrated topology.
 	tp := vtlocal.Topo{Implementation: "topod", Address: topodAddr, Root: globalRoot}
 	vtgateHTTP, vtgateMySQL := ports[1], ports[2]
-	vtgate := start(t, vtlocal.Spec{
+	vtgate := start(t, proc.Spec{
 		Name:   "vtgate",
 		Binary: bin["vtgate"],
 		// The generated tablets do not run (their hosts do not resolve):

@@ -24,6 +24,7 @@ import (
 	"github.com/topod-io/topod/internal/freeport"
 	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
+	"github.com/topod-io/topod/internal/proc"
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/internal/vtlocal"
 )
@@ -154,7 +155,7 @@ func TestMixedFleetOnTopod(t *testing.T) {
 	}
 	t.Logf("%v: 2 mysqld initialized by mysqlctl", since())
 
-	vttablets := map[string]*vtlocal.Process{}
+	vttablets := map[string]*proc.Process{}
 	// The vttablets stop first, together, while topod still runs.
 	defer func() {
 		var g errgroup.Group
@@ -485,7 +486,7 @@ func TestMixedFleetOnTopod(t *testing.T) {
 		t.Fatal(err)
 	}
 	vschemadURL := fmt.Sprintf("http://127.0.0.1:%d", vschemadPort[0])
-	vschemad := start(t, vtlocal.Spec{Name: "vschemad", Binary: bin["vschemad"],
+	vschemad := start(t, proc.Spec{Name: "vschemad", Binary: bin["vschemad"],
 		Args: vtlocal.VschemadArgs(topos["topod"], vschemadPort[0], filepath.Join(work, "vschemad-audit.log")),
 		Log:  filepath.Join(work, "logs", "vschemad.log"), Dir: work, User: id})
 	if err := vschemad.WaitHTTP(ctx, vschemadURL+"/healthz"); err != nil {
@@ -546,7 +547,7 @@ func TestMixedFleetOnTopod(t *testing.T) {
 	if err := topod.Process().ExitError(); err != nil {
 		t.Fatal(err)
 	}
-	procs := map[string]*vtlocal.Process{"vschemad": vschemad}
+	procs := map[string]*proc.Process{"vschemad": vschemad}
 	for _, impl := range mixedImpls {
 		procs[impl+" vtctld"], procs[impl+" vtgate"], procs[impl+" vttablet"] = vts[impl].vtctld, vts[impl].vtgate, vttablets[impl]
 	}
@@ -581,7 +582,7 @@ func hasRow(rows [][]string, s string) bool {
 
 // probe is a condition on a process.
 type probe struct {
-	p     *vtlocal.Process
+	p     *proc.Process
 	check func() error
 }
 

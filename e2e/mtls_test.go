@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/topod-io/topod/internal/certtest"
-	"github.com/topod-io/topod/internal/vtlocal"
+	"github.com/topod-io/topod/internal/proc"
 	"github.com/topod-io/topod/pkg/tlsconfig"
 	"github.com/topod-io/topod/pkg/topoplugin"
 )
@@ -36,7 +36,7 @@ type guard struct {
 // Vitess processes' user), and points this process's own topod plugin at
 // the operator's certificate (topod-admin: the test sets up and inspects
 // what the components may not).
-func newGuard(t *testing.T, id *vtlocal.Identity, work string) *guard {
+func newGuard(t *testing.T, id *proc.Identity, work string) *guard {
 	t.Helper()
 	ca := certtest.New(t, "e2e CA")
 	dir := filepath.Join(work, "certs")

@@ -22,6 +22,7 @@ import (
 	"github.com/topod-io/topod/internal/freeport"
 	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
+	"github.com/topod-io/topod/internal/proc"
 	"github.com/topod-io/topod/internal/vschematest"
 	"github.com/topod-io/topod/internal/vtlocal"
 	"github.com/topod-io/topod/pkg/vschemaapi/wire"
@@ -80,15 +81,15 @@ func TestMultiCellOnTopod(t *testing.T) {
 
 	logs := filepath.Join(work, "logs")
 	vtctldHTTP, vtctldGRPC := port(), port()
-	vtctld := start(t, vtlocal.Spec{Name: "vtctld", Binary: bin["vtctld"], Args: vtlocal.VtctldArgs(tp, vtctldHTTP, vtctldGRPC),
+	vtctld := start(t, proc.Spec{Name: "vtctld", Binary: bin["vtctld"], Args: vtlocal.VtctldArgs(tp, vtctldHTTP, vtctldGRPC),
 		Log: filepath.Join(logs, "vtctld.log"), Dir: work, User: id})
 	if err := vtctld.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/status", vtctldHTTP)); err != nil {
 		t.Fatal(err)
 	}
-	vtgates, mysqlPorts := map[string]*vtlocal.Process{}, map[string]int{}
+	vtgates, mysqlPorts := map[string]*proc.Process{}, map[string]int{}
 	for _, cell := range cells {
 		httpPort, mysqlPort := port(), port()
-		vtgates[cell] = start(t, vtlocal.Spec{Name: "vtgate-" + cell, Binary: bin["vtgate"], Args: vtlocal.VtgateArgs(tp, cell, httpPort, mysqlPort),
+		vtgates[cell] = start(t, proc.Spec{Name: "vtgate-" + cell, Binary: bin["vtgate"], Args: vtlocal.VtgateArgs(tp, cell, httpPort, mysqlPort),
 			Log: filepath.Join(logs, "vtgate-"+cell+".log"), Dir: work, User: id})
 		if err := vtgates[cell].WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/status", httpPort)); err != nil {
 			t.Fatal(err)
@@ -137,7 +138,7 @@ func TestMultiCellOnTopod(t *testing.T) {
 	// vschemad changes one keyspace: both cells, blobs in each cell's store.
 	vschemadPort := port()
 	vschemadURL := fmt.Sprintf("http://127.0.0.1:%d", vschemadPort)
-	vschemad := start(t, vtlocal.Spec{Name: "vschemad", Binary: bin["vschemad"],
+	vschemad := start(t, proc.Spec{Name: "vschemad", Binary: bin["vschemad"],
 		Args: append(vtlocal.VschemadArgs(tp, vschemadPort, filepath.Join(work, "vschemad-audit.log")),
 			// A cell whose topod is down is reported failed after 10 s.
 			"--cell-timeout", "10s"),

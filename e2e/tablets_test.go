@@ -20,6 +20,7 @@ import (
 
 	"github.com/topod-io/topod/internal/freeport"
 	"github.com/topod-io/topod/internal/harness"
+	"github.com/topod-io/topod/internal/proc"
 	"github.com/topod-io/topod/internal/vtlocal"
 )
 
@@ -123,7 +124,7 @@ func TestTabletsOnTopod(t *testing.T) {
 	}
 	t.Logf("%v: %d mysqld initialized by mysqlctl", since(), len(all))
 
-	vttablets := map[uint32]*vtlocal.Process{}
+	vttablets := map[uint32]*proc.Process{}
 	// The vttablets stop first, together, while topod still runs (a
 	// vttablet's shutdown waits for the topology); the cleanups stop
 	// the rest.

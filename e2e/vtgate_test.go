@@ -40,6 +40,7 @@ import (
 	"github.com/topod-io/topod/internal/freeport"
 	"github.com/topod-io/topod/internal/harness"
 	"github.com/topod-io/topod/internal/jd"
+	"github.com/topod-io/topod/internal/proc"
 	"github.com/topod-io/topod/internal/vtlocal"
 	_ "github.com/topod-io/topod/pkg/topoplugin"
 )
@@ -245,7 +246,7 @@ func showKeyspaces(ctx context.Context, mysqlCLI string, port int) ([]string, er
 
 // vitess is a vtctld and a vtgate on one topology.
 type vitess struct {
-	vtctld, vtgate          *vtlocal.Process
+	vtctld, vtgate          *proc.Process
 	client                  vtctldclient.VtctldClient
 	vtgateHTTP, vtgateMySQL int
 }
@@ -255,7 +256,7 @@ type vitess struct {
 // vtgate on it as id, with their logs in work/logs named after the
 // implementation; vtgate gets vtgateArgs too. Everything stops when the
 // test ends.
-func startVitess(ctx context.Context, t *testing.T, bin map[string]string, work string, id *vtlocal.Identity, tp vtlocal.Topo, cellRoot string, vtgateArgs ...string) (*topo.Server, *vitess) {
+func startVitess(ctx context.Context, t *testing.T, bin map[string]string, work string, id *proc.Identity, tp vtlocal.Topo, cellRoot string, vtgateArgs ...string) (*topo.Server, *vitess) {
 	t.Helper()
 	ts, err := topo.OpenServer(tp.Implementation, tp.Address, tp.Root)
 	if err != nil {
@@ -277,7 +278,7 @@ func startVitess(ctx context.Context, t *testing.T, bin map[string]string, work 
 // on the global topology tp as id, with their logs in work/logs named after
 // the implementation, and waits until both serve. They stop when the test
 // ends.
-func startVtctldVtgate(ctx context.Context, t *testing.T, bin map[string]string, work string, id *vtlocal.Identity, tp vtlocal.Topo, vtgateArgs ...string) *vitess {
+func startVtctldVtgate(ctx context.Context, t *testing.T, bin map[string]string, work string, id *proc.Identity, tp vtlocal.Topo, vtgateArgs ...string) *vitess {
 	t.Helper()
 	ports, err := freeport.Pick(4)
 	if err != nil {
@@ -286,11 +287,11 @@ func startVtctldVtgate(ctx context.Context, t *testing.T, bin map[string]string,
 	vtctldHTTP, vtctldGRPC := ports[0], ports[1]
 	vt := &vitess{vtgateHTTP: ports[2], vtgateMySQL: ports[3]}
 	logs := filepath.Join(work, "logs")
-	vt.vtctld = start(t, vtlocal.Spec{
+	vt.vtctld = start(t, proc.Spec{
 		Name: tp.Implementation + " vtctld", Binary: bin["vtctld"], Args: vtlocal.VtctldArgs(tp, vtctldHTTP, vtctldGRPC),
 		Log: filepath.Join(logs, tp.Implementation+"-vtctld.log"), Dir: work, User: id,
 	})
-	vt.vtgate = start(t, vtlocal.Spec{
+	vt.vtgate = start(t, proc.Spec{
 		Name: tp.Implementation + " vtgate", Binary: bin["vtgate"], Args: append(vtlocal.VtgateArgs(tp, cell, vt.vtgateHTTP, vt.vtgateMySQL), vtgateArgs...),
 		Log: filepath.Join(logs, tp.Implementation+"-vtgate.log"), Dir: work, User: id,
 	})
@@ -340,9 +341,9 @@ func mysqlClient(t *testing.T) string {
 
 // processUser returns who the Vitess processes run as, and a work directory
 // of theirs (workDir).
-func processUser(t *testing.T) (*vtlocal.Identity, string) {
+func processUser(t *testing.T) (*proc.Identity, string) {
 	t.Helper()
-	id, err := vtlocal.EnsureUser(vtlocal.DefaultUser)
+	id, err := proc.EnsureUser(vtlocal.DefaultUser)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +354,7 @@ func processUser(t *testing.T) (*vtlocal.Identity, string) {
 // id. It is not under t.TempDir(), which only root can enter; it is removed
 // when the test passes and kept, for its logs, when it fails or
 // TOPOD_E2E_KEEP is set.
-func workDir(t *testing.T, id *vtlocal.Identity) string {
+func workDir(t *testing.T, id *proc.Identity) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "topod-e2e-")
 	if err != nil {
@@ -399,11 +400,11 @@ func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, name, addr st
 	if err != nil {
 		t.Fatal(err)
 	}
-	proc := p.Process()
+	child := p.Process()
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", proc.Log, proc.LogTail())
+			t.Logf("last lines of %s:\n%s", child.Spec.Log, proc.LogTail(child.Spec.Log, 40))
 		}
 	})
 	return p
@@ -411,9 +412,9 @@ func startTopodOnEtcd(t *testing.T, ctx context.Context, topodBin, name, addr st
 
 // start starts a process that is stopped when the test ends, and whose log
 // tail is printed if the test fails.
-func start(t *testing.T, s vtlocal.Spec) *vtlocal.Process {
+func start(t *testing.T, s proc.Spec) *proc.Process {
 	t.Helper()
-	p, err := vtlocal.Start(s)
+	p, err := proc.Start(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,18 +424,18 @@ func start(t *testing.T, s vtlocal.Spec) *vtlocal.Process {
 
 // stopAtEnd stops p when the test ends, and prints its log's tail if the
 // test failed.
-func stopAtEnd(t *testing.T, p *vtlocal.Process) {
+func stopAtEnd(t *testing.T, p *proc.Process) {
 	t.Cleanup(func() {
 		p.Stop(10 * time.Second)
 		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", p.Spec.Log, vtlocal.LogTail(p.Spec.Log, 30))
+			t.Logf("last lines of %s:\n%s", p.Spec.Log, proc.LogTail(p.Spec.Log, 30))
 		}
 	})
 }
 
 // waitFor polls check until it succeeds, failing the test after within, or
 // at once if p (a process the check depends on) exits.
-func waitFor(ctx context.Context, t *testing.T, p *vtlocal.Process, within time.Duration, what string, check func() error) {
+func waitFor(ctx context.Context, t *testing.T, p *proc.Process, within time.Duration, what string, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {

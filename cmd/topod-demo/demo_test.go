@@ -19,6 +19,7 @@ import (
 	vtadminpb "vitess.io/vitess/go/vt/proto/vtadmin"
 
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/proc"
 	"github.com/topod-io/topod/internal/vtlocal"
 )
 
@@ -187,7 +188,7 @@ func stopDemo(t *testing.T, c config) {
 		t.Errorf("stop: %v", err)
 	}
 	for name, pid := range pids {
-		if vtlocal.Running(pid, c.bin(name)) {
+		if proc.Running(pid, c.bin(name)) {
 			t.Errorf("%s (pid %d) still runs after the stop", name, pid)
 		}
 		if _, err := os.Stat(c.pidFile(name)); !os.IsNotExist(err) {

@@ -45,6 +45,7 @@ import (
 	"vitess.io/vitess/go/vt/vtctl/vtctldclient"
 
 	"github.com/topod-io/topod/internal/jd"
+	"github.com/topod-io/topod/internal/proc"
 	"github.com/topod-io/topod/internal/vtlocal"
 )
 
@@ -216,7 +217,7 @@ func runStart(ctx context.Context, c config) ([]vtlocal.TryCommand, error) {
 			return nil, fmt.Errorf("%s is missing: run `make build` (make demo does): %w", c.bin(name), err)
 		}
 	}
-	id, err := vtlocal.EnsureUser(c.user)
+	id, err := proc.EnsureUser(c.user)
 	if err != nil {
 		return nil, err
 	}
@@ -238,14 +239,14 @@ func runStart(ctx context.Context, c config) ([]vtlocal.TryCommand, error) {
 
 	tp := vtlocal.Topo{Implementation: "topod", Address: c.topodAddr(), Root: "/vitess/global"}
 	err = startProcess(ctx, c, id, process{
-		spec: vtlocal.Spec{Name: "topod", Binary: c.bin("topod"), Args: []string{
+		spec: proc.Spec{Name: "topod", Binary: c.bin("topod"), Args: []string{
 			"--listen", c.topodAddr(),
 			"--backend", "bolt://" + c.path("topod", "topo.db"),
 			"--blobs", "file://" + c.path("topod", "blobs"),
 			"--data-dir", c.path("topod"),
 		}},
 		ports: []int{c.topodPort},
-		wait:  func(ctx context.Context, p *vtlocal.Process) error { return p.WaitGRPCHealth(ctx, c.topodAddr()) },
+		wait:  func(ctx context.Context, p *proc.Process) error { return p.WaitGRPCHealth(ctx, c.topodAddr()) },
 	})
 	if err != nil {
 		return nil, err
@@ -261,7 +262,7 @@ func runStart(ctx context.Context, c config) ([]vtlocal.TryCommand, error) {
 		return nil, err
 	}
 	err = startProcess(ctx, c, id, process{
-		spec:  vtlocal.Spec{Name: "vtctld", Binary: c.bin("vtctld"), Args: vtlocal.VtctldArgs(tp, c.vtctldPort, c.vtctldGRPCPort)},
+		spec:  proc.Spec{Name: "vtctld", Binary: c.bin("vtctld"), Args: vtlocal.VtctldArgs(tp, c.vtctldPort, c.vtctldGRPCPort)},
 		ports: []int{c.vtctldPort, c.vtctldGRPCPort},
 		wait:  waitStatus(c.vtctldPort),
 	})
@@ -280,7 +281,7 @@ func runStart(ctx context.Context, c config) ([]vtlocal.TryCommand, error) {
 	}
 	err = startProcess(ctx, c, id, process{
 		// ALTER VSCHEMA through vtgate, for anyone: it is a demo on loopback.
-		spec: vtlocal.Spec{Name: "vtgate", Binary: c.bin("vtgate"),
+		spec: proc.Spec{Name: "vtgate", Binary: c.bin("vtgate"),
 			Args: append(append(vtlocal.VtgateArgs(tp, c.cell, c.vtgatePort, c.mysqlPort), vtlocal.VtgateGRPCArgs(c.vtgateGRPCPort)...),
 				"--vschema-ddl-authorized-users", "%")},
 		ports: []int{c.vtgatePort, c.vtgateGRPCPort, c.mysqlPort},
@@ -293,9 +294,9 @@ func runStart(ctx context.Context, c config) ([]vtlocal.TryCommand, error) {
 	err = startProcess(ctx, c, id, process{
 		// Unauthenticated, as on a developer's machine: vschemad serves so
 		// only on loopback.
-		spec:  vtlocal.Spec{Name: "vschemad", Binary: c.bin("vschemad"), Args: vtlocal.VschemadArgs(tp, c.vschemadPort, c.path("vschemad", "audit.log"))},
+		spec:  proc.Spec{Name: "vschemad", Binary: c.bin("vschemad"), Args: vtlocal.VschemadArgs(tp, c.vschemadPort, c.path("vschemad", "audit.log"))},
 		ports: []int{c.vschemadPort},
-		wait: func(ctx context.Context, p *vtlocal.Process) error {
+		wait: func(ctx context.Context, p *proc.Process) error {
 			return p.WaitHTTP(ctx, c.vschemadURL()+"/healthz")
 		},
 	})
@@ -327,22 +328,22 @@ func runStart(ctx context.Context, c config) ([]vtlocal.TryCommand, error) {
 type process struct {
 	// spec is what to run; startProcess fills in the directory, user, log
 	// and detachment.
-	spec  vtlocal.Spec
+	spec  proc.Spec
 	ports []int
 	// wait returns when the process serves.
-	wait func(context.Context, *vtlocal.Process) error
+	wait func(context.Context, *proc.Process) error
 }
 
 // waitStatus waits for a Vitess process's status page on HTTP port.
-func waitStatus(port int) func(context.Context, *vtlocal.Process) error {
-	return func(ctx context.Context, p *vtlocal.Process) error {
+func waitStatus(port int) func(context.Context, *proc.Process) error {
+	return func(ctx context.Context, p *proc.Process) error {
 		return p.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/status", port))
 	}
 }
 
 // startProcess starts pr unless its pid file names a live process of its
 // binary, records its pid file and waits until it serves.
-func startProcess(ctx context.Context, c config, id *vtlocal.Identity, pr process) error {
+func startProcess(ctx context.Context, c config, id *proc.Identity, pr process) error {
 	s := pr.spec
 	if pid, ok := running(c, s.Name, s.Binary); ok {
 		fmt.Printf("  %-25s already running (pid %d)\n", s.Name, pid)
@@ -359,7 +360,7 @@ func startProcess(ctx context.Context, c config, id *vtlocal.Identity, pr proces
 	s.User, s.Detach = id, true
 	s.Log = c.path("logs", s.Name+".log")
 	t0 := time.Now()
-	p, err := vtlocal.Start(s)
+	p, err := proc.Start(s)
 	if err != nil {
 		return err
 	}
@@ -396,11 +397,11 @@ func running(c config, name, binary string) (int, bool) {
 	if _, err := fmt.Sscan(string(b), &pid); err != nil {
 		return 0, false
 	}
-	return pid, vtlocal.Running(pid, binary)
+	return pid, proc.Running(pid, binary)
 }
 
 func runStop(c config) error {
-	id, err := vtlocal.EnsureUser(c.user)
+	id, err := proc.EnsureUser(c.user)
 	if err != nil {
 		return err
 	}
@@ -410,7 +411,7 @@ func runStop(c config) error {
 	tablets := demoTablets(c, id, mysqlRoot)
 	var errs []error
 	stop := func(name, binary string) {
-		stopped, err := vtlocal.StopPidFile(c.pidFile(name), binary, 15*time.Second)
+		stopped, err := proc.StopPidFile(c.pidFile(name), binary, 15*time.Second)
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))

@@ -14,6 +14,7 @@ import (
 
 	vtctldatapb "vitess.io/vitess/go/vt/proto/vtctldata"
 
+	"github.com/topod-io/topod/internal/proc"
 	"github.com/topod-io/topod/internal/vtlocal"
 )
 
@@ -38,7 +39,7 @@ func commerceTablets(c config) []vtlocal.Tablet {
 }
 
 // demoTablets runs the demo's tablets: VTDATAROOT is DATA/vtdataroot.
-func demoTablets(c config, id *vtlocal.Identity, mysqlRoot string) vtlocal.Tablets {
+func demoTablets(c config, id *proc.Identity, mysqlRoot string) vtlocal.Tablets {
 	return vtlocal.Tablets{
 		MySQL: vtlocal.MySQL{Root: c.path("vtdataroot"), VTMySQLRoot: mysqlRoot},
 		Topo:  vtlocal.Topo{Implementation: "topod", Address: c.topodAddr(), Root: "/vitess/global"},
@@ -52,7 +53,7 @@ func demoTablets(c config, id *vtlocal.Identity, mysqlRoot string) vtlocal.Table
 // PlannedReparentShard on each shard without a primary, the replicas'
 // vttablets and their MariaDB replication from the primary, the table, the
 // vschema and the SrvKeyspace.
-func startTablets(ctx context.Context, c config, id *vtlocal.Identity, tp vtlocal.Topo, ts *topo.Server, client vtctldclient.VtctldClient) error {
+func startTablets(ctx context.Context, c config, id *proc.Identity, tp vtlocal.Topo, ts *topo.Server, client vtctldclient.VtctldClient) error {
 	mysqlRoot, err := vtlocal.FindMySQL()
 	if err != nil {
 		return fmt.Errorf("%w (make demo installs it)", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/topod-io/topod/internal/proc"
 	"github.com/topod-io/topod/internal/vtlocal"
 )
 
@@ -25,7 +26,7 @@ const vtadminCluster = "local"
 // Vitess's local example does (static file discovery, RBAC allowing
 // everything, in DATA/vtadmin), and, if there is a vtadmin-web build, this
 // program's `vtadmin-web` serving it.
-func startVTAdmin(ctx context.Context, c config, id *vtlocal.Identity) error {
+func startVTAdmin(ctx context.Context, c config, id *proc.Identity) error {
 	v := vtlocal.VTAdmin{
 		Port:       c.vtadminPort,
 		Origins:    []string{c.vtadminWebURL(), fmt.Sprintf("http://localhost:%d", c.vtadminWebPort)},
@@ -45,9 +46,9 @@ func startVTAdmin(ctx context.Context, c config, id *vtlocal.Identity) error {
 		return fmt.Errorf("vtadmin: %w", err)
 	}
 	err = startProcess(ctx, c, id, process{
-		spec:  vtlocal.Spec{Name: "vtadmin", Binary: c.bin("vtadmin"), Args: args},
+		spec:  proc.Spec{Name: "vtadmin", Binary: c.bin("vtadmin"), Args: args},
 		ports: []int{c.vtadminPort},
-		wait: func(ctx context.Context, p *vtlocal.Process) error {
+		wait: func(ctx context.Context, p *proc.Process) error {
 			return p.WaitHTTP(ctx, c.vtadminURL()+"/api/clusters")
 		},
 	})
@@ -61,10 +62,10 @@ func startVTAdmin(ctx context.Context, c config, id *vtlocal.Identity) error {
 		return fmt.Errorf("vtadmin-web: %w", err)
 	}
 	return startProcess(ctx, c, id, process{
-		spec: vtlocal.Spec{Name: "vtadmin-web", Binary: c.bin("topod-demo"), Args: []string{"vtadmin-web",
+		spec: proc.Spec{Name: "vtadmin-web", Binary: c.bin("topod-demo"), Args: []string{"vtadmin-web",
 			"--listen", fmt.Sprintf("127.0.0.1:%d", c.vtadminWebPort), "--dir", c.vtadminWeb, "--api", c.vtadminURL()}},
 		ports: []int{c.vtadminWebPort},
-		wait: func(ctx context.Context, p *vtlocal.Process) error {
+		wait: func(ctx context.Context, p *proc.Process) error {
 			return p.WaitHTTP(ctx, c.vtadminWebURL()+"/config/config.js")
 		},
 	})

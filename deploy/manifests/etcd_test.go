@@ -17,7 +17,7 @@ import (
 
 	"github.com/topod-io/topod/internal/certtest"
 	"github.com/topod-io/topod/internal/freeport"
-	"github.com/topod-io/topod/internal/harness"
+	"github.com/topod-io/topod/internal/proc"
 	"github.com/topod-io/topod/pkg/tlsconfig"
 )
 
@@ -136,20 +136,24 @@ func TestProdEtcdAdmitsOnlyTopod(t *testing.T) {
 	ctx := t.Context()
 	// HOME in the test's directory; the initial cluster from the
 	// environment, as the StatefulSet gives it.
-	p, err := harness.StartProcess("etcd", etcdBin, args, []string{"HOME=" + dir, "ETCD_INITIAL_CLUSTER=" + name + "=" + peerURL, "ETCD_INITIAL_CLUSTER_STATE=new", "ETCD_INITIAL_CLUSTER_TOKEN=deploy-test"}, filepath.Join(dir, "etcd.log"))
+	p, err := proc.Start(proc.Spec{Name: "etcd", Binary: etcdBin, Args: args, Log: filepath.Join(dir, "etcd.log"),
+		Env: []string{"HOME=" + dir, "ETCD_INITIAL_CLUSTER=" + name + "=" + peerURL, "ETCD_INITIAL_CLUSTER_STATE=new", "ETCD_INITIAL_CLUSTER_TOKEN=deploy-test"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		p.Stop()
+		p.Stop(15 * time.Second)
 		if t.Failed() {
-			t.Logf("etcd %q\nlog (tail):\n%s", args, p.LogTail())
+			t.Logf("etcd %q\nlog (tail):\n%s", args, proc.LogTail(p.Spec.Log, 40))
 		}
 	})
 
 	// The probes: /readyz and /livez over plain HTTP on the metrics URL.
 	for _, probe := range []string{"/readyz", "/livez", "/metrics"} {
-		if err := p.WaitReady(ctx, probe, time.Minute, harness.HTTPOK(metricsURL+probe)); err != nil {
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := p.WaitReady(wctx, probe, proc.HTTPOK(metricsURL+probe))
+		cancel()
+		if err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/proc"
 )
 
 // EtcdProcsConfig says what StartEtcdProcs starts.
@@ -59,7 +60,7 @@ type procMember struct {
 	dir                         string
 	peer, client, metrics, advr int // advr: the peer port advertised (the proxy's, with PeerProxies)
 	proxy                       proxy.Server
-	proc                        *Process // nil while down
+	proc                        *proc.Process // nil while down
 }
 
 // EtcdProcsStartTimeout bounds how long a member takes to serve.
@@ -197,7 +198,7 @@ func (c *EtcdProcs) launch(i int) error {
 		"--log-level", "error",
 		fmt.Sprintf("--unsafe-no-fsync=%v", c.cfg.NoFsync),
 	}
-	p, err := StartProcess("etcd "+m.name, c.cfg.Binary, args, nil, filepath.Join(m.dir, "etcd.log"))
+	p, err := startProcess("etcd "+m.name, c.cfg.Binary, args, nil, filepath.Join(m.dir, "etcd.log"))
 	if err != nil {
 		return err
 	}
@@ -213,7 +214,7 @@ func (c *EtcdProcs) waitReady(ctx context.Context, i int) error {
 	p := m.proc
 	c.mu.Unlock()
 	health := fmt.Sprintf("http://127.0.0.1:%d/health", m.metrics)
-	return p.WaitReady(ctx, "GET "+health, EtcdProcsStartTimeout, HTTPOK(health))
+	return waitReady(ctx, p, EtcdProcsStartTimeout, func(ctx context.Context) error { return p.WaitHTTP(ctx, health) })
 }
 
 // ExternalEtcd returns a handle on a cluster this process did not start:
@@ -271,10 +272,10 @@ func (c *EtcdProcs) MetricsURLs() []string {
 func (c *EtcdProcs) Client() *clientv3.Client { return c.cli }
 
 // procs returns the processes of the running members.
-func (c *EtcdProcs) procs() []*Process {
+func (c *EtcdProcs) procs() []*proc.Process {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []*Process
+	var out []*proc.Process
 	for _, m := range c.members {
 		if m.proc != nil {
 			out = append(out, m.proc)
@@ -293,7 +294,7 @@ func (c *EtcdProcs) Stats() (ProcStats, error) {
 		}
 		s, err := ReadProcStats(p.Pid())
 		if err != nil {
-			return ProcStats{}, fmt.Errorf("%s: %w", p.Name, err)
+			return ProcStats{}, fmt.Errorf("%s: %w", p.Spec.Name, err)
 		}
 		sum = sum.Add(s)
 	}
@@ -439,7 +440,7 @@ func (c *EtcdProcs) Close() {
 	}
 	var wg sync.WaitGroup
 	for _, p := range c.procs() {
-		wg.Go(p.Stop)
+		wg.Go(func() { p.Stop(stopGrace) })
 	}
 	wg.Wait()
 	c.mu.Lock()

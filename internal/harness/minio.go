@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/proc"
 )
 
 // MinIOStartTimeout bounds how long StartMinIO waits for the server to be
@@ -41,7 +42,7 @@ type MinIO struct {
 	root string // the test's directory: data, certs, HOME, log
 
 	mu   sync.Mutex
-	proc *Process // nil when stopped
+	proc *proc.Process // nil when stopped
 }
 
 // MinIOBinary returns the path of bin/minio under the module root. It does
@@ -116,7 +117,7 @@ func (s *MinIO) logPath() string { return filepath.Join(s.root, "minio.log") }
 
 // launch starts the server process and waits until it is live.
 func (s *MinIO) launch(ctx context.Context) error {
-	p, err := StartProcess("minio", s.bin, []string{"server",
+	p, err := startProcess("minio", s.bin, []string{"server",
 		"--address", s.Endpoint,
 		"--certs-dir", filepath.Join(s.root, "certs"),
 		"--quiet",
@@ -146,10 +147,16 @@ func (s *MinIO) launch(ctx context.Context) error {
 // object layer initialized (MinIO answers 200 before that, marking the
 // answer x-minio-server-status: offline, and refuses S3 requests with
 // "Server not initialized yet" meanwhile).
-func waitMinIOLive(ctx context.Context, p *Process, endpoint string) error {
+func waitMinIOLive(ctx context.Context, p *proc.Process, endpoint string) error {
 	client := &http.Client{Timeout: time.Second}
 	liveURL := "http://" + endpoint + "/minio/health/live"
-	return p.WaitReady(ctx, "GET "+liveURL, MinIOStartTimeout, func(ctx context.Context) error {
+	return waitReady(ctx, p, MinIOStartTimeout, func(ctx context.Context) error { return p.WaitReady(ctx, "GET "+liveURL, minIOLive(client, liveURL)) })
+}
+
+// minIOLive is a WaitReady check: MinIO's liveness answers 200 with its
+// object layer initialized.
+func minIOLive(client *http.Client, liveURL string) func(context.Context) error {
+	return func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, liveURL, nil)
 		if err != nil {
 			return err
@@ -163,7 +170,7 @@ func waitMinIOLive(ctx context.Context, p *Process, endpoint string) error {
 			return fmt.Errorf("status %s, %s", resp.Status, resp.Header.Get("x-minio-server-status"))
 		}
 		return nil
-	})
+	}
 }
 
 // Restart starts the server again after Stop, on the same address, data

@@ -168,10 +168,10 @@ func TestTopodProc(t *testing.T) {
 	if p.Addr != addr {
 		t.Fatalf("restarted on %s, want %s", p.Addr, addr)
 	}
-	proc := p.Process()
+	child := p.Process()
 	p.Stop()
-	if err := proc.Err(); err != nil {
-		t.Fatalf("topod did not exit cleanly on SIGTERM: %v\n%s", err, proc.LogTail())
+	if _, err := child.Exited(); err != nil {
+		t.Fatalf("topod did not exit cleanly on SIGTERM: %v", child.ExitError())
 	}
 }
 

@@ -46,7 +46,7 @@ func StartTopodOn(tb testing.TB, addr string, backend kv.Backend, opts toposerve
 	tb.Helper()
 	var lis net.Listener
 	// A port just released may take a moment to be reusable.
-	err := wait.PollUntilContextTimeout(tb.Context(), pollInterval, 5*time.Second, true, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(tb.Context(), 50*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
 		var err error
 		lis, err = net.Listen("tcp", addr)
 		return err == nil, nil

@@ -13,11 +13,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/topod-io/topod/internal/freeport"
+	"github.com/topod-io/topod/internal/proc"
 )
 
 // TopodStartTimeout bounds how long a topod process takes to serve.
@@ -47,7 +45,7 @@ type TopodProc struct {
 	MetricsAddr string // with cfg.Metrics
 
 	mu   sync.Mutex
-	proc *Process // nil after Kill or Stop
+	proc *proc.Process // nil after Kill or Stop
 }
 
 // StartTopodProc starts topod and waits until its gRPC health check serves.
@@ -85,7 +83,7 @@ func (p *TopodProc) Restart(ctx context.Context) error {
 	if p.MetricsAddr != "" {
 		args = append(args, "--metrics-listen", p.MetricsAddr)
 	}
-	proc, err := StartProcess(p.cfg.Name, p.cfg.Binary, args, nil, filepath.Join(p.cfg.Dir, p.cfg.Name+".log"))
+	proc, err := startProcess(p.cfg.Name, p.cfg.Binary, args, nil, filepath.Join(p.cfg.Dir, p.cfg.Name+".log"))
 	if err != nil {
 		return err
 	}
@@ -101,40 +99,19 @@ func (p *TopodProc) Restart(ctx context.Context) error {
 
 // waitGRPCHealth waits until the standard gRPC health service at addr
 // reports SERVING.
-func waitGRPCHealth(ctx context.Context, p *Process, addr string, opts []grpc.DialOption) error {
-	// Retry a refused connection every 100 ms, not after gRPC's default
-	// one-second backoff: the server is expected up any moment.
-	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1, MaxDelay: 100 * time.Millisecond}})}, opts...)
-	cc, err := grpc.NewClient(addr, opts...)
-	if err != nil {
-		return fmt.Errorf("%s: health client: %w", p.Name, err)
-	}
-	defer cc.Close()
-	health := healthpb.NewHealthClient(cc)
-	return p.WaitReady(ctx, "gRPC health of "+addr, TopodStartTimeout, func(ctx context.Context) error {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		resp, err := health.Check(cctx, &healthpb.HealthCheckRequest{})
-		if err != nil {
-			return err
-		}
-		if resp.Status != healthpb.HealthCheckResponse_SERVING {
-			return fmt.Errorf("status %s", resp.Status)
-		}
-		return nil
-	})
+func waitGRPCHealth(ctx context.Context, p *proc.Process, addr string, opts []grpc.DialOption) error {
+	return waitReady(ctx, p, TopodStartTimeout, func(ctx context.Context) error { return p.WaitGRPCHealth(ctx, addr, opts...) })
 }
 
 // Process is the running process, nil after Kill or Stop.
-func (p *TopodProc) Process() *Process {
+func (p *TopodProc) Process() *proc.Process {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.proc
 }
 
 // take returns the running process and forgets it.
-func (p *TopodProc) take() *Process {
+func (p *TopodProc) take() *proc.Process {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	proc := p.proc
@@ -153,7 +130,7 @@ func (p *TopodProc) Kill() {
 // after a grace period), and waits for it.
 func (p *TopodProc) Stop() {
 	if proc := p.take(); proc != nil {
-		proc.Stop()
+		proc.Stop(stopGrace)
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"vitess.io/vitess/go/vt/topo/topoproto"
 
 	topodatapb "vitess.io/vitess/go/vt/proto/topodata"
+
+	"github.com/topod-io/topod/internal/proc"
 )
 
 // Tablet is one tablet of a local cluster: a mysqld that mysqlctl
@@ -151,14 +153,14 @@ type Tablets struct {
 	Topo  Topo
 	Bin   string
 	Logs  string
-	User  *Identity
+	User  *proc.Identity
 	// Detach makes the vttablets outlive the caller (the demo). mysqld
 	// always does: mysqlctl starts it in the background and exits.
 	Detach bool
 }
 
-func (r Tablets) spec(name, binary string, args []string) Spec {
-	return Spec{
+func (r Tablets) spec(name, binary string, args []string) proc.Spec {
+	return proc.Spec{
 		Name: name, Binary: filepath.Join(r.Bin, binary), Args: args,
 		Log: filepath.Join(r.Logs, name+".log"), Dir: r.MySQL.Root, User: r.User,
 		Detach: r.Detach, Env: r.MySQL.Env(),
@@ -192,7 +194,7 @@ func (r Tablets) StartMySQL(ctx context.Context, t Tablet) error {
 		action = "init"
 	}
 	name := "mysqlctl-" + t.Name()
-	return Run(ctx, r.spec(name, "mysqlctl", MysqlctlArgs(t, action, r.MySQL.InitSQL())))
+	return proc.Run(ctx, r.spec(name, "mysqlctl", MysqlctlArgs(t, action, r.MySQL.InitSQL())))
 }
 
 // StopMySQL shuts tablet t's mysqld down with mysqlctl, if it runs.
@@ -201,7 +203,7 @@ func (r Tablets) StopMySQL(ctx context.Context, t Tablet) error {
 		return nil
 	}
 	name := "mysqlctl-" + t.Name()
-	return Run(ctx, r.spec(name, "mysqlctl", MysqlctlArgs(t, "shutdown", "")))
+	return proc.Run(ctx, r.spec(name, "mysqlctl", MysqlctlArgs(t, "shutdown", "")))
 }
 
 // MySQLRunning reports whether tablet t's mysqld runs: its pid file names a
@@ -224,14 +226,14 @@ func (r Tablets) MySQLRunning(t Tablet) bool {
 }
 
 // VttabletSpec is tablet t's vttablet process.
-func (r Tablets) VttabletSpec(t Tablet) Spec {
+func (r Tablets) VttabletSpec(t Tablet) proc.Spec {
 	return r.spec("vttablet-"+t.Name(), "vttablet", VttabletArgs(r.Topo, t, r.MySQL))
 }
 
 // StartVttablet starts tablet t's vttablet and waits until it answers its
 // status page (it registers in the topology before that).
-func (r Tablets) StartVttablet(ctx context.Context, t Tablet) (*Process, error) {
-	p, err := Start(r.VttabletSpec(t))
+func (r Tablets) StartVttablet(ctx context.Context, t Tablet) (*proc.Process, error) {
+	p, err := proc.Start(r.VttabletSpec(t))
 	if err != nil {
 		return nil, err
 	}

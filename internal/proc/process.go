@@ -1,11 +1,17 @@
-package vtlocal
+// Package proc runs child processes for the demo, the end-to-end tests, the
+// fault suite and the benchmarks: a program started with its output
+// appended to a log file, as the caller or as another user (Identity), tied
+// to the caller's life or detached from it; signalled, stopped with SIGTERM
+// then SIGKILL, and waited on until it is ready (WaitReady with a check such
+// as HTTPOK or GRPCHealthy) or has exited, with its log's tail in every
+// error.
+package proc
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,16 +19,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // Spec describes a process to start.
 type Spec struct {
-	// Name names the process in messages ("vtgate").
+	// Name names the process in messages ("vtgate", "etcd m0").
 	Name string
 	// Binary is the program's path; Args its arguments.
 	Binary string
@@ -30,8 +31,10 @@ type Spec struct {
 	// Log is the file that receives the process's stdout and stderr
 	// (appended to).
 	Log string
-	// Dir is the working directory, also the process's HOME and TMPDIR. It
-	// must be writable by User.
+	// Dir is the working directory, also the process's HOME and TMPDIR
+	// (it must be writable by User); the process then gets only the
+	// caller's PATH and locale from its environment. With no Dir it runs
+	// in the caller's directory with the caller's whole environment.
 	Dir string
 	// User runs the process; nil runs it as the caller.
 	User *Identity
@@ -39,8 +42,7 @@ type Spec struct {
 	// caller (the demo). Otherwise the kernel kills it when the caller dies
 	// (tests).
 	Detach bool
-	// Env is added to the process's environment ("KEY=value"), e.g. a
-	// tablet's VTDATAROOT.
+	// Env is added to the process's environment ("KEY=value").
 	Env []string
 }
 
@@ -49,7 +51,7 @@ type Process struct {
 	Spec Spec
 	cmd  *exec.Cmd
 	done chan struct{}
-	err  error // set before done is closed
+	err  error // how it exited; set before done is closed
 }
 
 // Start starts the process described by s.
@@ -59,14 +61,14 @@ func Start(s Spec) (*Process, error) {
 		return nil, err
 	}
 	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("%s: %w (run make build)", s.Name, err)
+		return nil, fmt.Errorf("start %s: %w", s.Name, err)
 	}
 	if err := s.User.CheckAccess(bin, true); err != nil {
-		return nil, fmt.Errorf("%s: %w", s.Name, err)
+		return nil, fmt.Errorf("start %s: %w", s.Name, err)
 	}
 	log, err := os.OpenFile(s.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("%s: log: %w", s.Name, err)
+		return nil, fmt.Errorf("start %s: log: %w", s.Name, err)
 	}
 	defer log.Close() // the child has its own descriptor
 	fmt.Fprintf(log, "=== %s: %s %s\n", time.Now().Format(time.RFC3339), bin, strings.Join(s.Args, " "))
@@ -94,9 +96,13 @@ func Start(s Spec) (*Process, error) {
 	return p, nil
 }
 
-// childEnv is the environment of a child: the caller's PATH and locale, and
-// dir as HOME and TMPDIR (the caller's may not be the child user's).
+// childEnv is the environment of a child in dir: the caller's PATH and
+// locale, and dir as HOME and TMPDIR (the caller's may not be the child
+// user's); the caller's whole environment when dir is empty.
 func childEnv(dir string) []string {
+	if dir == "" {
+		return os.Environ()
+	}
 	env := []string{"HOME=" + dir, "TMPDIR=" + dir}
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -122,7 +128,7 @@ func Run(ctx context.Context, s Spec) error {
 		return fmt.Errorf("%s: %w; last lines of %s:\n%s", s.Name, ctx.Err(), s.Log, LogTail(s.Log, 20))
 	}
 	if p.err != nil {
-		return p.exitError()
+		return p.ExitError()
 	}
 	return nil
 }
@@ -143,29 +149,46 @@ func (p *Process) Exited() (bool, error) {
 	}
 }
 
+// ExitError says how the process ended (status 0 included), with its
+// log's tail; nil while it runs.
+func (p *Process) ExitError() error {
+	if ok, _ := p.Exited(); !ok {
+		return nil
+	}
+	return fmt.Errorf("%s exited (%v); last lines of %s:\n%s", p.Spec.Name, p.err, p.Spec.Log, LogTail(p.Spec.Log, 20))
+}
+
+// Signal sends sig (SIGSTOP, SIGCONT, ...) to the process.
+func (p *Process) Signal(sig syscall.Signal) error {
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signal %s %v: %w", p.Spec.Name, sig, err)
+	}
+	return nil
+}
+
 // Kill kills the process with SIGKILL, as a crash would, and waits for it.
+// Killing an exited process does nothing.
 func (p *Process) Kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
 }
 
 // Stop sends SIGTERM and waits up to grace for the process to exit, then
-// kills it.
+// kills it. A stopped (SIGSTOP) process is continued so that it sees the
+// SIGTERM.
 func (p *Process) Stop(grace time.Duration) {
 	if ok, _ := p.Exited(); ok {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	t := time.NewTimer(grace)
+	defer t.Stop()
 	select {
 	case <-p.done:
-	case <-time.After(grace):
+	case <-t.C:
 		p.Kill()
 	}
-}
-
-// exitError describes how the process ended, with the tail of its log.
-func (p *Process) exitError() error {
-	return fmt.Errorf("%s exited (%v); last lines of %s:\n%s", p.Spec.Name, p.err, p.Spec.Log, LogTail(p.Spec.Log, 20))
 }
 
 // LogTail returns the last n lines of the file at path.
@@ -174,73 +197,14 @@ func LogTail(path string, n int) string {
 	if err != nil {
 		return fmt.Sprintf("(%v)", err)
 	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return "(empty log)"
+	}
 	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
 	return string(bytes.Join(lines, []byte("\n")))
-}
-
-// WaitHTTP polls url until it answers 200 OK, the process exits (an error
-// with its log's tail) or ctx ends.
-func (p *Process) WaitHTTP(ctx context.Context, url string) error {
-	client := &http.Client{Timeout: 2 * time.Second}
-	return p.poll(ctx, "GET "+url, func() error {
-		resp, err := client.Get(url)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %s", resp.Status)
-		}
-		return nil
-	})
-}
-
-// WaitGRPCHealth polls the standard gRPC health service at addr until it
-// reports SERVING, the process exits or ctx ends. It dials in plaintext
-// unless opts say otherwise (grpc.WithTransportCredentials).
-func (p *Process) WaitGRPCHealth(ctx context.Context, addr string, opts ...grpc.DialOption) error {
-	// Retry a refused connection every 100 ms, not after gRPC's default
-	// one-second backoff: the server is expected up any moment.
-	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1, MaxDelay: 100 * time.Millisecond}})}, opts...)
-	cc, err := grpc.NewClient(addr, opts...)
-	if err != nil {
-		return fmt.Errorf("%s: %w", p.Spec.Name, err)
-	}
-	defer cc.Close()
-	client := healthpb.NewHealthClient(cc)
-	return p.poll(ctx, "gRPC health of "+addr, func() error {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		resp, err := client.Check(cctx, &healthpb.HealthCheckRequest{})
-		if err != nil {
-			return err
-		}
-		if resp.Status != healthpb.HealthCheckResponse_SERVING {
-			return fmt.Errorf("status %s", resp.Status)
-		}
-		return nil
-	})
-}
-
-func (p *Process) poll(ctx context.Context, what string, check func() error) error {
-	var last error
-	for {
-		if last = check(); last == nil {
-			return nil
-		}
-		select {
-		case <-p.done:
-			return p.exitError()
-		case <-ctx.Done():
-			return fmt.Errorf("%s: waiting for %s: %w (last error: %v); last lines of %s:\n%s",
-				p.Spec.Name, what, ctx.Err(), last, p.Spec.Log, LogTail(p.Spec.Log, 20))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // WritePidFile records the process's pid in path.
@@ -271,6 +235,7 @@ func StopPidFile(path, binary string, grace time.Duration) (bool, error) {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		return false, fmt.Errorf("stop pid %d: %w", pid, err)
 	}
+	// Not our child: nothing to wait on but /proc.
 	deadline := time.Now().Add(grace)
 	for Running(pid, binary) {
 		if time.Now().After(deadline) {
