@@ -208,14 +208,18 @@ func TestCompactionWhileDisconnected(t *testing.T) {
 }
 
 // metric reads metric name of an in-process topod, summed over the label
-// sets with the given labels (0 if it is not exported).
+// sets with the given labels; the test fails if none is exported.
 func metric(t *testing.T, srv *harness.Topod, name string, labels ...string) float64 {
 	t.Helper()
 	m, err := srv.Metrics()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m.Sum(name, labels...)
+	v, ok := m.Lookup(name, labels...)
+	if !ok {
+		t.Fatalf("topod exports no %s%q: a renamed metric is not read as 0", name, labels)
+	}
+	return v
 }
 
 // TestRecursiveWatchersResume: recursive watchers of 50 files on two
