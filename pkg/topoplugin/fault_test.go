@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"vitess.io/vitess/go/vt/topo"
 
 	"github.com/topod-io/topod/internal/harness"
@@ -218,17 +220,17 @@ func TestReplicasShareEtcd(t *testing.T) {
 	}
 }
 
-// eventually waits, up to 5 s, until c reads want in file.
+// eventually waits, up to a minute, until c reads want in file.
 func eventually(t *testing.T, c *topoplugin.Conn, file, want string) {
 	t.Helper()
 	var got []byte
 	var err error
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if got, _, err = c.Get(t.Context(), file); err == nil && string(got) == want {
-			return
-		}
+	if wait.PollUntilContextTimeout(t.Context(), 10*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		got, _, err = c.Get(ctx, file)
+		return err == nil && string(got) == want, nil
+	}) != nil {
+		t.Fatalf("Get %s = %q, %v; want %q", file, got, err, want)
 	}
-	t.Fatalf("Get %s = %q, %v; want %q", file, got, err, want)
 }
 
 // lockHolderEnv makes the test binary a lock holder process (see
@@ -252,7 +254,7 @@ func TestLockHolderProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Println("LOCKED")
-	time.Sleep(time.Minute)
+	time.Sleep(time.Minute) // until the parent kills this process
 }
 
 // TestLockReleasedWhenHolderDies: a lock held by a process that is killed
