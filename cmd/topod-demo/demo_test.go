@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"vitess.io/vitess/go/sqltypes"
 	vtadminpb "vitess.io/vitess/go/vt/proto/vtadmin"
 
@@ -225,22 +227,18 @@ func checkVTAdminAPI(ctx context.Context, t *testing.T, c config) {
 		} `json:"result"`
 	}
 	// vtadmin-api lists the tablets vtgate's health check sees.
-	deadline := time.Now().Add(time.Minute)
-	for {
+	serving := 0
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 		getJSON(ctx, t, c.vtadminURL()+"/api/tablets", &tablets)
-		serving := 0
+		serving = 0
 		for _, tb := range tablets.Result.Tablets {
 			if tb.Tablet.Keyspace == vtlocal.CommerceKeyspace && tb.State == vtadminpb.Tablet_SERVING {
 				serving++
 			}
 		}
-		if serving == len(commerceTablets(c)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("vtadmin-api lists %d SERVING tablets of %s, want %d: %+v", serving, vtlocal.CommerceKeyspace, len(commerceTablets(c)), tablets.Result.Tablets)
-		}
-		time.Sleep(time.Second)
+		return serving == len(commerceTablets(c)), nil
+	}); err != nil {
+		t.Fatalf("vtadmin-api lists %d SERVING tablets of %s, want %d: %+v", serving, vtlocal.CommerceKeyspace, len(commerceTablets(c)), tablets.Result.Tablets)
 	}
 	t.Logf("vtadmin-api lists %d keyspaces and the %d SERVING tablets of %s", c.keyspaces+1, len(commerceTablets(c)), vtlocal.CommerceKeyspace)
 	// The files as vtctld's GetTopologyPath decodes them: protobuf's text

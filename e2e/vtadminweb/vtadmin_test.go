@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // cluster is the demo's cluster in VTAdmin (cmd/topod-demo).
@@ -249,21 +250,23 @@ func (b *browser) waitText(s string, timeout time.Duration) {
 func (b *browser) waitMatch(re string, timeout time.Duration) {
 	b.t.Helper()
 	q, _ := json.Marshal(re)
-	s := re
-	deadline := time.Now().Add(timeout)
-	for {
+	if !b.poll(timeout, func() bool {
 		var ok bool
 		b.eval(fmt.Sprintf("new RegExp(%s).test(document.body.innerText)", q), &ok)
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			var text string
-			b.eval("document.body.innerText", &text)
-			b.t.Fatalf("%s: no %q after %v; the page says:\n%.2000s", b.location(), s, timeout, text)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return ok
+	}) {
+		var text string
+		b.eval("document.body.innerText", &text)
+		b.t.Fatalf("%s: no %q after %v; the page says:\n%.2000s", b.location(), re, timeout, text)
 	}
+}
+
+// poll asks cond every 50 ms until it holds (true) or timeout passes
+// (false).
+func (b *browser) poll(timeout time.Duration, cond func() bool) bool {
+	return wait.PollUntilContextTimeout(b.ctx, 50*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		return cond(), nil
+	}) == nil
 }
 
 func (b *browser) location() string {
@@ -296,8 +299,7 @@ func (b *browser) column(i int) []string {
 func (b *browser) openNode(name string) {
 	b.t.Helper()
 	title, _ := json.Marshal("► " + name)
-	deadline := time.Now().Add(time.Minute)
-	for {
+	if !b.poll(time.Minute, func() bool {
 		var clicked bool
 		b.eval(fmt.Sprintf(`(() => {
 			const n = [...document.querySelectorAll('div.cursor-pointer')].find(d => d.textContent.trim() === %s);
@@ -305,15 +307,11 @@ func (b *browser) openNode(name string) {
 			n.click();
 			return true;
 		})()`, title), &clicked)
-		if clicked {
-			b.waitText("▼ "+name, time.Minute)
-			return
-		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("topology: no node %s to open", title)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return clicked
+	}) {
+		b.t.Fatalf("topology: no node %s to open", title)
 	}
+	b.waitText("▼ "+name, time.Minute)
 }
 
 // resourceTiming describes the page's last request whose URL has part.
@@ -349,17 +347,12 @@ func (b *browser) screenshot(name string) {
 	if b.shots == "" {
 		return
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
+	if !b.poll(time.Minute, func() bool {
 		var loading bool
 		b.eval(`document.body.innerText.includes("Loading...")`, &loading)
-		if !loading {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("%s: still loading after a minute", b.location())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return !loading
+	}) {
+		b.t.Fatalf("%s: still loading after a minute", b.location())
 	}
 	png := run(b, "screenshot", chromedp.CaptureScreenshot())
 	if err := os.WriteFile(filepath.Join(b.shots, name), png, 0o644); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -254,7 +255,9 @@ func TestLockHolderProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Println("LOCKED")
-	time.Sleep(time.Minute) // until the parent kills this process
+	// Hold it until the parent kills this process (SIGKILL), or until its
+	// end of stdin closes (the parent ended first).
+	_, _ = io.Copy(io.Discard, os.Stdin)
 }
 
 // TestLockReleasedWhenHolderDies: a lock held by a process that is killed
@@ -282,6 +285,11 @@ func TestLockReleasedWhenHolderDies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			in, err := child.StdinPipe() // held open: the child holds the lock until killed
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer in.Close()
 			child.Stderr = os.Stderr
 			if err := child.Start(); err != nil {
 				t.Fatal(err)
